@@ -426,36 +426,46 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
     gemm(0, 1, BT, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias);
 }
 
-// dbias[OC] += column sums of dout[BT,OC]. Each thread owns a range of
-// columns and sums them over all rows in order, in registers.
-static void bias_backward(float *dbias, const float *dout, int BT, int OC) {
-    enum { CW = 256 };  // columns per chunk: 16 zmm accumulators
-    int nchunks = ceil_div(OC, CW);
-    #pragma omp parallel for schedule(static) num_threads(threads_for(4.0 * BT * OC))
-    for (int ch = 0; ch < nchunks; ch++) {
-        int o0 = ch * CW, no = min_int(CW, OC - o0);
+// dbias[OC] += column sums of dout[BT,OC]. Threads own chunks of columns
+// and sum each column over all rows in order, in registers, so the result
+// does not depend on the chunk width or the number of threads.
 #ifdef __AVX512F__
-        __m512 acc[CW / 16];
-        __mmask16 m[CW / 16];
-        for (int v = 0; v < CW / 16; v++) {
-            acc[v] = _mm512_setzero_ps();
-            m[v] = tail_mask(no - 16 * v < 0 ? 0 : no - 16 * v);
-        }
-        for (int b = 0; b < BT; b++) {
-            const float *row = dout + (size_t)b * OC + o0;
-            for (int v = 0; v < CW / 16; v++)
-                acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(m[v], row + 16 * v));
-        }
-        for (int v = 0; v < CW / 16; v++) {
-            float *d = dbias + o0 + 16 * v;
-            _mm512_mask_storeu_ps(d, m[v], _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], d), acc[v]));
-        }
+static inline __attribute__((always_inline)) void
+sum_columns(float *dbias, const float *dout, int BT, int OC, int o0, int cw) {
+    __m512 acc[16];
+    __mmask16 m[16];
+    for (int v = 0; v < cw / 16; v++) {
+        acc[v] = _mm512_setzero_ps();
+        m[v] = tail_mask(OC - o0 - 16 * v);
+    }
+    for (int b = 0; b < BT; b++) {
+        const float *row = dout + (size_t)b * OC + o0;
+        for (int v = 0; v < cw / 16; v++) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(m[v], row + 16 * v));
+    }
+    for (int v = 0; v < cw / 16; v++) {
+        float *d = dbias + o0 + 16 * v;
+        _mm512_mask_storeu_ps(d, m[v], _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], d), acc[v]));
+    }
+}
 #else
-        float acc[CW] = {0};
-        for (int b = 0; b < BT; b++)
-            for (int o = 0; o < no; o++) acc[o] += dout[(size_t)b * OC + o0 + o];
-        for (int o = 0; o < no; o++) dbias[o0 + o] += acc[o];
+static void sum_columns(float *dbias, const float *dout, int BT, int OC, int o0, int cw) {
+    float acc[256] = {0};
+    int no = min_int(cw, OC - o0);
+    for (int b = 0; b < BT; b++)
+        for (int o = 0; o < no; o++) acc[o] += dout[(size_t)b * OC + o0 + o];
+    for (int o = 0; o < no; o++) dbias[o0 + o] += acc[o];
+}
 #endif
+
+static void bias_backward(float *dbias, const float *dout, int BT, int OC) {
+    int nthreads = threads_for(4.0 * BT * OC);
+    // wide chunks (long contiguous reads per row) unless that leaves threads idle
+    int cw = ceil_div(OC, 256) >= 4 * nthreads ? 256 : 64;
+    int nchunks = ceil_div(OC, cw);
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int ch = 0; ch < nchunks; ch++) {
+        if (cw == 256) sum_columns(dbias, dout, BT, OC, ch * 256, 256);
+        else sum_columns(dbias, dout, BT, OC, ch * 64, 64);
     }
 }
 
