@@ -909,7 +909,9 @@ int main(int argc, char **argv) {
         if (fl.image_height) { config.image_height = fl.image_height; config.image_width = fl.image_width; }
         if (fl.image_channels) config.image_channels = fl.image_channels;
         config.num_classes = train_set.num_classes;
-        vit_check_config(&config, model_flags ? "model flags" : preset->name);
+        char source[128];
+        snprintf(source, sizeof(source), "%s%s", preset->name, model_flags ? " with the model flags" : "");
+        vit_check_config(&config, source);
         vit_build_random(&model, &config, rc.seed);
         printf("model: new ViT %s (%s%s), initialised with seed %llu\n", preset->name, preset->note,
                model_flags ? ", with flags" : "", (unsigned long long)rc.seed);
