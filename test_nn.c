@@ -48,6 +48,23 @@ int main(void) {
     }
     CHECK(worst_t <= 2e-7, "vtanhf within 2e-7 absolute on [-20, 20] (worst %.2e)", worst_t);
     CHECK(vtanhf(50.0f) == 1.0f && vtanhf(-50.0f) == -1.0f, "vtanhf saturates at +-1");
+    // erf: every 16th float in [-6, 6] (both branches, the seams at 1.2 and 3.92)
+    double worst_e = 0.0;
+    float worst_ex = 0.0f;
+    float six = 6.0f;
+    uint32_t six_bits;
+    memcpy(&six_bits, &six, 4);
+    for (uint32_t b = 0; b <= six_bits; b += 16) {
+        float x;
+        memcpy(&x, &b, 4);
+        for (int sign = 0; sign < 2; sign++, x = -x) {
+            double d = fabs((double)verff(x) - erf((double)x));
+            if (d > worst_e) { worst_e = d; worst_ex = x; }
+        }
+    }
+    CHECK(worst_e <= 2e-7, "verff within 2e-7 absolute on [-6, 6] (worst %.2e at %.9g)", worst_e, worst_ex);
+    CHECK(verff(0.0f) == 0.0f && verff(10.0f) == 1.0f && verff(-10.0f) == -1.0f && isnan(verff(NAN)),
+          "verff: erf(0) = 0, saturates at +-1, NaN stays NaN");
     if (failures) { printf("test_nn: %d FAILED\n", failures); return 1; }
     printf("test_nn: all passed\n");
     return 0;

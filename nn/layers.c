@@ -225,10 +225,10 @@ void gelu_forward(float *out, const float *inp, int N, GeluKind kind) {
             out[i] = 0.5f * x * (1.0f + vtanhf(u));
         }
     } else {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for simd schedule(static)
         for (int i = 0; i < N; i++) {
             float x = inp[i];
-            out[i] = 0.5f * x * (1.0f + erff(x * INV_SQRT_2));
+            out[i] = 0.5f * x * (1.0f + verff(x * INV_SQRT_2));
         }
     }
 }
@@ -246,10 +246,10 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, int N, Gelu
             dinp[i] += grad * dout[i];
         }
     } else {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for simd schedule(static)
         for (int i = 0; i < N; i++) {
             float x = inp[i];
-            float cdf = 0.5f * (1.0f + erff(x * INV_SQRT_2));
+            float cdf = 0.5f * (1.0f + verff(x * INV_SQRT_2));
             float pdf = INV_SQRT_2PI * vexpf(-0.5f * x * x);
             dinp[i] += (cdf + x * pdf) * dout[i];
         }

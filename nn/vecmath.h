@@ -2,7 +2,7 @@
 // loops (glibc's expf/tanhf are scalar calls unless the whole file is built
 // with -ffast-math, which we avoid because it assumes there are no NaNs).
 // test_nn.c measures their error against double precision: vexpf within 2 ulp
-// on [-87.33, 88.37], vtanhf within 2e-7 absolute. NaN in gives NaN out.
+// on [-87.33, 88.37], vtanhf and verff within 2e-7 absolute. NaN in gives NaN out.
 #ifndef NN_VECMATH_H
 #define NN_VECMATH_H
 
@@ -50,6 +50,41 @@ static inline float vexpf(float x) {
 static inline float vtanhf(float x) {
     float e = vexpf(2.0f * x);
     return 1.0f - 2.0f / (e + 1.0f);
+}
+
+// erf(x) for exact GELU: |x| <= 1.2 as x P(x^2), 1.2 < |x| < 3.92 as
+// 1 - e^{-x^2} Q(|x|), and +-1 beyond (erfc(3.92) is below half a float ulp
+// of 1). P and Q are least-squares fits on Chebyshev nodes (dev/fit_erf.py);
+// absolute error <= 2e-7, which is what GELU's 1 + erf needs. Both branches
+// are computed and one is selected, so the loop stays vectorised.
+static inline float verff(float x) {
+    float a = x < 0.0f ? -x : x;
+    float t = x * x;
+    float p = 6.573305394e-05f;
+    p = p * t - 7.582255289e-04f;
+    p = p * t + 5.134570429e-03f;
+    p = p * t - 2.682267678e-02f;
+    p = p * t + 1.128277207e-01f;
+    p = p * t - 3.761254867e-01f;
+    p = p * t + 1.128379154e+00f;
+    float small = p * x;
+    float ac = a > 3.92f ? 3.92f : a;             // Q is fitted on [1.2, 4]
+    float u = ac - 2.6f;
+    float q = 1.183947362e-06f;
+    q = q * u - 4.619487671e-06f;
+    q = q * u + 1.176876825e-05f;
+    q = q * u - 4.466052169e-05f;
+    q = q * u + 1.748383153e-04f;
+    q = q * u - 6.210097156e-04f;
+    q = q * u + 2.129523405e-03f;
+    q = q * u - 7.083194181e-03f;
+    q = q * u + 2.267858821e-02f;
+    q = q * u - 6.959036988e-02f;
+    q = q * u + 2.036132454e-01f;
+    float large = 1.0f - q * vexpf(-ac * ac);
+    if (a >= 3.92f) large = 1.0f;
+    large = x < 0.0f ? -large : large;
+    return a <= 1.2f ? small : large;             // NaN takes the second branch and stays NaN
 }
 
 #endif
