@@ -7,7 +7,8 @@
 #   3. torn checkpoints: a crash between a checkpoint's files is ignored on resume
 #   4. NaN/Inf: the run stops naming the step and keeps the last good state;
 #      --nan skip skips and counts
-#   5. an unwritable -o DIR is reported at start
+#   5. an unwritable -o DIR is reported at start; a new run does not write
+#      into a folder holding another run's checkpoints
 # usage: dev/test_run.sh BIN_DIR   (BIN_DIR holds train_gpt2_<optim>; make run-test-train does this)
 set -euo pipefail
 BIN=${1:?usage: dev/test_run.sh BIN_DIR}
@@ -147,6 +148,14 @@ status=0
 err=$("$BIN/train_gpt2_adamw" $COMMON -x 2 -b 4 -o /proc/no-such-dir 2>&1 >/dev/null) || status=$?
 if [[ $status != 0 && $err == *no-such-dir* ]]; then ok "an unwritable -o is reported at start: $err"
 else bad "an unwritable -o is reported at start: $err"; fi
+
+# --- a new run into a folder that holds another run's checkpoints ---------------
+before=$(cd "$WORK/torn2" && sha256sum model_* optim_* state_* | sha256sum)
+status=0
+err=$("$BIN/train_gpt2_adamw" $COMMON -x 2 -b 4 -o "$WORK/torn2" 2>&1 >/dev/null) || status=$?
+after=$(cd "$WORK/torn2" && sha256sum model_* optim_* state_* | sha256sum)
+if [[ $status != 0 && $err == *"-y 1"* && $before == "$after" ]]; then ok "a new run is refused where an earlier run's checkpoints are, which stay untouched: $err"
+else bad "a new run is refused where an earlier run's checkpoints are: $err"; fi
 
 if [ $fails -gt 0 ]; then echo "test_run.sh: $fails FAILED"; exit 1; fi
 echo "test_run.sh: all passed"

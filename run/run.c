@@ -553,7 +553,15 @@ cJSON *run_resume_begin(Run *run, const RunConfig *rc) {
     memset(run, 0, sizeof(*run));
     run->rc = rc;
     run->last_eval = -1.0f;
-    if (!rc->resume) return NULL;
+    if (!rc->resume) {
+        // a new run must not mix its checkpoints with an earlier run's (a later
+        // -y 1 would pick the newest of either) nor silently write over them
+        long earlier = rc->out_dir[0] ? ckpt_latest(rc->out_dir) : -1;
+        if (earlier >= 0)
+            fail("%s holds an earlier run's checkpoints (newest: step %ld): continue it with -y 1, "
+                 "or choose another -o DIR", rc->out_dir, earlier);
+        return NULL;
+    }
     long step = ckpt_latest(rc->out_dir);
     if (step < 0) {
         printf("resume: no complete checkpoint in %s, starting from scratch\n", rc->out_dir);
