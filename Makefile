@@ -90,8 +90,13 @@ run-test-gpt2: test_gpt2
 	./test_gpt2
 
 RUN_OBJS := $(BUILD)/run/run.o
+# the log's git_commit: run.o is rebuilt when the commit changes
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+$(BUILD)/git-commit: FORCE
+	@mkdir -p $(BUILD)
+	@echo $(GIT_COMMIT) | cmp -s - $@ || echo $(GIT_COMMIT) > $@
 $(BUILD)/run/run.o: CFLAGS += -DGIT_COMMIT=\"$(GIT_COMMIT)\"
+$(BUILD)/run/run.o: $(BUILD)/git-commit
 
 # The trainer for each optimizer is built as $(BUILD)/bin/train_gpt2_<optim>
 # (tests use several side by side); ./train_gpt2 is a copy of the one OPTIM
