@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -314,6 +315,7 @@ cJSON *run_config_json(const RunConfig *rc, const OptimConfig *oc, const char *m
     cJSON_AddStringToObject(o, "type", "config");
     cJSON_AddStringToObject(o, "model", model_name);
     cJSON_AddStringToObject(o, "git_commit", GIT_COMMIT);
+    cJSON_AddNumberToObject(o, "threads", omp_get_max_threads()); // results are bitwise per thread count
     cJSON *args = cJSON_AddArrayToObject(o, "argv");
     for (int i = 0; i < argc; i++) cJSON_AddItemToArray(args, cJSON_CreateString(argv[i]));
     cJSON *opt = cJSON_AddObjectToObject(o, "optimizer");
