@@ -35,7 +35,7 @@ def read_log(path):
                 config = config or rec  # a resumed run repeats it; keep the first
             elif "step" in rec and "lr" in rec and "ms" in rec:
                 steps.append(rec)
-            elif "step" in rec and ("val_loss" in rec or "accuracy" in rec):
+            elif "step" in rec and ("val_loss" in rec or "test_acc" in rec):
                 evals.append(rec)
     if not steps:
         raise SystemExit(f"plot: {path} has no step records")
@@ -87,7 +87,7 @@ def main():
         line = axes[0][0].plot(x_step, loss, label=label, linewidth=1)[0]
         axes[0][1].plot(x_time, loss, label=label, linewidth=1, color=line.get_color())
         if evals:
-            key = "val_loss" if "val_loss" in evals[0] else "accuracy"
+            key = "val_loss" if "val_loss" in evals[0] else "test_acc"
             ex = [r["step"] for r in evals]
             ey = [r[key] for r in evals]
             # evaluation times: the step time elapsed when the evaluation ran
