@@ -39,8 +39,9 @@ deps/.setup-done: dev/setup.sh
 	@mkdir -p deps && touch $@
 
 # ---------------------------------------------------------------------------
-# objects: every .c compiles to $(BUILD)/<path>.o with its header dependencies
-$(BUILD)/%.o: %.c
+# objects: every .c compiles to $(BUILD)/<path>.o with its header dependencies,
+# after the set-up (a fresh machine needs libcjson-dev and libstb-dev first)
+$(BUILD)/%.o: %.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -103,7 +104,7 @@ $(BUILD)/run/run.o: $(BUILD)/git-commit
 # names, refreshed whenever OPTIM changes.
 BINS += train_gpt2
 GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
-$(BUILD)/%/train_gpt2.o: train_gpt2.c
+$(BUILD)/%/train_gpt2.o: train_gpt2.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/bin/train_gpt2_%: $(BUILD)/%/train_gpt2.o $(BUILD)/optim/%.o $(GPT2_OBJS)
@@ -143,6 +144,12 @@ run-test-train: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_sgd_sai $(
                 $(BUILD)/bin/train_gpt2_slimadam
 	bash dev/test_run.sh $(BUILD)/bin
 
+# a few train_gpt2 steps with each optimizer against the PyTorch trainer's
+# committed runs (dev/train_gpt2_ref.py)
+TESTS += run-test-e2e
+run-test-e2e: $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS))
+	bash dev/test_e2e.sh $(BUILD)/bin
+
 # ---------------------------------------------------------------------------
 # benchmarks (figures are ratios against a peer measured in the same run)
 $(BUILD)/bin/bench_optim_%: $(BUILD)/dev/bench/bench_optim.o $(BUILD)/optim/%.o $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(COMMON_OBJS)
@@ -170,7 +177,7 @@ bench: bench-train bench-optim bench-matmul bench-tokenizer
 VIT_OBJS = $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(IMAGES_OBJS)
 
 # the trainer object of one optimizer, $(BUILD)/<optim>/train_vit.o
-$(BUILD)/%/train_vit.o: train_vit.c
+$(BUILD)/%/train_vit.o: train_vit.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -200,7 +207,7 @@ vit-ref:
 	$(PYTHON) dev/vit_ref.py
 
 # The default small ViT on Fashion-MNIST; the README's command: fmnist-tiny,
-# 10 epochs, ~2.5 minutes on 2 cores. Each optimizer's lr is the best of a
+# 10 epochs, about 2 minutes on 2 cores. Each optimizer's lr is the best of a
 # small sweep on this config (README); the others use their defaults.
 VIT_TRAIN_FLAGS := -e fmnist-tiny --epochs 10 -c 0.05 -u 200 -k cosine -q 0 -v 468 -p 500
 VIT_LR_adamw := 2e-3

@@ -142,6 +142,7 @@ static void run_reference(const char *variant) {
     fread_or_fail(gh, sizeof(int), 256, gf, path);
     if (gh[0] != 20261125 || gh[1] != 1 || (size_t)gh[3] != P) fail("%s: bad header", path);
     int S = gh[2];
+    if (S < 4) fail("%s: %d steps; the tests need at least 4", path, S);
     float *lr_mult = malloc_or_fail(S * sizeof(float), "lr");
     float **grads = malloc_or_fail(S * sizeof(float *), "grads");
     for (int k = 0; k < S; k++) {
@@ -223,22 +224,39 @@ static void run_reference(const char *variant) {
           S, e1, e2);
     free(sizes);
 
-    // the state file: save, load into a new optimizer, one more step each: identical
+    // the state file: 2 steps, save, load into a new optimizer, 2 more steps
+    // must equal 4 steps without a break, bit for bit (parameters, state, step)
+    int quiet = dup(1), devnull = open("/dev/null", O_WRONLY);
+    fflush(stdout);
+    dup2(devnull, 1); // SGD-SaI prints its table at each first step
+    float *params_straight = malloc_or_fail(P * sizeof(float), "params_straight");
+    float *params2 = malloc_or_fail(P * sizeof(float), "params2");
+    memcpy(params_straight, p0, P * sizeof(float));
+    memcpy(params2, p0, P * sizeof(float));
+    Optimizer *straight = optim_create(blocks, nb, &oc);
+    for (int k = 0; k < 4; k++) optim_step(straight, params_straight, grads[k], base_lr * lr_mult[k]);
+    Optimizer *first_half = optim_create(blocks, nb, &oc);
+    for (int k = 0; k < 2; k++) optim_step(first_half, params2, grads[k], base_lr * lr_mult[k]);
     char tmp[] = "/tmp/test_optim_XXXXXX";
     int fd = mkstemp(tmp);
+    if (fd < 0) fail("mkstemp %s", tmp);
     close(fd);
-    optim_save(opt, tmp);
+    optim_save(first_half, tmp);
+    optim_free(first_half);
     Optimizer *opt2 = optim_create(blocks, nb, &oc);
     optim_load(opt2, tmp);
-    float *params2 = malloc_or_fail(P * sizeof(float), "params2");
-    memcpy(params2, model.params_memory, P * sizeof(float));
-    optim_step(opt, model.params_memory, grads[0], base_lr);
-    optim_step(opt2, params2, grads[0], base_lr);
-    int same = memcmp(params2, model.params_memory, P * sizeof(float)) == 0 &&
-               memcmp(optim_base(opt)->state, optim_base(opt2)->state, F * sizeof(float)) == 0 &&
-               optim_base(opt)->step == optim_base(opt2)->step;
-    CHECK(same, "save + load + step == step (parameters, state and step count bit for bit)");
+    for (int k = 2; k < 4; k++) optim_step(opt2, params2, grads[k], base_lr * lr_mult[k]);
+    fflush(stdout);
+    dup2(quiet, 1);
+    close(devnull);
+    close(quiet);
+    int same = memcmp(params2, params_straight, P * sizeof(float)) == 0 &&
+               memcmp(optim_base(straight)->state, optim_base(opt2)->state, F * sizeof(float)) == 0 &&
+               optim_base(straight)->step == optim_base(opt2)->step && optim_base(opt2)->step == 4;
+    CHECK(same, "2 steps + save + load + 2 steps == 4 steps (parameters, state and step count bit for bit)");
     remove(tmp);
+    optim_free(straight);
+    free(params_straight);
 
     optim_free(opt);
     optim_free(opt2);

@@ -11,7 +11,7 @@ test_matmul: $(BUILD)/test_matmul.o $(MATMUL_OBJ) $(COMMON_OBJS)
 
 # The fallback path (no AVX-512) compiled from the same source, so the tests
 # cover the code that runs on other x86-64 machines.
-$(BUILD)/nn/matmul_portable.o: nn/matmul.c
+$(BUILD)/nn/matmul_portable.o: nn/matmul.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -mno-avx512f -c $< -o $@
 
