@@ -50,6 +50,7 @@ name them), in this order:
 #include "nn/layers.h"
 #include "nn/matmul.h"
 #include "optim/optim.h"
+#include "optim/snr.h"
 
 // timm's ViT: LayerNorm eps 1e-6 (GPT-2 uses 1e-5), exact-erf GELU
 #define VIT_LN_EPS 1e-6f
@@ -1021,6 +1022,9 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
     run_open(&run, c, "img", "acc", state_bytes, elapsed_before);
 
+    SnrStats snr; // --snr-every: SlimAdam rules measured from AdamW's v
+    if (rc.snr_every > 0) snr_init(&snr, blocks, num_blocks);
+
     // the training loop
     float last_loss = NAN;
     long step = run.start_step;
@@ -1052,6 +1056,7 @@ int main(int argc, char **argv) {
             last_loss = loss;
         }
         run_step_end(&run, step, loss, lr, gnorm, skipped, (double)rc.total_batch);
+        if (rc.snr_every > 0 && step % rc.snr_every == 0) snr_measure(&snr, opt);
 
         if (have_test && run_due(&run, step, rc.val_every)) {
             int final = step == rc.max_steps || run_interrupted();
@@ -1081,6 +1086,10 @@ int main(int argc, char **argv) {
     }
 
     run_finish(&run, step, last_loss);
+    if (rc.snr_every > 0) {
+        snr_write_rules(&snr, rc.snr_out);
+        snr_free(&snr);
+    }
     if (rc.out_dir[0])
         printf("checkpoint: %s/model_%08ld.bin; evaluate it again with\n  ./train_vit -e %s/model_%08ld.bin -x 0\n",
                rc.out_dir, step, rc.out_dir, step);

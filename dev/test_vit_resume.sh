@@ -9,6 +9,7 @@
 #  2. bad input: missing, truncated or foreign checkpoints, image sizes that
 #     do not fit the patch or the model, mismatched shards and nonsense flags
 #     each end with one line "error: ..." and a non-zero exit status.
+#  3. --snr-every (AdamW) writes SlimAdam rules for every ViT block.
 #
 #   bash dev/test_vit_resume.sh path/to/train_vit_adamw path/to/train_vit_sgd_sai
 set -euo pipefail
@@ -159,6 +160,21 @@ expect_error "crop padding too large" "crop padding 13 is out of range" "${SMALL
 expect_error "-d not a multiple" "not a multiple of the micro-batch" "${SMALL[@]}" -d 12
 expect_error "--patch 0" "flag --patch must be in" "${SMALL[@]}" --patch 0
 expect_error "resume with other -b" "resume with the same ones" "${RUN[@]}" -b 4 -o "$tmp/$(basename "$bin")/ref" -y 1
+
+# --snr-every with AdamW: SlimAdam rules for the ViT's blocks (the SNR maths is
+# tested in test_optim; here: every block gets a rule and the file is JSON)
+if [[ "$(basename "$bin")" == *adamw* ]]; then
+  if "$bin" "${SMALL[@]}" -x 6 --snr-every 2 -o "$tmp/snr" >"$tmp/snr.log" 2>&1 &&
+     "$PY" - "$tmp/snr/slimadam_rules.json" <<'EOF'
+import json, sys
+rules = json.load(open(sys.argv[1]))
+need = {"patch.w", "cls", "pos", "h0.attn.qkvw.q", "h0.attn.qkvw.k", "h0.attn.qkvw.v", "h0.mlp.fcw", "head.w"}
+assert need <= set(rules), sorted(need - set(rules))
+assert rules["h0.ln1w"] is None and all(v is None or v in ([0], [1], [0, 1]) for v in rules.values())
+EOF
+  then ok "--snr-every: SlimAdam rules for every ViT block written to slimadam_rules.json"
+  else bad "--snr-every on the ViT"; tail -3 "$tmp/snr.log"; fi
+fi
 
 if [ $failures -ne 0 ]; then echo "test_vit_resume: $failures FAILED"; exit 1; fi
 echo "test_vit_resume: all passed"
