@@ -29,6 +29,8 @@ LDLIBS := -lcjson -lz -lm
 PYTHON := /usr/bin/python3
 
 .PHONY: all setup data train test clean bench python-deps FORCE
+# keep the per-optimizer objects (make would delete them as intermediates and rebuild them next time)
+.SECONDARY:
 all: train_gpt2
 
 # ---------------------------------------------------------------------------
@@ -116,14 +118,14 @@ train_gpt2: $(BUILD)/bin/train_gpt2_$(OPTIM) $(BUILD)/optim-choice
 # The README's first command: install what is missing, prepare the Bible once,
 # build, and train a small GPT-2 (d4: 4 layers, C 256) from scratch for a few
 # minutes, with validation and samples along the way. Each optimizer runs at
-# the learning rate tuned for it on this config (see the README);
+# the best learning rate of a short sweep on this config (see the README);
 # TRAIN_FLAGS='...' adds or overrides flags. A second `make train` continues the
 # run from its newest checkpoint (after a Ctrl-C, say); delete the folder to start over.
 TRAIN_BASE_FLAGS := -e d4 -b 8 -t 128 -x 600 -k cosine -u 30 -q 0.1 -v 100 -m 20 -s 200 -g 96 --top-k 40 -n 200 -nk 2
 TRAIN_LR_adamw := -l 3e-3 -c 0.1
 TRAIN_LR_sgdm := -l 0.3 -c 0
-TRAIN_LR_sgd_sai := -l 3e-3 -c 0.1
-TRAIN_LR_sinkgd := -l 3e-2 -c 0
+TRAIN_LR_sgd_sai := -l 1e-3 -c 0.1
+TRAIN_LR_sinkgd := -l 1e-2 -c 0
 TRAIN_LR_slimadam := -l 3e-3 -c 0.1
 TRAIN_FLAGS ?=
 .PHONY: train
