@@ -26,6 +26,22 @@ static const char *dir = "dev/testdata";
 
 #define CHECK(cond, ...) do { int ok_ = (cond); printf("%-4s ", ok_ ? "ok" : "FAIL"); printf(__VA_ARGS__); printf("\n"); if (!ok_) failures++; } while (0)
 
+// SGD-SaI prints its g-SNR table at a first step and snr_write_rules prints
+// its table: keep the test's output short by sending stdout to /dev/null
+static int stdout_mute(void) {
+    fflush(stdout);
+    int saved = dup(1), devnull = open("/dev/null", O_WRONLY);
+    if (saved < 0 || devnull < 0) fail("stdout_mute: cannot redirect stdout");
+    dup2(devnull, 1);
+    close(devnull);
+    return saved;
+}
+static void stdout_restore(int saved) {
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+}
+
 // ----------------------------------------------------------------------------
 // reading the reference files
 
@@ -170,15 +186,10 @@ static void run_reference(const char *variant) {
           optim_state_bytes(opt), F);
     float *p0 = malloc_or_fail(P * sizeof(float), "p0");
     memcpy(p0, model.params_memory, P * sizeof(float));
-    int quiet_stdout = dup(1); // the SGD-SaI table is printed at step 1; keep the test output short
     for (int k = 0; k < S; k++) {
-        fflush(stdout);
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
+        int saved = stdout_mute();
         optim_step(opt, model.params_memory, grads[k], base_lr * lr_mult[k]);
-        fflush(stdout);
-        dup2(quiet_stdout, 1);
-        close(devnull);
+        stdout_restore(saved);
         float *ref = read_floats(rf, P, path);
         double worst = 0.0;
         const char *worst_block = "";
@@ -203,7 +214,6 @@ static void run_reference(const char *variant) {
               base_lr * lr_mult[k], worst, worst_block, pad_same ? "" : " PADDING CHANGED");
         free(ref);
     }
-    close(quiet_stdout);
     float *ref_state = read_floats(rf, F, path);
     if (fgetc(rf) != EOF) fail("%s: trailing bytes", path);
     fclose(rf);
@@ -226,9 +236,7 @@ static void run_reference(const char *variant) {
 
     // the state file: 2 steps, save, load into a new optimizer, 2 more steps
     // must equal 4 steps without a break, bit for bit (parameters, state, step)
-    int quiet = dup(1), devnull = open("/dev/null", O_WRONLY);
-    fflush(stdout);
-    dup2(devnull, 1); // SGD-SaI prints its table at each first step
+    int saved = stdout_mute();
     float *params_straight = malloc_or_fail(P * sizeof(float), "params_straight");
     float *params2 = malloc_or_fail(P * sizeof(float), "params2");
     memcpy(params_straight, p0, P * sizeof(float));
@@ -246,10 +254,7 @@ static void run_reference(const char *variant) {
     Optimizer *opt2 = optim_create(blocks, nb, &oc);
     optim_load(opt2, tmp);
     for (int k = 2; k < 4; k++) optim_step(opt2, params2, grads[k], base_lr * lr_mult[k]);
-    fflush(stdout);
-    dup2(quiet, 1);
-    close(devnull);
-    close(quiet);
+    stdout_restore(saved);
     int same = memcmp(params2, params_straight, P * sizeof(float)) == 0 &&
                memcmp(optim_base(straight)->state, optim_base(opt2)->state, F * sizeof(float)) == 0 &&
                optim_base(straight)->step == optim_base(opt2)->step && optim_base(opt2)->step == 4;
@@ -534,14 +539,9 @@ static void snr_analysis(void) {
     char path[] = "/tmp/test_snr_XXXXXX";
     int fd = mkstemp(path);
     close(fd);
-    int out = dup(1), devnull = open("/dev/null", O_WRONLY);
-    fflush(stdout);
-    dup2(devnull, 1);
+    int saved = stdout_mute();
     snr_write_rules(&s, path);
-    fflush(stdout);
-    dup2(out, 1);
-    close(out);
-    close(devnull);
+    stdout_restore(saved);
     FILE *f = fopen_or_fail(path, "rb");
     char text[1024] = {0};
     size_t n = fread(text, 1, sizeof(text) - 1, f);

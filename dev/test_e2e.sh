@@ -11,17 +11,20 @@ BIN=${1:?usage: test_e2e.sh BIN_DIR}
 TOL=${E2E_TOL:-1e-5}   # the runs agree to ~4e-7; float lr vs double gives 6e-8
 WORK=$(mktemp -d /tmp/test_e2e.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-for o in adamw sgdm sgd_sai sinkgd slimadam; do
-    ref=dev/testdata/e2e_$o.json
-    # the reference's flags, minus its --optim (compiled in here) and its -o
-    read -r -a args < <(python3 -c '
+# the flags of a reference run, minus its --optim (compiled in here) and its -o
+ref_args() {
+    python3 -c '
 import json, sys
 argv = json.load(open(sys.argv[1]))["argv"][1:]
 out, i = [], 0
 while i < len(argv):
     if argv[i] in ("--optim", "-o"): i += 2; continue
     out.append(argv[i]); i += 1
-print(" ".join(out))' "$ref")
+print(" ".join(out))' "$1"
+}
+for o in adamw sgdm sgd_sai sinkgd slimadam; do
+    ref=dev/testdata/e2e_$o.json
+    read -r -a args < <(ref_args "$ref")
     if ! "$BIN/train_gpt2_$o" "${args[@]}" -s -1 -o "$WORK/$o" > "$WORK/$o.out" 2>&1; then
         cat "$WORK/$o.out"; echo "test_e2e: train_gpt2_$o failed"; exit 1
     fi
@@ -32,9 +35,7 @@ print(" ".join(out))' "$ref")
 done
 # the comparison must be able to fail: SinkGD with 4 Sinkhorn iterations
 # instead of 5 changes the updates by little, and must be caught
-read -r -a args < <(python3 -c '
-import json; a = json.load(open("dev/testdata/e2e_sinkgd.json"))["argv"][1:]
-print(" ".join(a[:a.index("--optim")]))')
+read -r -a args < <(ref_args dev/testdata/e2e_sinkgd.json)
 "$BIN/train_gpt2_sinkgd" "${args[@]}" --sinkgd-iters 4 -s -1 -o "$WORK/control" > "$WORK/control.out" 2>&1
 if python3 dev/compare_logs.py dev/testdata/e2e_sinkgd.json "$WORK/control/log.jsonl" --tol "$TOL" > "$WORK/control.cmp"; then
     cat "$WORK/control.cmp"; echo "test_e2e: a run with 4 Sinkhorn iterations passed as 5: the check cannot fail"; exit 1
