@@ -198,7 +198,7 @@ run-test-vit: test_vit
 # The resume test needs one trainer per optimizer it checks; they live in
 # $(BUILD)/vit/ so they do not replace the ./train_vit of the user's OPTIM.
 VIT_RESUME_BINS := $(addprefix $(BUILD)/vit/train_vit_,adamw sgd_sai)
-$(VIT_RESUME_BINS): $(BUILD)/vit/train_vit_%: $(BUILD)/%/train_vit.o $(BUILD)/optim/%.o $(VIT_OBJS)
+$(BUILD)/vit/train_vit_%: $(BUILD)/%/train_vit.o $(BUILD)/optim/%.o $(VIT_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS) $(IMAGES_LIBS)
 TESTS += run-test-vit-resume
@@ -226,6 +226,17 @@ test_optim_%: $(BUILD)/test_optim.o $(BUILD)/optim/%.o $(NN_OBJS) $(OPTIM_COMMON
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 run-test-optim: $(OPTIM_TESTS)
 	@for o in $(OPTIMS); do ./test_optim_$$o || exit 1; done
+
+# ---------------------------------------------------------------------------
+# Reproducing the papers (repro/README.md): each target trains the runs that
+# are not yet recorded in repro/records/<experiment>/, two one-thread runs at a
+# time, and can be stopped and continued; repro-report turns the records into
+# repro/results/ and the README's section.
+.PHONY: repro-vit repro-gpt2 repro-report
+repro-vit: setup
+	$(PYTHON) repro/repro.py run vit
+repro-gpt2: setup data
+	$(PYTHON) repro/repro.py run gpt2
 
 test: setup $(TESTS)
 	@echo "all tests passed"

@@ -1,0 +1,152 @@
+"""The paper-reproduction experiments: which runs each make target trains.
+
+An experiment is a list of phases. A phase is a function that receives the
+records finished so far and returns the runs it wants (a later phase can
+depend on an earlier one: the seeds run at the best cell of the grid). A run
+is a dict:
+    id        unique within the experiment, also its folder name
+    trainer   "gpt2" or "vit"
+    optim     adamw | sgdm | sgd_sai | sinkgd | slimadam
+    flags     the trainer's flags, without -o (the driver adds it)
+    hp        the hyperparameters that vary (lr, wd, seed), for tables and plots
+    metric    "val_loss" (lower is better) or "test_acc" (higher is better)
+The protocol of each experiment is written out in repro/README.md.
+"""
+
+OPTIMS = ["adamw", "sgdm", "sgd_sai", "sinkgd", "slimadam"]
+OPTIM_LABEL = {"adamw": "AdamW", "sgdm": "SGDM", "sgd_sai": "SGD-SaI", "sinkgd": "SinkGD", "slimadam": "SlimAdam"}
+
+# Every run uses one thread and the driver runs two at a time: on this 2-core
+# machine that trains ~10% more runs per hour than one 2-thread run at a time.
+# A run is deterministic for its thread count, so the record's command (with
+# OMP_NUM_THREADS=1) reproduces its metric exactly.
+THREADS = 1
+SEEDS = [1, 2, 3]  # the grid runs with the first, the best cell gets all three
+
+
+def fmt(x):
+    """1e-3 -> '1e-3', 0.3 -> '3e-1': short, sortable-enough run ids."""
+    m, e = f"{x:.0e}".split("e")
+    return f"{m}e{int(e)}"
+
+
+def best_by(records, optim, metric, higher):
+    """The grid record of `optim` with the best final metric (diverged runs last)."""
+    grid = [r for r in records if r["optim"] == optim and r["phase"] == "grid"]
+    if not grid:
+        return None
+    def key(r):
+        v = r["final"].get(metric)
+        if v is None or v != v:
+            return float("inf")
+        return -v if higher else v
+    return min(grid, key=key)
+
+
+def seeds_at_best(records, grid_runs, metric, higher):
+    """Phase 2 of a sweep: SEEDS[1:] at each optimizer's best grid cell."""
+    runs = []
+    for optim in OPTIMS:
+        best = best_by(records, optim, metric, higher)
+        if best is None:
+            continue
+        cell = next(r for r in grid_runs if r["id"] == best["id"])
+        for seed in SEEDS[1:]:
+            run = dict(cell, phase="seed", hp=dict(cell["hp"], seed=seed))
+            run["flags"] = cell["flags"][:-2] + ["--seed", str(seed)]
+            run["id"] = cell["id"].rsplit("_s", 1)[0] + f"_s{seed}"
+            runs.append(run)
+    return runs
+
+
+# ---------------------------------------------------------------------------
+# repro-vit: the SGD-SaI paper's ViT grid (its Table/Figure of lr x wd for every
+# optimizer) on Fashion-MNIST with the default small ViT.
+VIT_LRS = [1e-3, 1e-2, 1e-1]
+VIT_WDS = [1e-4, 1e-3, 1e-2]
+VIT_EPOCHS = 3
+VIT_STEPS_PER_EPOCH = 468  # 60000 images / batch 128, the last partial batch dropped
+VIT_BASE = ["-e", "fmnist-tiny", "-b", "128", "--epochs", str(VIT_EPOCHS), "-k", "cosine", "-u", "100",
+            "-q", "0", "--clip", "1", "-v", str(VIT_STEPS_PER_EPOCH), "-p", "0",
+            "-n", str(VIT_STEPS_PER_EPOCH), "-nk", "1", "-y", "1"]
+
+
+def vit_grid(records):
+    runs = []
+    for optim in OPTIMS:
+        for lr in VIT_LRS:
+            for wd in VIT_WDS:
+                runs.append({
+                    "id": f"{optim}_lr{fmt(lr)}_wd{fmt(wd)}_s{SEEDS[0]}", "trainer": "vit", "optim": optim,
+                    "phase": "grid", "metric": "test_acc",
+                    "hp": {"lr": lr, "wd": wd, "seed": SEEDS[0]},
+                    "flags": VIT_BASE + ["-l", f"{lr:g}", "-c", f"{wd:g}", "--seed", str(SEEDS[0])],
+                })
+    return runs
+
+
+def vit_seeds(records):
+    return seeds_at_best(records, vit_grid(records), "test_acc", higher=True)
+
+
+# ---------------------------------------------------------------------------
+# repro-gpt2: final validation loss against the learning rate (the SlimAdam
+# paper's kind of figure), every optimizer on the same data order and the same
+# initialisation, a fixed token budget. Six half-decade learning rates per
+# optimizer, placed around its useful range (from the make-train sweeps) so that
+# each row spans from too small to diverging.
+GPT2_STEPS = 200
+GPT2_B, GPT2_T = 8, 128
+GPT2_LRS = {
+    "adamw": [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
+    "slimadam": [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
+    "sgdm": [1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0],
+    "sgd_sai": [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+    "sinkgd": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1],
+}
+# weight decay: nanoGPT's 0.1 for the AdamW family and SGD-SaI (decoupled);
+# SGDM's decay is coupled L2 and SinkGD's papers use none.
+GPT2_WD = {"adamw": 0.1, "slimadam": 0.1, "sgd_sai": 0.1, "sgdm": 0.0, "sinkgd": 0.0}
+GPT2_BASE = ["-e", "d4", "-b", str(GPT2_B), "-t", str(GPT2_T), "-x", str(GPT2_STEPS), "-k", "cosine",
+             "-u", "20", "-q", "0.1", "--clip", "1", "-v", "20", "-m", "10", "-s", "-1", "-p", "0",
+             "-n", "50", "-nk", "1", "-y", "1"]
+
+
+def gpt2_grid(records):
+    runs = []
+    for optim in OPTIMS:
+        wd = GPT2_WD[optim]
+        for lr in GPT2_LRS[optim]:
+            runs.append({
+                "id": f"{optim}_lr{fmt(lr)}_s{SEEDS[0]}", "trainer": "gpt2", "optim": optim,
+                "phase": "grid", "metric": "val_loss",
+                "hp": {"lr": lr, "wd": wd, "seed": SEEDS[0]},
+                "flags": GPT2_BASE + ["-l", f"{lr:g}", "-c", f"{wd:g}", "--seed", str(SEEDS[0])],
+            })
+    return runs
+
+
+def gpt2_seeds(records):
+    return seeds_at_best(records, gpt2_grid(records), "val_loss", higher=False)
+
+
+def gpt2_slimadam_pair(records):
+    """The SlimAdam paper compares at a small and a large lr (3e-4, 3e-3): three
+    seeds of AdamW and SlimAdam at both, whichever is best."""
+    runs = []
+    for optim in ["adamw", "slimadam"]:
+        for cell in gpt2_grid(records):
+            if cell["optim"] != optim or cell["hp"]["lr"] not in (3e-4, 3e-3):
+                continue
+            for seed in SEEDS[1:]:
+                run = dict(cell, phase="seed", hp=dict(cell["hp"], seed=seed))
+                run["flags"] = cell["flags"][:-2] + ["--seed", str(seed)]
+                run["id"] = cell["id"].rsplit("_s", 1)[0] + f"_s{seed}"
+                runs.append(run)
+    return runs
+
+
+EXPERIMENTS = {
+    "vit": {"phases": [vit_grid, vit_seeds], "metric": "test_acc"},
+    "gpt2": {"phases": [gpt2_grid, gpt2_seeds, gpt2_slimadam_pair], "metric": "val_loss"},
+}
