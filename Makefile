@@ -237,6 +237,12 @@ repro-vit: setup
 	$(PYTHON) repro/repro.py run vit
 repro-gpt2: setup data
 	$(PYTHON) repro/repro.py run gpt2
+repro-report: python-deps
+	$(PYTHON) repro/report.py
+# the driver itself: records, skipping what is recorded, a bitwise rerun, a negative control
+TESTS += run-test-repro
+run-test-repro: setup
+	bash dev/test_repro.sh
 
 test: setup $(TESTS)
 	@echo "all tests passed"

@@ -150,3 +150,97 @@ EXPERIMENTS = {
     "vit": {"phases": [vit_grid, vit_seeds], "metric": "test_acc"},
     "gpt2": {"phases": [gpt2_grid, gpt2_seeds, gpt2_slimadam_pair], "metric": "val_loss"},
 }
+
+
+# ---------------------------------------------------------------------------
+# repro-slimadam: the SNR analysis behind SlimAdam. AdamW on the repro-gpt2
+# config measures, every 10 steps, the SNR of each block's second moment along
+# each candidate dimension (--snr-every, written to snr.jsonl), at the SlimAdam
+# paper's two learning rates; the rules derived from each run (its
+# slimadam_rules.json, copied next to the records) then train SlimAdam at the
+# same lr, three seeds, against AdamW's seeds from repro-gpt2.
+SNR_EVERY = 10
+SLIM_LRS = [3e-4, 3e-3]
+
+
+def rules_path(lr):
+    return f"repro/records/slimadam/rules_lr{fmt(lr)}.json"
+
+
+def slimadam_snr(records):
+    runs = []
+    for lr in SLIM_LRS:
+        runs.append({
+            "id": f"adamw_snr_lr{fmt(lr)}_s{SEEDS[0]}", "trainer": "gpt2", "optim": "adamw", "phase": "snr",
+            "metric": "val_loss", "hp": {"lr": lr, "wd": GPT2_WD["adamw"], "seed": SEEDS[0]},
+            "flags": GPT2_BASE + ["-l", f"{lr:g}", "-c", f"{GPT2_WD['adamw']:g}", "--snr-every", str(SNR_EVERY),
+                                  "--seed", str(SEEDS[0])],
+            "artifacts": {"snr": "snr.jsonl", "rules": "slimadam_rules.json"},
+            "keep_artifact": {"rules": rules_path(lr)},
+        })
+    return runs
+
+
+def slimadam_derived(records):
+    runs = []
+    for lr in SLIM_LRS:
+        if not any(r["id"] == f"adamw_snr_lr{fmt(lr)}_s{SEEDS[0]}" for r in records):
+            continue
+        for seed in SEEDS:
+            runs.append({
+                "id": f"slimadam_derived_lr{fmt(lr)}_s{seed}", "trainer": "gpt2", "optim": "slimadam",
+                "phase": "derived", "metric": "val_loss",
+                "hp": {"lr": lr, "wd": GPT2_WD["slimadam"], "seed": seed, "rules": rules_path(lr)},
+                "flags": GPT2_BASE + ["-l", f"{lr:g}", "-c", f"{GPT2_WD['slimadam']:g}",
+                                      "--slimadam-rules", rules_path(lr), "--seed", str(seed)],
+            })
+    return runs
+
+
+# ---------------------------------------------------------------------------
+# repro-sgd-sai: the g-SNR behind SGD-SaI. SGD-SaI trains at its best lr of
+# repro-gpt2 / repro-vit (the make-train settings when those have not run) and
+# measures, without using them, the g-SNR every block would get if it were
+# recomputed every few steps (--gsnr-every, written to gsnr.jsonl); GPT-2 124M
+# (d12) adds the table at initialisation for the real model size.
+def sgd_sai_gsnr(records_unused):
+    import repro  # the records of the other experiments
+    gpt2_best = best_by(repro.load_records("gpt2"), "sgd_sai", "val_loss", higher=False)
+    vit_best = best_by(repro.load_records("vit"), "sgd_sai", "test_acc", higher=True)
+    lr_g = gpt2_best["hp"]["lr"] if gpt2_best else 1e-3
+    lr_v, wd_v = (vit_best["hp"]["lr"], vit_best["hp"]["wd"]) if vit_best else (1e-2, 1e-4)
+    return [
+        {"id": f"gpt2_d4_lr{fmt(lr_g)}_s{SEEDS[0]}", "trainer": "gpt2", "optim": "sgd_sai", "phase": "gsnr",
+         "metric": "val_loss", "hp": {"lr": lr_g, "wd": GPT2_WD["sgd_sai"], "seed": SEEDS[0]},
+         "flags": GPT2_BASE + ["-l", f"{lr_g:g}", "-c", f"{GPT2_WD['sgd_sai']:g}", "--gsnr-every", "10",
+                               "--seed", str(SEEDS[0])],
+         "artifacts": {"gsnr": "gsnr.jsonl"}},
+        {"id": f"vit_lr{fmt(lr_v)}_wd{fmt(wd_v)}_s{SEEDS[0]}", "trainer": "vit", "optim": "sgd_sai", "phase": "gsnr",
+         "metric": "test_acc", "hp": {"lr": lr_v, "wd": wd_v, "seed": SEEDS[0]},
+         "flags": VIT_BASE + ["-l", f"{lr_v:g}", "-c", f"{wd_v:g}", "--gsnr-every", "47", "--seed", str(SEEDS[0])],
+         "artifacts": {"gsnr": "gsnr.jsonl"}},
+        # GPT-2 124M: the table at initialisation and over the first 20 steps
+        {"id": f"gpt2_d12_lr{fmt(lr_g)}_s{SEEDS[0]}", "trainer": "gpt2", "optim": "sgd_sai", "phase": "gsnr",
+         "metric": "val_loss", "hp": {"lr": lr_g, "wd": GPT2_WD["sgd_sai"], "seed": SEEDS[0]},
+         "flags": ["-e", "d12", "-b", "4", "-t", "64", "-x", "20", "-k", "cosine", "-u", "2", "-q", "0.1",
+                   "--clip", "1", "-v", "0", "-m", "10", "-s", "-1", "-p", "0", "-n", "10", "-nk", "1", "-y", "1",
+                   "-l", f"{lr_g:g}", "-c", f"{GPT2_WD['sgd_sai']:g}", "--gsnr-every", "5", "--seed", str(SEEDS[0])],
+         "artifacts": {"gsnr": "gsnr.jsonl"}},
+    ]
+
+
+EXPERIMENTS["slimadam"] = {"phases": [slimadam_snr, slimadam_derived], "metric": "val_loss"}
+EXPERIMENTS["sgd_sai"] = {"phases": [sgd_sai_gsnr], "metric": "val_loss"}
+
+
+# ---------------------------------------------------------------------------
+# smoke: two short ViT runs, for the driver's own test (dev/test_repro.sh)
+def smoke(records):
+    return [{"id": f"{o}_smoke", "trainer": "vit", "optim": o, "phase": "grid", "metric": "test_acc",
+             "hp": {"lr": 1e-3, "wd": 1e-4, "seed": SEEDS[0]},
+             "flags": ["-e", "fmnist-tiny", "-b", "64", "-x", "30", "-u", "5", "-v", "15", "-p", "0", "-n", "20",
+                       "-nk", "1", "-y", "1", "-l", "1e-3", "-c", "1e-4", "--seed", str(SEEDS[0])]}
+            for o in ("adamw", "sgd_sai")]
+
+
+EXPERIMENTS["smoke"] = {"phases": [smoke], "metric": "test_acc"}

@@ -25,8 +25,9 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import experiments  # noqa: E402
 
-RECORDS = os.path.join(HERE, "records")
-OUT = os.path.join("out", "repro")  # relative to ROOT: logs and checkpoints (git-ignored)
+# REPRO_RECORDS and REPRO_OUT move both elsewhere (the driver's own test)
+RECORDS = os.environ.get("REPRO_RECORDS", os.path.join(HERE, "records"))
+OUT = os.environ.get("REPRO_OUT", os.path.join("out", "repro"))  # relative to ROOT: logs, checkpoints (git-ignored)
 
 
 def sh(cmd, cwd=ROOT, **kw):
@@ -44,9 +45,10 @@ def binary_path(trainer, optim):
 
 def checkout(commit):
     """A clean worktree of `commit` under out/repro/src/, sharing deps/ (the BPE files)."""
-    wt = os.path.join(ROOT, OUT, "src", commit)
+    wt = os.path.join(ROOT, "out", "repro", "src", commit)
     if not os.path.isdir(wt):
         os.makedirs(os.path.dirname(wt), exist_ok=True)
+        git("worktree", "prune")  # forget worktrees whose folder was deleted
         git("worktree", "add", "--detach", wt, commit)
     deps = os.path.join(wt, "deps")
     if not os.path.exists(deps):
@@ -129,7 +131,32 @@ def summarise(run, log_path, wall_s, returncode, stdout_tail, commit, command):
         "adamw_state_bytes": cfg.get("adamw_state_bytes"),
         "threads": cfg.get("threads"), "git_commit": commit, "log": log_path,
         "command": command,
+        **read_artifacts(run, os.path.dirname(log_path)),
     }
+
+
+def read_artifacts(run, out_dir):
+    """Measurement files a run writes beside its log (snr.jsonl, gsnr.jsonl,
+    slimadam_rules.json), kept in the record: the logs are not committed."""
+    art = {}
+    for key, name in run.get("artifacts", {}).items():
+        path = os.path.join(ROOT, out_dir, name)
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            if name.endswith(".jsonl"):
+                art[key] = [json.loads(line) for line in f if line.strip()]
+            else:
+                art[key] = json.load(f)
+    for key, dest in run.get("keep_artifact", {}).items():
+        src = os.path.join(ROOT, out_dir, run["artifacts"][key])
+        if os.path.exists(src):
+            os.makedirs(os.path.dirname(os.path.join(ROOT, dest)), exist_ok=True)
+            with open(src) as f, open(os.path.join(ROOT, dest) + ".tmp", "w") as g:
+                g.write(f.read())
+            os.replace(os.path.join(ROOT, dest) + ".tmp", os.path.join(ROOT, dest))
+            art.setdefault("kept", {})[key] = dest
+    return {"artifacts": art} if art else {}
 
 
 def record_path(exp, run_id):
@@ -195,7 +222,7 @@ def cmd_run(args):
         if built is None:
             targets = sorted({binary_path(t, o) for t in ("gpt2", "vit") for o in experiments.OPTIMS
                               if any(r["trainer"] == t for r in runs)})
-            print(f"repro {exp}: building {len(targets)} trainers at {commit} in {OUT}/src/{commit}", flush=True)
+            print(f"repro {exp}: building {len(targets)} trainers at {commit} in out/repro/src/{commit}", flush=True)
             wt = build(commit, [binary_path(r["trainer"], r["optim"]) for r in runs] + targets)
             built = wt
         pending = list(runs)
@@ -268,7 +295,7 @@ def cmd_check(args):
         p = subprocess.run([os.path.join(wt, binary_path(rec["trainer"], rec["optim"])), *flags], cwd=ROOT, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         tail = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
-        again = summarise(dict(rec, experiment=rec["experiment"], metric=rec["metric"]),
+        again = summarise(dict(rec, artifacts={}, keep_artifact={}),
                           os.path.join(out_dir, "log.jsonl"), time.time() - t0, p.returncode, tail,
                           rec["git_commit"], rec["command"])
         same = again["final"] == rec["final"] and again["eval_curve"] == rec["eval_curve"]
