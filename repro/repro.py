@@ -288,13 +288,16 @@ def cmd_check(args):
             # only ever our own folder: a previous check of this record
             for name in os.listdir(os.path.join(ROOT, out_dir)):
                 os.remove(os.path.join(ROOT, out_dir, name))
-        flags = shlex.split(rec["command"].split(" && ", 1)[1])[1:]  # drop OMP_NUM_THREADS=.. binary
+        os.makedirs(os.path.join(ROOT, out_dir), exist_ok=True)
+        flags = shlex.split(rec["command"].split(" && ", 1)[1])[2:]  # drop OMP_NUM_THREADS=.. and the binary
         flags = flags[:flags.index("-o")] + ["-o", out_dir]
         env = dict(os.environ, OMP_NUM_THREADS=str(rec["threads"]))
         t0 = time.time()
         p = subprocess.run([os.path.join(wt, binary_path(rec["trainer"], rec["optim"])), *flags], cwd=ROOT, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         tail = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
+        if not os.path.exists(os.path.join(ROOT, out_dir, "log.jsonl")):
+            sys.exit(f"repro check: {rec['id']}: the rerun wrote no log (exit {p.returncode}): {tail}")
         again = summarise(dict(rec, artifacts={}, keep_artifact={}),
                           os.path.join(out_dir, "log.jsonl"), time.time() - t0, p.returncode, tail,
                           rec["git_commit"], rec["command"])
