@@ -228,17 +228,25 @@ run-test-optim: $(OPTIM_TESTS)
 	@for o in $(OPTIMS); do ./test_optim_$$o || exit 1; done
 
 # ---------------------------------------------------------------------------
-# Reproducing the papers (repro/README.md): each target trains the runs that
+# Reproducing the papers (README, "Reproducing the papers"): each target trains the runs that
 # are not yet recorded in repro/records/<experiment>/, two one-thread runs at a
 # time, and can be stopped and continued; repro-report turns the records into
 # repro/results/ and the README's section.
-.PHONY: repro-vit repro-gpt2 repro-report
+.PHONY: repro-vit repro-gpt2 repro-slimadam repro-sgd-sai repro-report repro-paper-scale-smoke
 repro-vit: setup
 	$(PYTHON) repro/repro.py run vit
 repro-gpt2: setup data
 	$(PYTHON) repro/repro.py run gpt2
+repro-slimadam: setup data
+	$(PYTHON) repro/repro.py run slimadam
+repro-sgd-sai: setup data
+	$(PYTHON) repro/repro.py run sgd_sai
 repro-report: python-deps
 	$(PYTHON) repro/report.py
+# the papers' full-scale runs (repro/paper_scale/): each script starts on a
+# stand-in dataset, runs 2 steps and prints its estimated time here
+repro-paper-scale-smoke: setup data
+	bash repro/paper_scale/smoke.sh
 # the driver itself: records, skipping what is recorded, a bitwise rerun, a negative control
 TESTS += run-test-repro
 run-test-repro: setup
