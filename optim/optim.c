@@ -261,6 +261,30 @@ void optim_print_config(const OptimConfig *c) {
 }
 
 // ----------------------------------------------------------------------------
+// the g-SNR of a gradient block (SGD-SaI, and the --gsnr-every analysis)
+
+double gsnr_of_gradient(const float *g, size_t n, double eps) {
+    // two passes (mean, then squared deviations) keep the std exact for a
+    // constant gradient
+    double sum = 0.0, sumsq = 0.0;
+    #pragma omp simd reduction(+:sum, sumsq)
+    for (size_t i = 0; i < n; i++) {
+        double x = g[i];
+        sum += x;
+        sumsq += x * x;
+    }
+    double mean = sum / (double)n;
+    double dev = 0.0;
+    #pragma omp simd reduction(+:dev)
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)g[i] - mean;
+        dev += d * d;
+    }
+    double std = n > 1 ? sqrt(dev / (double)(n - 1)) : 0.0;
+    return sqrt(sumsq) / (std + eps);
+}
+
+// ----------------------------------------------------------------------------
 // the AdamW kernel (spec section 1, PyTorch's torch.optim.AdamW)
 
 void adamw_update(float *p, const float *g, float *m, float *v, size_t n,

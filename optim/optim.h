@@ -137,6 +137,12 @@ int optim_parse_flag(OptimConfig *cfg, const char *flag, const char *value);
 void optim_print_flags_help(void);
 void optim_print_config(const OptimConfig *cfg);
 
+// The gradient signal-to-noise ratio of one block of n entries (spec section
+// 3): ||g||_2 / (std(g) + eps), std the sample std (n-1; 0 when n == 1), sums
+// in double. SGD-SaI freezes it at the first step; --gsnr-every measures it
+// during training with any optimizer (optim/snr.h). One copy, so both agree.
+double gsnr_of_gradient(const float *g, size_t n, double eps);
+
 // The AdamW update of one block (section 1 of the spec), shared by AdamW and
 // by SinkGD's non-matrix blocks. t is the step number starting at 1.
 void adamw_update(float *p, const float *g, float *m, float *v, size_t n,

@@ -55,28 +55,6 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
     return opt;
 }
 
-// The gradient signal-to-noise ratio of one block: norm / (sample std + eps),
-// accumulated in double. Two passes (mean, then squared deviations) keep the
-// std exact for a constant gradient.
-static double block_gsnr(const float *g, size_t n, double eps) {
-    double sum = 0.0, sumsq = 0.0;
-    #pragma omp simd reduction(+:sum, sumsq)
-    for (size_t i = 0; i < n; i++) {
-        double x = g[i];
-        sum += x;
-        sumsq += x * x;
-    }
-    double mean = sum / (double)n;
-    double dev = 0.0;
-    #pragma omp simd reduction(+:dev)
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)g[i] - mean;
-        dev += d * d;
-    }
-    double std = n > 1 ? sqrt(dev / (double)(n - 1)) : 0.0;
-    return sqrt(sumsq) / (std + eps);
-}
-
 static void compute_gsnr(Optimizer *opt, const float *grads) {
     OptimBase *b = &opt->base;
     const OptimConfig *c = &b->cfg;
@@ -86,7 +64,7 @@ static void compute_gsnr(Optimizer *opt, const float *grads) {
         const ParamBlock *blk = &b->blocks[i];
         size_t n = block_numel(blk);
         opt->gsnr[i] = c->gsnr_mode == GSNR_SQRT_N ? (float)sqrt((double)n)
-                                                   : (float)block_gsnr(grads + blk->offset, n, c->eps);
+                                                   : (float)gsnr_of_gradient(grads + blk->offset, n, c->eps);
     }
     if (c->gsnr_max_norm) {
         float max = 0.0f;
