@@ -1,6 +1,7 @@
 // test_run: the run machinery's pieces against hand-computed values:
 // learning-rate schedules, global-norm clipping, checkpoint bookkeeping
-// (completeness, pruning, leftovers of a crash), and the log on resume.
+// (completeness, pruning, leftovers of a crash), and the log and the other
+// JSON-lines files on resume.
 // The whole-trainer behaviour (accumulation, bitwise resume after SIGKILL,
 // Ctrl-C, NaN stop) is tested by dev/test_run.sh.
 #include <math.h>
@@ -139,10 +140,56 @@ static void test_checkpoints(void) {
     if (system(cmd) != 0) fail("cleanup of %s", dir);
 }
 
+// any JSON-lines file on resume: a record whose newline a crash cut off is ended
+static void test_jsonl_resume(void) {
+    char dir[] = "/tmp/test_run_XXXXXX";
+    if (!mkdtemp(dir)) fail("mkdtemp");
+    char path[700];
+    snprintf(path, sizeof(path), "%s/gsnr.jsonl", dir);
+    FILE *f = fopen_or_fail(path, "wb");
+    fputs("{\"type\":\"header\"}\n{\"step\":1,\"g\":1}\n{\"step\":4,\"g\":2}\n{\"step\":8,\"g\":3}", f);
+    fclose(f);
+    RunLog log;
+    long kept = run_jsonl_open(&log, path, 4);
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddNumberToObject(r, "step", 8);
+    run_log_write(&log, r);
+    run_log_close(&log);
+    f = fopen_or_fail(path, "rb");
+    char buf[512] = {0};
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    CHECK(kept == 3 && strcmp(buf, "{\"type\":\"header\"}\n{\"step\":1,\"g\":1}\n{\"step\":4,\"g\":2}\n{\"step\":8}\n") == 0,
+          "a JSON-lines file resumed at step 4: header and steps 1, 4 kept (3 records), 8 dropped, the new 8 appended");
+    f = fopen_or_fail(path, "wb");
+    fputs("{\"type\":\"header\"}\n{\"step\":4,\"g\":2}", f); // the crash came before the newline
+    fclose(f);
+    kept = run_jsonl_open(&log, path, 4);
+    r = cJSON_CreateObject();
+    cJSON_AddNumberToObject(r, "step", 5);
+    run_log_write(&log, r);
+    run_log_close(&log);
+    f = fopen_or_fail(path, "rb");
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    CHECK(kept == 2 && strcmp(buf, "{\"type\":\"header\"}\n{\"step\":4,\"g\":2}\n{\"step\":5}\n") == 0,
+          "a last record without its newline is ended before the next one is appended");
+    kept = run_jsonl_open(&log, path, -1);
+    run_log_close(&log);
+    f = fopen_or_fail(path, "rb");
+    CHECK(kept == 0 && file_size_or_fail(f, path) == 0, "a new run starts the file empty");
+    fclose(f);
+    remove(path);
+    rmdir(dir);
+}
+
 int main(void) {
     test_schedules();
     test_clipping();
     test_checkpoints();
+    test_jsonl_resume();
     if (failures) { printf("test_run: %d FAILED\n", failures); return 1; }
     printf("test_run: all passed\n");
     return 0;

@@ -267,8 +267,10 @@ float clip_grad_norm(float *grads, const ParamBlock *blocks, int num_blocks, flo
 // ----------------------------------------------------------------------------
 // the log
 
-void run_log_open(RunLog *log, const char *dir, long resume_step) {
-    snprintf(log->path, sizeof(log->path), "%s/log.jsonl", dir);
+long run_jsonl_open(RunLog *log, const char *path, long resume_step) {
+    if (strlen(path) >= sizeof(log->path)) fail("path too long: %s", path);
+    snprintf(log->path, sizeof(log->path), "%s", path);
+    long kept = 0;
     if (resume_step >= 0 && file_exists(log->path)) {
         // keep what the run logged up to the checkpoint; drop what came after
         // it (those steps are about to be run again)
@@ -284,7 +286,12 @@ void run_log_open(RunLog *log, const char *dir, long resume_step) {
             const cJSON *step = cJSON_GetObjectItemCaseSensitive(rec, "step");
             int keep = !cJSON_IsNumber(step) || step->valuedouble <= (double)resume_step;
             cJSON_Delete(rec);
-            if (keep) fwrite_or_fail(line, 1, (size_t)len, af.f, af.tmp_path);
+            if (!keep) continue;
+            fwrite_or_fail(line, 1, (size_t)len, af.f, af.tmp_path);
+            // a crash between a record and its newline: end the line, so the
+            // next record does not join it
+            if (line[len - 1] != '\n') fwrite_or_fail("\n", 1, 1, af.f, af.tmp_path);
+            kept++;
         }
         free(line);
         fclose(in);
@@ -293,6 +300,13 @@ void run_log_open(RunLog *log, const char *dir, long resume_step) {
     } else {
         log->f = fopen_or_fail(log->path, "wb");
     }
+    return kept;
+}
+
+void run_log_open(RunLog *log, const char *dir, long resume_step) {
+    char path[sizeof(log->path)];
+    snprintf(path, sizeof(path), "%s/log.jsonl", dir);
+    run_jsonl_open(log, path, resume_step);
 }
 
 void run_log_write(RunLog *log, cJSON *obj) {

@@ -74,8 +74,12 @@ typedef struct {
     char path[600];
 } RunLog;
 
-// Open DIR/log.jsonl: new (truncating), or, when resuming from resume_step,
-// keep the records of steps <= resume_step (atomically) and append after them.
+// Open a JSON-lines file: new (truncating), or, when resuming from
+// resume_step, keep the records of steps <= resume_step and those without a
+// step (atomically; a torn last line is dropped) and append after them.
+// Returns the number of records kept.
+long run_jsonl_open(RunLog *log, const char *path, long resume_step);
+// DIR/log.jsonl, opened as above
 void run_log_open(RunLog *log, const char *dir, long resume_step);
 // Write one record and flush. Takes ownership of obj.
 void run_log_write(RunLog *log, cJSON *obj);
