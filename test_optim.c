@@ -499,6 +499,41 @@ static void load_foreign_state(const void *path) {
     optim_load(opt, (const char *)path);
 }
 
+// SNR_K of v computed here, apart from optim/snr.c, in long double: the groups
+// are the rows (K=(1,)), the columns (K=(0,)) or the whole block (K=(0,1));
+// mean over the groups with a finite mean^2 / population variance
+static double snr_reference(const float *v, int rows, int cols, int k) {
+    int groups = k == SNR_K1 ? rows : k == SNR_K0 ? cols : 1;
+    int len = k == SNR_K1 ? cols : k == SNR_K0 ? rows : rows * cols;
+    long double total = 0.0L;
+    int finite = 0;
+    for (int gi = 0; gi < groups; gi++) {
+        long double mean = 0.0L, var = 0.0L;
+        for (int j = 0; j < len; j++) mean += k == SNR_K0 ? v[j * cols + gi] : v[gi * len + j];
+        mean /= len;
+        for (int j = 0; j < len; j++) {
+            long double d = (k == SNR_K0 ? v[j * cols + gi] : v[gi * len + j]) - mean;
+            var += d * d;
+        }
+        long double r = mean * mean / (var / len);
+        if (isfinite((double)r)) { total += r; finite++; }
+    }
+    return finite ? (double)(total / finite) : NAN;
+}
+
+static cJSON *read_json_file(const char *path) {
+    FILE *f = fopen_or_fail(path, "rb");
+    size_t size = file_size_or_fail(f, path);
+    char *text = malloc_or_fail(size + 1, path);
+    fread_or_fail(text, 1, size, f, path);
+    text[size] = '\0';
+    fclose(f);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    if (!j) fail("%s: malformed JSON", path);
+    return j;
+}
+
 // SlimAdam's SNR analysis (runs with AdamW, the optimizer whose v it reads)
 static void snr_analysis(void) {
     printf("-- SlimAdam SNR analysis of AdamW's second moments\n");
@@ -521,6 +556,8 @@ static void snr_analysis(void) {
     SnrStats s;
     snr_init(&s, b, 4);
     float p[400] = {0}, g[400], scale[128];
+    double line_sum[4][SNR_NUM_K] = {{0}}, line_err = 0.0;
+    int line_count[4][SNR_NUM_K] = {{0}}, lines = 0, lines_ok = 1;
     Rng rng;
     rng_seed(&rng, 11);
     for (int i = 0; i < 128; i++) scale[i] = powf(10.0f, 4.0f * rng_uniform(&rng) - 2.0f);
@@ -534,13 +571,44 @@ static void snr_analysis(void) {
             }
         for (int j = 0; j < 16; j++) g[384 + j] = 1.0f + 0.01f * rng_normal(&rng);
         optim_step(opt, p, g, 1e-3f);
-        if (step % 4 == 3) snr_measure(&s, opt);
+        if (step % 4 != 3) continue;
+        snr_measure(&s, opt, step + 1);
+        // the line of snr.jsonl, as a reader sees it (printed, parsed back),
+        // against the SNRs of AdamW's v computed here
+        cJSON *rec = snr_record(&s);
+        char *t = cJSON_PrintUnformatted(rec);
+        cJSON_Delete(rec);
+        rec = cJSON_Parse(t);
+        free(t);
+        const cJSON *st = cJSON_GetObjectItem(rec, "step"), *snr = cJSON_GetObjectItem(rec, "snr");
+        lines_ok &= cJSON_IsNumber(st) && st->valueint == step + 1 && cJSON_GetArraySize(snr) == 4;
+        for (int i = 0; i < 4; i++) {
+            const float *v = optim_second_moment(opt, b[i].offset, block_numel(&b[i]));
+            const cJSON *a = cJSON_GetObjectItem(snr, b[i].name);
+            lines_ok &= cJSON_GetArraySize(a) == SNR_NUM_K;
+            for (int k = 0; k < SNR_NUM_K; k++) {
+                double ref = b[i].ndim == 1 && k != SNR_K01 ? NAN : snr_reference(v, b[i].rows, b[i].cols, k);
+                const cJSON *x = cJSON_GetArrayItem(a, k);
+                if (!isfinite(ref)) { lines_ok &= cJSON_IsNull(x); continue; }
+                if (!cJSON_IsNumber(x)) { lines_ok = 0; continue; }
+                line_err = fmax(line_err, fabs(x->valuedouble - ref) / fabs(ref));
+                line_sum[i][k] += x->valuedouble;
+                line_count[i][k]++;
+            }
+        }
+        lines++;
+        cJSON_Delete(rec);
     }
+    CHECK(lines_ok && lines == 5 && line_err < 1e-12,
+          "each measurement's line (step, 4 blocks x 3 K, null for a vector's K=(0,), (1,)) = the SNRs recomputed from v (rel err %.1e)",
+          line_err);
     char path[] = "/tmp/test_snr_XXXXXX";
     int fd = mkstemp(path);
     close(fd);
+    char means_path[64];
+    snr_means_path(means_path, sizeof(means_path), path);
     int saved = stdout_mute();
-    snr_write_rules(&s, path);
+    snr_write_rules(&s, path, means_path);
     stdout_restore(saved);
     FILE *f = fopen_or_fail(path, "rb");
     char text[1024] = {0};
@@ -554,6 +622,40 @@ static void snr_analysis(void) {
     int cols_ok = cJSON_GetArraySize(cl) == 1 && cJSON_GetArrayItem(cl, 0)->valueint == 0;
     CHECK(j && rows_ok && cols_ok && cJSON_IsNull(no) && cJSON_IsNull(ln),
           "rules from a run: row-structured -> [1], column-structured -> [0], unstructured -> null, LayerNorm -> null");
+    // the averages beside the rules: the mean of the lines, and each rule the
+    // K of the highest mean above 1 (none for LayerNorm), derived here
+    cJSON *m = read_json_file(means_path);
+    const cJSON *mb = cJSON_GetObjectItem(m, "blocks");
+    int means_ok = cJSON_GetObjectItem(m, "measurements")->valueint == 5 && cJSON_GetObjectItem(m, "first_step")->valueint == 4 &&
+                   cJSON_GetObjectItem(m, "last_step")->valueint == 20 && cJSON_GetArraySize(mb) == 4;
+    double mean_err = 0.0;
+    for (int i = 0; i < 4; i++) {
+        const cJSON *e = cJSON_GetObjectItem(mb, b[i].name);
+        const cJSON *mean = cJSON_GetObjectItem(e, "mean"), *count = cJSON_GetObjectItem(e, "count");
+        int best = -1;
+        double best_mean = 1.0;
+        for (int k = 0; k < SNR_NUM_K; k++) {
+            const cJSON *x = cJSON_GetArrayItem(mean, k);
+            means_ok &= cJSON_GetArrayItem(count, k)->valueint == line_count[i][k];
+            if (line_count[i][k] == 0) { means_ok &= cJSON_IsNull(x); continue; }
+            double expect = line_sum[i][k] / line_count[i][k];
+            means_ok &= cJSON_IsNumber(x);
+            if (cJSON_IsNumber(x)) mean_err = fmax(mean_err, fabs(x->valuedouble - expect) / fabs(expect));
+            if (b[i].role != ROLE_NORM && expect > best_mean) { best = k; best_mean = expect; }
+        }
+        // the rule as a JSON text: null, [0] (a vector's K=(0,1) is its dim 0), [1], [0,1]
+        const char *want = best < 0 ? "null" : b[i].ndim == 1 || best == SNR_K0 ? "[0]" : best == SNR_K1 ? "[1]" : "[0,1]";
+        char *in_rules = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, b[i].name));
+        char *in_means = cJSON_PrintUnformatted(cJSON_GetObjectItem(e, "rule"));
+        means_ok &= strcmp(in_rules, want) == 0 && strcmp(in_means, want) == 0;
+        free(in_rules);
+        free(in_means);
+    }
+    CHECK(means_ok && mean_err < 1e-12,
+          "%s: 5 measurements (steps 4..20), each mean = the mean of the lines (rel err %.1e), the rules follow from them",
+          strrchr(means_path, '/') + 1, mean_err);
+    cJSON_Delete(m);
+    remove(means_path);
     cJSON_Delete(j);
     remove(path);
     snr_free(&s);

@@ -20,7 +20,6 @@ then every parameter tensor as fp32 in the order of ParameterTensors below.
 #include "nn/layers.h"
 #include "nn/matmul.h"
 #include "optim/optim.h"
-#include "optim/snr.h"
 
 // ----------------------------------------------------------------------------
 // the model
@@ -817,8 +816,8 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
     run_open(&run, c, "tok", "val", state_bytes, elapsed_before);
 
-    SnrStats snr;
-    if (rc.snr_every > 0) snr_init(&snr, blocks, num_blocks);
+    RunAnalyses analyses; // --snr-every: measurements written as JSON lines
+    run_analyses_open(&analyses, &run, blocks, num_blocks);
 
     // the training loop
     float last_loss = NAN;
@@ -851,7 +850,7 @@ int main(int argc, char **argv) {
             last_loss = loss;
         }
         run_step_end(&run, step, loss, lr, norm, skipped, (double)rc.total_batch);
-        if (rc.snr_every > 0 && step % rc.snr_every == 0) snr_measure(&snr, opt);
+        run_analyses_step(&analyses, step, opt); // reads only
 
         if (have_val && run_due(&run, step, rc.val_every))
             run_eval_end(&run, step, "val_loss", gpt2_validate(&model, &val_loader, rc.val_batches, inputs, targets), NULL);
@@ -876,10 +875,7 @@ int main(int argc, char **argv) {
     }
 
     run_finish(&run, step, last_loss);
-    if (rc.snr_every > 0) {
-        snr_write_rules(&snr, rc.snr_out);
-        snr_free(&snr);
-    }
+    run_analyses_finish(&analyses);
     if (rc.out_dir[0])
         printf("checkpoint: %s/model_%08ld.bin; sample from it again with\n  ./train_gpt2 -e %s/model_%08ld.bin -x 0 -g 256\n",
                rc.out_dir, step, rc.out_dir, step);

@@ -50,7 +50,6 @@ name them), in this order:
 #include "nn/layers.h"
 #include "nn/matmul.h"
 #include "optim/optim.h"
-#include "optim/snr.h"
 
 // timm's ViT: LayerNorm eps 1e-6 (GPT-2 uses 1e-5), exact-erf GELU
 #define VIT_LN_EPS 1e-6f
@@ -1022,8 +1021,8 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
     run_open(&run, c, "img", "acc", state_bytes, elapsed_before);
 
-    SnrStats snr; // --snr-every: SlimAdam rules measured from AdamW's v
-    if (rc.snr_every > 0) snr_init(&snr, blocks, num_blocks);
+    RunAnalyses analyses; // --snr-every: measurements written as JSON lines
+    run_analyses_open(&analyses, &run, blocks, num_blocks);
 
     // the training loop
     float last_loss = NAN;
@@ -1056,7 +1055,7 @@ int main(int argc, char **argv) {
             last_loss = loss;
         }
         run_step_end(&run, step, loss, lr, gnorm, skipped, (double)rc.total_batch);
-        if (rc.snr_every > 0 && step % rc.snr_every == 0) snr_measure(&snr, opt);
+        run_analyses_step(&analyses, step, opt); // reads only
 
         if (have_test && run_due(&run, step, rc.val_every)) {
             int final = step == rc.max_steps || run_interrupted();
@@ -1086,10 +1085,7 @@ int main(int argc, char **argv) {
     }
 
     run_finish(&run, step, last_loss);
-    if (rc.snr_every > 0) {
-        snr_write_rules(&snr, rc.snr_out);
-        snr_free(&snr);
-    }
+    run_analyses_finish(&analyses);
     if (rc.out_dir[0])
         printf("checkpoint: %s/model_%08ld.bin; evaluate it again with\n  ./train_vit -e %s/model_%08ld.bin -x 0\n",
                rc.out_dir, step, rc.out_dir, step);

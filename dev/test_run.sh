@@ -9,6 +9,8 @@
 #      --nan skip skips and counts
 #   5. an unwritable -o DIR is reported at start; a new run does not write
 #      into a folder holding another run's checkpoints
+#   6. --snr-every's snr.jsonl: the SNR lines average to what the rules came
+#      from
 # usage: dev/test_run.sh BIN_DIR   (BIN_DIR holds train_gpt2_<optim>; make run-test-train does this)
 set -euo pipefail
 BIN=${1:?usage: dev/test_run.sh BIN_DIR}
@@ -138,6 +140,35 @@ assert len(steps) == 20 and skipped and skipped[-1]["nan_skipped"] == len(skippe
 status=0
 "$BIN/train_gpt2_slimadam" $COMMON -x 2 -b 4 --slimadam-rules "$WORK/snr/slimadam_rules.json" > "$WORK/slim.out" || status=$?
 check "SNR rules from an AdamW run (--snr-every) are a valid SlimAdam rules file" bash -c "[ $status = 0 ]"
+# the per-measurement SNRs (test_optim checks their values against v): one
+# line per measurement, every block in each, and the averages they give are
+# the ones in slimadam_rules_snr.json; the rules are derived again here
+check "snr.jsonl: a header with every block's role and shape, then one line per measurement (steps 5..20); their means are slimadam_rules_snr.json's, from which the rules follow" python3 -c '
+import json, math, sys
+d = sys.argv[1]
+lines = [json.loads(l) for l in open(d + "/snr.jsonl")]
+head, recs = lines[0], lines[1:]
+means, rules = json.load(open(d + "/slimadam_rules_snr.json")), json.load(open(d + "/slimadam_rules.json"))
+assert head["type"] == "header" and head["k"] == ["(0,)", "(1,)", "(0,1)"], head
+assert [r["step"] for r in recs] == [5, 10, 15, 20], [r["step"] for r in recs]
+names = list(head["blocks"])
+assert names == list(rules) == list(means["blocks"]) and "h1.attn.qkvw.v" in names and len(names) == 2 + 2 + 14 * 2
+assert means["measurements"] == 4 and (means["first_step"], means["last_step"]) == (5, 20)
+for n in names:
+    b = head["blocks"][n]
+    assert b["role"] == means["blocks"][n]["role"] and b["shape"] == means["blocks"][n]["shape"], n
+    best, best_mean = None, 1.0
+    for k in range(3):
+        vals = [r["snr"][n][k] for r in recs if r["snr"][n][k] is not None]
+        m = means["blocks"][n]["mean"][k]
+        assert means["blocks"][n]["count"][k] == len(vals), (n, k)
+        if not vals: assert m is None, (n, k); continue
+        mine = math.fsum(vals) / len(vals)
+        assert abs(m - mine) <= 1e-12 * abs(mine), (n, k, m, mine)
+        if b["role"] != "norm" and mine > best_mean: best, best_mean = k, mine
+    want = None if best is None else [0] if len(b["shape"]) == 1 or best == 0 else [1] if best == 1 else [0, 1]
+    assert rules[n] == want == means["blocks"][n]["rule"], (n, rules[n], want)
+' "$WORK/snr"
 status=0
 err=$("$BIN/train_gpt2_sgdm" $COMMON -x 2 -b 4 --snr-every 5 2>&1 >/dev/null) || status=$?
 if [[ $status != 0 && $err == *OPTIM=adamw* ]]; then ok "--snr-every with another optimizer is refused: $err"

@@ -9,7 +9,8 @@
 #  2. bad input: missing, truncated or foreign checkpoints, image sizes that
 #     do not fit the patch or the model, mismatched shards and nonsense flags
 #     each end with one line "error: ..." and a non-zero exit status.
-#  3. --snr-every (AdamW) writes SlimAdam rules for every ViT block.
+#  3. --snr-every (AdamW) writes SlimAdam rules for every ViT block and one
+#     line per measurement to snr.jsonl, and leaves the training bit-identical.
 #
 #   bash dev/test_vit_resume.sh path/to/train_vit_adamw path/to/train_vit_sgd_sai
 set -euo pipefail
@@ -162,18 +163,29 @@ expect_error "--patch 0" "flag --patch must be in" "${SMALL[@]}" --patch 0
 expect_error "resume with other -b" "resume with the same ones" "${RUN[@]}" -b 4 -o "$tmp/$(basename "$bin")/ref" -y 1
 
 # --snr-every with AdamW: SlimAdam rules for the ViT's blocks (the SNR maths is
-# tested in test_optim; here: every block gets a rule and the file is JSON)
+# tested in test_optim; here: every block gets a rule and the file is JSON),
+# and the per-measurement file (its values are tested in test_optim and
+# dev/test_run.sh) for the ViT's blocks
 if [[ "$(basename "$bin")" == *adamw* ]]; then
   if "$bin" "${SMALL[@]}" -x 6 --snr-every 2 -o "$tmp/snr" >"$tmp/snr.log" 2>&1 &&
-     "$PY" - "$tmp/snr/slimadam_rules.json" <<'EOF'
+     "$PY" - "$tmp/snr" <<'EOF'
 import json, sys
-rules = json.load(open(sys.argv[1]))
+d = sys.argv[1]
+rules = json.load(open(d + "/slimadam_rules.json"))
 need = {"patch.w", "cls", "pos", "h0.attn.qkvw.q", "h0.attn.qkvw.k", "h0.attn.qkvw.v", "h0.mlp.fcw", "head.w"}
 assert need <= set(rules), sorted(need - set(rules))
 assert rules["h0.ln1w"] is None and all(v is None or v in ([0], [1], [0, 1]) for v in rules.values())
+snr = [json.loads(l) for l in open(d + "/snr.jsonl")]
+assert list(snr[0]["blocks"]) == list(rules) and [r["step"] for r in snr[1:]] == [2, 4, 6]
+assert all(list(r["snr"]) == list(rules) and all(len(v) == 3 for v in r["snr"].values()) for r in snr[1:])
 EOF
-  then ok "--snr-every: SlimAdam rules for every ViT block written to slimadam_rules.json"
+  then ok "--snr-every: rules for every ViT block, snr.jsonl at steps 2, 4, 6"
   else bad "--snr-every on the ViT"; tail -3 "$tmp/snr.log"; fi
+  "$bin" "${SMALL[@]}" -x 6 -o "$tmp/plain" >/dev/null 2>&1
+  if cmp -s "$tmp/snr/model_00000006.bin" "$tmp/plain/model_00000006.bin" &&
+     cmp -s "$tmp/snr/optim_00000006.bin" "$tmp/plain/optim_00000006.bin"; then
+    ok "--snr-every: the model and optimizer state are bit-identical to the run without it"
+  else bad "--snr-every changed the ViT's training"; fi
 fi
 
 if [ $failures -ne 0 ]; then echo "test_vit_resume: $failures FAILED"; exit 1; fi

@@ -15,6 +15,9 @@ void snr_init(SnrStats *s, const ParamBlock *model_blocks, int num_blocks) {
     s->blocks = optim_split_qkv(model_blocks, num_blocks, &s->num_blocks);
     s->sum = calloc_or_fail((size_t)s->num_blocks * SNR_NUM_K, sizeof(double), "SNR sums");
     s->count = calloc_or_fail((size_t)s->num_blocks * SNR_NUM_K, sizeof(int), "SNR counts");
+    s->last = calloc_or_fail((size_t)s->num_blocks * SNR_NUM_K, sizeof(double), "SNR measurement");
+    for (size_t i = 0; i < (size_t)s->num_blocks * SNR_NUM_K; i++) s->last[i] = NAN;
+    s->first_step = s->last_step = -1;
 }
 
 // ratio (mean^2 / population variance) of n values at stride apart, in double
@@ -44,8 +47,10 @@ double snr_of(const float *v, int rows, int cols, int k) {
     return finite ? total / finite : NAN;
 }
 
-void snr_measure(SnrStats *s, const Optimizer *opt) {
+void snr_measure(SnrStats *s, const Optimizer *opt, long step) {
     s->measurements++;
+    if (s->first_step < 0) s->first_step = step;
+    s->last_step = step;
     // blocks are independent: one thread each, every sum in a fixed order
     #pragma omp parallel for schedule(dynamic)
     for (int i = 0; i < s->num_blocks; i++) {
@@ -56,6 +61,7 @@ void snr_measure(SnrStats *s, const Optimizer *opt) {
             // a vector has one dimension: only K = (0,), which is all of it
             if (b->ndim == 1 && k != SNR_K01) continue;
             double r = snr_of(v, b->rows, b->cols, k);
+            s->last[(size_t)i * SNR_NUM_K + k] = r;
             if (isfinite(r)) {
                 s->sum[(size_t)i * SNR_NUM_K + k] += r;
                 s->count[(size_t)i * SNR_NUM_K + k]++;
@@ -64,19 +70,81 @@ void snr_measure(SnrStats *s, const Optimizer *opt) {
     }
 }
 
-void snr_write_rules(const SnrStats *s, const char *path) {
-    static const char *kname[SNR_NUM_K] = {"(0,)", "(1,)", "(0,1)"};
+static const char *k_names[SNR_NUM_K] = {"(0,)", "(1,)", "(0,1)"};
+
+// JSON has no NaN or Inf: those are null
+static cJSON *json_number_or_null(double x) {
+    return isfinite(x) ? cJSON_CreateNumber(x) : cJSON_CreateNull();
+}
+
+static cJSON *json_shape(const ParamBlock *b) {
+    int shape[2] = {b->rows, b->cols};
+    return cJSON_CreateIntArray(shape, b->ndim == 1 ? 1 : 2);
+}
+
+cJSON *snr_header(const SnrStats *s) {
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddStringToObject(h, "type", "header");
+    cJSON_AddItemToObject(h, "k", cJSON_CreateStringArray(k_names, SNR_NUM_K));
+    cJSON *blocks = cJSON_AddObjectToObject(h, "blocks");
+    for (int i = 0; i < s->num_blocks; i++) {
+        cJSON *b = cJSON_AddObjectToObject(blocks, s->blocks[i].name);
+        cJSON_AddStringToObject(b, "role", role_name(s->blocks[i].role));
+        cJSON_AddItemToObject(b, "shape", json_shape(&s->blocks[i]));
+    }
+    return h;
+}
+
+cJSON *snr_record(const SnrStats *s) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddNumberToObject(r, "step", (double)s->last_step);
+    cJSON *snr = cJSON_AddObjectToObject(r, "snr");
+    for (int i = 0; i < s->num_blocks; i++) {
+        cJSON *a = cJSON_CreateArray();
+        for (int k = 0; k < SNR_NUM_K; k++) cJSON_AddItemToArray(a, json_number_or_null(s->last[(size_t)i * SNR_NUM_K + k]));
+        cJSON_AddItemToObject(snr, s->blocks[i].name, a);
+    }
+    return r;
+}
+
+void snr_means_path(char *out, size_t len, const char *rules_path) {
+    size_t n = strlen(rules_path);
+    if (n >= 5 && strcmp(rules_path + n - 5, ".json") == 0) n -= 5;
+    if (snprintf(out, len, "%.*s_snr.json", (int)n, rules_path) >= (int)len) fail("path too long: %s", rules_path);
+}
+
+static void write_json_atomic(cJSON *obj, const char *path) {
+    char *text = cJSON_Print(obj);
+    if (!text) fail("out of memory formatting %s", path);
+    AtomicFile af;
+    atomic_open(&af, path);
+    fwrite_or_fail(text, 1, strlen(text), af.f, af.tmp_path);
+    fwrite_or_fail("\n", 1, 1, af.f, af.tmp_path);
+    atomic_commit(&af);
+    free(text);
+}
+
+void snr_write_rules(const SnrStats *s, const char *path, const char *means_path) {
     printf("SlimAdam SNR of AdamW's second moment, mean over %d measurements (rule: highest > 1, else none)\n",
            s->measurements);
     printf("  %-24s %12s %12s %12s  %s\n", "block", "K=(0,)", "K=(1,)", "K=(0,1)", "rule");
     cJSON *rules = cJSON_CreateObject();
+    // the averages and counts each rule was chosen from
+    cJSON *means = cJSON_CreateObject();
+    cJSON_AddNumberToObject(means, "measurements", s->measurements);
+    cJSON_AddNumberToObject(means, "first_step", (double)s->first_step);
+    cJSON_AddNumberToObject(means, "last_step", (double)s->last_step);
+    cJSON_AddItemToObject(means, "k", cJSON_CreateStringArray(k_names, SNR_NUM_K));
+    cJSON_AddNumberToObject(means, "threshold", 1.0);
+    cJSON *mblocks = cJSON_AddObjectToObject(means, "blocks");
     for (int i = 0; i < s->num_blocks; i++) {
         const ParamBlock *b = &s->blocks[i];
         double mean[SNR_NUM_K];
+        int count[SNR_NUM_K];
         int best = -1;
         for (int k = 0; k < SNR_NUM_K; k++) {
-            int c = s->count[(size_t)i * SNR_NUM_K + k];
-            mean[k] = c ? s->sum[(size_t)i * SNR_NUM_K + k] / c : NAN;
+            count[k] = s->count[(size_t)i * SNR_NUM_K + k];
+            mean[k] = count[k] ? s->sum[(size_t)i * SNR_NUM_K + k] / count[k] : NAN;
             if (b->role != ROLE_NORM && isfinite(mean[k]) && mean[k] > 1.0 && (best < 0 || mean[k] > mean[best])) best = k;
         }
         cJSON *dims;
@@ -84,6 +152,13 @@ void snr_write_rules(const SnrStats *s, const char *path) {
         else if (b->ndim == 1) { int d[1] = {0}; dims = cJSON_CreateIntArray(d, 1); }
         else if (best == SNR_K01) { int d[2] = {0, 1}; dims = cJSON_CreateIntArray(d, 2); }
         else { int d[1] = {best == SNR_K0 ? 0 : 1}; dims = cJSON_CreateIntArray(d, 1); }
+        cJSON *mb = cJSON_AddObjectToObject(mblocks, b->name);
+        cJSON_AddStringToObject(mb, "role", role_name(b->role));
+        cJSON_AddItemToObject(mb, "shape", json_shape(b));
+        cJSON *ma = cJSON_AddArrayToObject(mb, "mean");
+        for (int k = 0; k < SNR_NUM_K; k++) cJSON_AddItemToArray(ma, json_number_or_null(mean[k]));
+        cJSON_AddItemToObject(mb, "count", cJSON_CreateIntArray(count, SNR_NUM_K));
+        cJSON_AddItemToObject(mb, "rule", cJSON_Duplicate(dims, 1));
         cJSON_AddItemToObject(rules, b->name, dims);
         char cols[SNR_NUM_K][16];
         for (int k = 0; k < SNR_NUM_K; k++) {
@@ -91,21 +166,19 @@ void snr_write_rules(const SnrStats *s, const char *path) {
             else snprintf(cols[k], sizeof(cols[k]), "-");
         }
         printf("  %-24s %12s %12s %12s  %s\n", b->name, cols[0], cols[1], cols[2],
-               best < 0 ? "none" : (b->ndim == 1 ? "(0,)" : kname[best]));
+               best < 0 ? "none" : (b->ndim == 1 ? "(0,)" : k_names[best]));
     }
-    char *text = cJSON_Print(rules);
+    write_json_atomic(rules, path);
     cJSON_Delete(rules);
-    AtomicFile af;
-    atomic_open(&af, path);
-    fwrite_or_fail(text, 1, strlen(text), af.f, af.tmp_path);
-    fwrite_or_fail("\n", 1, 1, af.f, af.tmp_path);
-    atomic_commit(&af);
-    free(text);
+    if (means_path) write_json_atomic(means, means_path);
+    cJSON_Delete(means);
     printf("SlimAdam rules written to %s (use with OPTIM=slimadam --slimadam-rules %s)\n", path, path);
+    if (means_path) printf("the mean SNRs they were chosen from: %s\n", means_path);
 }
 
 void snr_free(SnrStats *s) {
     free(s->blocks);
     free(s->sum);
     free(s->count);
+    free(s->last);
 }

@@ -8,9 +8,14 @@
 // above 1, else none; LayerNorm blocks are always none. The rules are written
 // as the JSON file SlimAdam reads (--slimadam-rules).
 //
-// Used by the trainers' --snr-every / --snr-out flags with OPTIM=adamw.
+// Used by the trainers' --snr-every / --snr-out flags with OPTIM=adamw; each
+// measurement is also one JSON line of DIR/snr.jsonl (snr_record), and the
+// averages the rules come from are kept beside the rules (snr_write_rules).
+
 #ifndef OPTIM_SNR_H
 #define OPTIM_SNR_H
+
+#include <cjson/cJSON.h>
 
 #include "optim/optim.h"
 
@@ -22,16 +27,27 @@ typedef struct {
     int num_blocks;
     double *sum;        // [num_blocks][SNR_NUM_K] sum of the SNR over measurements
     int *count;         // [num_blocks][SNR_NUM_K] measurements where it was finite
+    double *last;       // [num_blocks][SNR_NUM_K] the latest measurement (NAN: undefined)
     int measurements;
+    long first_step, last_step; // steps of the first and latest measurement
 } SnrStats;
 
 void snr_init(SnrStats *s, const ParamBlock *model_blocks, int num_blocks);
-// Measure the optimizer's current v (fails unless OPTIM=adamw).
-void snr_measure(SnrStats *s, const Optimizer *opt);
+// Measure the optimizer's current v after `step` (fails unless OPTIM=adamw).
+void snr_measure(SnrStats *s, const Optimizer *opt, long step);
 // SNR of one [rows, cols] matrix along K (exposed for tests); NAN if undefined.
 double snr_of(const float *v, int rows, int cols, int k);
-// Print the table and write the rules JSON (atomically).
-void snr_write_rules(const SnrStats *s, const char *path);
+// The lines of snr.jsonl. Header, once: {"type": "header", "k": ["(0,)",
+// "(1,)", "(0,1)"], "blocks": {name: {"role", "shape"}}}. Per measurement:
+// {"step": s, "snr": {name: [K=(0,), K=(1,), K=(0,1)]}}, null where undefined
+// (a vector has only K=(0,1)).
+cJSON *snr_header(const SnrStats *s);
+cJSON *snr_record(const SnrStats *s);
+// Print the table and write the rules JSON (atomically); with means_path,
+// also the averages each rule was chosen from (snr_means_path names it).
+void snr_write_rules(const SnrStats *s, const char *path, const char *means_path);
+// rules.json -> rules_snr.json (any other name: + "_snr.json")
+void snr_means_path(char *out, size_t len, const char *rules_path);
 void snr_free(SnrStats *s);
 
 #endif

@@ -181,7 +181,8 @@ void run_print_flags_help(void) {
         "  -p, --print-every N    progress line every N steps (0 = about every 2 seconds)\n"
         "SlimAdam rules from data (OPTIM=adamw):\n"
         "      --snr-every N      every N steps measure the SNR of AdamW's second moments along each\n"
-        "                         candidate dimension; at the end write SlimAdam rules\n"
+        "                         candidate dimension, one line each in DIR/snr.jsonl; at the end write the\n"
+        "                         SlimAdam rules and, beside them in <rules>_snr.json, the mean SNRs\n"
         "      --snr-out FILE     where to write them (default DIR/slimadam_rules.json or slimadam_rules.json)\n");
     optim_print_flags_help();
 }
@@ -697,6 +698,47 @@ void run_finish(Run *run, long step, float last_loss) {
     if (run->nan_skipped) printf(", %ld steps skipped (NaN/Inf)", run->nan_skipped);
     printf(", peak memory %s, %.1f s\n", format_bytes((double)peak_rss_bytes(), t, sizeof(t)), progress_elapsed(&run->progress));
     run_log_close(&run->log);
+}
+
+// ----------------------------------------------------------------------------
+// measurements during training
+
+// open DIR/<name> (kept to the resumed step), with the header if it has none
+static void open_jsonl_with_header(RunLog *log, const Run *run, const char *name, cJSON *header) {
+    char path[sizeof(log->path)];
+    snprintf(path, sizeof(path), "%s/%s", run->rc->out_dir, name);
+    long kept = run_jsonl_open(log, path, run->start_step > 0 ? run->start_step : -1);
+    if (kept == 0) run_log_write(log, header);
+    else cJSON_Delete(header);
+}
+
+void run_analyses_open(RunAnalyses *a, const Run *run, const ParamBlock *blocks, int num_blocks) {
+    memset(a, 0, sizeof(*a));
+    const RunConfig *rc = a->rc = run->rc;
+    if (rc->snr_every > 0) {
+        snr_init(&a->snr, blocks, num_blocks);
+        if (rc->out_dir[0]) open_jsonl_with_header(&a->snr_log, run, "snr.jsonl", snr_header(&a->snr));
+        else printf("note: --snr-every without -o: each measurement's SNRs (DIR/snr.jsonl) are not written\n");
+    }
+}
+
+void run_analyses_step(RunAnalyses *a, long step, const Optimizer *opt) {
+    const RunConfig *rc = a->rc;
+    if (rc->snr_every > 0 && step % rc->snr_every == 0) {
+        snr_measure(&a->snr, opt, step);
+        run_log_write(&a->snr_log, snr_record(&a->snr));
+    }
+}
+
+void run_analyses_finish(RunAnalyses *a) {
+    const RunConfig *rc = a->rc;
+    if (rc->snr_every > 0) {
+        char means[sizeof(rc->snr_out) + 16];
+        snr_means_path(means, sizeof(means), rc->snr_out);
+        snr_write_rules(&a->snr, rc->snr_out, means);
+        snr_free(&a->snr);
+        run_log_close(&a->snr_log);
+    }
 }
 
 // ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "optim/optim.h"
+#include "optim/snr.h"
 
 typedef enum { SCHED_COSINE, SCHED_LINEAR, SCHED_CONSTANT, SCHED_WSD } ScheduleKind;
 
@@ -165,6 +166,25 @@ void run_checkpoint_commit(Run *run, long step, cJSON *extra);
 // Returns 1 if the step must be skipped.
 int run_check_finite(Run *run, long step, float loss, float norm, const char *saved_note);
 void run_finish(Run *run, long step, float last_loss);
+
+// ----------------------------------------------------------------------------
+// Measurements during training, each one JSON line (the files are kept to the
+// resumed step on -y 1, like the log):
+//   --snr-every N   DIR/snr.jsonl, SNRs of AdamW's v (not written without
+//                   -o); at the end the SlimAdam rules and their mean SNRs
+// They only read the optimizer state: training is unchanged.
+typedef struct {
+    const RunConfig *rc;
+    SnrStats snr;
+    RunLog snr_log;
+} RunAnalyses;
+
+// After run_open; allocates everything the measurements need.
+void run_analyses_open(RunAnalyses *a, const Run *run, const ParamBlock *blocks, int num_blocks);
+// After step `step`: the measurements due.
+void run_analyses_step(RunAnalyses *a, long step, const Optimizer *opt);
+// At the end: the SlimAdam rules; closes the files.
+void run_analyses_finish(RunAnalyses *a);
 
 // ----------------------------------------------------------------------------
 // Ctrl-C: the first SIGINT asks the loop to checkpoint and stop; a second one
