@@ -140,10 +140,10 @@ run-test-run: test_run
 	./test_run
 
 # the trainer under the run machinery's tests: accumulation, bitwise resume
-# after SIGKILL and Ctrl-C, torn checkpoints, NaN stop/skip
+# after SIGKILL and Ctrl-C, torn checkpoints, NaN stop/skip, the measurement
+# files of --snr-every and --gsnr-every (the latter with every optimizer)
 TESTS += run-test-train
-run-test-train: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_sgd_sai $(BUILD)/bin/train_gpt2_sgdm \
-                $(BUILD)/bin/train_gpt2_slimadam
+run-test-train: $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS))
 	bash dev/test_run.sh $(BUILD)/bin
 
 # a few train_gpt2 steps with each optimizer against the PyTorch trainer's

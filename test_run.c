@@ -1,7 +1,8 @@
 // test_run: the run machinery's pieces against hand-computed values:
 // learning-rate schedules, global-norm clipping, checkpoint bookkeeping
-// (completeness, pruning, leftovers of a crash), and the log and the other
-// JSON-lines files on resume.
+// (completeness, pruning, leftovers of a crash), the log and the other JSON-
+// lines files on resume, and the --gsnr-every records against a g-SNR
+// computed here another way.
 // The whole-trainer behaviour (accumulation, bitwise resume after SIGKILL,
 // Ctrl-C, NaN stop) is tested by dev/test_run.sh.
 #include <math.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/rng.h"
 #include "common/utils.h"
 #include "run/run.h"
 
@@ -185,11 +187,86 @@ static void test_jsonl_resume(void) {
     rmdir(dir);
 }
 
+// g-SNR the textbook way, independent of gsnr_of_gradient: Welford's running
+// mean and sum of squared deviations, in long double
+static double gsnr_welford(const float *g, size_t n) {
+    long double mean = 0.0L, m2 = 0.0L, sumsq = 0.0L;
+    for (size_t i = 0; i < n; i++) {
+        long double x = g[i], d = x - mean;
+        mean += d / (long double)(i + 1);
+        m2 += d * (x - mean);
+        sumsq += x * x;
+    }
+    long double std = n > 1 ? sqrtl(m2 / (long double)(n - 1)) : 0.0L;
+    return (double)(sqrtl(sumsq) / (std + 1e-8L));
+}
+
+static void test_gsnr_probe(void) {
+    // blocks of every kind, with a gap (not a parameter) between two of them:
+    // random [5,4] with a non-zero mean, a fused qkv [6,2] (one block, as
+    // SGD-SaI sees it), 1 element (std 0), a constant vector (std 0), an
+    // all-zero matrix (g-SNR 0) and a vector holding a NaN (null in the file)
+    ParamBlock b[6] = {param_block("wte", ROLE_TOKEN_EMBEDDING, 2, 5, 4, 0), param_block("h0.attn.qkvw", ROLE_ATTN_QKV, 2, 6, 2, 23),
+                       param_block("one", ROLE_BIAS, 1, 1, 1, 35), param_block("ln", ROLE_NORM, 1, 5, 1, 36),
+                       param_block("zero", ROLE_ATTN_PROJ, 2, 2, 3, 41), param_block("nan", ROLE_BIAS, 1, 3, 1, 47)};
+    float g[50];
+    Rng rng;
+    rng_seed(&rng, 5);
+    for (int i = 0; i < 20; i++) g[i] = 0.3f + rng_uniform(&rng);
+    for (int i = 20; i < 23; i++) g[i] = 1e6f; // the gap
+    for (int i = 23; i < 35; i++) g[i] = 2e-3f * (rng_uniform(&rng) - 0.5f);
+    g[35] = -0.37f;
+    for (int i = 36; i < 41; i++) g[i] = 0.25f;
+    for (int i = 41; i < 47; i++) g[i] = 0.0f;
+    g[47] = 1.0f; g[48] = NAN; g[49] = 2.0f;
+    double expect[6];
+    for (int i = 0; i < 5; i++) expect[i] = gsnr_welford(g + b[i].offset, block_numel(&b[i]));
+    GsnrProbe p;
+    gsnr_probe_init(&p, b, 6);
+    gsnr_probe_measure(&p, g, 7);
+    // the record as a reader sees it: printed and parsed back
+    cJSON *rec = gsnr_probe_record(&p), *hdr = gsnr_probe_header(&p);
+    char *rt = cJSON_PrintUnformatted(rec), *ht = cJSON_PrintUnformatted(hdr);
+    cJSON_Delete(rec);
+    cJSON_Delete(hdr);
+    rec = cJSON_Parse(rt);
+    hdr = cJSON_Parse(ht);
+    const cJSON *vals = cJSON_GetObjectItemCaseSensitive(rec, "gsnr");
+    int ok = cJSON_GetArraySize(vals) == 6 && json_get_number(rec, "step", "record") == 7.0;
+    double worst = 0.0;
+    for (int i = 0; i < 5; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(vals, b[i].name);
+        ok &= cJSON_IsNumber(v);
+        if (!cJSON_IsNumber(v)) continue;
+        double err = expect[i] == 0.0 ? fabs(v->valuedouble) : fabs(v->valuedouble - expect[i]) / expect[i];
+        worst = fmax(worst, err);
+    }
+    CHECK(ok && worst < 1e-12, "g-SNR of 5 blocks (random, fused qkv, 1 element, constant, zero) = a long double Welford recomputation (rel err %.1e)", worst);
+    CHECK(fabs(expect[2] - 0.37 / 1e-8) < 1e-6 * expect[2] && fabs(expect[3] - sqrt(5 * 0.0625) / 1e-8) < 1e-6 * expect[3] && expect[4] == 0.0,
+          "and the edge cases by hand: |g|/1e-8, ||g||/1e-8, 0");
+    CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(vals, "nan")), "a NaN gradient gives null");
+    const cJSON *hb = cJSON_GetObjectItemCaseSensitive(hdr, "blocks");
+    const cJSON *qkv = cJSON_GetObjectItemCaseSensitive(hb, "h0.attn.qkvw"), *one = cJSON_GetObjectItemCaseSensitive(hb, "one");
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(qkv, "shape");
+    CHECK(cJSON_GetArraySize(hb) == 6 && json_get_number(hdr, "eps", "header") == 1e-8 &&
+          strcmp(cJSON_GetObjectItemCaseSensitive(qkv, "role")->valuestring, "attn_qkv") == 0 &&
+          json_get_number(qkv, "n", "header") == 12 && cJSON_GetArraySize(shape) == 2 &&
+          cJSON_GetArrayItem(shape, 0)->valueint == 6 && json_get_number(one, "n", "header") == 1 &&
+          cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(one, "shape")) == 1,
+          "header: eps 1e-8, every block once with role, shape and N (fused qkv one block of 12)");
+    cJSON_Delete(rec);
+    cJSON_Delete(hdr);
+    free(rt);
+    free(ht);
+    gsnr_probe_free(&p);
+}
+
 int main(void) {
     test_schedules();
     test_clipping();
     test_checkpoints();
     test_jsonl_resume();
+    test_gsnr_probe();
     if (failures) { printf("test_run: %d FAILED\n", failures); return 1; }
     printf("test_run: all passed\n");
     return 0;

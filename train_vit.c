@@ -1021,7 +1021,7 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
     run_open(&run, c, "img", "acc", state_bytes, elapsed_before);
 
-    RunAnalyses analyses; // --snr-every: measurements written as JSON lines
+    RunAnalyses analyses; // --snr-every, --gsnr-every: measurements written as JSON lines
     run_analyses_open(&analyses, &run, blocks, num_blocks);
 
     // the training loop
@@ -1055,7 +1055,7 @@ int main(int argc, char **argv) {
             last_loss = loss;
         }
         run_step_end(&run, step, loss, lr, gnorm, skipped, (double)rc.total_batch);
-        run_analyses_step(&analyses, step, opt); // reads only
+        run_analyses_step(&analyses, step, opt, model.grads_memory); // reads only
 
         if (have_test && run_due(&run, step, rc.val_every)) {
             int final = step == rc.max_steps || run_interrupted();

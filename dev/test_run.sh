@@ -9,8 +9,10 @@
 #      --nan skip skips and counts
 #   5. an unwritable -o DIR is reported at start; a new run does not write
 #      into a folder holding another run's checkpoints
-#   6. --snr-every's snr.jsonl: the SNR lines average to what the rules came
-#      from
+#   6. --snr-every's snr.jsonl and --gsnr-every's gsnr.jsonl: the g-SNR of
+#      step 1 is what SGD-SaI froze, the flag changes no loss or parameter
+#      bit with any optimizer, the SNR lines average to what the rules came
+#      from, and a resumed run's files equal the uninterrupted run's
 # usage: dev/test_run.sh BIN_DIR   (BIN_DIR holds train_gpt2_<optim>; make run-test-train does this)
 set -euo pipefail
 BIN=${1:?usage: dev/test_run.sh BIN_DIR}
@@ -187,6 +189,69 @@ err=$("$BIN/train_gpt2_adamw" $COMMON -x 2 -b 4 -o "$WORK/torn2" 2>&1 >/dev/null
 after=$(cd "$WORK/torn2" && sha256sum model_* optim_* state_* | sha256sum)
 if [[ $status != 0 && $err == *"-y 1"* && $before == "$after" ]]; then ok "a new run is refused where an earlier run's checkpoints are, which stay untouched: $err"
 else bad "a new run is refused where an earlier run's checkpoints are: $err"; fi
+
+# --- 6. g-SNR over training (--gsnr-every) -------------------------------------
+# The flag only reads the gradient: with every optimizer, 6 steps of B=4 x 2
+# micro-steps with clipping, the losses, norms, final model and optimizer
+# state are bitwise those of the run without it.
+for opt in adamw sgdm sgd_sai sinkgd slimadam; do
+    RUN="$COMMON -x 6 -b 4 -d 128"
+    "$BIN/train_gpt2_$opt" $RUN -o "$WORK/gs_off_$opt" >/dev/null
+    "$BIN/train_gpt2_$opt" $RUN --gsnr-every 2 -o "$WORK/gs_on_$opt" > "$WORK/gs_on_$opt.out"
+    steps "$WORK/gs_off_$opt/log.jsonl" > "$WORK/gs_off_$opt.steps"
+    steps "$WORK/gs_on_$opt/log.jsonl" > "$WORK/gs_on_$opt.steps"
+    check "$opt: --gsnr-every 2 leaves every loss and gradient norm, the final model and optimizer state bitwise unchanged" \
+        bash -c "[ \$(wc -l < '$WORK/gs_on_$opt.steps') = 6 ] && cmp -s '$WORK/gs_off_$opt.steps' '$WORK/gs_on_$opt.steps' &&
+                 cmp -s '$WORK/gs_off_$opt/model_00000006.bin' '$WORK/gs_on_$opt/model_00000006.bin' &&
+                 cmp -s '$WORK/gs_off_$opt/optim_00000006.bin' '$WORK/gs_on_$opt/optim_00000006.bin'"
+done
+# gsnr.jsonl: the header names the model's blocks (fused qkv whole) with N,
+# then steps 1, 2, 4, 6; step 1 holds exactly the g-SNRs SGD-SaI froze (the
+# floats at the end of its state file) and printed
+check "sgd_sai: gsnr.jsonl has a header (role, shape, N of each block, qkv fused) and steps 1, 2, 4, 6; step 1 = the g-SNRs SGD-SaI froze in its state, bit for bit, and printed" python3 -c '
+import json, struct, sys
+d, out = sys.argv[1], sys.argv[2]
+lines = [json.loads(l) for l in open(d + "/gsnr.jsonl")]
+head, recs = lines[0], lines[1:]
+assert head["type"] == "header" and head["eps"] == 1e-8 and [r["step"] for r in recs] == [1, 2, 4, 6], [r.get("step") for r in recs]
+blocks = head["blocks"]
+assert blocks["h0.attn.qkvw"]["role"] == "attn_qkv" and blocks["h0.attn.qkvw"]["shape"] == [108, 36] and blocks["h0.attn.qkvw"]["n"] == 3888
+assert all(list(r["gsnr"]) == list(blocks) for r in recs)
+# the state file: header, block table (64-byte name, rows, cols), buf, then one g-SNR per block
+raw = open(d + "/optim_00000006.bin", "rb").read()
+nb = struct.unpack_from("<i", raw, 32)[0]
+names = [raw[44 + 72 * i:44 + 72 * i + 64].split(b"\0")[0].decode() for i in range(nb)]
+frozen = struct.unpack("<%df" % nb, raw[len(raw) - 4 * nb:])
+assert names == list(blocks), (names, list(blocks))
+for n, f in zip(names, frozen):
+    g = recs[0]["gsnr"][n]
+    assert struct.unpack("<f", struct.pack("<f", g))[0] == f, (n, g, f)
+# the table SGD-SaI printed (6 digits)
+table = {}
+for l in open(out):
+    p = l.split()
+    if len(p) == 3 and p[0] in blocks and p[1] == str(blocks[p[0]]["n"]): table[p[0]] = float(p[2])
+assert len(table) == nb and all(abs(table[n] - recs[0]["gsnr"][n]) <= 1e-5 * table[n] for n in names), table
+' "$WORK/gs_on_sgd_sai" "$WORK/gs_on_sgd_sai.out"
+
+# a run resumed from step 10 drops the lines after it and writes them again:
+# both files end as the uninterrupted run's
+RUN="$COMMON -l 1e-2 -x 20 -b 4 -d 128 -n 5 --snr-every 5 --gsnr-every 5"
+"$BIN/train_gpt2_adamw" $RUN -o "$WORK/gs_full" >/dev/null
+"$BIN/train_gpt2_adamw" $RUN -o "$WORK/gs_res" >/dev/null
+rm "$WORK/gs_res"/state_00000015.json "$WORK/gs_res"/state_00000020.json
+"$BIN/train_gpt2_adamw" $RUN -o "$WORK/gs_res" -y 1 > "$WORK/gs_res.out"
+check "resumed from step 10: snr.jsonl and gsnr.jsonl equal the uninterrupted run's (one header, each step once)" \
+    bash -c "grep -q 'continuing from step 10' '$WORK/gs_res.out' && cmp -s '$WORK/gs_full/snr.jsonl' '$WORK/gs_res/snr.jsonl' &&
+             cmp -s '$WORK/gs_full/gsnr.jsonl' '$WORK/gs_res/gsnr.jsonl' && [ \$(wc -l < '$WORK/gs_res/gsnr.jsonl') = 6 ]"
+
+# bad values and a missing -o: one line, naming the flag
+for args in "--gsnr-every -3 -o $WORK/gs_bad" "--gsnr-every abc -o $WORK/gs_bad" "--gsnr-every 5"; do
+    status=0
+    err=$("$BIN/train_gpt2_sgdm" $COMMON -x 2 -b 4 $args 2>&1 >/dev/null) || status=$?
+    if [[ $status = 1 && $err == error:*--gsnr-every* && $(wc -l <<<"$err") = 1 ]]; then ok "${args%% -o*}: $err"
+    else bad "${args%% -o*} is refused in one line: $err"; fi
+done
 
 if [ $fails -gt 0 ]; then echo "test_run.sh: $fails FAILED"; exit 1; fi
 echo "test_run.sh: all passed"

@@ -9,8 +9,9 @@
 #  2. bad input: missing, truncated or foreign checkpoints, image sizes that
 #     do not fit the patch or the model, mismatched shards and nonsense flags
 #     each end with one line "error: ..." and a non-zero exit status.
-#  3. --snr-every (AdamW) writes SlimAdam rules for every ViT block and one
-#     line per measurement to snr.jsonl, and leaves the training bit-identical.
+#  3. --snr-every (AdamW) writes SlimAdam rules for every ViT block;
+#     --snr-every and --gsnr-every write one line per measurement to
+#     snr.jsonl and gsnr.jsonl and leave the training bit-identical.
 #
 #   bash dev/test_vit_resume.sh path/to/train_vit_adamw path/to/train_vit_sgd_sai
 set -euo pipefail
@@ -163,11 +164,11 @@ expect_error "--patch 0" "flag --patch must be in" "${SMALL[@]}" --patch 0
 expect_error "resume with other -b" "resume with the same ones" "${RUN[@]}" -b 4 -o "$tmp/$(basename "$bin")/ref" -y 1
 
 # --snr-every with AdamW: SlimAdam rules for the ViT's blocks (the SNR maths is
-# tested in test_optim; here: every block gets a rule and the file is JSON),
-# and the per-measurement file (its values are tested in test_optim and
-# dev/test_run.sh) for the ViT's blocks
+# tested in test_optim; here: every block gets a rule and the file is JSON);
+# with --gsnr-every too, the per-measurement files (their values are tested
+# in test_run, test_optim and dev/test_run.sh) for the ViT's blocks
 if [[ "$(basename "$bin")" == *adamw* ]]; then
-  if "$bin" "${SMALL[@]}" -x 6 --snr-every 2 -o "$tmp/snr" >"$tmp/snr.log" 2>&1 &&
+  if "$bin" "${SMALL[@]}" -x 6 --snr-every 2 --gsnr-every 4 -o "$tmp/snr" >"$tmp/snr.log" 2>&1 &&
      "$PY" - "$tmp/snr" <<'EOF'
 import json, sys
 d = sys.argv[1]
@@ -178,14 +179,19 @@ assert rules["h0.ln1w"] is None and all(v is None or v in ([0], [1], [0, 1]) for
 snr = [json.loads(l) for l in open(d + "/snr.jsonl")]
 assert list(snr[0]["blocks"]) == list(rules) and [r["step"] for r in snr[1:]] == [2, 4, 6]
 assert all(list(r["snr"]) == list(rules) and all(len(v) == 3 for v in r["snr"].values()) for r in snr[1:])
+g = [json.loads(l) for l in open(d + "/gsnr.jsonl")]
+blocks = g[0]["blocks"]
+assert blocks["h0.attn.qkvw"] == {"role": "attn_qkv", "shape": [48, 16], "n": 768} and "h0.attn.qkvw.q" not in blocks
+assert [r["step"] for r in g[1:]] == [1, 4] and all(list(r["gsnr"]) == list(blocks) for r in g[1:])
+assert all(v > 0 for r in g[1:] for v in r["gsnr"].values())
 EOF
-  then ok "--snr-every: rules for every ViT block, snr.jsonl at steps 2, 4, 6"
-  else bad "--snr-every on the ViT"; tail -3 "$tmp/snr.log"; fi
+  then ok "--snr-every, --gsnr-every: rules for every ViT block, snr.jsonl at steps 2, 4, 6 and gsnr.jsonl at 1, 4 (fused qkv whole)"
+  else bad "--snr-every, --gsnr-every on the ViT"; tail -3 "$tmp/snr.log"; fi
   "$bin" "${SMALL[@]}" -x 6 -o "$tmp/plain" >/dev/null 2>&1
   if cmp -s "$tmp/snr/model_00000006.bin" "$tmp/plain/model_00000006.bin" &&
      cmp -s "$tmp/snr/optim_00000006.bin" "$tmp/plain/optim_00000006.bin"; then
-    ok "--snr-every: the model and optimizer state are bit-identical to the run without it"
-  else bad "--snr-every changed the ViT's training"; fi
+    ok "--snr-every, --gsnr-every: the model and optimizer state are bit-identical to the run without them"
+  else bad "--snr-every, --gsnr-every changed the ViT's training"; fi
 fi
 
 if [ $failures -ne 0 ]; then echo "test_vit_resume: $failures FAILED"; exit 1; fi

@@ -182,3 +182,50 @@ void snr_free(SnrStats *s) {
     free(s->count);
     free(s->last);
 }
+
+// ----------------------------------------------------------------------------
+// g-SNR over training
+
+void gsnr_probe_init(GsnrProbe *p, const ParamBlock *blocks, int num_blocks) {
+    memset(p, 0, sizeof(*p));
+    p->num_blocks = num_blocks;
+    p->blocks = malloc_or_fail(num_blocks * sizeof(ParamBlock), "g-SNR blocks");
+    memcpy(p->blocks, blocks, num_blocks * sizeof(ParamBlock));
+    p->gsnr = calloc_or_fail(num_blocks, sizeof(double), "g-SNR values");
+    p->step = -1;
+}
+
+void gsnr_probe_measure(GsnrProbe *p, const float *grads, long step) {
+    p->step = step;
+    // one thread per block, as SGD-SaI: each block's sums run in one fixed order
+    #pragma omp parallel for schedule(dynamic)
+    for (int i = 0; i < p->num_blocks; i++)
+        p->gsnr[i] = gsnr_of_gradient(grads + p->blocks[i].offset, block_numel(&p->blocks[i]), GSNR_PROBE_EPS);
+}
+
+cJSON *gsnr_probe_header(const GsnrProbe *p) {
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddStringToObject(h, "type", "header");
+    cJSON_AddNumberToObject(h, "eps", GSNR_PROBE_EPS);
+    cJSON *blocks = cJSON_AddObjectToObject(h, "blocks");
+    for (int i = 0; i < p->num_blocks; i++) {
+        cJSON *b = cJSON_AddObjectToObject(blocks, p->blocks[i].name);
+        cJSON_AddStringToObject(b, "role", role_name(p->blocks[i].role));
+        cJSON_AddItemToObject(b, "shape", json_shape(&p->blocks[i]));
+        cJSON_AddNumberToObject(b, "n", (double)block_numel(&p->blocks[i]));
+    }
+    return h;
+}
+
+cJSON *gsnr_probe_record(const GsnrProbe *p) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddNumberToObject(r, "step", (double)p->step);
+    cJSON *g = cJSON_AddObjectToObject(r, "gsnr");
+    for (int i = 0; i < p->num_blocks; i++) cJSON_AddItemToObject(g, p->blocks[i].name, json_number_or_null(p->gsnr[i]));
+    return r;
+}
+
+void gsnr_probe_free(GsnrProbe *p) {
+    free(p->blocks);
+    free(p->gsnr);
+}

@@ -11,7 +11,9 @@
 // Used by the trainers' --snr-every / --snr-out flags with OPTIM=adamw; each
 // measurement is also one JSON line of DIR/snr.jsonl (snr_record), and the
 // averages the rules come from are kept beside the rules (snr_write_rules).
-
+//
+// Also here: the g-SNR of the current gradient during training (--gsnr-every,
+// any optimizer), the value SGD-SaI would freeze if this were its first step.
 #ifndef OPTIM_SNR_H
 #define OPTIM_SNR_H
 
@@ -49,5 +51,28 @@ void snr_write_rules(const SnrStats *s, const char *path, const char *means_path
 // rules.json -> rules_snr.json (any other name: + "_snr.json")
 void snr_means_path(char *out, size_t len, const char *rules_path);
 void snr_free(SnrStats *s);
+
+// ----------------------------------------------------------------------------
+// g-SNR over training: every block's gsnr_of_gradient (eps GSNR_PROBE_EPS)
+// of the gradient the optimizer was handed at this step (accumulated and
+// clipped). The blocks are the model's (a fused qkv is one block, as SGD-SaI
+// sees it).
+#define GSNR_PROBE_EPS 1e-8
+
+typedef struct {
+    ParamBlock *blocks; // a copy of the model's blocks
+    int num_blocks;
+    double *gsnr;       // [num_blocks] the latest measurement
+    long step;
+} GsnrProbe;
+
+void gsnr_probe_init(GsnrProbe *p, const ParamBlock *blocks, int num_blocks);
+void gsnr_probe_measure(GsnrProbe *p, const float *grads, long step);
+// The lines of gsnr.jsonl. Header, once: {"type": "header", "eps": 1e-8,
+// "blocks": {name: {"role", "shape", "n"}}}. Per measurement: {"step": s,
+// "gsnr": {name: value}}, null where not finite.
+cJSON *gsnr_probe_header(const GsnrProbe *p);
+cJSON *gsnr_probe_record(const GsnrProbe *p);
+void gsnr_probe_free(GsnrProbe *p);
 
 #endif

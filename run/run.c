@@ -137,6 +137,7 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
         if (strlen(v) >= sizeof(rc->snr_out)) fail("flag %s: path too long", a);
         snprintf(rc->snr_out, sizeof(rc->snr_out), "%s", v);
     }
+    else if (is_flag(a, NULL, "--gsnr-every")) rc->gsnr_every = positive_long(flag_value(argc, argv, i), a, 0);
     else if (is_flag(a, NULL, "--seed")) {
         long v = positive_long(flag_value(argc, argv, i), a, 0);
         rc->seed = (uint64_t)v;
@@ -183,7 +184,10 @@ void run_print_flags_help(void) {
         "      --snr-every N      every N steps measure the SNR of AdamW's second moments along each\n"
         "                         candidate dimension, one line each in DIR/snr.jsonl; at the end write the\n"
         "                         SlimAdam rules and, beside them in <rules>_snr.json, the mean SNRs\n"
-        "      --snr-out FILE     where to write them (default DIR/slimadam_rules.json or slimadam_rules.json)\n");
+        "      --snr-out FILE     where to write them (default DIR/slimadam_rules.json or slimadam_rules.json)\n"
+        "g-SNR over training (SGD-SaI's analysis, any optimizer):\n"
+        "      --gsnr-every N     at step 1 and every N steps write each block's g-SNR of the clipped\n"
+        "                         gradient, ||g|| / (std + 1e-8), to DIR/gsnr.jsonl (needs -o; 0 = off)\n");
     optim_print_flags_help();
 }
 
@@ -197,6 +201,7 @@ void run_finalize_config(RunConfig *rc, long items_per_micro, const char *unit) 
     if (rc->resume && !rc->out_dir[0]) fail("flag -y 1 needs -o DIR (the directory holding the checkpoints)");
     if (rc->snr_every > 0 && strcmp(OPTIM_NAME, "adamw") != 0)
         fail("flag --snr-every measures AdamW's second moments: build with OPTIM=adamw (this is %s)", OPTIM_NAME);
+    if (rc->gsnr_every > 0 && !rc->out_dir[0]) fail("flag --gsnr-every writes DIR/gsnr.jsonl: it needs -o DIR");
     if (rc->snr_every > 0 && !rc->snr_out[0]) {
         // out_dir leaves 64 bytes of room (see -o), enough for the file name
         size_t n = strlen(rc->out_dir);
@@ -720,13 +725,21 @@ void run_analyses_open(RunAnalyses *a, const Run *run, const ParamBlock *blocks,
         if (rc->out_dir[0]) open_jsonl_with_header(&a->snr_log, run, "snr.jsonl", snr_header(&a->snr));
         else printf("note: --snr-every without -o: each measurement's SNRs (DIR/snr.jsonl) are not written\n");
     }
+    if (rc->gsnr_every > 0) {
+        gsnr_probe_init(&a->gsnr, blocks, num_blocks);
+        open_jsonl_with_header(&a->gsnr_log, run, "gsnr.jsonl", gsnr_probe_header(&a->gsnr));
+    }
 }
 
-void run_analyses_step(RunAnalyses *a, long step, const Optimizer *opt) {
+void run_analyses_step(RunAnalyses *a, long step, const Optimizer *opt, const float *grads) {
     const RunConfig *rc = a->rc;
     if (rc->snr_every > 0 && step % rc->snr_every == 0) {
         snr_measure(&a->snr, opt, step);
         run_log_write(&a->snr_log, snr_record(&a->snr));
+    }
+    if (rc->gsnr_every > 0 && (step == 1 || step % rc->gsnr_every == 0)) {
+        gsnr_probe_measure(&a->gsnr, grads, step);
+        run_log_write(&a->gsnr_log, gsnr_probe_record(&a->gsnr));
     }
 }
 
@@ -738,6 +751,10 @@ void run_analyses_finish(RunAnalyses *a) {
         snr_write_rules(&a->snr, rc->snr_out, means);
         snr_free(&a->snr);
         run_log_close(&a->snr_log);
+    }
+    if (rc->gsnr_every > 0) {
+        gsnr_probe_free(&a->gsnr);
+        run_log_close(&a->gsnr_log);
     }
 }
 

@@ -47,6 +47,8 @@ typedef struct {
     // SlimAdam rules from AdamW's second moments (optim/snr.h), OPTIM=adamw only
     long snr_every;        // --snr-every: measure every N steps (0 = off)
     char snr_out[512];     // --snr-out: rules JSON written at the end
+    // g-SNR of the gradient during training (optim/snr.h), any optimizer
+    long gsnr_every;       // --gsnr-every: measure at step 1 and every N steps (0 = off)
 } RunConfig;
 
 void run_config_defaults(RunConfig *rc);
@@ -172,17 +174,20 @@ void run_finish(Run *run, long step, float last_loss);
 // resumed step on -y 1, like the log):
 //   --snr-every N   DIR/snr.jsonl, SNRs of AdamW's v (not written without
 //                   -o); at the end the SlimAdam rules and their mean SNRs
-// They only read the optimizer state: training is unchanged.
+//   --gsnr-every N  DIR/gsnr.jsonl, every block's g-SNR (needs -o)
+// They only read the optimizer state and the gradients: training is unchanged.
 typedef struct {
     const RunConfig *rc;
     SnrStats snr;
     RunLog snr_log;
+    GsnrProbe gsnr;
+    RunLog gsnr_log;
 } RunAnalyses;
 
 // After run_open; allocates everything the measurements need.
 void run_analyses_open(RunAnalyses *a, const Run *run, const ParamBlock *blocks, int num_blocks);
-// After step `step`: the measurements due.
-void run_analyses_step(RunAnalyses *a, long step, const Optimizer *opt);
+// After step `step` (its gradient, clipped, still in grads): the measurements due.
+void run_analyses_step(RunAnalyses *a, long step, const Optimizer *opt, const float *grads);
 // At the end: the SlimAdam rules; closes the files.
 void run_analyses_finish(RunAnalyses *a);
 
