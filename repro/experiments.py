@@ -95,7 +95,7 @@ def vit_seeds(records):
 # initialisation, a fixed token budget. Six half-decade learning rates per
 # optimizer, placed around its useful range (from the make-train sweeps) so that
 # each row spans from too small to diverging.
-GPT2_STEPS = 200
+GPT2_STEPS = 150
 GPT2_B, GPT2_T = 8, 128
 GPT2_LRS = {
     "adamw": [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
@@ -108,7 +108,7 @@ GPT2_LRS = {
 # SGDM's decay is coupled L2 and SinkGD's papers use none.
 GPT2_WD = {"adamw": 0.1, "slimadam": 0.1, "sgd_sai": 0.1, "sgdm": 0.0, "sinkgd": 0.0}
 GPT2_BASE = ["-e", "d4", "-b", str(GPT2_B), "-t", str(GPT2_T), "-x", str(GPT2_STEPS), "-k", "cosine",
-             "-u", "20", "-q", "0.1", "--clip", "1", "-v", "20", "-m", "10", "-s", "-1", "-p", "0",
+             "-u", "15", "-q", "0.1", "--clip", "1", "-v", "15", "-m", "10", "-s", "-1", "-p", "0",
              "-n", "50", "-nk", "1", "-y", "1"]
 
 
@@ -223,7 +223,7 @@ def sgd_sai_gsnr(records_unused):
         {"id": f"gpt2_d12_lr{fmt(lr_g)}_s{SEEDS[0]}", "trainer": "gpt2", "optim": "sgd_sai", "phase": "gsnr",
          "metric": "val_loss", "hp": {"lr": lr_g, "wd": GPT2_WD["sgd_sai"], "seed": SEEDS[0]},
          "flags": ["-e", "d12", "-b", "4", "-t", "64", "-x", "20", "-k", "cosine", "-u", "2", "-q", "0.1",
-                   "--clip", "1", "-v", "0", "-m", "10", "-s", "-1", "-p", "0", "-n", "10", "-nk", "1", "-y", "1",
+                   "--clip", "1", "-v", "0", "-m", "10", "-s", "-1", "-p", "0", "-n", "20", "-nk", "1", "-y", "1",
                    "-l", f"{lr_g:g}", "-c", f"{GPT2_WD['sgd_sai']:g}", "--gsnr-every", "5", "--seed", str(SEEDS[0])],
          "artifacts": {"gsnr": "gsnr.jsonl"}},
     ]

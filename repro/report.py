@@ -283,10 +283,10 @@ def report_gpt2(out):
     m = r0["model"]
     out.append(f"**Protocol** (`make repro-gpt2`): GPT-2 d{m['layers']} (C {m['channels']}, {m['heads']} heads, "
                f"vocabulary {m['vocab']:,}) from scratch on the King James Bible, batch {X.GPT2_B} × {X.GPT2_T} tokens, "
-               f"{X.GPT2_STEPS} steps = {X.GPT2_STEPS * tps:,} tokens (no sequence seen twice), 20 warmup steps, cosine to "
+               f"{X.GPT2_STEPS} steps = {X.GPT2_STEPS * tps:,} tokens (no sequence seen twice), 15 warmup steps, cosine to "
                f"lr/10, clip 1.0, weight decay {', '.join(f'{L[o]} {X.GPT2_WD[o]:g}' for o in X.OPTIMS)}; "
                f"the same initialisation and data order (seed {X.SEEDS[0]}) for every lr; validation loss on "
-               f"{10 * tps:,} held-out tokens (7 books) every 20 steps; seeds {', '.join(map(str, X.SEEDS[1:]))} at each "
+               f"{10 * tps:,} held-out tokens (7 books) every 15 steps; seeds {', '.join(map(str, X.SEEDS[1:]))} at each "
                f"optimizer's best lr, and at 3e-4 and 3e-3 for AdamW and SlimAdam. The papers: GPT-2 124M on "
                f"OpenWebText / FineWeb, billions of tokens.\n")
     out.append("| optimizer | final val loss at each lr (seed 1; — = diverged) | best lr | val loss at best (mean ± std) | optimizer state | peak memory |")
