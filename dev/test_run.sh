@@ -244,6 +244,9 @@ rm "$WORK/gs_res"/state_00000015.json "$WORK/gs_res"/state_00000020.json
 check "resumed from step 10: snr.jsonl and gsnr.jsonl equal the uninterrupted run's (one header, each step once)" \
     bash -c "grep -q 'continuing from step 10' '$WORK/gs_res.out' && cmp -s '$WORK/gs_full/snr.jsonl' '$WORK/gs_res/snr.jsonl' &&
              cmp -s '$WORK/gs_full/gsnr.jsonl' '$WORK/gs_res/gsnr.jsonl' && [ \$(wc -l < '$WORK/gs_res/gsnr.jsonl') = 6 ]"
+check "resumed from step 10: the SlimAdam rules and their mean SNRs equal the uninterrupted run's (the means of steps 5 and 10 come back from snr.jsonl)" \
+    bash -c "cmp -s '$WORK/gs_full/slimadam_rules.json' '$WORK/gs_res/slimadam_rules.json' &&
+             cmp -s '$WORK/gs_full/slimadam_rules_snr.json' '$WORK/gs_res/slimadam_rules_snr.json'"
 
 # bad values and a missing -o: one line, naming the flag
 for args in "--gsnr-every -3 -o $WORK/gs_bad" "--gsnr-every abc -o $WORK/gs_bad" "--gsnr-every 5"; do

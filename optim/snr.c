@@ -107,6 +107,32 @@ cJSON *snr_record(const SnrStats *s) {
     return r;
 }
 
+void snr_add_record(SnrStats *s, const cJSON *rec, const char *path) {
+    const cJSON *step = cJSON_GetObjectItemCaseSensitive(rec, "step");
+    const cJSON *snr = cJSON_GetObjectItemCaseSensitive(rec, "snr");
+    if (!cJSON_IsNumber(step) || !cJSON_IsObject(snr)) fail("%s: a measurement line lacks \"step\" or \"snr\"", path);
+    s->measurements++;
+    if (s->first_step < 0) s->first_step = (long)step->valuedouble;
+    s->last_step = (long)step->valuedouble;
+    for (int i = 0; i < s->num_blocks; i++) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(snr, s->blocks[i].name);
+        if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != SNR_NUM_K)
+            fail("%s: step %ld has no SNRs for block %s (another model's file?)", path, s->last_step, s->blocks[i].name);
+        for (int k = 0; k < SNR_NUM_K; k++) {
+            const cJSON *x = cJSON_GetArrayItem(a, k);
+            // the line holds what snr_measure summed: adding it again in the same
+            // order gives the uninterrupted run's sums bit for bit (cJSON prints
+            // doubles with enough digits to read them back exactly)
+            double r = cJSON_IsNumber(x) ? x->valuedouble : NAN;
+            s->last[(size_t)i * SNR_NUM_K + k] = r;
+            if (isfinite(r)) {
+                s->sum[(size_t)i * SNR_NUM_K + k] += r;
+                s->count[(size_t)i * SNR_NUM_K + k]++;
+            }
+        }
+    }
+}
+
 void snr_means_path(char *out, size_t len, const char *rules_path) {
     size_t n = strlen(rules_path);
     if (n >= 5 && strcmp(rules_path + n - 5, ".json") == 0) n -= 5;

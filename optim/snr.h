@@ -45,6 +45,10 @@ double snr_of(const float *v, int rows, int cols, int k);
 // (a vector has only K=(0,1)).
 cJSON *snr_header(const SnrStats *s);
 cJSON *snr_record(const SnrStats *s);
+// Add one measurement read back from snr.jsonl (a resumed run rebuilds its
+// averages from the lines kept up to its checkpoint, so its rules are the
+// uninterrupted run's). path names the file in errors.
+void snr_add_record(SnrStats *s, const cJSON *rec, const char *path);
 // Print the table and write the rules JSON (atomically); with means_path,
 // also the averages each rule was chosen from (snr_means_path names it).
 void snr_write_rules(const SnrStats *s, const char *path, const char *means_path);

@@ -717,13 +717,30 @@ static void open_jsonl_with_header(RunLog *log, const Run *run, const char *name
     else cJSON_Delete(header);
 }
 
+// a resumed run: the measurements before its checkpoint come back from snr.jsonl
+static void snr_restore(SnrStats *s, const char *path) {
+    FILE *f = fopen_or_fail(path, "rb");
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        cJSON *rec = cJSON_Parse(line);
+        if (!rec) fail("%s: a line is not JSON; delete the file's torn lines or start the run afresh", path);
+        if (!cJSON_GetObjectItemCaseSensitive(rec, "type")) snr_add_record(s, rec, path); // not the header
+        cJSON_Delete(rec);
+    }
+    free(line);
+    fclose(f);
+}
+
 void run_analyses_open(RunAnalyses *a, const Run *run, const ParamBlock *blocks, int num_blocks) {
     memset(a, 0, sizeof(*a));
     const RunConfig *rc = a->rc = run->rc;
     if (rc->snr_every > 0) {
         snr_init(&a->snr, blocks, num_blocks);
-        if (rc->out_dir[0]) open_jsonl_with_header(&a->snr_log, run, "snr.jsonl", snr_header(&a->snr));
-        else printf("note: --snr-every without -o: each measurement's SNRs (DIR/snr.jsonl) are not written\n");
+        if (rc->out_dir[0]) {
+            open_jsonl_with_header(&a->snr_log, run, "snr.jsonl", snr_header(&a->snr));
+            if (run->start_step > 0) snr_restore(&a->snr, a->snr_log.path);
+        } else printf("note: --snr-every without -o: each measurement's SNRs (DIR/snr.jsonl) are not written\n");
     }
     if (rc->gsnr_every > 0) {
         gsnr_probe_init(&a->gsnr, blocks, num_blocks);
