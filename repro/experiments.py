@@ -198,17 +198,16 @@ def slimadam_derived(records):
 
 
 # ---------------------------------------------------------------------------
-# repro-sgd-sai: the g-SNR behind SGD-SaI. SGD-SaI trains at its best lr of
-# repro-gpt2 / repro-vit (the make-train settings when those have not run) and
+# repro-sgd-sai: the g-SNR behind SGD-SaI. SGD-SaI trains GPT-2 at make train's
+# lr and the ViT at its best cell of repro-vit, and
 # measures, without using them, the g-SNR every block would get if it were
 # recomputed every few steps (--gsnr-every, written to gsnr.jsonl); GPT-2 124M
 # (d12) adds the table at initialisation for the real model size.
 def sgd_sai_gsnr(records_unused):
     import repro  # the records of the other experiments
-    gpt2_best = best_by(repro.load_records("gpt2"), "sgd_sai", "val_loss", higher=False)
     vit_best = best_by(repro.load_records("vit"), "sgd_sai", "test_acc", higher=True)
-    lr_g = gpt2_best["hp"]["lr"] if gpt2_best else 1e-3
-    lr_v, wd_v = (vit_best["hp"]["lr"], vit_best["hp"]["wd"]) if vit_best else (1e-2, 1e-4)
+    lr_g = 1e-3  # make train's SGD-SaI lr (g-SNR at initialisation does not depend on it)
+    lr_v, wd_v = (vit_best["hp"]["lr"], vit_best["hp"]["wd"]) if vit_best else (1e-2, 1e-3)
     return [
         {"id": f"gpt2_d4_lr{fmt(lr_g)}_s{SEEDS[0]}", "trainer": "gpt2", "optim": "sgd_sai", "phase": "gsnr",
          "metric": "val_loss", "hp": {"lr": lr_g, "wd": GPT2_WD["sgd_sai"], "seed": SEEDS[0]},

@@ -352,12 +352,250 @@ def gpt2_verdicts(recs, best, tps):
 
 
 # ---------------------------------------------------------------------------
+# repro-sgd-sai: g-SNR at initialisation and how it would drift
+ROLE_ORDER = ["token_embedding", "position_embedding", "patch_embedding", "cls_token", "attn_qkv", "attn_proj",
+              "mlp_up", "mlp_down", "head", "norm", "bias"]
+
+
+def gsnr_of(rec):
+    lines = rec.get("artifacts", {}).get("gsnr", [])
+    header = next((ln for ln in lines if ln.get("type") == "header"), None)
+    meas = [ln for ln in lines if "gsnr" in ln]
+    return header, meas
+
+
+def spearman(xs, ys):
+    def ranks(v):
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        for pos, i in enumerate(order):
+            r[i] = pos
+        return r
+    rx, ry = ranks(xs), ranks(ys)
+    n = len(xs)
+    mx, my = sum(rx) / n, sum(ry) / n
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    return cov / math.sqrt(sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry))
+
+
+def report_sgd_sai(out):
+    recs = [r for r in load_records("sgd_sai") if r.get("artifacts", {}).get("gsnr")]
+    if not recs:
+        out.append("*`make repro-sgd-sai` has not been run yet.*\n")
+        return []
+    names = {r["id"]: ("GPT-2 124M (d12)" if "d12" in r["id"] else "GPT-2 d4" if r["trainer"] == "gpt2" else "ViT fmnist-tiny")
+             for r in recs}
+    recs.sort(key=lambda r: ["GPT-2 d4", "GPT-2 124M (d12)", "ViT fmnist-tiny"].index(names[r["id"]]))
+    out.append("**Protocol** (`make repro-sgd-sai`): SGD-SaI trains with `--gsnr-every N`, which computes, without "
+               "using it, the g-SNR (`||g|| / (std(g) + 1e-8)`, SGD-SaI's own function) of every block's clipped "
+               "gradient at step 1 (what SGD-SaI freezes) and every N steps after: " +
+               "; ".join(f"{names[r['id']]}: {r['steps_done']} steps at lr {r['hp']['lr']:g}"
+                         + (f", measured every {gsnr_of(r)[1][1]['step']} steps" if len(gsnr_of(r)[1]) > 1 else "")
+                         for r in recs) + ".\n")
+    # the table at initialisation, by block type
+    out.append("| model | block type | blocks | N (entries) | g-SNR at step 1: min | median | max |")
+    out.append("|---|---|---:|---:|---:|---:|---:|")
+    drift_rows, verdict_data = [], []
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    for r in recs:
+        header, meas = gsnr_of(r)
+        blocks = header["blocks"]
+        first, last = meas[0]["gsnr"], meas[-1]["gsnr"]
+        by_role = {}
+        for name, b in blocks.items():
+            by_role.setdefault(b["role"], []).append(name)
+        for role in sorted(by_role, key=lambda x: ROLE_ORDER.index(x) if x in ROLE_ORDER else 99):
+            vals = sorted(first[n] for n in by_role[role] if first[n] is not None)
+            ns = sorted({blocks[n]["n"] for n in by_role[role]})
+            nrange = f"{ns[0]:,}" if len(ns) == 1 else f"{ns[0]:,}–{ns[-1]:,}"
+            out.append(f"| {names[r['id']]} | {role} | {len(by_role[role])} | {nrange} | {vals[0]:.4g} | "
+                       f"{vals[len(vals) // 2]:.4g} | {vals[-1]:.4g} |")
+        # drift: each block's g-SNR over training relative to step 1, the median per block type
+        if len(meas) > 1:
+            ax = axes[0] if r["trainer"] == "gpt2" and "d12" not in r["id"] else axes[1] if r["trainer"] == "vit" else None
+            common = [n for n in blocks if first[n] and last[n] is not None and first[n] > 0]
+            factors = sorted(max(last[n] / first[n], first[n] / last[n]) for n in common if last[n] > 0)
+            rho = spearman([first[n] for n in common], [last[n] for n in common])
+            within2 = sum(1 for f in factors if f <= 2.0) / len(factors)
+            drift_rows.append((names[r["id"]], meas[-1]["step"], factors[len(factors) // 2], factors[-1], within2, rho))
+            verdict_data.append((names[r["id"]], within2, rho))
+            if ax is not None:
+                for role in sorted(by_role, key=lambda x: ROLE_ORDER.index(x) if x in ROLE_ORDER else 99):
+                    ys = []
+                    for m in meas:
+                        rs = sorted(m["gsnr"][n] / first[n] for n in by_role[role]
+                                    if m["gsnr"][n] is not None and first[n])
+                        ys.append(rs[len(rs) // 2] if rs else float("nan"))
+                    ax.plot([m["step"] for m in meas], ys, marker=".", label=role)
+                ax.set_yscale("log")
+                ax.axhline(1.0, color="black", linewidth=0.8)
+                ax.set_xlabel("step")
+                ax.set_ylabel("g-SNR / g-SNR at step 1 (median over layers)")
+                ax.set_title(f"{names[r['id']]}: the g-SNR SGD-SaI would get if recomputed", fontsize=9)
+                ax.grid(alpha=0.3, which="both")
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(RESULTS, "sgd_sai_gsnr_drift.png"), dpi=110)
+    plt.close(fig)
+    # g-SNR at initialisation, block by block
+    fig, axes = plt.subplots(len(recs), 1, figsize=(13, 2.8 * len(recs)), squeeze=False)
+    for ax, r in zip(axes[:, 0], recs):
+        header, meas = gsnr_of(r)
+        blocks = header["blocks"]
+        names_ = list(blocks)
+        roles = [blocks[n]["role"] for n in names_]
+        palette = {role: plt.cm.tab10(i % 10) for i, role in enumerate(ROLE_ORDER)}
+        ax.bar(range(len(names_)), [meas[0]["gsnr"][n] or 0 for n in names_], color=[palette.get(x, "k") for x in roles])
+        ax.set_yscale("log")
+        ax.set_ylabel("g-SNR at step 1")
+        ax.set_title(f"{names[r['id']]}: every block's frozen g-SNR, in model order", fontsize=9)
+        ax.set_xticks([])
+        for role in dict.fromkeys(roles):
+            ax.bar([0], [0], color=palette.get(role, "k"), label=role)
+        ax.legend(fontsize=7, ncol=6)
+    fig.tight_layout()
+    fig.savefig(os.path.join(RESULTS, "sgd_sai_gsnr_init.png"), dpi=110)
+    plt.close(fig)
+    out.append("")
+    out.append("How far the g-SNR moves if it were recomputed later (the factor is max(later/first, first/later) per block):\n")
+    out.append("| model | measured until step | median factor | largest factor | blocks within a factor 2 | rank correlation with step 1 (Spearman) |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for name, step, med, mx, w2, rho in drift_rows:
+        out.append(f"| {name} | {step} | {med:.2f} | {mx:.2f} | {w2:.0%} | {rho:.3f} |")
+    out.append("\n![g-SNR at initialisation](repro/results/sgd_sai_gsnr_init.png)\n"
+               "![g-SNR drift](repro/results/sgd_sai_gsnr_drift.png)\n")
+    out.append(f"{len(recs)} runs at commit {commit_list(recs)}.\n")
+    v = []
+    for name, w2, rho in verdict_data:
+        # "stable enough to freeze": 90% of blocks within a factor 2 and the blocks' order kept (rho >= 0.9)
+        ok = (w2 >= 0.9) + (rho >= 0.9)
+        verdict = "holds" if ok == 2 else "holds in direction (one of the two measures)" if ok == 1 else "does not hold at this scale"
+        v.append((f"g-SNR is stable enough to freeze at step 1 ({name})", "argued in the SGD-SaI paper",
+                  f"{w2:.0%} of blocks within a factor 2 at the end, rank correlation {rho:.2f}", verdict))
+    return v
+
+
+# ---------------------------------------------------------------------------
+# repro-slimadam: SNR over training, rules from it, SlimAdam with them
+K_LABELS = ["K=(0,) fan_out", "K=(1,) fan_in", "K=(0,1) whole block"]
+SNR_ROLES = ["token_embedding", "position_embedding", "attn_q", "attn_k", "attn_v", "attn_proj", "mlp_up", "mlp_down"]
+
+
+def v_saved(rec):
+    """Fraction of second-moment entries SlimAdam does not keep: state = m (N) + v."""
+    n = rec["adamw_state_bytes"] // 8
+    v = rec["optimizer_state_bytes"] // 4 - n
+    return 1 - v / n
+
+
+def report_slimadam(out):
+    recs = load_records("slimadam")
+    snr_runs = sorted([r for r in recs if r["phase"] == "snr"], key=lambda r: r["hp"]["lr"])
+    if not snr_runs:
+        out.append("*`make repro-slimadam` has not been run yet.*\n")
+        return []
+    gpt2 = load_records("gpt2")
+    out.append(f"**Protocol** (`make repro-slimadam`): AdamW on the repro-gpt2 config at the SlimAdam paper's two "
+               f"learning rates ({', '.join(f'{x:g}' for x in X.SLIM_LRS)}) with `--snr-every {X.SNR_EVERY}`: every "
+               f"{X.SNR_EVERY} steps, for each block and each candidate dimension K, SNR_K = mean over the other "
+               f"dimension of (mean_K v)² / var_K v of AdamW's second moment v (spec section 5). Each block's rule is "
+               f"the K with the highest mean SNR above 1 (none otherwise; LayerNorm never): the trainer writes it as "
+               f"SlimAdam's rules file (copied to `repro/records/slimadam/`). SlimAdam then trains with the derived "
+               f"rules at the same lr, seeds {', '.join(map(str, X.SEEDS))}, against AdamW and SlimAdam with the "
+               f"paper's Table 1 rules from repro-gpt2.\n")
+    fig, axes = plt.subplots(2, 4, figsize=(15, 6.5), sharex=True)
+    styles = ["--", "-"]
+    for li, r in enumerate(snr_runs):
+        lines = r["artifacts"]["snr"]
+        header = next(ln for ln in lines if ln.get("type") == "header")
+        meas = [ln for ln in lines if "snr" in ln]
+        for ax, role in zip(axes.flat, SNR_ROLES):
+            blocks = [n for n, b in header["blocks"].items() if b["role"] == role]
+            for k in range(3):
+                ys = []
+                for m in meas:
+                    vals = [m["snr"][n][k] for n in blocks if m["snr"][n][k] is not None and m["snr"][n][k] > 0]
+                    ys.append(math.exp(sum(math.log(x) for x in vals) / len(vals)) if vals else float("nan"))
+                ax.plot([m["step"] for m in meas], ys, styles[li % 2], color=f"C{k}",
+                        label=f"{K_LABELS[k]}, lr {r['hp']['lr']:g}")
+            ax.set_title(role, fontsize=9)
+            ax.set_yscale("log")
+            ax.axhline(1.0, color="black", linewidth=0.8)
+            ax.grid(alpha=0.3, which="both")
+    for ax in axes[1]:
+        ax.set_xlabel("step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("SNR of v along K (geo. mean over layers)")
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle("AdamW on GPT-2 d4: how well each block's second moment is described by its mean along K "
+                 "(above 1: compressible)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(os.path.join(RESULTS, "slimadam_snr.png"), dpi=110)
+    plt.close(fig)
+    # the derived rules, by layer type
+    out.append("| block type | paper's Table 1 | " + " | ".join(f"derived at lr {r['hp']['lr']:g}" for r in snr_runs) + " |")
+    out.append("|---|---|" + "---|" * len(snr_runs))
+    table1 = {"token_embedding": "(1,)", "position_embedding": "(1,)", "attn_q": "(1,)", "attn_k": "(1,)",
+              "attn_v": "(0,)", "attn_proj": "(0,)", "mlp_up": "(0,)", "mlp_down": "(0,)", "norm": "none", "bias": "none"}
+    derived = []
+    for r in snr_runs:
+        header = next(ln for ln in r["artifacts"]["snr"] if ln.get("type") == "header")
+        rules = r["artifacts"].get("rules", {})
+        per_role = {}
+        for n, b in header["blocks"].items():
+            rule = rules.get(n)
+            label = "none" if rule in (None, [], "none") else "(" + ",".join(map(str, rule)) + ",)" if len(rule) == 1 else "(0,1)"
+            per_role.setdefault(b["role"], []).append(label)
+        derived.append(per_role)
+    for role in SNR_ROLES + ["norm", "bias"]:
+        cells = []
+        for per_role in derived:
+            got = per_role.get(role, [])
+            counts = {x: got.count(x) for x in dict.fromkeys(got)}
+            cells.append(", ".join(f"{k} ×{c}" if len(counts) > 1 else k for k, c in counts.items()) or "—")
+        out.append(f"| {role} | {table1.get(role, '')} | " + " | ".join(cells) + " |")
+    out.append("")
+    # losses and memory
+    out.append("| lr | AdamW (mean ± std) | SlimAdam, Table 1 rules | SlimAdam, derived rules | second moments saved: Table 1 / derived |")
+    out.append("|---:|---:|---:|---:|---:|")
+    v = []
+    for r in snr_runs:
+        lr = r["hp"]["lr"]
+        a = mean_std([final(x) for x in cell_records(gpt2, "adamw", lr)])
+        t1 = cell_records(gpt2, "slimadam", lr)
+        dr = [x for x in recs if x["phase"] == "derived" and x["hp"]["lr"] == lr]
+        t1m, drm = mean_std([final(x) for x in t1]), mean_std([final(x) for x in dr])
+        s1 = f"{v_saved(t1[0]):.1%}" if t1 else "—"
+        s2 = f"{v_saved(dr[0]):.1%}" if dr else "—"
+        cells = [pm(ms) + f" ({ms[2]})" if group else "not run" for ms, group in
+                 ((a, cell_records(gpt2, "adamw", lr)), (t1m, t1), (drm, dr))]
+        out.append(f"| {lr:g} | {' | '.join(cells)} | {s1} / {s2} |")
+        same = [x for x in gpt2 if x["optim"] == "adamw" and x["hp"]["lr"] == lr and x["hp"]["seed"] == r["hp"]["seed"]]
+        if same:
+            out.append(f"|  | *the SNR-measuring run: {final(r):.4f}, {'bit for bit' if final(r) == final(same[0]) else 'NOT'} "
+                       f"repro-gpt2's run with the same flags* | | | |")
+        if drm[0] is not None and a[0] is not None and dr:
+            d, se = drm[0] - a[0], se_of_difference(a, drm) or 0.0
+            verdict = ("holds" if abs(d) <= max(2 * se, 0.02) else
+                       "holds in direction (within 0.05)" if abs(d) <= 0.05 else "does not hold at this scale")
+            v.append((f"SlimAdam with SNR-derived rules ≈ AdamW at lr {lr:g}, saving most second moments",
+                      "up to 98% of second moments saved, loss within 0.013",
+                      f"{drm[0]:.3f} vs {a[0]:.3f} ({d:+.3f}, 2 SE = {2 * se:.3f}); {v_saved(dr[0]):.1%} saved", verdict))
+    out.append("\n![SNR over training](repro/results/slimadam_snr.png)\n")
+    out.append(f"{len(recs)} runs at commit {commit_list(recs)}.\n")
+    return v
+
+
+# ---------------------------------------------------------------------------
 def main():
     os.makedirs(RESULTS, exist_ok=True)
     vit, gpt2 = [], []
     rows, best = report_vit(vit)
     verdicts = vit_verdicts(rows, best)
     verdicts += report_gpt2(gpt2)
+    slim, sai = [], []
+    verdicts += report_slimadam(slim)
+    verdicts += report_sgd_sai(sai)
     sec = ["<!-- repro:begin (written by repro/report.py from repro/records/; do not edit by hand) -->", ""]
     sec.append("| claim | paper | ours | verdict |")
     sec.append("|---|---|---|---|")
@@ -365,6 +603,8 @@ def main():
         sec.append(f"| {claim} | {paper} | {ours} | **{verdict}** |")
     sec += ["", "### SGD-SaI's ViT grid: `make repro-vit`", ""] + vit
     sec += ["### Loss against learning rate on GPT-2: `make repro-gpt2`", ""] + gpt2
+    sec += ["### The SNR analysis behind SlimAdam: `make repro-slimadam`", ""] + slim
+    sec += ["### The g-SNR behind SGD-SaI: `make repro-sgd-sai`", ""] + sai
     sec.append("<!-- repro:end -->")
     text = "\n".join(sec) + "\n"
     readme = os.path.join(ROOT, "README.md")
