@@ -206,6 +206,10 @@ def cmd_run(args):
     built = None
     t_start = time.time()
     walls = []  # wall time of the runs finished in this invocation
+    # one file per invocation: how long the target took on the clock, over all its sittings
+    sitting = {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t_start)), "commit": commit,
+               "jobs": args.jobs, "runs_trained": 0, "elapsed_s": 0.0}
+    sitting_path = os.path.join(RECORDS, exp, "sittings", sitting["started"].replace(":", "") + ".json")
     for phase_i, phase in enumerate(spec["phases"]):
         records = load_records(exp)
         done = {r["id"] for r in records}
@@ -260,6 +264,9 @@ def cmd_run(args):
                 write_json_atomic(record_path(exp, run["id"]), rec)
                 finished += 1
                 walls.append(wall)
+                sitting["runs_trained"] += 1
+                sitting["elapsed_s"] = round(time.time() - t_start, 1)
+                write_json_atomic(sitting_path, sitting)
                 left = len(pending) + len(active)
                 eta = sum(walls) / len(walls) * left / args.jobs
                 print(f"[{finished}/{len(runs)}] {exp} {run['id']}: {metric_str(rec)} in {wall:.0f} s | "
