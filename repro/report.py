@@ -79,6 +79,24 @@ def hours(records):
     return sum(r["wall_s"] for r in records) / 3600
 
 
+def clock(exp):
+    """Wall-clock time of a target over all its sittings (the driver writes one file per invocation)."""
+    d = os.path.join(os.environ.get("REPRO_RECORDS", os.path.join(HERE, "records")), exp, "sittings")
+    if not os.path.isdir(d):
+        return None, 0
+    import json
+    sits = [json.load(open(os.path.join(d, n))) for n in sorted(os.listdir(d)) if n.endswith(".json")]
+    sits = [x for x in sits if x["runs_trained"] > 0]
+    return sum(x["elapsed_s"] for x in sits) / 3600, len(sits)
+
+
+def timing_line(exp, recs):
+    h, n = clock(exp)
+    wall = f"{h:.2f} h on the clock in {n} sitting{'s' if n != 1 else ''}, " if h else ""
+    return (f"{len(recs)} runs; {wall}{hours(recs):.2f} h of single-thread run time (two runs at a time on the 2 "
+            f"cores; other work on the machine slowed some); trainers built at commit {commit_list(recs)}.\n")
+
+
 # ---------------------------------------------------------------------------
 # repro-vit
 def report_vit(out):
@@ -161,8 +179,7 @@ def report_vit(out):
         out.append(f"| {L[o]} | {b['hp']['lr']:g}, {b['hp']['wd']:g} | {pm(ms, 100, 2)} ({ms[2]} seed{'s' if ms[2] > 1 else ''}) | "
                    f"{gm:.2f}{part} | {near} of {ncell} | {worst:.2f}{f' ({div} diverged)' if div else ''} | {st:.0%} of AdamW's |")
     out.append(f"\n![grid](repro/results/vit_grid.png)\n![curves](repro/results/vit_curves.png)\n")
-    out.append(f"{len(recs)} runs, {hours(recs):.2f} h of single-thread training (two at a time), at commit "
-               f"{commit_list(recs)}.\n")
+    out.append(timing_line("vit", recs))
     return rows, best
 
 
@@ -299,8 +316,7 @@ def report_gpt2(out):
                    f"{b['optimizer_state_bytes'] / 2**20:.1f} MiB ({b['optimizer_state_bytes'] / b['adamw_state_bytes']:.0%}) | "
                    f"{b['peak_rss_bytes'] / 2**20:.0f} MiB |")
     out.append("\n![loss against lr](repro/results/gpt2_lr.png)\n![loss against tokens](repro/results/gpt2_curves.png)\n")
-    out.append(f"{len(recs)} runs, {hours(recs):.2f} h of single-thread training (two at a time), at commit "
-               f"{commit_list(recs)}.\n")
+    out.append(timing_line("gpt2", recs))
     return gpt2_verdicts(recs, best, tps)
 
 
@@ -393,8 +409,8 @@ def report_sgd_sai(out):
                          + (f", measured every {gsnr_of(r)[1][1]['step']} steps" if len(gsnr_of(r)[1]) > 1 else "")
                          for r in recs) + ".\n")
     # the table at initialisation, by block type
-    out.append("| model | block type | blocks | N (entries) | g-SNR at step 1: min | median | max |")
-    out.append("|---|---|---:|---:|---:|---:|---:|")
+    out.append("| model | block type | blocks | N (entries) | g-SNR at step 1: min | median | max | median g-SNR / √N |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|")
     drift_rows, verdict_data = [], []
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
     for r in recs:
@@ -408,8 +424,9 @@ def report_sgd_sai(out):
             vals = sorted(first[n] for n in by_role[role] if first[n] is not None)
             ns = sorted({blocks[n]["n"] for n in by_role[role]})
             nrange = f"{ns[0]:,}" if len(ns) == 1 else f"{ns[0]:,}–{ns[-1]:,}"
+            ratio = sorted(first[n] / math.sqrt(blocks[n]["n"]) for n in by_role[role] if first[n] is not None)
             out.append(f"| {names[r['id']]} | {role} | {len(by_role[role])} | {nrange} | {vals[0]:.4g} | "
-                       f"{vals[len(vals) // 2]:.4g} | {vals[-1]:.4g} |")
+                       f"{vals[len(vals) // 2]:.4g} | {vals[-1]:.4g} | {ratio[len(ratio) // 2]:.3f} |")
         # drift: each block's g-SNR over training relative to step 1, the median per block type
         if len(meas) > 1:
             ax = axes[0] if r["trainer"] == "gpt2" and "d12" not in r["id"] else axes[1] if r["trainer"] == "vit" else None
@@ -420,17 +437,18 @@ def report_sgd_sai(out):
             drift_rows.append((names[r["id"]], meas[-1]["step"], factors[len(factors) // 2], factors[-1], within2, rho))
             verdict_data.append((names[r["id"]], within2, rho))
             if ax is not None:
-                for role in sorted(by_role, key=lambda x: ROLE_ORDER.index(x) if x in ROLE_ORDER else 99):
-                    ys = []
-                    for m in meas:
-                        rs = sorted(m["gsnr"][n] / first[n] for n in by_role[role]
-                                    if m["gsnr"][n] is not None and first[n])
-                        ys.append(rs[len(rs) // 2] if rs else float("nan"))
-                    ax.plot([m["step"] for m in meas], ys, marker=".", label=role)
+                roles = sorted(by_role, key=lambda x: ROLE_ORDER.index(x) if x in ROLE_ORDER else 99)
+                for ri, role in enumerate(roles):
+                    for bi, n in enumerate(by_role[role]):
+                        if not first[n]:
+                            continue
+                        ys = [m["gsnr"][n] / first[n] if m["gsnr"][n] is not None else float("nan") for m in meas]
+                        ax.plot([m["step"] for m in meas], ys, color=f"C{ri % 10}", linewidth=0.8, alpha=0.7,
+                                label=role if bi == 0 else None)
                 ax.set_yscale("log")
                 ax.axhline(1.0, color="black", linewidth=0.8)
                 ax.set_xlabel("step")
-                ax.set_ylabel("g-SNR / g-SNR at step 1 (median over layers)")
+                ax.set_ylabel("g-SNR / g-SNR at step 1 (every block)")
                 ax.set_title(f"{names[r['id']]}: the g-SNR SGD-SaI would get if recomputed", fontsize=9)
                 ax.grid(alpha=0.3, which="both")
                 ax.legend(fontsize=7)
@@ -464,12 +482,12 @@ def report_sgd_sai(out):
         out.append(f"| {name} | {step} | {med:.2f} | {mx:.2f} | {w2:.0%} | {rho:.3f} |")
     out.append("\n![g-SNR at initialisation](repro/results/sgd_sai_gsnr_init.png)\n"
                "![g-SNR drift](repro/results/sgd_sai_gsnr_drift.png)\n")
-    out.append(f"{len(recs)} runs at commit {commit_list(recs)}.\n")
+    out.append(timing_line("sgd_sai", recs))
     v = []
     for name, w2, rho in verdict_data:
-        # "stable enough to freeze": 90% of blocks within a factor 2 and the blocks' order kept (rho >= 0.9)
-        ok = (w2 >= 0.9) + (rho >= 0.9)
-        verdict = "holds" if ok == 2 else "holds in direction (one of the two measures)" if ok == 1 else "does not hold at this scale"
+        # "stable enough to freeze": 90% of blocks within a factor 2 of their step-1 value (the rank
+        # correlation is shown, not judged: blocks of one type have near-equal g-SNRs, whose order is noise)
+        verdict = "holds" if w2 >= 0.9 else "holds in direction (most blocks)" if w2 >= 0.5 else "does not hold at this scale"
         v.append((f"g-SNR is stable enough to freeze at step 1 ({name})", "argued in the SGD-SaI paper",
                   f"{w2:.0%} of blocks within a factor 2 at the end, rank correlation {rho:.2f}", verdict))
     return v
@@ -582,7 +600,7 @@ def report_slimadam(out):
                       "up to 98% of second moments saved, loss within 0.013",
                       f"{drm[0]:.3f} vs {a[0]:.3f} ({d:+.3f}, 2 SE = {2 * se:.3f}); {v_saved(dr[0]):.1%} saved", verdict))
     out.append("\n![SNR over training](repro/results/slimadam_snr.png)\n")
-    out.append(f"{len(recs)} runs at commit {commit_list(recs)}.\n")
+    out.append(timing_line("slimadam", recs))
     return v
 
 
