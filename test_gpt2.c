@@ -6,6 +6,8 @@
 #include "train_gpt2.c"
 
 #include <omp.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int failures = 0;
 
@@ -24,7 +26,53 @@ static double check(const char *what, const float *ours, const float *ref, size_
     return rel;
 }
 
+// -e d<L> and gpt2:d<L> against llm.c's table of GPT-2 sizes; parameter counts
+// hand-computed as V C + maxT C + L (12 C^2 + 13 C) + 2 C (padded: Vp for V)
+static void test_presets(void) {
+    struct { const char *spec; int L, C, NH; size_t params, padded; } want[] = {
+        {"d4", 4, 256, 4, 16287488, 16299520},
+        {"d6", 6, 384, 6, 30339456, 30357504},
+        {"d12", 12, 768, 12, 124439808, 124475904},
+        {"gpt2:d12", 12, 768, 12, 124439808, 124475904},
+        {"d24", 24, 1024, 16, 354823168, 354871296},
+        {"d36", 36, 1280, 20, 774030080, 774090240},
+        {"d48", 48, 1600, 25, 1557611200, 1557686400},
+        {"d60", 60, 1920, 30, 2754168960, 2754259200},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        GPT2Config c;
+        size_t sizes[NUM_PARAMETER_TENSORS];
+        int ok = gpt2_config_from_depth(&c, want[i].spec);
+        size_t padded = ok ? gpt2_param_sizes(sizes, &c) : 0;
+        size_t params = padded - (size_t)(c.padded_vocab_size - c.vocab_size) * (size_t)c.channels;
+        ok = ok && c.num_layers == want[i].L && c.channels == want[i].C && c.num_heads == want[i].NH &&
+             params == want[i].params && padded == want[i].padded;
+        printf("%-4s preset %-9s L %d C %d NH %d, %zu parameters (%zu padded)\n", ok ? "ok" : "FAIL", want[i].spec,
+               c.num_layers, c.channels, c.num_heads, params, padded);
+        if (!ok) failures++;
+    }
+    // a checkpoint path is not a preset; a depth outside the table is refused with one line
+    GPT2Config c;
+    int ok = !gpt2_config_from_depth(&c, "model.bin") && !gpt2_config_from_depth(&c, "dev/x.bin");
+    const char *refused[] = {"d13", "d96", "d0", "gpt2:x12"};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            freopen("/dev/null", "w", stderr);
+            gpt2_config_from_depth(&c, refused[i]);
+            _exit(0); // accepted: the parent counts a failure
+        }
+        int status;
+        waitpid(pid, &status, 0);
+        ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 1;
+    }
+    printf("%-4s presets: paths are not presets; d13, d96, d0, gpt2:x12 are refused\n", ok ? "ok" : "FAIL");
+    if (!ok) failures++;
+}
+
 int main(int argc, char **argv) {
+    test_presets();
     const char *dir = argc > 1 ? argv[1] : "dev/testdata";
     char model_path[512], debug_path[512];
     snprintf(model_path, sizeof(model_path), "%s/gpt2_tiny.bin", dir);

