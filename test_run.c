@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/rng.h"
@@ -112,12 +114,33 @@ static void test_checkpoints(void) {
           exists(dir, "state", 4, "json") && exists(dir, "optim", 4, "bin"),
           "keep last 2: checkpoints 1 and 2 removed, 3 and 4 kept");
     CHECK(!exists(dir, "optim", 4, "bin.tmp"), "the temporary file of an interrupted write is removed");
-    // leftovers of an incomplete checkpoint older than the newest are removed
+    // model/optim files without a state file are not shown to be this run's
+    // (llm.c writes model_00000005.bin too): they stay; and no name that is
+    // not exactly a checkpoint file's is touched, whatever it looks like
     touch(dir, "model", 5, "bin");
     touch(dir, "optim", 5, "bin");
+    const char *foreign[] = {"model_1.bin", "state_3.txt", "model_00000001.bin.bak", "optim_00000001.bin.tmp.keep",
+                             "state_00000001.json~", "DONE_00000005", "model_+0000001.bin", "state_1.json"};
+    int nforeign = (int)(sizeof(foreign) / sizeof(foreign[0]));
+    char fpath[800];
+    for (int i = 0; i < nforeign; i++) {
+        snprintf(fpath, sizeof(fpath), "%s/%s", dir, foreign[i]);
+        FILE *ff = fopen_or_fail(fpath, "wb");
+        fputs("not ours", ff);
+        fclose(ff);
+    }
     st = cJSON_CreateObject();
-    ckpt_commit(dir, 6, st, 0);
-    CHECK(!exists(dir, "model", 5, "bin") && !exists(dir, "optim", 5, "bin"), "files of incomplete checkpoint 5 are removed when 6 completes");
+    ckpt_commit(dir, 6, st, 1);
+    int kept = 1;
+    for (int i = 0; i < nforeign; i++) {
+        snprintf(fpath, sizeof(fpath), "%s/%s", dir, foreign[i]);
+        kept &= file_exists(fpath);
+    }
+    CHECK(exists(dir, "model", 5, "bin") && exists(dir, "optim", 5, "bin") && !exists(dir, "state", 4, "json") &&
+          !exists(dir, "model", 3, "bin") && exists(dir, "state", 6, "json"),
+          "keep last 1 at 6: complete checkpoints 3 and 4 removed; 5's model and optimizer files (no state file) kept");
+    CHECK(kept && ckpt_latest(dir) == 6, "names not exactly a checkpoint's (model_1.bin, state_3.txt, "
+          "model_00000001.bin.bak, state_1.json...) are neither deleted nor taken for checkpoints");
     // the log on resume from step 3: records of steps <= 3 and step-less ones kept, the torn line dropped
     char path[700];
     snprintf(path, sizeof(path), "%s/log.jsonl", dir);
@@ -261,7 +284,33 @@ static void test_gsnr_probe(void) {
     gsnr_probe_free(&p);
 }
 
+// checked size arithmetic: the exact value, or exit 1 where it would wrap
+static int exits_with_1(size_t (*fn)(size_t, size_t, const char *), size_t a, size_t b) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 2);
+        fn(a, b, "test");
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 1;
+}
+
+static void test_checked_sizes(void) {
+    size_t half = (size_t)1 << 63;
+    CHECK(mul_size_or_fail((size_t)1 << 20, (size_t)1 << 20, "t") == (size_t)1 << 40 &&
+          mul4_size_or_fail(3, 5, 7, 11, "t") == 1155 && add_size_or_fail(half - 1, half, "t") == SIZE_MAX,
+          "checked products and sums: 2^20 x 2^20 = 2^40, 3 x 5 x 7 x 11 = 1155, (2^63 - 1) + 2^63 = 2^64 - 1");
+    CHECK(exits_with_1(mul_size_or_fail, half, 2) && exits_with_1(add_size_or_fail, half, half) &&
+          exits_with_1(mul_size_or_fail, (size_t)1 << 32, (size_t)1 << 32),
+          "2^63 x 2, 2^63 + 2^63, 2^32 x 2^32 overflow 64 bits: each fails (exit 1) instead of wrapping to 0");
+}
+
 int main(void) {
+    test_checked_sizes();
     test_schedules();
     test_clipping();
     test_checkpoints();

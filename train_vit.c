@@ -103,29 +103,35 @@ typedef struct {
     float *headb;    // (classes)
 } ParameterTensors;
 
-static void vit_param_sizes(size_t sizes[NUM_PARAMETER_TENSORS], const ViTConfig *cfg) {
+// Fills sizes (in floats) and returns their total; the products are checked.
+static size_t vit_param_sizes(size_t sizes[NUM_PARAMETER_TENSORS], const ViTConfig *cfg) {
+    const char *what = "the ViT parameters";
     size_t C = cfg->channels, L = cfg->num_layers, K = cfg->num_classes;
     size_t T = (size_t)vit_num_patches(cfg) + 1;
-    sizes[0] = C * (size_t)vit_patch_dim(cfg);
+    size_t LC = mul_size_or_fail(L, C, what), LCC = mul_size_or_fail(LC, C, what);
+    sizes[0] = mul_size_or_fail(C, (size_t)vit_patch_dim(cfg), what);
     sizes[1] = C;
     sizes[2] = C;
-    sizes[3] = T * C;
-    sizes[4] = L * C;
-    sizes[5] = L * C;
-    sizes[6] = L * 3 * C * C;
-    sizes[7] = L * 3 * C;
-    sizes[8] = L * C * C;
-    sizes[9] = L * C;
-    sizes[10] = L * C;
-    sizes[11] = L * C;
-    sizes[12] = L * 4 * C * C;
-    sizes[13] = L * 4 * C;
-    sizes[14] = L * C * 4 * C;
-    sizes[15] = L * C;
+    sizes[3] = mul_size_or_fail(T, C, what);
+    sizes[4] = LC;
+    sizes[5] = LC;
+    sizes[6] = mul_size_or_fail(3, LCC, what);
+    sizes[7] = mul_size_or_fail(3, LC, what);
+    sizes[8] = LCC;
+    sizes[9] = LC;
+    sizes[10] = LC;
+    sizes[11] = LC;
+    sizes[12] = mul_size_or_fail(4, LCC, what);
+    sizes[13] = mul_size_or_fail(4, LC, what);
+    sizes[14] = mul_size_or_fail(4, LCC, what);
+    sizes[15] = LC;
     sizes[16] = C;
     sizes[17] = C;
-    sizes[18] = K * C;
+    sizes[18] = mul_size_or_fail(K, C, what);
     sizes[19] = K;
+    size_t total = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) total = add_size_or_fail(total, sizes[i], what);
+    return total;
 }
 
 // point each tensor into one buffer
@@ -246,17 +252,33 @@ static int vit_param_blocks(const ViT *model, ParamBlock *out) {
 // ----------------------------------------------------------------------------
 // building the model: from a checkpoint, or randomly initialised
 
-// the sizes the format and the int32 offsets can hold
+// The flags' range for model dimensions, and the largest model a checkpoint
+// may describe: images as large as the image loaders take (IMAGE_MAX_SIDE),
+// patches of up to 1024 x 1024 pixels; small enough that the patch dimension
+// channels x P x P and every other size fit their ints.
 #define VIT_MAX_DIM 65536
+#define VIT_MAX_SIDE 4096
+#define VIT_MAX_CHANNELS 64
+#define VIT_MAX_PATCH 1024
+#define VIT_MAX_LAYERS 1024
+#define VIT_MAX_CLASSES 1000000
 
-static void vit_check_config(const ViTConfig *c, const char *source) {
-    int vals[] = {c->image_height, c->image_width, c->image_channels, c->patch_size, c->channels,
-                  c->num_layers, c->num_heads, c->num_classes};
-    for (int i = 0; i < 8; i++)
-        if (vals[i] <= 0 || vals[i] > VIT_MAX_DIM)
-            fail("%s: invalid ViT config (image %dx%dx%d, patch %d, C %d, L %d, NH %d, classes %d)", source,
-                 c->image_height, c->image_width, c->image_channels, c->patch_size, c->channels, c->num_layers,
-                 c->num_heads, c->num_classes);
+// Every field in range, named in the error ("header field" when the config
+// comes from a checkpoint's header).
+static void vit_check_config(const ViTConfig *c, const char *source, int from_header) {
+    const char *h = from_header ? "header field " : "";
+    char field[64];
+#define FIELD(name, value, lo, hi) \
+    do { snprintf(field, sizeof(field), "%s%s", h, name); check_range_or_fail(source, field, value, lo, hi); } while (0)
+    FIELD("H", c->image_height, 1, VIT_MAX_SIDE);
+    FIELD("W", c->image_width, 1, VIT_MAX_SIDE);
+    FIELD("channels", c->image_channels, 1, VIT_MAX_CHANNELS);
+    FIELD("P", c->patch_size, 1, VIT_MAX_PATCH);
+    FIELD("C", c->channels, 1, VIT_MAX_DIM);
+    FIELD("L", c->num_layers, 1, VIT_MAX_LAYERS);
+    FIELD("NH", c->num_heads, 1, c->channels);
+    FIELD("classes", c->num_classes, 1, VIT_MAX_CLASSES);
+#undef FIELD
     if (c->image_height % c->patch_size != 0 || c->image_width % c->patch_size != 0)
         fail("%s: image size %dx%d is not divisible by the patch size %d", source, c->image_height,
              c->image_width, c->patch_size);
@@ -265,9 +287,7 @@ static void vit_check_config(const ViTConfig *c, const char *source) {
 }
 
 static void vit_allocate_parameters(ViT *model) {
-    vit_param_sizes(model->param_sizes, &model->config);
-    model->num_parameters = 0;
-    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) model->num_parameters += model->param_sizes[i];
+    model->num_parameters = vit_param_sizes(model->param_sizes, &model->config);
     model->params_memory = alloc_big_floats(model->num_parameters, "ViT parameters");
     point_parameters(&model->params, model->params_memory, model->param_sizes);
     model->grads_memory = alloc_big_floats(model->num_parameters, "ViT gradients");
@@ -295,13 +315,16 @@ void vit_build_from_checkpoint(ViT *model, const char *path) {
     c->num_layers = header[7];
     c->num_heads = header[8];
     c->num_classes = header[9];
-    vit_check_config(c, path);
-    vit_allocate_parameters(model);
-    size_t expected = 256 * sizeof(int) + model->num_parameters * sizeof(float);
+    vit_check_config(c, path, 1);
+    // the size the header describes must be the file's, before any allocation
+    size_t sizes[NUM_PARAMETER_TENSORS];
+    size_t n = vit_param_sizes(sizes, c);
+    size_t expected = add_size_or_fail(256 * sizeof(int), mul_size_or_fail(n, sizeof(float), path), path);
     size_t actual = file_size_or_fail(f, path);
     if (actual != expected)
         fail("%s has %zu bytes; its header describes a model of %zu bytes%s", path, actual, expected,
              actual < expected ? " (truncated?)" : "");
+    vit_allocate_parameters(model);
     fread_or_fail(model->params_memory, sizeof(float), model->num_parameters, f, path);
     fclose(f);
 }
@@ -314,7 +337,7 @@ void vit_build_from_checkpoint(ViT *model, const char *path) {
 void vit_build_random(ViT *model, const ViTConfig *config, uint64_t seed) {
     memset(model, 0, sizeof(*model));
     model->config = *config;
-    vit_check_config(&model->config, "model");
+    vit_check_config(&model->config, "model", 0);
     vit_allocate_parameters(model);
     Rng rng;
     rng_seed(&rng, seed);
@@ -362,21 +385,27 @@ void vit_allocate_activations(ViT *model, int B) {
     const ViTConfig *c = &model->config;
     size_t L = c->num_layers, NH = c->num_heads, C = c->channels, K = c->num_classes;
     size_t NP = vit_num_patches(c), T = NP + 1, D = vit_patch_dim(c);
-    size_t BT = (size_t)B * T;
+    char what[64];
+    snprintf(what, sizeof(what), "the ViT activations for B %d", B);
+    size_t BT = mul_size_or_fail((size_t)B, T, what);
+    size_t LBT = mul_size_or_fail(L, BT, what), LBTC = mul_size_or_fail(LBT, C, what);
     size_t sizes[NUM_ACTIVATION_TENSORS] = {
-        (size_t)B * NP * D, BT * C, L * BT * C, L * BT, L * BT, L * BT * 3 * C, L * BT * C,
-        L * B * NH * T * T, L * BT * C, L * BT * C, L * BT, L * BT, L * BT * 4 * C, L * BT * 4 * C,
-        L * BT * C, (size_t)B * C, (size_t)B * C, B, B, (size_t)B * K, B};
+        mul4_size_or_fail((size_t)B, NP, D, 1, what), mul_size_or_fail(BT, C, what), LBTC, LBT, LBT,
+        mul_size_or_fail(3, LBTC, what), LBTC, mul_size_or_fail(mul4_size_or_fail(L, (size_t)B, NH, T, what), T, what),
+        LBTC, LBTC, LBT, LBT, mul_size_or_fail(4, LBTC, what), mul_size_or_fail(4, LBTC, what),
+        LBTC, mul_size_or_fail((size_t)B, C, what), mul_size_or_fail((size_t)B, C, what), B, B,
+        mul_size_or_fail((size_t)B, K, what), B};
     ActivationTensors *a = &model->acts;
     float **ptrs[] = {&a->patches, &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty,
                       &a->att, &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
                       &a->residual3, &a->clsx, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->losses};
     model->num_activations = 0;
-    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) model->num_activations += sizes[i];
+    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) model->num_activations = add_size_or_fail(model->num_activations, sizes[i], what);
     model->acts_memory = alloc_big_floats(model->num_activations, "ViT activations");
     float *mem = model->acts_memory;
     for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { *ptrs[i] = mem; mem += sizes[i]; }
 
+    // each at most 4 x B T C, which the activations' sizes above have checked
     size_t scratch_sizes[7] = {BT * C, BT * C, BT * C, BT * 3 * C, BT * 4 * C, BT * 4 * C, BT * C};
     float **sptrs[] = {&model->scratch.dresidual, &model->scratch.dln, &model->scratch.datty, &model->scratch.dqkv,
                        &model->scratch.dfch, &model->scratch.dfch_gelu, &model->scratch.scratch};
@@ -693,9 +722,7 @@ static void print_usage(void) {
 }
 
 static int positive_int_flag(const char *v, const char *flag, int min) {
-    long x = parse_long_or_fail(v, flag);
-    if (x < min || x > VIT_MAX_DIM) fail("flag %s must be in [%d, %d], got %s", flag, min, VIT_MAX_DIM, v);
-    return (int)x;
+    return (int)parse_int_flag_or_fail(v, flag, min, VIT_MAX_DIM);
 }
 
 static void parse_image_size(const char *text, int *h, int *w) {
@@ -774,7 +801,7 @@ static void print_confusion(const int64_t *confusion, const ImageSet *set) {
 static void save_checkpoint(Run *run, const ViT *model, const Optimizer *opt, long step, ImageLoaderState ls,
                             int train_count) {
     char model_path[700], optim_path[700];
-    run_checkpoint_paths(run, step, model_path, optim_path, sizeof(model_path));
+    run_checkpoint_begin(run, step, model_path, optim_path, sizeof(model_path));
     vit_save_checkpoint(model, model_path);
     optim_save(opt, optim_path);
     cJSON *s = cJSON_CreateObject();
@@ -911,7 +938,7 @@ int main(int argc, char **argv) {
         config.num_classes = train_set.num_classes;
         char source[128];
         snprintf(source, sizeof(source), "%s%s", preset->name, model_flags ? " with the model flags" : "");
-        vit_check_config(&config, source);
+        vit_check_config(&config, source, 0);
         vit_build_random(&model, &config, rc.seed);
         printf("model: new ViT %s (%s%s), initialised with seed %llu\n", preset->name, preset->note,
                model_flags ? ", with flags" : "", (unsigned long long)rc.seed);
@@ -981,8 +1008,8 @@ int main(int argc, char **argv) {
     // resume the rest of the state
     double elapsed_before = 0.0;
     if (resume_state) {
-        optim_load(opt, resume_optim);
-        const char *path = "the checkpoint state";
+        run_resume_optimizer(&run, opt, resume_optim);
+        const char *path = run.state_path;
         const cJSON *l = cJSON_GetObjectItemCaseSensitive(resume_state, "train_loader");
         if (!cJSON_IsObject(l)) fail("%s: missing \"train_loader\"", path);
         if (json_get_u64(l, "images", path) != (uint64_t)train_set.count)

@@ -1,6 +1,7 @@
 #include "common/utils.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -11,6 +12,27 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
+// paths fail() removes: temporary files being written, files of a checkpoint
+// not yet complete (see fail_cleanup_add)
+static char cleanup_paths[FAIL_CLEANUP_MAX][1040];
+
+void fail_cleanup_add(const char *path) {
+    for (int i = 0; i < FAIL_CLEANUP_MAX; i++) {
+        if (cleanup_paths[i][0]) continue;
+        if (strlen(path) >= sizeof(cleanup_paths[i])) fail("path too long: %s", path);
+        snprintf(cleanup_paths[i], sizeof(cleanup_paths[i]), "%s", path);
+        return;
+    }
+    fail("internal: more than %d files to clean up on failure", FAIL_CLEANUP_MAX);
+}
+
+void fail_cleanup_remove(const char *path) {
+    for (int i = 0; i < FAIL_CLEANUP_MAX; i++)
+        if (strcmp(cleanup_paths[i], path) == 0) { cleanup_paths[i][0] = '\0'; return; }
+}
+
 void fail(const char *fmt, ...) {
     fflush(stdout);
     va_list ap;
@@ -19,6 +41,13 @@ void fail(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    for (int i = 0; i < FAIL_CLEANUP_MAX; i++) {
+        if (!cleanup_paths[i][0]) continue;
+        char path[sizeof(cleanup_paths[i])];
+        memcpy(path, cleanup_paths[i], sizeof(path));
+        cleanup_paths[i][0] = '\0';
+        remove(path);
+    }
     exit(1);
 }
 
@@ -32,12 +61,46 @@ void warn(const char *fmt, ...) {
     va_end(ap);
 }
 
-FILE *fopen_or_fail(const char *path, const char *mode) {
-    FILE *f = fopen(path, mode);
-    if (!f) {
-        const char *how = (mode[0] == 'r') ? "reading" : "writing";
-        fail("cannot open %s for %s: %s", path, how, strerror(errno));
+// open(2) with flags, then make sure it is a regular file before anything is
+// read or written: O_NONBLOCK keeps the open of a FIFO from waiting for the
+// other end, and a file is only truncated once it is known to be regular
+static int open_regular(const char *path, int flags, int truncate, char *err, size_t errlen) {
+    int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open %s for %s: %s", path,
+                 (flags & O_ACCMODE) == O_RDONLY ? "reading" : "writing", strerror(errno));
+        return -1;
     }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        snprintf(err, errlen, "%s is not a regular file", path);
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0 || (truncate && ftruncate(fd, 0) != 0)) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int open_regular_for_reading(const char *path, char *err, size_t errlen) {
+    return open_regular(path, O_RDONLY, 0, err, errlen);
+}
+
+FILE *fopen_or_fail(const char *path, const char *mode) {
+    int plus = strchr(mode, '+') != NULL, flags, truncate = 0;
+    if (mode[0] == 'r') flags = plus ? O_RDWR : O_RDONLY;
+    else if (mode[0] == 'w') { flags = (plus ? O_RDWR : O_WRONLY) | O_CREAT; truncate = 1; }
+    else if (mode[0] == 'a') flags = (plus ? O_RDWR : O_WRONLY) | O_CREAT | O_APPEND;
+    else fail("internal: fopen mode '%s'", mode);
+    char err[1200];
+    int fd = open_regular(path, flags, truncate, err, sizeof(err));
+    if (fd < 0) fail("%s", err);
+    FILE *f = fdopen(fd, mode);
+    if (!f) fail("cannot open %s: %s", path, strerror(errno));
     return f;
 }
 
@@ -70,6 +133,26 @@ int file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+size_t mul_size_or_fail(size_t a, size_t b, const char *what) {
+    size_t r;
+    if (__builtin_mul_overflow(a, b, &r)) fail("%s: too big for memory (the size overflows: %zu x %zu)", what, a, b);
+    return r;
+}
+
+size_t mul4_size_or_fail(size_t a, size_t b, size_t c, size_t d, const char *what) {
+    return mul_size_or_fail(mul_size_or_fail(a, b, what), mul_size_or_fail(c, d, what), what);
+}
+
+size_t add_size_or_fail(size_t a, size_t b, const char *what) {
+    size_t r;
+    if (__builtin_add_overflow(a, b, &r)) fail("%s: too big for memory (the size overflows: %zu + %zu)", what, a, b);
+    return r;
+}
+
+void check_range_or_fail(const char *file, const char *field, long long value, long long lo, long long hi) {
+    if (value < lo || value > hi) fail("%s: %s is %lld, outside [%lld, %lld]", file, field, value, lo, hi);
+}
+
 void *malloc_or_fail(size_t bytes, const char *what) {
     void *p = malloc(bytes ? bytes : 1);
     if (!p) fail("out of memory allocating %zu bytes for %s", bytes, what);
@@ -87,7 +170,7 @@ void *calloc_or_fail(size_t count, size_t size, const char *what) {
 // 64-byte header so free_big can munmap it.
 #define BIG_HEADER 64
 void *alloc_big(size_t bytes, const char *what) {
-    size_t total = bytes + BIG_HEADER;
+    size_t total = add_size_or_fail(bytes, BIG_HEADER, what);
     void *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED) fail("out of memory mapping %zu bytes for %s", bytes, what);
 #ifdef MADV_HUGEPAGE
@@ -98,7 +181,7 @@ void *alloc_big(size_t bytes, const char *what) {
 }
 
 float *alloc_big_floats(size_t count, const char *what) {
-    return (float *)alloc_big(count * sizeof(float), what);
+    return (float *)alloc_big(mul_size_or_fail(count, sizeof(float), what), what);
 }
 
 void free_big(void *p) {
@@ -111,8 +194,8 @@ void atomic_open(AtomicFile *af, const char *path) {
     if (strlen(path) >= sizeof(af->path)) fail("path too long: %s", path);
     snprintf(af->path, sizeof(af->path), "%s", path);
     snprintf(af->tmp_path, sizeof(af->tmp_path), "%s.tmp", path);
-    af->f = fopen(af->tmp_path, "wb");
-    if (!af->f) fail("cannot open %s for writing: %s", af->tmp_path, strerror(errno));
+    af->f = fopen_or_fail(af->tmp_path, "wb");
+    fail_cleanup_add(af->tmp_path);
 }
 
 void atomic_commit(AtomicFile *af) {
@@ -133,12 +216,14 @@ void atomic_commit(AtomicFile *af) {
         remove(af->tmp_path);
         fail("cannot rename %s to %s: %s", af->tmp_path, af->path, strerror(e));
     }
+    fail_cleanup_remove(af->tmp_path);
 }
 
 void atomic_abort(AtomicFile *af) {
     if (af->f) fclose(af->f);
     af->f = NULL;
     remove(af->tmp_path);
+    fail_cleanup_remove(af->tmp_path);
 }
 
 double now_seconds(void) {
@@ -162,6 +247,15 @@ long parse_long_or_fail(const char *text, const char *flag) {
     return v;
 }
 
+long long parse_int_flag_or_fail(const char *text, const char *flag, long long min, long long max) {
+    char *end = NULL;
+    errno = 0;
+    long long v = text && *text ? strtoll(text, &end, 10) : 0;
+    if (!text || !*text || errno != 0 || *end != '\0' || v < min || v > max)
+        fail("flag %s must be an integer in [%lld, %lld], got '%s'", flag, min, max, text ? text : "");
+    return v;
+}
+
 double parse_double_or_fail(const char *text, const char *flag) {
     if (!text || !*text) fail("flag %s needs a number", flag);
     char *end;
@@ -169,6 +263,42 @@ double parse_double_or_fail(const char *text, const char *flag) {
     double v = strtod(text, &end);
     if (errno != 0 || *end != '\0' || !isfinite(v)) fail("flag %s: '%s' is not a finite number", flag, text);
     return v;
+}
+
+// every object of the tree, at any depth, has each key once
+static void json_check_keys(const cJSON *item, const char *name) {
+    for (const cJSON *c = item->child; c; c = c->next) {
+        if (cJSON_IsObject(item))
+            for (const cJSON *d = c->next; d; d = d->next)
+                if (strcmp(c->string, d->string) == 0) fail("%s: key \"%s\" appears twice in one object", name, c->string);
+        json_check_keys(c, name);
+    }
+}
+
+cJSON *json_parse_or_fail(const char *text, const char *name) {
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, 0);
+    if (!root) {
+        const char *at = cJSON_GetErrorPtr();
+        fail("%s: malformed JSON near byte %ld", name, at ? (long)(at - text) : -1L);
+    }
+    while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r') end++;
+    if (*end) fail("%s: unexpected text after the JSON value at byte %ld", name, (long)(end - text));
+    json_check_keys(root, name);
+    return root;
+}
+
+cJSON *json_read_file_or_fail(const char *path) {
+    FILE *f = fopen_or_fail(path, "rb");
+    size_t size = file_size_or_fail(f, path);
+    char *text = malloc_or_fail(add_size_or_fail(size, 1, path), path);
+    if (size) fread_or_fail(text, 1, size, f, path);
+    text[size] = '\0';
+    fclose(f);
+    if (strlen(text) != size) fail("%s: a NUL byte at byte %zu; a JSON file is text", path, strlen(text));
+    cJSON *root = json_parse_or_fail(text, path);
+    free(text);
+    return root;
 }
 
 const char *format_bytes(double bytes, char *buf, size_t buflen) {

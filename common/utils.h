@@ -20,8 +20,14 @@ void fail(const char *fmt, ...);
 __attribute__((format(printf, 1, 2)))
 void warn(const char *fmt, ...);
 
-// fopen that fails with "error: cannot open <path> for reading: <strerror>"
+// fopen that fails with "error: cannot open <path> for reading: <strerror>".
+// Only regular files: a FIFO, device or directory fails with "<path> is not a
+// regular file" instead of blocking or reading garbage (the file is opened
+// with O_NONBLOCK and checked with fstat before anything is read or written).
 FILE *fopen_or_fail(const char *path, const char *mode);
+// The same check without failing: a file descriptor open for reading, or -1
+// with a one-line message naming the file in err.
+int open_regular_for_reading(const char *path, char *err, size_t errlen);
 // fread of exactly count items; a short read fails with "<path> is truncated"
 void fread_or_fail(void *dst, size_t size, size_t count, FILE *f, const char *path);
 // fwrite of exactly count items; a short write (disk full...) fails naming the path
@@ -31,6 +37,17 @@ void fclose_or_fail(FILE *f, const char *path);
 // size of an open file in bytes
 size_t file_size_or_fail(FILE *f, const char *path);
 int file_exists(const char *path);
+
+// Sizes computed from file headers and flags: a product or sum that does not
+// fit size_t fails with "<what>: too big for memory (the size overflows: ...)"
+// instead of wrapping around.
+size_t mul_size_or_fail(size_t a, size_t b, const char *what);
+size_t mul4_size_or_fail(size_t a, size_t b, size_t c, size_t d, const char *what); // a*b*c*d
+size_t add_size_or_fail(size_t a, size_t b, const char *what);
+
+// A header field or other stored value must lie in [lo, hi]: fails with
+// "<file>: <field> is <value>, outside [lo, hi]".
+void check_range_or_fail(const char *file, const char *field, long long value, long long lo, long long hi);
 
 // malloc/calloc that fail with the number of bytes and what they were for
 void *malloc_or_fail(size_t bytes, const char *what);
@@ -47,6 +64,8 @@ void free_big(void *p);
 // Atomic file writing: open "<path>.tmp", write, then commit renames it over
 // <path> after fflush + fsync, so a crash leaves either the old or the new
 // file, never a torn one.
+// While a temporary file is open, fail() removes it: an error (a full disk,
+// a bad value) never leaves a .tmp file behind.
 typedef struct {
     FILE *f;
     char path[1024];
@@ -57,6 +76,13 @@ void atomic_commit(AtomicFile *af);
 // abandon: close and remove the temporary file
 void atomic_abort(AtomicFile *af);
 
+// Files this process wrote and must not leave behind if it fails (e.g. the
+// model file of a checkpoint whose optimizer state could not be written):
+// fail() removes every path registered here. At most FAIL_CLEANUP_MAX at once.
+#define FAIL_CLEANUP_MAX 16
+void fail_cleanup_add(const char *path);
+void fail_cleanup_remove(const char *path);
+
 // wall-clock seconds from a monotonic clock
 double now_seconds(void);
 // peak resident set size of this process, in bytes
@@ -64,7 +90,19 @@ size_t peak_rss_bytes(void);
 
 // parse helpers for command-line values: fail naming the flag on bad input
 long parse_long_or_fail(const char *text, const char *flag);
+// An integer flag in [min, max]; anything else (not a number, out of range,
+// too big for 64 bits) fails with
+// "flag <flag> must be an integer in [min, max], got '<text>'".
+long long parse_int_flag_or_fail(const char *text, const char *flag, long long min, long long max);
 double parse_double_or_fail(const char *text, const char *flag);
+
+// A whole JSON file (cJSON): fails naming the file on malformed JSON, on text
+// after the value, and on a key that appears twice in one object.
+struct cJSON;
+struct cJSON *json_read_file_or_fail(const char *path);
+// the same checks on a text already in memory (NUL-terminated); name is the
+// file it came from, for messages
+struct cJSON *json_parse_or_fail(const char *text, const char *name);
 
 // human-readable byte count ("1.23 GiB") into buf
 const char *format_bytes(double bytes, char *buf, size_t buflen);

@@ -156,11 +156,11 @@ expect_error "--epochs -1" "flag --epochs must be a positive number" "${SMALL[@]
 expect_error "-x with --epochs" "give one" "${SMALL[@]}" --epochs 1
 expect_error "--mean count" "expected 1 or 3" "${SMALL[@]}" --mean 0.5,0.5
 expect_error "--std 0" "positive" "${SMALL[@]}" --std 0
-expect_error "-b 0" "flag -b must be >= 1" "${SMALL[@]}" -b 0
+expect_error "-b 0" "flag -b must be an integer in \[1, 1048576\], got '0'" "${SMALL[@]}" -b 0
 expect_error "batch larger than the data" "larger than the training set" "${SMALL[@]}" -b 200
 expect_error "crop padding too large" "crop padding 13 is out of range" "${SMALL[@]}" --crop-pad 13
 expect_error "-d not a multiple" "not a multiple of the micro-batch" "${SMALL[@]}" -d 12
-expect_error "--patch 0" "flag --patch must be in" "${SMALL[@]}" --patch 0
+expect_error "--patch 0" "flag --patch must be an integer in \[1, 65536\], got '0'" "${SMALL[@]}" --patch 0
 expect_error "resume with other -b" "resume with the same ones" "${RUN[@]}" -b 4 -o "$tmp/$(basename "$bin")/ref" -y 1
 
 # --snr-every with AdamW: SlimAdam rules for the ViT's blocks (the SNR maths is

@@ -79,6 +79,12 @@ void optim_base_init(OptimBase *base, const ParamBlock *blocks, int num_blocks,
     base->state_floats = state_floats;
     base->state = state_floats ? alloc_big_floats(state_floats, "optimizer state") : NULL;
     base->step = 0;
+    base->layout = NULL;
+    base->layout_len = 0;
+    base->layout_blocks = NULL;
+    base->layout_what = "";
+    base->layout_value_names = NULL;
+    base->layout_num_values = 0;
 }
 
 void optim_base_free(OptimBase *base) {
@@ -93,16 +99,19 @@ size_t optim_state_bytes(const Optimizer *opt) {
 // ----------------------------------------------------------------------------
 // the state file
 //
-//   int32 magic 20261123, int32 version 1
+//   int32 magic 20261123, int32 version 2
 //   char  optimizer[16]      "adamw", ...
 //   int64 step               optimizer steps taken
 //   int32 num_blocks
 //   int64 state_floats
 //   num_blocks x { char name[64]; int32 rows; int32 cols; }   checked on load
+//   int32 layout_len, int32 layout[layout_len]                 checked on load
 //   float state[state_floats]
+// Version 1 (no layout) is still read; its layout cannot be checked.
 
 #define OPTIM_STATE_MAGIC 20261123
-#define OPTIM_STATE_VERSION 1
+#define OPTIM_STATE_VERSION 2
+#define OPTIM_MAX_LAYOUT (1 << 24)
 
 void optim_save(const Optimizer *opt, const char *path) {
     const OptimBase *b = optim_base_const(opt);
@@ -124,8 +133,15 @@ void optim_save(const Optimizer *opt, const char *path) {
         fwrite_or_fail(b->blocks[i].name, sizeof(b->blocks[i].name), 1, af.f, af.tmp_path);
         fwrite_or_fail(shape, sizeof(shape), 1, af.f, af.tmp_path);
     }
+    int32_t nl = b->layout_len;
+    fwrite_or_fail(&nl, sizeof(nl), 1, af.f, af.tmp_path);
+    if (nl) fwrite_or_fail(b->layout, sizeof(int32_t), (size_t)nl, af.f, af.tmp_path);
     if (b->state_floats) fwrite_or_fail(b->state, sizeof(float), b->state_floats, af.f, af.tmp_path);
     atomic_commit(&af);
+}
+
+static const char *layout_value_name(const OptimBase *b, int32_t v) {
+    return v >= 0 && v < b->layout_num_values ? b->layout_value_names[v] : "?";
 }
 
 void optim_load(Optimizer *opt, const char *path) {
@@ -134,7 +150,8 @@ void optim_load(Optimizer *opt, const char *path) {
     int32_t head[2];
     fread_or_fail(head, sizeof(head), 1, f, path);
     if (head[0] != OPTIM_STATE_MAGIC) fail("%s is not an optimizer state file (bad magic %d)", path, head[0]);
-    if (head[1] != OPTIM_STATE_VERSION) fail("%s: optimizer state version %d, expected %d", path, head[1], OPTIM_STATE_VERSION);
+    if (head[1] != 1 && head[1] != OPTIM_STATE_VERSION)
+        fail("%s: optimizer state version %d, expected 1 or %d", path, head[1], OPTIM_STATE_VERSION);
     char name[16];
     int64_t step, nf;
     int32_t nb;
@@ -156,6 +173,25 @@ void optim_load(Optimizer *opt, const char *path) {
         if (strcmp(bname, b->blocks[i].name) != 0 || shape[0] != b->blocks[i].rows || shape[1] != b->blocks[i].cols)
             fail("%s: block %d is %s [%d,%d], the model's is %s [%d,%d]", path, i, bname, shape[0], shape[1],
                  b->blocks[i].name, b->blocks[i].rows, b->blocks[i].cols);
+    }
+    if (head[1] == 1) {
+        if (b->layout_len > 0)
+            warn("%s is a version 1 state file, which does not record the %s: they cannot be checked", path,
+                 b->layout_what);
+    } else {
+        int32_t nl;
+        fread_or_fail(&nl, sizeof(nl), 1, f, path);
+        check_range_or_fail(path, "the layout length", nl, 0, OPTIM_MAX_LAYOUT);
+        if (nl != b->layout_len)
+            fail("%s: the state records a layout of %d entries, this optimizer and model have %d (other %s?)", path,
+                 nl, b->layout_len, b->layout_len ? b->layout_what : "optimizer settings");
+        for (int i = 0; i < nl; i++) {
+            int32_t v;
+            fread_or_fail(&v, sizeof(v), 1, f, path);
+            if (v != b->layout[i])
+                fail("%s: the state was saved with other %s: block %s has %s there, %s here", path, b->layout_what,
+                     b->layout_blocks[i].name, layout_value_name(b, v), layout_value_name(b, b->layout[i]));
+        }
     }
     if (nf != (int64_t)b->state_floats)
         fail("%s: %lld state floats, this optimizer and model need %zu (other optimizer settings?)", path,

@@ -109,6 +109,17 @@ typedef struct {
     float *state;          // all optimizer state, one buffer, saved and loaded as is
     size_t state_floats;
     int64_t step;          // optimizer steps taken (the spec's t after a step)
+    // What the meaning of the state depends on beyond the blocks' shapes
+    // (SlimAdam: the rule K of each split block, which decides whether a v
+    // float is a row's or a column's), saved in the state file and checked on
+    // load; NULL/0 for the optimizers whose layout the shapes fix. Set by
+    // optim_create; the arrays belong to the optimizer.
+    const int32_t *layout;            // [layout_len] one value per entry
+    int layout_len;
+    const ParamBlock *layout_blocks;  // [layout_len] the entry's block (its name, for messages)
+    const char *layout_what;          // e.g. "SlimAdam rules"
+    const char *const *layout_value_names; // name of each value, for messages
+    int layout_num_values;
 } OptimBase;
 
 static inline OptimBase *optim_base(Optimizer *opt) { return (OptimBase *)opt; }
@@ -124,7 +135,8 @@ size_t optim_adamw_state_bytes(const ParamBlock *blocks, int num_blocks);
 size_t optim_num_params(const ParamBlock *blocks, int num_blocks);
 
 // The state file (documented in the README): magic, version, optimizer name,
-// step, the block table (names and shapes, checked on load), the state floats.
+// step, the block table (names and shapes, checked on load), the layout
+// (version 2; checked on load), the state floats.
 // optim_save writes atomically (temp file + rename). optim_load fails with a
 // one-line error when the file does not belong to this optimizer and model.
 void optim_save(const Optimizer *opt, const char *path);

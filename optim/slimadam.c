@@ -45,6 +45,7 @@ struct Optimizer {
     SlimRule *rule;    // per split block
     size_t *m_off;     // per split block: its m at state + m_off[i]
     size_t *v_off;     // per split block: its v at state + v_off[i]
+    int32_t *layout;   // per split block: its rule, saved in the state file (OptimBase.layout)
     float *colsum;     // scratch: column sums of g*g, then column denominators (max cols)
 };
 
@@ -88,18 +89,7 @@ static const char *rule_name(SlimRule r) {
 
 // Read rules from JSON: block name -> list of dims, null or [] for none.
 static void load_rules(const char *path, const ParamBlock *blocks, int n, SlimRule *rules) {
-    FILE *f = fopen_or_fail(path, "rb");
-    size_t size = file_size_or_fail(f, path);
-    char *text = malloc_or_fail(size + 1, "rules file");
-    fread_or_fail(text, 1, size, f, path);
-    text[size] = '\0';
-    fclose(f);
-    cJSON *root = cJSON_Parse(text);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        size_t pos = at ? (size_t)(at - text) : 0;
-        fail("%s: malformed JSON near byte %zu", path, pos);
-    }
+    cJSON *root = json_read_file_or_fail(path); // no trailing text, no key twice
     if (!cJSON_IsObject(root)) fail("%s: expected a JSON object of block name -> dimensions", path);
     cJSON *item;
     cJSON_ArrayForEach(item, root) {
@@ -129,7 +119,6 @@ static void load_rules(const char *path, const ParamBlock *blocks, int n, SlimRu
         else rules[idx] = has0 && has1 ? SLIM_ALL : (has1 ? SLIM_ROWS : SLIM_COLS);
     }
     cJSON_Delete(root);
-    free(text);
 }
 
 Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg) {
@@ -153,6 +142,17 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
         v_floats += compressed_size(&opt->split[i], opt->rule[i]);
     }
     optim_base_init(&opt->base, blocks, num_blocks, cfg, num_params + v_floats);
+    // v of a square block has the same size per row and per column: only the
+    // rules say which it is, so the state file records them
+    static const char *const k_names[] = {"K=none", "K=(1,)", "K=(0,)", "K=(0,1)"};
+    opt->layout = malloc_or_fail(n * sizeof(int32_t), "SlimAdam rules");
+    for (int i = 0; i < n; i++) opt->layout[i] = (int32_t)opt->rule[i];
+    opt->base.layout = opt->layout;
+    opt->base.layout_len = n;
+    opt->base.layout_blocks = opt->split;
+    opt->base.layout_what = "SlimAdam rules";
+    opt->base.layout_value_names = k_names;
+    opt->base.layout_num_values = 4;
     opt->colsum = malloc_or_fail(max_cols * sizeof(float), "SlimAdam column sums");
     return opt;
 }
@@ -303,6 +303,7 @@ void optim_free(Optimizer *opt) {
     free(opt->rule);
     free(opt->m_off);
     free(opt->v_off);
+    free(opt->layout);
     free(opt->colsum);
     free(opt);
 }

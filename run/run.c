@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,18 +58,18 @@ static const char *flag_value(int argc, char **argv, int *i) {
     return argv[*i];
 }
 
-static long positive_long(const char *v, const char *flag, long min) {
-    long x = parse_long_or_fail(v, flag);
-    if (x < min) fail("flag %s must be >= %ld, got %s", flag, min, v);
-    return x;
+// an integer flag's value, checked against its range before any cast
+static long long int_flag(int argc, char **argv, int *i, long long min, long long max) {
+    const char *a = argv[*i];
+    return parse_int_flag_or_fail(flag_value(argc, argv, i), a, min, max);
 }
 
 int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i) {
     const char *a = argv[*i];
-    if (is_flag(a, "-b", "--batch")) rc->B = (int)positive_long(flag_value(argc, argv, i), a, 1);
-    else if (is_flag(a, "-t", "--seq-len")) rc->T = (int)positive_long(flag_value(argc, argv, i), a, 1);
-    else if (is_flag(a, "-d", "--total-batch")) rc->total_batch = positive_long(flag_value(argc, argv, i), a, 0);
-    else if (is_flag(a, "-x", "--steps")) rc->max_steps = positive_long(flag_value(argc, argv, i), a, 0);
+    if (is_flag(a, "-b", "--batch")) rc->B = (int)int_flag(argc, argv, i, 1, RUN_MAX_BATCH);
+    else if (is_flag(a, "-t", "--seq-len")) rc->T = (int)int_flag(argc, argv, i, 1, RUN_MAX_SEQ_LEN);
+    else if (is_flag(a, "-d", "--total-batch")) rc->total_batch = (long)int_flag(argc, argv, i, 0, RUN_MAX_TOTAL_BATCH);
+    else if (is_flag(a, "-x", "--steps")) rc->max_steps = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
     else if (is_flag(a, "-k", "--schedule")) {
         const char *v = flag_value(argc, argv, i);
         if (strcmp(v, "cosine") == 0) rc->schedule = SCHED_COSINE;
@@ -76,7 +78,7 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
         else if (strcmp(v, "wsd") == 0) rc->schedule = SCHED_WSD;
         else fail("flag %s: unknown schedule '%s' (cosine, linear, constant, wsd)", a, v);
     }
-    else if (is_flag(a, "-u", "--warmup")) rc->warmup = positive_long(flag_value(argc, argv, i), a, 0);
+    else if (is_flag(a, "-u", "--warmup")) rc->warmup = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
     else if (is_flag(a, "-q", "--final-frac")) {
         double v = parse_double_or_fail(flag_value(argc, argv, i), a);
         if (v < 0.0 || v > 1.0) fail("flag %s must be in [0, 1], got %g", a, v);
@@ -102,23 +104,24 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
         if (v < 0.0) fail("flag %s must be >= 0, got %g", a, v);
         oc->weight_decay = (float)v;
     }
-    else if (is_flag(a, "-v", "--val-every")) rc->val_every = positive_long(flag_value(argc, argv, i), a, 0);
-    else if (is_flag(a, "-m", "--val-batches")) rc->val_batches = (int)positive_long(flag_value(argc, argv, i), a, 1);
-    else if (is_flag(a, "-s", "--sample-every")) rc->sample_every = positive_long(flag_value(argc, argv, i), a, -1);
-    else if (is_flag(a, "-g", "--gen-tokens")) rc->gen_tokens = (int)positive_long(flag_value(argc, argv, i), a, 1);
+    else if (is_flag(a, "-v", "--val-every")) rc->val_every = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
+    else if (is_flag(a, "-m", "--val-batches")) rc->val_batches = (int)int_flag(argc, argv, i, 1, RUN_MAX_VAL_BATCHES);
+    else if (is_flag(a, "-s", "--sample-every")) rc->sample_every = (long)int_flag(argc, argv, i, -1, RUN_MAX_STEPS);
+    else if (is_flag(a, "-g", "--gen-tokens")) rc->gen_tokens = (int)int_flag(argc, argv, i, 1, RUN_MAX_GEN_TOKENS);
     else if (is_flag(a, NULL, "--temperature")) {
         double v = parse_double_or_fail(flag_value(argc, argv, i), a);
         if (v <= 0.0) fail("flag %s must be > 0, got %g", a, v);
         rc->temperature = (float)v;
     }
-    else if (is_flag(a, NULL, "--top-k")) rc->top_k = (int)positive_long(flag_value(argc, argv, i), a, 0);
+    else if (is_flag(a, NULL, "--top-k")) rc->top_k = (int)int_flag(argc, argv, i, 0, RUN_MAX_TOP_K);
     else if (is_flag(a, "-o", "--out")) {
         const char *v = flag_value(argc, argv, i);
+        if (!v[0]) fail("flag %s needs a directory name, not an empty string", a);
         if (strlen(v) >= sizeof(rc->out_dir) - 64) fail("flag %s: path too long", a);
         snprintf(rc->out_dir, sizeof(rc->out_dir), "%s", v);
     }
-    else if (is_flag(a, "-n", "--ckpt-every")) rc->ckpt_every = positive_long(flag_value(argc, argv, i), a, 0);
-    else if (is_flag(a, "-nk", "--keep-last")) rc->keep_last = (int)positive_long(flag_value(argc, argv, i), a, 0);
+    else if (is_flag(a, "-n", "--ckpt-every")) rc->ckpt_every = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
+    else if (is_flag(a, "-nk", "--keep-last")) rc->keep_last = (int)int_flag(argc, argv, i, 0, RUN_MAX_KEEP);
     else if (is_flag(a, "-y", "--resume")) {
         const char *v = flag_value(argc, argv, i);
         if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) fail("flag %s takes 0 or 1, not '%s'", a, v);
@@ -130,17 +133,17 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
         else if (strcmp(v, "skip") == 0) rc->nan_skip = 1;
         else fail("flag %s takes stop or skip, not '%s'", a, v);
     }
-    else if (is_flag(a, "-p", "--print-every")) rc->print_every = positive_long(flag_value(argc, argv, i), a, 0);
-    else if (is_flag(a, NULL, "--snr-every")) rc->snr_every = positive_long(flag_value(argc, argv, i), a, 0);
+    else if (is_flag(a, "-p", "--print-every")) rc->print_every = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
+    else if (is_flag(a, NULL, "--snr-every")) rc->snr_every = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
     else if (is_flag(a, NULL, "--snr-out")) {
         const char *v = flag_value(argc, argv, i);
+        if (!v[0]) fail("flag %s needs a file name, not an empty string", a);
         if (strlen(v) >= sizeof(rc->snr_out)) fail("flag %s: path too long", a);
         snprintf(rc->snr_out, sizeof(rc->snr_out), "%s", v);
     }
-    else if (is_flag(a, NULL, "--gsnr-every")) rc->gsnr_every = positive_long(flag_value(argc, argv, i), a, 0);
+    else if (is_flag(a, NULL, "--gsnr-every")) rc->gsnr_every = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
     else if (is_flag(a, NULL, "--seed")) {
-        long v = positive_long(flag_value(argc, argv, i), a, 0);
-        rc->seed = (uint64_t)v;
+        rc->seed = (uint64_t)int_flag(argc, argv, i, 0, INT64_MAX);
     }
     else if (strncmp(a, "--", 2) == 0) {
         // an optimizer hyperparameter (fails if it belongs to another optimizer)
@@ -196,13 +199,20 @@ void run_finalize_config(RunConfig *rc, long items_per_micro, const char *unit) 
     if (rc->total_batch % items_per_micro != 0)
         fail("flag -d: total batch %ld %s is not a multiple of the micro-batch's %ld %s", rc->total_batch, unit,
              items_per_micro, unit);
+    if (rc->total_batch / items_per_micro > RUN_MAX_ACCUM)
+        fail("flag -d: total batch %ld %s is %ld micro-batches of %ld %s; at most %d accumulation steps are allowed",
+             rc->total_batch, unit, rc->total_batch / items_per_micro, items_per_micro, unit, RUN_MAX_ACCUM);
     rc->grad_accum = (int)(rc->total_batch / items_per_micro);
     if (rc->warmup > rc->max_steps) rc->warmup = rc->max_steps;
     if (rc->resume && !rc->out_dir[0]) fail("flag -y 1 needs -o DIR (the directory holding the checkpoints)");
     if (rc->snr_every > 0 && strcmp(OPTIM_NAME, "adamw") != 0)
         fail("flag --snr-every measures AdamW's second moments: build with OPTIM=adamw (this is %s)", OPTIM_NAME);
     if (rc->gsnr_every > 0 && !rc->out_dir[0]) fail("flag --gsnr-every writes DIR/gsnr.jsonl: it needs -o DIR");
+    if (rc->snr_every > 0 && rc->max_steps / rc->snr_every == 0)
+        fail("flag --snr-every %ld: a run of %ld steps makes no measurement, so there would be no rules to write",
+             rc->snr_every, rc->max_steps);
     if (rc->snr_every > 0 && !rc->snr_out[0]) {
+        rc->snr_out_default = 1;
         // out_dir leaves 64 bytes of room (see -o), enough for the file name
         size_t n = strlen(rc->out_dir);
         memcpy(rc->snr_out, rc->out_dir, n);
@@ -416,9 +426,43 @@ void progress_print(Progress *p, const RunConfig *rc, long step, float loss, flo
 
 // ----------------------------------------------------------------------------
 // checkpoints
+//
+// The run only ever deletes or replaces files with exactly the names it
+// writes: model_<step>.bin, optim_<step>.bin, state_<step>.json (step as
+// %08ld) and the same with ".tmp". Anything else in the folder is left alone,
+// and model/optim files without a state file (an incomplete checkpoint, or
+// another program's, such as llm.c's model_00000003.bin) are never deleted:
+// only the state file shows that a checkpoint is this run's.
 
 void ckpt_path(char *out, size_t len, const char *dir, const char *kind, long step, const char *ext) {
     snprintf(out, len, "%s/%s_%08ld.%s", dir, kind, step, ext);
+}
+
+// the files of a checkpoint, in the order they are written
+static const char *const ckpt_kinds[3][2] = {{"model", "bin"}, {"optim", "bin"}, {"state", "json"}};
+enum { CKPT_MODEL, CKPT_OPTIM, CKPT_STATE };
+
+// Is name exactly one of the checkpoint names (or its ".tmp")? Returns the
+// kind (CKPT_*) and sets *step and *tmp; -1 for any other name.
+static int ckpt_parse_name(const char *name, long *step, int *tmp) {
+    for (int k = 0; k < 3; k++) {
+        size_t kl = strlen(ckpt_kinds[k][0]);
+        if (strncmp(name, ckpt_kinds[k][0], kl) != 0 || name[kl] != '_') continue;
+        const char *digits = name + kl + 1;
+        if (*digits < '0' || *digits > '9') return -1;
+        errno = 0;
+        char *end;
+        long s = strtol(digits, &end, 10);
+        if (errno != 0) return -1;
+        char want[96];
+        snprintf(want, sizeof(want), "%s_%08ld.%s", ckpt_kinds[k][0], s, ckpt_kinds[k][1]);
+        *step = s;
+        if (strcmp(name, want) == 0) { *tmp = 0; return k; }
+        size_t wl = strlen(want);
+        if (strncmp(name, want, wl) == 0 && strcmp(name + wl, ".tmp") == 0) { *tmp = 1; return k; }
+        return -1;
+    }
+    return -1;
 }
 
 // steps of the complete checkpoints (state files) in dir, ascending; returns the count
@@ -430,11 +474,10 @@ static int list_checkpoints(const char *dir, long **steps_out) {
         struct dirent *e;
         while ((e = readdir(d)) != NULL) {
             long s;
-            char tail[8];
-            if (sscanf(e->d_name, "state_%ld.%7s", &s, tail) == 2 && strcmp(tail, "json") == 0) {
-                if (n == cap) { cap *= 2; steps = realloc(steps, cap * sizeof(long)); if (!steps) fail("out of memory"); }
-                steps[n++] = s;
-            }
+            int tmp;
+            if (ckpt_parse_name(e->d_name, &s, &tmp) != CKPT_STATE || tmp) continue;
+            if (n == cap) { cap *= 2; steps = realloc(steps, cap * sizeof(long)); if (!steps) fail("out of memory"); }
+            steps[n++] = s;
         }
         closedir(d);
     }
@@ -452,13 +495,29 @@ long ckpt_latest(const char *dir) {
     return latest;
 }
 
+// a complete checkpoint: its model and optimizer files, then the state file
+// that made it complete (so a crash in between leaves no orphan behind a state)
 static void remove_checkpoint_files(const char *dir, long step) {
-    const char *kinds[][2] = {{"state", "json"}, {"model", "bin"}, {"optim", "bin"}};
     char path[700];
     for (int k = 0; k < 3; k++) {
-        ckpt_path(path, sizeof(path), dir, kinds[k][0], step, kinds[k][1]);
+        ckpt_path(path, sizeof(path), dir, ckpt_kinds[k][0], step, ckpt_kinds[k][1]);
         remove(path);
     }
+}
+
+// the temporary files of checkpoint writes a crash interrupted
+static void remove_checkpoint_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[700];
+    while ((e = readdir(d)) != NULL) {
+        long s;
+        int tmp;
+        if (ckpt_parse_name(e->d_name, &s, &tmp) < 0 || !tmp) continue;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path)) remove(path);
+    }
+    closedir(d);
 }
 
 void ckpt_commit(const char *dir, long step, cJSON *state, int keep_last) {
@@ -472,46 +531,21 @@ void ckpt_commit(const char *dir, long step, cJSON *state, int keep_last) {
     fwrite_or_fail("\n", 1, 1, af.f, af.tmp_path);
     atomic_commit(&af);
     free(text);
-    // prune: old complete checkpoints beyond keep_last, the model/optim files
-    // of incomplete checkpoints (a crash between their writes and the state's)
-    // and temporary files of interrupted writes
+    // prune: complete checkpoints beyond keep_last, and temporary files of
+    // interrupted writes
     long *steps;
     int n = list_checkpoints(dir, &steps);
     if (keep_last > 0)
         for (int i = 0; i < n - keep_last; i++) remove_checkpoint_files(dir, steps[i]);
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            long s;
-            char kind[8], tail[12];
-            if (sscanf(e->d_name, "%5[a-z]_%ld.%11s", kind, &s, tail) != 3) continue;
-            if (strcmp(kind, "model") != 0 && strcmp(kind, "optim") != 0 && strcmp(kind, "state") != 0) continue;
-            int complete = 0;
-            for (int i = 0; i < n; i++) complete |= steps[i] == s;
-            int temporary = strstr(tail, ".tmp") != NULL; // a write a crash interrupted
-            if (temporary || (!complete && s < step)) {
-                snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-                remove(path);
-            }
-        }
-        closedir(d);
-    }
     free(steps);
+    remove_checkpoint_temporaries(dir);
 }
 
 cJSON *ckpt_read_state(const char *dir, long step) {
     char path[700];
     ckpt_path(path, sizeof(path), dir, "state", step, "json");
-    FILE *f = fopen_or_fail(path, "rb");
-    size_t size = file_size_or_fail(f, path);
-    char *text = malloc_or_fail(size + 1, "state file");
-    fread_or_fail(text, 1, size, f, path);
-    text[size] = '\0';
-    fclose(f);
-    cJSON *state = cJSON_Parse(text);
-    free(text);
-    if (!state || !cJSON_IsObject(state)) fail("%s: malformed checkpoint state (not a JSON object)", path);
+    cJSON *state = json_read_file_or_fail(path);
+    if (!cJSON_IsObject(state)) fail("%s: malformed checkpoint state (not a JSON object)", path);
     return state;
 }
 
@@ -530,20 +564,41 @@ void ensure_output_dir(const char *dir) {
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) fail("output path %s is not a directory", dir);
     if (access(dir, W_OK) != 0) fail("output directory %s is not writable: %s", dir, strerror(errno));
-    // a real write, so that a full disk is reported now rather than at the first checkpoint
+    // a real write, so that a full disk is reported now rather than at the
+    // first checkpoint; to a new file of a unique name (mkstemp), so that no
+    // file of the folder is touched
     char probe[700];
-    snprintf(probe, sizeof(probe), "%s/.write-probe", dir);
-    FILE *f = fopen(probe, "wb");
-    if (!f) fail("cannot write in output directory %s: %s", dir, strerror(errno));
+    snprintf(probe, sizeof(probe), "%s/.write-probe-XXXXXX", dir);
+    int fd = mkstemp(probe);
+    if (fd < 0) fail("cannot write in output directory %s: %s", dir, strerror(errno));
     char block[4096] = {0};
-    if (fwrite(block, 1, sizeof(block), f) != sizeof(block) || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+    if (write(fd, block, sizeof(block)) != (ssize_t)sizeof(block) || fsync(fd) != 0) {
         int e = errno;
-        fclose(f);
+        close(fd);
         remove(probe);
-        fail("cannot write in output directory %s: %s", dir, strerror(e));
+        fail("cannot write in output directory %s: %s", dir, strerror(e ? e : ENOSPC));
     }
-    fclose(f);
+    close(fd);
     remove(probe);
+}
+
+// DIR/.lock, locked (flock) for as long as the process lives: a second run on
+// the same folder is refused. The file is created if missing and never removed
+// (removing a lock file races with the next run taking it).
+static void lock_output_dir(const char *dir) {
+    char path[700];
+    snprintf(path, sizeof(path), "%s/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0644);
+    if (fd < 0) fail("cannot open the lock file %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) fail("%s is not a regular file", path);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            fail("%s is in use by another run (it holds the lock on %s): wait for that run to end, or choose "
+                 "another -o DIR", dir, path);
+        fail("cannot lock %s: %s", path, strerror(errno));
+    }
+    // fd stays open (and locked) until exit
 }
 
 void json_add_u64(cJSON *obj, const char *key, uint64_t v) {
@@ -558,7 +613,8 @@ uint64_t json_get_u64(const cJSON *obj, const char *key, const char *file) {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(it->valuestring, &end, 10);
-    if (errno || *end) fail("%s: \"%s\" is not an unsigned integer", file, key);
+    if (errno || *end || it->valuestring[0] < '0' || it->valuestring[0] > '9')
+        fail("%s: \"%s\" is not an unsigned integer", file, key);
     return (uint64_t)v;
 }
 
@@ -571,42 +627,165 @@ double json_get_number(const cJSON *obj, const char *key, const char *file) {
 // ----------------------------------------------------------------------------
 // the run as the training loops see it
 
+// Is the first line of path a config record, as the trainers write first?
+static int is_our_log(const char *path) {
+    FILE *f = fopen_or_fail(path, "rb");
+    char *line = NULL;
+    size_t cap = 0;
+    int ours = 0;
+    if (getline(&line, &cap, f) > 0) {
+        cJSON *rec = cJSON_Parse(line);
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(rec, "type");
+        ours = cJSON_IsString(type) && strcmp(type->valuestring, "config") == 0;
+        cJSON_Delete(rec);
+    }
+    free(line);
+    fclose(f);
+    return ours;
+}
+
+// the JSON-lines files this run starts (or continues) in DIR
+static int run_writes_jsonl(const RunConfig *rc, const char *name) {
+    if (strcmp(name, "snr.jsonl") == 0) return rc->snr_every > 0;
+    if (strcmp(name, "gsnr.jsonl") == 0) return rc->gsnr_every > 0;
+    return 1;
+}
+static const char *const run_jsonl_names[] = {"log.jsonl", "snr.jsonl", "gsnr.jsonl"};
+#define NUM_RUN_JSONL ((int)(sizeof(run_jsonl_names) / sizeof(run_jsonl_names[0])))
+
+// The folder of a new run (no -y 1) must not hold what the run would write
+// over: another run's checkpoints or logs, a file with a checkpoint's name,
+// the default SlimAdam rules file.
+static void check_new_run_dir(const RunConfig *rc) {
+    const char *dir = rc->out_dir;
+    long earlier = ckpt_latest(dir);
+    if (earlier >= 0)
+        fail("%s holds an earlier run's checkpoints (newest: step %ld): continue it with -y 1, "
+             "or choose another -o DIR", dir, earlier);
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            long s;
+            int tmp;
+            if (ckpt_parse_name(e->d_name, &s, &tmp) < 0 || tmp) continue;
+            char name[256];
+            snprintf(name, sizeof(name), "%s", e->d_name);
+            closedir(d);
+            fail("%s/%s exists, and this run writes its checkpoints under such names: choose another -o DIR",
+                 dir, name);
+        }
+        closedir(d);
+    }
+    char path[700];
+    for (int i = 0; i < NUM_RUN_JSONL; i++) {
+        if (!run_writes_jsonl(rc, run_jsonl_names[i])) continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, run_jsonl_names[i]);
+        if (file_exists(path))
+            fail("%s holds another run's log: continue that run with -y 1, or choose another -o DIR", path);
+    }
+    if (rc->snr_every > 0 && rc->snr_out_default && file_exists(rc->snr_out))
+        fail("%s holds another run's SlimAdam rules: continue that run with -y 1, or choose another -o DIR", rc->snr_out);
+}
+
+// The SlimAdam rules are written at the end of the run: make sure before it
+// starts that they can be, with a file of a unique name beside them (created
+// and removed; the rules file itself is not touched).
+static void probe_rules_path(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) fail("flag --snr-out: %s is not a regular file", path);
+    char probe[sizeof(((RunConfig *)0)->snr_out) + 32];
+    const char *slash = strrchr(path, '/');
+    if (slash) snprintf(probe, sizeof(probe), "%.*s/.rules-probe-XXXXXX", (int)(slash - path), path);
+    else snprintf(probe, sizeof(probe), ".rules-probe-XXXXXX");
+    int fd = mkstemp(probe);
+    if (fd < 0) fail("flag --snr-out: cannot write the SlimAdam rules to %s: %s", path, strerror(errno));
+    close(fd);
+    remove(probe);
+}
+
 cJSON *run_resume_begin(Run *run, const RunConfig *rc) {
     memset(run, 0, sizeof(*run));
     run->rc = rc;
     run->last_eval = -1.0f;
+    run->log_keep_step = -1;
+    if (rc->snr_every > 0) probe_rules_path(rc->snr_out);
+    if (!rc->out_dir[0]) return NULL;
+    // the folder: created, writable, ours alone (the lock), without the
+    // temporary files a crash of ours left
+    ensure_output_dir(rc->out_dir);
+    lock_output_dir(rc->out_dir);
+    remove_checkpoint_temporaries(rc->out_dir);
+    char path[700];
+    for (int i = 0; i < NUM_RUN_JSONL; i++) {
+        snprintf(path, sizeof(path), "%s/%s.tmp", rc->out_dir, run_jsonl_names[i]);
+        remove(path);
+    }
     if (!rc->resume) {
         // a new run must not mix its checkpoints with an earlier run's (a later
-        // -y 1 would pick the newest of either) nor silently write over them
-        long earlier = rc->out_dir[0] ? ckpt_latest(rc->out_dir) : -1;
-        if (earlier >= 0)
-            fail("%s holds an earlier run's checkpoints (newest: step %ld): continue it with -y 1, "
-                 "or choose another -o DIR", rc->out_dir, earlier);
+        // -y 1 would pick the newest of either) nor write over its files
+        check_new_run_dir(rc);
         return NULL;
     }
     long step = ckpt_latest(rc->out_dir);
     if (step < 0) {
+        // a run that stopped before its first checkpoint: its log is kept up to
+        // the steps it is about to run again, as on any resume
+        snprintf(path, sizeof(path), "%s/log.jsonl", rc->out_dir);
+        if (file_exists(path) && !is_our_log(path))
+            fail("%s was not written by this program (its first line is not a config record): choose another -o DIR",
+                 path);
+        run->log_keep_step = 0;
         printf("resume: no complete checkpoint in %s, starting from scratch\n", rc->out_dir);
         return NULL;
     }
     cJSON *state = ckpt_read_state(rc->out_dir, step);
-    char path[700];
-    ckpt_path(path, sizeof(path), rc->out_dir, "state", step, "json");
+    ckpt_path(run->state_path, sizeof(run->state_path), rc->out_dir, "state", step, "json");
+    const char *sp = run->state_path;
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(state, "optimizer");
     if (!cJSON_IsString(o) || strcmp(o->valuestring, OPTIM_NAME) != 0)
-        fail("%s: the checkpoint was made with OPTIM=%s, this program with OPTIM=%s", path,
+        fail("%s: the checkpoint was made with OPTIM=%s, this program with OPTIM=%s", sp,
              cJSON_IsString(o) ? o->valuestring : "?", OPTIM_NAME);
-    if ((int)json_get_number(state, "micro_batch", path) != rc->B || (int)json_get_number(state, "seq_len", path) != rc->T ||
-        (int)json_get_number(state, "grad_accum", path) != rc->grad_accum)
-        fail("%s: the checkpoint was made with other -b/-t/-d flags; resume with the same ones", path);
+    if (json_get_number(state, "step", sp) != (double)step)
+        fail("%s: its \"step\" is %g, but the file name says %ld", sp, json_get_number(state, "step", sp), step);
+    if (json_get_number(state, "micro_batch", sp) != rc->B || json_get_number(state, "seq_len", sp) != rc->T ||
+        json_get_number(state, "grad_accum", sp) != rc->grad_accum)
+        fail("%s: the checkpoint was made with other -b/-t/-d flags; resume with the same ones", sp);
+    double skipped = json_get_number(state, "nan_skipped", sp);
+    if (!(skipped >= 0 && skipped <= (double)step && skipped == floor(skipped)))
+        fail("%s: \"nan_skipped\" is %g, not a count of steps in [0, %ld]", sp, skipped, step);
+    double elapsed = json_get_number(state, "elapsed_s", sp);
+    if (!(elapsed >= 0 && elapsed < 1e12)) fail("%s: \"elapsed_s\" is %g, not a time in seconds", sp, elapsed);
     run->start_step = step;
-    run->nan_skipped = (long)json_get_number(state, "nan_skipped", path);
+    run->log_keep_step = step;
+    run->nan_skipped = (long)skipped;
     return state;
+}
+
+void run_resume_optimizer(const Run *run, Optimizer *opt, const char *path) {
+    optim_load(opt, path);
+    // the optimizer steps once per step that was not skipped
+    int64_t want = run->start_step - run->nan_skipped, got = optim_base(opt)->step;
+    if (got != want)
+        fail("%s: the optimizer state is at step %lld, but checkpoint %s is at step %ld (%lld steps taken, %ld "
+             "skipped)", path, (long long)got, run->state_path, run->start_step, (long long)want, run->nan_skipped);
 }
 
 void run_checkpoint_paths(const Run *run, long step, char *model_path, char *optim_path, size_t len) {
     ckpt_path(model_path, len, run->rc->out_dir, "model", step, "bin");
     ckpt_path(optim_path, len, run->rc->out_dir, "optim", step, "bin");
+}
+
+void run_checkpoint_begin(const Run *run, long step, char *model_path, char *optim_path, size_t len) {
+    run_checkpoint_paths(run, step, model_path, optim_path, len);
+    // until the state file completes it, a failure removes what this
+    // checkpoint wrote; rewriting a complete checkpoint (the last good state
+    // before a NaN) keeps its files, which hold the same step either way
+    char state[700];
+    ckpt_path(state, sizeof(state), run->rc->out_dir, "state", step, "json");
+    if (file_exists(state)) return;
+    fail_cleanup_add(model_path);
+    fail_cleanup_add(optim_path);
 }
 
 void run_open(Run *run, cJSON *config_record, const char *unit, const char *eval_name, size_t optim_state_bytes,
@@ -615,8 +794,7 @@ void run_open(Run *run, cJSON *config_record, const char *unit, const char *eval
     run->eval_name = eval_name;
     run->optim_state_bytes = optim_state_bytes;
     if (run->rc->out_dir[0]) {
-        ensure_output_dir(run->rc->out_dir);
-        run_log_open(&run->log, run->rc->out_dir, run->start_step > 0 ? run->start_step : -1);
+        run_log_open(&run->log, run->rc->out_dir, run->log_keep_step);
         if (run->start_step > 0) cJSON_AddNumberToObject(config_record, "resumed_from_step", (double)run->start_step);
         run_log_write(&run->log, config_record);
     } else {
@@ -682,6 +860,10 @@ void run_checkpoint_commit(Run *run, long step, cJSON *extra) {
     cJSON_AddNumberToObject(s, "nan_skipped", (double)run->nan_skipped);
     cJSON_AddNumberToObject(s, "elapsed_s", progress_elapsed(&run->progress));
     ckpt_commit(rc->out_dir, step, s, rc->keep_last);
+    char model_path[700], optim_path[700];
+    run_checkpoint_paths(run, step, model_path, optim_path, sizeof(model_path));
+    fail_cleanup_remove(model_path);
+    fail_cleanup_remove(optim_path);
 }
 
 int run_check_finite(Run *run, long step, float loss, float norm, const char *saved_note) {
@@ -712,7 +894,7 @@ void run_finish(Run *run, long step, float last_loss) {
 static void open_jsonl_with_header(RunLog *log, const Run *run, const char *name, cJSON *header) {
     char path[sizeof(log->path)];
     snprintf(path, sizeof(path), "%s/%s", run->rc->out_dir, name);
-    long kept = run_jsonl_open(log, path, run->start_step > 0 ? run->start_step : -1);
+    long kept = run_jsonl_open(log, path, run->log_keep_step);
     if (kept == 0) run_log_write(log, header);
     else cJSON_Delete(header);
 }
@@ -723,8 +905,7 @@ static void snr_restore(SnrStats *s, const char *path) {
     char *line = NULL;
     size_t cap = 0;
     while (getline(&line, &cap, f) > 0) {
-        cJSON *rec = cJSON_Parse(line);
-        if (!rec) fail("%s: a line is not JSON; delete the file's torn lines or start the run afresh", path);
+        cJSON *rec = json_parse_or_fail(line, path);
         if (!cJSON_GetObjectItemCaseSensitive(rec, "type")) snr_add_record(s, rec, path); // not the header
         cJSON_Delete(rec);
     }
@@ -765,7 +946,9 @@ void run_analyses_finish(RunAnalyses *a) {
     if (rc->snr_every > 0) {
         char means[sizeof(rc->snr_out) + 16];
         snr_means_path(means, sizeof(means), rc->snr_out);
-        snr_write_rules(&a->snr, rc->snr_out, means);
+        if (a->snr.measurements > 0) snr_write_rules(&a->snr, rc->snr_out, means);
+        else printf("note: the run stopped before its first SNR measurement (step %ld): no SlimAdam rules written\n",
+                    rc->snr_every);
         snr_free(&a->snr);
         run_log_close(&a->snr_log);
     }
@@ -781,13 +964,13 @@ void run_analyses_finish(RunAnalyses *a) {
 static volatile sig_atomic_t interrupted = 0;
 
 static void on_sigint(int sig) {
-    (void)sig;
     interrupted = 1;
-    signal(SIGINT, SIG_DFL); // a second Ctrl-C ends the process at once
+    signal(sig, SIG_DFL); // a second Ctrl-C (or SIGTERM) ends the process at once
 }
 
 void run_install_sigint(void) {
     signal(SIGINT, on_sigint);
+    signal(SIGTERM, on_sigint); // kill, timeout, a batch system: the same as Ctrl-C
 }
 
 int run_interrupted(void) {

@@ -14,6 +14,19 @@
 #include "optim/optim.h"
 #include "optim/snr.h"
 
+// The ranges of the integer flags (a value outside fails naming the flag and
+// the range): wide enough for any run this program can do, small enough that
+// no size computed from them can overflow.
+#define RUN_MAX_BATCH (1 << 20)          // -b
+#define RUN_MAX_SEQ_LEN (1 << 20)        // -t
+#define RUN_MAX_TOTAL_BATCH (1LL << 50)  // -d
+#define RUN_MAX_ACCUM (1 << 20)          // -d / micro-batch: accumulation steps
+#define RUN_MAX_STEPS 1000000000000LL    // -x, -u, and every "every N steps" flag
+#define RUN_MAX_VAL_BATCHES (1 << 20)    // -m
+#define RUN_MAX_GEN_TOKENS (1 << 20)     // -g
+#define RUN_MAX_TOP_K (1 << 24)          // --top-k
+#define RUN_MAX_KEEP (1 << 20)           // -nk
+
 typedef enum { SCHED_COSINE, SCHED_LINEAR, SCHED_CONSTANT, SCHED_WSD } ScheduleKind;
 
 typedef struct {
@@ -47,6 +60,7 @@ typedef struct {
     // SlimAdam rules from AdamW's second moments (optim/snr.h), OPTIM=adamw only
     long snr_every;        // --snr-every: measure every N steps (0 = off)
     char snr_out[512];     // --snr-out: rules JSON written at the end
+    int snr_out_default;   // snr_out is the default DIR/slimadam_rules.json
     // g-SNR of the gradient during training (optim/snr.h), any optimizer
     long gsnr_every;       // --gsnr-every: measure at step 1 and every N steps (0 = off)
 } RunConfig;
@@ -140,15 +154,27 @@ typedef struct {
     const char *eval_name;    // "val" (GPT-2 loss) or "acc" (ViT accuracy)
     const char *unit;         // "tok" or "img"
     size_t optim_state_bytes;
+    char state_path[700];     // the state file resumed from ("" when not resuming)
+    long log_keep_step;       // the JSON-lines files keep their records up to this step (-1: new files)
 } Run;
 
+// The start of a run with -o DIR: creates DIR, checks it is writable, locks
+// it (DIR/.lock: a second run on DIR fails) and removes the temporary files of
+// our own names a crash left. A new run refuses a DIR holding another run's
+// checkpoints or logs, or a file with a checkpoint's name.
 // -y 1: find the newest complete checkpoint in -o. Returns its state record
 // (the trainer reads its own keys, e.g. data positions, then deletes it), or
 // NULL when there is nothing to resume. Checks that it was made with the same
-// optimizer and batch flags. Sets run->start_step, nan_skipped.
+// optimizer and batch flags. Sets run->start_step, nan_skipped, state_path.
 cJSON *run_resume_begin(Run *run, const RunConfig *rc);
+// optim_load, and the optimizer's step must be the checkpoint's (minus the
+// skipped steps): fails naming both files otherwise.
+void run_resume_optimizer(const Run *run, Optimizer *opt, const char *path);
 // Paths of the model and optimizer files of checkpoint `step`.
 void run_checkpoint_paths(const Run *run, long step, char *model_path, char *optim_path, size_t len);
+// The same, for writing checkpoint `step`: until run_checkpoint_commit, a
+// failure (fail()) removes the files written so far.
+void run_checkpoint_begin(const Run *run, long step, char *model_path, char *optim_path, size_t len);
 // Start: open the log (continuing it on resume) with the config record
 // (ownership taken; may be NULL without -o), Ctrl-C handling, the clock.
 void run_open(Run *run, cJSON *config_record, const char *unit, const char *eval_name, size_t optim_state_bytes,
@@ -192,8 +218,8 @@ void run_analyses_step(RunAnalyses *a, long step, const Optimizer *opt, const fl
 void run_analyses_finish(RunAnalyses *a);
 
 // ----------------------------------------------------------------------------
-// Ctrl-C: the first SIGINT asks the loop to checkpoint and stop; a second one
-// kills the process as usual.
+// Ctrl-C: the first SIGINT or SIGTERM asks the loop to checkpoint and stop; a
+// second one kills the process as usual.
 void run_install_sigint(void);
 int run_interrupted(void);
 
