@@ -4,7 +4,7 @@
 // Every error in this project is one line on stderr, starting with "error: ",
 // naming what was wrong (a file, a flag, a value) and, where it helps, a hint.
 // The process then exits with status 1. Nothing is half-written: files that
-// matter are written to a temporary name and renamed (see write_file_atomic).
+// matter are written to a temporary name and renamed (see atomic_open / atomic_commit below).
 #ifndef COMMON_UTILS_H
 #define COMMON_UTILS_H
 

@@ -1,4 +1,4 @@
-"""The five optimizers of ../shared/spec/optimizers.md in PyTorch, written from
+"""The five optimizers of docs/optimizers_spec.md in PyTorch, written from
 the spec (and the papers where it is silent), independently of optim/*.c, as
 the reference the C optimizers are tested against.
 

@@ -2,7 +2,7 @@
 // (optim/adamw.c, sgdm.c, sgd_sai.c, sinkgd.c, slimadam.c). A trainer is
 // linked with exactly one of them (make ... OPTIM=name), so every optimizer
 // file defines the same functions (optim_create, optim_step, ...).
-// The algorithms follow ../shared/spec/optimizers.md to the letter.
+// The algorithms follow docs/optimizers_spec.md (the project's copy of the specification) to the letter.
 //
 // A model describes its parameters as a list of blocks: one block per tensor
 // per layer (h3.attn.qkvw), with its shape, its offset into the model's one
