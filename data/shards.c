@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 void shard_write(const char *path, const uint16_t *tokens, size_t count) {
     if (count > INT32_MAX) fail("%s: %zu tokens do not fit one shard (at most %d)", path, count, INT32_MAX);
@@ -33,12 +34,15 @@ static int set_error(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 int shard_validate(const char *path, int vocab_size, int64_t *ntokens, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return set_error(err, errlen, "cannot open %s for reading: %s", path, strerror(errno));
+    // a FIFO in the glob must not block the open: checked before reading
+    int fd = open_regular_for_reading(path, err, errlen);
+    if (fd < 0) return -1;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) { close(fd); return set_error(err, errlen, "cannot open %s for reading: %s", path, strerror(errno)); }
     struct stat st;
     int rc = 0;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        rc = set_error(err, errlen, "%s is not a regular file", path);
+    if (fstat(fileno(f), &st) != 0) {
+        rc = set_error(err, errlen, "cannot stat %s: %s", path, strerror(errno));
         fclose(f);
         return rc;
     }

@@ -430,12 +430,17 @@ static int32_t *token_index_slot(TokenIndex *ix, const Tokenizer *t, const unsig
 static void load_encoder_json(Tokenizer *t, const char *path, const int char_to_byte[BYTE_CHARS]) {
     size_t size;
     char *text = read_whole_file(path, &size);
-    cJSON *root = cJSON_ParseWithLength(text, size);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, size, &end, 0);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
         long off = at ? (long)(at - text) : -1;
         fail("%s: malformed JSON near byte %ld", path, off);
     }
+    // nothing but white space after the object (a key given twice shows up
+    // below as an id used twice or two ids with the same bytes)
+    while (end < text + size && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) end++;
+    if (end != text + size) fail("%s: unexpected text after the JSON value at byte %ld", path, (long)(end - text));
     if (!cJSON_IsObject(root)) fail("%s: expected a JSON object {\"token\": id, ...}", path);
     int n = cJSON_GetArraySize(root);
     if (n <= 256 || n > (1 << 24)) fail("%s: %d tokens; a byte-level BPE vocabulary needs more than 256", path, n);
@@ -551,6 +556,7 @@ static void load_vocab_bpe(Tokenizer *t, const char *path, const char *encoder_p
         rank++;
         line = next;
     }
+    if (rank == 0) fail("%s: no merges after the '#version' line; a BPE vocabulary needs them", path);
     // the heap in bpe_piece relies on merges coming in training order: a merge
     // only uses tokens that earlier merges made
     for (uint64_t i = 0; i < mslots; i++) {
