@@ -146,6 +146,14 @@ TESTS += run-test-train
 run-test-train: $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS))
 	bash dev/test_run.sh $(BUILD)/bin
 
+# hostile input and faults (issue 15): crafted checkpoint headers, flags out of
+# range, FIFOs, decompression bombs, two runs on one folder, a full disk, files
+# in -o the run did not write, bad JSON; one clear line each, nothing lost
+TESTS += run-test-hostile
+run-test-hostile: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_slimadam $(BUILD)/vit/train_vit_adamw \
+                  prepare_text prepare_images setup
+	bash dev/test_hostile.sh $(BUILD)
+
 # a few train_gpt2 steps with each optimizer against the PyTorch trainer's
 # committed runs (dev/train_gpt2_ref.py)
 TESTS += run-test-e2e
