@@ -709,18 +709,20 @@ cJSON *run_resume_begin(Run *run, const RunConfig *rc) {
     run->rc = rc;
     run->last_eval = -1.0f;
     run->log_keep_step = -1;
-    if (rc->snr_every > 0) probe_rules_path(rc->snr_out);
-    if (!rc->out_dir[0]) return NULL;
-    // the folder: created, writable, ours alone (the lock), without the
-    // temporary files a crash of ours left
-    ensure_output_dir(rc->out_dir);
-    lock_output_dir(rc->out_dir);
-    remove_checkpoint_temporaries(rc->out_dir);
     char path[700];
-    for (int i = 0; i < NUM_RUN_JSONL; i++) {
-        snprintf(path, sizeof(path), "%s/%s.tmp", rc->out_dir, run_jsonl_names[i]);
-        remove(path);
+    if (rc->out_dir[0]) {
+        // the folder: created, writable, ours alone (the lock), without the
+        // temporary files a crash of ours left
+        ensure_output_dir(rc->out_dir);
+        lock_output_dir(rc->out_dir);
+        remove_checkpoint_temporaries(rc->out_dir);
+        for (int i = 0; i < NUM_RUN_JSONL; i++) {
+            snprintf(path, sizeof(path), "%s/%s.tmp", rc->out_dir, run_jsonl_names[i]);
+            remove(path);
+        }
     }
+    if (rc->snr_every > 0) probe_rules_path(rc->snr_out); // by default in DIR, which now exists
+    if (!rc->out_dir[0]) return NULL;
     if (!rc->resume) {
         // a new run must not mix its checkpoints with an earlier run's (a later
         // -y 1 would pick the newest of either) nor write over its files
