@@ -43,19 +43,27 @@ def best_by(records, optim, metric, higher):
     return min(grid, key=key)
 
 
+def cell(trainer, optim, metric, base, lr, wd, seed, name=None):
+    """One run of a sweep: the base flags plus lr, weight decay and seed (last)."""
+    name = name or f"{optim}_lr{fmt(lr)}"
+    return {"id": f"{name}_s{seed}", "trainer": trainer, "optim": optim, "phase": "grid", "metric": metric,
+            "hp": {"lr": lr, "wd": wd, "seed": seed},
+            "flags": base + ["-l", f"{lr:g}", "-c", f"{wd:g}", "--seed", str(seed)]}
+
+
+def reseed(run, seed):
+    """The same run with another seed: the seed phase of a sweep."""
+    return dict(run, phase="seed", hp=dict(run["hp"], seed=seed), flags=run["flags"][:-2] + ["--seed", str(seed)],
+                id=run["id"].rsplit("_s", 1)[0] + f"_s{seed}")
+
+
 def seeds_at_best(records, grid_runs, metric, higher):
     """Phase 2 of a sweep: SEEDS[1:] at each optimizer's best grid cell."""
     runs = []
     for optim in OPTIMS:
         best = best_by(records, optim, metric, higher)
-        if best is None:
-            continue
-        cell = next(r for r in grid_runs if r["id"] == best["id"])
-        for seed in SEEDS[1:]:
-            run = dict(cell, phase="seed", hp=dict(cell["hp"], seed=seed))
-            run["flags"] = cell["flags"][:-2] + ["--seed", str(seed)]
-            run["id"] = cell["id"].rsplit("_s", 1)[0] + f"_s{seed}"
-            runs.append(run)
+        if best is not None:
+            runs += [reseed(next(r for r in grid_runs if r["id"] == best["id"]), s) for s in SEEDS[1:]]
     return runs
 
 
@@ -72,17 +80,8 @@ VIT_BASE = ["-e", "fmnist-tiny", "-b", "128", "--epochs", str(VIT_EPOCHS), "-k",
 
 
 def vit_grid(records):
-    runs = []
-    for optim in OPTIMS:
-        for lr in VIT_LRS:
-            for wd in VIT_WDS:
-                runs.append({
-                    "id": f"{optim}_lr{fmt(lr)}_wd{fmt(wd)}_s{SEEDS[0]}", "trainer": "vit", "optim": optim,
-                    "phase": "grid", "metric": "test_acc",
-                    "hp": {"lr": lr, "wd": wd, "seed": SEEDS[0]},
-                    "flags": VIT_BASE + ["-l", f"{lr:g}", "-c", f"{wd:g}", "--seed", str(SEEDS[0])],
-                })
-    return runs
+    return [cell("vit", o, "test_acc", VIT_BASE, lr, wd, SEEDS[0], name=f"{o}_lr{fmt(lr)}_wd{fmt(wd)}")
+            for o in OPTIMS for lr in VIT_LRS for wd in VIT_WDS]
 
 
 def vit_seeds(records):
@@ -113,17 +112,7 @@ GPT2_BASE = ["-e", "d4", "-b", str(GPT2_B), "-t", str(GPT2_T), "-x", str(GPT2_ST
 
 
 def gpt2_grid(records):
-    runs = []
-    for optim in OPTIMS:
-        wd = GPT2_WD[optim]
-        for lr in GPT2_LRS[optim]:
-            runs.append({
-                "id": f"{optim}_lr{fmt(lr)}_s{SEEDS[0]}", "trainer": "gpt2", "optim": optim,
-                "phase": "grid", "metric": "val_loss",
-                "hp": {"lr": lr, "wd": wd, "seed": SEEDS[0]},
-                "flags": GPT2_BASE + ["-l", f"{lr:g}", "-c", f"{wd:g}", "--seed", str(SEEDS[0])],
-            })
-    return runs
+    return [cell("gpt2", o, "val_loss", GPT2_BASE, lr, GPT2_WD[o], SEEDS[0]) for o in OPTIMS for lr in GPT2_LRS[o]]
 
 
 def gpt2_seeds(records):
@@ -133,17 +122,8 @@ def gpt2_seeds(records):
 def gpt2_slimadam_pair(records):
     """The SlimAdam paper compares at a small and a large lr (3e-4, 3e-3): three
     seeds of AdamW and SlimAdam at both, whichever is best."""
-    runs = []
-    for optim in ["adamw", "slimadam"]:
-        for cell in gpt2_grid(records):
-            if cell["optim"] != optim or cell["hp"]["lr"] not in (3e-4, 3e-3):
-                continue
-            for seed in SEEDS[1:]:
-                run = dict(cell, phase="seed", hp=dict(cell["hp"], seed=seed))
-                run["flags"] = cell["flags"][:-2] + ["--seed", str(seed)]
-                run["id"] = cell["id"].rsplit("_s", 1)[0] + f"_s{seed}"
-                runs.append(run)
-    return runs
+    return [reseed(r, s) for r in gpt2_grid(records)
+            if r["optim"] in ("adamw", "slimadam") and r["hp"]["lr"] in (3e-4, 3e-3) for s in SEEDS[1:]]
 
 
 EXPERIMENTS = {

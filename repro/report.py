@@ -54,6 +54,17 @@ def best_cell(records, optim, higher):
     return b
 
 
+def save_plot(fig, ax, name, xlabel, ylabel, title):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(RESULTS, name), dpi=110)
+    plt.close(fig)
+
+
 def se_of_difference(a, b):
     """Standard error of a difference of two seed means (Welch)."""
     (_, sa, na), (_, sb, nb) = a, b
@@ -154,14 +165,8 @@ def report_vit(out):
         ms = [mean_std([c[i][2] * 100 for c in curves]) for i in range(n)]
         ax.errorbar(ep, [m for m, _, _ in ms], yerr=[s for _, s, _ in ms], marker="o", capsize=3, color=COLORS[o],
                     label=f"{L[o]} lr {b['hp']['lr']:g} wd {b['hp']['wd']:g} ({len(seeds)} seeds)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("ViT on Fashion-MNIST at each optimizer's best grid cell (mean ± std over seeds)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(RESULTS, "vit_curves.png"), dpi=110)
-    plt.close(fig)
+    save_plot(fig, ax, "vit_curves.png", "epoch", "test accuracy (%)",
+              "ViT on Fashion-MNIST at each optimizer's best grid cell (mean ± std over seeds)")
 
     r0 = recs[0]
     out.append(f"**Protocol** (`make repro-vit`): the SGD-SaI paper's grid, lr ∈ {{{', '.join(f'{x:g}' for x in X.VIT_LRS)}}} × "
@@ -303,15 +308,9 @@ def report_gpt2(out):
                     color=COLORS[o], capsize=2, marker=".", label=f"{L[o]} lr {b['hp']['lr']:g} ({len(seeds)} seeds)")
     if "adamw" in best:
         ax.axhline(best["adamw"][1][0], color=COLORS["adamw"], linestyle=":", linewidth=1)
-    ax.set_xlabel("training tokens (thousands)")
-    ax.set_ylabel("validation loss")
     ax.set_ylim(lo - 0.1, lo + 1.5)
-    ax.set_title("GPT-2 d4 on the Bible at each optimizer's best lr (mean ± std over seeds)", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(RESULTS, "gpt2_curves.png"), dpi=110)
-    plt.close(fig)
+    save_plot(fig, ax, "gpt2_curves.png", "training tokens (thousands)", "validation loss",
+              "GPT-2 d4 on the Bible at each optimizer's best lr (mean ± std over seeds)")
 
     m = r0["model"]
     out.append(f"**Protocol** (`make repro-gpt2`): GPT-2 d{m['layers']} (C {m['channels']}, {m['heads']} heads, "
