@@ -72,9 +72,16 @@ void snr_measure(SnrStats *s, const Optimizer *opt, long step) {
 
 static const char *k_names[SNR_NUM_K] = {"(0,)", "(1,)", "(0,1)"};
 
-// JSON has no NaN or Inf: those are null
+// JSON has no NaN or Inf: those are null. The others with 17 significant
+// digits, which read back as the same double: cJSON's own printing settles for
+// 15 digits whenever they come back within an epsilon, and a resumed run adds
+// these values up again (snr_add_record), so its means differed in the last bit
+// (seen under make SANITIZE=1)
 static cJSON *json_number_or_null(double x) {
-    return isfinite(x) ? cJSON_CreateNumber(x) : cJSON_CreateNull();
+    if (!isfinite(x)) return cJSON_CreateNull();
+    char digits[32];
+    snprintf(digits, sizeof(digits), "%.17g", x);
+    return cJSON_CreateRaw(digits);
 }
 
 static cJSON *json_shape(const ParamBlock *b) {
@@ -121,8 +128,8 @@ void snr_add_record(SnrStats *s, const cJSON *rec, const char *path) {
         for (int k = 0; k < SNR_NUM_K; k++) {
             const cJSON *x = cJSON_GetArrayItem(a, k);
             // the line holds what snr_measure summed: adding it again in the same
-            // order gives the uninterrupted run's sums bit for bit (cJSON prints
-            // doubles with enough digits to read them back exactly)
+            // order gives the uninterrupted run's sums bit for bit (the values
+            // are printed with 17 digits, json_number_or_null)
             double r = cJSON_IsNumber(x) ? x->valuedouble : NAN;
             s->last[(size_t)i * SNR_NUM_K + k] = r;
             if (isfinite(r)) {
