@@ -33,7 +33,27 @@ void fail_cleanup_remove(const char *path) {
         if (strcmp(cleanup_paths[i], path) == 0) { cleanup_paths[i][0] = '\0'; return; }
 }
 
+#ifdef FUZZING
+jmp_buf *fuzz_fail_jump;
+static FILE *fuzz_files[16]; // opened by fopen_or_fail, not yet closed
+
+static void fuzz_track(FILE *f) {
+    for (int i = 0; i < 16; i++) if (!fuzz_files[i]) { fuzz_files[i] = f; return; }
+}
+
+int fuzz_fclose(FILE *f) {
+    for (int i = 0; i < 16; i++) if (fuzz_files[i] == f) fuzz_files[i] = NULL;
+    return (fclose)(f);
+}
+#endif
+
 void fail(const char *fmt, ...) {
+#ifdef FUZZING
+    (void)fmt;
+    for (int i = 0; i < 16; i++) if (fuzz_files[i]) { (fclose)(fuzz_files[i]); fuzz_files[i] = NULL; }
+    for (int i = 0; i < FAIL_CLEANUP_MAX; i++) cleanup_paths[i][0] = '\0';
+    if (fuzz_fail_jump) longjmp(*fuzz_fail_jump, 1);
+#endif
     fflush(stdout);
     va_list ap;
     va_start(ap, fmt);
@@ -101,6 +121,9 @@ FILE *fopen_or_fail(const char *path, const char *mode) {
     if (fd < 0) fail("%s", err);
     FILE *f = fdopen(fd, mode);
     if (!f) fail("cannot open %s: %s", path, strerror(errno));
+#ifdef FUZZING
+    fuzz_track(f);
+#endif
     return f;
 }
 

@@ -16,6 +16,17 @@
 __attribute__((noreturn, format(printf, 1, 2)))
 void fail(const char *fmt, ...);
 
+#ifdef FUZZING
+// The libFuzzer harnesses (fuzz/) build everything with -DFUZZING: fail()
+// then prints nothing, closes the files fopen_or_fail opened and jumps to
+// *fuzz_fail_jump (when set) instead of exiting, so that a refused input is
+// just the next input. fclose goes through fuzz_fclose to keep the count.
+#include <setjmp.h>
+extern jmp_buf *fuzz_fail_jump;
+int fuzz_fclose(FILE *f);
+#define fclose(f) fuzz_fclose(f)
+#endif
+
 // print "warning: <formatted message>"
 __attribute__((format(printf, 1, 2)))
 void warn(const char *fmt, ...);
