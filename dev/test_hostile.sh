@@ -169,6 +169,24 @@ expect_error "a new run where another run's log.jsonl is (it was truncated)" \
     "$Q/log.jsonl holds another run's log: continue that run with -y 1, or choose another -o DIR" \
     "$GPT" "${D[@]}" -x 2 -o "$Q"
 check "and that log is unchanged" cmp -s "$P/log.jsonl" "$Q/log.jsonl"
+# -y 1 where no checkpoint is: a log of ours is continued (its records kept,
+# as on any resume), a file of another program's is refused
+Y="$W/foreignlog"
+mkdir -p "$Y"
+echo "2026-11-30 12:00 another program's log" > "$Y/log.jsonl"
+cp "$Y/log.jsonl" "$W/foreignlog.before"
+expect_error "-y 1 without a checkpoint, where log.jsonl is not a trainer's log (it was truncated)" \
+    "$Y/log.jsonl was not written by this program (its first line is not a config record): choose another -o DIR" \
+    "$GPT" "${D[@]}" -x 2 -o "$Y" -y 1
+check "and that file is unchanged" cmp -s "$Y/log.jsonl" "$W/foreignlog.before"
+mkdir -p "$W/ourlog"
+head -1 "$P/log.jsonl" > "$W/ourlog/log.jsonl"
+"$GPT" "${D[@]}" -x 2 -o "$W/ourlog" -y 1 > /dev/null 2>&1
+check "-y 1 without a checkpoint where our log is: the run starts over and keeps the earlier config record" python3 -c '
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+assert [r.get("type") for r in recs].count("config") == 2 and [r["step"] for r in recs if "loss" in r] == [1, 2], recs
+' "$W/ourlog/log.jsonl"
 R="$W/llmc"
 mkdir -p "$R"
 echo "llm.c model" > "$R/model_00000003.bin"
