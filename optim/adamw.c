@@ -33,7 +33,7 @@ void optim_default_config(OptimConfig *cfg) {
 Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg) {
     Optimizer *opt = calloc_or_fail(1, sizeof(Optimizer), "AdamW");
     opt->num_params = optim_num_params(blocks, num_blocks);
-    optim_base_init(&opt->base, blocks, num_blocks, cfg, 2 * opt->num_params);
+    optim_base_init(&opt->base, blocks, num_blocks, cfg, adamw_state_floats(blocks, num_blocks));
     opt->offset = malloc_or_fail(num_blocks * sizeof(size_t), "AdamW offsets");
     size_t off = 0;
     for (int i = 0; i < num_blocks; i++) {
@@ -41,6 +41,11 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
         off += block_numel(&blocks[i]);
     }
     return opt;
+}
+
+size_t optim_state_bytes_for(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg) {
+    (void)cfg; // the state's size does not depend on the hyperparameters
+    return adamw_state_floats(blocks, num_blocks) * sizeof(float);
 }
 
 void optim_step(Optimizer *opt, float *params, const float *grads, float lr) {

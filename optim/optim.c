@@ -64,7 +64,83 @@ size_t optim_num_params(const ParamBlock *blocks, int num_blocks) {
 }
 
 size_t optim_adamw_state_bytes(const ParamBlock *blocks, int num_blocks) {
-    return 2 * sizeof(float) * optim_num_params(blocks, num_blocks);
+    return adamw_state_floats(blocks, num_blocks) * sizeof(float);
+}
+
+// ----------------------------------------------------------------------------
+// state sizes
+
+size_t adamw_state_floats(const ParamBlock *blocks, int num_blocks) {
+    return 2 * optim_num_params(blocks, num_blocks);
+}
+
+size_t sgdm_state_floats(const ParamBlock *blocks, int num_blocks) {
+    return optim_num_params(blocks, num_blocks);
+}
+
+size_t sgd_sai_state_floats(const ParamBlock *blocks, int num_blocks) {
+    return optim_num_params(blocks, num_blocks) + (size_t)num_blocks;
+}
+
+int sinkgd_is_hidden_matrix(ParamRole role) {
+    return role == ROLE_ATTN_Q || role == ROLE_ATTN_K || role == ROLE_ATTN_V || role == ROLE_ATTN_PROJ ||
+           role == ROLE_MLP_UP || role == ROLE_MLP_DOWN;
+}
+
+size_t sinkgd_state_floats(const ParamBlock *blocks, int num_blocks) {
+    size_t adam_params = 0;
+    for (int i = 0; i < num_blocks; i++) // a fused qkv splits into three hidden matrices
+        if (blocks[i].role != ROLE_ATTN_QKV && !sinkgd_is_hidden_matrix(blocks[i].role))
+            adam_params += block_numel(&blocks[i]);
+    return 2 * adam_params;
+}
+
+// the paper's Table 1, mapped onto our roles (spec section 5)
+SlimRule slimadam_default_rule(const ParamBlock *b) {
+    switch (b->role) {
+    case ROLE_TOKEN_EMBEDDING: case ROLE_POSITION_EMBEDDING: // one v per token / position
+    case ROLE_ATTN_Q: case ROLE_ATTN_K:
+    case ROLE_PATCH_EMBEDDING: case ROLE_HEAD:
+    case ROLE_CLS_TOKEN: // [1,C]: the mean over C
+        return SLIM_ROWS;
+    case ROLE_ATTN_V: case ROLE_ATTN_PROJ: case ROLE_MLP_UP: case ROLE_MLP_DOWN:
+        return SLIM_COLS;
+    default: // LayerNorm gains and biases, all biases (and a fused qkv, which is always split first)
+        return SLIM_NONE;
+    }
+}
+
+size_t slimadam_v_floats(const ParamBlock *b, SlimRule r) {
+    switch (r) {
+    case SLIM_ROWS: return (size_t)b->rows;
+    case SLIM_COLS: return (size_t)b->cols;
+    case SLIM_ALL: return 1;
+    default: return block_numel(b);
+    }
+}
+
+size_t slimadam_state_floats(const ParamBlock *split, int num_split, const SlimRule *rules) {
+    size_t n = optim_num_params(split, num_split);
+    for (int i = 0; i < num_split; i++)
+        n += slimadam_v_floats(&split[i], rules ? rules[i] : slimadam_default_rule(&split[i]));
+    return n;
+}
+
+const char *const OPTIM_NAMES[NUM_OPTIMIZERS] = {"adamw", "sgdm", "sgd_sai", "sinkgd", "slimadam"};
+
+size_t optim_state_bytes_named(const char *name, const ParamBlock *blocks, int num_blocks) {
+    size_t floats;
+    if (strcmp(name, "adamw") == 0) floats = adamw_state_floats(blocks, num_blocks);
+    else if (strcmp(name, "sgdm") == 0) floats = sgdm_state_floats(blocks, num_blocks);
+    else if (strcmp(name, "sgd_sai") == 0) floats = sgd_sai_state_floats(blocks, num_blocks);
+    else if (strcmp(name, "sinkgd") == 0) floats = sinkgd_state_floats(blocks, num_blocks);
+    else if (strcmp(name, "slimadam") == 0) {
+        int n;
+        ParamBlock *split = optim_split_qkv(blocks, num_blocks, &n);
+        floats = slimadam_state_floats(split, n, NULL);
+        free(split);
+    } else fail("unknown optimizer '%s'", name);
+    return floats * sizeof(float);
 }
 
 // ----------------------------------------------------------------------------

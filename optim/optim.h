@@ -130,9 +130,41 @@ void optim_base_init(OptimBase *base, const ParamBlock *blocks, int num_blocks,
 void optim_base_free(OptimBase *base);
 // Bytes of optimizer state: exact, what optim_create allocated.
 size_t optim_state_bytes(const Optimizer *opt);
+// The same before anything is allocated (the memory plan, run/memplan.h):
+// exactly what optim_create(blocks, num_blocks, cfg) will allocate. Every
+// optimizer file defines it with the formula its optim_create uses.
+size_t optim_state_bytes_for(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg);
 // What AdamW would need for the same blocks: 2 floats per parameter.
 size_t optim_adamw_state_bytes(const ParamBlock *blocks, int num_blocks);
 size_t optim_num_params(const ParamBlock *blocks, int num_blocks);
+
+// ----------------------------------------------------------------------------
+// State sizes in floats, one formula per optimizer (spec section 6). They are
+// here rather than in each optimizer's file because a trainer links one
+// optimizer but its memory plan says which others would fit; each
+// optim_create sizes its state with its own, so the two cannot disagree.
+size_t adamw_state_floats(const ParamBlock *blocks, int num_blocks);    // m, v: 2 per parameter
+size_t sgdm_state_floats(const ParamBlock *blocks, int num_blocks);     // buf: 1 per parameter
+size_t sgd_sai_state_floats(const ParamBlock *blocks, int num_blocks);  // buf, and one g-SNR per block
+// SinkGD: m and v of the blocks that are not hidden matrices (fused qkv counts as hidden)
+size_t sinkgd_state_floats(const ParamBlock *blocks, int num_blocks);
+int sinkgd_is_hidden_matrix(ParamRole role);
+// SlimAdam: m of every parameter, and v compressed by each split block's rule
+// K (SlimRule); rules NULL means the paper's Table 1 (slimadam_default_rule).
+typedef enum {
+    SLIM_NONE, // K = none: v has the block's shape (AdamW)
+    SLIM_ROWS, // K = (1,): mean over fan_in, one v per row
+    SLIM_COLS, // K = (0,): mean over fan_out, one v per column
+    SLIM_ALL,  // K = (0,1) (or (0,) of a 1-D block): one v for the block
+} SlimRule;
+SlimRule slimadam_default_rule(const ParamBlock *split_block);
+size_t slimadam_v_floats(const ParamBlock *split_block, SlimRule rule);
+size_t slimadam_state_floats(const ParamBlock *split, int num_split, const SlimRule *rules);
+// The state bytes of the optimizer called name (OPTIM_NAME of any of the
+// five) with its default settings; fails on an unknown name.
+size_t optim_state_bytes_named(const char *name, const ParamBlock *blocks, int num_blocks);
+#define NUM_OPTIMIZERS 5
+extern const char *const OPTIM_NAMES[NUM_OPTIMIZERS]; // "adamw", "sgdm", "sgd_sai", "sinkgd", "slimadam"
 
 // The state file (documented in the README): magic, version, optimizer name,
 // step, the block table (names and shapes, checked on load), the layout

@@ -44,7 +44,7 @@ void optim_default_config(OptimConfig *cfg) {
 Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg) {
     Optimizer *opt = calloc_or_fail(1, sizeof(Optimizer), "SGD-SaI");
     size_t num_params = optim_num_params(blocks, num_blocks);
-    optim_base_init(&opt->base, blocks, num_blocks, cfg, num_params + num_blocks);
+    optim_base_init(&opt->base, blocks, num_blocks, cfg, sgd_sai_state_floats(blocks, num_blocks));
     opt->offset = malloc_or_fail(num_blocks * sizeof(size_t), "SGD-SaI offsets");
     size_t off = 0;
     for (int i = 0; i < num_blocks; i++) {
@@ -53,6 +53,11 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
     }
     opt->gsnr = opt->base.state + num_params;
     return opt;
+}
+
+size_t optim_state_bytes_for(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg) {
+    (void)cfg; // the g-SNR mode changes the values, not the size
+    return sgd_sai_state_floats(blocks, num_blocks) * sizeof(float);
 }
 
 static void compute_gsnr(Optimizer *opt, const float *grads) {

@@ -32,7 +32,7 @@ void optim_default_config(OptimConfig *cfg) {
 
 Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg) {
     Optimizer *opt = calloc_or_fail(1, sizeof(Optimizer), "SGDM");
-    optim_base_init(&opt->base, blocks, num_blocks, cfg, optim_num_params(blocks, num_blocks));
+    optim_base_init(&opt->base, blocks, num_blocks, cfg, sgdm_state_floats(blocks, num_blocks));
     opt->offset = malloc_or_fail(num_blocks * sizeof(size_t), "SGDM offsets");
     size_t off = 0;
     for (int i = 0; i < num_blocks; i++) {
@@ -40,6 +40,11 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
         off += block_numel(&blocks[i]);
     }
     return opt;
+}
+
+size_t optim_state_bytes_for(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg) {
+    (void)cfg; // nesterov or not, one buffer
+    return sgdm_state_floats(blocks, num_blocks) * sizeof(float);
 }
 
 static void sgdm_update(float *p, const float *g, float *buf, size_t n, float lr, float mu, float wd,

@@ -58,11 +58,6 @@ void optim_default_config(OptimConfig *cfg) {
     cfg->sinkgd_scale = 0.05f;
 }
 
-static int role_is_hidden_matrix(ParamRole role) {
-    return role == ROLE_ATTN_Q || role == ROLE_ATTN_K || role == ROLE_ATTN_V || role == ROLE_ATTN_PROJ ||
-           role == ROLE_MLP_UP || role == ROLE_MLP_DOWN;
-}
-
 Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg) {
     Optimizer *opt = calloc_or_fail(1, sizeof(Optimizer), "SinkGD");
     opt->split = optim_split_qkv(blocks, num_blocks, &opt->num_split);
@@ -71,7 +66,7 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
     int max_rows = 0, max_cols = 0;
     for (int i = 0; i < opt->num_split; i++) {
         const ParamBlock *b = &opt->split[i];
-        opt->is_hidden[i] = role_is_hidden_matrix(b->role);
+        opt->is_hidden[i] = sinkgd_is_hidden_matrix(b->role);
         if (opt->is_hidden[i]) {
             if (b->rows > max_rows) max_rows = b->rows;
             if (b->cols > max_cols) max_cols = b->cols;
@@ -82,7 +77,7 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
         }
     }
     // the base keeps the model's block list (the state file checks it)
-    optim_base_init(&opt->base, blocks, num_blocks, cfg, 2 * opt->adam_params);
+    optim_base_init(&opt->base, blocks, num_blocks, cfg, sinkgd_state_floats(blocks, num_blocks));
     opt->max_rows = max_rows;
     opt->max_cols = max_cols;
     opt->scales_per_thread = (size_t)max_rows + 2 * (size_t)max_cols;
@@ -91,6 +86,11 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
     opt->scales = malloc_or_fail((opt->scales_per_thread ? opt->scales_per_thread : 1) * opt->max_threads * sizeof(float),
                                  "SinkGD scaling vectors");
     return opt;
+}
+
+size_t optim_state_bytes_for(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg) {
+    (void)cfg; // iterations and scale change no size
+    return sinkgd_state_floats(blocks, num_blocks) * sizeof(float);
 }
 
 // X = diag(r) G diag(c) after `iters` row-then-column passes; G is [m,n],

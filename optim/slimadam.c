@@ -31,13 +31,6 @@
 const char OPTIM_NAME[] = "slimadam";
 const unsigned OPTIM_HPARAMS = HP_BETAS | HP_EPS | HP_SLIMADAM_RULES;
 
-typedef enum {
-    SLIM_NONE, // K = none: v has the block's shape (AdamW)
-    SLIM_ROWS, // K = (1,): mean over fan_in, one v per row
-    SLIM_COLS, // K = (0,): mean over fan_out, one v per column
-    SLIM_ALL,  // K = (0,1) (or (0,) of a 1-D block): one v for the block
-} SlimRule;
-
 struct Optimizer {
     OptimBase base;    // state = [m of every split block | compressed v of every split block]
     ParamBlock *split; // blocks with fused qkv split into q, k, v
@@ -58,29 +51,8 @@ void optim_default_config(OptimConfig *cfg) {
     cfg->eps = 1e-8f;
 }
 
-// the paper's Table 1, mapped onto our roles (spec section 5)
-static SlimRule default_rule(const ParamBlock *b) {
-    switch (b->role) {
-    case ROLE_TOKEN_EMBEDDING: case ROLE_POSITION_EMBEDDING: // one v per token / position
-    case ROLE_ATTN_Q: case ROLE_ATTN_K:
-    case ROLE_PATCH_EMBEDDING: case ROLE_HEAD:
-    case ROLE_CLS_TOKEN: // [1,C]: the mean over C
-        return SLIM_ROWS;
-    case ROLE_ATTN_V: case ROLE_ATTN_PROJ: case ROLE_MLP_UP: case ROLE_MLP_DOWN:
-        return SLIM_COLS;
-    default: // LayerNorm gains and biases, all biases (and a fused qkv, which is always split first)
-        return SLIM_NONE;
-    }
-}
-
-static size_t compressed_size(const ParamBlock *b, SlimRule r) {
-    switch (r) {
-    case SLIM_ROWS: return (size_t)b->rows;
-    case SLIM_COLS: return (size_t)b->cols;
-    case SLIM_ALL: return 1;
-    default: return block_numel(b);
-    }
-}
+// The rule K of each split block, SlimRule, and the paper's Table 1 by role
+// (slimadam_default_rule) are in optim.h/optim.c with the state sizes.
 
 static const char *rule_name(SlimRule r) {
     static const char *names[] = {"none", "(1,)", "(0,)", "(0,1)"};
@@ -121,13 +93,29 @@ static void load_rules(const char *path, const ParamBlock *blocks, int n, SlimRu
     cJSON_Delete(root);
 }
 
+// each split block's rule: Table 1, then the rules file
+static SlimRule *resolve_rules(const ParamBlock *split, int n, const OptimConfig *cfg) {
+    SlimRule *rules = malloc_or_fail(n * sizeof(SlimRule), "SlimAdam rules");
+    for (int i = 0; i < n; i++) rules[i] = slimadam_default_rule(&split[i]);
+    if (cfg->slimadam_rules[0]) load_rules(cfg->slimadam_rules, split, n, rules);
+    return rules;
+}
+
+size_t optim_state_bytes_for(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg) {
+    int n;
+    ParamBlock *split = optim_split_qkv(blocks, num_blocks, &n);
+    SlimRule *rules = resolve_rules(split, n, cfg);
+    size_t floats = slimadam_state_floats(split, n, rules);
+    free(rules);
+    free(split);
+    return floats * sizeof(float);
+}
+
 Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg) {
     Optimizer *opt = calloc_or_fail(1, sizeof(Optimizer), "SlimAdam");
     opt->split = optim_split_qkv(blocks, num_blocks, &opt->num_split);
     int n = opt->num_split;
-    opt->rule = malloc_or_fail(n * sizeof(SlimRule), "SlimAdam rules");
-    for (int i = 0; i < n; i++) opt->rule[i] = default_rule(&opt->split[i]);
-    if (cfg->slimadam_rules[0]) load_rules(cfg->slimadam_rules, opt->split, n, opt->rule);
+    opt->rule = resolve_rules(opt->split, n, cfg);
     opt->m_off = malloc_or_fail(n * sizeof(size_t), "SlimAdam offsets");
     opt->v_off = malloc_or_fail(n * sizeof(size_t), "SlimAdam offsets");
     size_t num_params = 0, v_floats = 0;
@@ -139,9 +127,9 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
     }
     for (int i = 0; i < n; i++) {
         opt->v_off[i] = num_params + v_floats;
-        v_floats += compressed_size(&opt->split[i], opt->rule[i]);
+        v_floats += slimadam_v_floats(&opt->split[i], opt->rule[i]);
     }
-    optim_base_init(&opt->base, blocks, num_blocks, cfg, num_params + v_floats);
+    optim_base_init(&opt->base, blocks, num_blocks, cfg, slimadam_state_floats(opt->split, n, opt->rule));
     // v of a square block has the same size per row and per column: only the
     // rules say which it is, so the state file records them
     static const char *const k_names[] = {"K=none", "K=(1,)", "K=(0,)", "K=(0,1)"};
@@ -288,7 +276,7 @@ void optim_print(const Optimizer *opt) {
             if (!done[j] && opt->rule[j] == opt->rule[i] && strcmp(pat, other) == 0) {
                 done[j] = 1;
                 count++;
-                vf += compressed_size(&opt->split[j], opt->rule[j]);
+                vf += slimadam_v_floats(&opt->split[j], opt->rule[j]);
             }
         }
         printf("  %-24s %-6s %7d %14zu\n", pat, rule_name(opt->rule[i]), count, vf);
