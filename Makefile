@@ -105,7 +105,9 @@ $(BUILD)/run/run.o: $(BUILD)/git-commit
 # (tests use several side by side); ./train_gpt2 is a copy of the one OPTIM
 # names, refreshed whenever OPTIM changes.
 BINS += train_gpt2
-GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
+# the memory plan (run/memplan.c) is the trainers' alone: the tests of run/ link no matmul
+MEMPLAN_OBJS := $(BUILD)/run/memplan.o
+GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
 $(BUILD)/%/train_gpt2.o: train_gpt2.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -160,6 +162,12 @@ TESTS += run-test-e2e
 run-test-e2e: $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS))
 	bash dev/test_e2e.sh $(BUILD)/bin
 
+# the memory plan against the peak resident set of real runs (GPT-2 124M with
+# each optimizer, ViTs), AdamW refused at GPT-2 XL, what fits instead
+TESTS += run-test-memory
+run-test-memory: $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS)) $(addprefix $(BUILD)/vit/train_vit_,adamw sgd_sai)
+	bash dev/test_memory.sh $(BUILD)/bin $(BUILD)/vit
+
 # ---------------------------------------------------------------------------
 # benchmarks (figures are ratios against a peer measured in the same run)
 $(BUILD)/bin/bench_optim_%: $(BUILD)/dev/bench/bench_optim.o $(BUILD)/optim/%.o $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(COMMON_OBJS)
@@ -184,7 +192,7 @@ bench: bench-train bench-optim bench-matmul bench-tokenizer
 #   make run-test-vit-resume       runs interrupted (SIGKILL, Ctrl-C) and resumed end bit-identical
 #                                  to uninterrupted ones (AdamW, SGD-SaI); bad input is rejected
 #   make vit-ref                   rewrite the PyTorch reference (needs dev/setup.sh --python)
-VIT_OBJS = $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(IMAGES_OBJS)
+VIT_OBJS = $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(IMAGES_OBJS)
 
 # the trainer object of one optimizer, $(BUILD)/<optim>/train_vit.o
 $(BUILD)/%/train_vit.o: train_vit.c | deps/.setup-done
@@ -251,6 +259,11 @@ repro-sgd-sai: setup data
 	$(PYTHON) repro/repro.py run sgd_sai
 repro-report: python-deps
 	$(PYTHON) repro/report.py
+# peak resident set, the memory plan and step time of GPT-2 d12..d48 with each
+# optimizer at B 1 x T 64, one run at a time (repro/memory.py); about 30 minutes
+.PHONY: repro-memory
+repro-memory: setup data
+	$(PYTHON) repro/memory.py run
 # the papers' full-scale runs (repro/paper_scale/): each script starts on a
 # stand-in dataset, runs 2 steps and prints its estimated time here
 repro-paper-scale-smoke: setup data

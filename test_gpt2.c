@@ -160,9 +160,9 @@ int main(int argc, char **argv) {
 
     // the optimizer's view: blocks tile the parameter buffer exactly once,
     // except wte's padding rows; matrices are decayed, vectors are not
-    int nb = gpt2_param_blocks(&model, NULL);
+    int nb = gpt2_param_blocks(&model.config, NULL);
     ParamBlock *blocks = malloc_or_fail(nb * sizeof(ParamBlock), "blocks");
-    gpt2_param_blocks(&model, blocks);
+    gpt2_param_blocks(&model.config, blocks);
     unsigned char *covered = calloc_or_fail(model.num_parameters, 1, "coverage");
     int tiles = 1, decay_ok = 1;
     for (int b = 0; b < nb; b++) {

@@ -147,9 +147,9 @@ static void run_reference(const char *variant) {
     snprintf(path, sizeof(path), "%s/optim_tiny_gpt2.bin", dir);
     gpt2_build_from_checkpoint(&model, path);
     size_t P = model.num_parameters;
-    int nb = gpt2_param_blocks(&model, NULL);
+    int nb = gpt2_param_blocks(&model.config, NULL);
     ParamBlock *blocks = malloc_or_fail(nb * sizeof(ParamBlock), "blocks");
-    gpt2_param_blocks(&model, blocks);
+    gpt2_param_blocks(&model.config, blocks);
 
     // gradients
     snprintf(path, sizeof(path), "%s/optim_grads.bin", dir);
@@ -184,6 +184,9 @@ static void run_reference(const char *variant) {
     Optimizer *opt = optim_create(blocks, nb, &oc);
     CHECK(optim_state_bytes(opt) == F * sizeof(float), "state size %zu bytes = reference %zu floats x 4",
           optim_state_bytes(opt), F);
+    CHECK(optim_state_bytes_for(blocks, nb, &oc) == optim_state_bytes(opt),
+          "optim_state_bytes_for gives %zu bytes before optim_create, which allocated %zu",
+          optim_state_bytes_for(blocks, nb, &oc), optim_state_bytes(opt));
     float *p0 = malloc_or_fail(P * sizeof(float), "p0");
     memcpy(p0, model.params_memory, P * sizeof(float));
     for (int k = 0; k < S; k++) {
@@ -662,6 +665,39 @@ static void snr_analysis(void) {
     optim_free(opt);
 }
 
+// The memory plan's state sizes on GPT-2 124M: optim_state_bytes_for and the
+// named formula (what another optimizer's trainer says of this one) equal what
+// optim_create allocates, and both equal section 6 of the spec worked out by
+// hand from the shapes (V 50257, maxT 1024, L 12, C 768).
+static void state_sizes_gpt2_124m(void) {
+    printf("-- state sizes on GPT-2 124M\n");
+    GPT2Config c;
+    gpt2_config_from_depth(&c, "d12");
+    int nb = gpt2_param_blocks(&c, NULL);
+    ParamBlock *blocks = malloc_or_fail(nb * sizeof(ParamBlock), "blocks");
+    gpt2_param_blocks(&c, blocks);
+    OptimConfig oc;
+    optim_default_config(&oc);
+    size_t before = optim_state_bytes_for(blocks, nb, &oc);
+    Optimizer *opt = optim_create(blocks, nb, &oc); // mapped, never touched
+    CHECK(before == optim_state_bytes(opt), "optim_state_bytes_for %zu = allocated %zu", before, optim_state_bytes(opt));
+    CHECK(optim_state_bytes_named(OPTIM_NAME, blocks, nb) == optim_state_bytes(opt), "optim_state_bytes_named(\"%s\") %zu",
+          OPTIM_NAME, optim_state_bytes_named(OPTIM_NAME, blocks, nb));
+    size_t V = 50257, maxT = 1024, L = 12, C = 768;
+    size_t N = V * C + maxT * C + L * (12 * C * C + 13 * C) + 2 * C; // 124,439,808
+    size_t by_hand = 0;
+    if (strcmp(OPTIM_NAME, "adamw") == 0) by_hand = 8 * N;
+    if (strcmp(OPTIM_NAME, "sgdm") == 0) by_hand = 4 * N;
+    if (strcmp(OPTIM_NAME, "sgd_sai") == 0) by_hand = 4 * N + 4 * (size_t)nb; // one g-SNR per block
+    // m, v of everything but the hidden matrices: embeddings, LayerNorms, biases
+    if (strcmp(OPTIM_NAME, "sinkgd") == 0) by_hand = 8 * (V * C + maxT * C + L * 13 * C + 2 * C);
+    // m, and v per Table 1: a row's for wte, wpe, q, k; a column's for v, proj, fc, mlp proj; full for the vectors
+    if (strcmp(OPTIM_NAME, "slimadam") == 0) by_hand = 4 * N + 4 * (V + maxT + L * (4 * C + 4 * C + 13 * C + C) + 2 * C);
+    CHECK(N == 124439808 && by_hand == optim_state_bytes(opt), "%s: %zu bytes worked out by hand", OPTIM_NAME, by_hand);
+    optim_free(opt);
+    free(blocks);
+}
+
 static void state_file_errors(void) {
     printf("-- state file errors\n");
     ParamBlock b = blk("mine", ROLE_ATTN_PROJ, 2, 4, 4, 0);
@@ -698,6 +734,7 @@ int main(int argc, char **argv) {
     if (strcmp(OPTIM_NAME, "sinkgd") == 0) sinkgd_edge_cases();
     if (strcmp(OPTIM_NAME, "slimadam") == 0) slimadam_edge_cases();
     if (strcmp(OPTIM_NAME, "adamw") == 0) snr_analysis();
+    state_sizes_gpt2_124m();
     state_file_errors();
     if (failures) { printf("test_optim %s: %d FAILED\n", OPTIM_NAME, failures); return 1; }
     printf("test_optim %s: all passed\n", OPTIM_NAME);

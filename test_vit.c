@@ -139,9 +139,9 @@ int main(int argc, char **argv) {
 
     // the optimizer's view: blocks tile the parameter buffer exactly once,
     // matrices (and the cls token) are decayed, vectors are not; names and roles
-    int nb = vit_param_blocks(&model, NULL);
+    int nb = vit_param_blocks(&model.config, NULL);
     ParamBlock *blocks = malloc_or_fail(nb * sizeof(ParamBlock), "blocks");
-    vit_param_blocks(&model, blocks);
+    vit_param_blocks(&model.config, blocks);
     unsigned char *covered = calloc_or_fail(np, 1, "coverage");
     int tiles = 1, decay_ok = 1, ndecayed = 0;
     for (int b = 0; b < nb; b++) {

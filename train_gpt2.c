@@ -152,38 +152,40 @@ typedef struct {
 // ----------------------------------------------------------------------------
 // the parameter blocks the optimizer sees: one per tensor per layer
 
-// Returns the number of blocks written to out (NULL: just count).
-static int gpt2_param_blocks(const GPT2 *model, ParamBlock *out) {
-    const GPT2Config *cfg = &model->config;
+// Returns the number of blocks written to out (NULL: just count). Offsets
+// come from the configuration alone, so the memory plan has the blocks before
+// anything is allocated.
+static int gpt2_param_blocks(const GPT2Config *cfg, ParamBlock *out) {
     int C = cfg->channels, L = cfg->num_layers;
-    const ParameterTensors *p = &model->params;
-    const float *base = model->params_memory;
+    size_t sizes[NUM_PARAMETER_TENSORS], off[NUM_PARAMETER_TENSORS], o = 0;
+    gpt2_param_sizes(sizes, cfg);
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) { off[i] = o; o += sizes[i]; } // as point_parameters
     int n = 0;
-#define ADD(name, role, ndim, rows, cols, ptr) \
-    do { if (out) out[n] = param_block(name, role, ndim, rows, cols, (size_t)((ptr) - base)); n++; } while (0)
+#define ADD(name, role, ndim, rows, cols, offset) \
+    do { if (out) out[n] = param_block(name, role, ndim, rows, cols, offset); n++; } while (0)
     // wte's padding rows V..Vp-1 are storage, not parameters: the block is its first V rows
-    ADD("wte", ROLE_TOKEN_EMBEDDING, 2, cfg->vocab_size, C, p->wte);
-    ADD("wpe", ROLE_POSITION_EMBEDDING, 2, cfg->max_seq_len, C, p->wpe);
+    ADD("wte", ROLE_TOKEN_EMBEDDING, 2, cfg->vocab_size, C, off[0]);
+    ADD("wpe", ROLE_POSITION_EMBEDDING, 2, cfg->max_seq_len, C, off[1]);
     char name[64];
     for (int l = 0; l < L; l++) {
-#define LAYER(suffix, role, ndim, rows, cols, ptr) \
-    do { snprintf(name, sizeof(name), "h%d.%s", l, suffix); ADD(name, role, ndim, rows, cols, ptr); } while (0)
-        LAYER("ln1w", ROLE_NORM, 1, C, 1, p->ln1w + (size_t)l * C);
-        LAYER("ln1b", ROLE_NORM, 1, C, 1, p->ln1b + (size_t)l * C);
-        LAYER("attn.qkvw", ROLE_ATTN_QKV, 2, 3 * C, C, p->qkvw + (size_t)l * 3 * C * C);
-        LAYER("attn.qkvb", ROLE_BIAS, 1, 3 * C, 1, p->qkvb + (size_t)l * 3 * C);
-        LAYER("attn.projw", ROLE_ATTN_PROJ, 2, C, C, p->attprojw + (size_t)l * C * C);
-        LAYER("attn.projb", ROLE_BIAS, 1, C, 1, p->attprojb + (size_t)l * C);
-        LAYER("ln2w", ROLE_NORM, 1, C, 1, p->ln2w + (size_t)l * C);
-        LAYER("ln2b", ROLE_NORM, 1, C, 1, p->ln2b + (size_t)l * C);
-        LAYER("mlp.fcw", ROLE_MLP_UP, 2, 4 * C, C, p->fcw + (size_t)l * 4 * C * C);
-        LAYER("mlp.fcb", ROLE_BIAS, 1, 4 * C, 1, p->fcb + (size_t)l * 4 * C);
-        LAYER("mlp.projw", ROLE_MLP_DOWN, 2, C, 4 * C, p->fcprojw + (size_t)l * C * 4 * C);
-        LAYER("mlp.projb", ROLE_BIAS, 1, C, 1, p->fcprojb + (size_t)l * C);
+#define LAYER(suffix, role, ndim, rows, cols, offset) \
+    do { snprintf(name, sizeof(name), "h%d.%s", l, suffix); ADD(name, role, ndim, rows, cols, offset); } while (0)
+        LAYER("ln1w", ROLE_NORM, 1, C, 1, off[2] + (size_t)l * C);
+        LAYER("ln1b", ROLE_NORM, 1, C, 1, off[3] + (size_t)l * C);
+        LAYER("attn.qkvw", ROLE_ATTN_QKV, 2, 3 * C, C, off[4] + (size_t)l * 3 * C * C);
+        LAYER("attn.qkvb", ROLE_BIAS, 1, 3 * C, 1, off[5] + (size_t)l * 3 * C);
+        LAYER("attn.projw", ROLE_ATTN_PROJ, 2, C, C, off[6] + (size_t)l * C * C);
+        LAYER("attn.projb", ROLE_BIAS, 1, C, 1, off[7] + (size_t)l * C);
+        LAYER("ln2w", ROLE_NORM, 1, C, 1, off[8] + (size_t)l * C);
+        LAYER("ln2b", ROLE_NORM, 1, C, 1, off[9] + (size_t)l * C);
+        LAYER("mlp.fcw", ROLE_MLP_UP, 2, 4 * C, C, off[10] + (size_t)l * 4 * C * C);
+        LAYER("mlp.fcb", ROLE_BIAS, 1, 4 * C, 1, off[11] + (size_t)l * 4 * C);
+        LAYER("mlp.projw", ROLE_MLP_DOWN, 2, C, 4 * C, off[12] + (size_t)l * C * 4 * C);
+        LAYER("mlp.projb", ROLE_BIAS, 1, C, 1, off[13] + (size_t)l * C);
 #undef LAYER
     }
-    ADD("lnfw", ROLE_NORM, 1, C, 1, p->lnfw);
-    ADD("lnfb", ROLE_NORM, 1, C, 1, p->lnfb);
+    ADD("lnfw", ROLE_NORM, 1, C, 1, off[14]);
+    ADD("lnfb", ROLE_NORM, 1, C, 1, off[15]);
 #undef ADD
     return n;
 }
@@ -228,8 +230,9 @@ static void gpt2_allocate_parameters(GPT2 *model) {
 #define GPT2_CHECKPOINT_MAGIC 20240326
 #define GPT2_CHECKPOINT_VERSION 3 // fp32 parameters
 
-void gpt2_build_from_checkpoint(GPT2 *model, const char *path) {
-    memset(model, 0, sizeof(*model));
+// Open a checkpoint and read its configuration, checked against the file's
+// size; the file is left positioned at the parameters.
+static FILE *gpt2_open_checkpoint(const char *path, GPT2Config *c) {
     FILE *f = fopen_or_fail(path, "rb");
     int header[256];
     fread_or_fail(header, sizeof(int), 256, f, path);
@@ -237,7 +240,6 @@ void gpt2_build_from_checkpoint(GPT2 *model, const char *path) {
         fail("%s is not a GPT-2 checkpoint (magic %d, expected %d)", path, header[0], GPT2_CHECKPOINT_MAGIC);
     if (header[1] != GPT2_CHECKPOINT_VERSION)
         fail("%s has version %d; this trainer reads version %d (fp32)", path, header[1], GPT2_CHECKPOINT_VERSION);
-    GPT2Config *c = &model->config;
     c->max_seq_len = header[2];
     c->vocab_size = header[3];
     c->num_layers = header[4];
@@ -253,6 +255,17 @@ void gpt2_build_from_checkpoint(GPT2 *model, const char *path) {
     if (actual != expected)
         fail("%s has %zu bytes; its header describes a model of %zu bytes%s", path, actual, expected,
              actual < expected ? " (truncated?)" : "");
+    return f;
+}
+
+// the configuration of a checkpoint, before anything is allocated (the memory plan)
+void gpt2_read_checkpoint_config(const char *path, GPT2Config *c) {
+    fclose(gpt2_open_checkpoint(path, c));
+}
+
+void gpt2_build_from_checkpoint(GPT2 *model, const char *path) {
+    memset(model, 0, sizeof(*model));
+    FILE *f = gpt2_open_checkpoint(path, &model->config);
     gpt2_allocate_parameters(model);
     fread_or_fail(model->params_memory, sizeof(float), model->num_parameters, f, path);
     fclose(f);
@@ -346,40 +359,52 @@ void gpt2_save_checkpoint(const GPT2 *model, const char *path) {
     atomic_commit(&af);
 }
 
-// Activation and scratch buffers for batches of (B, T): allocated once, before training.
-void gpt2_allocate_activations(GPT2 *model, int B, int T) {
-    const GPT2Config *c = &model->config;
+// The sizes in floats of the activation tensors and the backward scratch for
+// batches of (B, T), in ActivationTensors and GradScratch order; returns the
+// activations' total and sets *scratch_total. The allocation and the memory
+// plan both use it.
+#define NUM_SCRATCH_TENSORS 7
+static size_t gpt2_activation_sizes(const GPT2Config *c, int B, int T, size_t sizes[NUM_ACTIVATION_TENSORS],
+                                    size_t scratch_sizes[NUM_SCRATCH_TENSORS], size_t *scratch_total) {
     if (T > c->max_seq_len) fail("sequence length %d exceeds the model's maximum %d", T, c->max_seq_len);
     size_t L = c->num_layers, NH = c->num_heads, C = c->channels, Vp = c->padded_vocab_size;
     char what[96];
     snprintf(what, sizeof(what), "the GPT-2 activations for B %d x T %d", B, T);
     size_t BT = mul_size_or_fail((size_t)B, (size_t)T, what);
     size_t LBT = mul_size_or_fail(L, BT, what), LBTC = mul_size_or_fail(LBT, C, what);
-    size_t sizes[NUM_ACTIVATION_TENSORS] = {
+    size_t s[NUM_ACTIVATION_TENSORS] = {
         mul_size_or_fail(BT, C, what), LBTC, LBT, LBT, mul_size_or_fail(3, LBTC, what), LBTC,
         mul_size_or_fail(mul4_size_or_fail(L, (size_t)B, NH, (size_t)T, what), (size_t)T, what),
         LBTC, LBTC, LBT, LBT, mul_size_or_fail(4, LBTC, what), mul_size_or_fail(4, LBTC, what), LBTC,
         mul_size_or_fail(BT, C, what), BT, BT, mul_size_or_fail(BT, Vp, what)};
+    size_t total = 0;
+    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { sizes[i] = s[i]; total = add_size_or_fail(total, s[i], what); }
+    // each at most 4 x B T C, which the activations' sizes above have checked
+    size_t ss[NUM_SCRATCH_TENSORS] = {BT * C, BT * C, BT * C, BT * 3 * C, BT * 4 * C, BT * 4 * C, BT * C};
+    *scratch_total = 0;
+    for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) { scratch_sizes[i] = ss[i]; *scratch_total += ss[i]; }
+    return total;
+}
+
+// Activation and scratch buffers for batches of (B, T): allocated once, before training.
+void gpt2_allocate_activations(GPT2 *model, int B, int T) {
+    size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch_total;
+    model->num_activations = gpt2_activation_sizes(&model->config, B, T, sizes, scratch_sizes, &scratch_total);
+    size_t BT = (size_t)B * T;
     float **ptrs[] = {&model->acts.encoded, &model->acts.ln1, &model->acts.ln1_mean, &model->acts.ln1_rstd,
                       &model->acts.qkv, &model->acts.atty, &model->acts.att, &model->acts.residual2,
                       &model->acts.ln2, &model->acts.ln2_mean, &model->acts.ln2_rstd, &model->acts.fch,
                       &model->acts.fch_gelu, &model->acts.residual3, &model->acts.lnf, &model->acts.lnf_mean,
                       &model->acts.lnf_rstd, &model->acts.logits};
-    model->num_activations = 0;
-    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) model->num_activations = add_size_or_fail(model->num_activations, sizes[i], what);
     model->acts_memory = alloc_big_floats(model->num_activations, "GPT-2 activations");
     float *mem = model->acts_memory;
     for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { *ptrs[i] = mem; mem += sizes[i]; }
 
-    // each at most 4 x B T C, which the activations' sizes above have checked
-    size_t scratch_sizes[7] = {BT * C, BT * C, BT * C, BT * 3 * C, BT * 4 * C, BT * 4 * C, BT * C};
     float **sptrs[] = {&model->scratch.dresidual, &model->scratch.dln, &model->scratch.datty, &model->scratch.dqkv,
                        &model->scratch.dfch, &model->scratch.dfch_gelu, &model->scratch.scratch};
-    size_t total = 0;
-    for (int i = 0; i < 7; i++) total += scratch_sizes[i];
-    model->scratch_memory = alloc_big_floats(total, "GPT-2 backward scratch");
+    model->scratch_memory = alloc_big_floats(scratch_total, "GPT-2 backward scratch");
     mem = model->scratch_memory;
-    for (int i = 0; i < 7; i++) { *sptrs[i] = mem; mem += scratch_sizes[i]; }
+    for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) { *sptrs[i] = mem; mem += scratch_sizes[i]; }
 
     model->inputs = (int *)malloc_or_fail(BT * sizeof(int), "inputs");
     model->targets = (int *)malloc_or_fail(BT * sizeof(int), "targets");
@@ -575,20 +600,29 @@ typedef struct {
     float *memory;
 } KVCache;
 
-void kvcache_init(KVCache *kv, const GPT2Config *c, int max_len) {
+// Sizes in floats of the cache's buffers (KVCache order) for max_len
+// positions; returns their total (for kvcache_init and the memory plan).
+#define NUM_KV_BUFFERS 10
+static size_t kvcache_sizes(const GPT2Config *c, int max_len, size_t sizes[NUM_KV_BUFFERS]) {
     size_t L = c->num_layers, C = c->channels, NH = c->num_heads, Vp = c->padded_vocab_size;
     if (max_len < 1 || max_len > c->max_seq_len) fail("KV cache of %d positions for a model of %d", max_len, c->max_seq_len);
-    kv->max_len = max_len;
     const char *what = "the KV cache";
-    size_t sizes[] = {mul4_size_or_fail(L, (size_t)max_len, 3, C, what), C, C, C, C, 4 * C, 4 * C,
-                      mul_size_or_fail(NH, (size_t)max_len, what), Vp, (size_t)c->vocab_size};
+    size_t s[NUM_KV_BUFFERS] = {mul4_size_or_fail(L, (size_t)max_len, 3, C, what), C, C, C, C, 4 * C, 4 * C,
+                                mul_size_or_fail(NH, (size_t)max_len, what), Vp, (size_t)c->vocab_size};
+    size_t total = 0;
+    for (int i = 0; i < NUM_KV_BUFFERS; i++) { sizes[i] = s[i]; total = add_size_or_fail(total, s[i], what); }
+    return total;
+}
+
+void kvcache_init(KVCache *kv, const GPT2Config *c, int max_len) {
+    size_t sizes[NUM_KV_BUFFERS];
+    size_t total = kvcache_sizes(c, max_len, sizes);
+    kv->max_len = max_len;
     float **ptrs[] = {&kv->qkv, &kv->x, &kv->ln, &kv->atty, &kv->proj, &kv->fch, &kv->fch_gelu, &kv->att,
                       &kv->logits, &kv->sorted};
-    size_t total = 0;
-    for (int i = 0; i < 10; i++) total = add_size_or_fail(total, sizes[i], what);
     kv->memory = alloc_big_floats(total, "KV cache");
     float *m = kv->memory;
-    for (int i = 0; i < 10; i++) { *ptrs[i] = m; m += sizes[i]; }
+    for (int i = 0; i < NUM_KV_BUFFERS; i++) { *ptrs[i] = m; m += sizes[i]; }
 }
 
 void kvcache_free(KVCache *kv) { free_big(kv->memory); }
@@ -679,6 +713,7 @@ int gpt2_generate(const GPT2 *model, KVCache *kv, const int *prompt, int prompt_
 
 #include "data/shards.h"
 #include "data/tokenizer.h"
+#include "run/memplan.h"
 #include "run/run.h"
 
 typedef struct {
@@ -700,6 +735,43 @@ static void print_usage(void) {
            "      --tokenizer PATH   encoder.json+vocab.bpe folder or llm.c tokenizer .bin, to print samples\n"
            "      --prompt TEXT      start samples with TEXT (default: a new document)\n", OPTIM_NAME);
     run_print_flags_help();
+}
+
+// What the memory plan needs to know about this run besides B, T and the optimizer.
+typedef struct {
+    const GPT2Config *config;
+    const ParamBlock *blocks;
+    int num_blocks;
+    const OptimConfig *oc;
+    int training;        // -x > 0: gradients, optimizer state, activations
+    int sample_len;      // positions of the KV cache, 0 when the run does not sample
+    size_t resident_now; // the process's resident set when the plan is made
+} GPT2PlanContext;
+
+// This run's memory plan (a MemPlanBuilder): what gpt2_build_*, optim_create,
+// gpt2_allocate_activations, kvcache_init and the loop allocate and touch.
+static void gpt2_memory_plan(MemPlan *p, const void *ctx, int B, int T, const char *optim) {
+    const GPT2PlanContext *x = ctx;
+    memplan_begin(p, B, T, optim, x->resident_now, "binary, libraries, tokenizer");
+    size_t param_sizes[NUM_PARAMETER_TENSORS];
+    memplan_add_model(p, gpt2_param_sizes(param_sizes, x->config), x->blocks, x->num_blocks, x->oc, x->training);
+    if (x->training) {
+        size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch;
+        size_t acts = gpt2_activation_sizes(x->config, B, T, sizes, scratch_sizes, &scratch);
+        memplan_add(p, "activations", alloc_big_footprint(acts * sizeof(float)), "B %d x T %d: %zu floats", B, T, acts);
+        memplan_add(p, "backward scratch", alloc_big_footprint(scratch * sizeof(float)),
+                    "one layer's gradients: %zu floats", scratch);
+        // the model's and the loop's inputs and targets, the two loaders' buffers of B*T+1 tokens
+        size_t BT = (size_t)B * T;
+        memplan_add(p, "batch", 4 * BT * sizeof(int) + 2 * (BT + 1) * sizeof(uint16_t), "token ids");
+    }
+    size_t kv_sizes[NUM_KV_BUFFERS];
+    if (x->sample_len)
+        memplan_add(p, "KV cache", alloc_big_footprint(kvcache_sizes(x->config, x->sample_len, kv_sizes) * sizeof(float)),
+                    "%d positions", x->sample_len);
+    else
+        memplan_add(p, "KV cache", 0, "none: no samples (-s -1)");
+    memplan_add_threads(p);
 }
 
 // print a sample as text (or ids when no tokenizer is available)
@@ -770,34 +842,30 @@ int main(int argc, char **argv) {
         fl.model_spec = resume_model;
     }
 
-    // the model
-    GPT2 model;
+    // the model's configuration: a new model by name, or a checkpoint's header
+    // (built only after the memory plan)
     GPT2Config config;
-    if (gpt2_config_from_depth(&config, fl.model_spec)) {
-        gpt2_build_random(&model, &config, rc.seed);
+    int new_model = gpt2_config_from_depth(&config, fl.model_spec);
+    if (new_model) {
+        gpt2_check_config(&config, "model", 0);
         printf("model: new GPT-2 %s, initialised with seed %llu\n", fl.model_spec, (unsigned long long)rc.seed);
     } else {
         if (!file_exists(fl.model_spec))
             fail("flag -e: %s is neither a checkpoint file nor d<layers>", fl.model_spec);
-        gpt2_build_from_checkpoint(&model, fl.model_spec);
+        gpt2_read_checkpoint_config(fl.model_spec, &config);
         printf("model: %s\n", fl.model_spec);
     }
-    const GPT2Config *mc = &model.config;
+    const GPT2Config *mc = &config;
+    size_t param_sizes[NUM_PARAMETER_TENSORS];
+    size_t num_parameters = gpt2_param_sizes(param_sizes, mc);
     printf("  L %d, NH %d, C %d, vocab %d (padded %d), max seq len %d, %zu parameters (%zu with padding)\n",
            mc->num_layers, mc->num_heads, mc->channels, mc->vocab_size, mc->padded_vocab_size, mc->max_seq_len,
-           model.num_parameters - (size_t)(mc->padded_vocab_size - mc->vocab_size) * mc->channels, model.num_parameters);
+           num_parameters - (size_t)(mc->padded_vocab_size - mc->vocab_size) * mc->channels, num_parameters);
 
     // the optimizer sees the model as parameter blocks
-    int num_blocks = gpt2_param_blocks(&model, NULL);
+    int num_blocks = gpt2_param_blocks(mc, NULL);
     ParamBlock *blocks = malloc_or_fail(num_blocks * sizeof(ParamBlock), "parameter blocks");
-    gpt2_param_blocks(&model, blocks);
-    Optimizer *opt = optim_create(blocks, num_blocks, &oc);
-    optim_print(opt);
-    char b1[32], b2[32];
-    size_t state_bytes = optim_state_bytes(opt), adamw_bytes = optim_adamw_state_bytes(blocks, num_blocks);
-    printf("  state %zu bytes (%s); AdamW would need %zu bytes (%s): %.1f%%\n", state_bytes,
-           format_bytes((double)state_bytes, b1, sizeof(b1)), adamw_bytes, format_bytes((double)adamw_bytes, b2, sizeof(b2)),
-           100.0 * (double)state_bytes / (double)adamw_bytes);
+    gpt2_param_blocks(mc, blocks);
 
     // samples need a tokenizer to print text; without one they print ids. The
     // default one (deps/) is used when it fits the model; one named with
@@ -835,7 +903,8 @@ int main(int argc, char **argv) {
                  "llm.c tokenizer file, which only decodes", fl.tokenizer_path);
         tokenizer_encode(tok, (const unsigned char *)fl.prompt, strlen(fl.prompt), &prompt, &prompt_len, &prompt_cap);
     }
-    if (rc.max_steps == 0 || rc.sample_every >= 0) { // this run samples
+    int samples = rc.max_steps == 0 || rc.sample_every >= 0;
+    if (samples) {
         if (mc->max_seq_len < 2)
             fail("%s has a context of %d position; sampling needs at least 2 (<|endoftext|> to start from and one "
                  "token to draw): train it with -s -1", fl.model_spec, mc->max_seq_len);
@@ -843,10 +912,29 @@ int main(int argc, char **argv) {
             fail("flag --prompt: the prompt is %zu tokens with the <|endoftext|> before it; the model's context is %d",
                  prompt_len, mc->max_seq_len);
     }
-    KVCache kv;
     long sample_len = (long)prompt_len + rc.gen_tokens;
     if (sample_len > mc->max_seq_len) sample_len = mc->max_seq_len;
-    kvcache_init(&kv, mc, (int)sample_len);
+
+    // the memory plan, before any large allocation: fails here if the run does not fit
+    GPT2PlanContext plan_ctx = {mc, blocks, num_blocks, &oc, rc.max_steps > 0, samples ? (int)sample_len : 0,
+                                current_rss_bytes()};
+    MemPlan plan;
+    gpt2_memory_plan(&plan, &plan_ctx, rc.B, rc.T, OPTIM_NAME);
+    memplan_check(&plan, gpt2_memory_plan, &plan_ctx, rc.memory_limit, rc.force_memory);
+    if (rc.memory_plan_only) return 0;
+
+    GPT2 model;
+    if (new_model) gpt2_build_random(&model, &config, rc.seed);
+    else gpt2_build_from_checkpoint(&model, fl.model_spec);
+    Optimizer *opt = optim_create(blocks, num_blocks, &oc);
+    optim_print(opt);
+    char b1[32], b2[32];
+    size_t state_bytes = optim_state_bytes(opt), adamw_bytes = optim_adamw_state_bytes(blocks, num_blocks);
+    printf("  state %zu bytes (%s); AdamW would need %zu bytes (%s): %.1f%%\n", state_bytes,
+           format_bytes((double)state_bytes, b1, sizeof(b1)), adamw_bytes, format_bytes((double)adamw_bytes, b2, sizeof(b2)),
+           100.0 * (double)state_bytes / (double)adamw_bytes);
+    KVCache kv = {0}; // only a run that samples has one
+    if (samples) kvcache_init(&kv, mc, (int)sample_len);
     int *gen = malloc_or_fail(rc.gen_tokens * sizeof(int), "generated tokens");
     Rng sample_rng;
     rng_seed(&sample_rng, rc.seed + 1);
@@ -856,6 +944,7 @@ int main(int argc, char **argv) {
         int n = gpt2_generate(&model, &kv, prompt, (int)prompt_len, rc.gen_tokens, gen, rc.temperature, rc.top_k, &sample_rng, eot);
         if (fl.prompt) printf("%s", fl.prompt);
         print_tokens(tok, gen, n);
+        memplan_print_peak(&plan);
         return 0;
     }
 
@@ -913,6 +1002,7 @@ int main(int argc, char **argv) {
     cJSON_AddStringToObject(c, "val_data", have_val ? fl.val_pattern : "");
     cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)state_bytes);
     cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
+    cJSON_AddItemToObject(c, "memory_plan", memplan_json(&plan));
     run_open(&run, c, "tok", "val", state_bytes, elapsed_before);
 
     RunAnalyses analyses; // --snr-every, --gsnr-every: measurements written as JSON lines
@@ -974,6 +1064,7 @@ int main(int argc, char **argv) {
     }
 
     run_finish(&run, step, last_loss);
+    memplan_print_peak(&plan);
     run_analyses_finish(&analyses);
     if (rc.out_dir[0])
         printf("checkpoint: %s/model_%08ld.bin; sample from it again with\n  ./train_gpt2 -e %s/model_%08ld.bin -x 0 -g 256\n",

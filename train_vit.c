@@ -210,41 +210,43 @@ typedef struct {
 // ----------------------------------------------------------------------------
 // the parameter blocks the optimizer sees: one per tensor per layer
 
-// Returns the number of blocks written to out (NULL: just count).
-static int vit_param_blocks(const ViT *model, ParamBlock *out) {
-    const ViTConfig *cfg = &model->config;
+// Returns the number of blocks written to out (NULL: just count). Offsets
+// come from the configuration alone (the memory plan needs the blocks before
+// anything is allocated).
+static int vit_param_blocks(const ViTConfig *cfg, ParamBlock *out) {
     int C = cfg->channels, L = cfg->num_layers, K = cfg->num_classes;
-    const ParameterTensors *p = &model->params;
-    const float *base = model->params_memory;
+    size_t sizes[NUM_PARAMETER_TENSORS], off[NUM_PARAMETER_TENSORS], o = 0;
+    vit_param_sizes(sizes, cfg);
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) { off[i] = o; o += sizes[i]; } // as point_parameters
     int n = 0;
-#define ADD(name, role, ndim, rows, cols, ptr) \
-    do { if (out) out[n] = param_block(name, role, ndim, rows, cols, (size_t)((ptr) - base)); n++; } while (0)
-    ADD("patch.w", ROLE_PATCH_EMBEDDING, 2, C, vit_patch_dim(cfg), p->patchw);
-    ADD("patch.b", ROLE_BIAS, 1, C, 1, p->patchb);
-    ADD("cls", ROLE_CLS_TOKEN, 2, 1, C, p->cls);
-    ADD("pos", ROLE_POSITION_EMBEDDING, 2, vit_num_patches(cfg) + 1, C, p->pos);
+#define ADD(name, role, ndim, rows, cols, offset) \
+    do { if (out) out[n] = param_block(name, role, ndim, rows, cols, offset); n++; } while (0)
+    ADD("patch.w", ROLE_PATCH_EMBEDDING, 2, C, vit_patch_dim(cfg), off[0]);
+    ADD("patch.b", ROLE_BIAS, 1, C, 1, off[1]);
+    ADD("cls", ROLE_CLS_TOKEN, 2, 1, C, off[2]);
+    ADD("pos", ROLE_POSITION_EMBEDDING, 2, vit_num_patches(cfg) + 1, C, off[3]);
     char name[64];
     for (int l = 0; l < L; l++) {
-#define LAYER(suffix, role, ndim, rows, cols, ptr) \
-    do { snprintf(name, sizeof(name), "h%d.%s", l, suffix); ADD(name, role, ndim, rows, cols, ptr); } while (0)
-        LAYER("ln1w", ROLE_NORM, 1, C, 1, p->ln1w + (size_t)l * C);
-        LAYER("ln1b", ROLE_NORM, 1, C, 1, p->ln1b + (size_t)l * C);
-        LAYER("attn.qkvw", ROLE_ATTN_QKV, 2, 3 * C, C, p->qkvw + (size_t)l * 3 * C * C);
-        LAYER("attn.qkvb", ROLE_BIAS, 1, 3 * C, 1, p->qkvb + (size_t)l * 3 * C);
-        LAYER("attn.projw", ROLE_ATTN_PROJ, 2, C, C, p->attprojw + (size_t)l * C * C);
-        LAYER("attn.projb", ROLE_BIAS, 1, C, 1, p->attprojb + (size_t)l * C);
-        LAYER("ln2w", ROLE_NORM, 1, C, 1, p->ln2w + (size_t)l * C);
-        LAYER("ln2b", ROLE_NORM, 1, C, 1, p->ln2b + (size_t)l * C);
-        LAYER("mlp.fcw", ROLE_MLP_UP, 2, 4 * C, C, p->fcw + (size_t)l * 4 * C * C);
-        LAYER("mlp.fcb", ROLE_BIAS, 1, 4 * C, 1, p->fcb + (size_t)l * 4 * C);
-        LAYER("mlp.projw", ROLE_MLP_DOWN, 2, C, 4 * C, p->fcprojw + (size_t)l * C * 4 * C);
-        LAYER("mlp.projb", ROLE_BIAS, 1, C, 1, p->fcprojb + (size_t)l * C);
+#define LAYER(suffix, role, ndim, rows, cols, offset) \
+    do { snprintf(name, sizeof(name), "h%d.%s", l, suffix); ADD(name, role, ndim, rows, cols, offset); } while (0)
+        LAYER("ln1w", ROLE_NORM, 1, C, 1, off[4] + (size_t)l * C);
+        LAYER("ln1b", ROLE_NORM, 1, C, 1, off[5] + (size_t)l * C);
+        LAYER("attn.qkvw", ROLE_ATTN_QKV, 2, 3 * C, C, off[6] + (size_t)l * 3 * C * C);
+        LAYER("attn.qkvb", ROLE_BIAS, 1, 3 * C, 1, off[7] + (size_t)l * 3 * C);
+        LAYER("attn.projw", ROLE_ATTN_PROJ, 2, C, C, off[8] + (size_t)l * C * C);
+        LAYER("attn.projb", ROLE_BIAS, 1, C, 1, off[9] + (size_t)l * C);
+        LAYER("ln2w", ROLE_NORM, 1, C, 1, off[10] + (size_t)l * C);
+        LAYER("ln2b", ROLE_NORM, 1, C, 1, off[11] + (size_t)l * C);
+        LAYER("mlp.fcw", ROLE_MLP_UP, 2, 4 * C, C, off[12] + (size_t)l * 4 * C * C);
+        LAYER("mlp.fcb", ROLE_BIAS, 1, 4 * C, 1, off[13] + (size_t)l * 4 * C);
+        LAYER("mlp.projw", ROLE_MLP_DOWN, 2, C, 4 * C, off[14] + (size_t)l * C * 4 * C);
+        LAYER("mlp.projb", ROLE_BIAS, 1, C, 1, off[15] + (size_t)l * C);
 #undef LAYER
     }
-    ADD("lnfw", ROLE_NORM, 1, C, 1, p->lnfw);
-    ADD("lnfb", ROLE_NORM, 1, C, 1, p->lnfb);
-    ADD("head.w", ROLE_HEAD, 2, K, C, p->headw);
-    ADD("head.b", ROLE_BIAS, 1, K, 1, p->headb);
+    ADD("lnfw", ROLE_NORM, 1, C, 1, off[16]);
+    ADD("lnfb", ROLE_NORM, 1, C, 1, off[17]);
+    ADD("head.w", ROLE_HEAD, 2, K, C, off[18]);
+    ADD("head.b", ROLE_BIAS, 1, K, 1, off[19]);
 #undef ADD
     return n;
 }
@@ -297,8 +299,9 @@ static void vit_allocate_parameters(ViT *model) {
 #define VIT_CHECKPOINT_MAGIC 20241017
 #define VIT_CHECKPOINT_VERSION 1 // fp32 parameters
 
-void vit_build_from_checkpoint(ViT *model, const char *path) {
-    memset(model, 0, sizeof(*model));
+// Open a checkpoint and read its configuration, checked against the file's
+// size; the file is left positioned at the parameters.
+static FILE *vit_open_checkpoint(const char *path, ViTConfig *c) {
     FILE *f = fopen_or_fail(path, "rb");
     int header[256];
     fread_or_fail(header, sizeof(int), 256, f, path);
@@ -306,7 +309,6 @@ void vit_build_from_checkpoint(ViT *model, const char *path) {
         fail("%s is not a ViT checkpoint (magic %d, expected %d)", path, header[0], VIT_CHECKPOINT_MAGIC);
     if (header[1] != VIT_CHECKPOINT_VERSION)
         fail("%s has version %d; this trainer reads version %d (fp32)", path, header[1], VIT_CHECKPOINT_VERSION);
-    ViTConfig *c = &model->config;
     c->image_height = header[2];
     c->image_width = header[3];
     c->image_channels = header[4];
@@ -324,6 +326,17 @@ void vit_build_from_checkpoint(ViT *model, const char *path) {
     if (actual != expected)
         fail("%s has %zu bytes; its header describes a model of %zu bytes%s", path, actual, expected,
              actual < expected ? " (truncated?)" : "");
+    return f;
+}
+
+// the configuration of a checkpoint, before anything is allocated (the memory plan)
+void vit_read_checkpoint_config(const char *path, ViTConfig *c) {
+    fclose(vit_open_checkpoint(path, c));
+}
+
+void vit_build_from_checkpoint(ViT *model, const char *path) {
+    memset(model, 0, sizeof(*model));
+    FILE *f = vit_open_checkpoint(path, &model->config);
     vit_allocate_parameters(model);
     fread_or_fail(model->params_memory, sizeof(float), model->num_parameters, f, path);
     fclose(f);
@@ -380,40 +393,51 @@ void vit_save_checkpoint(const ViT *model, const char *path) {
     atomic_commit(&af);
 }
 
-// Activation and scratch buffers for batches of B images: allocated once, before training.
-void vit_allocate_activations(ViT *model, int B) {
-    const ViTConfig *c = &model->config;
+// The sizes in floats of the activation tensors and the backward scratch for
+// batches of B images, in ActivationTensors and GradScratch order; returns
+// the activations' total and sets *scratch_total. The allocation and the
+// memory plan both use it.
+#define NUM_SCRATCH_TENSORS 7
+static size_t vit_activation_sizes(const ViTConfig *c, int B, size_t sizes[NUM_ACTIVATION_TENSORS],
+                                   size_t scratch_sizes[NUM_SCRATCH_TENSORS], size_t *scratch_total) {
     size_t L = c->num_layers, NH = c->num_heads, C = c->channels, K = c->num_classes;
     size_t NP = vit_num_patches(c), T = NP + 1, D = vit_patch_dim(c);
     char what[64];
     snprintf(what, sizeof(what), "the ViT activations for B %d", B);
     size_t BT = mul_size_or_fail((size_t)B, T, what);
     size_t LBT = mul_size_or_fail(L, BT, what), LBTC = mul_size_or_fail(LBT, C, what);
-    size_t sizes[NUM_ACTIVATION_TENSORS] = {
+    size_t s[NUM_ACTIVATION_TENSORS] = {
         mul4_size_or_fail((size_t)B, NP, D, 1, what), mul_size_or_fail(BT, C, what), LBTC, LBT, LBT,
         mul_size_or_fail(3, LBTC, what), LBTC, mul_size_or_fail(mul4_size_or_fail(L, (size_t)B, NH, T, what), T, what),
         LBTC, LBTC, LBT, LBT, mul_size_or_fail(4, LBTC, what), mul_size_or_fail(4, LBTC, what),
         LBTC, mul_size_or_fail((size_t)B, C, what), mul_size_or_fail((size_t)B, C, what), B, B,
         mul_size_or_fail((size_t)B, K, what), B};
+    size_t total = 0;
+    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { sizes[i] = s[i]; total = add_size_or_fail(total, s[i], what); }
+    // each at most 4 x B T C, which the activations' sizes above have checked
+    size_t ss[NUM_SCRATCH_TENSORS] = {BT * C, BT * C, BT * C, BT * 3 * C, BT * 4 * C, BT * 4 * C, BT * C};
+    *scratch_total = 0;
+    for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) { scratch_sizes[i] = ss[i]; *scratch_total += ss[i]; }
+    return total;
+}
+
+// Activation and scratch buffers for batches of B images: allocated once, before training.
+void vit_allocate_activations(ViT *model, int B) {
+    size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch_total;
+    model->num_activations = vit_activation_sizes(&model->config, B, sizes, scratch_sizes, &scratch_total);
     ActivationTensors *a = &model->acts;
     float **ptrs[] = {&a->patches, &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty,
                       &a->att, &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
                       &a->residual3, &a->clsx, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->losses};
-    model->num_activations = 0;
-    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) model->num_activations = add_size_or_fail(model->num_activations, sizes[i], what);
     model->acts_memory = alloc_big_floats(model->num_activations, "ViT activations");
     float *mem = model->acts_memory;
     for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { *ptrs[i] = mem; mem += sizes[i]; }
 
-    // each at most 4 x B T C, which the activations' sizes above have checked
-    size_t scratch_sizes[7] = {BT * C, BT * C, BT * C, BT * 3 * C, BT * 4 * C, BT * 4 * C, BT * C};
     float **sptrs[] = {&model->scratch.dresidual, &model->scratch.dln, &model->scratch.datty, &model->scratch.dqkv,
                        &model->scratch.dfch, &model->scratch.dfch_gelu, &model->scratch.scratch};
-    size_t total = 0;
-    for (int i = 0; i < 7; i++) total += scratch_sizes[i];
-    model->scratch_memory = alloc_big_floats(total, "ViT backward scratch");
+    model->scratch_memory = alloc_big_floats(scratch_total, "ViT backward scratch");
     mem = model->scratch_memory;
-    for (int i = 0; i < 7; i++) { *sptrs[i] = mem; mem += scratch_sizes[i]; }
+    for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) { *sptrs[i] = mem; mem += scratch_sizes[i]; }
 
     model->labels = (int *)malloc_or_fail((size_t)B * sizeof(int), "labels");
     model->batch_size = B;
@@ -659,6 +683,7 @@ static void vit_predict(const ViT *model, int n, int *pred) {
 #include <omp.h>
 
 #include "data/images.h"
+#include "run/memplan.h"
 #include "run/run.h"
 
 // Model presets: the paper's ImageNet models and small ones for 28 x 28 x 1
@@ -735,6 +760,47 @@ static void parse_image_size(const char *text, int *h, int *w) {
     first[n] = '\0';
     *h = positive_int_flag(first, "--image-size", 1);
     *w = positive_int_flag(x + 1, "--image-size", 1);
+}
+
+// What the memory plan needs to know about this run besides B and the optimizer.
+typedef struct {
+    const ViTConfig *config;
+    const ParamBlock *blocks;
+    int num_blocks;
+    const OptimConfig *oc;
+    int training;                 // -x > 0: gradients, optimizer state, backward scratch
+    const ImageSet *train, *test; // their sizes (from the headers); test NULL without one
+    size_t resident_now;          // the process's resident set when the plan is made
+} ViTPlanContext;
+
+// This run's memory plan (a MemPlanBuilder; T is unused): what the data
+// loading, vit_build_*, optim_create, vit_allocate_activations, the loaders
+// and the loop allocate and touch.
+static void vit_memory_plan(MemPlan *p, const void *ctx, int B, int T, const char *optim) {
+    (void)T;
+    const ViTPlanContext *x = ctx;
+    memplan_begin(p, B, 0, optim, x->resident_now, "binary, libraries");
+    size_t data = image_set_resident_bytes(x->train) + (x->test ? image_set_resident_bytes(x->test) : 0);
+    memplan_add(p, "data", data, "%d + %d images of %dx%dx%d, as bytes", x->train->count, x->test ? x->test->count : 0,
+                x->train->channels, x->train->height, x->train->width);
+    size_t param_sizes[NUM_PARAMETER_TENSORS];
+    memplan_add_model(p, vit_param_sizes(param_sizes, x->config), x->blocks, x->num_blocks, x->oc, x->training);
+    size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch;
+    size_t acts = vit_activation_sizes(x->config, B, sizes, scratch_sizes, &scratch);
+    memplan_add(p, "activations", alloc_big_footprint(acts * sizeof(float)), "B %d: %zu floats", B, acts);
+    if (x->training)
+        memplan_add(p, "backward scratch", alloc_big_footprint(scratch * sizeof(float)),
+                    "one layer's gradients: %zu floats", scratch);
+    else // the forward pass writes only the last buffer, the projections' output
+        memplan_add(p, "backward scratch", scratch_sizes[NUM_SCRATCH_TENSORS - 1] * sizeof(float),
+                    "only its forward part without training steps");
+    // the float images and the labels, predictions and confusion matrix of a batch; the loaders' orders
+    int K = x->config->num_classes;
+    size_t batch = (size_t)B * image_set_image_bytes(x->train) * sizeof(float) + 3 * (size_t)B * sizeof(int) +
+                   (size_t)K * K * sizeof(int64_t) + image_loader_resident_bytes(x->train->count, B) +
+                   (x->test ? image_loader_resident_bytes(x->test->count, B) : 0);
+    memplan_add(p, "batch", batch, "images as floats, labels, the loaders' orders");
+    memplan_add_threads(p);
 }
 
 // The images must be what the model takes; fails naming the data source.
@@ -868,23 +934,23 @@ int main(int argc, char **argv) {
     if (fl.test_shard && !fl.train_shard) fail("flag --test-shard needs --train-shard (the default data is Fashion-MNIST)");
     if (fl.fmnist_dir && fl.train_shard) fail("flag --fmnist-dir is for the default data, not with --train-shard");
 
-    // the data
+    // the data's headers: sizes and classes, nothing loaded before the memory plan
     ImageSet train_set, test_set;
     const char *train_name, *test_name;
     int have_test;
     char fm_train[1100], fm_test[1100];
+    const char *fm_dir = fl.fmnist_dir ? fl.fmnist_dir : FASHION_MNIST_DIR;
     if (fl.train_shard) {
-        image_set_read_shard(&train_set, fl.train_shard);
+        image_set_read_shard_header(&train_set, fl.train_shard);
         train_name = fl.train_shard;
         have_test = fl.test_shard != NULL;
-        if (have_test) image_set_read_shard(&test_set, fl.test_shard);
+        if (have_test) image_set_read_shard_header(&test_set, fl.test_shard);
         test_name = have_test ? fl.test_shard : "(none)";
     } else {
-        const char *dir = fl.fmnist_dir ? fl.fmnist_dir : FASHION_MNIST_DIR;
-        image_set_load_fashion_mnist(&train_set, dir, "train");
-        image_set_load_fashion_mnist(&test_set, dir, "test");
-        snprintf(fm_train, sizeof(fm_train), "Fashion-MNIST train (%s)", dir);
-        snprintf(fm_test, sizeof(fm_test), "Fashion-MNIST test (%s)", dir);
+        image_set_fashion_mnist_header(&train_set, fm_dir, "train");
+        image_set_fashion_mnist_header(&test_set, fm_dir, "test");
+        snprintf(fm_train, sizeof(fm_train), "Fashion-MNIST train (%s)", fm_dir);
+        snprintf(fm_test, sizeof(fm_test), "Fashion-MNIST test (%s)", fm_dir);
         train_name = fm_train;
         test_name = fm_test;
         have_test = 1;
@@ -895,14 +961,6 @@ int main(int argc, char **argv) {
              test_set.height, test_set.width, test_set.channels, test_set.num_classes, train_set.height,
              train_set.width, train_set.channels, train_set.num_classes);
     int ch = train_set.channels;
-    float mean[IMAGE_MAX_CHANNELS], std[IMAGE_MAX_CHANNELS];
-    {
-        double m[IMAGE_MAX_CHANNELS], s[IMAGE_MAX_CHANNELS];
-        image_set_channel_stats(&train_set, m, s);
-        for (int c = 0; c < ch; c++) { mean[c] = (float)m[c]; std[c] = (float)s[c]; }
-        if (fl.mean_text) parse_channel_values_or_fail(fl.mean_text, ch, "--mean", 0, mean);
-        if (fl.std_text) parse_channel_values_or_fail(fl.std_text, ch, "--std", 1, std);
-    }
     if (rc.B > train_set.count) fail("flag -b: micro-batch %d is larger than the training set (%d images)", rc.B, train_set.count);
 
     // --epochs: the run's length from the data (before run_finalize_config clamps the warmup)
@@ -924,11 +982,12 @@ int main(int argc, char **argv) {
         fl.model_spec = resume_model;
     }
 
-    // the model
-    ViT model;
+    // the model's configuration: a preset (with the flags), or a checkpoint's
+    // header; built only after the memory plan
+    ViTConfig config;
     const ViTPreset *preset = find_preset(fl.model_spec);
     if (preset) {
-        ViTConfig config = preset->config;
+        config = preset->config;
         if (fl.patch) config.patch_size = fl.patch;
         if (fl.embed_dim) config.channels = fl.embed_dim;
         if (fl.layers) config.num_layers = fl.layers;
@@ -939,7 +998,6 @@ int main(int argc, char **argv) {
         char source[128];
         snprintf(source, sizeof(source), "%s%s", preset->name, model_flags ? " with the model flags" : "");
         vit_check_config(&config, source, 0);
-        vit_build_random(&model, &config, rc.seed);
         printf("model: new ViT %s (%s%s), initialised with seed %llu\n", preset->name, preset->note,
                model_flags ? ", with flags" : "", (unsigned long long)rc.seed);
     } else {
@@ -948,21 +1006,52 @@ int main(int argc, char **argv) {
         if (model_flags && !resume_state)
             fail("flags --patch/--embed-dim/--layers/--heads/--image-size/--image-channels describe a new model; "
                  "checkpoint %s has its own", fl.model_spec);
-        vit_build_from_checkpoint(&model, fl.model_spec);
+        vit_read_checkpoint_config(fl.model_spec, &config);
         printf("model: %s\n", fl.model_spec);
     }
-    const ViTConfig *mc = &model.config;
+    const ViTConfig *mc = &config;
     check_data_fits(&train_set, train_name, mc);
     if (have_test) check_data_fits(&test_set, test_name, mc);
     int NP = vit_num_patches(mc), K = mc->num_classes;
+    size_t param_sizes[NUM_PARAMETER_TENSORS];
     printf("  %dx%dx%d images, patch %d (%d patches + cls = %d tokens), L %d, NH %d, C %d, %d classes, %zu parameters\n",
            mc->image_height, mc->image_width, mc->image_channels, mc->patch_size, NP, NP + 1, mc->num_layers,
-           mc->num_heads, mc->channels, K, model.num_parameters);
+           mc->num_heads, mc->channels, K, vit_param_sizes(param_sizes, mc));
 
     // the optimizer sees the model as parameter blocks
-    int num_blocks = vit_param_blocks(&model, NULL);
+    int num_blocks = vit_param_blocks(mc, NULL);
     ParamBlock *blocks = malloc_or_fail(num_blocks * sizeof(ParamBlock), "parameter blocks");
-    vit_param_blocks(&model, blocks);
+    vit_param_blocks(mc, blocks);
+
+    // the memory plan, before any large allocation: fails here if the run does not fit
+    ViTPlanContext plan_ctx = {mc, blocks, num_blocks, &oc, rc.max_steps > 0, &train_set, have_test ? &test_set : NULL,
+                               current_rss_bytes()};
+    MemPlan plan;
+    vit_memory_plan(&plan, &plan_ctx, rc.B, 0, OPTIM_NAME);
+    memplan_check(&plan, vit_memory_plan, &plan_ctx, rc.memory_limit, rc.force_memory);
+    if (rc.memory_plan_only) return 0;
+
+    // the data
+    if (fl.train_shard) {
+        image_set_read_shard(&train_set, fl.train_shard);
+        if (have_test) image_set_read_shard(&test_set, fl.test_shard);
+    } else {
+        image_set_load_fashion_mnist(&train_set, fm_dir, "train");
+        image_set_load_fashion_mnist(&test_set, fm_dir, "test");
+    }
+    float mean[IMAGE_MAX_CHANNELS], std[IMAGE_MAX_CHANNELS];
+    {
+        double m[IMAGE_MAX_CHANNELS], s[IMAGE_MAX_CHANNELS];
+        image_set_channel_stats(&train_set, m, s);
+        for (int c = 0; c < ch; c++) { mean[c] = (float)m[c]; std[c] = (float)s[c]; }
+        if (fl.mean_text) parse_channel_values_or_fail(fl.mean_text, ch, "--mean", 0, mean);
+        if (fl.std_text) parse_channel_values_or_fail(fl.std_text, ch, "--std", 1, std);
+    }
+
+    // the model and the optimizer
+    ViT model;
+    if (preset) vit_build_random(&model, &config, rc.seed);
+    else vit_build_from_checkpoint(&model, fl.model_spec);
     Optimizer *opt = optim_create(blocks, num_blocks, &oc);
     optim_print(opt);
     char b1[32], b2[32];
@@ -997,6 +1086,7 @@ int main(int argc, char **argv) {
         float acc = vit_evaluate(&model, &test_loader, images, labels, pred, confusion, &loss);
         printf("test: top-1 accuracy %.4f, loss %.4f (%d images)\n", acc, loss, test_set.count);
         print_confusion(confusion, &test_set);
+        memplan_print_peak(&plan);
         goto done;
     }
 
@@ -1046,6 +1136,7 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(c, "epochs", rc.max_steps * epochs_per_step);
     cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)state_bytes);
     cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
+    cJSON_AddItemToObject(c, "memory_plan", memplan_json(&plan));
     run_open(&run, c, "img", "acc", state_bytes, elapsed_before);
 
     RunAnalyses analyses; // --snr-every, --gsnr-every: measurements written as JSON lines
@@ -1112,6 +1203,7 @@ int main(int argc, char **argv) {
     }
 
     run_finish(&run, step, last_loss);
+    memplan_print_peak(&plan);
     run_analyses_finish(&analyses);
     if (rc.out_dir[0])
         printf("checkpoint: %s/model_%08ld.bin; evaluate it again with\n  ./train_vit -e %s/model_%08ld.bin -x 0\n",

@@ -203,6 +203,11 @@ void *alloc_big(size_t bytes, const char *what) {
     return (char *)base + BIG_HEADER;
 }
 
+size_t alloc_big_footprint(size_t bytes) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return (bytes + BIG_HEADER + page - 1) / page * page;
+}
+
 float *alloc_big_floats(size_t count, const char *what) {
     return (float *)alloc_big(mul_size_or_fail(count, sizeof(float), what), what);
 }
@@ -259,6 +264,15 @@ size_t peak_rss_bytes(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (size_t)ru.ru_maxrss * 1024; // Linux reports KiB
+}
+
+size_t current_rss_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    unsigned long size, resident;
+    int ok = fscanf(f, "%lu %lu", &size, &resident) == 2;
+    fclose(f);
+    return ok ? (size_t)resident * (size_t)sysconf(_SC_PAGESIZE) : 0;
 }
 
 long parse_long_or_fail(const char *text, const char *flag) {

@@ -71,6 +71,10 @@ void *calloc_or_fail(size_t count, size_t size, const char *what);
 float *alloc_big_floats(size_t count, const char *what);
 void *alloc_big(size_t bytes, const char *what);
 void free_big(void *p);
+// What alloc_big(bytes) maps, in bytes: the request and its header in whole
+// pages. Once every page is touched, that is what it adds to the resident set
+// (huge pages only ever cover 2 MiB-aligned stretches inside the mapping).
+size_t alloc_big_footprint(size_t bytes);
 
 // Atomic file writing: open "<path>.tmp", write, then commit renames it over
 // <path> after fflush + fsync, so a crash leaves either the old or the new
@@ -98,6 +102,8 @@ void fail_cleanup_remove(const char *path);
 double now_seconds(void);
 // peak resident set size of this process, in bytes
 size_t peak_rss_bytes(void);
+// resident set size now (/proc/self/statm), in bytes; 0 if unknown
+size_t current_rss_bytes(void);
 
 // parse helpers for command-line values: fail naming the flag on bad input
 long parse_long_or_fail(const char *text, const char *flag);

@@ -31,7 +31,15 @@ void image_set_free(ImageSet *set) {
     memset(set, 0, sizeof(*set));
 }
 
-// allocate the arrays of a set whose sizes are already filled in
+size_t image_set_resident_bytes(const ImageSet *set) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t pixels = mul_size_or_fail((size_t)set->count, image_set_image_bytes(set), "the image pixels");
+    size_t small = (size_t)set->count * sizeof(int32_t) + (size_t)set->num_classes * IMAGE_CLASS_NAME_LEN;
+    return alloc_big_footprint(pixels) + (small + page - 1) / page * page;
+}
+
+// allocate the arrays of a set whose sizes are already filled in (what
+// image_set_resident_bytes counts)
 static void image_set_alloc(ImageSet *set) {
     set->pixels = alloc_big(mul_size_or_fail((size_t)set->count, image_set_image_bytes(set), "the image pixels"),
                             "image pixels");
@@ -149,8 +157,10 @@ static uint32_t read_be32(const uint8_t *b) {
     return ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | b[3];
 }
 
-void image_set_load_idx(ImageSet *set, const char *images_path, const char *labels_path,
-                        const char *const *class_names, int num_classes) {
+// Open an idx image file and its label file and check their headers; set
+// gets the sizes (nothing allocated), *gi and *gl are left at the data.
+static void idx_open(ImageSet *set, const char *images_path, const char *labels_path, int num_classes,
+                     gzFile *gi_out, gzFile *gl_out) {
     memset(set, 0, sizeof(*set));
     uint8_t hdr[16];
 
@@ -183,6 +193,15 @@ void image_set_load_idx(ImageSet *set, const char *images_path, const char *labe
     set->height = (int)rows;
     set->width = (int)cols;
     set->num_classes = num_classes;
+    *gi_out = gi;
+    *gl_out = gl;
+}
+
+void image_set_load_idx(ImageSet *set, const char *images_path, const char *labels_path,
+                        const char *const *class_names, int num_classes) {
+    gzFile gi, gl;
+    idx_open(set, images_path, labels_path, num_classes, &gi, &gl);
+    uint32_t n = (uint32_t)set->count, rows = (uint32_t)set->height, cols = (uint32_t)set->width;
     image_set_alloc(set);
     for (int k = 0; k < num_classes; k++) set_class_name(set, k, class_names[k], labels_path);
 
@@ -203,19 +222,32 @@ void image_set_load_idx(ImageSet *set, const char *images_path, const char *labe
     free(raw);
 }
 
-void image_set_load_fashion_mnist(ImageSet *set, const char *dir, const char *split) {
+static void fashion_mnist_paths(const char *dir, const char *split, char *images, char *labels, size_t len) {
     if (!dir) dir = FASHION_MNIST_DIR;
     const char *stem;
     if (strcmp(split, "train") == 0) stem = "train";
     else if (strcmp(split, "test") == 0) stem = "t10k";
     else fail("unknown Fashion-MNIST split '%s' (expected train or test)", split);
-    char images[1024], labels[1024];
-    snprintf(images, sizeof(images), "%s/%s-images-idx3-ubyte.gz", dir, stem);
-    snprintf(labels, sizeof(labels), "%s/%s-labels-idx1-ubyte.gz", dir, stem);
+    snprintf(images, len, "%s/%s-images-idx3-ubyte.gz", dir, stem);
+    snprintf(labels, len, "%s/%s-labels-idx1-ubyte.gz", dir, stem);
     if (!file_exists(images) || !file_exists(labels))
         fail("%s not found (Debian package dataset-fashion-mnist; `make setup` installs it)",
              file_exists(images) ? labels : images);
+}
+
+void image_set_load_fashion_mnist(ImageSet *set, const char *dir, const char *split) {
+    char images[1024], labels[1024];
+    fashion_mnist_paths(dir, split, images, labels, sizeof(images));
     image_set_load_idx(set, images, labels, fashion_mnist_class_names, 10);
+}
+
+void image_set_fashion_mnist_header(ImageSet *set, const char *dir, const char *split) {
+    char images[1024], labels[1024];
+    fashion_mnist_paths(dir, split, images, labels, sizeof(images));
+    gzFile gi, gl;
+    idx_open(set, images, labels, 10, &gi, &gl);
+    gzclose(gi);
+    gzclose(gl);
 }
 
 // ---------------------------------------------------------------------------
@@ -593,7 +625,9 @@ void image_set_write_shard(const ImageSet *set, const char *path) {
     atomic_commit(&af);
 }
 
-void image_set_read_shard(ImageSet *set, const char *path) {
+// Open a shard and check its header against its size; set gets the sizes
+// (nothing allocated), *crc the stored CRC, and the file is left at the data.
+static FILE *shard_open(ImageSet *set, const char *path, uint32_t *crc_out) {
     memset(set, 0, sizeof(*set));
     FILE *f = fopen_or_fail(path, "rb");
     size_t size = file_size_or_fail(f, path);
@@ -625,6 +659,19 @@ void image_set_read_shard(ImageSet *set, const char *path) {
     set->width = (int)width;
     set->channels = (int)channels;
     set->num_classes = (int)num_classes;
+    *crc_out = crc;
+    return f;
+}
+
+void image_set_read_shard_header(ImageSet *set, const char *path) {
+    uint32_t crc;
+    fclose(shard_open(set, path, &crc));
+}
+
+void image_set_read_shard(ImageSet *set, const char *path) {
+    uint32_t crc;
+    FILE *f = shard_open(set, path, &crc);
+    uint32_t count = (uint32_t)set->count, num_classes = (uint32_t)set->num_classes;
     image_set_alloc(set);
     fread_or_fail(set->class_names, IMAGE_CLASS_NAME_LEN, num_classes, f, path);
     fread_or_fail(set->labels, sizeof(int32_t), count, f, path);
@@ -734,9 +781,14 @@ void image_loader_init(ImageLoader *l, const ImageSet *set, int B, uint64_t seed
             fail("normalisation of channel %d needs a finite mean and std > 0 (got %g, %g)", c, mean[c], std[c]);
         for (int v = 0; v < 256; v++) l->lut[c][v] = ((float)v / 255.0f - mean[c]) / std[c];
     }
+    // image_loader_resident_bytes counts these
     l->order = malloc_or_fail((size_t)set->count * sizeof(int32_t), "loader order");
     l->aug = calloc_or_fail((size_t)B * 3, sizeof(int32_t), "loader augmentation draws");
     image_loader_reset(l);
+}
+
+size_t image_loader_resident_bytes(int count, int B) {
+    return (size_t)count * sizeof(int32_t) + (size_t)B * 3 * sizeof(int32_t);
 }
 
 void image_loader_reset(ImageLoader *l) {

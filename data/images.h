@@ -32,6 +32,9 @@ static inline size_t image_set_image_bytes(const ImageSet *s) {
     return (size_t)s->channels * (size_t)s->height * (size_t)s->width;
 }
 void image_set_free(ImageSet *set);
+// What a loaded set of these sizes holds resident (pixels, labels, class
+// names), in bytes: for the memory plan, from a header read alone.
+size_t image_set_resident_bytes(const ImageSet *set);
 
 // dst = the images src[indices[0..n)] in that order, with src's classes
 void image_set_subset(ImageSet *dst, const ImageSet *src, const int32_t *indices, int n);
@@ -50,6 +53,9 @@ void image_set_load_idx(ImageSet *set, const char *images_path, const char *labe
 // Fashion-MNIST from dir (FASHION_MNIST_DIR when NULL); split is "train"
 // (60000 images) or "test" (the t10k files, 10000 images). 28x28, 1 channel.
 void image_set_load_fashion_mnist(ImageSet *set, const char *dir, const char *split);
+// Only the headers, checked as the load checks them: set gets count,
+// channels, height, width and num_classes, and no arrays (pixels NULL).
+void image_set_fashion_mnist_header(ImageSet *set, const char *dir, const char *split);
 extern const char *const fashion_mnist_class_names[10];
 
 // ---------------------------------------------------------------------------
@@ -107,6 +113,8 @@ void image_resize_hwc(const uint8_t *src, int src_w, int src_h, int C,
 #define IMAGE_SHARD_HEADER_BYTES 64
 void image_set_write_shard(const ImageSet *set, const char *path);
 void image_set_read_shard(ImageSet *set, const char *path);
+// only the header, checked against the file's size: the sizes, no arrays
+void image_set_read_shard_header(ImageSet *set, const char *path);
 
 // ---------------------------------------------------------------------------
 // Per-channel mean and (population) standard deviation of pixel/255 over the
@@ -173,5 +181,7 @@ void image_loader_set_state(ImageLoader *l, ImageLoaderState st);
 // back to epoch 0, position 0, augmentation Rng freshly seeded
 void image_loader_reset(ImageLoader *l);
 void image_loader_free(ImageLoader *l);
+// what a loader of a set of count images and batches of B allocates, in bytes
+size_t image_loader_resident_bytes(int count, int B);
 
 #endif

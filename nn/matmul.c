@@ -240,6 +240,10 @@ static void micro_kernel(int kc, const float *restrict a, size_t as, int a_kmajo
 // else's parallel region cannot share a buffer.
 static __thread float *tls_pack_a, *tls_pack_b;
 
+size_t matmul_thread_buffer_bytes(void) {
+    return alloc_big_footprint((size_t)KC * MR * sizeof(float)) + alloc_big_footprint((size_t)KC * NC * sizeof(float));
+}
+
 // One thread's share: rows m0..m1-1, columns n0..n1-1 of C, all of K.
 static void gemm_block(int transA, int transB, int m0, int m1, int n0, int n1, int K,
                        float alpha, const float *A, int lda, const float *B, int ldb,

@@ -16,6 +16,8 @@
 #ifndef NN_MATMUL_H
 #define NN_MATMUL_H
 
+#include <stddef.h>
+
 // out[BT,OC] = inp[BT,C] @ weight[OC,C]^T + bias[OC]        (bias may be NULL)
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                     int BT, int C, int OC);
@@ -35,5 +37,9 @@ void matmul_backward(float *dinp, float *dweight, float *dbias,
 void sgemm(int transA, int transB, int M, int N, int K, float alpha,
            const float *A, int lda, const float *B, int ldb,
            float beta, float *C, int ldc);
+
+// What the packing buffers of one thread add to the resident set once it has
+// run a product, in bytes (for the memory plan).
+size_t matmul_thread_buffer_bytes(void);
 
 #endif

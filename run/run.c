@@ -58,6 +58,20 @@ static const char *flag_value(int argc, char **argv, int *i) {
     return argv[*i];
 }
 
+// a size: bytes, or a number with K, M, G or T (KiB ... TiB), e.g. 16G or 1.5G
+static size_t memory_size_flag(const char *v, const char *flag) {
+    char *end;
+    double x = strtod(v, &end), unit = 1.0;
+    const char *units = "KMGT", *u = *end ? strchr(units, *end) : NULL;
+    if (u) {
+        for (const char *k = units; k <= u; k++) unit *= 1024.0;
+        end++;
+    }
+    if (end == v || *end || !(x > 0.0) || x * unit >= 1e18)
+        fail("flag %s takes a size such as 16G, 512M or a number of bytes, got '%s'", flag, v);
+    return (size_t)(x * unit);
+}
+
 // an integer flag's value, checked against its range before any cast
 static long long int_flag(int argc, char **argv, int *i, long long min, long long max) {
     const char *a = argv[*i];
@@ -142,6 +156,17 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
         snprintf(rc->snr_out, sizeof(rc->snr_out), "%s", v);
     }
     else if (is_flag(a, NULL, "--gsnr-every")) rc->gsnr_every = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
+    else if (is_flag(a, NULL, "--force-memory")) {
+        const char *v = flag_value(argc, argv, i);
+        if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) fail("flag %s takes 0 or 1, not '%s'", a, v);
+        rc->force_memory = v[0] == '1';
+    }
+    else if (is_flag(a, NULL, "--memory-limit")) rc->memory_limit = memory_size_flag(flag_value(argc, argv, i), a);
+    else if (is_flag(a, NULL, "--memory-plan-only")) {
+        const char *v = flag_value(argc, argv, i);
+        if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) fail("flag %s takes 0 or 1, not '%s'", a, v);
+        rc->memory_plan_only = v[0] == '1';
+    }
     else if (is_flag(a, NULL, "--seed")) {
         rc->seed = (uint64_t)int_flag(argc, argv, i, 0, INT64_MAX);
     }
@@ -183,6 +208,10 @@ void run_print_flags_help(void) {
         "  -nk, --keep-last K     keep only the newest K checkpoints (0 = all)\n"
         "  -y, --resume 1         continue from the newest complete checkpoint in DIR\n"
         "  -p, --print-every N    progress line every N steps (0 = about every 2 seconds)\n"
+        "memory (the plan printed at start-up):\n"
+        "      --force-memory 1   run even when the plan does not fit in the memory available\n"
+        "      --memory-limit S   plan against S (e.g. 16G, 512M) instead of the memory available\n"
+        "      --memory-plan-only 1  print the plan and stop (status 1 if it does not fit)\n"
         "SlimAdam rules from data (OPTIM=adamw):\n"
         "      --snr-every N      every N steps measure the SNR of AdamW's second moments along each\n"
         "                         candidate dimension, one line each in DIR/snr.jsonl; at the end write the\n"

@@ -63,6 +63,10 @@ typedef struct {
     int snr_out_default;   // snr_out is the default DIR/slimadam_rules.json
     // g-SNR of the gradient during training (optim/snr.h), any optimizer
     long gsnr_every;       // --gsnr-every: measure at step 1 and every N steps (0 = off)
+    // the memory plan (run/memplan.h)
+    int force_memory;      // --force-memory 1: run even when the plan does not fit
+    size_t memory_limit;   // --memory-limit: plan against this many bytes (0 = the memory available)
+    int memory_plan_only;  // --memory-plan-only 1: print the plan, check it, and stop
 } RunConfig;
 
 void run_config_defaults(RunConfig *rc);

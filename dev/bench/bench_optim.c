@@ -25,9 +25,9 @@ int main(int argc, char **argv) {
     if (!gpt2_config_from_depth(&cfg, spec) || steps < 1) fail("usage: bench_optim [steps] [depth]");
     GPT2 model;
     gpt2_build_random(&model, &cfg, 1);
-    int nb = gpt2_param_blocks(&model, NULL);
+    int nb = gpt2_param_blocks(&model.config, NULL);
     ParamBlock *blocks = malloc_or_fail(nb * sizeof(ParamBlock), "blocks");
-    gpt2_param_blocks(&model, blocks);
+    gpt2_param_blocks(&model.config, blocks);
     // gradients of a realistic size: N(0, 1e-3), touched once so no page fault is timed
     Rng rng;
     rng_seed(&rng, 2);

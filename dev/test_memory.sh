@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The memory plan against what the trainers really hold:
+#   1. the planned total is within 5% of the peak resident set (getrusage,
+#      the "memory: peak resident ..." line) after 1-2 steps of GPT-2 124M at
+#      B 4 x T 64 with each optimizer, at B 1 x T 1024 (activations, the
+#      attention weights above all), ViT fmnist-tiny and ViT-Ti/16 at B 8
+#   2. AdamW at GPT-2 XL (d48, B 1 x T 64) stops at start-up with one line
+#      naming the optimizers that fit (here, and against --memory-limit 23G
+#      on any machine); --force-memory 1 goes past the check
+#   3. the smaller -b and -t the refusal proposes are the largest that fit:
+#      their plans fit, one more does not (--memory-plan-only 1)
+# One thread (OMP_NUM_THREADS=1: spinning OpenMP threads on a busy 2-core
+# machine make small models 50x slower; the plan counts the threads it gets).
+# The larger models' figures are make repro-memory's.
+# usage: dev/test_memory.sh BIN_DIR VIT_BIN_DIR   (make run-test-memory)
+set -euo pipefail
+BIN=${1:?usage: dev/test_memory.sh BIN_DIR VIT_BIN_DIR}
+VIT=${2:?usage: dev/test_memory.sh BIN_DIR VIT_BIN_DIR}
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=1
+WORK=$(mktemp -d /tmp/test_memory.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+fails=0
+ok()   { echo "ok   $*"; }
+bad()  { echo "FAIL $*"; fails=$((fails + 1)); }
+
+# run a trainer; check "memory: peak resident P bytes ..., planned Q bytes" within 5%
+plan_matches() { # NAME BINARY FLAGS...
+    local name=$1; shift
+    local out="$WORK/run.out"
+    if ! "$@" >"$out" 2>&1; then bad "$name: the run failed: $(tail -1 "$out")"; return; fi
+    local line
+    line=$(grep '^memory: peak resident' "$out" || true)
+    if python3 -c '
+import re, sys
+m = re.match(r"memory: peak resident (\d+) bytes .* planned (\d+) bytes", sys.argv[1])
+peak, plan = int(m.group(1)), int(m.group(2))
+sys.exit(0 if abs(peak - plan) <= 0.05 * plan else 1)' "$line" 2>/dev/null; then
+        ok "$name: ${line#memory: }"
+    else
+        bad "$name: ${line:-no memory line} (more than 5% apart)"
+    fi
+}
+
+# --- 1. plan against peak ------------------------------------------------------
+GPT2_RUN="-x 1 -s -1 -i dev/testdata/tiny_tokens.bin" # no validation, no sample, no checkpoint
+for o in adamw sgdm sgd_sai sinkgd slimadam; do
+    plan_matches "GPT-2 124M B 4 x T 64 $o" "$BIN/train_gpt2_$o" -e d12 -b 4 -t 64 $GPT2_RUN
+done
+plan_matches "GPT-2 124M B 1 x T 1024 sinkgd" "$BIN/train_gpt2_sinkgd" -e d12 -b 1 -t 1024 $GPT2_RUN
+plan_matches "ViT fmnist-tiny B 128 adamw (Fashion-MNIST in memory, evaluation)" \
+    "$VIT/train_vit_adamw" -e fmnist-tiny -b 128 -x 2 -v 0 -p 1
+# ViT-Ti/16 takes 224 x 224 x 3 images: a shard of 8 noise images (no evaluation)
+python3 - "$WORK/noise224.bin" <<'EOF'
+import random, struct, sys, zlib
+n, h, w, c, k = 8, 224, 224, 3, 10
+rng = random.Random(1)
+body = b"".join(("class%d" % i).encode().ljust(64, b"\0") for i in range(k))
+body += struct.pack("<%di" % n, *[i % k for i in range(n)])
+body += bytes(rng.getrandbits(8) for _ in range(n * c * h * w))
+hdr = b"IMGSHARD" + struct.pack("<7I", 1, n, h, w, c, k, zlib.crc32(body)) + bytes(28)
+open(sys.argv[1], "wb").write(hdr + body)
+EOF
+plan_matches "ViT-Ti/16 B 8 sgd_sai" "$VIT/train_vit_sgd_sai" -e vit-ti16 -b 8 -x 2 -p 1 --train-shard "$WORK/noise224.bin"
+
+# --- 2. AdamW at GPT-2 XL --------------------------------------------------------
+XL="-e d48 -b 1 -t 64 -x 3 -s -1 -i dev/testdata/tiny_tokens.bin"
+refused() { # NAME FLAGS...: status 1, one line on stderr naming what fits, no model built
+    local name=$1; shift
+    local status=0
+    "$BIN/train_gpt2_adamw" "$@" >"$WORK/xl.out" 2>"$WORK/xl.err" || status=$?
+    local err
+    err=$(cat "$WORK/xl.err")
+    if [ "$status" = 1 ] && [ "$(grep -c . "$WORK/xl.err")" = 1 ] && [[ "$err" == "error: this run needs "* ]] &&
+       [[ "$err" == *"what would fit: OPTIM=sgdm ("*"OPTIM=sgd_sai ("*"OPTIM=sinkgd ("*"OPTIM=slimadam ("* ]] &&
+       ! grep -q '^optimizer:' "$WORK/xl.out"; then
+        ok "$name: $err"
+    else
+        bad "$name: status $status, stderr: $err"
+    fi
+}
+refused "AdamW d48 refused against --memory-limit 23G" $XL --memory-limit 23G
+total_kb=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)
+if [ $((total_kb * 1024)) -lt 25289987332 ]; then # AdamW's XL plan (23.55 GiB) is more than the machine has
+    refused "AdamW d48 refused here (MemTotal $total_kb kB)" $XL
+else
+    echo "skip AdamW d48 refused here: this machine has $total_kb kB"
+fi
+status=0
+"$BIN/train_gpt2_adamw" $XL --memory-limit 23G --force-memory 1 --memory-plan-only 1 >"$WORK/force.out" 2>"$WORK/force.err" || status=$?
+if [ "$status" = 0 ] && grep -q '^warning: this run needs .* running anyway (--force-memory 1)' "$WORK/force.err"; then
+    ok "--force-memory 1 passes the check with a warning"
+else
+    bad "--force-memory 1: status $status, $(cat "$WORK/force.err")"
+fi
+
+# --- 3. what would fit ------------------------------------------------------------
+# A rerun's "process now" differs from the refused run's by some 100 KiB (the
+# libraries' pages it happens to map), so the proposal must fit 1 MiB above the
+# limit and one more must not fit 1 MiB below it.
+fits() { "$@" --memory-plan-only 1 >/dev/null 2>&1; }
+status=0
+"$BIN/train_gpt2_sgdm" -e d12 -b 4 -t 1024 -s -1 --memory-limit 3072M --memory-plan-only 1 >/dev/null 2>"$WORK/fit.err" || status=$?
+err=$(cat "$WORK/fit.err")
+b=$(sed -n 's/.*what would fit: -b \([0-9]*\) .*/\1/p' <<<"$err")
+t=$(sed -n 's/.*, -t \([0-9]*\) .*/\1/p' <<<"$err")
+G="$BIN/train_gpt2_sgdm -e d12 -s -1"
+if [ "$status" = 1 ] && [ "$b" = 1 ] && [ -n "$t" ] &&
+   fits $G -b 1 -t 1024 --memory-limit 3073M && ! fits $G -b 2 -t 1024 --memory-limit 3071M &&
+   fits $G -b 4 -t "$t" --memory-limit 3073M &&
+   ! fits $G -b 4 -t $((t + 1)) --memory-limit 3071M; then
+    ok "GPT-2 124M B 4 x T 1024 in 3 GiB: -b 1, and -t $t the largest that fits ($err)"
+else
+    bad "GPT-2 124M B 4 x T 1024 in 3 GiB: status $status, -b '$b', -t '$t': $err"
+fi
+status=0
+"$VIT/train_vit_adamw" -e fmnist-tiny -b 128 --memory-limit 80M --memory-plan-only 1 >/dev/null 2>"$WORK/vfit.err" || status=$?
+err=$(cat "$WORK/vfit.err")
+b=$(sed -n 's/.*what would fit: -b \([0-9]*\) .*/\1/p' <<<"$err")
+V="$VIT/train_vit_adamw -e fmnist-tiny"
+if [ "$status" = 1 ] && [ -n "$b" ] && [[ "$err" != *" -t "* ]] &&
+   fits $V -b "$b" --memory-limit 81M && ! fits $V -b $((b + 1)) --memory-limit 79M; then
+    ok "ViT fmnist-tiny B 128 in 80 MiB: -b $b the largest that fits ($err)"
+else
+    bad "ViT fmnist-tiny B 128 in 80 MiB: status $status, -b '$b': $err"
+fi
+
+if [ "$fails" -ne 0 ]; then echo "test_memory: $fails FAILED"; exit 1; fi
+echo "test_memory: all passed"
