@@ -162,6 +162,15 @@ TESTS += run-test-e2e
 run-test-e2e: $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS))
 	bash dev/test_e2e.sh $(BUILD)/bin
 
+# the memory plan's own parts: the memory available from (made-up) meminfo and
+# cgroup files, and the refusal's proposals
+TESTS += run-test-memplan
+BINS += test_memplan
+test_memplan: $(BUILD)/test_memplan.o $(MEMPLAN_OBJS) $(NN_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+run-test-memplan: test_memplan
+	./test_memplan
+
 # the memory plan against the peak resident set of real runs (GPT-2 124M with
 # each optimizer, ViTs), AdamW refused at GPT-2 XL, what fits instead
 TESTS += run-test-memory

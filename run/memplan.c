@@ -3,6 +3,7 @@
 
 #include <omp.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,10 +93,17 @@ static void cgroup_walk(const char *root, const char *path, const char *limit_na
     }
 }
 
-size_t memory_available(char *source, size_t len) {
-    size_t avail = 0;
+int memory_available(size_t *bytes, char *source, size_t len) {
+    // cgroup v2 alone is mounted on /sys/fs/cgroup; beside v1, on /sys/fs/cgroup/unified
+    const char *v2 = file_exists("/sys/fs/cgroup/cgroup.controllers") ? "/sys/fs/cgroup" : "/sys/fs/cgroup/unified";
+    return memory_available_from(bytes, "/proc/meminfo", "/proc/self/cgroup", "/sys/fs/cgroup/memory", v2, source, len);
+}
+
+int memory_available_from(size_t *bytes, const char *meminfo, const char *cgroups, const char *v1_root,
+                          const char *v2_root, char *source, size_t len) {
+    size_t avail = SIZE_MAX; // unknown until a figure is read
     snprintf(source, len, "unknown");
-    FILE *f = fopen("/proc/meminfo", "r");
+    FILE *f = fopen(meminfo, "r");
     if (f) {
         char line[256];
         unsigned long long kb;
@@ -106,8 +114,7 @@ size_t memory_available(char *source, size_t len) {
             }
         fclose(f);
     }
-    if (avail == 0) avail = SIZE_MAX; // a cgroup limit alone still counts
-    f = fopen("/proc/self/cgroup", "r");
+    f = fopen(cgroups, "r");
     if (f) {
         char line[1024];
         while (fgets(line, sizeof(line), f)) {
@@ -116,20 +123,19 @@ size_t memory_available(char *source, size_t len) {
             if (!c2) continue;
             *c2 = '\0';
             const char *controllers = c1 + 1, *path = c2 + 1;
-            if (controllers[0] == '\0') { // v2: on /sys/fs/cgroup, or beside v1 on /sys/fs/cgroup/unified
-                const char *root = file_exists("/sys/fs/cgroup/cgroup.controllers") ? "/sys/fs/cgroup" : "/sys/fs/cgroup/unified";
-                cgroup_walk(root, path, "memory.max", "memory.current", &avail, source, len);
+            if (controllers[0] == '\0') { // v2
+                cgroup_walk(v2_root, path, "memory.max", "memory.current", &avail, source, len);
                 continue;
             }
             char list[256];
             snprintf(list, sizeof(list), ",%s,", controllers);
             if (strstr(list, ",memory,"))
-                cgroup_walk("/sys/fs/cgroup/memory", path, "memory.limit_in_bytes", "memory.usage_in_bytes", &avail,
-                            source, len);
+                cgroup_walk(v1_root, path, "memory.limit_in_bytes", "memory.usage_in_bytes", &avail, source, len);
         }
         fclose(f);
     }
-    return avail == SIZE_MAX ? 0 : avail;
+    *bytes = avail;
+    return avail != SIZE_MAX;
 }
 
 // ----------------------------------------------------------------------------
@@ -150,8 +156,8 @@ void memplan_check(const MemPlan *p, MemPlanBuilder build, const void *ctx, size
         budget = limit;
         snprintf(source, sizeof(source), "--memory-limit");
     } else {
-        size_t avail = memory_available(source, sizeof(source));
-        if (!avail) {
+        size_t avail;
+        if (!memory_available(&avail, source, sizeof(source))) {
             printf("  available: unknown (no /proc/meminfo nor memory cgroup); not checked\n");
             return;
         }

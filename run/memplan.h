@@ -56,11 +56,16 @@ void memplan_add_threads(MemPlan *p);
 // A trainer's plan for another batch or optimizer (for "what would fit").
 typedef void (*MemPlanBuilder)(MemPlan *out, const void *ctx, int B, int T, const char *optim);
 
-// Memory this process may still take, in bytes: /proc/meminfo's MemAvailable,
-// or a memory cgroup's limit minus its usage (v1 memory.limit_in_bytes, v2
-// memory.max, at every level up from ours) when that is smaller. source
-// receives where the figure came from. Returns 0 when nothing can be read.
-size_t memory_available(char *source, size_t len);
+// Memory this process may still take, in bytes, into *bytes: /proc/meminfo's
+// MemAvailable, or a memory cgroup's limit minus its usage (v1
+// memory.limit_in_bytes, v2 memory.max, at every level up from ours) when that
+// is smaller. source receives where the figure came from. Returns 0 when
+// nothing could be read.
+int memory_available(size_t *bytes, char *source, size_t len);
+// The same from other files (for tests): a meminfo file, a /proc/<pid>/cgroup
+// file, and where the v1 memory hierarchy and the v2 one are mounted.
+int memory_available_from(size_t *bytes, const char *meminfo, const char *cgroups, const char *v1_root,
+                          const char *v2_root, char *source, size_t len);
 
 // Print the plan and compare it with the memory available (limit > 0: plan
 // against that many bytes instead). If the run does not fit, fail with one
