@@ -141,6 +141,16 @@ int memory_available_from(size_t *bytes, const char *meminfo, const char *cgroup
 // ----------------------------------------------------------------------------
 // printing and checking
 
+// append to a string of cap bytes, cutting what does not fit
+__attribute__((format(printf, 3, 4)))
+static void append(char *buf, size_t cap, const char *fmt, ...) {
+    size_t n = strlen(buf);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, cap - n, fmt, ap);
+    va_end(ap);
+}
+
 void memplan_check(const MemPlan *p, MemPlanBuilder build, const void *ctx, size_t limit, int force) {
     char a[32], b[32], c[32], source[1400];
     if (p->T > 0) printf("memory plan (B %d, T %d, %s):\n", p->B, p->T, p->optim);
@@ -169,8 +179,7 @@ void memplan_check(const MemPlan *p, MemPlanBuilder build, const void *ctx, size
 
     // what would fit: the largest smaller B (then T) with this optimizer, and the other optimizers
     char fits[1024] = "";
-    size_t n = 0;
-    int searched = 0; // -b or -t could be smaller
+    int searched = 0, smaller = 0; // -b or -t could be smaller; a smaller one fits
     MemPlan q;
     const char *dims[2] = {"-b", "-t"};
     for (int d = 0; d < 2; d++) {
@@ -183,20 +192,19 @@ void memplan_check(const MemPlan *p, MemPlanBuilder build, const void *ctx, size
             if (q.total <= budget) lo = mid; else hi = mid - 1;
         }
         if (lo == 0) continue;
+        smaller = 1;
         build(&q, ctx, d == 0 ? lo : p->B, d == 0 ? p->T : lo, p->optim);
-        n += snprintf(fits + n, sizeof(fits) - n, "%s%s %d (%s)", n ? ", " : "", dims[d], lo,
-                      format_bytes((double)q.total, b, sizeof(b)));
+        append(fits, sizeof(fits), "%s%s %d (%s)", fits[0] ? ", " : "", dims[d], lo,
+               format_bytes((double)q.total, b, sizeof(b)));
     }
-    for (int i = 0; i < NUM_OPTIMIZERS && n < sizeof(fits); i++) {
+    for (int i = 0; i < NUM_OPTIMIZERS; i++) {
         if (strcmp(OPTIM_NAMES[i], p->optim) == 0) continue;
         build(&q, ctx, p->B, p->T, OPTIM_NAMES[i]);
         if (q.total <= budget)
-            n += snprintf(fits + n, sizeof(fits) - n, "%sOPTIM=%s (%s)", n ? ", " : "", OPTIM_NAMES[i],
-                          format_bytes((double)q.total, b, sizeof(b)));
+            append(fits, sizeof(fits), "%sOPTIM=%s (%s)", fits[0] ? ", " : "", OPTIM_NAMES[i],
+                   format_bytes((double)q.total, b, sizeof(b)));
     }
-    if (n && searched && !strstr(fits, "-b ") && !strstr(fits, "-t ") && n < sizeof(fits))
-        n += snprintf(fits + n, sizeof(fits) - n, " (no smaller -b or -t fits with %s)", p->optim);
-    if (n >= sizeof(fits)) fits[sizeof(fits) - 1] = '\0';
+    if (fits[0] && searched && !smaller) append(fits, sizeof(fits), " (no smaller -b or -t fits with %s)", p->optim);
     if (force) {
         warn("this run needs %s of memory but %s is available (%s); running anyway (--force-memory 1)",
              format_bytes((double)p->total, a, sizeof(a)), format_bytes((double)budget, c, sizeof(c)), source);
@@ -204,7 +212,7 @@ void memplan_check(const MemPlan *p, MemPlanBuilder build, const void *ctx, size
     }
     fail("this run needs %s of memory (the plan above) but %s is available (%s); %s%s; --force-memory 1 runs it anyway",
          format_bytes((double)p->total, a, sizeof(a)), format_bytes((double)budget, c, sizeof(c)), source,
-         n ? "what would fit: " : "no smaller -b or -t and no other optimizer fits", fits);
+         fits[0] ? "what would fit: " : "no smaller -b or -t and no other optimizer fits", fits);
 }
 
 cJSON *memplan_json(const MemPlan *p) {
