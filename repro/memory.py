@@ -162,6 +162,9 @@ def gib(b):
     return "-" if b is None else f"{b / 2**30:.2f} GiB"
 
 
+# what the plan's lines are made of, per parameter (fp32), besides the activations
+FORMULA = {"adamw": "4 + 4 + 8 B/param (m, v)", "sgdm": "4 + 4 + 4 B/param (buf)", "sgd_sai": "4 + 4 + 4 B/param (buf)",
+           "sinkgd": "4 + 4 + 8 B/param of the non-matrix blocks", "slimadam": "4 + 4 + 4 B/param (m) + compressed v"}
 NAMES = {"adamw": "AdamW", "sgdm": "SGDM", "sgd_sai": "SGD-SaI", "sinkgd": "SinkGD", "slimadam": "SlimAdam"}
 LABELS = {"d12": "124M (d12)", "d24": "350M (d24)", "d36": "774M (d36)", "d48": "1558M (d48, XL)"}
 
@@ -230,30 +233,31 @@ def plot(recs, mem_total):
     except ImportError:
         print("repro memory: no matplotlib (Debian's python3-matplotlib); the plot is skipped")
         return
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(8, 5.5))
     colors = dict(zip(OPTIMS, ["C3", "C0", "C2", "C1", "C4"]))
+    markers = dict(zip(OPTIMS, ["o", "s", "^", "D", "v"]))
     for o in OPTIMS:
         grid = [recs.get(f"gpt2_{s}_{o}_b1_t64") for s in SIZES]
         grid = [r for r in grid if r and r["parameters"]]
         if not grid:
             continue
-        n = [r["parameters"] / 1e6 for r in grid]
-        ax.plot(n, [r["plan_total_bytes"] / 2**30 for r in grid], "--", color=colors[o], lw=1,
-                label=f"{NAMES[o]}: plan")
+        ax.plot([r["parameters"] / 1e6 for r in grid], [r["plan_total_bytes"] / 2**30 for r in grid], "--",
+                color=colors[o], lw=1, label=f"{NAMES[o]} plan: {FORMULA[o]}")
         ok = [r for r in grid if r["status"] == "ok"]
-        ax.plot([r["parameters"] / 1e6 for r in ok], [r["peak_rss_bytes"] / 2**30 for r in ok], "o",
-                color=colors[o], label=f"{NAMES[o]}: peak resident")
+        ax.plot([r["parameters"] / 1e6 for r in ok], [r["peak_rss_bytes"] / 2**30 for r in ok], markers[o],
+                mfc="none", mew=1.5, ms=7 + 2 * OPTIMS.index(o), color=colors[o], label=f"{NAMES[o]}: peak resident")
         bad = [r for r in grid if r["status"] == "refused"]
         if bad:
             ax.plot([r["parameters"] / 1e6 for r in bad], [r["plan_total_bytes"] / 2**30 for r in bad], "x",
-                    color=colors[o], ms=9, label=f"{NAMES[o]}: refused at start-up")
+                    color=colors[o], ms=10, mew=2, label=f"{NAMES[o]}: refused at start-up")
     if mem_total:
         ax.axhline(mem_total / 2**30, color="k", lw=0.8)
         ax.text(130, mem_total / 2**30 + 0.3, "this machine's memory (MemTotal)", fontsize=8)
     ax.set_xlabel("parameters (millions)")
     ax.set_ylabel("GiB")
-    ax.set_title("GPT-2 at B 1 x T 64: peak resident set and the memory plan")
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("GPT-2 at B 1 x T 64: peak resident set and the memory plan\n"
+                 "(plan = parameters + gradients + state + activations + scratch)", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, 0.93))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(os.path.join(RESULTS, "memory.png"), dpi=120)
