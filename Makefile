@@ -175,7 +175,7 @@ run-test-memplan: test_memplan
 # each optimizer, ViTs), AdamW refused at GPT-2 XL, what fits instead
 TESTS += run-test-memory
 run-test-memory: $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS)) $(addprefix $(BUILD)/vit/train_vit_,adamw sgd_sai)
-	bash dev/test_memory.sh $(BUILD)/bin $(BUILD)/vit
+	bash dev/test_memory.sh $(BUILD)/bin $(BUILD)/vit $(SANITIZE)
 
 # ---------------------------------------------------------------------------
 # benchmarks (figures are ratios against a peer measured in the same run)

@@ -921,7 +921,13 @@ int main(int argc, char **argv) {
     MemPlan plan;
     gpt2_memory_plan(&plan, &plan_ctx, rc.B, rc.T, OPTIM_NAME);
     memplan_check(&plan, gpt2_memory_plan, &plan_ctx, rc.memory_limit, rc.force_memory);
-    if (rc.memory_plan_only) return 0;
+    if (rc.memory_plan_only) { // nothing large was allocated
+        if (resume_state) cJSON_Delete(resume_state);
+        if (tok) tokenizer_free(tok);
+        free(prompt);
+        free(blocks);
+        return 0;
+    }
 
     GPT2 model;
     if (new_model) gpt2_build_random(&model, &config, rc.seed);

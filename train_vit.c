@@ -1029,7 +1029,11 @@ int main(int argc, char **argv) {
     MemPlan plan;
     vit_memory_plan(&plan, &plan_ctx, rc.B, 0, OPTIM_NAME);
     memplan_check(&plan, vit_memory_plan, &plan_ctx, rc.memory_limit, rc.force_memory);
-    if (rc.memory_plan_only) return 0;
+    if (rc.memory_plan_only) { // nothing large was allocated
+        if (resume_state) cJSON_Delete(resume_state);
+        free(blocks);
+        return 0;
+    }
 
     // the data
     if (fl.train_shard) {
