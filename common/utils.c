@@ -325,6 +325,17 @@ cJSON *json_parse_or_fail(const char *text, const char *name) {
     return root;
 }
 
+void json_write_file_atomic(const cJSON *obj, const char *path) {
+    char *text = cJSON_Print(obj);
+    if (!text) fail("out of memory formatting %s", path);
+    AtomicFile af;
+    atomic_open(&af, path);
+    fwrite_or_fail(text, 1, strlen(text), af.f, af.tmp_path);
+    fwrite_or_fail("\n", 1, 1, af.f, af.tmp_path);
+    atomic_commit(&af);
+    free(text);
+}
+
 cJSON *json_read_file_or_fail(const char *path) {
     FILE *f = fopen_or_fail(path, "rb");
     size_t size = file_size_or_fail(f, path);

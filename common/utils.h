@@ -120,6 +120,8 @@ struct cJSON *json_read_file_or_fail(const char *path);
 // the same checks on a text already in memory (NUL-terminated); name is the
 // file it came from, for messages
 struct cJSON *json_parse_or_fail(const char *text, const char *name);
+// Write obj as formatted JSON plus a newline, atomically (temporary file, rename).
+void json_write_file_atomic(const struct cJSON *obj, const char *path);
 
 // human-readable byte count ("1.23 GiB") into buf
 const char *format_bytes(double bytes, char *buf, size_t buflen);

@@ -146,17 +146,6 @@ void snr_means_path(char *out, size_t len, const char *rules_path) {
     if (snprintf(out, len, "%.*s_snr.json", (int)n, rules_path) >= (int)len) fail("path too long: %s", rules_path);
 }
 
-static void write_json_atomic(cJSON *obj, const char *path) {
-    char *text = cJSON_Print(obj);
-    if (!text) fail("out of memory formatting %s", path);
-    AtomicFile af;
-    atomic_open(&af, path);
-    fwrite_or_fail(text, 1, strlen(text), af.f, af.tmp_path);
-    fwrite_or_fail("\n", 1, 1, af.f, af.tmp_path);
-    atomic_commit(&af);
-    free(text);
-}
-
 void snr_write_rules(const SnrStats *s, const char *path, const char *means_path) {
     printf("SlimAdam SNR of AdamW's second moment, mean over %d measurements (rule: highest > 1, else none)\n",
            s->measurements);
@@ -201,9 +190,9 @@ void snr_write_rules(const SnrStats *s, const char *path, const char *means_path
         printf("  %-24s %12s %12s %12s  %s\n", b->name, cols[0], cols[1], cols[2],
                best < 0 ? "none" : (b->ndim == 1 ? "(0,)" : k_names[best]));
     }
-    write_json_atomic(rules, path);
+    json_write_file_atomic(rules, path);
     cJSON_Delete(rules);
-    if (means_path) write_json_atomic(means, means_path);
+    if (means_path) json_write_file_atomic(means, means_path);
     cJSON_Delete(means);
     printf("SlimAdam rules written to %s (use with OPTIM=slimadam --slimadam-rules %s)\n", path, path);
     if (means_path) printf("the mean SNRs they were chosen from: %s\n", means_path);

@@ -552,14 +552,8 @@ static void remove_checkpoint_temporaries(const char *dir) {
 void ckpt_commit(const char *dir, long step, cJSON *state, int keep_last) {
     char path[700];
     ckpt_path(path, sizeof(path), dir, "state", step, "json");
-    char *text = cJSON_Print(state);
+    json_write_file_atomic(state, path);
     cJSON_Delete(state);
-    AtomicFile af;
-    atomic_open(&af, path);
-    fwrite_or_fail(text, 1, strlen(text), af.f, af.tmp_path);
-    fwrite_or_fail("\n", 1, 1, af.f, af.tmp_path);
-    atomic_commit(&af);
-    free(text);
     // prune: complete checkpoints beyond keep_last, and temporary files of
     // interrupted writes
     long *steps;
