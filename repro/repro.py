@@ -174,7 +174,10 @@ def load_records(exp):
     for name in sorted(os.listdir(d)):
         if name.endswith(".json"):
             with open(os.path.join(d, name)) as f:
-                out.append(json.load(f))
+                rec = json.load(f)
+            # the folder also holds files the runs made (SlimAdam's derived rules): a record has an id
+            if isinstance(rec, dict) and "id" in rec:
+                out.append(rec)
     return out
 
 
