@@ -107,7 +107,7 @@ $(BUILD)/run/run.o: $(BUILD)/git-commit
 BINS += train_gpt2
 # the memory plan (run/memplan.c) is the trainers' alone: the tests of run/ link no matmul
 MEMPLAN_OBJS := $(BUILD)/run/memplan.o
-GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
+GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/evalfile.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
 $(BUILD)/%/train_gpt2.o: train_gpt2.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
