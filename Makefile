@@ -156,6 +156,13 @@ run-test-hostile: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_slimadam
                   prepare_text prepare_images setup
 	bash dev/test_hostile.sh $(BUILD)
 
+# beside llm.c (issue 14): its checkpoint folders refused and left as they are,
+# its flag meanings, the evaluation mode (-x 0) and HellaSwag from its eval file
+# against the PyTorch reference's committed figures (dev/eval_ref.py)
+TESTS += run-test-llmc
+run-test-llmc: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/vit/train_vit_adamw
+	bash dev/test_llmc.sh $(BUILD)
+
 # a few train_gpt2 steps with each optimizer against the PyTorch trainer's
 # committed runs (dev/train_gpt2_ref.py)
 TESTS += run-test-e2e

@@ -787,7 +787,7 @@ static void gpt2_memory_plan(MemPlan *p, const void *ctx, int B, int T, const ch
         memplan_add(p, "KV cache", alloc_big_footprint(kvcache_sizes(x->config, x->sample_len, kv_sizes) * sizeof(float)),
                     "%d positions", x->sample_len);
     else
-        memplan_add(p, "KV cache", 0, "none: no samples (-s 0)");
+        memplan_add(p, "KV cache", 0, "none: no samples (-s -1)");
     memplan_add_threads(p);
 }
 
@@ -1053,7 +1053,7 @@ int main(int argc, char **argv) {
     if (samples) {
         if (mc->max_seq_len < 2)
             fail("%s has a context of %d position; sampling needs at least 2 (<|endoftext|> to start from and one "
-                 "token to draw): train it with -s 0", fl.model_spec, mc->max_seq_len);
+                 "token to draw): train it with -s -1", fl.model_spec, mc->max_seq_len);
         if ((long)prompt_len >= mc->max_seq_len)
             fail("flag --prompt: the prompt is %zu tokens with the <|endoftext|> before it; the model's context is %d",
                  prompt_len, mc->max_seq_len);
@@ -1073,7 +1073,7 @@ int main(int argc, char **argv) {
     // the default corpus (and it exists). -x 0 evaluates it when asked to, by
     // -j or -v.
     int have_val = fl.val_pattern_given;
-    if (!fl.val_pattern_given && !fl.train_pattern_given) {
+    if (!fl.val_pattern_given && (!fl.train_pattern_given || !training)) {
         glob_t g;
         have_val = glob(fl.val_pattern, 0, NULL, &g) == 0;
         globfree(&g);
