@@ -125,8 +125,8 @@ expect_error "ViT header in range describing a 2^48-byte model in an 800 KB file
     "$VIT" -e "$W/vit_huge.bin" --train-shard "$W/imgs.bin" -b 4 -x 1
 
 # --- 6. integer flags: ranges, no wrapping ----------------------------------------
-for f in "-b 4294967297 1 1048576" "-t 4294967297 1 1048576" "-m 4294967297 1 1048576" "-g 2147483647 1 1048576" \
-         "-nk 4294967297 0 1048576" "--top-k 4294967297 0 16777216" "-x 99999999999999999999 0 1000000000000" \
+for f in "-b 4294967297 1 1048576" "-t 4294967297 1 1048576" "-m 4294967297 -1 1048576" "-g 2147483647 1 1048576" \
+         "-nk 4294967297 0 1048576" "--top-k 4294967297 0 16777216" "-x 99999999999999999999 -1 1000000000000" \
          "-s -2 -1 1000000000000" "--seed -1 0 9223372036854775807"; do
     set -- $f
     expect_error "flag $1 $2 (was cast to int and wrapped)" "flag $1 must be an integer in [$3, $4], got '$2'" \

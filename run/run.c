@@ -83,7 +83,10 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
     const char *a = argv[*i];
     if (is_flag(a, "-b", "--batch")) rc->B = (int)int_flag(argc, argv, i, 1, RUN_MAX_BATCH);
     else if (is_flag(a, "-t", "--seq-len")) rc->T = (int)int_flag(argc, argv, i, 1, RUN_MAX_SEQ_LEN);
-    else if (is_flag(a, "-d", "--total-batch")) rc->total_batch = (long)int_flag(argc, argv, i, 0, RUN_MAX_TOTAL_BATCH);
+    else if (is_flag(a, "-d", "--total-batch")) {
+        rc->total_batch = (long)int_flag(argc, argv, i, -1, RUN_MAX_TOTAL_BATCH);
+        if (rc->total_batch < 0) rc->total_batch = 0; // llm.c's -1: one micro-batch, no accumulation
+    }
     else if (is_flag(a, "-x", "--steps")) rc->max_steps = (long)int_flag(argc, argv, i, RUN_ONE_EPOCH, RUN_MAX_STEPS);
     else if (is_flag(a, "-k", "--schedule")) {
         const char *v = flag_value(argc, argv, i);
@@ -227,7 +230,7 @@ void run_print_flags_help(void) {
         "training flags (llm.c's letters and meanings; the README's flag table has llm.c's and nanoGPT's names):\n"
         "  -b, --batch N          micro-batch size\n"
         "  -d, --total-batch N    tokens (GPT-2) or images (ViT) per optimizer step; a multiple of\n"
-        "                         the micro-batch, reached by gradient accumulation (0 = one micro-batch)\n"
+        "                         the micro-batch, reached by gradient accumulation (0 or -1 = one micro-batch)\n"
         "  -x, --steps N          optimizer steps (-1 = one epoch of the training data; 0 = no training:\n"
         "                         evaluate and sample only)\n"
         "  -l, --lr F             peak learning rate\n"
