@@ -142,6 +142,8 @@ check "and their model files too" bash -c "[ -f '$W/nm/model_00000003.bin' ] && 
 "$GPT" "${D[@]}" -x 3 -s 0 -n 0 -f 1 -w 1 -ge 2 -r 1 -o "$W/gpu" > "$W/gpu.out" 2>&1
 "$GPT" "${D[@]}" -x 3 -s 0 -n 0 -o "$W/nogpu" > /dev/null 2>&1
 losses() { py 'print([r["loss"] for r in recs if "loss" in r])' "$1/log.jsonl"; }
+"$GPT" "${D[@]}" -x 3 -s 0 -n 0 -d -1 -o "$W/dm1" > /dev/null 2>&1
+check "-d -1 (llm.c's default): one micro-batch a step, the same losses bit for bit" [ "$(losses "$W/dm1")" = "$(losses "$W/nogpu")" ]
 check "-f 1 -w 1 -ge 2 -r 1: a note each, the same losses bit for bit" bash -c "[ \"\$(grep -c '^note: flag -\(f\|w\|ge\|r\) ' '$W/gpu.out')\" = 4 ] && [ '$(losses "$W/gpu")' = '$(losses "$W/nogpu")' ]"
 for f in "-sl 3.0:skipping updates whose loss is an outlier" "-sg 3.0:skipping updates whose gradient norm is an outlier" \
          "-a 1:overfitting a single batch" "-z 1:ZeRO sharding across GPUs" "-pn 2:multi-process training"; do
