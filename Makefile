@@ -107,7 +107,7 @@ $(BUILD)/run/run.o: $(BUILD)/git-commit
 BINS += train_gpt2
 # the memory plan (run/memplan.c) is the trainers' alone: the tests of run/ link no matmul
 MEMPLAN_OBJS := $(BUILD)/run/memplan.o
-GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
+GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/evalfile.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
 $(BUILD)/%/train_gpt2.o: train_gpt2.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -155,6 +155,13 @@ TESTS += run-test-hostile
 run-test-hostile: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_slimadam $(BUILD)/vit/train_vit_adamw \
                   prepare_text prepare_images setup
 	bash dev/test_hostile.sh $(BUILD)
+
+# beside llm.c (issue 14): its checkpoint folders refused and left as they are,
+# its flag meanings, the evaluation mode (-x 0) and HellaSwag from its eval file
+# against the PyTorch reference's committed figures (dev/eval_ref.py)
+TESTS += run-test-llmc
+run-test-llmc: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/vit/train_vit_adamw
+	bash dev/test_llmc.sh $(BUILD)
 
 # a few train_gpt2 steps with each optimizer against the PyTorch trainer's
 # committed runs (dev/train_gpt2_ref.py)

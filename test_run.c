@@ -97,7 +97,7 @@ static void test_checkpoints(void) {
         touch(dir, "optim", s, "bin");
         cJSON *st = cJSON_CreateObject();
         cJSON_AddNumberToObject(st, "step", (double)s);
-        ckpt_commit(dir, s, st, 0);
+        ckpt_commit(dir, s, st, 0, 0);
     }
     // a crash while writing checkpoint 4: model written, optimizer half-written, no state
     touch(dir, "model", 4, "bin");
@@ -109,7 +109,7 @@ static void test_checkpoints(void) {
     // the resumed run commits 4 with keep_last 2: 1 and 2 go; 3 and 4 stay
     touch(dir, "optim", 4, "bin");
     st = cJSON_CreateObject();
-    ckpt_commit(dir, 4, st, 2);
+    ckpt_commit(dir, 4, st, 2, 0);
     CHECK(!exists(dir, "model", 1, "bin") && !exists(dir, "state", 2, "json") && exists(dir, "model", 3, "bin") &&
           exists(dir, "state", 4, "json") && exists(dir, "optim", 4, "bin"),
           "keep last 2: checkpoints 1 and 2 removed, 3 and 4 kept");
@@ -130,7 +130,7 @@ static void test_checkpoints(void) {
         fclose(ff);
     }
     st = cJSON_CreateObject();
-    ckpt_commit(dir, 6, st, 1);
+    ckpt_commit(dir, 6, st, 1, 0);
     int kept = 1;
     for (int i = 0; i < nforeign; i++) {
         snprintf(fpath, sizeof(fpath), "%s/%s", dir, foreign[i]);

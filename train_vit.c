@@ -741,6 +741,7 @@ static void print_usage(void) {
            "      --crop-pad K       augmentation: random crop after padding K pixels (default 0)\n"
            "      --flip 0|1         augmentation: random horizontal flip (default 0)\n"
            "      --epochs F         train F epochs: -x = F * (images / micro-batch) / accumulation\n"
+           "                         (-x -1 is one epoch, as in llm.c)\n"
            "  -v N evaluates top-1 accuracy on the whole evaluation set every N steps and at the end\n",
            FASHION_MNIST_DIR);
     run_print_flags_help();
@@ -892,7 +893,15 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define VALUE() (v ? (i++, v) : (fail("flag %s needs a value", a), v))
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { print_usage(); return 0; }
+        if (strcmp(a, "--help") == 0) { print_usage(); return 0; }
+        else if (strcmp(a, "-h") == 0) {
+            // llm.c's -h 1 is HellaSwag, a GPT-2 evaluation; -h alone asks for help
+            if (v && !(v[0] == '-' && !(v[1] >= '0' && v[1] <= '9')))
+                fail("flag -h %s: -h 0|1 is llm.c's HellaSwag evaluation, which is for train_gpt2 (-h alone or --help "
+                     "prints the help)", v);
+            print_usage();
+            return 0;
+        }
         else if (strcmp(a, "-e") == 0) fl.model_spec = VALUE();
         else if (strcmp(a, "--patch") == 0) { fl.patch = positive_int_flag(VALUE(), a, 1); model_flags = 1; }
         else if (strcmp(a, "--embed-dim") == 0) { fl.embed_dim = positive_int_flag(VALUE(), a, 1); model_flags = 1; }
@@ -931,6 +940,7 @@ int main(int argc, char **argv) {
 #undef VALUE
     }
     if (fl.epochs > 0.0 && fl.steps_given) fail("flags -x and --epochs both set the length of the run; give one");
+    if (rc.max_steps == RUN_ONE_EPOCH) fl.epochs = 1.0; // -x -1: one epoch, as in llm.c
     if (fl.test_shard && !fl.train_shard) fail("flag --test-shard needs --train-shard (the default data is Fashion-MNIST)");
     if (fl.fmnist_dir && fl.train_shard) fail("flag --fmnist-dir is for the default data, not with --train-shard");
 
@@ -1149,6 +1159,7 @@ int main(int argc, char **argv) {
     // the training loop
     float last_loss = NAN;
     long step = run.start_step;
+    int checkpoints = rc.out_dir[0] && run_every_active(rc.ckpt_every); // -n 0: none
     while (step < rc.max_steps) {
         step++; // 1-based: the optimizer's t after this step
         ImageLoaderState before = image_loader_get_state(&train_loader);
@@ -1165,7 +1176,7 @@ int main(int argc, char **argv) {
         float gnorm = clip_grad_norm(model.grads_memory, blocks, num_blocks, rc.clip);
         float lr = lr_at_step(&rc, oc.lr, step - 1);
         char note[800] = "";
-        if ((!isfinite(loss) || !isfinite(gnorm)) && !rc.nan_skip && rc.out_dir[0]) {
+        if ((!isfinite(loss) || !isfinite(gnorm)) && !rc.nan_skip && checkpoints) {
             // keep the last good state: parameters and optimizer are still those
             // after step-1, and the loader is rewound to match
             save_checkpoint(&run, &model, opt, step - 1, before, train_set.count);
@@ -1198,10 +1209,11 @@ int main(int argc, char **argv) {
             run_eval_end(&run, step, "test_acc", acc, extra);
             if (final) print_confusion(confusion, &test_set);
         }
-        if (rc.out_dir[0] && run_due(&run, step, rc.ckpt_every))
+        if (checkpoints && run_due(&run, step, rc.ckpt_every))
             save_checkpoint(&run, &model, opt, step, image_loader_get_state(&train_loader), train_set.count);
         if (run_interrupted()) {
-            printf("interrupted at step %ld%s%s\n", step, rc.out_dir[0] ? "; checkpoint written to " : "", rc.out_dir);
+            printf("interrupted at step %ld%s%s\n", step, checkpoints ? "; checkpoint written to " : "",
+                   checkpoints ? rc.out_dir : "");
             break;
         }
     }
@@ -1209,7 +1221,7 @@ int main(int argc, char **argv) {
     run_finish(&run, step, last_loss);
     memplan_print_peak(&plan);
     run_analyses_finish(&analyses);
-    if (rc.out_dir[0])
+    if (checkpoints)
         printf("checkpoint: %s/model_%08ld.bin; evaluate it again with\n  ./train_vit -e %s/model_%08ld.bin -x 0\n",
                rc.out_dir, step, rc.out_dir, step);
 done:

@@ -7,8 +7,9 @@
 #      named with its value; the size the header describes is checked against
 #      the file before anything is allocated
 #   2. files the run did not write survive pruning (model_1.bin, state_3.txt,
-#      model_00000001.bin.bak, .write-probe, llm.c's model_00000003.bin and
-#      DONE_00000003); a new run refuses a folder with another run's log or a
+#      model_00000001.bin.bak, .write-probe); -y 1 refuses a folder with llm.c's
+#      checkpoint (model_00000003.bin and DONE_00000003; dev/test_llmc.sh has
+#      the rest); a new run refuses a folder with another run's log or a
 #      file of a checkpoint's name
 #   3. prepare_text --slice 1 (it read text[-1]: run under make SANITIZE=1)
 #   5. decompression bombs: an image whose header declares too many pixels is
@@ -124,8 +125,8 @@ expect_error "ViT header in range describing a 2^48-byte model in an 800 KB file
     "$VIT" -e "$W/vit_huge.bin" --train-shard "$W/imgs.bin" -b 4 -x 1
 
 # --- 6. integer flags: ranges, no wrapping ----------------------------------------
-for f in "-b 4294967297 1 1048576" "-t 4294967297 1 1048576" "-m 4294967297 1 1048576" "-g 2147483647 1 1048576" \
-         "-nk 4294967297 0 1048576" "--top-k 4294967297 0 16777216" "-x 99999999999999999999 0 1000000000000" \
+for f in "-b 4294967297 1 1048576" "-t 4294967297 1 1048576" "-m 4294967297 -1 1048576" "-g 2147483647 1 1048576" \
+         "-nk 4294967297 0 1048576" "--top-k 4294967297 0 16777216" "-x 99999999999999999999 -1 1000000000000" \
          "-s -2 -1 1000000000000" "--seed -1 0 9223372036854775807"; do
     set -- $f
     expect_error "flag $1 $2 (was cast to int and wrapped)" "flag $1 must be an integer in [$3, $4], got '$2'" \
@@ -144,7 +145,7 @@ expect_error "prepare_text --slice 2^63-1 (start + slice wrapped)" \
 # --- 2. files the run did not write ------------------------------------------------
 P="$W/prune"
 mkdir -p "$P"
-for f in model_1.bin state_3.txt model_00000001.bin.bak optim_7.bin DONE_00000003 .write-probe; do
+for f in model_1.bin state_3.txt model_00000001.bin.bak optim_7.bin DONE .write-probe; do
     echo "not the trainer's: $f" > "$P/$f"
 done
 cp -r "$P" "$W/prune_before"
@@ -152,15 +153,17 @@ status=0
 "$GPT" "${D[@]}" -x 4 -n 1 -nk 1 -o "$P" > /dev/null 2>&1 || status=$?
 check "a new run with -n 1 -nk 1 among foreign files: runs, and only its newest checkpoint remains" \
     bash -c "[ $status = 0 ] && [ \"\$(ls '$P' | grep -c '_0000000[1-3]\.\(bin\|json\)$')\" = 0 ] && [ -f '$P/model_00000004.bin' ] && [ -f '$P/state_00000004.json' ]"
-check "model_1.bin, state_3.txt, model_00000001.bin.bak, optim_7.bin, DONE_00000003, .write-probe are untouched" \
-    bash -c "for f in model_1.bin state_3.txt model_00000001.bin.bak optim_7.bin DONE_00000003 .write-probe; do cmp -s '$P/'\$f '$W/prune_before/'\$f || exit 1; done"
-# llm.c's checkpoint of step 3 appears in the folder; the run continues with -y 1
+check "model_1.bin, state_3.txt, model_00000001.bin.bak, optim_7.bin, DONE, .write-probe are untouched" \
+    bash -c "for f in model_1.bin state_3.txt model_00000001.bin.bak optim_7.bin DONE .write-probe; do cmp -s '$P/'\$f '$W/prune_before/'\$f || exit 1; done"
+# llm.c's checkpoint of step 3 appears in the folder: -y 1 once continued the
+# run and wrote over llm.c's model at step 3; now the folder is refused
 echo "llm.c model" > "$P/model_00000003.bin"
 echo "llm.c" > "$P/DONE_00000003"
-status=0
-"$GPT" "${D[@]}" -x 8 -n 1 -nk 1 -o "$P" -y 1 > /dev/null 2>&1 || status=$?
-check "resumed with -nk 1: llm.c's model_00000003.bin and DONE_00000003 (no state_00000003.json) survive the pruning" \
-    bash -c "[ $status = 0 ] && [ \"\$(cat '$P/model_00000003.bin')\" = 'llm.c model' ] && [ -f '$P/DONE_00000003' ] && [ -f '$P/state_00000008.json' ] && [ ! -f '$P/state_00000007.json' ]"
+expect_error "-y 1 where llm.c's checkpoint of step 3 is (its model_00000003.bin was written over)" \
+    "$P holds llm.c's checkpoints (DONE_00000003: step 3), which this program neither resumes nor writes over: start from its weights with -e $P/model_00000003.bin and another -o DIR" \
+    "$GPT" "${D[@]}" -x 8 -n 1 -nk 1 -o "$P" -y 1
+check "and llm.c's model_00000003.bin and DONE_00000003 are untouched, no step was run" \
+    bash -c "[ \"\$(cat '$P/model_00000003.bin')\" = 'llm.c model' ] && [ \"\$(cat '$P/DONE_00000003')\" = 'llm.c' ] && [ ! -f '$P/state_00000005.json' ]"
 # a new run into a folder holding another run's log
 Q="$W/otherlog"
 mkdir -p "$Q"

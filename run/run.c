@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,11 +38,11 @@ void run_config_defaults(RunConfig *rc) {
     rc->clip = 1.0f;       // nanoGPT's default
     rc->val_every = 0;
     rc->val_batches = 20;
-    rc->sample_every = 0;
+    rc->sample_every = RUN_AT_END_ONLY;
     rc->gen_tokens = 64;
     rc->temperature = 1.0f;
     rc->top_k = 0;
-    rc->ckpt_every = 0;
+    rc->ckpt_every = RUN_AT_END_ONLY;
     rc->keep_last = 0;
     rc->nan_skip = 0;
     rc->print_every = 0;
@@ -82,8 +83,11 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
     const char *a = argv[*i];
     if (is_flag(a, "-b", "--batch")) rc->B = (int)int_flag(argc, argv, i, 1, RUN_MAX_BATCH);
     else if (is_flag(a, "-t", "--seq-len")) rc->T = (int)int_flag(argc, argv, i, 1, RUN_MAX_SEQ_LEN);
-    else if (is_flag(a, "-d", "--total-batch")) rc->total_batch = (long)int_flag(argc, argv, i, 0, RUN_MAX_TOTAL_BATCH);
-    else if (is_flag(a, "-x", "--steps")) rc->max_steps = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
+    else if (is_flag(a, "-d", "--total-batch")) {
+        rc->total_batch = (long)int_flag(argc, argv, i, -1, RUN_MAX_TOTAL_BATCH);
+        if (rc->total_batch < 0) rc->total_batch = 0; // llm.c's -1: one micro-batch, no accumulation
+    }
+    else if (is_flag(a, "-x", "--steps")) rc->max_steps = (long)int_flag(argc, argv, i, RUN_ONE_EPOCH, RUN_MAX_STEPS);
     else if (is_flag(a, "-k", "--schedule")) {
         const char *v = flag_value(argc, argv, i);
         if (strcmp(v, "cosine") == 0) rc->schedule = SCHED_COSINE;
@@ -118,9 +122,18 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
         if (v < 0.0) fail("flag %s must be >= 0, got %g", a, v);
         oc->weight_decay = (float)v;
     }
-    else if (is_flag(a, "-v", "--val-every")) rc->val_every = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
-    else if (is_flag(a, "-m", "--val-batches")) rc->val_batches = (int)int_flag(argc, argv, i, 1, RUN_MAX_VAL_BATCHES);
-    else if (is_flag(a, "-s", "--sample-every")) rc->sample_every = (long)int_flag(argc, argv, i, -1, RUN_MAX_STEPS);
+    else if (is_flag(a, "-v", "--val-every")) {
+        rc->val_every = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
+        rc->val_every_given = 1;
+    }
+    else if (is_flag(a, "-m", "--val-batches")) {
+        rc->val_batches = (int)int_flag(argc, argv, i, RUN_WHOLE_SPLIT, RUN_MAX_VAL_BATCHES);
+        if (rc->val_batches == 0) fail("flag %s must be -1 (the whole validation split) or a number of batches, not 0", a);
+    }
+    else if (is_flag(a, "-s", "--sample-every")) {
+        rc->sample_every = (long)int_flag(argc, argv, i, -1, RUN_MAX_STEPS);
+        if (rc->sample_every < 0) rc->sample_every = 0; // llm.c: any value <= 0 never samples
+    }
     else if (is_flag(a, "-g", "--gen-tokens")) rc->gen_tokens = (int)int_flag(argc, argv, i, 1, RUN_MAX_GEN_TOKENS);
     else if (is_flag(a, NULL, "--temperature")) {
         double v = parse_double_or_fail(flag_value(argc, argv, i), a);
@@ -134,8 +147,41 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
         if (strlen(v) >= sizeof(rc->out_dir) - 64) fail("flag %s: path too long", a);
         snprintf(rc->out_dir, sizeof(rc->out_dir), "%s", v);
     }
-    else if (is_flag(a, "-n", "--ckpt-every")) rc->ckpt_every = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
+    else if (is_flag(a, "-n", "--ckpt-every")) {
+        rc->ckpt_every = (long)int_flag(argc, argv, i, -1, RUN_MAX_STEPS);
+        if (rc->ckpt_every < 0) rc->ckpt_every = 0; // llm.c: any value <= 0 writes none
+    }
     else if (is_flag(a, "-nk", "--keep-last")) rc->keep_last = (int)int_flag(argc, argv, i, 0, RUN_MAX_KEEP);
+    else if (is_flag(a, "-nm", "--keep-major")) rc->keep_major = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
+    else if (is_flag(a, "-f", NULL) || is_flag(a, "-w", NULL) || is_flag(a, "-ge", NULL) || is_flag(a, "-r", NULL)) {
+        // llm.c's GPU settings that leave the result of an fp32 run as it is:
+        // accepted, so that llm.c's command lines run, and said to do nothing here
+        static const char *const what[][2] = {{"-f", "TF32 matmuls"}, {"-w", "an fp32 master copy of bf16 weights"},
+                                              {"-ge", "GELU fusion in the GPU matmuls"},
+                                              {"-r", "recomputation in the GPU backward pass"}};
+        long long v = int_flag(argc, argv, i, 0, 2);
+        for (size_t k = 0; k < sizeof(what) / sizeof(what[0]); k++)
+            if (strcmp(a, what[k][0]) == 0)
+                printf("note: flag %s %lld (llm.c: %s) does nothing here: this CPU trainer computes in fp32 throughout\n",
+                       a, v, what[k][1]);
+    }
+    else if (is_flag(a, "-sl", NULL) || is_flag(a, "-sg", NULL) || is_flag(a, "-a", NULL) || is_flag(a, "-z", NULL) ||
+             is_flag(a, "-pn", NULL) || is_flag(a, "-pr", NULL) || is_flag(a, "-pg", NULL) || is_flag(a, "-pi", NULL) ||
+             is_flag(a, "-pf", NULL) || is_flag(a, "-ps", NULL) || is_flag(a, "-pm", NULL) || is_flag(a, "-pp", NULL) ||
+             is_flag(a, "-lg", NULL)) {
+        // llm.c flags whose behaviour this program does not have: refused by
+        // name, rather than as unknown or, worse, silently
+        static const char *const what[][2] = {
+            {"-sl", "skipping updates whose loss is an outlier"}, {"-sg", "skipping updates whose gradient norm is an outlier"},
+            {"-a", "overfitting a single batch"}, {"-z", "ZeRO sharding across GPUs"}, {"-lg", "GPU logging"},
+            {"-pn", "multi-process training"}, {"-pr", "multi-process training"}, {"-pg", "multi-process training"},
+            {"-pi", "multi-process training"}, {"-pf", "multi-process training"}, {"-ps", "multi-process training"},
+            {"-pm", "multi-process training"}, {"-pp", "multi-process training"}};
+        for (size_t k = 0; k < sizeof(what) / sizeof(what[0]); k++)
+            if (strcmp(a, what[k][0]) == 0)
+                fail("flag %s is llm.c's %s, which this program does not do (the README's flag table lists llm.c's "
+                     "flags)", a, what[k][1]);
+    }
     else if (is_flag(a, "-y", "--resume")) {
         const char *v = flag_value(argc, argv, i);
         if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) fail("flag %s takes 0 or 1, not '%s'", a, v);
@@ -181,11 +227,12 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
 
 void run_print_flags_help(void) {
     printf(
-        "training flags:\n"
+        "training flags (llm.c's letters and meanings; the README's flag table has llm.c's and nanoGPT's names):\n"
         "  -b, --batch N          micro-batch size\n"
         "  -d, --total-batch N    tokens (GPT-2) or images (ViT) per optimizer step; a multiple of\n"
-        "                         the micro-batch, reached by gradient accumulation (0 = one micro-batch)\n"
-        "  -x, --steps N          optimizer steps\n"
+        "                         the micro-batch, reached by gradient accumulation (0 or -1 = one micro-batch)\n"
+        "  -x, --steps N          optimizer steps (-1 = one epoch of the training data; 0 = no training:\n"
+        "                         evaluate and sample only)\n"
         "  -l, --lr F             peak learning rate\n"
         "  -c, --weight-decay F   weight decay (matrices and embeddings only)\n"
         "  -k, --schedule S       cosine | linear | constant | wsd\n"
@@ -196,16 +243,19 @@ void run_print_flags_help(void) {
         "      --seed N           random seed (initialisation, data order, sampling)\n"
         "      --nan stop|skip    on a NaN/Inf loss or gradient: stop (default) or skip the step\n"
         "evaluation and sampling:\n"
-        "  -v, --val-every N      evaluate every N steps (0 = at the end only)\n"
-        "  -m, --val-batches N    batches per evaluation (GPT-2)\n"
-        "  -s, --sample-every N   sample every N steps (0 = at the end only, -1 = never) (GPT-2)\n"
+        "  -v, --val-every N      evaluate every N steps and at the end (0 = at the end only)\n"
+        "  -m, --val-batches N    batches per evaluation (GPT-2; -1 = the whole validation split)\n"
+        "  -s, --sample-every N   sample every N steps and at the end (0 = never; default: at the end\n"
+        "                         only) (GPT-2)\n"
         "  -g, --gen-tokens N     tokens per sample (GPT-2)\n"
         "      --temperature F    sampling temperature\n"
         "      --top-k N          sample among the K most likely tokens (0 = all)\n"
         "output:\n"
         "  -o, --out DIR          write DIR/log.jsonl and checkpoints to DIR\n"
-        "  -n, --ckpt-every N     checkpoint every N steps (0 = at the end only)\n"
+        "  -n, --ckpt-every N     checkpoint every N steps and at the end (0 = never; default: at the\n"
+        "                         end only)\n"
         "  -nk, --keep-last K     keep only the newest K checkpoints (0 = all)\n"
+        "  -nm, --keep-major N    never delete the checkpoints of steps that are multiples of N\n"
         "  -y, --resume 1         continue from the newest complete checkpoint in DIR\n"
         "  -p, --print-every N    progress line every N steps (0 = about every 2 seconds)\n"
         "memory (the plan printed at start-up):\n"
@@ -219,8 +269,33 @@ void run_print_flags_help(void) {
         "      --snr-out FILE     where to write them (default DIR/slimadam_rules.json or slimadam_rules.json)\n"
         "g-SNR over training (SGD-SaI's analysis, any optimizer):\n"
         "      --gsnr-every N     at step 1 and every N steps write each block's g-SNR of the clipped\n"
-        "                         gradient, ||g|| / (std + 1e-8), to DIR/gsnr.jsonl (needs -o; 0 = off)\n");
+        "                         gradient, ||g|| / (std + 1e-8), to DIR/gsnr.jsonl (needs -o; 0 = off)\n"
+        "llm.c's GPU settings -f, -w, -ge, -r are accepted and do nothing (fp32 on the CPU); its -sl, -sg,\n"
+        "-a, -z, -lg and -p* are refused by name.\n");
     optim_print_flags_help();
+}
+
+// what depends on the run's length (-x): the warmup is clamped to it, and
+// --snr-every must measure at least once
+static void check_run_length(RunConfig *rc) {
+    if (rc->warmup > rc->max_steps) rc->warmup = rc->max_steps;
+    if (rc->snr_every > 0 && rc->max_steps / rc->snr_every == 0)
+        fail("flag --snr-every %ld: a run of %ld steps makes no measurement, so there would be no rules to write",
+             rc->snr_every, rc->max_steps);
+}
+
+void run_set_epoch_steps(RunConfig *rc, long micro_batches_per_epoch, const char *data) {
+    if (rc->max_steps != RUN_ONE_EPOCH) return;
+    rc->max_steps = micro_batches_per_epoch / rc->grad_accum;
+    if (rc->max_steps < 1)
+        fail("flag -x -1: one epoch of %s is %ld micro-batches, less than one step of %d", data,
+             micro_batches_per_epoch, rc->grad_accum);
+    printf("run: -x -1 is one epoch of %s: %ld steps\n", data, rc->max_steps);
+    check_run_length(rc);
+}
+
+int run_every_active(long every) {
+    return every > 0 || every == RUN_AT_END_ONLY;
 }
 
 void run_finalize_config(RunConfig *rc, long items_per_micro, const char *unit) {
@@ -232,14 +307,11 @@ void run_finalize_config(RunConfig *rc, long items_per_micro, const char *unit) 
         fail("flag -d: total batch %ld %s is %ld micro-batches of %ld %s; at most %d accumulation steps are allowed",
              rc->total_batch, unit, rc->total_batch / items_per_micro, items_per_micro, unit, RUN_MAX_ACCUM);
     rc->grad_accum = (int)(rc->total_batch / items_per_micro);
-    if (rc->warmup > rc->max_steps) rc->warmup = rc->max_steps;
     if (rc->resume && !rc->out_dir[0]) fail("flag -y 1 needs -o DIR (the directory holding the checkpoints)");
     if (rc->snr_every > 0 && strcmp(OPTIM_NAME, "adamw") != 0)
         fail("flag --snr-every measures AdamW's second moments: build with OPTIM=adamw (this is %s)", OPTIM_NAME);
     if (rc->gsnr_every > 0 && !rc->out_dir[0]) fail("flag --gsnr-every writes DIR/gsnr.jsonl: it needs -o DIR");
-    if (rc->snr_every > 0 && rc->max_steps / rc->snr_every == 0)
-        fail("flag --snr-every %ld: a run of %ld steps makes no measurement, so there would be no rules to write",
-             rc->snr_every, rc->max_steps);
+    if (rc->max_steps != RUN_ONE_EPOCH) check_run_length(rc);
     if (rc->snr_every > 0 && !rc->snr_out[0]) {
         rc->snr_out_default = 1;
         // out_dir leaves 64 bytes of room (see -o), enough for the file name
@@ -549,7 +621,7 @@ static void remove_checkpoint_temporaries(const char *dir) {
     closedir(d);
 }
 
-void ckpt_commit(const char *dir, long step, cJSON *state, int keep_last) {
+void ckpt_commit(const char *dir, long step, cJSON *state, int keep_last, long keep_major) {
     char path[700];
     ckpt_path(path, sizeof(path), dir, "state", step, "json");
     json_write_file_atomic(state, path);
@@ -559,7 +631,8 @@ void ckpt_commit(const char *dir, long step, cJSON *state, int keep_last) {
     long *steps;
     int n = list_checkpoints(dir, &steps);
     if (keep_last > 0)
-        for (int i = 0; i < n - keep_last; i++) remove_checkpoint_files(dir, steps[i]);
+        for (int i = 0; i < n - keep_last; i++)
+            if (keep_major <= 0 || steps[i] % keep_major != 0) remove_checkpoint_files(dir, steps[i]);
     free(steps);
     remove_checkpoint_temporaries(dir);
 }
@@ -727,6 +800,74 @@ static void probe_rules_path(const char *path) {
     remove(probe);
 }
 
+// llm.c's checkpoint folder (train_gpt2.cu -o): model_<step>.bin (the same
+// name as ours), state_<step>_<rank>.bin, the marker DONE_<step> written last,
+// and main.log. Is name one of llm.c's own names (not the model, which is
+// shared)? Sets *done_step for a DONE_ marker, else -1.
+static int is_llmc_name(const char *name, long *done_step) {
+    *done_step = -1;
+    size_t n = strlen(name);
+    if (strcmp(name, "main.log") == 0) return 1;
+    if (strncmp(name, "DONE_", 5) == 0 && n > 5 && strspn(name + 5, "0123456789") == n - 5) {
+        *done_step = n - 5 < 18 ? strtol(name + 5, NULL, 10) : LONG_MAX;
+        return 1;
+    }
+    // state_%08d_%05d.bin
+    return n == strlen("state_00000000_00000.bin") && strncmp(name, "state_", 6) == 0 &&
+           strspn(name + 6, "0123456789") == 8 && name[14] == '_' && strspn(name + 15, "0123456789") == 5 &&
+           strcmp(name + 20, ".bin") == 0;
+}
+
+// This program neither resumes llm.c's checkpoints nor writes over them (both
+// name their models model_<step>.bin): a folder holding any of llm.c's files
+// is refused, for new runs and -y 1 alike, before anything is written in it.
+// llm.c's model is still a valid -e for a new run in another folder.
+static void refuse_llmc_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return; // not there yet: nothing of llm.c's
+    struct dirent *e;
+    long newest = -1;
+    char first[256] = "";
+    while ((e = readdir(d)) != NULL) {
+        long s;
+        if (!is_llmc_name(e->d_name, &s)) continue;
+        if (s > newest) newest = s;
+        if (!first[0] || strcmp(e->d_name, first) < 0) snprintf(first, sizeof(first), "%s", e->d_name);
+    }
+    closedir(d);
+    if (!first[0]) return;
+    if (newest >= 0)
+        fail("%s holds llm.c's checkpoints (DONE_%08ld: step %ld), which this program neither resumes nor writes over: "
+             "start from its weights with -e %s/model_%08ld.bin and another -o DIR", dir, newest, newest, dir, newest);
+    fail("%s holds llm.c's files (%s), which this program neither resumes nor writes over: choose another -o DIR",
+         dir, first);
+}
+
+// -y 1 writes over a model_/optim_ file without a state file: the remains of a
+// checkpoint of ours that a crash interrupted. Such remains come with our log
+// (written before the first checkpoint); without it the file is someone
+// else's, and the run is refused.
+static void refuse_foreign_orphans(const char *dir, int have_our_log) {
+    if (have_our_log) return;
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char name[256] = "";
+    while ((e = readdir(d)) != NULL) {
+        long s;
+        int tmp, k = ckpt_parse_name(e->d_name, &s, &tmp);
+        if (k < 0 || k == CKPT_STATE || tmp) continue;
+        char state[700];
+        ckpt_path(state, sizeof(state), dir, "state", s, "json");
+        if (file_exists(state)) continue;
+        if (!name[0] || strcmp(e->d_name, name) < 0) snprintf(name, sizeof(name), "%s", e->d_name);
+    }
+    closedir(d);
+    if (name[0])
+        fail("%s/%s was not written by this program (no state file of its step, no log.jsonl of ours beside it), and "
+             "-y 1 could write over it: choose another -o DIR", dir, name);
+}
+
 cJSON *run_resume_begin(Run *run, const RunConfig *rc) {
     memset(run, 0, sizeof(*run));
     run->rc = rc;
@@ -734,6 +875,7 @@ cJSON *run_resume_begin(Run *run, const RunConfig *rc) {
     run->log_keep_step = -1;
     char path[700];
     if (rc->out_dir[0]) {
+        refuse_llmc_dir(rc->out_dir);
         // the folder: created, writable, ours alone (the lock), without the
         // temporary files a crash of ours left
         ensure_output_dir(rc->out_dir);
@@ -753,13 +895,15 @@ cJSON *run_resume_begin(Run *run, const RunConfig *rc) {
         return NULL;
     }
     long step = ckpt_latest(rc->out_dir);
+    snprintf(path, sizeof(path), "%s/log.jsonl", rc->out_dir);
+    int have_log = file_exists(path);
+    if (have_log && !is_our_log(path))
+        fail("%s was not written by this program (its first line is not a config record): choose another -o DIR",
+             path);
+    refuse_foreign_orphans(rc->out_dir, have_log);
     if (step < 0) {
         // a run that stopped before its first checkpoint: its log is kept up to
         // the steps it is about to run again, as on any resume
-        snprintf(path, sizeof(path), "%s/log.jsonl", rc->out_dir);
-        if (file_exists(path) && !is_our_log(path))
-            fail("%s was not written by this program (its first line is not a config record): choose another -o DIR",
-                 path);
         run->log_keep_step = 0;
         printf("resume: no complete checkpoint in %s, starting from scratch\n", rc->out_dir);
         return NULL;
@@ -884,7 +1028,7 @@ void run_checkpoint_commit(Run *run, long step, cJSON *extra) {
     cJSON_AddNumberToObject(s, "grad_accum", rc->grad_accum);
     cJSON_AddNumberToObject(s, "nan_skipped", (double)run->nan_skipped);
     cJSON_AddNumberToObject(s, "elapsed_s", progress_elapsed(&run->progress));
-    ckpt_commit(rc->out_dir, step, s, rc->keep_last);
+    ckpt_commit(rc->out_dir, step, s, rc->keep_last, rc->keep_major);
     char model_path[700], optim_path[700];
     run_checkpoint_paths(run, step, model_path, optim_path, sizeof(model_path));
     fail_cleanup_remove(model_path);

@@ -27,6 +27,12 @@
 #define RUN_MAX_TOP_K (1 << 24)          // --top-k
 #define RUN_MAX_KEEP (1 << 20)           // -nk
 
+// -s and -n by default act only at the end of the run; 0 (or -1) never, as in llm.c
+#define RUN_AT_END_ONLY (-2)
+// -x -1: one epoch of the training data; -m -1: the whole validation split
+#define RUN_ONE_EPOCH (-1)
+#define RUN_WHOLE_SPLIT (-1)
+
 typedef enum { SCHED_COSINE, SCHED_LINEAR, SCHED_CONSTANT, SCHED_WSD } ScheduleKind;
 
 typedef struct {
@@ -35,7 +41,7 @@ typedef struct {
     int T;                 // -t sequence length (GPT-2)
     long total_batch;      // -d tokens (GPT-2) or images (ViT) per optimizer step; 0 = one micro-batch
     int grad_accum;        // micro-batches per step (derived from -d)
-    long max_steps;        // -x optimizer steps
+    long max_steps;        // -x optimizer steps (RUN_ONE_EPOCH until the trainer knows its data)
     // learning rate schedule
     ScheduleKind schedule; // -k cosine|linear|constant|wsd
     long warmup;           // -u warmup steps
@@ -44,15 +50,17 @@ typedef struct {
     float clip;            // --clip global-norm clipping threshold, 0 = off
     // evaluation and sampling
     long val_every;        // -v steps between evaluations (0 = only at the end)
-    int val_batches;       // -m batches per evaluation (GPT-2)
-    long sample_every;     // -s steps between samples (0 = only at the end, -1 = never)
+    int val_batches;       // -m batches per evaluation (GPT-2; RUN_WHOLE_SPLIT until the trainer knows its data)
+    int val_every_given;   // -v was on the command line (-x 0 then evaluates)
+    long sample_every;     // -s steps between samples and at the end (<= 0 never; RUN_AT_END_ONLY, the default)
     int gen_tokens;        // -g tokens per sample
     float temperature;     // --temperature
     int top_k;             // --top-k (0 = all)
     // output
     char out_dir[512];     // -o directory for the log and checkpoints ("" = none)
-    long ckpt_every;       // -n steps between checkpoints (0 = only at the end)
+    long ckpt_every;       // -n steps between checkpoints and at the end (<= 0 never; RUN_AT_END_ONLY, the default)
     int keep_last;         // -nk checkpoints kept (0 = all)
+    long keep_major;       // -nm checkpoints of steps that are multiples of this are never pruned (0 = none)
     int resume;            // -y 1: continue from the latest complete checkpoint in -o
     int nan_skip;          // --nan skip|stop
     long print_every;      // -p steps between progress lines (0 = automatic)
@@ -76,7 +84,13 @@ void run_config_defaults(RunConfig *rc);
 int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i);
 void run_print_flags_help(void);
 // Derive the accumulation steps: items_per_micro = B*T (GPT-2) or B (ViT).
+// With -x -1 the checks that need the run's length wait for run_set_epoch_steps.
 void run_finalize_config(RunConfig *rc, long items_per_micro, const char *unit);
+// -x -1: the run is one epoch of micro_batches_per_epoch micro-batches (at
+// grad_accum per step); fails naming `data` when that is not one step.
+void run_set_epoch_steps(RunConfig *rc, long micro_batches_per_epoch, const char *data);
+// Does the run act every `every` steps at all (-s, -n: > 0, or the default at the end)?
+int run_every_active(long every);
 
 // learning rate of step (0-based) out of rc->max_steps
 float lr_at_step(const RunConfig *rc, float peak_lr, long step);
@@ -130,9 +144,10 @@ void ckpt_path(char *out, size_t len, const char *dir, const char *kind, long st
 // The highest step with a complete checkpoint in dir, or -1.
 long ckpt_latest(const char *dir);
 // Write DIR/state_<step>.json atomically (takes ownership of state), then
-// delete checkpoints beyond the newest keep_last (0 = keep all) and any
-// incomplete ones left by a crash.
-void ckpt_commit(const char *dir, long step, cJSON *state, int keep_last);
+// delete checkpoints beyond the newest keep_last (0 = keep all) except those
+// of steps that are multiples of keep_major (0 = none are kept for that), and
+// the temporary files of interrupted writes.
+void ckpt_commit(const char *dir, long step, cJSON *state, int keep_last, long keep_major);
 // Read DIR/state_<step>.json (caller deletes the result).
 cJSON *ckpt_read_state(const char *dir, long step);
 // Make sure dir exists and is writable; fail at start-up if not.
