@@ -18,6 +18,7 @@ their share). Standard library only.
 """
 import argparse
 import json
+import math
 import sys
 
 
@@ -50,7 +51,10 @@ def main():
             r = json.loads(line)
             if r.get("type") == "config":
                 threads = r.get("threads")
-            elif "ms" in r and "step" in r and r.get("loss") is not None:
+            elif "ms" in r and "step" in r:
+                loss = r.get("loss")
+                if not isinstance(loss, (int, float)) or not math.isfinite(loss):
+                    sys.exit(f"eta.py: {a.log}: step {r['step']} has loss {loss}; the smoke run must stay finite")
                 step_ms[r["step"]] = r["ms"]
             if "peak_rss_bytes" in r:
                 peak = r["peak_rss_bytes"]

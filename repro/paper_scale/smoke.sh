@@ -49,10 +49,30 @@ run_one() { # SCRIPT OPTIM
 for o in $GPT2_OPTIMS; do run_one gpt2_124m.sh "$o"; done
 for o in $VIT_OPTIMS; do run_one vit_s16_imagenet.sh "$o"; done
 
+# the table, on the terminal and as the record the paper-scale README points to (with what reproduces it)
+RESULT="$ROOT/repro/results/paper_scale_smoke.md"
+table() {
+    echo "threads $OMP_NUM_THREADS, load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+    printf '%-28s %-7s %-16s %-10s %s\n' run status "smoke micro-step" "peak RSS" "estimated full run on this machine"
+    printf '%s\n' "${results[@]}"
+}
 echo
-echo "threads $OMP_NUM_THREADS, load average now $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-28s %-7s %-16s %-10s %s\n' run status "smoke micro-step" "peak RSS" "estimated full run on this machine"
-printf '%s\n' "${results[@]}"
+table
+if [ "$GPT2_OPTIMS" = "$ALL" ] && [ "$VIT_OPTIMS" = "$ALL" ]; then
+    commit=$(git -C "$ROOT" rev-parse --short=12 HEAD)
+    dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no | grep -qv 'repro/results/' && echo " (with uncommitted changes)" || true)
+    {
+        echo "# Paper-scale smoke check: the last full run"
+        echo
+        echo "Written by \`repro/paper_scale/smoke.sh\` (\`make repro-paper-scale-smoke\`) on $(date -u '+%Y-%m-%d %H:%M UTC'),"
+        echo "at commit $commit$dirty, $(nproc) cores, in $((SECONDS / 60)) min $((SECONDS % 60)) s. See README.md beside the scripts for how to read it."
+        echo
+        echo '```'
+        table
+        echo '```'
+    } > "$RESULT.tmp" && mv "$RESULT.tmp" "$RESULT"
+    echo "smoke: wrote $RESULT"
+fi
 if [ "$failed" != 0 ]; then
     echo "smoke: FAILED (see the logs above)" >&2
     exit 1
