@@ -65,7 +65,7 @@ if [ "$GPT2_OPTIMS" = "$ALL" ] && [ "$VIT_OPTIMS" = "$ALL" ]; then
         echo "# Paper-scale smoke check: the last full run"
         echo
         echo "Written by \`repro/paper_scale/smoke.sh\` (\`make repro-paper-scale-smoke\`) on $(date -u '+%Y-%m-%d %H:%M UTC'),"
-        echo "at commit $commit$dirty, $(nproc) cores, in $((SECONDS / 60)) min $((SECONDS % 60)) s. See README.md beside the scripts for how to read it."
+        echo "at commit $commit$dirty, $(nproc --all) cores, in $((SECONDS / 60)) min $((SECONDS % 60)) s. See README.md beside the scripts for how to read it."
         echo
         echo '```'
         table
