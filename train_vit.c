@@ -854,7 +854,7 @@ typedef struct {
     int training;                 // -x > 0: gradients, optimizer state, backward scratch
     const ImageSet *train, *test; // their sizes (from the headers); test NULL without one
     int streamed;                 // the shards are streamed: no pixels held
-    ImageLoaderConfig *train_loader, *test_loader; // their B is set by the plan
+    const ImageLoaderConfig *train_loader, *test_loader; // the loaders' (the plan sets B)
     size_t resident_now;          // the process's resident set when the plan is made
 } ViTPlanContext;
 
@@ -888,11 +888,11 @@ static void vit_memory_plan(MemPlan *p, const void *ctx, int B, int T, const cha
     // confusion matrix of a batch; the loaders' orders and work space
     int K = x->config->num_classes, threads = omp_get_max_threads();
     size_t in = (size_t)x->config->image_channels * x->config->image_height * x->config->image_width;
-    x->train_loader->B = B;
-    x->test_loader->B = B;
+    ImageLoaderConfig train_lc = *x->train_loader, test_lc = *x->test_loader; // at this plan's B
+    train_lc.B = test_lc.B = B;
     size_t batch = (size_t)B * in * sizeof(float) + 3 * (size_t)B * sizeof(int) + 2 * (size_t)B * K * sizeof(float) +
-                   (size_t)K * K * sizeof(int64_t) + image_loader_resident_bytes(x->train, x->train_loader, threads) +
-                   (x->test ? image_loader_resident_bytes(x->test, x->test_loader, threads) : 0);
+                   (size_t)K * K * sizeof(int64_t) + image_loader_resident_bytes(x->train, &train_lc, x->streamed, threads) +
+                   (x->test ? image_loader_resident_bytes(x->test, &test_lc, x->streamed, threads) : 0);
     memplan_add(p, "batch", batch, "images as floats, labels, targets, the loaders' orders and work space");
     memplan_add_threads(p);
 }

@@ -1126,11 +1126,11 @@ typedef struct {
 static int loader_xcap(const ImageSet *set, int w) { return axis_taps_needed(set->width, w); }
 static int loader_ycap(const ImageSet *set, int h) { return axis_taps_needed(set->height, h); }
 
-static ScratchSizes scratch_sizes(const ImageSet *set, const ImageLoaderConfig *c) {
+static ScratchSizes scratch_sizes(const ImageSet *set, const ImageLoaderConfig *c, int streamed) {
     ScratchSizes z = {0};
     int h, w;
     loader_out_size(set, c, &h, &w);
-    if (!set->pixels) z.src = image_set_image_bytes(set);
+    if (streamed) z.src = image_set_image_bytes(set);
     if (c->rrc) {
         z.tmp = (size_t)set->height * w * sizeof(float);
         z.resized = (size_t)h * w;
@@ -1142,8 +1142,8 @@ static ScratchSizes scratch_sizes(const ImageSet *set, const ImageLoaderConfig *
     return z;
 }
 
-size_t image_loader_resident_bytes(const ImageSet *set, const ImageLoaderConfig *c, int threads) {
-    ScratchSizes z = scratch_sizes(set, c);
+size_t image_loader_resident_bytes(const ImageSet *set, const ImageLoaderConfig *c, int streamed, int threads) {
+    ScratchSizes z = scratch_sizes(set, c, streamed);
     size_t per_thread = z.src + z.tmp + z.resized + 2 * z.xtaps + 2 * z.ytaps + z.xw + z.yw;
     return (size_t)set->count * sizeof(int32_t) + (size_t)c->B * sizeof(ImageAugDraw) +
            (size_t)threads * (sizeof(ImageLoaderScratch) + per_thread);
@@ -1205,7 +1205,7 @@ void image_loader_init_config(ImageLoader *l, const ImageSet *set, const ImageLo
     l->xcap = loader_xcap(set, W);
     l->ycap = loader_ycap(set, H);
     l->scratch = calloc_or_fail((size_t)l->threads, sizeof(ImageLoaderScratch), "loader work space");
-    ScratchSizes z = scratch_sizes(set, c);
+    ScratchSizes z = scratch_sizes(set, c, set->pixels == NULL);
     for (int t = 0; t < l->threads; t++) {
         ImageLoaderScratch *sc = &l->scratch[t];
         sc->src = alloc_or_null(z.src, "loader image");

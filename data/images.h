@@ -339,9 +339,10 @@ void image_loader_set_state(ImageLoader *l, ImageLoaderState st);
 // back to epoch 0, position 0, augmentation Rng freshly seeded
 void image_loader_reset(ImageLoader *l);
 void image_loader_free(ImageLoader *l);
-// What image_loader_init_config allocates for this set and configuration
-// with `threads` OpenMP threads, in bytes.
-size_t image_loader_resident_bytes(const ImageSet *set, const ImageLoaderConfig *c, int threads);
+// What image_loader_init_config allocates for a set of these sizes (a header
+// read is enough), streamed or in memory, and this configuration with
+// `threads` OpenMP threads, in bytes.
+size_t image_loader_resident_bytes(const ImageSet *set, const ImageLoaderConfig *c, int streamed, int threads);
 
 // The pieces, exposed for the tests and their Python references.
 // torchvision's RandomResizedCrop.get_params on an H x W image, with r's
