@@ -1,7 +1,7 @@
 /*
 Vision Transformer training on the CPU, in one file: the parameters, the
-forward and backward passes, evaluation (top-1 accuracy, confusion matrix)
-and the training loop. The model is the ViT of Dosovitskiy et al. as timm
+forward and backward passes, evaluation (top-1 and top-5 accuracy, confusion
+matrix) and the training loop. The model is the ViT of Dosovitskiy et al. as timm
 builds it: a patch embedding (a linear map of each flattened P x P x channels
 patch, the same as a stride-P convolution), a cls token, learned position
 embeddings, pre-LayerNorm blocks with bidirectional multi-head attention and
@@ -9,7 +9,8 @@ an exact-GELU MLP, a final LayerNorm and a linear head on the cls token.
 The layers live in nn/ (shared with train_gpt2.c), the optimizers in optim/
 (one is compiled in: make train_vit OPTIM=adamw|sgdm|sgd_sai|sinkgd|slimadam),
 the run machinery (flags, schedule, logs, checkpoints) in run/, the image
-data (Fashion-MNIST, image shards, the batch loader) in data/images.h.
+data (Fashion-MNIST, image shards read whole or streamed, the batch loader
+and its augmentation: crops, flips, Mixup/CutMix, soft targets) in data/images.h.
 
 Model checkpoint (little-endian):
   256 int32 header: [0] magic 20241017, [1] version 1 (fp32 parameters),
@@ -543,41 +544,7 @@ static void cls_pool_backward(float *dx, const float *dout, int B, int T, int C)
 // forward and backward
 
 // Forward over images (B, channels, H, W) (float, normalised) to the logits
-// (model->acts.logits, B x classes). With labels, also the per-image
-// cross-entropy losses and their mean (model->mean_loss); the logits buffer
-// then holds probabilities. Without labels (NULL) the logits stay logits.
-static void vit_forward_logits(ViT *model, const float *images, int B);
-
-void vit_forward(ViT *model, const float *images, const int *labels, int B) {
-    vit_forward_logits(model, images, B);
-    int K = model->config.num_classes;
-    model->soft = 0;
-    if (labels) {
-        for (int i = 0; i < B; i++)
-            if (labels[i] < 0 || labels[i] >= K) fail("label %d of image %d is outside [0, %d)", labels[i], i, K);
-        memcpy(model->labels, labels, (size_t)B * sizeof(int));
-        softmax_crossentropy_forward(model->acts.losses, model->acts.logits, labels, B, K, K);
-        double sum = 0.0;
-        for (int i = 0; i < B; i++) sum += model->acts.losses[i];
-        model->mean_loss = (float)(sum / B);
-    } else {
-        model->mean_loss = -1.0f;
-    }
-}
-
-// The same with a target distribution per image, targets (B, classes) (label
-// smoothing, Mixup/CutMix: see nn/layers.h): losses -sum_k t_k log p_k.
-void vit_forward_soft(ViT *model, const float *images, const float *targets, int B) {
-    vit_forward_logits(model, images, B);
-    int K = model->config.num_classes;
-    memcpy(model->targets, targets, (size_t)B * K * sizeof(float));
-    model->soft = 1;
-    softmax_crossentropy_soft_forward(model->acts.losses, model->acts.logits, model->targets, B, K, K);
-    double sum = 0.0;
-    for (int i = 0; i < B; i++) sum += model->acts.losses[i];
-    model->mean_loss = (float)(sum / B);
-}
-
+// (model->acts.logits, B x classes).
 static void vit_forward_logits(ViT *model, const float *images, int B) {
     if (!model->acts_memory) fail("vit_forward: activations not allocated");
     if (B != model->batch_size) fail("vit_forward: batch %d differs from the allocated %d", B, model->batch_size);
@@ -620,6 +587,40 @@ static void vit_forward_logits(ViT *model, const float *images, int B) {
     cls_pool_forward(a.clsx, last, B, T, C);
     layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.clsx, p.lnfw, p.lnfb, B, C, VIT_LN_EPS);
     matmul_forward(a.logits, a.lnf, p.headw, p.headb, B, C, K);
+}
+
+// The forward pass, and with labels the per-image cross-entropy losses and
+// their mean (model->mean_loss); the logits buffer then holds probabilities.
+// Without labels (NULL) the logits stay logits.
+void vit_forward(ViT *model, const float *images, const int *labels, int B) {
+    int K = model->config.num_classes;
+    if (labels)
+        for (int i = 0; i < B; i++)
+            if (labels[i] < 0 || labels[i] >= K) fail("label %d of image %d is outside [0, %d)", labels[i], i, K);
+    vit_forward_logits(model, images, B);
+    model->soft = 0;
+    if (labels) {
+        memcpy(model->labels, labels, (size_t)B * sizeof(int));
+        softmax_crossentropy_forward(model->acts.losses, model->acts.logits, labels, B, K, K);
+        double sum = 0.0;
+        for (int i = 0; i < B; i++) sum += model->acts.losses[i];
+        model->mean_loss = (float)(sum / B);
+    } else {
+        model->mean_loss = -1.0f;
+    }
+}
+
+// The same with a target distribution per image, targets (B, classes) (label
+// smoothing, Mixup/CutMix: see nn/layers.h): losses -sum_k t_k log p_k.
+void vit_forward_soft(ViT *model, const float *images, const float *targets, int B) {
+    vit_forward_logits(model, images, B);
+    int K = model->config.num_classes;
+    memcpy(model->targets, targets, (size_t)B * K * sizeof(float));
+    model->soft = 1;
+    softmax_crossentropy_soft_forward(model->acts.losses, model->acts.logits, model->targets, B, K, K);
+    double sum = 0.0;
+    for (int i = 0; i < B; i++) sum += model->acts.losses[i];
+    model->mean_loss = (float)(sum / B);
 }
 
 void vit_zero_grad(ViT *model) {
