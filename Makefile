@@ -80,10 +80,14 @@ $(BUILD)/optim-choice: FORCE
 
 TESTS += run-test-nn
 BINS += test_nn
-test_nn: $(BUILD)/test_nn.o
+test_nn: $(BUILD)/test_nn.o $(BUILD)/nn/layers.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 run-test-nn: test_nn
 	./test_nn
+# rewrite the PyTorch reference of the soft-target cross-entropy (test_nn)
+.PHONY: softce-ref
+softce-ref:
+	$(PYTHON) dev/softce_ref.py
 
 TESTS += run-test-gpt2
 BINS += test_gpt2

@@ -135,6 +135,10 @@ static void expect_fail(const char *name, const char *a1, const char *a2, const 
 
 static const char *const three_names[3] = {"zero", "one", "two"};
 
+static int image_name_natural_cmp_ptr(const char *const *a, const char *const *b) {
+    return image_name_natural_cmp(*a, *b);
+}
+
 // a tiny set whose image i is constant i and whose label is i
 static void make_index_set(ImageSet *s, int n, int C, int H, int W) {
     memset(s, 0, sizeof(*s));
@@ -159,6 +163,17 @@ static int run_child(const char *name, const char *a1, const char *a2) {
     else if (!strcmp(name, "fmnist")) image_set_load_fashion_mnist(&s, a1, a2);
     else if (!strcmp(name, "folder")) image_set_load_folder(&s, a1, atoi(a2), 4, 4, RESIZE_CROP);
     else if (!strcmp(name, "shard")) image_set_read_shard(&s, a1);
+    else if (!strcmp(name, "stream")) image_set_open_shard(&s, a1);
+    else if (!strcmp(name, "stream_read")) { // a streamed shard whose images a loader reads: a2 = batch size
+        image_set_open_shard(&s, a1);
+        float mean[3] = {0.5f, 0.5f, 0.5f}, std[3] = {0.25f, 0.25f, 0.25f};
+        ImageLoader l;
+        int B = atoi(a2);
+        image_loader_init(&l, &s, B, 1, 0, 0, 0, mean, std);
+        float *img = malloc_or_fail((size_t)B * image_set_image_bytes(&s) * sizeof(float), "batch");
+        int *lab = malloc_or_fail((size_t)B * sizeof(int), "labels");
+        for (int i = 0; i < s.count; i += B) image_loader_next(&l, img, lab);
+    }
     else if (!strcmp(name, "values")) { float v[3]; parse_channel_values_or_fail(a1, 3, "--mean", atoi(a2), v); }
     else if (!strcmp(name, "loader")) {
         // a1 picks the misuse
@@ -169,6 +184,23 @@ static int run_child(const char *name, const char *a1, const char *a2) {
         else if (!strcmp(a1, "eval_flip")) image_loader_init(&l, &s, 4, 1, 0, 0, 1, mean, std);
         else if (!strcmp(a1, "zero_std")) image_loader_init(&l, &s, 4, 1, 1, 0, 0, mean, zero);
         else if (!strcmp(a1, "big_pad")) image_loader_init(&l, &s, 4, 1, 1, 3, 0, mean, std);
+        else if (!strcmp(a1, "mix_odd") || !strcmp(a1, "rrc_eval") || !strcmp(a1, "pad_size") ||
+                 !strcmp(a1, "small") || !strcmp(a1, "scale") || !strcmp(a1, "smooth_eval") || !strcmp(a1, "soft_next")) {
+            ImageLoaderConfig c;
+            image_loader_config_defaults(&c);
+            c.B = 4; c.seed = 1; c.shuffle = 1; c.mean = mean; c.std = std;
+            if (!strcmp(a1, "mix_odd")) { c.B = 3; c.mixup_alpha = 0.8; }
+            if (!strcmp(a1, "rrc_eval")) { c.shuffle = 0; c.rrc = 1; }
+            if (!strcmp(a1, "smooth_eval")) { c.shuffle = 0; c.smoothing = 0.1; }
+            if (!strcmp(a1, "pad_size")) { c.crop_pad = 1; c.out_height = 1; c.out_width = 1; }
+            if (!strcmp(a1, "small")) { c.out_height = 3; c.out_width = 2; }
+            if (!strcmp(a1, "scale")) { c.rrc = 1; c.rrc_scale[0] = 0.5; c.rrc_scale[1] = 0.25; }
+            if (!strcmp(a1, "soft_next")) c.smoothing = 0.1;
+            image_loader_init_config(&l, &s, &c);
+            float img[4 * 4];
+            int lab[4];
+            image_loader_next(&l, img, lab); // soft_next: soft targets need image_loader_next_targets
+        }
         else if (!strcmp(a1, "bad_state")) {
             image_loader_init(&l, &s, 4, 1, 1, 0, 0, mean, std);
             ImageLoaderState st = {0, 11, 1};
@@ -804,14 +836,18 @@ typedef struct {
     int cut, extra;       // bytes removed from / added to the end
 } HandShard;
 
-static void write_hand_shard(const char *path, HandShard h) {
-    uint8_t buf[4096] = {0};
+// Version 1 and 2 by hand from the layout in images.h. Version 2's
+// statistics: mean = sum / (n 255), std = sqrt(sum of squares / n - (sum / n)^2) / 255
+// over the n values of each channel, stored as float32.
+static size_t hand_shard_bytes(HandShard h, uint8_t *buf) {
+    memset(buf, 0, 64);
     memcpy(buf, h.magic, 8);
     uint32_t fields[7] = {h.version, h.count, h.height, h.width, h.channels, h.num_classes, 0};
     for (int i = 0; i < 7; i++)
         for (int b = 0; b < 4; b++) buf[8 + 4 * i + b] = (uint8_t)(fields[i] >> (8 * b));
     size_t n = 64;
     for (uint32_t k = 0; k < h.num_classes; k++) {
+        memset(buf + n, 0, 64);
         if (h.unterminated_name && k == 1) memset(buf + n, 'x', 64);
         else snprintf((char *)buf + n, 64, "class-%u", k);
         n += 64;
@@ -820,10 +856,44 @@ static void write_hand_shard(const char *path, HandShard h) {
         uint32_t lab = i == 0 ? (uint32_t)h.label_of_first : 0;
         for (int b = 0; b < 4; b++) buf[n++] = (uint8_t)(lab >> (8 * b));
     }
-    for (uint32_t i = 0; i < h.count * h.channels * h.height * h.width; i++) buf[n++] = (uint8_t)(i * 7);
-    uint32_t crc = (uint32_t)crc32(0L, buf + 64, (uInt)(n - 64));
+    size_t table = n, img = (size_t)h.channels * h.height * h.width;
+    if (h.version == 2) n += 4 * (size_t)h.count;
+    size_t pix = n;
+    for (uint32_t i = 0; i < h.count * img; i++) buf[n++] = (uint8_t)(i * 7);
+    uint32_t crc;
+    if (h.version == 2) {
+        for (uint32_t i = 0; i < h.count; i++) {
+            uint32_t c = (uint32_t)crc32(0L, buf + pix + i * img, (uInt)img);
+            for (int b = 0; b < 4; b++) buf[table + 4 * i + b] = (uint8_t)(c >> (8 * b));
+        }
+        size_t plane = (size_t)h.height * h.width;
+        for (uint32_t c = 0; c < h.channels; c++) {
+            double sum = 0, sq = 0, values = (double)h.count * plane;
+            for (uint32_t i = 0; i < h.count; i++)
+                for (size_t j = 0; j < plane; j++) {
+                    double v = buf[pix + i * img + c * plane + j];
+                    sum += v;
+                    sq += v * v;
+                }
+            double m = sum / values;
+            float mean = (float)(m / 255.0), sd = (float)(sqrt(sq / values - m * m) / 255.0);
+            memcpy(buf + 36 + 4 * c, &mean, 4);
+            memcpy(buf + 48 + 4 * c, &sd, 4);
+        }
+        crc = (uint32_t)crc32(0L, buf + 64, (uInt)(pix - 64));     // names, labels, image CRCs
+        crc = (uint32_t)crc32(crc, buf, 32);                        // then the header around the CRC field
+        crc = (uint32_t)crc32(crc, buf + 36, 28);
+    } else {
+        crc = (uint32_t)crc32(0L, buf + 64, (uInt)(n - 64));
+    }
     if (h.bad_crc) crc ^= 1;
     for (int b = 0; b < 4; b++) buf[32 + b] = (uint8_t)(crc >> (8 * b));
+    return n;
+}
+
+static void write_hand_shard(const char *path, HandShard h) {
+    uint8_t buf[4096];
+    size_t n = hand_shard_bytes(h, buf);
     n += (size_t)h.extra;
     n -= (size_t)h.cut;
     write_bytes(path, buf, n);
@@ -831,49 +901,115 @@ static void write_hand_shard(const char *path, HandShard h) {
 
 static void test_shards(void) {
     char p[1024];
-    const HandShard good = {"IMGSHARD", 1, 2, 2, 3, 1, 2, 1, 0, 0, 0, 0};
-    write_hand_shard(tp(p, "hand.bin"), good);
-    ImageSet s;
-    image_set_read_shard(&s, p);
-    CHECK(s.count == 2 && s.height == 2 && s.width == 3 && s.channels == 1 && s.num_classes == 2, "hand shard shape");
-    CHECK(s.labels[0] == 1 && s.labels[1] == 0 && !strcmp(s.class_names[1], "class-1"), "hand shard labels/names");
-    int ok = 1;
-    for (int i = 0; i < 12; i++) ok &= s.pixels[i] == (uint8_t)(i * 7);
-    CHECK(ok, "hand shard pixels");
-    // and our writer produces the same bytes
-    char q[1024];
-    image_set_write_shard(&s, tp(q, "hand_rewritten.bin"));
-    size_t na, nb;
-    uint8_t *a = read_bytes(p, &na), *b = read_bytes(q, &nb);
-    CHECK(na == nb && !memcmp(a, b, na), "writer output differs from the documented layout");
-    free(a);
-    free(b);
-    image_set_free(&s);
+    const HandShard good2 = {"IMGSHARD", 2, 2, 2, 3, 1, 2, 1, 0, 0, 0, 0};
+    write_hand_shard(tp(p, "hand2.bin"), good2);
+    for (int version = 1; version <= 2; version++) {
+        const HandShard good = {"IMGSHARD", (uint32_t)version, 2, 2, 3, 1, 2, 1, 0, 0, 0, 0};
+        write_hand_shard(tp(p, "hand%d.bin", version), good);
+        ImageSet s;
+        image_set_read_shard(&s, p);
+        CHECK(s.count == 2 && s.height == 2 && s.width == 3 && s.channels == 1 && s.num_classes == 2 &&
+              s.version == version, "hand shard v%d shape", version);
+        CHECK(s.labels[0] == 1 && s.labels[1] == 0 && !strcmp(s.class_names[1], "class-1"), "hand shard labels/names");
+        int ok = 1;
+        for (int i = 0; i < 12; i++) ok &= s.pixels[i] == (uint8_t)(i * 7);
+        CHECK(ok, "hand shard pixels");
+        // our writer (version 2) produces the bytes of the hand-made version 2
+        char q[1024];
+        image_set_write_shard(&s, tp(q, "hand%d_rewritten.bin", version));
+        size_t na, nb;
+        uint8_t *a = read_bytes(tp(p, "hand2.bin"), &na), *b = read_bytes(q, &nb);
+        CHECK(na == nb && !memcmp(a, b, na), "writer output (from a v%d shard) differs from the documented layout", version);
+        free(a);
+        free(b);
+        // the header's statistics are image_set_channel_stats' values
+        ImageSet back;
+        image_set_read_shard(&back, q);
+        double m, sd;
+        image_set_channel_stats(&s, &m, &sd);
+        CHECK(back.has_stats && back.stats_mean[0] == (float)m && back.stats_std[0] == (float)sd,
+              "stored statistics %g %g, computed %g %g", back.stats_mean[0], back.stats_std[0], m, sd);
+        image_set_free(&back);
+        // streamed: the same metadata, the same pixels image by image
+        ImageSet st;
+        image_set_open_shard(&st, p);
+        uint8_t img[6];
+        char err[1400];
+        ok = st.pixels == NULL && st.count == 2 && st.labels[0] == 1 && !strcmp(st.class_names[1], "class-1");
+        for (int i = 0; i < 2; i++) {
+            const uint8_t *got = image_set_image(&st, i, img, err, sizeof(err));
+            ok &= got == img && !memcmp(img, s.pixels + 6 * i, 6);
+        }
+        CHECK(ok, "streamed v%d shard: labels, names or pixels differ from the whole read", version);
+        double m2, sd2;
+        image_set_channel_stats(&st, &m2, &sd2);
+        CHECK(m2 == m && sd2 == sd, "streamed statistics differ");
+        image_set_free(&st);
+        image_set_free(&s);
 
-    HandShard h;
-    h = good; h.magic = "IMGSHARX"; write_hand_shard(tp(p, "s_magic.bin"), h);
-    expect_fail("shard", p, NULL, p, "magic");
-    h = good; h.version = 2; write_hand_shard(tp(p, "s_version.bin"), h);
-    expect_fail("shard", p, NULL, p, "version");
-    h = good; h.cut = 1; write_hand_shard(tp(p, "s_cut.bin"), h);
-    expect_fail("shard", p, NULL, p, "truncated");
-    h = good; h.cut = 100; write_hand_shard(tp(p, "s_cut_hdr.bin"), h);
-    expect_fail("shard", p, NULL, p, "truncated");
-    h = good; h.extra = 1; write_hand_shard(tp(p, "s_extra.bin"), h);
-    expect_fail("shard", p, NULL, p, "trailing");
-    h = good; h.bad_crc = 1; write_hand_shard(tp(p, "s_crc.bin"), h);
-    expect_fail("shard", p, NULL, p, "CRC");
-    h = good; h.label_of_first = 2; write_hand_shard(tp(p, "s_label.bin"), h);
-    expect_fail("shard", p, NULL, p, "out of range");
-    h = good; h.label_of_first = -1; write_hand_shard(tp(p, "s_label_neg.bin"), h);
-    expect_fail("shard", p, NULL, p, "out of range");
-    h = good; h.channels = 2; h.count = 1; write_hand_shard(tp(p, "s_channels.bin"), h);
-    expect_fail("shard", p, NULL, p, "channels");
-    h = good; h.unterminated_name = 1; write_hand_shard(tp(p, "s_name.bin"), h);
-    expect_fail("shard", p, NULL, p, "NUL");
-    h = good; h.count = 0; write_hand_shard(tp(p, "s_zero.bin"), h);
-    expect_fail("shard", p, NULL, p, "count");
+        HandShard h;
+        h = good; h.magic = "IMGSHARX"; write_hand_shard(tp(p, "s%d_magic.bin", version), h);
+        expect_fail("shard", p, NULL, p, "magic");
+        h = good; h.version = 3; write_hand_shard(tp(p, "s%d_version.bin", version), h);
+        expect_fail("shard", p, NULL, p, "version");
+        h = good; h.cut = 1; write_hand_shard(tp(p, "s%d_cut.bin", version), h);
+        expect_fail("shard", p, NULL, p, "truncated");
+        h = good; h.cut = 100; write_hand_shard(tp(p, "s%d_cut_hdr.bin", version), h);
+        expect_fail("shard", p, NULL, p, "truncated");
+        h = good; h.extra = 1; write_hand_shard(tp(p, "s%d_extra.bin", version), h);
+        expect_fail("shard", p, NULL, p, "trailing");
+        h = good; h.bad_crc = 1; write_hand_shard(tp(p, "s%d_crc.bin", version), h);
+        expect_fail("shard", p, NULL, p, "CRC");
+        expect_fail("stream", p, NULL, p, "CRC");
+        h = good; h.label_of_first = 2; write_hand_shard(tp(p, "s%d_label.bin", version), h);
+        expect_fail("shard", p, NULL, p, "out of range");
+        expect_fail("stream", p, NULL, p, "out of range");
+        h = good; h.label_of_first = -1; write_hand_shard(tp(p, "s%d_label_neg.bin", version), h);
+        expect_fail("shard", p, NULL, p, "out of range");
+        h = good; h.channels = 2; h.count = 1; write_hand_shard(tp(p, "s%d_channels.bin", version), h);
+        expect_fail("shard", p, NULL, p, "channels");
+        h = good; h.unterminated_name = 1; write_hand_shard(tp(p, "s%d_name.bin", version), h);
+        expect_fail("shard", p, NULL, p, "NUL");
+        h = good; h.count = 0; write_hand_shard(tp(p, "s%d_zero.bin", version), h);
+        expect_fail("shard", p, NULL, p, "count");
+
+        // a flipped pixel byte: version 1 streamed is caught by the pass at
+        // start-up; version 2 opens (its header CRC is fine) and the image is
+        // caught when read, whole or streamed
+        uint8_t buf[4096];
+        size_t n = hand_shard_bytes(good, buf);
+        buf[n - 4] ^= 0x10; // image 1
+        write_bytes(tp(p, "s%d_pixel.bin", version), buf, n);
+        if (version == 1) {
+            expect_fail("shard", p, NULL, p, "CRC");
+            expect_fail("stream", p, NULL, p, "CRC");
+        } else {
+            expect_fail("shard", p, NULL, "image 1 is corrupt", p);
+            expect_fail("stream_read", p, "1", "image 1 is corrupt", p);
+            ImageSet t;
+            image_set_open_shard(&t, p); // opens: only the read of image 1 fails
+            CHECK(image_set_image(&t, 0, img, err, sizeof(err)) != NULL && image_set_image(&t, 1, img, err, sizeof(err)) == NULL &&
+                  strstr(err, "image 1 is corrupt"), "v2 image CRC checked on read: %s", err);
+            image_set_free(&t);
+            // a flipped byte in the statistics, the image CRC table or a label: the header CRC
+            const size_t at[3] = {37, 64 + 2 * 64 + 8 + 1, 64 + 2 * 64};
+            for (int k = 0; k < 3; k++) {
+                n = hand_shard_bytes(good, buf);
+                buf[at[k]] ^= 0x01;
+                write_bytes(tp(p, "s2_meta%d.bin", k), buf, n);
+                expect_fail("stream", p, NULL, p, "CRC");
+                expect_fail("shard", p, NULL, p, "CRC");
+            }
+            // statistics out of range are refused before the CRC
+            n = hand_shard_bytes(good, buf);
+            float bad = 2.0f;
+            memcpy(buf + 36, &bad, 4);
+            write_bytes(tp(p, "s2_stats.bin"), buf, n);
+            expect_fail("stream", p, NULL, p, "statistics");
+        }
+    }
     expect_fail("shard", tp(p, "s_missing.bin"), NULL, p, "cannot open");
+    expect_fail("stream", p, NULL, p, "cannot open");
 }
 
 // ---------------------------------------------------------------------------
@@ -1112,6 +1248,13 @@ static void test_loader(void) {
     expect_fail("loader", "zero_std", NULL, "std", NULL);
     expect_fail("loader", "big_pad", NULL, "padding", NULL);
     expect_fail("loader", "bad_state", NULL, "state", NULL);
+    expect_fail("loader", "mix_odd", NULL, "must be even", NULL);
+    expect_fail("loader", "rrc_eval", NULL, "never augmented", NULL);
+    expect_fail("loader", "smooth_eval", NULL, "no soft targets", NULL);
+    expect_fail("loader", "pad_size", NULL, "crop padding needs", NULL);
+    expect_fail("loader", "small", NULL, "smaller than the model's", NULL);
+    expect_fail("loader", "scale", NULL, "scale", NULL);
+    expect_fail("loader", "soft_next", NULL, "image_loader_next_targets", NULL);
 }
 
 // ---------------------------------------------------------------------------
@@ -1149,6 +1292,410 @@ static void test_holdout_and_values(void) {
     expect_fail("values", "0.1,0,0.3", "1", "--mean", "positive");
 }
 
+// ---------------------------------------------------------------------------
+// natural order (timm's natural_key), against a hand-written list
+
+static void test_natural_order(void) {
+    // the order below, written by hand from the rule: text runs lower-cased,
+    // digit runs by value, a prefix first, ties (equal keys) by strcmp
+    const char *want[] = {"007", "7", "9", "10", "a", "a2", "ab1", "B", "b", "Class1", "class01", "class1b",
+                          "class2", "class10", "img1", "img.1", "img_9", "img_10", "n1", "n01440764",
+                          "n01443537", "x"};
+    const int n = (int)(sizeof(want) / sizeof(want[0]));
+    const int scramble[] = {13, 5, 0, 21, 8, 17, 2, 11, 19, 3, 15, 7, 1, 20, 9, 4, 16, 12, 6, 18, 10, 14};
+    const char *names[64];
+    for (int i = 0; i < n; i++) names[i] = want[scramble[i]];
+    qsort(names, (size_t)n, sizeof(char *), (int (*)(const void *, const void *))image_name_natural_cmp_ptr);
+    int ok = 1;
+    for (int i = 0; i < n; i++) ok &= !strcmp(names[i], want[i]);
+    CHECK(ok, "natural order of %d names differs from the hand-written list", n);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            int c = image_name_natural_cmp(want[i], want[j]);
+            if ((i < j && c >= 0) || (i > j && c <= 0) || (i == j && c != 0)) {
+                CHECK(0, "natural_cmp(%s, %s) = %d", want[i], want[j], c);
+                return;
+            }
+        }
+    // a folder: classes c10, c2, C1 are labelled C1 = 0, c2 = 1, c10 = 2 (strcmp: C1, c10, c2)
+    char root[1024], p[1024];
+    mkdir_or_die(tp(root, "natural"));
+    const char *cls[3] = {"c10", "c2", "C1"};
+    uint8_t px[4] = {10, 20, 30, 40};
+    for (int k = 0; k < 3; k++) {
+        mkdir_or_die(tp(p, "natural/%s", cls[k]));
+        px[0] = (uint8_t)(100 + k); // tells the images apart
+        write_png_or_die(tp(p, "natural/%s/img10.png", cls[k]), 2, 2, 1, px);
+        px[0] = (uint8_t)(200 + k);
+        write_png_or_die(tp(p, "natural/%s/img9.png", cls[k]), 2, 2, 1, px);
+    }
+    ImageSet s;
+    image_set_load_folder(&s, root, 1, 2, 2, RESIZE_STRETCH);
+    CHECK(s.num_classes == 3 && !strcmp(s.class_names[0], "C1") && !strcmp(s.class_names[1], "c2") &&
+          !strcmp(s.class_names[2], "c10"), "folder classes in natural order: %s %s %s", s.class_names[0],
+          s.class_names[1], s.class_names[2]);
+    // files too: img9 before img10; C1's images first
+    CHECK(s.count == 6 && s.pixels[0] == 202 && s.pixels[4] == 102 && s.pixels[8] == 201 && s.labels[0] == 0 &&
+          s.labels[2] == 1 && s.labels[5] == 2, "folder images in natural order");
+    image_set_free(&s);
+}
+
+// ---------------------------------------------------------------------------
+// augmentation against dev/aug_ref.py (torchvision's RandomResizedCrop, timm's Mixup)
+
+static void read_ref(void *dst, size_t size, size_t count, FILE *f) { fread_or_fail(dst, size, count, f, "dev/testdata/aug_ref.bin"); }
+
+static void test_augmentation_reference(void) {
+    const char *path = "dev/testdata/aug_ref.bin";
+    FILE *f = fopen_or_fail(path, "rb");
+    int32_t hdr[4];
+    read_ref(hdr, 4, 4, f);
+    if (hdr[0] != 20261203 || hdr[1] != 1) fail("%s: bad magic or version", path);
+    for (int c = 0; c < hdr[2]; c++) {
+        uint64_t seed, state;
+        int32_t dims[4];
+        double sr[4];
+        read_ref(&seed, 8, 1, f);
+        read_ref(dims, 4, 4, f);
+        read_ref(sr, 8, 4, f);
+        int H = dims[0], W = dims[1], count = dims[2];
+        int32_t *boxes = malloc_or_fail((size_t)count * 16, "boxes");
+        read_ref(boxes, 4, (size_t)count * 4, f);
+        read_ref(&state, 8, 1, f);
+        Rng r;
+        rng_seed(&r, seed);
+        int same = 0;
+        for (int i = 0; i < count; i++) {
+            ImageAugDraw d;
+            image_rrc_box(&r, H, W, sr, sr + 2, &d);
+            same += d.y == boxes[4 * i] && d.x == boxes[4 * i + 1] && d.h == boxes[4 * i + 2] && d.w == boxes[4 * i + 3];
+        }
+        CHECK(same == count && r.state == state, "RandomResizedCrop %dx%d scale (%g, %g) ratio (%g, %g): %d of %d boxes "
+              "equal to torchvision's on the same draws%s", H, W, sr[0], sr[1], sr[2], sr[3], same, count,
+              r.state == state ? "" : ", and the RNG ends elsewhere");
+        free(boxes);
+    }
+    for (int c = 0; c < hdr[3]; c++) {
+        int32_t d8[8];
+        double lam_sm[2], lam_out;
+        int32_t box[4];
+        read_ref(d8, 4, 8, f);
+        read_ref(lam_sm, 8, 2, f);
+        int B = d8[0], C = d8[1], H = d8[2], W = d8[3], K = d8[4], cut = d8[5];
+        size_t n = (size_t)B * C * H * W;
+        int *labels = malloc_or_fail((size_t)B * sizeof(int), "labels");
+        float *x = malloc_or_fail(n * sizeof(float), "images"), *want = malloc_or_fail(n * sizeof(float), "images");
+        float *tw = malloc_or_fail((size_t)B * K * sizeof(float), "targets"), *t = malloc_or_fail((size_t)B * K * sizeof(float), "targets");
+        read_ref(labels, 4, (size_t)B, f);
+        read_ref(x, 4, n, f);
+        read_ref(box, 4, 4, f);
+        read_ref(&lam_out, 8, 1, f);
+        read_ref(want, 4, n, f);
+        read_ref(tw, 4, (size_t)B * K, f);
+        ImageMixDraw d = {0};
+        if (cut) image_cutmix_box(H, W, lam_sm[0], d8[6], d8[7], &d);
+        else { d.mixed = 1; d.lam = lam_sm[0]; }
+        int box_ok = !cut || (d.yl == box[0] && d.yh == box[1] && d.xl == box[2] && d.xh == box[3]);
+        image_mix_batch(x, B, C, H, W, &d);
+        image_mix_targets(t, labels, B, K, lam_sm[1], &d);
+        double ex = 0, et = 0, mx = 0;
+        for (size_t i = 0; i < n; i++) { ex = fmax(ex, fabs(x[i] - want[i])); mx = fmax(mx, fabs(want[i])); }
+        for (size_t i = 0; i < (size_t)B * K; i++) et = fmax(et, fabs(t[i] - tw[i]));
+        CHECK(box_ok && d.lam == lam_out && ex <= (cut ? 0.0 : 1.2e-7 * mx) && et <= 1.2e-7,
+              "%s B %d lam %g: box (%d %d %d %d) vs timm's (%d %d %d %d), lam %.9f vs %.9f, images off by %.2e, "
+              "targets by %.2e", cut ? "CutMix" : "mixup", B, lam_sm[0], d.yl, d.yh, d.xl, d.xh, box[0], box[1],
+              box[2], box[3], d.lam, lam_out, ex, et);
+        free(labels); free(x); free(want); free(tw); free(t);
+    }
+    fclose(f);
+}
+
+// Beta(alpha, alpha): moments against the formulas, the distribution against
+// the closed-form CDFs of alpha 1/2 (arcsine), 1 (uniform), 2 (3x^2 - 2x^3)
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_beta(void) {
+    const int n = 200000;
+    double *v = malloc_or_fail((size_t)n * sizeof(double), "samples");
+    const double alphas[5] = {0.2, 0.5, 0.8, 1.0, 2.0};
+    for (int a = 0; a < 5; a++) {
+        double al = alphas[a];
+        Rng r;
+        rng_seed(&r, 99 + a);
+        double sum = 0, sq = 0;
+        int inside = 1;
+        for (int i = 0; i < n; i++) {
+            v[i] = image_beta_sample(&r, al);
+            inside &= v[i] >= 0.0 && v[i] <= 1.0;
+            sum += v[i];
+            sq += v[i] * v[i];
+        }
+        double mean = sum / n, var = sq / n - mean * mean, want_var = 1.0 / (4.0 * (2.0 * al + 1.0));
+        // the sample mean's sd is sqrt(var / n); the variance's, roughly var sqrt(2 / n)
+        CHECK(inside && fabs(mean - 0.5) < 5 * sqrt(want_var / n) && fabs(var - want_var) < 5 * want_var * sqrt(3.0 / n),
+              "Beta(%g, %g): mean %.4f (0.5), variance %.5f (%.5f)", al, al, mean, var, want_var);
+        if (al == 0.5 || al == 1.0 || al == 2.0) {
+            qsort(v, (size_t)n, sizeof(double), cmp_double);
+            double ks = 0;
+            for (int i = 0; i < n; i++) {
+                double x = v[i], F = al == 1.0 ? x : (al == 2.0 ? 3 * x * x - 2 * x * x * x : 2.0 / M_PI * asin(sqrt(x)));
+                ks = fmax(ks, fmax(fabs(F - (double)i / n), fabs(F - (double)(i + 1) / n)));
+            }
+            // 1.95 / sqrt(n): the 0.1% critical value of the Kolmogorov-Smirnov statistic
+            CHECK(ks < 1.95 / sqrt(n), "Beta(%g, %g) against its CDF: KS statistic %.5f (limit %.5f)", al, al, ks, 1.95 / sqrt(n));
+        }
+    }
+    free(v);
+}
+
+// a set of n images [C][H][W] with varied pixels; labels = index (n classes)
+static void make_noise_set(ImageSet *s, int n, int C, int H, int W, uint64_t seed) {
+    make_index_set(s, n, C, H, W);
+    Rng r;
+    rng_seed(&r, seed);
+    for (size_t i = 0; i < (size_t)n * C * H * W; i++) s->pixels[i] = (uint8_t)rng_below(&r, 256);
+}
+
+static float norm_ref(int v, float mean, float std) { return ((float)v / 255.0f - mean) / std; }
+
+// RandomResizedCrop and flip in the loader: each output image is the box of
+// its draw cut from the stored image, resized by image_resize_hwc (STRETCH),
+// mirrored if drawn, normalised
+static void test_loader_rrc(int out_h, int out_w) {
+    ImageSet s;
+    make_noise_set(&s, 6, 3, 13, 11, 5);
+    float mean[3] = {0.4f, 0.5f, 0.6f}, std[3] = {0.2f, 0.25f, 0.3f};
+    ImageLoaderConfig c;
+    image_loader_config_defaults(&c);
+    c.B = 3; c.seed = 17; c.shuffle = 1; c.rrc = 1; c.flip = 1; c.out_height = out_h; c.out_width = out_w;
+    c.mean = mean; c.std = std;
+    ImageLoader l;
+    image_loader_init_config(&l, &s, &c);
+    size_t out = (size_t)3 * out_h * out_w;
+    float *img = malloc_or_fail(3 * out * sizeof(float), "batch");
+    uint8_t *hwc = malloc_or_fail((size_t)13 * 11 * 3, "crop"), *res = malloc_or_fail(out, "resized");
+    int lab[3], ok = 1, flips = 0, boxes_differ = 0, prev_h = -1;
+    for (int it = 0; it < 40; it++) {
+        image_loader_next(&l, img, lab);
+        for (int b = 0; b < 3; b++) {
+            const ImageAugDraw *d = &l.draws[b];
+            ok &= d->y >= 0 && d->x >= 0 && d->y + d->h <= 13 && d->x + d->w <= 11 && d->h > 0 && d->w > 0;
+            const uint8_t *src = s.pixels + (size_t)lab[b] * 3 * 13 * 11;
+            for (int y = 0; y < d->h; y++)
+                for (int x = 0; x < d->w; x++)
+                    for (int ch = 0; ch < 3; ch++) hwc[(y * d->w + x) * 3 + ch] = src[(ch * 13 + d->y + y) * 11 + d->x + x];
+            image_resize_hwc(hwc, d->w, d->h, 3, res, out_w, out_h, RESIZE_STRETCH);
+            for (int ch = 0; ch < 3; ch++)
+                for (int y = 0; y < out_h; y++)
+                    for (int x = 0; x < out_w; x++) {
+                        int sx = d->flip ? out_w - 1 - x : x;
+                        ok &= img[(size_t)b * out + (ch * out_h + y) * out_w + x] ==
+                              norm_ref(res[(y * out_w + sx) * 3 + ch], mean[ch], std[ch]);
+                    }
+            flips += d->flip;
+            boxes_differ += prev_h >= 0 && d->h != prev_h;
+            prev_h = d->h;
+        }
+    }
+    CHECK(ok && flips > 30 && flips < 90 && boxes_differ > 20,
+          "RandomResizedCrop to %dx%d: images = resized boxes (flipped %d of 120, %d box sizes changed)", out_h, out_w,
+          flips, boxes_differ);
+    free(img); free(hwc); free(res);
+    image_loader_free(&l);
+    free_test_set(&s);
+}
+
+// torchvision's CenterCrop: offsets round((stored - out) / 2), half to even
+static void test_loader_center(void) {
+    ImageSet s;
+    make_noise_set(&s, 2, 1, 6, 9, 8);
+    float mean = 0.5f, std = 0.25f;
+    ImageLoaderConfig c;
+    image_loader_config_defaults(&c);
+    c.B = 2; c.out_height = 3; c.out_width = 4; c.mean = &mean; c.std = &std;
+    ImageLoader l;
+    image_loader_init_config(&l, &s, &c);
+    float img[2 * 12];
+    int lab[2];
+    image_loader_next(&l, img, lab);
+    // rows: (6 - 3) / 2 = 1.5 -> 2; columns: (9 - 4) / 2 = 2.5 -> 2
+    int ok = 1;
+    for (int b = 0; b < 2; b++)
+        for (int y = 0; y < 3; y++)
+            for (int x = 0; x < 4; x++) ok &= img[b * 12 + y * 4 + x] == norm_ref(s.pixels[b * 54 + (y + 2) * 9 + x + 2], mean, std);
+    CHECK(ok && lab[0] == 0 && lab[1] == 1, "evaluation centre crop 6x9 -> 3x4 at row 2, column 2");
+    image_loader_free(&l);
+    free_test_set(&s);
+}
+
+// Mixup/CutMix in the loader: the images of a batch are drawn before the
+// batch's Mixup draws, so a loader without Mixup (same seed) makes the same
+// images, which a direct reference mixes by the draws recorded; targets by
+// hand from the definition
+static void test_loader_mixup(void) {
+    ImageSet s;
+    make_noise_set(&s, 10, 2, 5, 4, 9);
+    float mean[2] = {0.5f, 0.4f}, std[2] = {0.3f, 0.2f};
+    const int B = 4, K = 10, n = 2 * 5 * 4;
+    int cut_count = 0, mixed_count = 0, ok_images = 1, ok_targets = 1;
+    double lam_sum = 0;
+    const int runs = 400;
+    for (int run = 0; run < runs; run++) {
+        ImageLoaderConfig c;
+        image_loader_config_defaults(&c);
+        c.B = B; c.seed = 1000 + run; c.shuffle = 1; c.flip = 1; c.mean = mean; c.std = std;
+        ImageLoader plain, mix;
+        image_loader_init_config(&plain, &s, &c);
+        c.mixup_alpha = 0.8; c.cutmix_alpha = 1.0; c.smoothing = 0.1;
+        c.mix_prob = 0.9;
+        image_loader_init_config(&mix, &s, &c);
+        // heap buffers: gcc 12 vectorised the checks below with aligned loads
+        // from stack arrays it had not aligned (a crash at -O3 only)
+        float *a = malloc_or_fail(4 * 40 * sizeof(float), "batch"), *b = malloc_or_fail(4 * 40 * sizeof(float), "batch");
+        float *t = malloc_or_fail(4 * 10 * sizeof(float), "targets");
+        int la[4], lb[4];
+        image_loader_next(&plain, a, la);
+        image_loader_next_targets(&mix, b, lb, t);
+        const ImageMixDraw *d = &mix.mix;
+        for (int i = 0; i < B; i++) {
+            int p = B - 1 - i;
+            for (int j = 0; j < n; j++) {
+                int r = (j % 20) / 4, col = j % 4;
+                float want = a[i * n + j];
+                if (d->mixed && d->cutmix) {
+                    if (r >= d->yl && r < d->yh && col >= d->xl && col < d->xh) want = a[p * n + j];
+                } else if (d->mixed) {
+                    want = a[i * n + j] * (float)d->lam + a[p * n + j] * (float)(1.0 - d->lam);
+                }
+                ok_images &= fabsf(b[i * n + j] - want) <= 1e-6f * (1.0f + fabsf(want));
+            }
+            for (int k = 0; k < K; k++) {
+                double y1 = k == lb[i] ? 0.9 + 0.01 : 0.01, y2 = k == lb[p] ? 0.9 + 0.01 : 0.01;
+                double want = d->mixed ? d->lam * y1 + (1.0 - d->lam) * y2 : y1;
+                ok_targets &= fabs(t[i * K + k] - want) < 1e-6 && la[i] == lb[i];
+            }
+        }
+        if (d->mixed) {
+            mixed_count++;
+            cut_count += d->cutmix;
+            if (d->cutmix) {
+                double area = (double)(d->yh - d->yl) * (d->xh - d->xl);
+                ok_images &= d->lam == 1.0 - area / 20.0;
+            } else {
+                lam_sum += d->lam;
+            }
+        }
+        image_loader_free(&plain);
+        image_loader_free(&mix);
+        free(a);
+        free(b);
+        free(t);
+    }
+    // mix_prob 0.9 of 400 runs: 360 expected, sd 6; switch_prob 0.5: half CutMix
+    CHECK(ok_images && ok_targets, "Mixup/CutMix batches and targets from the recorded draws (images %d, targets %d)",
+          ok_images, ok_targets);
+    CHECK(abs(mixed_count - 360) < 30 && abs(cut_count - mixed_count / 2) < 40 &&
+          fabs(lam_sum / (mixed_count - cut_count) - 0.5) < 0.1,
+          "Mixup drawn in %d of %d batches (mix_prob 0.9), CutMix in %d of them (switch_prob 0.5), mean mixup lam %.3f",
+          mixed_count, runs, cut_count, lam_sum / (mixed_count - cut_count));
+    free_test_set(&s);
+}
+
+// A streamed shard gives the loader exactly what the same shard read whole
+// gives: training with every augmentation over epochs, with a resume in the
+// middle, on one and two threads; evaluation
+static void test_stream_equals_memory(void) {
+    ImageSet src;
+    make_noise_set(&src, 21, 3, 12, 10, 77);
+    for (int i = 0; i < 21; i++) src.labels[i] = i % 5;
+    src.num_classes = 5;
+    char p1[1024], p2[1024];
+    image_set_write_shard(&src, tp(p2, "stream_v2.bin"));
+    // a version 1 copy by hand: CRC of names, labels and pixels; zero after it
+    {
+        size_t nb;
+        uint8_t *b = read_bytes(p2, &nb);
+        size_t meta = 64 + 21 * 64 + 21 * 4, table = 21 * 4;
+        uint8_t *v1 = malloc_or_fail(nb - table, "v1");
+        memcpy(v1, b, meta);
+        memcpy(v1 + meta, b + meta + table, nb - meta - table);
+        memset(v1 + 36, 0, 28);
+        v1[8] = 1;
+        uint32_t crc = (uint32_t)crc32(0L, v1 + 64, (uInt)(nb - table - 64));
+        for (int k = 0; k < 4; k++) v1[32 + k] = (uint8_t)(crc >> (8 * k));
+        write_bytes(tp(p1, "stream_v1.bin"), v1, nb - table);
+        free(v1);
+        free(b);
+    }
+    free_test_set(&src);
+    const char *paths[2] = {p1, p2};
+    float mean[3] = {0.45f, 0.5f, 0.55f}, std[3] = {0.25f, 0.3f, 0.2f};
+    for (int v = 0; v < 2; v++) {
+        ImageSet mem, st;
+        image_set_read_shard(&mem, paths[v]);
+        image_set_open_shard(&st, paths[v]);
+        ImageLoaderConfig c;
+        image_loader_config_defaults(&c);
+        c.B = 4; c.seed = 3; c.shuffle = 1; c.rrc = 1; c.flip = 1; c.out_height = 8; c.out_width = 8;
+        c.mixup_alpha = 0.8; c.cutmix_alpha = 1.0; c.smoothing = 0.1; c.mean = mean; c.std = std;
+        ImageLoader a, b, r;
+        image_loader_init_config(&a, &mem, &c);
+        image_loader_init_config(&b, &st, &c);
+        size_t img_n = (size_t)4 * 3 * 8 * 8;
+        float *ia = malloc_or_fail(img_n * sizeof(float), "a"), *ib = malloc_or_fail(img_n * sizeof(float), "b");
+        float ta[4 * 5], tb[4 * 5];
+        int la[4], lb[4], same = 1;
+        ImageLoaderState mid = {0};
+        for (int it = 0; it < 16; it++) { // 5 batches per epoch: over three epochs
+            if (it == 7) mid = image_loader_get_state(&b); // in the middle of epoch 1
+            omp_set_num_threads(1 + it % 2);
+            image_loader_next_targets(&a, ia, la, ta);
+            omp_set_num_threads(2 - it % 2);
+            image_loader_next_targets(&b, ib, lb, tb);
+            same &= !memcmp(ia, ib, img_n * sizeof(float)) && !memcmp(la, lb, sizeof(la)) && !memcmp(ta, tb, sizeof(ta));
+        }
+        omp_set_num_threads(2);
+        CHECK(same, "streamed v%d shard = the shard in memory, 16 training batches with RandomResizedCrop, flips, "
+              "Mixup/CutMix and smoothing, on 1 and 2 threads", v + 1);
+        // resume the streamed loader mid-epoch in a fresh loader: the same batches as the uninterrupted one
+        image_loader_init_config(&r, &st, &c);
+        image_loader_set_state(&r, mid);
+        image_loader_reset(&a);
+        for (int it = 0; it < 7; it++) image_loader_next_targets(&a, ia, la, ta);
+        same = mid.pos > 0;
+        for (int it = 7; it < 16; it++) {
+            image_loader_next_targets(&a, ia, la, ta);
+            image_loader_next_targets(&r, ib, lb, tb);
+            same &= !memcmp(ia, ib, img_n * sizeof(float)) && !memcmp(la, lb, sizeof(la)) && !memcmp(ta, tb, sizeof(ta));
+        }
+        CHECK(same, "streamed v%d loader resumed mid-epoch (position %lld) = uninterrupted", v + 1, (long long)mid.pos);
+        image_loader_free(&a);
+        image_loader_free(&b);
+        image_loader_free(&r);
+        // evaluation: centre crop, stored order, a partial last batch
+        ImageLoaderConfig e;
+        image_loader_config_defaults(&e);
+        e.B = 4; e.out_height = 8; e.out_width = 8; e.mean = mean; e.std = std;
+        image_loader_init_config(&a, &mem, &e);
+        image_loader_init_config(&b, &st, &e);
+        same = 1;
+        for (int it = 0; it < 6; it++) {
+            int na = image_loader_next(&a, ia, la), nb = image_loader_next(&b, ib, lb);
+            same &= na == nb && !memcmp(ia, ib, img_n * sizeof(float)) && !memcmp(la, lb, sizeof(la));
+        }
+        CHECK(same, "streamed v%d shard = in memory, evaluation pass", v + 1);
+        image_loader_free(&a);
+        image_loader_free(&b);
+        free(ia);
+        free(ib);
+        image_set_free(&mem);
+        image_set_free(&st);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "--child"))
         return run_child(argv[2], argc > 3 && argv[3][0] ? argv[3] : NULL, argc > 4 && argv[4][0] ? argv[4] : NULL);
@@ -1177,6 +1724,17 @@ int main(int argc, char **argv) {
     test_shards();
     printf("test_images: loader\n");
     test_loader();
+    printf("test_images: natural order\n");
+    test_natural_order();
+    printf("test_images: augmentation against torchvision's and timm's definitions\n");
+    test_augmentation_reference();
+    test_beta();
+    test_loader_rrc(8, 6);
+    test_loader_rrc(20, 17); // larger than stored: bilinear
+    test_loader_center();
+    test_loader_mixup();
+    printf("test_images: streamed shards\n");
+    test_stream_equals_memory();
     printf("test_images: hold-out and flag values\n");
     test_holdout_and_values();
     printf("test_images: Fashion-MNIST\n");

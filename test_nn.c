@@ -1,10 +1,15 @@
-// test_nn: the vectorisable math of nn/vecmath.h against double precision.
-// (The layers themselves are tested against PyTorch by test_gpt2 and test_vit.)
+// test_nn: the vectorisable math of nn/vecmath.h against double precision,
+// and the soft-target softmax + cross-entropy (label smoothing, mixup) against
+// PyTorch (dev/softce_ref.py wrote dev/testdata/softce_ref.bin) and against its
+// double-precision reference. (The other layers are tested against PyTorch by
+// test_gpt2 and test_vit.)
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "nn/layers.h"
 #include "nn/vecmath.h"
 
 static int failures = 0;
@@ -17,7 +22,110 @@ static double ulps(float got, double exact) {
     return fabs((double)got - exact) / ((double)next - (double)e);
 }
 
-int main(void) {
+// largest |a - b| over n values, relative to the largest |b| (at least 1e-30)
+static double rel_diff_fd(const float *a, const double *b, size_t n) {
+    double d = 0.0, m = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        if (!(e <= d)) d = e; // NaN counts as the largest
+        if (fabs(b[i]) > m) m = fabs(b[i]);
+    }
+    return d / m;
+}
+
+static void read_or_die(void *dst, size_t size, size_t count, FILE *f, const char *path) {
+    if (fread(dst, size, count, f) != count) {
+        printf("FAIL %s is truncated (make softce-ref rewrites it)\n", path);
+        exit(1);
+    }
+}
+
+// Each case of dev/testdata/softce_ref.bin through the fast kernels (with a
+// padded row, Vp = V + 3) and the double-precision reference: per-row losses
+// and the gradient of their mean against PyTorch's. For label smoothing the
+// targets are built here from the definition, (1 - eps) onehot + eps / V.
+static void test_soft_crossentropy(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { printf("FAIL cannot open %s\n", path); failures++; return; }
+    int32_t hdr[4];
+    read_or_die(hdr, sizeof(int32_t), 4, f, path);
+    if (hdr[0] != 20261202 || hdr[1] != 1) { printf("FAIL %s: bad magic or version\n", path); failures++; fclose(f); return; }
+    for (int c = 0; c < hdr[2]; c++) {
+        int32_t dims[3];
+        float eps;
+        read_or_die(dims, sizeof(int32_t), 3, f, path);
+        read_or_die(&eps, sizeof(float), 1, f, path);
+        int N = dims[0], V = dims[1], kind = dims[2], Vp = V + 3;
+        size_t nv = (size_t)N * V;
+        float *logits = malloc(nv * sizeof(float)), *targets = malloc(nv * sizeof(float));
+        float *ref_losses = malloc((size_t)N * sizeof(float)), *ref_grad = malloc(nv * sizeof(float));
+        float *row = malloc((size_t)N * Vp * sizeof(float)), *losses = malloc((size_t)N * sizeof(float));
+        double *dl = malloc((size_t)N * sizeof(double)), *dg = malloc(nv * sizeof(double));
+        double *torch_l = malloc((size_t)N * sizeof(double)), *torch_g = malloc(nv * sizeof(double));
+        int *labels = malloc((size_t)N * sizeof(int));
+        read_or_die(logits, sizeof(float), nv, f, path);
+        if (kind == 0) {
+            read_or_die(labels, sizeof(int), (size_t)N, f, path);
+            float off = eps / (float)V, on = 1.0f - eps + off;
+            for (int n = 0; n < N; n++)
+                for (int v = 0; v < V; v++) targets[(size_t)n * V + v] = v == labels[n] ? on : off;
+        } else {
+            read_or_die(targets, sizeof(float), nv, f, path);
+        }
+        read_or_die(ref_losses, sizeof(float), (size_t)N, f, path);
+        read_or_die(ref_grad, sizeof(float), nv, f, path);
+        for (int n = 0; n < N; n++) torch_l[n] = ref_losses[n];
+        for (size_t i = 0; i < nv; i++) torch_g[i] = ref_grad[i];
+
+        for (int n = 0; n < N; n++) {
+            memcpy(row + (size_t)n * Vp, logits + (size_t)n * V, (size_t)V * sizeof(float));
+            for (int v = V; v < Vp; v++) row[(size_t)n * Vp + v] = 123.0f; // padding must not count
+        }
+        softmax_crossentropy_soft_forward(losses, row, targets, N, V, V + 3);
+        softmax_crossentropy_soft_backward(row, targets, 1.0f / N, N, V, Vp);
+        float *grad = malloc(nv * sizeof(float));
+        int pad_zero = 1;
+        for (int n = 0; n < N; n++) {
+            memcpy(grad + (size_t)n * V, row + (size_t)n * Vp, (size_t)V * sizeof(float));
+            for (int v = V; v < Vp; v++) pad_zero &= row[(size_t)n * Vp + v] == 0.0f;
+        }
+        // the reference reads the logits with row stride V here
+        softmax_crossentropy_soft_reference(dl, dg, logits, targets, 1.0 / N, N, V, V);
+        const char *what = kind == 0 ? "label smoothing" : "probability targets";
+        double e1 = rel_diff_fd(losses, torch_l, (size_t)N), e2 = rel_diff_fd(grad, torch_g, nv);
+        CHECK(e1 < 2e-6 && e2 < 2e-6 && pad_zero, "soft CE %s eps %.2f N %d V %d: losses and gradient vs PyTorch (rel %.1e, %.1e)",
+              what, eps, N, V, e1, e2);
+        double e3 = rel_diff_fd(losses, dl, (size_t)N), e4 = rel_diff_fd(grad, dg, nv);
+        CHECK(e3 < 1e-6 && e4 < 1e-6, "soft CE %s eps %.2f N %d V %d: fast kernel vs double reference (rel %.1e, %.1e)",
+              what, eps, N, V, e3, e4);
+        float *ref_f = malloc((size_t)N * sizeof(float)), *refg_f = malloc(nv * sizeof(float));
+        for (int n = 0; n < N; n++) ref_f[n] = (float)dl[n];
+        for (size_t i = 0; i < nv; i++) refg_f[i] = (float)dg[i];
+        double e5 = rel_diff_fd(ref_f, torch_l, (size_t)N), e6 = rel_diff_fd(refg_f, torch_g, nv);
+        CHECK(e5 < 2e-6 && e6 < 2e-6, "soft CE %s eps %.2f N %d V %d: double reference vs PyTorch (rel %.1e, %.1e)",
+              what, eps, N, V, e5, e6);
+        // a one-hot target gives exactly the hard-label loss
+        if (kind == 0) {
+            float *hard = malloc((size_t)N * Vp * sizeof(float)), *hl = malloc((size_t)N * sizeof(float));
+            for (int n = 0; n < N; n++) {
+                memcpy(hard + (size_t)n * Vp, logits + (size_t)n * V, (size_t)V * sizeof(float));
+                memcpy(row + (size_t)n * Vp, logits + (size_t)n * V, (size_t)V * sizeof(float));
+                for (int v = 0; v < V; v++) targets[(size_t)n * V + v] = v == labels[n] ? 1.0f : 0.0f;
+            }
+            softmax_crossentropy_forward(hl, hard, labels, N, V, Vp);
+            softmax_crossentropy_soft_forward(losses, row, targets, N, V, Vp);
+            CHECK(memcmp(hl, losses, (size_t)N * sizeof(float)) == 0, "soft CE with one-hot targets = hard-label CE bit for bit (N %d V %d)", N, V);
+            free(hard);
+            free(hl);
+        }
+        free(logits); free(targets); free(ref_losses); free(ref_grad); free(row); free(losses); free(dl); free(dg);
+        free(torch_l); free(torch_g); free(labels); free(grad); free(ref_f); free(refg_f);
+    }
+    fclose(f);
+}
+
+int main(int argc, char **argv) {
+    test_soft_crossentropy(argc > 1 ? argv[1] : "dev/testdata/softce_ref.bin");
     // every 64th float in [-87.33, 88.37]: ~60 million values, all binades
     double worst = 0.0;
     float worst_x = 0.0f;

@@ -137,6 +137,79 @@ int main(int argc, char **argv) {
     snprintf(what, sizeof(what), "1 thread and %d threads give identical loss and gradients", nthreads);
     expect(same, what);
 
+    // Soft targets (label smoothing, Mixup/CutMix), against the hard-label path
+    // that the checks above hold against PyTorch. (The soft-target kernel itself
+    // is checked against PyTorch in test_nn.)
+    {
+        float *t = calloc_or_fail((size_t)B * K, sizeof(float), "targets");
+        float *probs = malloc_or_fail((size_t)B * K * sizeof(float), "probabilities");
+        // one-hot targets: the hard-label loss bit for bit, its gradient
+        for (int b = 0; b < B; b++) t[(size_t)b * K + labels[b]] = 1.0f;
+        vit_zero_grad(&model);
+        vit_forward(&model, images, labels, B);
+        float hard_loss = model.mean_loss;
+        memcpy(probs, model.acts.logits, (size_t)B * K * sizeof(float));
+        vit_backward(&model, 1.0f);
+        memcpy(g1, model.grads_memory, np * sizeof(float));
+        vit_zero_grad(&model);
+        vit_forward_soft(&model, images, t, B);
+        expect(model.mean_loss == hard_loss, "soft targets: one-hot targets give the hard-label loss bit for bit");
+        vit_backward(&model, 1.0f);
+        check("grads, one-hot targets", model.grads_memory, g1, np, 1e-6);
+        // label smoothing eps: (1 - eps) CE + eps mean_k(-log p_k), from the hard forward's probabilities
+        const double eps = 0.1;
+        double want = 0.0;
+        for (int b = 0; b < B; b++) {
+            double mean_nll = 0.0;
+            for (int k = 0; k < K; k++) mean_nll += -log((double)probs[(size_t)b * K + k]) / K;
+            want += ((1.0 - eps) * -log((double)probs[(size_t)b * K + labels[b]]) + eps * mean_nll) / B;
+        }
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < K; k++) t[(size_t)b * K + k] = (float)(k == labels[b] ? 1.0 - eps + eps / K : eps / K);
+        vit_forward_soft(&model, images, t, B);
+        float want_f = (float)want;
+        check("loss, label smoothing 0.1", &model.mean_loss, &want_f, 1, 1e-6);
+        // any target distribution: the gradient is sum_b sum_k t[b][k] G[b][k], where G[b][k]
+        // is the gradient with target e_k on image b and no target (zeros) on the others
+        Rng r;
+        rng_seed(&r, 7);
+        float *tr = malloc_or_fail((size_t)B * K * sizeof(float), "targets");
+        for (int b = 0; b < B; b++) {
+            double sum = 0.0;
+            for (int k = 0; k < K; k++) sum += tr[(size_t)b * K + k] = rng_uniform(&r) + 0.05f;
+            for (int k = 0; k < K; k++) tr[(size_t)b * K + k] = (float)(tr[(size_t)b * K + k] / sum);
+        }
+        double *acc = calloc_or_fail(np, sizeof(double), "gradient sum");
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < K; k++) {
+                memset(t, 0, (size_t)B * K * sizeof(float));
+                t[(size_t)b * K + k] = 1.0f;
+                vit_zero_grad(&model);
+                vit_forward_soft(&model, images, t, B);
+                vit_backward(&model, 1.0f);
+                for (size_t i = 0; i < np; i++) acc[i] += (double)tr[(size_t)b * K + k] * model.grads_memory[i];
+            }
+        vit_zero_grad(&model);
+        vit_forward_soft(&model, images, tr, B);
+        vit_backward(&model, 1.0f);
+        for (size_t i = 0; i < np; i++) g1[i] = (float)acc[i];
+        check("grads, random target rows", model.grads_memory, g1, np, 2e-6);
+        free(acc); free(tr); free(t); free(probs);
+    }
+
+    // top-k: where the label ranks among the logits, ties to the lower index (as the argmax);
+    // by hand: 0.9 (class 3), 0.7 (6), 0.5 (1), 0.5 (5), 0.3 (2), 0.1 (0), -0.2 (4)
+    {
+        const float row[7] = {0.1f, 0.5f, 0.3f, 0.9f, -0.2f, 0.5f, 0.7f};
+        const int want_rank[7] = {5, 2, 4, 0, 6, 3, 1};
+        int ok = 1, top5 = 0;
+        for (int y = 0; y < 7; y++) {
+            ok &= vit_label_rank(row, 7, y) == want_rank[y];
+            top5 += vit_label_rank(row, 7, y) < 5;
+        }
+        expect(ok && top5 == 5, "label ranks for top-1/top-5 by hand (ties to the lower index, as the argmax)");
+    }
+
     // the optimizer's view: blocks tile the parameter buffer exactly once,
     // matrices (and the cls token) are decayed, vectors are not; names and roles
     int nb = vit_param_blocks(&model.config, NULL);

@@ -1,7 +1,7 @@
 /*
 Vision Transformer training on the CPU, in one file: the parameters, the
-forward and backward passes, evaluation (top-1 accuracy, confusion matrix)
-and the training loop. The model is the ViT of Dosovitskiy et al. as timm
+forward and backward passes, evaluation (top-1 and top-5 accuracy, confusion
+matrix) and the training loop. The model is the ViT of Dosovitskiy et al. as timm
 builds it: a patch embedding (a linear map of each flattened P x P x channels
 patch, the same as a stride-P convolution), a cls token, learned position
 embeddings, pre-LayerNorm blocks with bidirectional multi-head attention and
@@ -9,7 +9,8 @@ an exact-GELU MLP, a final LayerNorm and a linear head on the cls token.
 The layers live in nn/ (shared with train_gpt2.c), the optimizers in optim/
 (one is compiled in: make train_vit OPTIM=adamw|sgdm|sgd_sai|sinkgd|slimadam),
 the run machinery (flags, schedule, logs, checkpoints) in run/, the image
-data (Fashion-MNIST, image shards, the batch loader) in data/images.h.
+data (Fashion-MNIST, image shards read whole or streamed, the batch loader
+and its augmentation: crops, flips, Mixup/CutMix, soft targets) in data/images.h.
 
 Model checkpoint (little-endian):
   256 int32 header: [0] magic 20241017, [1] version 1 (fp32 parameters),
@@ -204,7 +205,9 @@ typedef struct {
     float *scratch_memory;
     int batch_size; // B the buffers were allocated for
     int *labels;    // (B) of the last forward with labels
-    float mean_loss; // of the last forward with labels
+    float *targets; // (B, classes) of the last forward with target distributions
+    int soft;       // the last forward's loss was against targets (label smoothing, Mixup)
+    float mean_loss; // of the last forward with labels or targets
 } ViT;
 
 // ----------------------------------------------------------------------------
@@ -440,6 +443,7 @@ void vit_allocate_activations(ViT *model, int B) {
     for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) { *sptrs[i] = mem; mem += scratch_sizes[i]; }
 
     model->labels = (int *)malloc_or_fail((size_t)B * sizeof(int), "labels");
+    model->targets = malloc_or_fail((size_t)B * model->config.num_classes * sizeof(float), "targets");
     model->batch_size = B;
 }
 
@@ -449,6 +453,7 @@ void vit_free(ViT *model) {
     free_big(model->acts_memory);
     free_big(model->scratch_memory);
     free(model->labels);
+    free(model->targets);
 }
 
 // ----------------------------------------------------------------------------
@@ -538,22 +543,15 @@ static void cls_pool_backward(float *dx, const float *dout, int B, int T, int C)
 // ----------------------------------------------------------------------------
 // forward and backward
 
-// Forward over images (B, channels, H, W) (float, normalised). With labels,
-// also the per-image losses and their mean (model->mean_loss); the logits
-// buffer then holds probabilities. Without labels (NULL) the logits
-// (model->acts.logits, B x classes) are left as logits.
-void vit_forward(ViT *model, const float *images, const int *labels, int B) {
+// Forward over images (B, channels, H, W) (float, normalised) to the logits
+// (model->acts.logits, B x classes).
+static void vit_forward_logits(ViT *model, const float *images, int B) {
     if (!model->acts_memory) fail("vit_forward: activations not allocated");
     if (B != model->batch_size) fail("vit_forward: batch %d differs from the allocated %d", B, model->batch_size);
     const ViTConfig *cfg = &model->config;
     int L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels, K = cfg->num_classes;
     int NP = vit_num_patches(cfg), T = NP + 1;
     size_t BT = (size_t)B * T;
-    if (labels) {
-        for (int i = 0; i < B; i++)
-            if (labels[i] < 0 || labels[i] >= K) fail("label %d of image %d is outside [0, %d)", labels[i], i, K);
-        memcpy(model->labels, labels, (size_t)B * sizeof(int));
-    }
 
     ParameterTensors p = model->params;
     ActivationTensors a = model->acts;
@@ -589,21 +587,47 @@ void vit_forward(ViT *model, const float *images, const int *labels, int B) {
     cls_pool_forward(a.clsx, last, B, T, C);
     layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.clsx, p.lnfw, p.lnfb, B, C, VIT_LN_EPS);
     matmul_forward(a.logits, a.lnf, p.headw, p.headb, B, C, K);
+}
+
+// The forward pass, and with labels the per-image cross-entropy losses and
+// their mean (model->mean_loss); the logits buffer then holds probabilities.
+// Without labels (NULL) the logits stay logits.
+void vit_forward(ViT *model, const float *images, const int *labels, int B) {
+    int K = model->config.num_classes;
+    if (labels)
+        for (int i = 0; i < B; i++)
+            if (labels[i] < 0 || labels[i] >= K) fail("label %d of image %d is outside [0, %d)", labels[i], i, K);
+    vit_forward_logits(model, images, B);
+    model->soft = 0;
     if (labels) {
-        softmax_crossentropy_forward(a.losses, a.logits, labels, B, K, K);
+        memcpy(model->labels, labels, (size_t)B * sizeof(int));
+        softmax_crossentropy_forward(model->acts.losses, model->acts.logits, labels, B, K, K);
         double sum = 0.0;
-        for (int i = 0; i < B; i++) sum += a.losses[i];
+        for (int i = 0; i < B; i++) sum += model->acts.losses[i];
         model->mean_loss = (float)(sum / B);
     } else {
         model->mean_loss = -1.0f;
     }
 }
 
+// The same with a target distribution per image, targets (B, classes) (label
+// smoothing, Mixup/CutMix: see nn/layers.h): losses -sum_k t_k log p_k.
+void vit_forward_soft(ViT *model, const float *images, const float *targets, int B) {
+    vit_forward_logits(model, images, B);
+    int K = model->config.num_classes;
+    memcpy(model->targets, targets, (size_t)B * K * sizeof(float));
+    model->soft = 1;
+    softmax_crossentropy_soft_forward(model->acts.losses, model->acts.logits, model->targets, B, K, K);
+    double sum = 0.0;
+    for (int i = 0; i < B; i++) sum += model->acts.losses[i];
+    model->mean_loss = (float)(sum / B);
+}
+
 void vit_zero_grad(ViT *model) {
     memset(model->grads_memory, 0, model->num_parameters * sizeof(float));
 }
 
-// Backward of the last forward (which had labels). Gradients ACCUMULATE into
+// Backward of the last forward (which had labels or targets). Gradients ACCUMULATE into
 // model->grads, so that micro-batches add up; loss_scale is the weight of this
 // micro-batch's mean loss in the total (1 / accumulation steps).
 void vit_backward(ViT *model, float loss_scale) {
@@ -617,7 +641,8 @@ void vit_backward(ViT *model, float loss_scale) {
     GradScratch s = model->scratch;
 
     // the mean over B images: each image's loss has weight loss_scale / B
-    softmax_crossentropy_backward(a.logits, model->labels, loss_scale / (float)B, B, K, K);
+    if (model->soft) softmax_crossentropy_soft_backward(a.logits, model->targets, loss_scale / (float)B, B, K, K);
+    else softmax_crossentropy_backward(a.logits, model->labels, loss_scale / (float)B, B, K, K);
     float *dlogits = a.logits;
     float *dlnf = s.dln, *dclsx = s.datty; // (B, C) each
     memset(dlnf, 0, (size_t)B * C * sizeof(float));
@@ -666,6 +691,15 @@ void vit_backward(ViT *model, float loss_scale) {
     patch_embed_backward(g.patchw, g.patchb, dpatch_emb, a.patches, p.patchw, B, NP, vit_patch_dim(cfg), C);
 }
 
+// Where class y ranks among the logits (K): the classes ahead of it are those
+// with a larger logit and those with an equal one and a smaller index (as
+// the argmax below, which takes the first largest). Top-k correct: rank < k.
+static int vit_label_rank(const float *logits, int K, int y) {
+    int rank = 0;
+    for (int k = 0; k < K; k++) rank += logits[k] > logits[y] || (logits[k] == logits[y] && k < y);
+    return rank;
+}
+
 // predicted class of each of the first n images of the last forward without labels
 static void vit_predict(const ViT *model, int n, int *pred) {
     int K = model->config.num_classes;
@@ -686,25 +720,29 @@ static void vit_predict(const ViT *model, int n, int *pred) {
 #include "run/memplan.h"
 #include "run/run.h"
 
-// Model presets: the paper's ImageNet models and small ones for 28 x 28 x 1
+// Model presets: the ImageNet models under timm's names (the short names
+// they had here before stay as aliases) and small ones for 28 x 28 x 1
 // (Fashion-MNIST). The number of classes comes from the training data.
 typedef struct {
     const char *name;
     ViTConfig config;
     const char *note;
+    const char *alias;
 } ViTPreset;
 
 static const ViTPreset presets[] = {
-    {"fmnist-tiny", {28, 28, 1, 7, 64, 4, 4, 0}, "16 patches of 7x7"},
-    {"fmnist-small", {28, 28, 1, 4, 96, 6, 4, 0}, "49 patches of 4x4"},
-    {"vit-ti16", {224, 224, 3, 16, 192, 12, 3, 0}, "ViT-Ti/16"},
-    {"vit-s16", {224, 224, 3, 16, 384, 12, 6, 0}, "ViT-S/16"},
-    {"vit-b16", {224, 224, 3, 16, 768, 12, 12, 0}, "ViT-B/16"},
+    {"fmnist-tiny", {28, 28, 1, 7, 64, 4, 4, 0}, "16 patches of 7x7", NULL},
+    {"fmnist-small", {28, 28, 1, 4, 96, 6, 4, 0}, "49 patches of 4x4", NULL},
+    {"vit_tiny_patch16_224", {224, 224, 3, 16, 192, 12, 3, 0}, "ViT-Ti/16", "vit-ti16"},
+    {"vit_small_patch16_224", {224, 224, 3, 16, 384, 12, 6, 0}, "ViT-S/16", "vit-s16"},
+    {"vit_base_patch16_224", {224, 224, 3, 16, 768, 12, 12, 0}, "ViT-B/16", "vit-b16"},
 };
 #define NUM_PRESETS ((int)(sizeof(presets) / sizeof(presets[0])))
 
 static const ViTPreset *find_preset(const char *name) {
-    for (int i = 0; i < NUM_PRESETS; i++) if (strcmp(presets[i].name, name) == 0) return &presets[i];
+    for (int i = 0; i < NUM_PRESETS; i++)
+        if (strcmp(presets[i].name, name) == 0 || (presets[i].alias && strcmp(presets[i].alias, name) == 0))
+            return &presets[i];
     return NULL;
 }
 
@@ -713,6 +751,10 @@ typedef struct {
     // overrides of a new model's preset (0 = keep)
     int patch, embed_dim, layers, heads, image_height, image_width, image_channels;
     int crop_pad, flip;
+    int rrc;                                  // RandomResizedCrop
+    double rrc_scale[2], rrc_ratio[2];
+    double smoothing, mixup, cutmix, mixup_prob, switch_prob;
+    int shard_in_memory;                      // read the shards whole instead of streaming them
     double epochs;       // 0 = use -x
     int steps_given;
 } ViTFlags;
@@ -722,7 +764,9 @@ static void print_usage(void) {
            "model:\n"
            "  -e MODEL               checkpoint to start from, or a preset for a new model (default\n"
            "                         fmnist-tiny):", OPTIM_NAME);
-    for (int i = 0; i < NUM_PRESETS; i++) printf(" %s", presets[i].name);
+    for (int i = 0; i < NUM_PRESETS; i++)
+        printf("%s %s%s%s%s", i ? "," : "", presets[i].name, presets[i].alias ? " (" : "",
+               presets[i].alias ? presets[i].alias : "", presets[i].alias ? ")" : "");
     printf("\n"
            "      --patch P          a new model's patch size\n"
            "      --embed-dim C      a new model's width C\n"
@@ -732,19 +776,58 @@ static void print_usage(void) {
            "      --image-channels N a new model's input channels\n"
            "  -x 0 with -e CHECKPOINT only evaluates it\n"
            "data (Fashion-MNIST from %s by default):\n"
-           "      --train-shard PATH training images: a shard made by ./prepare_images\n"
+           "      --train-shard PATH training images: a shard made by ./prepare_images, streamed image by\n"
+           "                         image (bounded memory)\n"
            "      --test-shard PATH  evaluation images (a shard); with --train-shard and without this\n"
-           "                         flag there is no evaluation\n"
+           "                         flag there is no evaluation. Stored images larger than the model's\n"
+           "                         input are centre-cropped to it\n"
+           "      --shard-in-memory 0|1  read the shards whole into memory instead (default 0)\n"
            "      --fmnist-dir DIR   Fashion-MNIST idx files from DIR\n"
            "      --mean V[,V,V]     normalisation mean per channel, pixel scale 0..1 (default: the\n"
-           "      --std V[,V,V]      training set's own mean and std)\n"
-           "      --crop-pad K       augmentation: random crop after padding K pixels (default 0)\n"
-           "      --flip 0|1         augmentation: random horizontal flip (default 0)\n"
+           "      --std V[,V,V]      training set's own mean and std, from a shard's header)\n"
+           "augmentation of the training images (timm's names in brackets):\n"
+           "      --rrc 0|1          RandomResizedCrop of the stored image to the model's input (default 0)\n"
+           "      --rrc-scale LO,HI  its area fraction range (default 0.08,1) [--scale]\n"
+           "      --rrc-ratio LO,HI  its aspect ratio range (default 0.75,1.3333333333333333) [--ratio]\n"
+           "      --flip 0|1         random horizontal flip, p = 1/2 (default 0) [--hflip 0.5]\n"
+           "      --crop-pad K       random crop after padding K pixels (default 0)\n"
+           "      --smoothing F      label smoothing of the training targets (default 0) [--smoothing]\n"
+           "      --mixup A          Mixup with lam ~ Beta(A, A); 0 off (default) [--mixup]\n"
+           "      --cutmix A         CutMix with lam ~ Beta(A, A); 0 off (default) [--cutmix]\n"
+           "      --mixup-prob P     probability of mixing a batch (default 1) [--mixup-prob]\n"
+           "      --mixup-switch-prob P  CutMix instead of Mixup when both are on (default 0.5) [--mixup-switch-prob]\n"
            "      --epochs F         train F epochs: -x = F * (images / micro-batch) / accumulation\n"
            "                         (-x -1 is one epoch, as in llm.c)\n"
-           "  -v N evaluates top-1 accuracy on the whole evaluation set every N steps and at the end\n",
+           "  -v N evaluates top-1 and top-5 accuracy on the whole evaluation set every N steps and at the end\n",
            FASHION_MNIST_DIR);
     run_print_flags_help();
+}
+
+// "LO,HI": two numbers, 0 < LO <= HI (<= max_hi)
+static void parse_range_flag(const char *text, const char *flag, double max_hi, double out[2]) {
+    const char *comma = strchr(text, ',');
+    char first[64];
+    size_t n = comma ? (size_t)(comma - text) : 0;
+    if (!comma || n == 0 || n >= sizeof(first)) fail("flag %s: expected LO,HI, got '%s'", flag, text);
+    memcpy(first, text, n);
+    first[n] = '\0';
+    out[0] = parse_double_or_fail(first, flag);
+    out[1] = parse_double_or_fail(comma + 1, flag);
+    if (!(out[0] > 0.0 && out[0] <= out[1] && out[1] <= max_hi))
+        fail("flag %s: expected 0 < LO <= HI <= %g, got '%s'", flag, max_hi, text);
+}
+
+static int flag_01(const char *v, const char *flag) {
+    if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) fail("flag %s takes 0 or 1, not '%s'", flag, v);
+    return v[0] == '1';
+}
+
+// a number in [lo, hi] (hi_open: below hi)
+static double fraction_flag(const char *v, const char *flag, double lo, double hi, int hi_open) {
+    double x = parse_double_or_fail(v, flag);
+    if (!(x >= lo && (hi_open ? x < hi : x <= hi)))
+        fail("flag %s must be in [%g, %g%s, got %s", flag, lo, hi, hi_open ? ")" : "]", v);
+    return x;
 }
 
 static int positive_int_flag(const char *v, const char *flag, int min) {
@@ -771,6 +854,8 @@ typedef struct {
     const OptimConfig *oc;
     int training;                 // -x > 0: gradients, optimizer state, backward scratch
     const ImageSet *train, *test; // their sizes (from the headers); test NULL without one
+    int streamed;                 // the shards are streamed: no pixels held
+    const ImageLoaderConfig *train_loader, *test_loader; // the loaders' (the plan sets B)
     size_t resident_now;          // the process's resident set when the plan is made
 } ViTPlanContext;
 
@@ -781,9 +866,14 @@ static void vit_memory_plan(MemPlan *p, const void *ctx, int B, int T, const cha
     (void)T;
     const ViTPlanContext *x = ctx;
     memplan_begin(p, B, 0, optim, x->resident_now, "binary, libraries");
-    size_t data = image_set_resident_bytes(x->train) + (x->test ? image_set_resident_bytes(x->test) : 0);
-    memplan_add(p, "data", data, "%d + %d images of %dx%dx%d, as bytes", x->train->count, x->test ? x->test->count : 0,
-                x->train->channels, x->train->height, x->train->width);
+    size_t data = image_set_resident_bytes(x->train, x->streamed) +
+                  (x->test ? image_set_resident_bytes(x->test, x->streamed) : 0);
+    if (x->streamed)
+        memplan_add(p, "data", data, "labels, class names, image CRCs of %d + %d images; pixels streamed",
+                    x->train->count, x->test ? x->test->count : 0);
+    else
+        memplan_add(p, "data", data, "%d + %d images of %dx%dx%d, as bytes", x->train->count,
+                    x->test ? x->test->count : 0, x->train->channels, x->train->height, x->train->width);
     size_t param_sizes[NUM_PARAMETER_TENSORS];
     memplan_add_model(p, vit_param_sizes(param_sizes, x->config), x->blocks, x->num_blocks, x->oc, x->training);
     size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch;
@@ -795,33 +885,43 @@ static void vit_memory_plan(MemPlan *p, const void *ctx, int B, int T, const cha
     else // the forward pass writes only the last buffer, the projections' output
         memplan_add(p, "backward scratch", scratch_sizes[NUM_SCRATCH_TENSORS - 1] * sizeof(float),
                     "only its forward part without training steps");
-    // the float images and the labels, predictions and confusion matrix of a batch; the loaders' orders
-    int K = x->config->num_classes;
-    size_t batch = (size_t)B * image_set_image_bytes(x->train) * sizeof(float) + 3 * (size_t)B * sizeof(int) +
-                   (size_t)K * K * sizeof(int64_t) + image_loader_resident_bytes(x->train->count, B) +
-                   (x->test ? image_loader_resident_bytes(x->test->count, B) : 0);
-    memplan_add(p, "batch", batch, "images as floats, labels, the loaders' orders");
+    // the float images, labels, targets (the loader's and the model's copy), predictions and
+    // confusion matrix of a batch; the loaders' orders and work space
+    int K = x->config->num_classes, threads = omp_get_max_threads();
+    size_t in = (size_t)x->config->image_channels * x->config->image_height * x->config->image_width;
+    ImageLoaderConfig train_lc = *x->train_loader, test_lc = *x->test_loader; // at this plan's B
+    train_lc.B = test_lc.B = B;
+    size_t batch = (size_t)B * in * sizeof(float) + 3 * (size_t)B * sizeof(int) + 2 * (size_t)B * K * sizeof(float) +
+                   (size_t)K * K * sizeof(int64_t) + image_loader_resident_bytes(x->train, &train_lc, x->streamed, threads) +
+                   (x->test ? image_loader_resident_bytes(x->test, &test_lc, x->streamed, threads) : 0);
+    memplan_add(p, "batch", batch, "images as floats, labels, targets, the loaders' orders and work space");
     memplan_add_threads(p);
 }
 
-// The images must be what the model takes; fails naming the data source.
-static void check_data_fits(const ImageSet *set, const char *source, const ViTConfig *c) {
-    if (set->height != c->image_height || set->width != c->image_width || set->channels != c->image_channels)
+// The images must be what the model takes: its channels, and at least its
+// size (larger ones are centre-cropped), any size when RandomResizedCrop
+// resizes them; fails naming the data source.
+static void check_data_fits(const ImageSet *set, const char *source, const ViTConfig *c, int resized) {
+    if (set->channels != c->image_channels ||
+        (!resized && (set->height < c->image_height || set->width < c->image_width)))
         fail("%s holds %dx%dx%d images; the model takes %dx%dx%d (a new model's input is set by the preset, "
-             "--image-size and --image-channels)", source, set->height, set->width, set->channels,
-             c->image_height, c->image_width, c->image_channels);
+             "--image-size and --image-channels; larger images are centre-cropped, --rrc 1 resizes training "
+             "images)", source, set->height, set->width, set->channels, c->image_height, c->image_width,
+             c->image_channels);
     if (set->num_classes != c->num_classes)
         fail("%s has %d classes; the model has %d", source, set->num_classes, c->num_classes);
 }
 
 // Top-1 accuracy over the whole evaluation set (unaugmented, in order; the
-// last batch may be partial). Adds every (true, predicted) pair to confusion
-// [classes x classes] and returns the mean loss in *loss.
+// last batch may be partial), and in *acc5 top-5 (top-K for fewer than 5
+// classes), as timm's accuracy(output, target, topk=(1, 5)). Adds every
+// (true, predicted) pair to confusion [classes x classes] and returns the
+// mean cross-entropy (hard labels, no smoothing) in *loss.
 static float vit_evaluate(ViT *model, ImageLoader *eval, float *images, int *labels, int *pred,
-                          int64_t *confusion, double *loss) {
+                          int64_t *confusion, double *loss, float *acc5) {
     int K = model->config.num_classes;
     image_loader_reset(eval);
-    int64_t correct = 0, total = 0;
+    int64_t correct = 0, correct5 = 0, total = 0;
     double loss_sum = 0.0;
     int64_t batches = image_loader_batches_per_epoch(eval);
     for (int64_t i = 0; i < batches; i++) {
@@ -830,6 +930,7 @@ static float vit_evaluate(ViT *model, ImageLoader *eval, float *images, int *lab
         vit_predict(model, n, pred);
         for (int j = 0; j < n; j++) {
             correct += pred[j] == labels[j];
+            correct5 += vit_label_rank(model->acts.logits + (size_t)j * K, K, labels[j]) < 5;
             confusion[(size_t)labels[j] * K + pred[j]]++;
         }
         // the loss of the valid rows (turns their logits into probabilities)
@@ -838,6 +939,7 @@ static float vit_evaluate(ViT *model, ImageLoader *eval, float *images, int *lab
         total += n;
     }
     *loss = loss_sum / (double)total;
+    *acc5 = (float)((double)correct5 / (double)total);
     return (float)((double)correct / (double)total);
 }
 
@@ -888,6 +990,14 @@ int main(int argc, char **argv) {
     optim_default_config(&oc);
     ViTFlags fl = {0};
     fl.model_spec = "fmnist-tiny";
+    {   // timm's defaults for what is off by default here
+        ImageLoaderConfig d;
+        image_loader_config_defaults(&d);
+        memcpy(fl.rrc_scale, d.rrc_scale, sizeof(fl.rrc_scale));
+        memcpy(fl.rrc_ratio, d.rrc_ratio, sizeof(fl.rrc_ratio));
+        fl.mixup_prob = d.mix_prob;
+        fl.switch_prob = d.switch_prob;
+    }
     int model_flags = 0; // overrides of a new model given
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -919,11 +1029,16 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--mean") == 0) fl.mean_text = VALUE();
         else if (strcmp(a, "--std") == 0) fl.std_text = VALUE();
         else if (strcmp(a, "--crop-pad") == 0) fl.crop_pad = positive_int_flag(VALUE(), a, 0);
-        else if (strcmp(a, "--flip") == 0) {
-            const char *f = VALUE();
-            if (strcmp(f, "0") != 0 && strcmp(f, "1") != 0) fail("flag --flip takes 0 or 1, not '%s'", f);
-            fl.flip = f[0] == '1';
-        }
+        else if (strcmp(a, "--flip") == 0) fl.flip = flag_01(VALUE(), a);
+        else if (strcmp(a, "--rrc") == 0) fl.rrc = flag_01(VALUE(), a);
+        else if (strcmp(a, "--rrc-scale") == 0) parse_range_flag(VALUE(), a, 1.0, fl.rrc_scale);
+        else if (strcmp(a, "--rrc-ratio") == 0) parse_range_flag(VALUE(), a, 1e6, fl.rrc_ratio);
+        else if (strcmp(a, "--smoothing") == 0) fl.smoothing = fraction_flag(VALUE(), a, 0.0, 1.0, 1);
+        else if (strcmp(a, "--mixup") == 0) fl.mixup = fraction_flag(VALUE(), a, 0.0, 1e6, 0);
+        else if (strcmp(a, "--cutmix") == 0) fl.cutmix = fraction_flag(VALUE(), a, 0.0, 1e6, 0);
+        else if (strcmp(a, "--mixup-prob") == 0) fl.mixup_prob = fraction_flag(VALUE(), a, 0.0, 1.0, 0);
+        else if (strcmp(a, "--mixup-switch-prob") == 0) fl.switch_prob = fraction_flag(VALUE(), a, 0.0, 1.0, 0);
+        else if (strcmp(a, "--shard-in-memory") == 0) fl.shard_in_memory = flag_01(VALUE(), a);
         else if (strcmp(a, "--epochs") == 0) {
             fl.epochs = parse_double_or_fail(VALUE(), a);
             if (!(fl.epochs > 0.0) || fl.epochs > 1e6) fail("flag --epochs must be a positive number, got %s", v);
@@ -943,6 +1058,9 @@ int main(int argc, char **argv) {
     if (rc.max_steps == RUN_ONE_EPOCH) fl.epochs = 1.0; // -x -1: one epoch, as in llm.c
     if (fl.test_shard && !fl.train_shard) fail("flag --test-shard needs --train-shard (the default data is Fashion-MNIST)");
     if (fl.fmnist_dir && fl.train_shard) fail("flag --fmnist-dir is for the default data, not with --train-shard");
+    if (fl.shard_in_memory && !fl.train_shard) fail("flag --shard-in-memory is for --train-shard and --test-shard");
+    if (fl.rrc && fl.crop_pad) fail("flags --rrc and --crop-pad are two random crops; give one");
+    int streamed = fl.train_shard && !fl.shard_in_memory;
 
     // the data's headers: sizes and classes, nothing loaded before the memory plan
     ImageSet train_set, test_set;
@@ -965,8 +1083,9 @@ int main(int argc, char **argv) {
         test_name = fm_test;
         have_test = 1;
     }
-    if (have_test && (test_set.height != train_set.height || test_set.width != train_set.width ||
-                      test_set.channels != train_set.channels || test_set.num_classes != train_set.num_classes))
+    // the sizes may differ (each is checked against the model below): training images stored
+    // larger for RandomResizedCrop, evaluation images at the size they are centre-cropped from
+    if (have_test && (test_set.channels != train_set.channels || test_set.num_classes != train_set.num_classes))
         fail("%s holds %dx%dx%d images of %d classes, but the training data %dx%dx%d of %d", test_name,
              test_set.height, test_set.width, test_set.channels, test_set.num_classes, train_set.height,
              train_set.width, train_set.channels, train_set.num_classes);
@@ -1020,8 +1139,33 @@ int main(int argc, char **argv) {
         printf("model: %s\n", fl.model_spec);
     }
     const ViTConfig *mc = &config;
-    check_data_fits(&train_set, train_name, mc);
-    if (have_test) check_data_fits(&test_set, test_name, mc);
+    check_data_fits(&train_set, train_name, mc, fl.rrc);
+    if (have_test) check_data_fits(&test_set, test_name, mc, 0);
+    // the loaders: training shuffled and augmented at the model's input size, evaluation in
+    // order, centre-cropped; mean and std once the data is there
+    ImageLoaderConfig train_lc, test_lc;
+    image_loader_config_defaults(&train_lc);
+    train_lc.B = rc.B;
+    train_lc.seed = rc.seed + 1;
+    train_lc.shuffle = 1;
+    train_lc.out_height = mc->image_height;
+    train_lc.out_width = mc->image_width;
+    train_lc.crop_pad = fl.crop_pad;
+    train_lc.flip = fl.flip;
+    train_lc.rrc = fl.rrc;
+    memcpy(train_lc.rrc_scale, fl.rrc_scale, sizeof(fl.rrc_scale));
+    memcpy(train_lc.rrc_ratio, fl.rrc_ratio, sizeof(fl.rrc_ratio));
+    train_lc.smoothing = fl.smoothing;
+    train_lc.mixup_alpha = fl.mixup;
+    train_lc.cutmix_alpha = fl.cutmix;
+    train_lc.mix_prob = fl.mixup_prob;
+    train_lc.switch_prob = fl.switch_prob;
+    image_loader_config_defaults(&test_lc);
+    test_lc.B = rc.B;
+    test_lc.out_height = mc->image_height;
+    test_lc.out_width = mc->image_width;
+    if ((fl.mixup > 0.0 || fl.cutmix > 0.0) && rc.B % 2 != 0)
+        fail("flag -b %d: Mixup and CutMix mix image b with image B-1-b of a micro-batch, which must be even", rc.B);
     int NP = vit_num_patches(mc), K = mc->num_classes;
     size_t param_sizes[NUM_PARAMETER_TENSORS];
     printf("  %dx%dx%d images, patch %d (%d patches + cls = %d tokens), L %d, NH %d, C %d, %d classes, %zu parameters\n",
@@ -1035,7 +1179,7 @@ int main(int argc, char **argv) {
 
     // the memory plan, before any large allocation: fails here if the run does not fit
     ViTPlanContext plan_ctx = {mc, blocks, num_blocks, &oc, rc.max_steps > 0, &train_set, have_test ? &test_set : NULL,
-                               current_rss_bytes()};
+                               streamed, &train_lc, &test_lc, current_rss_bytes()};
     MemPlan plan;
     vit_memory_plan(&plan, &plan_ctx, rc.B, 0, OPTIM_NAME);
     memplan_check(&plan, vit_memory_plan, &plan_ctx, rc.memory_limit, rc.force_memory);
@@ -1045,22 +1189,35 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    // the data
+    // the data: shards streamed (labels in memory, each image read when a batch needs it) or read whole
     if (fl.train_shard) {
-        image_set_read_shard(&train_set, fl.train_shard);
-        if (have_test) image_set_read_shard(&test_set, fl.test_shard);
+        if (streamed) {
+            image_set_open_shard(&train_set, fl.train_shard);
+            if (have_test) image_set_open_shard(&test_set, fl.test_shard);
+        } else {
+            image_set_read_shard(&train_set, fl.train_shard);
+            if (have_test) image_set_read_shard(&test_set, fl.test_shard);
+        }
     } else {
         image_set_load_fashion_mnist(&train_set, fm_dir, "train");
         image_set_load_fashion_mnist(&test_set, fm_dir, "test");
     }
     float mean[IMAGE_MAX_CHANNELS], std[IMAGE_MAX_CHANNELS];
-    {
-        double m[IMAGE_MAX_CHANNELS], s[IMAGE_MAX_CHANNELS];
-        image_set_channel_stats(&train_set, m, s);
-        for (int c = 0; c < ch; c++) { mean[c] = (float)m[c]; std[c] = (float)s[c]; }
-        if (fl.mean_text) parse_channel_values_or_fail(fl.mean_text, ch, "--mean", 0, mean);
-        if (fl.std_text) parse_channel_values_or_fail(fl.std_text, ch, "--std", 1, std);
+    if (!fl.mean_text || !fl.std_text) {
+        if (train_set.has_stats) { // a version-2 shard's header: image_set_channel_stats' values
+            memcpy(mean, train_set.stats_mean, sizeof(mean));
+            memcpy(std, train_set.stats_std, sizeof(std));
+        } else {
+            if (!train_set.pixels)
+                printf("data: measuring the channel statistics of %s (a version-1 shard): one pass over it; "
+                       "--mean and --std skip it\n", train_name);
+            double m[IMAGE_MAX_CHANNELS], s[IMAGE_MAX_CHANNELS];
+            image_set_channel_stats(&train_set, m, s);
+            for (int c = 0; c < ch; c++) { mean[c] = (float)m[c]; std[c] = (float)s[c]; }
+        }
     }
+    if (fl.mean_text) parse_channel_values_or_fail(fl.mean_text, ch, "--mean", 0, mean);
+    if (fl.std_text) parse_channel_values_or_fail(fl.std_text, ch, "--std", 1, std);
 
     // the model and the optimizer
     ViT model;
@@ -1076,20 +1233,31 @@ int main(int argc, char **argv) {
 
     // loaders: training shuffled and augmented, evaluation in order and never augmented
     ImageLoader train_loader, test_loader;
-    image_loader_init(&train_loader, &train_set, rc.B, rc.seed + 1, 1, fl.crop_pad, fl.flip, mean, std);
-    if (have_test) image_loader_init(&test_loader, &test_set, rc.B, 0, 0, 0, 0, mean, std);
-    printf("data: train %s (%d images), test %s", train_name, train_set.count, test_name);
+    train_lc.mean = test_lc.mean = mean;
+    train_lc.std = test_lc.std = std;
+    image_loader_init_config(&train_loader, &train_set, &train_lc);
+    if (have_test) image_loader_init_config(&test_loader, &test_set, &test_lc);
+    printf("data: train %s (%d images%s), test %s", train_name, train_set.count,
+           streamed ? ", streamed" : "", test_name);
     if (have_test) printf(" (%d images)", test_set.count);
+    if (train_set.height != mc->image_height || train_set.width != mc->image_width)
+        printf("\n  stored %dx%d: training images %s, evaluation images centre-cropped to %dx%d", train_set.height,
+               train_set.width, fl.rrc ? "RandomResizedCrop'd" : "centre-cropped", mc->image_height, mc->image_width);
     printf("\n  normalisation mean");
     for (int c = 0; c < ch; c++) printf(" %.4f", mean[c]);
     printf(", std");
     for (int c = 0; c < ch; c++) printf(" %.4f", std[c]);
-    printf("; augmentation: crop padding %d, flip %d\n", fl.crop_pad, fl.flip);
+    printf("\n  augmentation: crop padding %d, flip %d, RandomResizedCrop %d", fl.crop_pad, fl.flip, fl.rrc);
+    if (fl.rrc) printf(" (scale %g-%g, ratio %g-%g)", fl.rrc_scale[0], fl.rrc_scale[1], fl.rrc_ratio[0], fl.rrc_ratio[1]);
+    printf(", label smoothing %g, Mixup %g, CutMix %g", fl.smoothing, fl.mixup, fl.cutmix);
+    if (fl.mixup > 0.0 || fl.cutmix > 0.0) printf(" (prob %g, switch prob %g)", fl.mixup_prob, fl.switch_prob);
+    printf("\n");
 
     vit_allocate_activations(&model, rc.B);
-    size_t image_floats = (size_t)rc.B * image_set_image_bytes(&train_set);
+    size_t image_floats = (size_t)rc.B * mc->image_channels * mc->image_height * mc->image_width;
     float *images = malloc_or_fail(image_floats * sizeof(float), "images");
     int *labels = malloc_or_fail((size_t)rc.B * sizeof(int), "labels");
+    float *targets = train_loader.soft ? malloc_or_fail((size_t)rc.B * K * sizeof(float), "targets") : NULL;
     int *pred = malloc_or_fail((size_t)rc.B * sizeof(int), "predictions");
     int64_t *confusion = calloc_or_fail((size_t)K * K, sizeof(int64_t), "confusion matrix");
 
@@ -1097,8 +1265,8 @@ int main(int argc, char **argv) {
     if (rc.max_steps == 0) {
         if (!have_test) fail("flag -x 0 evaluates the model, but there is no evaluation data (--test-shard)");
         double loss;
-        float acc = vit_evaluate(&model, &test_loader, images, labels, pred, confusion, &loss);
-        printf("test: top-1 accuracy %.4f, loss %.4f (%d images)\n", acc, loss, test_set.count);
+        float acc5, acc = vit_evaluate(&model, &test_loader, images, labels, pred, confusion, &loss, &acc5);
+        printf("test: top-1 accuracy %.4f, top-5 %.4f, loss %.4f (%d images)\n", acc, acc5, loss, test_set.count);
         print_confusion(confusion, &test_set);
         memplan_print_peak(&plan);
         goto done;
@@ -1147,6 +1315,16 @@ int main(int argc, char **argv) {
     cJSON_AddItemToObject(norm, "std", cJSON_CreateFloatArray(std, ch));
     cJSON_AddNumberToObject(c, "crop_pad", fl.crop_pad);
     cJSON_AddNumberToObject(c, "flip", fl.flip);
+    cJSON_AddBoolToObject(c, "streamed", streamed);
+    cJSON *aug = cJSON_AddObjectToObject(c, "augmentation");
+    cJSON_AddNumberToObject(aug, "rrc", fl.rrc);
+    cJSON_AddItemToObject(aug, "rrc_scale", cJSON_CreateDoubleArray(fl.rrc_scale, 2));
+    cJSON_AddItemToObject(aug, "rrc_ratio", cJSON_CreateDoubleArray(fl.rrc_ratio, 2));
+    cJSON_AddNumberToObject(aug, "smoothing", fl.smoothing);
+    cJSON_AddNumberToObject(aug, "mixup", fl.mixup);
+    cJSON_AddNumberToObject(aug, "cutmix", fl.cutmix);
+    cJSON_AddNumberToObject(aug, "mixup_prob", fl.mixup_prob);
+    cJSON_AddNumberToObject(aug, "mixup_switch_prob", fl.switch_prob);
     cJSON_AddNumberToObject(c, "epochs", rc.max_steps * epochs_per_step);
     cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)state_bytes);
     cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
@@ -1167,8 +1345,13 @@ int main(int argc, char **argv) {
         vit_zero_grad(&model);
         double loss_sum = 0.0;
         for (int micro = 0; micro < rc.grad_accum; micro++) {
-            image_loader_next(&train_loader, images, labels);
-            vit_forward(&model, images, labels, rc.B);
+            if (targets) { // label smoothing, Mixup/CutMix: a target distribution per image
+                image_loader_next_targets(&train_loader, images, labels, targets);
+                vit_forward_soft(&model, images, targets, rc.B);
+            } else {
+                image_loader_next(&train_loader, images, labels);
+                vit_forward(&model, images, labels, rc.B);
+            }
             vit_backward(&model, 1.0f / rc.grad_accum);
             loss_sum += model.mean_loss;
         }
@@ -1194,10 +1377,11 @@ int main(int argc, char **argv) {
             int final = step == rc.max_steps || run_interrupted();
             memset(confusion, 0, (size_t)K * K * sizeof(int64_t));
             double test_loss;
-            float acc = vit_evaluate(&model, &test_loader, images, labels, pred, confusion, &test_loss);
+            float acc5, acc = vit_evaluate(&model, &test_loader, images, labels, pred, confusion, &test_loss, &acc5);
             cJSON *extra = cJSON_CreateObject();
             cJSON_AddNumberToObject(extra, "epoch", step * epochs_per_step);
             cJSON_AddNumberToObject(extra, "test_loss", test_loss);
+            cJSON_AddNumberToObject(extra, "test_acc5", acc5);
             if (final && K <= 100) {
                 cJSON *cm = cJSON_AddArrayToObject(extra, "confusion");
                 for (int k = 0; k < K; k++) {
@@ -1207,6 +1391,7 @@ int main(int argc, char **argv) {
                 }
             }
             run_eval_end(&run, step, "test_acc", acc, extra);
+            printf("step %ld: test_acc5 %.4f\n", step, acc5);
             if (final) print_confusion(confusion, &test_set);
         }
         if (checkpoints && run_due(&run, step, rc.ckpt_every))
@@ -1229,7 +1414,7 @@ done:
     if (have_test) { image_loader_free(&test_loader); image_set_free(&test_set); }
     image_set_free(&train_set);
     optim_free(opt);
-    free(blocks); free(images); free(labels); free(pred); free(confusion);
+    free(blocks); free(images); free(labels); free(targets); free(pred); free(confusion);
     vit_free(&model);
     return 0;
 }

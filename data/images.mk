@@ -24,3 +24,10 @@ run-test-images: test_images prepare_images
 
 TESTS += run-test-images
 BINS += prepare_images test_images
+
+# rewrite the augmentation references of test_images (torchvision's
+# RandomResizedCrop on the project's RNG, timm's Mixup): needs Debian's
+# python3-torchvision
+.PHONY: aug-ref
+aug-ref:
+	$(PYTHON) dev/aug_ref.py

@@ -3,7 +3,9 @@
 #   1. the planned total is within 5% of the peak resident set (getrusage,
 #      the "memory: peak resident ..." line) after 1-2 steps of GPT-2 124M at
 #      B 4 x T 64 with each optimizer, at B 1 x T 1024 (activations, the
-#      attention weights above all), ViT fmnist-tiny and ViT-Ti/16 at B 8
+#      attention weights above all), ViT fmnist-tiny, ViT-Ti/16 at B 8 (its
+#      shard streamed and in memory), ViT-S/16 at B 8 with 1000 classes,
+#      streamed and augmented as the paper-scale recipe
 #   2. AdamW at GPT-2 XL (d48, B 1 x T 64) stops at start-up with one line
 #      naming the optimizers that fit (here, and against --memory-limit 23G
 #      on any machine); --force-memory 1 goes past the check
@@ -67,7 +69,24 @@ body += bytes(rng.getrandbits(8) for _ in range(n * c * h * w))
 hdr = b"IMGSHARD" + struct.pack("<7I", 1, n, h, w, c, k, zlib.crc32(body)) + bytes(28)
 open(sys.argv[1], "wb").write(hdr + body)
 EOF
-plan_matches "ViT-Ti/16 B 8 sgd_sai" "$VIT/train_vit_sgd_sai" -e vit-ti16 -b 8 -x 2 -p 1 --train-shard "$WORK/noise224.bin"
+plan_matches "ViT-Ti/16 B 8 sgd_sai (shard streamed)" "$VIT/train_vit_sgd_sai" -e vit-ti16 -b 8 -x 2 -p 1 --train-shard "$WORK/noise224.bin"
+plan_matches "ViT-Ti/16 B 8 sgd_sai (shard in memory)" "$VIT/train_vit_sgd_sai" -e vit_tiny_patch16_224 -b 8 -x 2 -p 1 \
+    --train-shard "$WORK/noise224.bin" --shard-in-memory 1
+# ViT-S/16 with ImageNet's 1000 classes, trained as the paper-scale recipe does: 256 x 256 images
+# streamed, RandomResizedCrop to 224, flips, Mixup/CutMix and label smoothing (soft targets)
+python3 - "$WORK/noise256.bin" <<'EOF'
+import random, struct, sys, zlib
+n, h, w, c, k = 8, 256, 256, 3, 1000
+rng = random.Random(2)
+body = b"".join(("n%08d" % i).encode().ljust(64, b"\0") for i in range(k))
+body += struct.pack("<%di" % n, *[(i * 97) % k for i in range(n)])
+body += bytes(rng.getrandbits(8) for _ in range(n * c * h * w))
+hdr = b"IMGSHARD" + struct.pack("<7I", 1, n, h, w, c, k, zlib.crc32(body)) + bytes(28)
+open(sys.argv[1], "wb").write(hdr + body)
+EOF
+plan_matches "ViT-S/16 B 8 adamw, 256 px streamed, RandomResizedCrop, Mixup/CutMix, smoothing" \
+    "$VIT/train_vit_adamw" -e vit_small_patch16_224 -b 8 -x 2 -p 1 --train-shard "$WORK/noise256.bin" \
+    --rrc 1 --flip 1 --mixup 0.8 --cutmix 1.0 --smoothing 0.1 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
 fi
 
 # --- 2. AdamW at GPT-2 XL --------------------------------------------------------

@@ -12,6 +12,13 @@
 #  3. --snr-every (AdamW) writes SlimAdam rules for every ViT block;
 #     --snr-every and --gsnr-every write one line per measurement to
 #     snr.jsonl and gsnr.jsonl and leave the training bit-identical.
+#  4. timm's augmentation at a different stored size (12x12 images, an 8x8
+#     model): RandomResizedCrop, flips, Mixup/CutMix and label smoothing from
+#     a streamed version-2 shard, killed in the middle of an epoch and resumed,
+#     ends bit-identical; the same run from version-1 shards read whole ends
+#     bit-identical to it (streamed = in memory, Python's version-2 writer =
+#     the format); top-5 is logged; a corrupt image stops the run when read;
+#     the timm preset names and their aliases; the new flags' bad values.
 #
 #   bash dev/test_vit_resume.sh path/to/train_vit_adamw path/to/train_vit_sgd_sai
 set -euo pipefail
@@ -29,28 +36,52 @@ bad() { printf 'FAIL %s\n' "$1"; failures=$((failures + 1)); }
 # to learn. train 96 images, test 40 (a partial last batch), and a grey and a
 # 10x10 set for the mismatch errors.
 "$PY" - "$tmp" <<'EOF'
-import random, struct, sys, zlib
+import math, random, struct, sys, zlib
 out = sys.argv[1]
-def shard(path, count, H, W, ch, K, seed):
+def shard(path, count, H, W, ch, K, seed, version=1, corrupt=False):
     rng = random.Random(seed)
     labels = [i % K for i in range(count)]
     rng.shuffle(labels)
-    pixels = bytearray()
+    images = []
     for k in labels:
+        img = bytearray()
         for c in range(ch):
             for y in range(H):
                 for x in range(W):
                     stripe = 150 if (x * (k + 1) + y * (2 - k % 3) + c) % (k + 3) == 0 else 0
-                    pixels.append(min(255, stripe + rng.randrange(90)))
+                    img.append(min(255, stripe + rng.randrange(90)))
+        images.append(bytes(img))
     names = b"".join(f"class{k}".encode().ljust(64, b"\0") for k in range(K))
-    body = names + struct.pack(f"<{count}i", *labels) + bytes(pixels)
-    header = b"IMGSHARD" + struct.pack("<7I", 1, count, H, W, ch, K, zlib.crc32(body))
+    lab = struct.pack(f"<{count}i", *labels)
+    if version == 1:
+        body = names + lab + b"".join(images)
+        header = b"IMGSHARD" + struct.pack("<7I", 1, count, H, W, ch, K, zlib.crc32(body))
+        data = header.ljust(64, b"\0") + body
+    else:  # version 2 (data/images.h): a CRC per image, the channel statistics in the header
+        crcs = b"".join(struct.pack("<I", zlib.crc32(img)) for img in images)
+        n, plane = count * H * W, H * W
+        mean, std = [0.0] * 3, [0.0] * 3
+        for c in range(ch):
+            vals = [v for img in images for v in img[c * plane:(c + 1) * plane]]
+            m = sum(vals) / n
+            mean[c] = m / 255.0
+            std[c] = math.sqrt(max(sum(v * v for v in vals) / n - m * m, 0.0)) / 255.0
+        head = b"IMGSHARD" + struct.pack("<6I", 2, count, H, W, ch, K)
+        rest = struct.pack("<6f", *mean, *std) + bytes(4)
+        crc = zlib.crc32(head + rest, zlib.crc32(names + lab + crcs))
+        pixels = bytearray(b"".join(images))
+        if corrupt:
+            pixels[len(pixels) // 2] ^= 0x40
+        data = head + struct.pack("<I", crc) + rest + names + lab + crcs + bytes(pixels)
     with open(f"{out}/{path}", "wb") as f:
-        f.write(header.ljust(64, b"\0") + body)
+        f.write(data)
 shard("train.bin", 96, 12, 12, 3, 3, 1)
 shard("test.bin", 40, 12, 12, 3, 3, 2)
 shard("grey.bin", 20, 12, 12, 1, 3, 3)
 shard("ten.bin", 20, 10, 10, 3, 3, 4)
+shard("train_v2.bin", 96, 12, 12, 3, 3, 1, version=2)  # train.bin's images in format version 2
+shard("test_v2.bin", 40, 12, 12, 3, 3, 2, version=2)
+shard("corrupt_v2.bin", 96, 12, 12, 3, 3, 1, version=2, corrupt=True)
 EOF
 
 DATA=(--train-shard "$tmp/train.bin" --test-shard "$tmp/test.bin" -b 8)
@@ -192,6 +223,67 @@ EOF
      cmp -s "$tmp/snr/optim_00000006.bin" "$tmp/plain/optim_00000006.bin"; then
     ok "--snr-every, --gsnr-every: the model and optimizer state are bit-identical to the run without them"
   else bad "--snr-every, --gsnr-every changed the ViT's training"; fi
+fi
+
+# ----------------------------------------------------------------------------
+# 4. timm's augmentation, streamed shards, mid-epoch resume
+if [[ "$(basename "$bin")" == *adamw* ]]; then
+  AUG=(-e fmnist-tiny --image-size 8 --image-channels 3 --patch 4 --embed-dim 16 --layers 2 --heads 2 -b 8 -d 16
+       --rrc 1 --flip 1 --mixup 0.8 --cutmix 1.0 --smoothing 0.1 -x 40 -u 5 -v 20 -n 5 -p 1000 -l 3e-3)
+  V2=(--train-shard "$tmp/train_v2.bin" --test-shard "$tmp/test_v2.bin")
+  aug="$tmp/aug"
+  mkdir -p "$aug"
+  if "$bin" "${AUG[@]}" "${V2[@]}" -o "$aug/ref" >"$aug/ref.log" 2>&1; then
+    acc=$(sed -n 's/^step 40: test_acc \([0-9.]*\)$/\1/p' "$aug/ref.log")
+    acc5=$(sed -n 's/^step 40: test_acc5 \([0-9.]*\)$/\1/p' "$aug/ref.log")
+    if [ -n "$acc" ] && [ -n "$acc5" ] && grep -q '"test_acc5"' "$aug/ref/log.jsonl" &&
+       grep -q "streamed" "$aug/ref.log" && grep -q "RandomResizedCrop 1" "$aug/ref.log" &&
+       awk -v a="$acc" -v b="$acc5" 'BEGIN { exit !(b >= a && b <= 1) }'; then
+      ok "augmented run (8x8 model from 12x12 streamed images): top-1 $acc, top-5 $acc5 logged"
+    else bad "augmented run: no top-1/top-5 line or log record"; tail -3 "$aug/ref.log"; fi
+    # killed after the checkpoint of step 10 (epoch 1, 64 of 96 images), resumed
+    "$bin" "${AUG[@]}" "${V2[@]}" -o "$aug/kill" >"$aug/kill.log1" 2>&1 &
+    pid=$!
+    if wait_for_state "$pid" "$aug/kill" 10; then
+      kill -KILL "$pid"; { wait "$pid"; } 2>/dev/null || true
+      pos=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["train_loader"]["pos"])' "$aug/kill/state_00000010.json")
+      if "$bin" "${AUG[@]}" "${V2[@]}" -o "$aug/kill" -y 1 >"$aug/kill.log2" 2>&1 &&
+         [ "$pos" -gt 0 ] && [ "$pos" -lt 96 ] && ! [ -f "$aug/kill/model_00000040.bin.tmp" ] &&
+         cmp -s "$aug/ref/model_00000040.bin" "$aug/kill/model_00000040.bin" &&
+         cmp -s "$aug/ref/optim_00000040.bin" "$aug/kill/optim_00000040.bin"; then
+        ok "augmented run killed mid-epoch (a checkpoint at image $pos of 96) and resumed: bit-identical"
+      else bad "augmented run resumed mid-epoch (checkpoint at image $pos) differs or failed"; tail -3 "$aug/kill.log2"; fi
+    else
+      bad "augmented run ended before it could be killed"
+    fi
+    # version 1, read whole: the same bits
+    if "$bin" "${AUG[@]}" --train-shard "$tmp/train.bin" --test-shard "$tmp/test.bin" --shard-in-memory 1 \
+         -o "$aug/mem" >"$aug/mem.log" 2>&1 && cmp -s "$aug/ref/model_00000040.bin" "$aug/mem/model_00000040.bin"; then
+      ok "the same run from version-1 shards read whole: bit-identical to the streamed version-2 run"
+    else bad "version-1 shards in memory and version-2 shards streamed trained differently"; tail -3 "$aug/mem.log"; fi
+  else
+    bad "augmented run failed"; tail -5 "$aug/ref.log"
+  fi
+  AUGX=("${AUG[@]}" -x 14)
+  expect_error "a corrupt image in a streamed shard" "corrupt_v2.bin: image .* is corrupt (CRC-32 mismatch)" \
+    "${AUGX[@]}" --train-shard "$tmp/corrupt_v2.bin"
+  expect_error "--rrc-scale" "flag --rrc-scale: expected 0 < LO <= HI <= 1" "${SMALL[@]}" --rrc 1 --rrc-scale 0.5,0.2
+  expect_error "--rrc-ratio" "flag --rrc-ratio: expected LO,HI" "${SMALL[@]}" --rrc 1 --rrc-ratio 0.75
+  expect_error "--smoothing 1" "flag --smoothing must be in \[0, 1)" "${SMALL[@]}" --smoothing 1
+  expect_error "--mixup -1" "flag --mixup must be in \[0, 1e+06\]" "${SMALL[@]}" --mixup -1
+  expect_error "Mixup with an odd micro-batch" "must be even" "${SMALL[@]}" --mixup 0.8 -b 7
+  expect_error "--rrc with --crop-pad" "give one" "${SMALL[@]}" --rrc 1 --crop-pad 2
+  expect_error "--shard-in-memory without shards" "flag --shard-in-memory is for --train-shard" -e fmnist-tiny -x 1 --shard-in-memory 1
+  expect_error "images smaller than the model" "holds 12x12x3 images; the model takes 16x16x3" \
+    "${MODEL[@]}" "${DATA[@]}" -x 2 --image-size 16
+  # timm's preset names and the short aliases
+  for name in vit_small_patch16_224 vit-s16; do
+    if "$bin" -e "$name" --image-size 12 --patch 4 "${DATA[@]}" -x 1 --memory-plan-only 1 >"$tmp/preset.log" 2>&1 &&
+       grep -q "^model: new ViT vit_small_patch16_224 (ViT-S/16, with flags)" "$tmp/preset.log" &&
+       grep -q "L 12, NH 6, C 384" "$tmp/preset.log"; then
+      ok "-e $name: timm's vit_small_patch16_224 (C 384, 12 layers, 6 heads)"
+    else bad "-e $name"; tail -3 "$tmp/preset.log"; fi
+  done
 fi
 
 if [ $failures -ne 0 ]; then echo "test_vit_resume: $failures FAILED"; exit 1; fi

@@ -312,3 +312,74 @@ void softmax_crossentropy_backward(float *probs_to_dlogits, const int *targets,
         for (int v = V; v < Vp; v++) row[v] = 0.0f;
     }
 }
+
+// ----------------------------------------------------------------------------
+// Softmax + cross-entropy against a target distribution
+
+void softmax_crossentropy_soft_forward(float *losses, float *logits_to_probs, const float *targets,
+                                       int N, int V, int Vp) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *row = logits_to_probs + (size_t)n * Vp;
+        const float *t = targets + (size_t)n * V;
+        float maxval = -INFINITY;
+        #pragma omp simd reduction(max:maxval)
+        for (int v = 0; v < V; v++) maxval = row[v] > maxval ? row[v] : maxval;
+        // -log p[v] = log(sum) + (max - x[v]): both terms >= 0, so the
+        // weighted sum below never cancels; with a one-hot t it is exactly
+        // the hard-label loss above
+        float tsum = 0.0f, tgap = 0.0f;
+        #pragma omp simd reduction(+:tsum, tgap)
+        for (int v = 0; v < V; v++) {
+            tsum += t[v];
+            tgap += t[v] * (maxval - row[v]);
+        }
+        float sum = 0.0f;
+        #pragma omp simd reduction(+:sum)
+        for (int v = 0; v < V; v++) {
+            float e = vexpf(row[v] - maxval);
+            row[v] = e;
+            sum += e;
+        }
+        losses[n] = tsum * logf(sum) + tgap;
+        float inv = 1.0f / sum;
+        #pragma omp simd
+        for (int v = 0; v < V; v++) row[v] *= inv;
+        for (int v = V; v < Vp; v++) row[v] = 0.0f;
+    }
+}
+
+void softmax_crossentropy_soft_backward(float *probs_to_dlogits, const float *targets,
+                                        float dloss, int N, int V, int Vp) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *row = probs_to_dlogits + (size_t)n * Vp;
+        const float *t = targets + (size_t)n * V;
+        float tsum = 0.0f;
+        #pragma omp simd reduction(+:tsum)
+        for (int v = 0; v < V; v++) tsum += t[v];
+        #pragma omp simd
+        for (int v = 0; v < V; v++) row[v] = (row[v] * tsum - t[v]) * dloss;
+        for (int v = V; v < Vp; v++) row[v] = 0.0f;
+    }
+}
+
+void softmax_crossentropy_soft_reference(double *losses, double *dlogits, const float *logits,
+                                         const float *targets, double dloss, int N, int V, int Vp) {
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * Vp;
+        const float *t = targets + (size_t)n * V;
+        double maxval = -INFINITY, sum = 0.0, tsum = 0.0, loss = 0.0;
+        for (int v = 0; v < V; v++) maxval = fmax(maxval, (double)x[v]);
+        for (int v = 0; v < V; v++) sum += exp((double)x[v] - maxval);
+        double lse = maxval + log(sum);
+        for (int v = 0; v < V; v++) {
+            loss += (double)t[v] * (lse - (double)x[v]); // -t log softmax
+            tsum += t[v];
+        }
+        losses[n] = loss;
+        if (dlogits)
+            for (int v = 0; v < V; v++)
+                dlogits[(size_t)n * V + v] = (exp((double)x[v] - lse) * tsum - (double)t[v]) * dloss;
+    }
+}

@@ -64,4 +64,21 @@ void softmax_crossentropy_forward(float *losses, float *logits_to_probs, const i
 void softmax_crossentropy_backward(float *probs_to_dlogits, const int *targets,
                                    float dloss, int N, int V, int Vp);
 
+// The same against a target distribution per row, for label smoothing and
+// mixup/cutmix (soft targets): targets [N,V]; losses [N] =
+// -sum_v targets[v] log softmax[v], PyTorch's cross_entropy with probability
+// targets. Label smoothing eps is the target (1 - eps) onehot + eps / V, whose
+// loss is (1 - eps) CE + eps mean_v(-log p[v]) (timm's, and PyTorch's
+// label_smoothing). A one-hot row gives exactly the loss above.
+void softmax_crossentropy_soft_forward(float *losses, float *logits_to_probs, const float *targets,
+                                       int N, int V, int Vp);
+// probs [N,Vp] in place -> dlogits = (probs * sum_v targets[v] - targets) * dloss
+// (sum_v targets = 1 for a distribution); padded columns get 0.
+void softmax_crossentropy_soft_backward(float *probs_to_dlogits, const float *targets,
+                                        float dloss, int N, int V, int Vp);
+// The reference the tests hold both against: the same in double precision
+// from the logits (left unchanged); losses [N], dlogits [N,V] (NULL: none).
+void softmax_crossentropy_soft_reference(double *losses, double *dlogits, const float *logits,
+                                         const float *targets, double dloss, int N, int V, int Vp);
+
 #endif

@@ -24,7 +24,7 @@ unset TRAIN VAL OUT IMAGENET SHARDS LR WD SEED EXTRA_FLAGS DRY_RUN KEEP
 LOGDIR="$ROOT/out/paper_scale_smoke"
 mkdir -p "$LOGDIR"
 # made afresh, so that the check also covers writing the stand-in images and ./prepare_images
-rm -rf "$LOGDIR/standin_images" "$LOGDIR/standin_224"
+rm -rf "$LOGDIR/standin_images" "$LOGDIR/standin_224" "$LOGDIR/standin_256"
 
 results=()
 failed=0

@@ -7,17 +7,18 @@
 #   IMAGENET=/data/imagenet LR=1e-2 WD=1e-3 repro/paper_scale/vit_s16_imagenet.sh sgd_sai   # one cell of the grid
 #   SMOKE=1 repro/paper_scale/vit_s16_imagenet.sh adamw   # 2 steps on a tiny stand-in + the full run's time here
 #
-# LIMITATION: the whole dataset must fit in memory. ./prepare_images decodes
-# every image into one uint8 array before writing the shard, and train_vit
-# reads the whole shard into memory: ImageNet-1k at 224x224x3 is 1,281,167 x
-# 150,528 bytes = 193 GB (180 GiB) for train plus 7.5 GB for val, so both
-# steps need ~200 GB (187 GiB) of RAM, and as much disk for the shards. There
-# is no streaming loader yet.
+# Memory stays bounded whatever the data's size: ./prepare_images decodes and
+# writes the shards a chunk of images at a time, and train_vit streams them,
+# reading each image when a batch needs it (and checking its CRC). ImageNet-1k
+# stored at 256x256x3 is 1,281,167 x 196,608 bytes = 252 GB on disk for train
+# plus 9.8 GB for val; in memory the trainer holds their labels, image CRCs and
+# order (~16 MB) besides the model. The shards are read at random (a shuffle
+# over the whole set): put them on an SSD.
 #
 # Environment (all optional except IMAGENET on the first run):
 #   IMAGENET     ImageNet folder: IMAGENET/train/<class>/*.JPEG and IMAGENET/val/<class>/*.JPEG (the 50,000
 #                validation images sorted into their 1000 class folders, as PyTorch's ImageFolder expects)
-#   SHARDS       where the shards go / are read from (default out/paper_scale/imagenet224: train.bin, val.bin);
+#   SHARDS       where the shards go / are read from (default out/paper_scale/imagenet256: train.bin, val.bin);
 #                when SHARDS/train.bin and SHARDS/val.bin exist, IMAGENET is not needed
 #   MICRO        micro-batch in images (default 128, the trainer's own ViT default; 1024 must be a multiple)
 #   LR, WD       peak learning rate and weight decay (default: the optimizer's row below)
@@ -26,16 +27,17 @@
 #   KEEP         checkpoints kept (default 3; ~260 MB each with AdamW's state)
 #   EXTRA_FLAGS  more train_vit flags, appended (e.g. "--crop-pad 16")
 #   SMOKE=1      the smoke check: a stand-in folder of 40+20 Fashion-MNIST PNGs (10 classes) prepared at
-#                224x224x3 through the same ./prepare_images step, SMOKE_MICRO (default 8) images x 2 micro-steps
+#                256x256x3 through the same ./prepare_images step, SMOKE_MICRO (default 8) images x 2 micro-steps
 #                per step, 2 steps, output in out/paper_scale_smoke/; prints the full run's estimated time
 #   DRY_RUN=1    print the full run's command and stop (no data needed)
 #   OMP_NUM_THREADS  threads (default: every core)
 #
 # The run resumes (-y 1): after a stop or a crash, run the same command again.
 #
-# Memory besides the data (peak RSS measured on this machine, AdamW, 40-image stand-in): 0.90 GiB at micro-batch
-# 8, 1.46 GiB at 16, 2.58 GiB at 32, so about 0.34 GiB + 70 MiB per image: ~9.3 GiB at the default 128. With
-# ImageNet add the shards read into memory (180 GiB + 7 GiB).
+# Memory (peak RSS measured on this machine, AdamW, 40-image stand-in, before streaming): 0.90 GiB at micro-batch
+# 8, 1.46 GiB at 16, 2.58 GiB at 32, so about 0.34 GiB + 70 MiB per image: ~9.3 GiB at the default 128, and with
+# ImageNet's 1000 classes and 1.28M images some 20 MB more (labels, CRCs, the epoch's order, targets). The
+# trainer prints its memory plan at start-up.
 set -euo pipefail
 PROG=vit_s16_imagenet.sh
 CALLER_DIR=$PWD
@@ -59,20 +61,27 @@ TOTAL=1024         # images per optimizer step: DeiT (Touvron et al. 2021) and B
 WARMUP_EPOCHS=5    # linear warmup, 5 epochs: timm's train.py default and DeiT's
 FINAL=0            # cosine to 0: timm's default min lr (DeiT stops at 1e-5)
 CLIP=1.0           # global-norm clipping 1.0: Beyer et al. 2022 (big_vision); timm's default is none
-SIZE=224           # 224x224x3, patch 16: ViT-S/16 (C 384, 12 layers, 6 heads)
-# ImageNet's per-channel mean and std, timm's IMAGENET_DEFAULT_MEAN/STD (the trainer would otherwise measure them
-# over the whole 193 GB shard at start-up)
+SIZE=224           # the model's input, 224x224x3, patch 16: timm's vit_small_patch16_224 (C 384, 12 layers, 6 heads)
+STORE=256          # the shards' images: the short side resized to 256, the centre 256x256 kept. Evaluation takes
+                   # their centre 224x224: torchvision's and timm's ImageNet evaluation (resize 256, CenterCrop 224,
+                   # crop_pct 0.875); training takes RandomResizedCrop boxes of them (timm samples its boxes from the
+                   # whole original image; here from that 256x256 square)
+# ImageNet's per-channel mean and std, timm's IMAGENET_DEFAULT_MEAN/STD (the shard's header holds the measured ones)
 MEAN=0.485,0.456,0.406
 STD=0.229,0.224,0.225
-# Augmentation: random horizontal flip (timm's default hflip 0.5). The trainer has no RandomResizedCrop,
-# colour jitter, label smoothing, RandAugment or mixup (see README.md); the images are stored resized so that
-# the short side is 224 and centre-cropped, train and val alike.
-AUG=(--flip 1)
+# Augmentation: timm's train.py defaults, the SGD-SaI paper's ViT code being timm-based: RandomResizedCrop with
+# scale (0.08, 1) and ratio (3/4, 4/3), horizontal flip with p 0.5, label smoothing 0.1, no Mixup/CutMix (timm's
+# --mixup 0 --cutmix 0). timm's default colour jitter (0.4) is not implemented here. Stronger recipes as
+# EXTRA_FLAGS: DeiT's "--mixup 0.8 --cutmix 1.0" (with its RandAugment and random erasing, not implemented), Beyer
+# et al.'s 90-epoch ViT-S/16 "--mixup 0.2" (with RandAugment). Mixup draws one lam per micro-batch (timm: per
+# process batch), so with Mixup MICRO changes the run.
+AUG=(--rrc 1 --rrc-scale 0.08,1 --rrc-ratio 0.75,1.3333333333333333 --flip 1 --smoothing 0.1)
+[ "$STORE" -ge "$SIZE" ] || die "STORE=$STORE: the stored images must be at least the model's $SIZE pixels"
 IMAGENET_TRAIN_IMAGES=1281167   # for the estimate in the smoke check
 KEEP=${KEEP:-3}
 SEED=${SEED:-1337}
 # Micro-batch: as for GPT-2 it changes memory, not the result; 128 images x 197 tokens = 25k tokens per
-# micro-step keep every matmul at full speed and need ~9 GiB of activations, small beside the 193 GB of data.
+# micro-step keep every matmul at full speed and need ~9 GiB of activations. With Mixup it changes the result too.
 MICRO=${MICRO:-128}
 case $MICRO in '' | *[!0-9]*) die "MICRO must be a positive integer, got '$MICRO'" ;; esac
 { [ "$MICRO" -ge 1 ] && [ $((TOTAL % MICRO)) -eq 0 ]; } ||
@@ -132,11 +141,11 @@ if [ "$SMOKE" = 1 ]; then
         "$(python_bin)" "$HERE/make_standin_images.py" "$standin" 4 2
     fi
     IMAGENET=$(abs_path "${IMAGENET:-$standin}")
-    SHARDS=$(abs_path "${SHARDS:-$ROOT/out/paper_scale_smoke/standin_224}")
+    SHARDS=$(abs_path "${SHARDS:-$ROOT/out/paper_scale_smoke/standin_256}")
     OUT=$(abs_path "${OUT:-$ROOT/out/paper_scale_smoke/vit_s16_$OPTIM}")
 else
     if [ -n "${IMAGENET:-}" ]; then IMAGENET=$(abs_path "$IMAGENET"); fi
-    SHARDS=$(abs_path "${SHARDS:-$ROOT/out/paper_scale/imagenet224}")
+    SHARDS=$(abs_path "${SHARDS:-$ROOT/out/paper_scale/imagenet256}")
     OUT=$(abs_path "${OUT:-$ROOT/out/paper_scale/vit_s16_${OPTIM}_lr${LR}_wd${WD}_s${SEED}}")
 fi
 
@@ -154,14 +163,14 @@ else
         [ -d "$IMAGENET/val" ] ||
             die "IMAGENET=$IMAGENET has no val/ folder (expected the validation images sorted into val/<class>/)"
         make -C "$ROOT" --no-print-directory prepare_images
-        echo "$PROG: preparing $SHARDS from $IMAGENET (${SIZE}x${SIZE}x3, short side resized and centre-cropped)"
-        "$ROOT/prepare_images" --root "$IMAGENET" --size "$SIZE" --channels 3 --resize crop --out "$SHARDS"
+        echo "$PROG: preparing $SHARDS from $IMAGENET (${STORE}x${STORE}x3, short side resized and centre-cropped)"
+        "$ROOT/prepare_images" --root "$IMAGENET" --size "$STORE" --channels 3 --resize crop --out "$SHARDS"
     fi
     [ "$(head -c 8 "$SHARDS/train.bin")" = IMGSHARD ] || die "$SHARDS/train.bin is not an image shard"
     for f in train val; do
         h=$(shard_field "$SHARDS/$f.bin" 16) w=$(shard_field "$SHARDS/$f.bin" 20) c=$(shard_field "$SHARDS/$f.bin" 24)
-        if [ "$h" != "$SIZE" ] || [ "$w" != "$SIZE" ] || [ "$c" != 3 ]; then
-            die "$SHARDS/$f.bin holds ${h}x${w}x${c} images; ViT-S/16 here needs ${SIZE}x${SIZE}x3 (delete it to re-prepare)"
+        if [ "$h" != "$STORE" ] || [ "$w" != "$STORE" ] || [ "$c" != 3 ]; then
+            die "$SHARDS/$f.bin holds ${h}x${w}x${c} images; this recipe stores ${STORE}x${STORE}x3 (delete it to re-prepare)"
         fi
     done
     count=$(shard_field "$SHARDS/train.bin" 12)
@@ -184,7 +193,7 @@ trainer_args() {
     local micro=$1 accum=$2 spe
     shift 2
     spe=$(steps_per_epoch "$micro" "$accum")
-    args=(-e vit-s16 -b "$micro" -d $((micro * accum)) "$@"
+    args=(-e vit_small_patch16_224 -b "$micro" -d $((micro * accum)) "$@"
         -k cosine -u $((WARMUP_EPOCHS * count / micro / accum)) -q "$FINAL" --clip "$CLIP" --seed "$SEED"
         -l "$LR" -c "$WD" "${opt_flags[@]}"
         --train-shard "$SHARDS/train.bin" --test-shard "$SHARDS/val.bin" --mean "$MEAN" --std "$STD" "${AUG[@]}"
