@@ -57,6 +57,13 @@ ParamBlock *optim_split_qkv(const ParamBlock *blocks, int num_blocks, int *num_o
     return out;
 }
 
+int *optim_split_first(const ParamBlock *blocks, int num_blocks) {
+    int *first = malloc_or_fail((num_blocks + 1) * sizeof(int), "split block index");
+    first[0] = 0;
+    for (int i = 0; i < num_blocks; i++) first[i + 1] = first[i] + (blocks[i].role == ROLE_ATTN_QKV ? 3 : 1);
+    return first;
+}
+
 size_t optim_num_params(const ParamBlock *blocks, int num_blocks) {
     size_t n = 0;
     for (int i = 0; i < num_blocks; i++) n += block_numel(&blocks[i]);
@@ -166,6 +173,15 @@ void optim_base_init(OptimBase *base, const ParamBlock *blocks, int num_blocks,
 void optim_base_free(OptimBase *base) {
     free(base->blocks);
     free_big(base->state);
+}
+
+// The whole step is the block-by-block step over the blocks in model order:
+// one definition of the update, whichever way a trainer steps.
+void optim_step(Optimizer *opt, float *params, const float *grads, float lr) {
+    const OptimBase *b = optim_base(opt);
+    optim_step_begin(opt, grads);
+    for (int i = 0; i < b->num_blocks; i++) optim_step_block(opt, i, params, grads + b->blocks[i].offset, lr);
+    optim_step_end(opt);
 }
 
 size_t optim_state_bytes(const Optimizer *opt) {

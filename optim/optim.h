@@ -52,6 +52,10 @@ const char *role_name(ParamRole role);
 // roles ATTN_Q/K/V (SinkGD and SlimAdam treat them as separate projections).
 // Returns a newly allocated list; *num_out receives its length.
 ParamBlock *optim_split_qkv(const ParamBlock *blocks, int num_blocks, int *num_out);
+// Where each model block's split blocks start in that list: block b became
+// split blocks first[b] .. first[b+1]-1 (three for a fused qkv, else one).
+// Returns a newly allocated array of num_blocks + 1.
+int *optim_split_first(const ParamBlock *blocks, int num_blocks);
 
 // ----------------------------------------------------------------------------
 // Hyperparameters of every optimizer. Each optimizer reads the fields it uses;
@@ -89,7 +93,23 @@ void optim_default_config(OptimConfig *cfg);
 Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg);
 // One step: t = (steps so far) + 1. grads has the layout of params; only the
 // blocks are read and written (e.g. padding rows of wte are left alone).
+// Defined once in optim.c as the block-by-block step below, run over the
+// blocks in order, so both ways of stepping give the same bits.
 void optim_step(Optimizer *opt, float *params, const float *grads, float lr);
+// The same step block by block, for updates fused into the backward pass
+// (the trainers' --fused-update 1): optim_step_begin, then optim_step_block
+// once for every block b of the model, in any order, with grad pointing at
+// that block's block_numel floats wherever they are (a gradient buffer of
+// one layer, say), then optim_step_end. grads is the whole gradient when the
+// caller has it, NULL when it does not (then optim_fused_unsupported must
+// have allowed the configuration).
+void optim_step_begin(Optimizer *opt, const float *grads);
+void optim_step_block(Optimizer *opt, int b, float *params, const float *grad, float lr);
+void optim_step_end(Optimizer *opt);
+// Why this optimizer with these settings needs the whole gradient before its
+// first update (a one-line reason naming the flag), or NULL when it can step
+// block by block without it.
+const char *optim_fused_unsupported(const OptimConfig *cfg);
 void optim_free(Optimizer *opt);
 // The second moment v of the parameters [offset, offset + n) (a block or a
 // row block of one), for analyses such as SlimAdam's SNR rules (optim/snr.h);
