@@ -156,6 +156,12 @@ run-test-hostile: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_slimadam
                   prepare_text prepare_images setup
 	bash dev/test_hostile.sh $(BUILD)
 
+# --fused-update 1 against the normal mode: both trainers, each optimizer,
+# clipped and not, bit for bit; NaN handling; the refused combinations
+TESTS += run-test-fused
+run-test-fused: $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS)) $(addprefix $(BUILD)/vit/train_vit_,$(OPTIMS))
+	bash dev/test_fused.sh $(BUILD)/bin $(BUILD)/vit
+
 # a few train_gpt2 steps with each optimizer against the PyTorch trainer's
 # committed runs (dev/train_gpt2_ref.py)
 TESTS += run-test-e2e

@@ -67,6 +67,8 @@ typedef struct {
     int force_memory;      // --force-memory 1: run even when the plan does not fit
     size_t memory_limit;   // --memory-limit: plan against this many bytes (0 = the memory available)
     int memory_plan_only;  // --memory-plan-only 1: print the plan, check it, and stop
+    // updates fused into the backward pass (optim/optim.h, FusedStep)
+    int fused_update;      // --fused-update 1: each block steps when its gradient is complete; no gradient buffer
 } RunConfig;
 
 void run_config_defaults(RunConfig *rc);
@@ -76,7 +78,12 @@ void run_config_defaults(RunConfig *rc);
 int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i);
 void run_print_flags_help(void);
 // Derive the accumulation steps: items_per_micro = B*T (GPT-2) or B (ViT).
-void run_finalize_config(RunConfig *rc, long items_per_micro, const char *unit);
+// Refuses, one line each, the combinations --fused-update 1 cannot do.
+void run_finalize_config(RunConfig *rc, const OptimConfig *oc, long items_per_micro, const char *unit);
+// Does this step need a measuring backward before the fused updates? With
+// --clip > 0 the clip factor, with --nan skip the finiteness of the whole
+// gradient must be known before the first block moves.
+int run_fused_measures(const RunConfig *rc);
 
 // learning rate of step (0-based) out of rc->max_steps
 float lr_at_step(const RunConfig *rc, float peak_lr, long step);
