@@ -2,11 +2,13 @@
 # The memory plan against what the trainers really hold:
 #   1. the planned total is within 5% of the peak resident set (getrusage,
 #      the "memory: peak resident ..." line) after 1-2 steps of GPT-2 124M at
-#      B 4 x T 64 with each optimizer, at B 1 x T 1024 (activations, the
-#      attention weights above all), ViT fmnist-tiny and ViT-Ti/16 at B 8
+#      B 4 x T 64 with each optimizer (and fused: AdamW, SinkGD), at B 1 x T
+#      1024 (activations, the attention weights above all), ViT fmnist-tiny
+#      and ViT-Ti/16 at B 8 (also fused)
 #   2. AdamW at GPT-2 XL (d48, B 1 x T 64) stops at start-up with one line
 #      naming the optimizers that fit (here, and against --memory-limit 23G
-#      on any machine); --force-memory 1 goes past the check
+#      on any machine); --force-memory 1 goes past the check; with
+#      --fused-update 1 its plan fits (gradients of one layer, counted by hand)
 #   3. the smaller -b and -t the refusal proposes are the largest that fit:
 #      their plans fit, one more does not (--memory-plan-only 1)
 # One thread (OMP_NUM_THREADS=1: spinning OpenMP threads on a busy 2-core
@@ -54,6 +56,9 @@ for o in adamw sgdm sgd_sai sinkgd slimadam; do
     plan_matches "GPT-2 124M B 4 x T 64 $o" "$BIN/train_gpt2_$o" -e d12 -b 4 -t 64 $GPT2_RUN
 done
 plan_matches "GPT-2 124M B 1 x T 1024 sinkgd" "$BIN/train_gpt2_sinkgd" -e d12 -b 1 -t 1024 $GPT2_RUN
+for o in adamw sinkgd; do # one layer's gradients instead of the model's
+    plan_matches "GPT-2 124M B 4 x T 64 $o --fused-update 1" "$BIN/train_gpt2_$o" -e d12 -b 4 -t 64 $GPT2_RUN --fused-update 1
+done
 plan_matches "ViT fmnist-tiny B 128 adamw (Fashion-MNIST in memory, evaluation)" \
     "$VIT/train_vit_adamw" -e fmnist-tiny -b 128 -x 2 -v 0 -p 1
 # ViT-Ti/16 takes 224 x 224 x 3 images: a shard of 8 noise images (no evaluation)
@@ -68,6 +73,8 @@ hdr = b"IMGSHARD" + struct.pack("<7I", 1, n, h, w, c, k, zlib.crc32(body)) + byt
 open(sys.argv[1], "wb").write(hdr + body)
 EOF
 plan_matches "ViT-Ti/16 B 8 sgd_sai" "$VIT/train_vit_sgd_sai" -e vit-ti16 -b 8 -x 2 -p 1 --train-shard "$WORK/noise224.bin"
+plan_matches "ViT-Ti/16 B 8 adamw --fused-update 1" "$VIT/train_vit_adamw" -e vit-ti16 -b 8 -x 2 -p 1 \
+    --train-shard "$WORK/noise224.bin" --fused-update 1
 fi
 
 # --- 2. AdamW at GPT-2 XL --------------------------------------------------------
@@ -92,6 +99,16 @@ if [ $((total_kb * 1024)) -lt 25289987332 ]; then # AdamW's XL plan (23.55 GiB) 
     refused "AdamW d48 refused here (MemTotal $total_kb kB)" $XL
 else
     echo "skip AdamW d48 refused here: this machine has $total_kb kB"
+fi
+# with fused updates AdamW's XL plan drops the 5.8 GiB of gradients for one
+# layer's (plus wte's and wpe's), 18.17 GiB: it fits the 23 GiB limit
+status=0
+"$BIN/train_gpt2_adamw" $XL --memory-limit 23G --memory-plan-only 1 --fused-update 1 >"$WORK/fused.out" 2>"$WORK/fused.err" || status=$?
+if [ "$status" = 0 ] && [ ! -s "$WORK/fused.err" ] &&
+   grep -q '^  gradients .* fused updates: wte, wpe, lnf and one layer: 112868800 floats' "$WORK/fused.out"; then
+    ok "AdamW d48 --fused-update 1 fits --memory-limit 23G: $(grep '^  total' "$WORK/fused.out")"
+else
+    bad "AdamW d48 --fused-update 1 against 23G: status $status, $(cat "$WORK/fused.err")"
 fi
 status=0
 "$BIN/train_gpt2_adamw" $XL --memory-limit 23G --force-memory 1 --memory-plan-only 1 >"$WORK/force.out" 2>"$WORK/force.err" || status=$?
