@@ -188,6 +188,13 @@ run-test-memory: $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS)) $(addprefix $(B
 $(BUILD)/bin/bench_optim_%: $(BUILD)/dev/bench/bench_optim.o $(BUILD)/optim/%.o $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+# memory bandwidth (STREAM-like, 4 buffers of 1 GiB): the bound of a GPT-2 XL step
+$(BUILD)/bin/bench_stream: $(BUILD)/dev/bench/bench_stream.o $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+.PHONY: bench-stream
+bench-stream: $(BUILD)/bin/bench_stream
+	$(BUILD)/bin/bench_stream 1
 .PHONY: bench-optim bench-train
 bench-optim: $(addprefix $(BUILD)/bin/bench_optim_,$(OPTIMS))
 	bash dev/bench/bench_optim.sh $(BUILD)/bin
