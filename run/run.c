@@ -838,6 +838,7 @@ void run_open(Run *run, cJSON *config_record, const char *unit, const char *eval
 
 void run_step_begin(Run *run) {
     run->step_t0 = now_seconds();
+    run->step_cpu0 = cpu_seconds();
 }
 
 void run_step_end(Run *run, long step, float loss, float lr, float norm, int skipped, double items) {
@@ -856,6 +857,7 @@ void run_step_end(Run *run, long step, float loss, float lr, float norm, int ski
     if (isfinite(norm)) cJSON_AddNumberToObject(r, "grad_norm", norm);
     else cJSON_AddNullToObject(r, "grad_norm");
     cJSON_AddNumberToObject(r, "ms", ms);
+    cJSON_AddNumberToObject(r, "cpu_ms", 1000.0 * (cpu_seconds() - run->step_cpu0)); // all threads
     char key[32];
     snprintf(key, sizeof(key), "%s_per_s", strcmp(run->unit, "tok") == 0 ? "tokens" : "images");
     cJSON_AddNumberToObject(r, key, per_s);

@@ -161,6 +161,7 @@ typedef struct {
     long start_step;          // steps completed before this process (resume), else 0
     long nan_skipped;         // steps skipped for a non-finite loss or gradient
     double step_t0;           // start of the current step
+    double step_cpu0;         // the process's CPU time then
     float last_eval;          // the latest evaluation (< 0: none yet)
     const char *eval_name;    // "val" (GPT-2 loss) or "acc" (ViT accuracy)
     const char *unit;         // "tok" or "img"
