@@ -192,9 +192,13 @@ $(BUILD)/bin/bench_optim_%: $(BUILD)/dev/bench/bench_optim.o $(BUILD)/optim/%.o 
 $(BUILD)/bin/bench_stream: $(BUILD)/dev/bench/bench_stream.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
-.PHONY: bench-stream
+.PHONY: bench-stream bench-xl
 bench-stream: $(BUILD)/bin/bench_stream
 	$(BUILD)/bin/bench_stream 1
+# GPT-2 XL at B 1 x T 64: step time against that bound (needs 19 GiB free; BENCH_THREADS=2)
+BENCH_THREADS ?= 2
+bench-xl: $(BUILD)/bin/bench_stream $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_sgd_sai
+	bash dev/bench/bench_xl.sh $(BUILD)/bin $(BENCH_THREADS)
 .PHONY: bench-optim bench-train
 bench-optim: $(addprefix $(BUILD)/bin/bench_optim_,$(OPTIMS))
 	bash dev/bench/bench_optim.sh $(BUILD)/bin
