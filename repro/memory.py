@@ -100,7 +100,7 @@ def parse_output(text):
     """The plan, the peak and the step times from a trainer's stdout and stderr."""
     lines = text.splitlines()
     out = {"plan": {}, "plan_total_bytes": None, "available": None, "peak_rss_bytes": None, "step_ms": [],
-           "parameters": None}
+           "step_cpu_ms": [], "parameters": None}
     in_plan = False
     for ln in lines:
         m = re.search(r"(\d+) parameters \((\d+) with padding\)", ln)
@@ -129,6 +129,9 @@ def parse_output(text):
         m = re.match(r"^step (\d+)/\d+ \|.*\| (\d+) ms \|", ln)
         if m:
             out["step_ms"].append(int(m.group(2)))
+        m = re.match(r"^step \d+/\d+ \|.*\| cpu (\d+) ms \|", ln)
+        if m:
+            out["step_cpu_ms"].append(int(m.group(1)))
     return out
 
 
@@ -154,7 +157,7 @@ def run_one(run, wt, commit):
         "parameters": got["parameters"], "plan": got["plan"], "plan_total_bytes": plan,
         "available": got["available"], "peak_rss_bytes": peak,
         "plan_error": None if refused else round((peak - plan) / plan, 5),
-        "step_ms": got["step_ms"], "wall_s": round(wall, 1), "load_average_at_start": [round(x, 2) for x in load],
+        "step_ms": got["step_ms"], "step_cpu_ms": got["step_cpu_ms"], "wall_s": round(wall, 1), "load_average_at_start": [round(x, 2) for x in load],
         "git_commit": commit, "command": command_of(run),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
     }
@@ -206,7 +209,10 @@ LABELS = {"d12": "124M (d12)", "d24": "350M (d24)", "d36": "774M (d36)", "d48": 
 
 def step_time(rec):
     later = rec["step_ms"][1:]  # step 1 also faults every page in
-    return f"{sum(later) / len(later) / 1000:.1f} s" if later else "-"
+    if not later:
+        return "-"
+    cpu = rec.get("step_cpu_ms", [])[1:]  # the process's CPU time: the work, apart from waiting for a core
+    return f"{sum(later) / len(later) / 1000:.1f} s" + (f" (cpu {sum(cpu) / len(cpu) / 1000:.1f} s)" if cpu else "")
 
 
 def cmd_report():
@@ -263,7 +269,9 @@ def cmd_report():
         f"thread(s), on a machine with {gib(mem_total)} of memory (MemTotal) and other jobs beside; "
         f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}. Plan: the total the trainer printed at "
         "start-up; peak resident: getrusage's maximum after the last step; step time: the mean of steps 2 and 3 "
-        "(step 1 also faults the buffers in). Records: repro/records/memory/.",
+        "(step 1 also faults the buffers in), wall clock and, where recorded, the process's CPU time (on a shared "
+        "machine the wall clock also counts the time waiting for a core; see each record's load average). "
+        "Records: repro/records/memory/.",
         "",
         *rows,
         "",

@@ -441,7 +441,8 @@ static const char *format_duration(double s, char *buf, size_t len) {
 }
 
 void progress_print(Progress *p, const RunConfig *rc, long step, float loss, float val, const char *val_name,
-                    float lr, float norm, double step_ms, double items_per_s, const char *unit, int force) {
+                    float lr, float norm, double step_ms, double cpu_ms, double items_per_s, const char *unit,
+                    int force) {
     double now = now_seconds();
     int due = rc->print_every > 0 ? (step % rc->print_every == 0) : (now - p->last_print >= 2.0);
     if (!(force || due || step == 1 || step == rc->max_steps)) return;
@@ -454,8 +455,8 @@ void progress_print(Progress *p, const RunConfig *rc, long step, float loss, flo
     double rate = items_per_s;
     const char *k = "";
     if (rate >= 1e6) { rate /= 1e6; k = "M"; } else if (rate >= 1e4) { rate /= 1e3; k = "k"; }
-    printf("step %*ld/%ld | loss %.4f%s | lr %.2e | norm %.3f | %.0f ms | %.1f%s %s/s | %s elapsed | ETA %s\n",
-           (int)snprintf(NULL, 0, "%ld", rc->max_steps), step, rc->max_steps, loss, vbuf, lr, norm, step_ms,
+    printf("step %*ld/%ld | loss %.4f%s | lr %.2e | norm %.3f | %.0f ms | cpu %.0f ms | %.1f%s %s/s | %s elapsed | ETA %s\n",
+           (int)snprintf(NULL, 0, "%ld", rc->max_steps), step, rc->max_steps, loss, vbuf, lr, norm, step_ms, cpu_ms,
            rate, k, unit, format_duration(progress_elapsed(p), e, sizeof(e)), format_duration(eta, r, sizeof(r)));
     fflush(stdout);
 }
@@ -857,13 +858,14 @@ void run_step_end(Run *run, long step, float loss, float lr, float norm, int ski
     if (isfinite(norm)) cJSON_AddNumberToObject(r, "grad_norm", norm);
     else cJSON_AddNullToObject(r, "grad_norm");
     cJSON_AddNumberToObject(r, "ms", ms);
-    cJSON_AddNumberToObject(r, "cpu_ms", 1000.0 * (cpu_seconds() - run->step_cpu0)); // all threads
+    double cpu_ms = 1000.0 * (cpu_seconds() - run->step_cpu0);
+    cJSON_AddNumberToObject(r, "cpu_ms", cpu_ms); // all threads
     char key[32];
     snprintf(key, sizeof(key), "%s_per_s", strcmp(run->unit, "tok") == 0 ? "tokens" : "images");
     cJSON_AddNumberToObject(r, key, per_s);
     run_log_write(&run->log, r);
     progress_print(&run->progress, run->rc, step, skipped ? NAN : loss, run->last_eval, run->eval_name, lr, norm, ms,
-                   per_s, run->unit, 0);
+                   cpu_ms, per_s, run->unit, 0);
 }
 
 int run_due(const Run *run, long step, long every) {

@@ -128,7 +128,8 @@ void progress_start(Progress *p, long first_step, double elapsed_before);
 double progress_elapsed(const Progress *p);
 // Print a line for step (1-based) of total if due (or force). val < 0: none yet.
 void progress_print(Progress *p, const RunConfig *rc, long step, float loss, float val, const char *val_name,
-                    float lr, float norm, double step_ms, double items_per_s, const char *unit, int force);
+                    float lr, float norm, double step_ms, double cpu_ms, double items_per_s, const char *unit,
+                    int force);
 
 // ----------------------------------------------------------------------------
 // checkpoints: DIR/model_<step>.bin, DIR/optim_<step>.bin, DIR/state_<step>.json.
