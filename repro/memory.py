@@ -3,6 +3,7 @@ sizes of llm.c (d12 = 124M, d24 = 350M, d36 = 774M, d48 = XL, 1558M) at
 B 1 x T 64, measured.
 
     /usr/bin/python3 repro/memory.py run       train what is not recorded yet, then write the report
+    /usr/bin/python3 repro/memory.py run ID    only the runs whose id contains ID (gpt2_d48_adamw_b1_t64_fused)
     /usr/bin/python3 repro/memory.py report    only the report, from the records
 
 Each run trains 3 steps on the Bible (no validation, no sample, no
@@ -174,8 +175,9 @@ def load_records():
     return recs
 
 
-def cmd_run():
-    todo = [r for r in runs() if not os.path.exists(os.path.join(RECORDS, r["id"] + ".json"))]
+def cmd_run(only=None):
+    todo = [r for r in runs() if not os.path.exists(os.path.join(RECORDS, r["id"] + ".json"))
+            and (only is None or only in r["id"])]
     print(f"repro memory: {len(runs()) - len(todo)} of {len(runs())} runs recorded, {len(todo)} to run", flush=True)
     if todo:
         if repro.git("status", "--porcelain", "--untracked-files=no"):
@@ -338,7 +340,7 @@ def plot(recs, mem_total):
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "run"
     if what == "run":
-        cmd_run()
+        cmd_run(sys.argv[2] if len(sys.argv) > 2 else None)
     elif what == "report":
         cmd_report()
     else:
