@@ -178,7 +178,9 @@ def load_records():
 def cmd_run(only=None):
     todo = [r for r in runs() if not os.path.exists(os.path.join(RECORDS, r["id"] + ".json"))
             and (only is None or only in r["id"])]
-    print(f"repro memory: {len(runs()) - len(todo)} of {len(runs())} runs recorded, {len(todo)} to run", flush=True)
+    recorded = sum(os.path.exists(os.path.join(RECORDS, r["id"] + ".json")) for r in runs())
+    print(f"repro memory: {recorded} of {len(runs())} runs recorded, {len(todo)} to run"
+          + (f" (those with '{only}' in their id)" if only else ""), flush=True)
     if todo:
         if repro.git("status", "--porcelain", "--untracked-files=no"):
             print("repro memory: note: the working tree has uncommitted changes; the runs use a clean checkout of HEAD")
