@@ -29,12 +29,8 @@ echo "bench_xl: $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD), $THREA
 "$BIN/bench_stream" ${BENCH_STREAM_GIB:-1} | tee "$WORK/stream.txt"
 
 MODEL=${BENCH_MODEL:-d48} # another model only to try the script out
-CONFIGS=(
-    "adamw --fused-update 1 --clip 0"
-    "adamw --fused-update 1 --clip 1"
-    "sgd_sai --clip 1"
-    "sgd_sai --fused-update 1 --clip 0"
-)
+# optimizer and flags per run; BENCH_CONFIGS="adamw --fused-update 1 --clip 0;sgd_sai" picks others
+IFS=';' read -r -a CONFIGS <<<"${BENCH_CONFIGS:-adamw --fused-update 1 --clip 0;adamw --fused-update 1 --clip 1;sgd_sai --clip 1;sgd_sai --fused-update 1 --clip 0}"
 for cfg in "${CONFIGS[@]}"; do
     set -- $cfg
     optim=$1; shift
