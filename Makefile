@@ -192,7 +192,13 @@ $(BUILD)/bin/bench_optim_%: $(BUILD)/dev/bench/bench_optim.o $(BUILD)/optim/%.o 
 $(BUILD)/bin/bench_stream: $(BUILD)/dev/bench/bench_stream.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
-.PHONY: bench-stream bench-xl
+$(BUILD)/bin/bench_gemm_xl: $(BUILD)/dev/bench/bench_gemm_xl.o $(BUILD)/nn/matmul.o $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+.PHONY: bench-stream bench-xl bench-gemm-xl
+# the three GEMMs of an XL MLP layer at B 1 x T 64, weights from memory
+bench-gemm-xl: $(BUILD)/bin/bench_gemm_xl
+	$(BUILD)/bin/bench_gemm_xl
 bench-stream: $(BUILD)/bin/bench_stream
 	$(BUILD)/bin/bench_stream 1
 # GPT-2 XL at B 1 x T 64: step time against that bound (needs 19 GiB free; BENCH_THREADS=2)
