@@ -167,6 +167,12 @@ TESTS += run-test-llmc
 run-test-llmc: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/vit/train_vit_adamw
 	bash dev/test_llmc.sh $(BUILD)
 
+# --fused-update 1 against the normal mode: both trainers, each optimizer,
+# clipped and not, bit for bit; NaN handling; the refused combinations
+TESTS += run-test-fused
+run-test-fused: $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS)) $(addprefix $(BUILD)/vit/train_vit_,$(OPTIMS))
+	bash dev/test_fused.sh $(BUILD)/bin $(BUILD)/vit
+
 # a few train_gpt2 steps with each optimizer against the PyTorch trainer's
 # committed runs (dev/train_gpt2_ref.py)
 TESTS += run-test-e2e
@@ -194,6 +200,23 @@ run-test-memory: data $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS)) $(addprefi
 $(BUILD)/bin/bench_optim_%: $(BUILD)/dev/bench/bench_optim.o $(BUILD)/optim/%.o $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+# memory bandwidth (STREAM-like, 4 buffers of 1 GiB): the bound of a GPT-2 XL step
+$(BUILD)/bin/bench_stream: $(BUILD)/dev/bench/bench_stream.o $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+$(BUILD)/bin/bench_gemm_xl: $(BUILD)/dev/bench/bench_gemm_xl.o $(BUILD)/nn/matmul.o $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+.PHONY: bench-stream bench-xl bench-gemm-xl
+# the three GEMMs of an XL MLP layer at B 1 x T 64, weights from memory
+bench-gemm-xl: $(BUILD)/bin/bench_gemm_xl
+	$(BUILD)/bin/bench_gemm_xl
+bench-stream: $(BUILD)/bin/bench_stream
+	$(BUILD)/bin/bench_stream 1
+# GPT-2 XL at B 1 x T 64: step time against that bound (needs 19 GiB free; BENCH_THREADS=2)
+BENCH_THREADS ?= 2
+bench-xl: $(BUILD)/bin/bench_stream $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_sgd_sai
+	bash dev/bench/bench_xl.sh $(BUILD)/bin $(BENCH_THREADS)
 .PHONY: bench-optim bench-train
 bench-optim: $(addprefix $(BUILD)/bin/bench_optim_,$(OPTIMS))
 	bash dev/bench/bench_optim.sh $(BUILD)/bin

@@ -104,6 +104,7 @@ int main(int argc, char **argv) {
     fread_or_fail(ref_grads, sizeof(float), model.num_parameters, f, debug_path);
     fclose(f);
 
+    gpt2_allocate_gradients(&model, 0);
     gpt2_allocate_activations(&model, B, T);
 
     // logits: forward without targets leaves them in place; compare the first V columns
@@ -121,7 +122,7 @@ int main(int argc, char **argv) {
     gpt2_forward(&model, x, y, B, T);
     check("loss", &model.mean_loss, &ref_loss, 1, 1e-6);
     gpt2_zero_grad(&model);
-    gpt2_backward(&model, 1.0f);
+    gpt2_backward(&model, 1.0f, NULL);
     const char *names[NUM_PARAMETER_TENSORS] = {"wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
                                                 "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
     size_t offset = 0;
@@ -138,7 +139,7 @@ int main(int argc, char **argv) {
     float *g1 = malloc_or_fail(model.num_parameters * sizeof(float), "g1");
     memcpy(g1, model.grads_memory, model.num_parameters * sizeof(float));
     gpt2_forward(&model, x, y, B, T);
-    gpt2_backward(&model, 1.0f);
+    gpt2_backward(&model, 1.0f, NULL);
     for (size_t i = 0; i < model.num_parameters; i++) g1[i] *= 2.0f;
     check("accumulate", model.grads_memory, g1, model.num_parameters, 1e-6);
 
@@ -146,13 +147,13 @@ int main(int argc, char **argv) {
     int nthreads = omp_get_max_threads();
     gpt2_zero_grad(&model);
     gpt2_forward(&model, x, y, B, T);
-    gpt2_backward(&model, 1.0f);
+    gpt2_backward(&model, 1.0f, NULL);
     memcpy(g1, model.grads_memory, model.num_parameters * sizeof(float));
     float loss_all = model.mean_loss;
     omp_set_num_threads(1);
     gpt2_zero_grad(&model);
     gpt2_forward(&model, x, y, B, T);
-    gpt2_backward(&model, 1.0f);
+    gpt2_backward(&model, 1.0f, NULL);
     omp_set_num_threads(nthreads);
     int same = model.mean_loss == loss_all && memcmp(g1, model.grads_memory, model.num_parameters * sizeof(float)) == 0;
     printf("%-4s 1 thread and %d threads give identical loss and gradients\n", same ? "ok" : "FAIL", nthreads);

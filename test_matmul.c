@@ -271,7 +271,7 @@ static void run_layer(int threads, int BT, int C, int OC, const float *inp, cons
 static void test_determinism(void) {
     // shapes that split over M, over N, a matrix-vector product, and K over
     // several KC blocks
-    static const int shapes[][3] = {{256, 768, 2304}, {130, 600, 1000}, {1, 768, 3000}, {2000, 64, 200}};
+    static const int shapes[][3] = {{256, 768, 2304}, {130, 600, 1000}, {1, 768, 3000}, {2000, 64, 200}, {64, 1100, 2000}};
     static const int threads[] = {1, 2, 3};
     int maxt = omp_get_max_threads();
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -329,10 +329,36 @@ static void test_bad_input(void) {
     printf("bad input: rejected\n");
 }
 
+// matmul_forward with few rows (BT <= 64) computes out^T = weight @ inp^T in
+// chunks; it must give the bits of the usual product out = inp @ weight^T
+// (sgemm with op(B) = B^T, the bias standing in C with beta 1), also when C
+// spans several KC blocks and OC several chunks with an uneven last one
+static void test_few_rows(void) {
+    static const int shapes[][3] = {{2, 5, 7}, {17, 1100, 900}, {64, 600, 1700}, {63, 1600, 96}, {64, 64, 50304}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int BT = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
+        float *inp = random_floats((size_t)BT * C), *w = random_floats((size_t)OC * C), *bias = random_floats(OC);
+        float *out = malloc_or_fail((size_t)BT * OC * sizeof(float), "out");
+        float *want = malloc_or_fail((size_t)BT * OC * sizeof(float), "want");
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            matmul_forward(out, inp, w, with_bias ? bias : NULL, BT, C, OC);
+            for (int i = 0; i < BT; i++)
+                for (int o = 0; o < OC; o++) want[(size_t)i * OC + o] = with_bias ? bias[o] : NAN;
+            sgemm(0, 1, BT, OC, C, 1.0f, inp, C, w, C, with_bias ? 1.0f : 0.0f, want, OC);
+            int same = memcmp(out, want, (size_t)BT * OC * sizeof(float)) == 0;
+            printf("%-4s matmul_forward BT=%d C=%d OC=%d bias=%d: the few-rows path = sgemm bit for bit\n",
+                   same ? "ok" : "FAIL", BT, C, OC, with_bias);
+            failures += !same;
+        }
+        free(inp); free(w); free(bias); free(out); free(want);
+    }
+}
+
 int main(void) {
     rng_seed(&rng, 1234);
     test_sgemm();
     test_layer();
+    test_few_rows();
     test_determinism();
     test_bad_input();
     if (failures) {

@@ -87,18 +87,20 @@ static void available(void) {
 }
 
 // a made-up model: 1 GiB of weights and state, 1 MiB per B x T token for the
-// activations; the optimizers' plans differ by their state
-static void toy_plan(MemPlan *p, const void *ctx, int B, int T, const char *optim) {
+// activations; the optimizers' plans differ by their state, and fused
+// updates save 1000 MiB of gradients
+static void toy_plan(MemPlan *p, const void *ctx, int B, int T, const char *optim, int fused) {
     (void)ctx;
     const size_t M = 1024 * 1024;
-    memplan_begin(p, B, T, optim, 10 * M, "test");
+    memplan_begin(p, B, T, optim, fused, 10 * M, "test");
     size_t state = strcmp(optim, "adamw") == 0 ? 2048 : strcmp(optim, "sinkgd") == 0 ? 100 : 1024;
     memplan_add(p, "state", state * M, "%s", optim);
+    memplan_add(p, "gradients", fused ? 0 : 1000 * M, "%s", fused ? "fused" : "whole");
     memplan_add(p, "activations", (size_t)B * T * M, "B %d x T %d", B, T);
 }
 
 // memplan_check in a child: its status and the one line it writes on stderr
-static int check_in_child(int B, int T, const char *optim, size_t limit, int force, char *err, size_t len) {
+static int check_in_child(int B, int T, const char *optim, int fused, size_t limit, int force, char *err, size_t len) {
     int fds[2];
     if (pipe(fds) != 0) fail("pipe");
     fflush(stdout);
@@ -108,7 +110,7 @@ static int check_in_child(int B, int T, const char *optim, size_t limit, int for
         close(fds[0]);
         if (!freopen("/dev/null", "w", stdout)) _exit(3);
         MemPlan p;
-        toy_plan(&p, NULL, B, T, optim);
+        toy_plan(&p, NULL, B, T, optim, fused);
         memplan_check(&p, toy_plan, NULL, limit, force);
         fflush(stderr);
         _exit(0);
@@ -128,23 +130,28 @@ static void refusal(void) {
     printf("-- what would fit\n");
     const size_t M = 1024 * 1024;
     char err[2048];
-    // sgdm at B 8 x T 64: 10 + 1024 + 512 MiB = 1546 MiB; in 1200 MiB -b 2 (1162) fits and -b 3 (1226) not;
+    // fused sgdm at B 8 x T 64: 10 + 1024 + 512 MiB = 1546 MiB; in 1200 MiB -b 2 (1162) fits and -b 3 (1226) not;
     // -t 20 (1194) fits and -t 21 (1202) not; sinkgd (622 MiB) fits, adamw (2570) not
-    int s = check_in_child(8, 64, "sgdm", 1200 * M, 0, err, sizeof(err));
+    int s = check_in_child(8, 64, "sgdm", 1, 1200 * M, 0, err, sizeof(err));
     CHECK(s == 1 && strncmp(err, "error: this run needs 1.51 GiB of memory", 40) == 0 && strchr(err, '\n') == err + strlen(err) - 1,
           "refused with one line: %.*s", (int)strcspn(err, "\n"), err);
     CHECK(strstr(err, "what would fit: -b 2 (1.13 GiB), -t 20 (1.17 GiB), OPTIM=sinkgd (622.00 MiB); ") != NULL,
           "the largest -b and -t that fit, and the one optimizer that does");
-    CHECK(strstr(err, "OPTIM=adamw") == NULL && strstr(err, "OPTIM=slimadam") == NULL, "no optimizer that does not fit");
-    s = check_in_child(1, 2, "adamw", 1200 * M, 0, err, sizeof(err));
+    CHECK(strstr(err, "OPTIM=adamw") == NULL && strstr(err, "OPTIM=slimadam") == NULL && strstr(err, "--fused-update 1 (") == NULL,
+          "no optimizer that does not fit, no fused mode when the run is fused");
+    s = check_in_child(1, 2, "adamw", 1, 1200 * M, 0, err, sizeof(err));
     CHECK(s == 1 && strstr(err, "what would fit: OPTIM=sgdm") && strstr(err, "(no smaller -b or -t fits with adamw)"),
           "B 1 x T 2: only other optimizers, and a word that -b and -t do not help");
-    s = check_in_child(1, 1, "sgdm", 100 * M, 0, err, sizeof(err));
+    s = check_in_child(1, 1, "sgdm", 1, 100 * M, 0, err, sizeof(err));
     CHECK(s == 1 && strstr(err, "no smaller -b or -t and no other optimizer fits"), "nothing fits: said so");
-    s = check_in_child(2, 64, "sgdm", 1200 * M, 0, err, sizeof(err));
+    s = check_in_child(2, 64, "sgdm", 1, 1200 * M, 0, err, sizeof(err));
     CHECK(s == 0 && err[0] == '\0', "a run that fits passes silently");
-    s = check_in_child(8, 64, "sgdm", 1200 * M, 1, err, sizeof(err));
+    s = check_in_child(8, 64, "sgdm", 1, 1200 * M, 1, err, sizeof(err));
     CHECK(s == 0 && strncmp(err, "warning: this run needs 1.51 GiB", 32) == 0, "--force-memory 1: a warning, and on");
+    // unfused adamw at B 1 x T 2 needs 10 + 2048 + 1000 + 2 MiB; fused, 2060 MiB fits in 2100 MiB, sgdm's 2036 too
+    s = check_in_child(1, 2, "adamw", 0, 2100 * M, 0, err, sizeof(err));
+    CHECK(s == 1 && strstr(err, "OPTIM=sgdm (1.99 GiB), ") && strstr(err, ", --fused-update 1 (2.01 GiB)"),
+          "an unfused run that fits with --fused-update 1 says so: %.*s", (int)strcspn(err, "\n"), err);
 }
 
 int main(void) {

@@ -86,6 +86,7 @@ int main(int argc, char **argv) {
     fread_or_fail(ref_after, sizeof(float), np, f, debug_path);
     fclose(f);
 
+    vit_allocate_gradients(&model, 0);
     vit_allocate_activations(&model, B);
 
     // logits: a forward without labels leaves them in place
@@ -103,7 +104,7 @@ int main(int argc, char **argv) {
     vit_forward(&model, images, labels, B);
     check("loss", &model.mean_loss, &ref_loss, 1, 1e-6);
     vit_zero_grad(&model);
-    vit_backward(&model, 1.0f);
+    vit_backward(&model, 1.0f, NULL);
     size_t offset = 0;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         char what[64];
@@ -116,7 +117,7 @@ int main(int argc, char **argv) {
     float *g1 = malloc_or_fail(np * sizeof(float), "g1");
     memcpy(g1, model.grads_memory, np * sizeof(float));
     vit_forward(&model, images, labels, B);
-    vit_backward(&model, 1.0f);
+    vit_backward(&model, 1.0f, NULL);
     for (size_t i = 0; i < np; i++) g1[i] *= 2.0f;
     check("accumulate", model.grads_memory, g1, np, 1e-6);
 
@@ -124,13 +125,13 @@ int main(int argc, char **argv) {
     int nthreads = omp_get_max_threads();
     vit_zero_grad(&model);
     vit_forward(&model, images, labels, B);
-    vit_backward(&model, 1.0f);
+    vit_backward(&model, 1.0f, NULL);
     memcpy(g1, model.grads_memory, np * sizeof(float));
     float loss_all = model.mean_loss;
     omp_set_num_threads(1);
     vit_zero_grad(&model);
     vit_forward(&model, images, labels, B);
-    vit_backward(&model, 1.0f);
+    vit_backward(&model, 1.0f, NULL);
     omp_set_num_threads(nthreads);
     int same = model.mean_loss == loss_all && memcmp(g1, model.grads_memory, np * sizeof(float)) == 0;
     char what[128];
@@ -284,7 +285,7 @@ int main(int argc, char **argv) {
         vit_zero_grad(&model);
         vit_forward(&model, images, labels, B);
         step_loss[s] = model.mean_loss;
-        vit_backward(&model, 1.0f);
+        vit_backward(&model, 1.0f, NULL);
         clip_grad_norm(model.grads_memory, blocks, nb, clip);
         optim_step(opt, model.params_memory, model.grads_memory, lrs[s]);
     }

@@ -91,6 +91,21 @@ static void point_parameters(ParameterTensors *p, float *memory, const size_t si
     }
 }
 
+// Layer l's twelve tensors within a ParameterTensors, in the order of the
+// layer's parameter blocks (gpt2_param_blocks).
+#define GPT2_LAYER_TENSORS 12
+typedef struct {
+    float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
+} LayerTensors;
+
+static LayerTensors layer_tensors(const ParameterTensors *t, int l, int C) {
+    size_t c = (size_t)C, lc = (size_t)l * c, lcc = lc * c;
+    LayerTensors x = {t->ln1w + lc, t->ln1b + lc, t->qkvw + 3 * lcc, t->qkvb + 3 * lc, t->attprojw + lcc,
+                      t->attprojb + lc, t->ln2w + lc, t->ln2b + lc, t->fcw + 4 * lcc, t->fcb + 4 * lc,
+                      t->fcprojw + 4 * lcc, t->fcprojb + lc};
+    return x;
+}
+
 // The activations of a forward pass that backward needs, for a batch (B,T).
 // Compared with llm.c we keep no pre-softmax scores, no attention-projection
 // or MLP-projection outputs (they only feed a residual sum), and the softmax
@@ -137,8 +152,13 @@ typedef struct {
     size_t param_sizes[NUM_PARAMETER_TENSORS];
     float *params_memory;
     size_t num_parameters; // including wte's padding rows (storage)
+    // The gradients: the whole model's, laid out as the parameters; or, with
+    // fused updates, the gradients of a one-layer model (wte, wpe, lnf and
+    // one layer, reused by every layer), each block stepped when complete.
+    int fused;
     ParameterTensors grads;
     float *grads_memory;
+    size_t num_grad_floats;
     ActivationTensors acts;
     float *acts_memory;
     size_t num_activations;
@@ -148,10 +168,16 @@ typedef struct {
     int fwd_B, fwd_T;        // the shape of the last forward (a smaller one is allowed, for evaluation)
     int *inputs, *targets;   // (fwd_B, fwd_T) of the last forward
     float mean_loss;         // of the last forward with targets
+    int have_dlogits;        // backward has turned the last forward's probabilities into dlogits
 } GPT2;
 
 // ----------------------------------------------------------------------------
 // the parameter blocks the optimizer sees: one per tensor per layer
+
+// The block of layer l's k-th tensor (LayerTensors order), and of the final
+// LayerNorm: wte and wpe come first, then 12 blocks per layer, then lnf.
+static inline int gpt2_layer_block(int l, int k) { return 2 + GPT2_LAYER_TENSORS * l + k; }
+static inline int gpt2_lnf_block(const GPT2Config *c) { return gpt2_layer_block(c->num_layers, 0); }
 
 // Returns the number of blocks written to out (NULL: just count). Offsets
 // come from the configuration alone, so the memory plan has the blocks before
@@ -224,8 +250,23 @@ static void gpt2_allocate_parameters(GPT2 *model) {
     model->num_parameters = gpt2_param_sizes(model->param_sizes, &model->config);
     model->params_memory = alloc_big_floats(model->num_parameters, "GPT-2 parameters");
     point_parameters(&model->params, model->params_memory, model->param_sizes);
-    model->grads_memory = alloc_big_floats(model->num_parameters, "GPT-2 gradients");
-    point_parameters(&model->grads, model->grads_memory, model->param_sizes);
+}
+
+// Floats of the gradient buffer (the memory plan): the parameters' layout, or
+// with fused updates that of the same model with one layer.
+static size_t gpt2_grad_sizes(size_t sizes[NUM_PARAMETER_TENSORS], const GPT2Config *cfg, int fused) {
+    GPT2Config one = *cfg;
+    if (fused) one.num_layers = 1;
+    return gpt2_param_sizes(sizes, &one);
+}
+
+// The gradient buffer, before training (see GPT2.grads).
+void gpt2_allocate_gradients(GPT2 *model, int fused) {
+    size_t sizes[NUM_PARAMETER_TENSORS];
+    model->fused = fused;
+    model->num_grad_floats = gpt2_grad_sizes(sizes, &model->config, fused);
+    model->grads_memory = alloc_big_floats(model->num_grad_floats, "GPT-2 gradients");
+    point_parameters(&model->grads, model->grads_memory, sizes);
 }
 
 #define GPT2_CHECKPOINT_MAGIC 20240326
@@ -478,6 +519,7 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
     }
     memcpy(model->inputs, inputs, BT * sizeof(int));
     if (targets) memcpy(model->targets, targets, BT * sizeof(int));
+    model->have_dlogits = 0;
 
     ParameterTensors p = model->params;
     ActivationTensors a = model->acts;
@@ -522,13 +564,26 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
 }
 
 void gpt2_zero_grad(GPT2 *model) {
-    memset(model->grads_memory, 0, model->num_parameters * sizeof(float));
+    memset(model->grads_memory, 0, model->num_grad_floats * sizeof(float));
 }
 
-// Backward of the last forward (which had targets). Gradients ACCUMULATE into
-// model->grads, so that micro-batches add up; loss_scale is the weight of this
-// micro-batch's mean loss in the total (1 / accumulation steps).
-void gpt2_backward(GPT2 *model, float loss_scale) {
+// Fused updates: block b's gradient is complete
+static void step_block(FusedStep *fused, int b, float *grad) {
+    if (fused) fused_block(fused, b, grad);
+}
+
+// Backward of the last forward (which had targets).
+// fused NULL: gradients ACCUMULATE into model->grads, so that micro-batches
+// add up; loss_scale is the weight of this micro-batch's mean loss in the
+// total (1 / accumulation steps).
+// fused (the model's gradients are one layer's, gpt2_allocate_gradients):
+// every block's gradient goes to fused_block as soon as it is complete:
+// lnf's first, each layer's after its backward, wte's (the LM head's part
+// waits in the buffer for the token embedding's) and wpe's last. A second
+// call after the same forward (the measuring pass, then the updating one)
+// computes the same gradients: the dlogits are kept, the parameters a pass
+// reads have not moved yet.
+void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
     const GPT2Config *cfg = &model->config;
     int B = model->batch_size, T = model->seq_len;
     if (model->fwd_B != B || model->fwd_T != T)
@@ -538,15 +593,21 @@ void gpt2_backward(GPT2 *model, float loss_scale) {
     ParameterTensors p = model->params, g = model->grads;
     ActivationTensors a = model->acts;
     GradScratch s = model->scratch;
+    if (fused && !model->fused) fail("gpt2_backward: fused updates need gpt2_allocate_gradients(model, 1)");
+    if (model->fused) gpt2_zero_grad(model); // each pass is a whole step's gradient
 
     // the mean over B*T tokens: each token's loss has weight loss_scale / (B*T)
-    softmax_crossentropy_backward(a.logits, model->targets, loss_scale / (float)BT, BT, V, Vp);
+    if (!model->have_dlogits)
+        softmax_crossentropy_backward(a.logits, model->targets, loss_scale / (float)BT, BT, V, Vp);
+    model->have_dlogits = 1;
     float *dlogits = a.logits;
     memset(s.dln, 0, BT * C * sizeof(float));
     matmul_backward(s.dln, g.wte, NULL, dlogits, a.lnf, p.wte, BT, C, Vp);
     memset(s.dresidual, 0, BT * C * sizeof(float));
     const float *last = a.residual3 + (size_t)(L - 1) * BT * C;
     layernorm_backward(s.dresidual, g.lnfw, g.lnfb, s.dln, last, p.lnfw, a.lnf_mean, a.lnf_rstd, BT, C);
+    step_block(fused, gpt2_lnf_block(cfg), g.lnfw);
+    step_block(fused, gpt2_lnf_block(cfg) + 1, g.lnfb);
 
     for (int l = L - 1; l >= 0; l--) {
         const float *residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BT * C;
@@ -556,32 +617,38 @@ void gpt2_backward(GPT2 *model, float loss_scale) {
         float *residual2 = a.residual2 + l * BT * C;
         float *ln2 = a.ln2 + l * BT * C, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
         float *fch = a.fch + l * BT * 4 * C, *fch_gelu = a.fch_gelu + l * BT * 4 * C;
+        // this layer's parameters and gradients (with fused updates, the one layer of the buffer)
+        LayerTensors lp = layer_tensors(&p, l, C), lg = layer_tensors(&g, model->fused ? 0 : l, C);
         // s.dresidual holds d(layer output); the MLP branch starts from it ...
         memset(s.dfch_gelu, 0, BT * 4 * C * sizeof(float));
-        matmul_backward(s.dfch_gelu, g.fcprojw + (size_t)l * C * 4 * C, g.fcprojb + l * C,
-                        s.dresidual, fch_gelu, p.fcprojw + (size_t)l * C * 4 * C, BT, 4 * C, C);
+        matmul_backward(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, fch_gelu, lp.fcprojw, BT, 4 * C, C);
         memset(s.dfch, 0, BT * 4 * C * sizeof(float));
         gelu_backward(s.dfch, fch, s.dfch_gelu, BT * 4 * C, GELU_TANH);
         memset(s.dln, 0, BT * C * sizeof(float));
-        matmul_backward(s.dln, g.fcw + (size_t)l * 4 * C * C, g.fcb + l * 4 * C,
-                        s.dfch, ln2, p.fcw + (size_t)l * 4 * C * C, BT, C, 4 * C);
+        matmul_backward(s.dln, lg.fcw, lg.fcb, s.dfch, ln2, lp.fcw, BT, C, 4 * C);
         // ... and adds its input gradient back: dresidual is now d(residual2)
-        layernorm_backward(s.dresidual, g.ln2w + l * C, g.ln2b + l * C, s.dln, residual2, p.ln2w + l * C,
-                           ln2_mean, ln2_rstd, BT, C);
+        layernorm_backward(s.dresidual, lg.ln2w, lg.ln2b, s.dln, residual2, lp.ln2w, ln2_mean, ln2_rstd, BT, C);
         // the attention branch likewise
         memset(s.datty, 0, BT * C * sizeof(float));
-        matmul_backward(s.datty, g.attprojw + (size_t)l * C * C, g.attprojb + l * C,
-                        s.dresidual, atty, p.attprojw + (size_t)l * C * C, BT, C, C);
+        matmul_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, atty, lp.attprojw, BT, C, C);
         memset(s.dqkv, 0, BT * 3 * C * sizeof(float));
         attention_backward(s.dqkv, s.datty, qkv, att, B, T, C, NH, 1);
         memset(s.dln, 0, BT * C * sizeof(float));
-        matmul_backward(s.dln, g.qkvw + (size_t)l * 3 * C * C, g.qkvb + l * 3 * C,
-                        s.dqkv, ln1, p.qkvw + (size_t)l * 3 * C * C, BT, C, 3 * C);
-        layernorm_backward(s.dresidual, g.ln1w + l * C, g.ln1b + l * C, s.dln, residual, p.ln1w + l * C,
-                           ln1_mean, ln1_rstd, BT, C);
+        matmul_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C);
+        layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, ln1_mean, ln1_rstd, BT, C);
         // dresidual is now d(layer input) = d(previous layer's output)
+        if (fused) {
+            // the layer's gradients are complete: step its blocks, then clear them for the next layer
+            float *grad_of[GPT2_LAYER_TENSORS] = {lg.ln1w, lg.ln1b, lg.qkvw, lg.qkvb, lg.attprojw, lg.attprojb,
+                                                  lg.ln2w, lg.ln2b, lg.fcw, lg.fcb, lg.fcprojw, lg.fcprojb};
+            for (int k = 0; k < GPT2_LAYER_TENSORS; k++) step_block(fused, gpt2_layer_block(l, k), grad_of[k]);
+            // the one layer's tensors are contiguous: ln1w .. fcprojb
+            memset(lg.ln1w, 0, (size_t)(lg.fcprojb + C - lg.ln1w) * sizeof(float));
+        }
     }
     encoder_backward(g.wte, g.wpe, s.dresidual, model->inputs, B, T, C);
+    step_block(fused, 0, g.wte); // both of its gradients are in now
+    step_block(fused, 1, g.wpe);
 }
 
 // ----------------------------------------------------------------------------
@@ -767,11 +834,13 @@ typedef struct {
 
 // This run's memory plan (a MemPlanBuilder): what gpt2_build_*, optim_create,
 // gpt2_allocate_activations, kvcache_init and the loop allocate and touch.
-static void gpt2_memory_plan(MemPlan *p, const void *ctx, int B, int T, const char *optim) {
+static void gpt2_memory_plan(MemPlan *p, const void *ctx, int B, int T, const char *optim, int fused) {
     const GPT2PlanContext *x = ctx;
-    memplan_begin(p, B, T, optim, x->resident_now, "binary, libraries, tokenizer");
+    memplan_begin(p, B, T, optim, fused, x->resident_now, "binary, libraries, tokenizer");
     size_t param_sizes[NUM_PARAMETER_TENSORS];
-    memplan_add_model(p, gpt2_param_sizes(param_sizes, x->config), x->blocks, x->num_blocks, x->oc, x->training);
+    size_t params = gpt2_param_sizes(param_sizes, x->config), grads = gpt2_grad_sizes(param_sizes, x->config, fused);
+    memplan_add_model(p, params, grads, fused ? "fused updates: wte, wpe, lnf and one layer" : "the same",
+                      x->blocks, x->num_blocks, x->oc, x->training);
     if (x->training || x->evaluating) {
         size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch;
         size_t acts = gpt2_activation_sizes(x->config, B, T, sizes, scratch_sizes, &scratch);
@@ -976,7 +1045,7 @@ int main(int argc, char **argv) {
         else if (!run_parse_flag(&rc, &oc, argc, argv, &i)) fail("unknown flag %s (./train_gpt2 --help lists the flags)", a);
     }
     if (fl.hellaswag_given && !fl.hellaswag) fail("flag --hellaswag names the file of -h 1; give -h 1 too");
-    run_finalize_config(&rc, (long)rc.B * rc.T, "tokens");
+    run_finalize_config(&rc, &oc, (long)rc.B * rc.T, "tokens");
     int training = rc.max_steps != 0; // -x -1 (one epoch) or N steps; -x 0 only evaluates
 
     // resuming: the newest complete checkpoint in -o replaces -e
@@ -1123,7 +1192,7 @@ int main(int argc, char **argv) {
     GPT2PlanContext plan_ctx = {mc, blocks, num_blocks, &oc, training, evaluating, samples ? (int)sample_len : 0,
                                 current_rss_bytes()};
     MemPlan plan;
-    gpt2_memory_plan(&plan, &plan_ctx, rc.B, rc.T, OPTIM_NAME);
+    gpt2_memory_plan(&plan, &plan_ctx, rc.B, rc.T, OPTIM_NAME, rc.fused_update);
     memplan_check(&plan, gpt2_memory_plan, &plan_ctx, rc.memory_limit, rc.force_memory);
     if (rc.memory_plan_only) { // nothing large was allocated
         if (resume_state) cJSON_Delete(resume_state);
@@ -1214,6 +1283,13 @@ int main(int argc, char **argv) {
     printf("run: %ld steps of %ld tokens (micro-batch %d x %d, %d accumulation steps), lr %g %s, warmup %ld, final %g, clip %g, %d threads\n",
            rc.max_steps, rc.total_batch, rc.B, rc.T, rc.grad_accum, oc.lr, schedule_name(rc.schedule), rc.warmup,
            rc.final_frac, rc.clip, omp_get_max_threads());
+    gpt2_allocate_gradients(&model, rc.fused_update);
+    FusedStep fused;
+    fused_init(&fused, opt, model.params_memory);
+    if (rc.fused_update)
+        printf("fused updates: each block steps during the backward pass%s; gradient buffer %zu floats (the model has %zu)\n",
+               run_fused_measures(&rc) ? ", which runs twice per step (first for the norm: --clip or --nan skip)" : "",
+               model.num_grad_floats, model.num_parameters);
 
     // resume the rest of the state
     double elapsed_before = 0.0;
@@ -1250,17 +1326,33 @@ int main(int argc, char **argv) {
         step++; // 1-based: the optimizer's t after this step
         TokenLoaderPos pos_before = token_loader_get_pos(&train_loader);
         run_step_begin(&run);
-        gpt2_zero_grad(&model);
-        double loss_sum = 0.0;
-        for (int micro = 0; micro < rc.grad_accum; micro++) {
+        float lr = lr_at_step(&rc, oc.lr, step - 1);
+        float loss, norm = 0.0f;
+        if (!rc.fused_update) {
+            gpt2_zero_grad(&model);
+            double loss_sum = 0.0;
+            for (int micro = 0; micro < rc.grad_accum; micro++) {
+                token_loader_next(&train_loader, inputs, targets);
+                gpt2_forward(&model, inputs, targets, rc.B, rc.T);
+                gpt2_backward(&model, 1.0f / rc.grad_accum, NULL);
+                loss_sum += model.mean_loss;
+            }
+            loss = (float)(loss_sum / rc.grad_accum);
+            norm = clip_grad_norm(model.grads_memory, blocks, num_blocks, rc.clip);
+        } else {
+            // one micro-batch; its updates happen in the backward below, after
+            // a measuring backward when the norm is needed first
             token_loader_next(&train_loader, inputs, targets);
             gpt2_forward(&model, inputs, targets, rc.B, rc.T);
-            gpt2_backward(&model, 1.0f / rc.grad_accum);
-            loss_sum += model.mean_loss;
+            loss = model.mean_loss;
+            if (!isfinite(loss)) norm = NAN; // not measured: the step stops or is skipped below
+            int measure = run_fused_measures(&rc) && isfinite(loss);
+            fused_begin(&fused, step, lr, measure);
+            if (measure) {
+                gpt2_backward(&model, 1.0f, &fused);
+                norm = fused_measured(&fused, rc.clip);
+            }
         }
-        float loss = (float)(loss_sum / rc.grad_accum);
-        float norm = clip_grad_norm(model.grads_memory, blocks, num_blocks, rc.clip);
-        float lr = lr_at_step(&rc, oc.lr, step - 1);
         char note[800] = "";
         if ((!isfinite(loss) || !isfinite(norm)) && !rc.nan_skip && checkpoints) {
             // keep the last good state: parameters and optimizer are still those
@@ -1269,12 +1361,15 @@ int main(int argc, char **argv) {
             snprintf(note, sizeof(note), "; the last good state (step %ld) is in %s", step - 1, rc.out_dir);
         }
         int skipped = run_check_finite(&run, step, loss, norm, note);
-        if (!skipped) {
-            optim_step(opt, model.params_memory, model.grads_memory, lr);
-            last_loss = loss;
+        if (!skipped && !rc.fused_update) optim_step(opt, model.params_memory, model.grads_memory, lr);
+        if (!skipped && rc.fused_update) {
+            fused_update_begin(&fused);
+            gpt2_backward(&model, 1.0f, &fused);
+            norm = fused_end(&fused);
         }
+        if (!skipped) last_loss = loss;
         run_step_end(&run, step, loss, lr, norm, skipped, (double)rc.total_batch);
-        run_analyses_step(&analyses, step, opt, model.grads_memory); // reads only
+        run_analyses_step(&analyses, step, opt, rc.fused_update ? NULL : model.grads_memory); // reads only
 
         if (have_val && run_due(&run, step, rc.val_every)) {
             float val = gpt2_validate(&model, &val_loader, rc.val_batches, inputs, targets);
@@ -1317,6 +1412,7 @@ int main(int argc, char **argv) {
     }
     if (tok) tokenizer_free(tok);
     kvcache_free(&kv);
+    fused_free(&fused);
     optim_free(opt);
     free(blocks); free(prompt); free(gen); free(inputs); free(targets);
     gpt2_free(&model);

@@ -146,6 +146,21 @@ static void point_parameters(ParameterTensors *p, float *memory, const size_t si
     }
 }
 
+// Layer l's twelve tensors within a ParameterTensors, in the order of the
+// layer's parameter blocks (vit_param_blocks).
+#define VIT_LAYER_TENSORS 12
+typedef struct {
+    float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
+} LayerTensors;
+
+static LayerTensors layer_tensors(const ParameterTensors *t, int l, int C) {
+    size_t c = (size_t)C, lc = (size_t)l * c, lcc = lc * c;
+    LayerTensors x = {t->ln1w + lc, t->ln1b + lc, t->qkvw + 3 * lcc, t->qkvb + 3 * lc, t->attprojw + lcc,
+                      t->attprojb + lc, t->ln2w + lc, t->ln2b + lc, t->fcw + 4 * lcc, t->fcb + 4 * lc,
+                      t->fcprojw + 4 * lcc, t->fcprojb + lc};
+    return x;
+}
+
 // The activations of a forward pass that backward needs, for a batch of B
 // images; T = NP+1 tokens per image. As in train_gpt2.c no pre-softmax scores
 // or projection outputs are kept, and the softmax overwrites the logits. The
@@ -196,8 +211,14 @@ typedef struct {
     size_t param_sizes[NUM_PARAMETER_TENSORS];
     float *params_memory;
     size_t num_parameters;
+    // The gradients: the whole model's, laid out as the parameters; or, with
+    // fused updates, those of a one-layer model (patch embedding, cls, pos,
+    // lnf, head and one layer, reused by every layer), each block stepped
+    // when complete.
+    int fused;
     ParameterTensors grads;
     float *grads_memory;
+    size_t num_grad_floats;
     ActivationTensors acts;
     float *acts_memory;
     size_t num_activations;
@@ -208,10 +229,17 @@ typedef struct {
     float *targets; // (B, classes) of the last forward with target distributions
     int soft;       // the last forward's loss was against targets (label smoothing, Mixup)
     float mean_loss; // of the last forward with labels or targets
+    int have_dlogits; // backward has turned the last forward's probabilities into dlogits
 } ViT;
 
 // ----------------------------------------------------------------------------
 // the parameter blocks the optimizer sees: one per tensor per layer
+
+// The block of layer l's k-th tensor (LayerTensors order), and of the final
+// LayerNorm (the head follows it): the patch embedding, cls and pos come
+// first, then 12 blocks per layer.
+static inline int vit_layer_block(int l, int k) { return 4 + VIT_LAYER_TENSORS * l + k; }
+static inline int vit_lnf_block(const ViTConfig *c) { return vit_layer_block(c->num_layers, 0); }
 
 // Returns the number of blocks written to out (NULL: just count). Offsets
 // come from the configuration alone (the memory plan needs the blocks before
@@ -295,8 +323,23 @@ static void vit_allocate_parameters(ViT *model) {
     model->num_parameters = vit_param_sizes(model->param_sizes, &model->config);
     model->params_memory = alloc_big_floats(model->num_parameters, "ViT parameters");
     point_parameters(&model->params, model->params_memory, model->param_sizes);
-    model->grads_memory = alloc_big_floats(model->num_parameters, "ViT gradients");
-    point_parameters(&model->grads, model->grads_memory, model->param_sizes);
+}
+
+// Floats of the gradient buffer (the memory plan): the parameters' layout, or
+// with fused updates that of the same model with one layer.
+static size_t vit_grad_sizes(size_t sizes[NUM_PARAMETER_TENSORS], const ViTConfig *cfg, int fused) {
+    ViTConfig one = *cfg;
+    if (fused) one.num_layers = 1;
+    return vit_param_sizes(sizes, &one);
+}
+
+// The gradient buffer, before training (see ViT.grads).
+void vit_allocate_gradients(ViT *model, int fused) {
+    size_t sizes[NUM_PARAMETER_TENSORS];
+    model->fused = fused;
+    model->num_grad_floats = vit_grad_sizes(sizes, &model->config, fused);
+    model->grads_memory = alloc_big_floats(model->num_grad_floats, "ViT gradients");
+    point_parameters(&model->grads, model->grads_memory, sizes);
 }
 
 #define VIT_CHECKPOINT_MAGIC 20241017
@@ -552,6 +595,7 @@ static void vit_forward_logits(ViT *model, const float *images, int B) {
     int L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels, K = cfg->num_classes;
     int NP = vit_num_patches(cfg), T = NP + 1;
     size_t BT = (size_t)B * T;
+    model->have_dlogits = 0;
 
     ParameterTensors p = model->params;
     ActivationTensors a = model->acts;
@@ -624,13 +668,25 @@ void vit_forward_soft(ViT *model, const float *images, const float *targets, int
 }
 
 void vit_zero_grad(ViT *model) {
-    memset(model->grads_memory, 0, model->num_parameters * sizeof(float));
+    memset(model->grads_memory, 0, model->num_grad_floats * sizeof(float));
 }
 
-// Backward of the last forward (which had labels or targets). Gradients ACCUMULATE into
-// model->grads, so that micro-batches add up; loss_scale is the weight of this
-// micro-batch's mean loss in the total (1 / accumulation steps).
-void vit_backward(ViT *model, float loss_scale) {
+// Fused updates: block b's gradient is complete
+static void step_block(FusedStep *fused, int b, float *grad) {
+    if (fused) fused_block(fused, b, grad);
+}
+
+// Backward of the last forward (which had labels or targets).
+// fused NULL: gradients ACCUMULATE into model->grads, so that micro-batches
+// add up; loss_scale is the weight of this micro-batch's mean loss in the
+// total (1 / accumulation steps).
+// fused (the model's gradients are one layer's, vit_allocate_gradients):
+// every block's gradient goes to fused_block as soon as it is complete: the
+// head's and lnf's first, each layer's after its backward, the embeddings'
+// last. A second call after the same forward (the measuring pass, then the
+// updating one) computes the same gradients: the dlogits are kept, the
+// parameters a pass reads have not moved yet.
+void vit_backward(ViT *model, float loss_scale, FusedStep *fused) {
     const ViTConfig *cfg = &model->config;
     int B = model->batch_size;
     int L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels, K = cfg->num_classes;
@@ -640,15 +696,25 @@ void vit_backward(ViT *model, float loss_scale) {
     ActivationTensors a = model->acts;
     GradScratch s = model->scratch;
 
+    if (fused && !model->fused) fail("vit_backward: fused updates need vit_allocate_gradients(model, 1)");
+    if (model->fused) vit_zero_grad(model); // each pass is a whole step's gradient
+
     // the mean over B images: each image's loss has weight loss_scale / B
-    if (model->soft) softmax_crossentropy_soft_backward(a.logits, model->targets, loss_scale / (float)B, B, K, K);
-    else softmax_crossentropy_backward(a.logits, model->labels, loss_scale / (float)B, B, K, K);
+    if (!model->have_dlogits) {
+        if (model->soft) softmax_crossentropy_soft_backward(a.logits, model->targets, loss_scale / (float)B, B, K, K);
+        else softmax_crossentropy_backward(a.logits, model->labels, loss_scale / (float)B, B, K, K);
+    }
+    model->have_dlogits = 1;
     float *dlogits = a.logits;
     float *dlnf = s.dln, *dclsx = s.datty; // (B, C) each
     memset(dlnf, 0, (size_t)B * C * sizeof(float));
     matmul_backward(dlnf, g.headw, g.headb, dlogits, a.lnf, p.headw, B, C, K);
+    step_block(fused, vit_lnf_block(cfg) + 2, g.headw);
+    step_block(fused, vit_lnf_block(cfg) + 3, g.headb);
     memset(dclsx, 0, (size_t)B * C * sizeof(float));
     layernorm_backward(dclsx, g.lnfw, g.lnfb, dlnf, a.clsx, p.lnfw, a.lnf_mean, a.lnf_rstd, B, C);
+    step_block(fused, vit_lnf_block(cfg), g.lnfw);
+    step_block(fused, vit_lnf_block(cfg) + 1, g.lnfb);
     memset(s.dresidual, 0, BT * C * sizeof(float));
     cls_pool_backward(s.dresidual, dclsx, B, T, C);
 
@@ -660,35 +726,43 @@ void vit_backward(ViT *model, float loss_scale) {
         float *residual2 = a.residual2 + l * BT * C;
         float *ln2 = a.ln2 + l * BT * C, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
         float *fch = a.fch + l * BT * 4 * C, *fch_gelu = a.fch_gelu + l * BT * 4 * C;
+        // this layer's parameters and gradients (with fused updates, the one layer of the buffer)
+        LayerTensors lp = layer_tensors(&p, l, C), lg = layer_tensors(&g, model->fused ? 0 : l, C);
         // s.dresidual holds d(layer output); the MLP branch starts from it ...
         memset(s.dfch_gelu, 0, BT * 4 * C * sizeof(float));
-        matmul_backward(s.dfch_gelu, g.fcprojw + (size_t)l * C * 4 * C, g.fcprojb + l * C,
-                        s.dresidual, fch_gelu, p.fcprojw + (size_t)l * C * 4 * C, BT, 4 * C, C);
+        matmul_backward(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, fch_gelu, lp.fcprojw, BT, 4 * C, C);
         memset(s.dfch, 0, BT * 4 * C * sizeof(float));
         gelu_backward(s.dfch, fch, s.dfch_gelu, BT * 4 * C, VIT_GELU);
         memset(s.dln, 0, BT * C * sizeof(float));
-        matmul_backward(s.dln, g.fcw + (size_t)l * 4 * C * C, g.fcb + l * 4 * C,
-                        s.dfch, ln2, p.fcw + (size_t)l * 4 * C * C, BT, C, 4 * C);
+        matmul_backward(s.dln, lg.fcw, lg.fcb, s.dfch, ln2, lp.fcw, BT, C, 4 * C);
         // ... and adds its input gradient back: dresidual is now d(residual2)
-        layernorm_backward(s.dresidual, g.ln2w + l * C, g.ln2b + l * C, s.dln, residual2, p.ln2w + l * C,
-                           ln2_mean, ln2_rstd, BT, C);
+        layernorm_backward(s.dresidual, lg.ln2w, lg.ln2b, s.dln, residual2, lp.ln2w, ln2_mean, ln2_rstd, BT, C);
         // the attention branch likewise
         memset(s.datty, 0, BT * C * sizeof(float));
-        matmul_backward(s.datty, g.attprojw + (size_t)l * C * C, g.attprojb + l * C,
-                        s.dresidual, atty, p.attprojw + (size_t)l * C * C, BT, C, C);
+        matmul_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, atty, lp.attprojw, BT, C, C);
         memset(s.dqkv, 0, BT * 3 * C * sizeof(float));
         attention_backward(s.dqkv, s.datty, qkv, att, B, T, C, NH, 0);
         memset(s.dln, 0, BT * C * sizeof(float));
-        matmul_backward(s.dln, g.qkvw + (size_t)l * 3 * C * C, g.qkvb + l * 3 * C,
-                        s.dqkv, ln1, p.qkvw + (size_t)l * 3 * C * C, BT, C, 3 * C);
-        layernorm_backward(s.dresidual, g.ln1w + l * C, g.ln1b + l * C, s.dln, residual, p.ln1w + l * C,
-                           ln1_mean, ln1_rstd, BT, C);
+        matmul_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C);
+        layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, ln1_mean, ln1_rstd, BT, C);
         // dresidual is now d(layer input) = d(previous layer's output)
+        if (fused) {
+            // the layer's gradients are complete: step its blocks, then clear them for the next layer
+            float *grad_of[VIT_LAYER_TENSORS] = {lg.ln1w, lg.ln1b, lg.qkvw, lg.qkvb, lg.attprojw, lg.attprojb,
+                                                 lg.ln2w, lg.ln2b, lg.fcw, lg.fcb, lg.fcprojw, lg.fcprojb};
+            for (int k = 0; k < VIT_LAYER_TENSORS; k++) step_block(fused, vit_layer_block(l, k), grad_of[k]);
+            // the one layer's tensors are contiguous: ln1w .. fcprojb
+            memset(lg.ln1w, 0, (size_t)(lg.fcprojb + C - lg.ln1w) * sizeof(float));
+        }
     }
     float *dpatch_emb = s.scratch; // (B, NP, C)
     memset(dpatch_emb, 0, (size_t)B * NP * C * sizeof(float));
     embed_backward(dpatch_emb, g.cls, g.pos, s.dresidual, B, NP, C);
+    step_block(fused, 2, g.cls);
+    step_block(fused, 3, g.pos);
     patch_embed_backward(g.patchw, g.patchb, dpatch_emb, a.patches, p.patchw, B, NP, vit_patch_dim(cfg), C);
+    step_block(fused, 0, g.patchw);
+    step_block(fused, 1, g.patchb);
 }
 
 // Where class y ranks among the logits (K): the classes ahead of it are those
@@ -862,10 +936,10 @@ typedef struct {
 // This run's memory plan (a MemPlanBuilder; T is unused): what the data
 // loading, vit_build_*, optim_create, vit_allocate_activations, the loaders
 // and the loop allocate and touch.
-static void vit_memory_plan(MemPlan *p, const void *ctx, int B, int T, const char *optim) {
+static void vit_memory_plan(MemPlan *p, const void *ctx, int B, int T, const char *optim, int fused) {
     (void)T;
     const ViTPlanContext *x = ctx;
-    memplan_begin(p, B, 0, optim, x->resident_now, "binary, libraries");
+    memplan_begin(p, B, 0, optim, fused, x->resident_now, "binary, libraries");
     size_t data = image_set_resident_bytes(x->train, x->streamed) +
                   (x->test ? image_set_resident_bytes(x->test, x->streamed) : 0);
     if (x->streamed)
@@ -875,7 +949,9 @@ static void vit_memory_plan(MemPlan *p, const void *ctx, int B, int T, const cha
         memplan_add(p, "data", data, "%d + %d images of %dx%dx%d, as bytes", x->train->count,
                     x->test ? x->test->count : 0, x->train->channels, x->train->height, x->train->width);
     size_t param_sizes[NUM_PARAMETER_TENSORS];
-    memplan_add_model(p, vit_param_sizes(param_sizes, x->config), x->blocks, x->num_blocks, x->oc, x->training);
+    size_t params = vit_param_sizes(param_sizes, x->config), grads = vit_grad_sizes(param_sizes, x->config, fused);
+    memplan_add_model(p, params, grads, fused ? "fused updates: embeddings, lnf, head and one layer" : "the same",
+                      x->blocks, x->num_blocks, x->oc, x->training);
     size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch;
     size_t acts = vit_activation_sizes(x->config, B, sizes, scratch_sizes, &scratch);
     memplan_add(p, "activations", alloc_big_footprint(acts * sizeof(float)), "B %d: %zu floats", B, acts);
@@ -980,6 +1056,19 @@ static void save_checkpoint(Run *run, const ViT *model, const Optimizer *opt, lo
     json_add_u64(l, "rng", ls.rng_state);
     json_add_u64(l, "images", (uint64_t)train_count);
     run_checkpoint_commit(run, step, s);
+}
+
+// The next training micro-batch through the forward pass: against a target
+// distribution per image when targets is set (label smoothing, Mixup/CutMix),
+// else against the labels.
+static void vit_next_batch_forward(ViT *model, ImageLoader *loader, float *images, int *labels, float *targets, int B) {
+    if (targets) {
+        image_loader_next_targets(loader, images, labels, targets);
+        vit_forward_soft(model, images, targets, B);
+    } else {
+        image_loader_next(loader, images, labels);
+        vit_forward(model, images, labels, B);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -1100,7 +1189,7 @@ int main(int argc, char **argv) {
         rc.max_steps = (long)floor(fl.epochs * (double)batches_per_epoch / (double)accum);
         if (rc.max_steps < 1) fail("flag --epochs %g gives no optimizer step (%ld batches per epoch)", fl.epochs, batches_per_epoch);
     }
-    run_finalize_config(&rc, rc.B, "images");
+    run_finalize_config(&rc, &oc, rc.B, "images");
 
     // resuming: the newest complete checkpoint in -o replaces -e
     Run run;
@@ -1181,7 +1270,7 @@ int main(int argc, char **argv) {
     ViTPlanContext plan_ctx = {mc, blocks, num_blocks, &oc, rc.max_steps > 0, &train_set, have_test ? &test_set : NULL,
                                streamed, &train_lc, &test_lc, current_rss_bytes()};
     MemPlan plan;
-    vit_memory_plan(&plan, &plan_ctx, rc.B, 0, OPTIM_NAME);
+    vit_memory_plan(&plan, &plan_ctx, rc.B, 0, OPTIM_NAME, rc.fused_update);
     memplan_check(&plan, vit_memory_plan, &plan_ctx, rc.memory_limit, rc.force_memory);
     if (rc.memory_plan_only) { // nothing large was allocated
         if (resume_state) cJSON_Delete(resume_state);
@@ -1253,7 +1342,14 @@ int main(int argc, char **argv) {
     if (fl.mixup > 0.0 || fl.cutmix > 0.0) printf(" (prob %g, switch prob %g)", fl.mixup_prob, fl.switch_prob);
     printf("\n");
 
+    if (rc.max_steps > 0) vit_allocate_gradients(&model, rc.fused_update);
     vit_allocate_activations(&model, rc.B);
+    FusedStep fused;
+    fused_init(&fused, opt, model.params_memory);
+    if (rc.fused_update)
+        printf("fused updates: each block steps during the backward pass%s; gradient buffer %zu floats (the model has %zu)\n",
+               run_fused_measures(&rc) ? ", which runs twice per step (first for the norm: --clip or --nan skip)" : "",
+               model.num_grad_floats, model.num_parameters);
     size_t image_floats = (size_t)rc.B * mc->image_channels * mc->image_height * mc->image_width;
     float *images = malloc_or_fail(image_floats * sizeof(float), "images");
     int *labels = malloc_or_fail((size_t)rc.B * sizeof(int), "labels");
@@ -1342,22 +1438,31 @@ int main(int argc, char **argv) {
         step++; // 1-based: the optimizer's t after this step
         ImageLoaderState before = image_loader_get_state(&train_loader);
         run_step_begin(&run);
-        vit_zero_grad(&model);
-        double loss_sum = 0.0;
-        for (int micro = 0; micro < rc.grad_accum; micro++) {
-            if (targets) { // label smoothing, Mixup/CutMix: a target distribution per image
-                image_loader_next_targets(&train_loader, images, labels, targets);
-                vit_forward_soft(&model, images, targets, rc.B);
-            } else {
-                image_loader_next(&train_loader, images, labels);
-                vit_forward(&model, images, labels, rc.B);
-            }
-            vit_backward(&model, 1.0f / rc.grad_accum);
-            loss_sum += model.mean_loss;
-        }
-        float loss = (float)(loss_sum / rc.grad_accum);
-        float gnorm = clip_grad_norm(model.grads_memory, blocks, num_blocks, rc.clip);
         float lr = lr_at_step(&rc, oc.lr, step - 1);
+        float loss, gnorm = 0.0f;
+        if (!rc.fused_update) {
+            vit_zero_grad(&model);
+            double loss_sum = 0.0;
+            for (int micro = 0; micro < rc.grad_accum; micro++) {
+                vit_next_batch_forward(&model, &train_loader, images, labels, targets, rc.B);
+                vit_backward(&model, 1.0f / rc.grad_accum, NULL);
+                loss_sum += model.mean_loss;
+            }
+            loss = (float)(loss_sum / rc.grad_accum);
+            gnorm = clip_grad_norm(model.grads_memory, blocks, num_blocks, rc.clip);
+        } else {
+            // one micro-batch; its updates happen in the backward below, after
+            // a measuring backward when the norm is needed first
+            vit_next_batch_forward(&model, &train_loader, images, labels, targets, rc.B);
+            loss = model.mean_loss;
+            if (!isfinite(loss)) gnorm = NAN; // not measured: the step stops or is skipped below
+            int measure = run_fused_measures(&rc) && isfinite(loss);
+            fused_begin(&fused, step, lr, measure);
+            if (measure) {
+                vit_backward(&model, 1.0f, &fused);
+                gnorm = fused_measured(&fused, rc.clip);
+            }
+        }
         char note[800] = "";
         if ((!isfinite(loss) || !isfinite(gnorm)) && !rc.nan_skip && checkpoints) {
             // keep the last good state: parameters and optimizer are still those
@@ -1366,12 +1471,15 @@ int main(int argc, char **argv) {
             snprintf(note, sizeof(note), "; the last good state (step %ld) is in %s", step - 1, rc.out_dir);
         }
         int skipped = run_check_finite(&run, step, loss, gnorm, note);
-        if (!skipped) {
-            optim_step(opt, model.params_memory, model.grads_memory, lr);
-            last_loss = loss;
+        if (!skipped && !rc.fused_update) optim_step(opt, model.params_memory, model.grads_memory, lr);
+        if (!skipped && rc.fused_update) {
+            fused_update_begin(&fused);
+            vit_backward(&model, 1.0f, &fused);
+            gnorm = fused_end(&fused);
         }
+        if (!skipped) last_loss = loss;
         run_step_end(&run, step, loss, lr, gnorm, skipped, (double)rc.total_batch);
-        run_analyses_step(&analyses, step, opt, model.grads_memory); // reads only
+        run_analyses_step(&analyses, step, opt, rc.fused_update ? NULL : model.grads_memory); // reads only
 
         if (have_test && run_due(&run, step, rc.val_every)) {
             int final = step == rc.max_steps || run_interrupted();
@@ -1413,6 +1521,7 @@ done:
     image_loader_free(&train_loader);
     if (have_test) { image_loader_free(&test_loader); image_set_free(&test_set); }
     image_set_free(&train_set);
+    fused_free(&fused);
     optim_free(opt);
     free(blocks); free(images); free(labels); free(targets); free(pred); free(confusion);
     vit_free(&model);

@@ -100,6 +100,9 @@ void fail_cleanup_remove(const char *path);
 
 // wall-clock seconds from a monotonic clock
 double now_seconds(void);
+// CPU time of the whole process (all threads), in seconds: on a shared
+// machine it separates the work a step did from the time it waited
+double cpu_seconds(void);
 // peak resident set size of this process, in bytes
 size_t peak_rss_bytes(void);
 // resident set size now (/proc/self/statm), in bytes; 0 if unknown

@@ -6,9 +6,11 @@
 #      attention weights above all), ViT fmnist-tiny, ViT-Ti/16 at B 8 (its
 #      shard streamed and in memory), ViT-S/16 at B 8 with 1000 classes,
 #      streamed and augmented as the paper-scale recipe
+#      (and fused: AdamW and SinkGD at 124M, ViT-Ti/16 AdamW)
 #   2. AdamW at GPT-2 XL (d48, B 1 x T 64) stops at start-up with one line
 #      naming the optimizers that fit (here, and against --memory-limit 23G
-#      on any machine); --force-memory 1 goes past the check
+#      on any machine); --force-memory 1 goes past the check; with
+#      --fused-update 1 its plan fits (gradients of one layer, counted by hand)
 #   3. the smaller -b and -t the refusal proposes are the largest that fit:
 #      their plans fit, one more does not (--memory-plan-only 1)
 # One thread (OMP_NUM_THREADS=1: spinning OpenMP threads on a busy 2-core
@@ -56,6 +58,9 @@ for o in adamw sgdm sgd_sai sinkgd slimadam; do
     plan_matches "GPT-2 124M B 4 x T 64 $o" "$BIN/train_gpt2_$o" -e d12 -b 4 -t 64 $GPT2_RUN
 done
 plan_matches "GPT-2 124M B 1 x T 1024 sinkgd" "$BIN/train_gpt2_sinkgd" -e d12 -b 1 -t 1024 $GPT2_RUN
+for o in adamw sinkgd; do # one layer's gradients instead of the model's
+    plan_matches "GPT-2 124M B 4 x T 64 $o --fused-update 1" "$BIN/train_gpt2_$o" -e d12 -b 4 -t 64 $GPT2_RUN --fused-update 1
+done
 plan_matches "ViT fmnist-tiny B 128 adamw (Fashion-MNIST in memory, evaluation)" \
     "$VIT/train_vit_adamw" -e fmnist-tiny -b 128 -x 2 -v 0 -p 1
 # ViT-Ti/16 takes 224 x 224 x 3 images: a shard of 8 noise images (no evaluation)
@@ -87,6 +92,8 @@ EOF
 plan_matches "ViT-S/16 B 8 adamw, 256 px streamed, RandomResizedCrop, Mixup/CutMix, smoothing" \
     "$VIT/train_vit_adamw" -e vit_small_patch16_224 -b 8 -x 2 -p 1 --train-shard "$WORK/noise256.bin" \
     --rrc 1 --flip 1 --mixup 0.8 --cutmix 1.0 --smoothing 0.1 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+plan_matches "ViT-Ti/16 B 8 adamw --fused-update 1" "$VIT/train_vit_adamw" -e vit-ti16 -b 8 -x 2 -p 1 \
+    --train-shard "$WORK/noise224.bin" --fused-update 1
 fi
 
 # --- 2. AdamW at GPT-2 XL --------------------------------------------------------
@@ -113,6 +120,16 @@ if [ $((total_kb * 1024)) -lt 25289987332 ]; then # AdamW's XL plan (23.55 GiB) 
     refused "AdamW d48 refused here (MemTotal $total_kb kB)" any $XL
 else
     echo "skip AdamW d48 refused here: this machine has $total_kb kB"
+fi
+# with fused updates AdamW's XL plan drops the 5.8 GiB of gradients for one
+# layer's (plus wte's and wpe's), 18.17 GiB: it fits the 23 GiB limit
+status=0
+"$BIN/train_gpt2_adamw" $XL --memory-limit 23G --memory-plan-only 1 --fused-update 1 >"$WORK/fused.out" 2>"$WORK/fused.err" || status=$?
+if [ "$status" = 0 ] && [ ! -s "$WORK/fused.err" ] &&
+   grep -q '^  gradients .* fused updates: wte, wpe, lnf and one layer: 112868800 floats' "$WORK/fused.out"; then
+    ok "AdamW d48 --fused-update 1 fits --memory-limit 23G: $(grep '^  total' "$WORK/fused.out")"
+else
+    bad "AdamW d48 --fused-update 1 against 23G: status $status, $(cat "$WORK/fused.err")"
 fi
 status=0
 "$BIN/train_gpt2_adamw" $XL --memory-limit 23G --force-memory 1 --memory-plan-only 1 >"$WORK/force.out" 2>"$WORK/force.err" || status=$?

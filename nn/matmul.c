@@ -239,9 +239,13 @@ static void micro_kernel(int kc, const float *restrict a, size_t as, int a_kmajo
 // than indexed by omp_get_thread_num() so that calls from inside somebody
 // else's parallel region cannot share a buffer.
 static __thread float *tls_pack_a, *tls_pack_b;
+// matmul_forward with few rows: a chunk of the transposed output, [FWD_CHUNK][NR]
+#define FWD_CHUNK 768
+static __thread float *tls_fwd_chunk;
 
 size_t matmul_thread_buffer_bytes(void) {
-    return alloc_big_footprint((size_t)KC * MR * sizeof(float)) + alloc_big_footprint((size_t)KC * NC * sizeof(float));
+    return alloc_big_footprint((size_t)KC * MR * sizeof(float)) + alloc_big_footprint((size_t)KC * NC * sizeof(float)) +
+           alloc_big_footprint((size_t)FWD_CHUNK * NR * sizeof(float));
 }
 
 // One thread's share: rows m0..m1-1, columns n0..n1-1 of C, all of K.
@@ -424,8 +428,42 @@ void sgemm(int transA, int transB, int M, int N, int K, float alpha,
 // ---------------------------------------------------------------------------
 // The linear layer.
 
+// Few rows (BT <= NR: one sequence of 64 tokens, say) use every weight only
+// BT times, so packing weight^T (what gemm does with op(B) = B^T) would cost
+// about as much as the product. Instead each thread takes chunks of
+// FWD_CHUNK output features and computes out^T = weight @ inp^T there: the
+// weight rows are read in place (as A, broadcast), only inp is packed, and
+// the chunk, which stays in L2, is transposed into out. Every output is the
+// same sum in the same order as gemm's (the bias first, beta 1 on the bias
+// standing in for gemm's epilogue, then the KC blocks), so the two paths give
+// the same bits (test_matmul checks).
+static void forward_few_rows(float *out, const float *inp, const float *weight, const float *bias,
+                             int BT, int C, int OC) {
+    int nchunks = ceil_div(OC, FWD_CHUNK);
+    int nthreads = threads_for(2.0 * BT * OC * C);
+    if (nthreads > nchunks) nthreads = nchunks;
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int ch = 0; ch < nchunks; ch++) {
+        if (!tls_fwd_chunk) tls_fwd_chunk = alloc_big_floats((size_t)FWD_CHUNK * NR, "matmul forward chunk");
+        float *t = tls_fwd_chunk; // [no][BT]: t[o * BT + i] = out[i, o0 + o]
+        int o0 = ch * FWD_CHUNK, no = min_int(FWD_CHUNK, OC - o0);
+        if (bias)
+            for (int o = 0; o < no; o++)
+                for (int i = 0; i < BT; i++) t[(size_t)o * BT + i] = bias[o0 + o];
+        gemm_block(0, 1, 0, no, 0, BT, C, 1.0f, weight + (size_t)o0 * C, C, inp, C, bias ? 1.0f : 0.0f, t, BT, NULL);
+        for (int i = 0; i < BT; i++) {
+            float *o_row = out + (size_t)i * OC + o0;
+            for (int o = 0; o < no; o++) o_row[o] = t[(size_t)o * BT + i];
+        }
+    }
+}
+
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                     int BT, int C, int OC) {
+    if (BT > 1 && BT <= NR && C > 0 && OC > 0) {
+        forward_few_rows(out, inp, weight, bias, BT, C, OC);
+        return;
+    }
     // out = inp @ weight^T + bias: weight [OC,C] is op(B) = B^T
     gemm(0, 1, BT, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias);
 }

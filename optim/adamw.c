@@ -48,16 +48,25 @@ size_t optim_state_bytes_for(const ParamBlock *blocks, int num_blocks, const Opt
     return adamw_state_floats(blocks, num_blocks) * sizeof(float);
 }
 
-void optim_step(Optimizer *opt, float *params, const float *grads, float lr) {
+void optim_step_begin(Optimizer *opt, const float *grads) {
+    (void)grads; // every block's update needs only its own gradient
+    opt->base.step++;
+}
+
+void optim_step_block(Optimizer *opt, int i, float *params, const float *grad, float lr) {
     OptimBase *b = &opt->base;
-    b->step++;
     const OptimConfig *c = &b->cfg;
+    const ParamBlock *blk = &b->blocks[i];
     float *m = b->state, *v = b->state + opt->num_params;
-    for (int i = 0; i < b->num_blocks; i++) {
-        const ParamBlock *blk = &b->blocks[i];
-        adamw_update(params + blk->offset, grads + blk->offset, m + opt->offset[i], v + opt->offset[i],
-                     block_numel(blk), lr, c->beta1, c->beta2, c->eps, blk->decay ? c->weight_decay : 0.0f, b->step);
-    }
+    adamw_update(params + blk->offset, grad, m + opt->offset[i], v + opt->offset[i], block_numel(blk), lr,
+                 c->beta1, c->beta2, c->eps, blk->decay ? c->weight_decay : 0.0f, b->step);
+}
+
+void optim_step_end(Optimizer *opt) { (void)opt; }
+
+const char *optim_fused_unsupported(const OptimConfig *cfg) {
+    (void)cfg;
+    return NULL;
 }
 
 const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {

@@ -57,6 +57,13 @@ ParamBlock *optim_split_qkv(const ParamBlock *blocks, int num_blocks, int *num_o
     return out;
 }
 
+int *optim_split_first(const ParamBlock *blocks, int num_blocks) {
+    int *first = malloc_or_fail((num_blocks + 1) * sizeof(int), "split block index");
+    first[0] = 0;
+    for (int i = 0; i < num_blocks; i++) first[i + 1] = first[i] + (blocks[i].role == ROLE_ATTN_QKV ? 3 : 1);
+    return first;
+}
+
 size_t optim_num_params(const ParamBlock *blocks, int num_blocks) {
     size_t n = 0;
     for (int i = 0; i < num_blocks; i++) n += block_numel(&blocks[i]);
@@ -166,6 +173,15 @@ void optim_base_init(OptimBase *base, const ParamBlock *blocks, int num_blocks,
 void optim_base_free(OptimBase *base) {
     free(base->blocks);
     free_big(base->state);
+}
+
+// The whole step is the block-by-block step over the blocks in model order:
+// one definition of the update, whichever way a trainer steps.
+void optim_step(Optimizer *opt, float *params, const float *grads, float lr) {
+    const OptimBase *b = optim_base(opt);
+    optim_step_begin(opt, grads);
+    for (int i = 0; i < b->num_blocks; i++) optim_step_block(opt, i, params, grads + b->blocks[i].offset, lr);
+    optim_step_end(opt);
 }
 
 size_t optim_state_bytes(const Optimizer *opt) {
@@ -394,6 +410,107 @@ double gsnr_of_gradient(const float *g, size_t n, double eps) {
     }
     double std = n > 1 ? sqrt(dev / (double)(n - 1)) : 0.0;
     return sqrt(sumsq) / (std + eps);
+}
+
+// ----------------------------------------------------------------------------
+// gradient sums and clipping
+
+// Chunks of at least 64 Ki floats, at most 4096 of them, so the partial sums
+// fit on the stack; the chunking depends on n alone.
+#define SUMSQ_MIN_CHUNK 65536
+#define SUMSQ_MAX_CHUNKS 4096
+
+double sum_of_squares(const float *g, size_t n) {
+    size_t chunk = SUMSQ_MIN_CHUNK;
+    if ((n + chunk - 1) / chunk > SUMSQ_MAX_CHUNKS) chunk = (n + SUMSQ_MAX_CHUNKS - 1) / SUMSQ_MAX_CHUNKS;
+    size_t nchunks = (n + chunk - 1) / chunk;
+    double partial[SUMSQ_MAX_CHUNKS];
+    #pragma omp parallel for schedule(static) if (nchunks > 1)
+    for (size_t c = 0; c < nchunks; c++) {
+        size_t lo = c * chunk, hi = lo + chunk < n ? lo + chunk : n;
+        double s = 0.0;
+        #pragma omp simd reduction(+:s)
+        for (size_t i = lo; i < hi; i++) s += (double)g[i] * (double)g[i];
+        partial[c] = s;
+    }
+    double total = 0.0;
+    for (size_t c = 0; c < nchunks; c++) total += partial[c];
+    return total;
+}
+
+void scale_floats(float *g, size_t n, float coef) {
+    #pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) g[i] *= coef;
+}
+
+float clip_coef(float norm, float clip) {
+    if (!(clip > 0.0f) || !isfinite(norm)) return 1.0f;
+    float coef = clip / (norm + 1e-6f);
+    return coef < 1.0f ? coef : 1.0f;
+}
+
+// ----------------------------------------------------------------------------
+// updates during the backward pass
+
+void fused_init(FusedStep *f, Optimizer *opt, float *params) {
+    memset(f, 0, sizeof(*f));
+    f->opt = opt;
+    f->params = params;
+    f->num_blocks = optim_base(opt)->num_blocks;
+    f->sumsq = calloc_or_fail(f->num_blocks, sizeof(double), "per-block gradient sums");
+}
+
+void fused_free(FusedStep *f) { free(f->sumsq); }
+
+void fused_begin(FusedStep *f, long step, float lr, int measure) {
+    f->step = step;
+    f->lr = lr;
+    f->coef = 1.0f;
+    f->measuring = measure;
+    f->measured = 0;
+}
+
+// the global norm: the blocks' sums in block order, as clip_grad_norm adds them
+static float fused_total_norm(const FusedStep *f) {
+    double total = 0.0;
+    for (int b = 0; b < f->num_blocks; b++) total += f->sumsq[b];
+    return (float)sqrt(total);
+}
+
+void fused_block(FusedStep *f, int b, float *grad) {
+    const ParamBlock *blk = &optim_base(f->opt)->blocks[b];
+    size_t n = block_numel(blk);
+    if (f->measuring) {
+        f->sumsq[b] = sum_of_squares(grad, n);
+        return;
+    }
+    if (!f->measured) {
+        f->sumsq[b] = sum_of_squares(grad, n);
+        if (!isfinite(f->sumsq[b]))
+            fail("step %ld: the gradient of %s is not finite; with --fused-update 1 the blocks before it are already "
+                 "updated, so this state cannot be kept (the newest checkpoint in -o is intact; --clip > 0 or --nan "
+                 "skip check the whole gradient before any update)", f->step, blk->name);
+    }
+    if (f->coef < 1.0f) scale_floats(grad, n, f->coef);
+    optim_step_block(f->opt, b, f->params, grad, f->lr);
+}
+
+float fused_measured(FusedStep *f, float clip) {
+    float norm = fused_total_norm(f);
+    f->coef = clip_coef(norm, clip);
+    f->measuring = 0;
+    f->measured = 1;
+    return norm;
+}
+
+void fused_update_begin(FusedStep *f) {
+    f->measuring = 0;
+    optim_step_begin(f->opt, NULL);
+}
+
+float fused_end(FusedStep *f) {
+    optim_step_end(f->opt);
+    return fused_total_norm(f);
 }
 
 // ----------------------------------------------------------------------------

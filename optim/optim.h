@@ -52,6 +52,10 @@ const char *role_name(ParamRole role);
 // roles ATTN_Q/K/V (SinkGD and SlimAdam treat them as separate projections).
 // Returns a newly allocated list; *num_out receives its length.
 ParamBlock *optim_split_qkv(const ParamBlock *blocks, int num_blocks, int *num_out);
+// Where each model block's split blocks start in that list: block b became
+// split blocks first[b] .. first[b+1]-1 (three for a fused qkv, else one).
+// Returns a newly allocated array of num_blocks + 1.
+int *optim_split_first(const ParamBlock *blocks, int num_blocks);
 
 // ----------------------------------------------------------------------------
 // Hyperparameters of every optimizer. Each optimizer reads the fields it uses;
@@ -89,7 +93,23 @@ void optim_default_config(OptimConfig *cfg);
 Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg);
 // One step: t = (steps so far) + 1. grads has the layout of params; only the
 // blocks are read and written (e.g. padding rows of wte are left alone).
+// Defined once in optim.c as the block-by-block step below, run over the
+// blocks in order, so both ways of stepping give the same bits.
 void optim_step(Optimizer *opt, float *params, const float *grads, float lr);
+// The same step block by block, for updates fused into the backward pass
+// (the trainers' --fused-update 1): optim_step_begin, then optim_step_block
+// once for every block b of the model, in any order, with grad pointing at
+// that block's block_numel floats wherever they are (a gradient buffer of
+// one layer, say), then optim_step_end. grads is the whole gradient when the
+// caller has it, NULL when it does not (then optim_fused_unsupported must
+// have allowed the configuration).
+void optim_step_begin(Optimizer *opt, const float *grads);
+void optim_step_block(Optimizer *opt, int b, float *params, const float *grad, float lr);
+void optim_step_end(Optimizer *opt);
+// Why this optimizer with these settings needs the whole gradient before its
+// first update (a one-line reason naming the flag), or NULL when it can step
+// block by block without it.
+const char *optim_fused_unsupported(const OptimConfig *cfg);
 void optim_free(Optimizer *opt);
 // The second moment v of the parameters [offset, offset + n) (a block or a
 // row block of one), for analyses such as SlimAdam's SNR rules (optim/snr.h);
@@ -186,6 +206,56 @@ void optim_print_config(const OptimConfig *cfg);
 // in double. SGD-SaI freezes it at the first step; --gsnr-every measures it
 // during training with any optimizer (optim/snr.h). One copy, so both agree.
 double gsnr_of_gradient(const float *g, size_t n, double eps);
+
+// ----------------------------------------------------------------------------
+// Gradient sums and clipping, shared by run/'s clip_grad_norm and the fused
+// step below, so that both produce the same bits.
+
+// The sum of squares of g[0..n) in double, in an order that depends on n
+// alone: fixed chunks summed in parallel, then the chunk sums in order.
+double sum_of_squares(const float *g, size_t n);
+// g[0..n) *= coef (clipping: torch.nn.utils.clip_grad_norm_'s multiply)
+void scale_floats(float *g, size_t n, float coef);
+// The factor clip_grad_norm_ scales by: clip / (norm + 1e-6) when clip > 0,
+// the norm is finite and the factor is below 1; else 1 (no scaling).
+float clip_coef(float norm, float clip);
+
+// ----------------------------------------------------------------------------
+// Updates during the backward pass (the trainers' --fused-update 1). The
+// backward hands each block's gradient to fused_block as soon as it is
+// complete and then reuses that memory, so the whole gradient never exists.
+// A step gives the same bits as clip_grad_norm + optim_step: the norm is the
+// same per-block sums added in block order, and each block is clipped and
+// updated by the same code. Clipping needs the norm before the first update,
+// so then the trainer runs the backward twice: a measuring pass (fused_block
+// only sums squares), fused_measured, and the updating pass.
+typedef struct {
+    Optimizer *opt;
+    float *params;   // the model's flat parameter buffer
+    int num_blocks;
+    double *sumsq;   // [num_blocks] this step's sums of squared gradients
+    int measuring;   // the current pass only measures
+    int measured;    // a measuring pass completed this step: sumsq and coef are set
+    float lr, coef;  // this step's lr; the clip factor of its updates
+    long step;       // for messages
+} FusedStep;
+
+void fused_init(FusedStep *f, Optimizer *opt, float *params);
+void fused_free(FusedStep *f);
+// A new step; the next backward measures when measure is 1, else updates.
+void fused_begin(FusedStep *f, long step, float lr, int measure);
+// Called by backward: block b's gradient (block_numel floats at grad) is
+// complete. Measuring: its sum of squares. Updating: its sum of squares
+// unless measured (a non-finite one fails: earlier blocks have moved, so
+// the step can be neither skipped nor saved), clip, optim_step_block.
+void fused_block(FusedStep *f, int b, float *grad);
+// After the measuring pass: the global norm, and the clip factor (clip > 0)
+// for the updating pass. The trainer may still skip the step (--nan skip).
+float fused_measured(FusedStep *f, float clip);
+// Before the updating pass (optim_step_begin).
+void fused_update_begin(FusedStep *f);
+// After the updating pass (optim_step_end): the global norm of the step.
+float fused_end(FusedStep *f);
 
 // The AdamW update of one block (section 1 of the spec), shared by AdamW and
 // by SinkGD's non-matrix blocks. t is the step number starting at 1.

@@ -60,51 +60,64 @@ size_t optim_state_bytes_for(const ParamBlock *blocks, int num_blocks, const Opt
     return sgd_sai_state_floats(blocks, num_blocks) * sizeof(float);
 }
 
-static void compute_gsnr(Optimizer *opt, const float *grads) {
+// block i's g-SNR from its first gradient
+static float block_gsnr(const Optimizer *opt, int i, const float *grad) {
+    const OptimConfig *c = &opt->base.cfg;
+    size_t n = block_numel(&opt->base.blocks[i]);
+    return c->gsnr_mode == GSNR_SQRT_N ? (float)sqrt((double)n) : (float)gsnr_of_gradient(grad, n, c->eps);
+}
+
+const char *optim_fused_unsupported(const OptimConfig *cfg) {
+    if (cfg->gsnr_max_norm)
+        return "--gsnr-max-norm 1 divides every block's g-SNR by the largest, so the first step needs the whole "
+               "gradient before any update";
+    return NULL;
+}
+
+void optim_step_begin(Optimizer *opt, const float *grads) {
     OptimBase *b = &opt->base;
-    const OptimConfig *c = &b->cfg;
+    b->step++;
+    if (b->step != 1 || !b->cfg.gsnr_max_norm) return; // otherwise each block measures its own
+    // the paper's Algorithm 1: every g-SNR divided by the largest, before any update
+    if (!grads) fail("SGD-SaI: %s", optim_fused_unsupported(&b->cfg));
     // one thread per block: each block's sums run in one fixed order
     #pragma omp parallel for schedule(dynamic)
-    for (int i = 0; i < b->num_blocks; i++) {
-        const ParamBlock *blk = &b->blocks[i];
-        size_t n = block_numel(blk);
-        opt->gsnr[i] = c->gsnr_mode == GSNR_SQRT_N ? (float)sqrt((double)n)
-                                                   : (float)gsnr_of_gradient(grads + blk->offset, n, c->eps);
+    for (int i = 0; i < b->num_blocks; i++) opt->gsnr[i] = block_gsnr(opt, i, grads + b->blocks[i].offset);
+    float max = 0.0f;
+    for (int i = 0; i < b->num_blocks; i++) if (opt->gsnr[i] > max) max = opt->gsnr[i];
+    if (max > 0.0f) for (int i = 0; i < b->num_blocks; i++) opt->gsnr[i] /= max;
+}
+
+void optim_step_block(Optimizer *opt, int i, float *params, const float *g, float lr) {
+    OptimBase *b = &opt->base;
+    const OptimConfig *c = &b->cfg;
+    int first = b->step == 1;
+    if (first && !c->gsnr_max_norm) opt->gsnr[i] = block_gsnr(opt, i, g);
+    float mu = c->momentum;
+    const ParamBlock *blk = &b->blocks[i];
+    float *p = params + blk->offset;
+    float *buf = b->state + opt->offset[i];
+    size_t n = block_numel(blk);
+    float decay = 1.0f - lr * (blk->decay ? c->weight_decay : 0.0f);
+    float step = lr * opt->gsnr[i];
+    #pragma omp parallel for simd schedule(static)
+    for (size_t j = 0; j < n; j++) {
+        float bj = first ? g[j] : mu * buf[j] + (1.0f - mu) * g[j];
+        buf[j] = bj;
+        p[j] = p[j] * decay - step * bj;
     }
-    if (c->gsnr_max_norm) {
-        float max = 0.0f;
-        for (int i = 0; i < b->num_blocks; i++) if (opt->gsnr[i] > max) max = opt->gsnr[i];
-        if (max > 0.0f) for (int i = 0; i < b->num_blocks; i++) opt->gsnr[i] /= max;
-    }
+}
+
+// after the first step: the frozen g-SNR table
+void optim_step_end(Optimizer *opt) {
+    OptimBase *b = &opt->base;
+    const OptimConfig *c = &b->cfg;
+    if (b->step != 1) return;
     printf("SGD-SaI g-SNR (%s%s), frozen from the first gradient:\n",
            c->gsnr_mode == GSNR_SQRT_N ? "sqrt(N)" : "||g|| / (std + eps)", c->gsnr_max_norm ? ", / max" : "");
     printf("  %-24s %12s %14s\n", "block", "N", "g-SNR");
     for (int i = 0; i < b->num_blocks; i++)
         printf("  %-24s %12zu %14.6g\n", b->blocks[i].name, block_numel(&b->blocks[i]), opt->gsnr[i]);
-}
-
-void optim_step(Optimizer *opt, float *params, const float *grads, float lr) {
-    OptimBase *b = &opt->base;
-    b->step++;
-    const OptimConfig *c = &b->cfg;
-    int first = b->step == 1;
-    if (first) compute_gsnr(opt, grads);
-    float mu = c->momentum;
-    for (int i = 0; i < b->num_blocks; i++) {
-        const ParamBlock *blk = &b->blocks[i];
-        float *p = params + blk->offset;
-        const float *g = grads + blk->offset;
-        float *buf = b->state + opt->offset[i];
-        size_t n = block_numel(blk);
-        float decay = 1.0f - lr * (blk->decay ? c->weight_decay : 0.0f);
-        float step = lr * opt->gsnr[i];
-        #pragma omp parallel for simd schedule(static)
-        for (size_t j = 0; j < n; j++) {
-            float bj = first ? g[j] : mu * buf[j] + (1.0f - mu) * g[j];
-            buf[j] = bj;
-            p[j] = p[j] * decay - step * bj;
-        }
-    }
 }
 
 const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {

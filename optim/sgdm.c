@@ -59,15 +59,24 @@ static void sgdm_update(float *p, const float *g, float *buf, size_t n, float lr
     }
 }
 
-void optim_step(Optimizer *opt, float *params, const float *grads, float lr) {
+void optim_step_begin(Optimizer *opt, const float *grads) {
+    (void)grads; // every block's update needs only its own gradient
+    opt->base.step++;
+}
+
+void optim_step_block(Optimizer *opt, int i, float *params, const float *grad, float lr) {
     OptimBase *b = &opt->base;
-    b->step++;
     const OptimConfig *c = &b->cfg;
-    for (int i = 0; i < b->num_blocks; i++) {
-        const ParamBlock *blk = &b->blocks[i];
-        sgdm_update(params + blk->offset, grads + blk->offset, b->state + opt->offset[i], block_numel(blk), lr,
-                    c->momentum, blk->decay ? c->weight_decay : 0.0f, c->nesterov, b->step == 1);
-    }
+    const ParamBlock *blk = &b->blocks[i];
+    sgdm_update(params + blk->offset, grad, b->state + opt->offset[i], block_numel(blk), lr, c->momentum,
+                blk->decay ? c->weight_decay : 0.0f, c->nesterov, b->step == 1);
+}
+
+void optim_step_end(Optimizer *opt) { (void)opt; }
+
+const char *optim_fused_unsupported(const OptimConfig *cfg) {
+    (void)cfg;
+    return NULL;
 }
 
 const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {

@@ -22,7 +22,6 @@
 //
 // State: m and v of the AdamW blocks only; 0 bytes for the hidden matrices.
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -39,10 +38,9 @@ struct Optimizer {
     int *is_hidden;    // per split block: updated by Sinkhorn normalisation
     size_t *offset;    // per AdamW block: its m at state + offset, its v at state + adam_params + offset
     size_t adam_params;
-    float *scales;     // per thread: r (max rows), c and column sums (max cols each)
-    size_t scales_per_thread;
+    int *first;        // model block b is split blocks first[b] .. first[b+1]-1
+    float *scales;     // scratch: r (max rows), c and column sums (max cols each)
     int max_rows, max_cols;
-    int max_threads;   // threads the scratch was sized for
 };
 
 void optim_default_config(OptimConfig *cfg) {
@@ -80,11 +78,9 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
     optim_base_init(&opt->base, blocks, num_blocks, cfg, sinkgd_state_floats(blocks, num_blocks));
     opt->max_rows = max_rows;
     opt->max_cols = max_cols;
-    opt->scales_per_thread = (size_t)max_rows + 2 * (size_t)max_cols;
-    // scratch, not state: r and c for each thread, allocated once
-    opt->max_threads = omp_get_max_threads();
-    opt->scales = malloc_or_fail((opt->scales_per_thread ? opt->scales_per_thread : 1) * opt->max_threads * sizeof(float),
-                                 "SinkGD scaling vectors");
+    opt->first = optim_split_first(blocks, num_blocks);
+    // scratch, not state: r, c and the column sums, allocated once
+    opt->scales = malloc_or_fail(((size_t)max_rows + 2 * (size_t)max_cols + 1) * sizeof(float), "SinkGD scaling vectors");
     return opt;
 }
 
@@ -94,13 +90,16 @@ size_t optim_state_bytes_for(const ParamBlock *blocks, int num_blocks, const Opt
 }
 
 // X = diag(r) G diag(c) after `iters` row-then-column passes; G is [m,n],
-// r [m], c [n], sums [n] workspace.
+// r [m], c [n], sums [n] workspace. Threads split the rows of a row pass and
+// the columns of a column pass, and every sum runs in one order whatever the
+// number of threads.
 static void sinkhorn_scales(const float *G, int m, int n, int iters, float *r, float *c, float *sums) {
     const float row_target = sqrtf((float)n), col_target = sqrtf((float)m);
     for (int i = 0; i < m; i++) r[i] = 1.0f;
     for (int j = 0; j < n; j++) c[j] = 1.0f;
     for (int it = 0; it < iters; it++) {
         // rows: r_i *= sqrt(n) / max(r_i * sqrt(sum_j G_ij^2 c_j^2), 1e-8)
+        #pragma omp parallel for schedule(static)
         for (int i = 0; i < m; i++) {
             const float *g = G + (size_t)i * n;
             float s = 0.0f;
@@ -113,13 +112,18 @@ static void sinkhorn_scales(const float *G, int m, int n, int iters, float *r, f
             r[i] *= row_target / fmaxf(norm, 1e-8f);
         }
         // columns: c_j *= sqrt(m) / max(c_j * sqrt(sum_i r_i^2 G_ij^2), 1e-8);
-        // the sums over rows are accumulated row by row (G is row-major)
-        for (int j = 0; j < n; j++) sums[j] = 0.0f;
-        for (int i = 0; i < m; i++) {
-            const float *g = G + (size_t)i * n;
-            float ri = r[i];
-            #pragma omp simd
-            for (int j = 0; j < n; j++) { float x = ri * g[j]; sums[j] += x * x; }
+        // a thread owns 64 columns and adds their squares row by row (G is row-major)
+        #pragma omp parallel for schedule(static)
+        for (int j0 = 0; j0 < n; j0 += 64) {
+            int j1 = j0 + 64 < n ? j0 + 64 : n;
+            float acc[64] = {0};
+            for (int i = 0; i < m; i++) {
+                const float *g = G + (size_t)i * n;
+                float ri = r[i];
+                #pragma omp simd
+                for (int j = j0; j < j1; j++) { float x = ri * g[j]; acc[j - j0] += x * x; }
+            }
+            for (int j = j0; j < j1; j++) sums[j] = acc[j - j0];
         }
         for (int j = 0; j < n; j++) {
             if (sums[j] == 0.0f) continue; // an all-zero column, as above
@@ -129,41 +133,52 @@ static void sinkhorn_scales(const float *G, int m, int n, int iters, float *r, f
     }
 }
 
-void optim_step(Optimizer *opt, float *params, const float *grads, float lr) {
+void optim_step_begin(Optimizer *opt, const float *grads) {
+    (void)grads; // every block's update needs only its own gradient
+    opt->base.step++;
+}
+
+// split block i, its gradient G
+static void sinkgd_update(Optimizer *opt, int i, float *params, const float *G, float lr) {
     OptimBase *b = &opt->base;
-    b->step++;
     const OptimConfig *c = &b->cfg;
-    float *m = b->state, *v = b->state + opt->adam_params;
-    // AdamW blocks (each kernel is parallel inside)
-    for (int i = 0; i < opt->num_split; i++) {
-        if (opt->is_hidden[i]) continue;
-        const ParamBlock *blk = &opt->split[i];
-        adamw_update(params + blk->offset, grads + blk->offset, m + opt->offset[i], v + opt->offset[i],
-                     block_numel(blk), lr, c->beta1, c->beta2, c->eps, blk->decay ? c->weight_decay : 0.0f, b->step);
+    const ParamBlock *blk = &opt->split[i];
+    float wd = blk->decay ? c->weight_decay : 0.0f;
+    if (!opt->is_hidden[i]) { // AdamW
+        float *m = b->state, *v = b->state + opt->adam_params;
+        adamw_update(params + blk->offset, G, m + opt->offset[i], v + opt->offset[i], block_numel(blk), lr,
+                     c->beta1, c->beta2, c->eps, wd, b->step);
+        return;
     }
-    // hidden matrices: one thread per block, so each block's sums run in one order
+    // a hidden matrix: X = diag(r) G diag(c), p = p*(1 - a*lr*wd) - (a*lr) X
+    int rows = blk->rows, cols = blk->cols;
+    float *r = opt->scales, *cs = r + opt->max_rows, *sums = cs + opt->max_cols;
+    float *P = params + blk->offset;
+    sinkhorn_scales(G, rows, cols, c->sinkgd_iters, r, cs, sums);
     float step = c->sinkgd_scale * lr;
-    int nthreads = omp_get_max_threads() < opt->max_threads ? omp_get_max_threads() : opt->max_threads;
-    #pragma omp parallel for schedule(dynamic) num_threads(nthreads)
-    for (int i = 0; i < opt->num_split; i++) {
-        if (!opt->is_hidden[i]) continue;
-        const ParamBlock *blk = &opt->split[i];
-        int rows = blk->rows, cols = blk->cols;
-        float *r = opt->scales + (size_t)omp_get_thread_num() * opt->scales_per_thread;
-        float *cs = r + opt->max_rows;
-        float *sums = cs + opt->max_cols;
-        const float *G = grads + blk->offset;
-        float *P = params + blk->offset;
-        sinkhorn_scales(G, rows, cols, c->sinkgd_iters, r, cs, sums);
-        float decay = 1.0f - step * (blk->decay ? c->weight_decay : 0.0f);
-        for (int row = 0; row < rows; row++) {
-            const float *g = G + (size_t)row * cols;
-            float *p = P + (size_t)row * cols;
-            float sr = step * r[row];
-            #pragma omp simd
-            for (int j = 0; j < cols; j++) p[j] = p[j] * decay - sr * (g[j] * cs[j]);
-        }
+    float decay = 1.0f - step * wd;
+    #pragma omp parallel for schedule(static)
+    for (int row = 0; row < rows; row++) {
+        const float *g = G + (size_t)row * cols;
+        float *p = P + (size_t)row * cols;
+        float sr = step * r[row];
+        #pragma omp simd
+        for (int j = 0; j < cols; j++) p[j] = p[j] * decay - sr * (g[j] * cs[j]);
     }
+}
+
+// a fused qkv is three split blocks, each normalised on its own
+void optim_step_block(Optimizer *opt, int b, float *params, const float *grad, float lr) {
+    size_t base = opt->base.blocks[b].offset;
+    for (int i = opt->first[b]; i < opt->first[b + 1]; i++)
+        sinkgd_update(opt, i, params, grad + (opt->split[i].offset - base), lr);
+}
+
+void optim_step_end(Optimizer *opt) { (void)opt; }
+
+const char *optim_fused_unsupported(const OptimConfig *cfg) {
+    (void)cfg;
+    return NULL;
 }
 
 const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {
@@ -187,6 +202,7 @@ void optim_free(Optimizer *opt) {
     free(opt->split);
     free(opt->is_hidden);
     free(opt->offset);
+    free(opt->first);
     free(opt->scales);
     free(opt);
 }

@@ -39,6 +39,7 @@ struct Optimizer {
     size_t *m_off;     // per split block: its m at state + m_off[i]
     size_t *v_off;     // per split block: its v at state + v_off[i]
     int32_t *layout;   // per split block: its rule, saved in the state file (OptimBase.layout)
+    int *first;        // model block b is split blocks first[b] .. first[b+1]-1
     float *colsum;     // scratch: column sums of g*g, then column denominators (max cols)
 };
 
@@ -141,6 +142,7 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
     opt->base.layout_what = "SlimAdam rules";
     opt->base.layout_value_names = k_names;
     opt->base.layout_num_values = 4;
+    opt->first = optim_split_first(blocks, num_blocks);
     opt->colsum = malloc_or_fail(max_cols * sizeof(float), "SlimAdam column sums");
     return opt;
 }
@@ -161,12 +163,12 @@ static void column_sums_of_squares(float *out, const float *g, int rows, int col
     }
 }
 
-static void slimadam_update(Optimizer *opt, int i, float *params, const float *grads, float lr) {
+// split block i, its gradient g
+static void slimadam_update(Optimizer *opt, int i, float *params, const float *g, float lr) {
     const OptimConfig *c = &opt->base.cfg;
     const ParamBlock *blk = &opt->split[i];
     int rows = blk->rows, cols = blk->cols;
     float *p = params + blk->offset;
-    const float *g = grads + blk->offset;
     float *m = opt->base.state + opt->m_off[i];
     float *v = opt->base.state + opt->v_off[i];
     float b1 = c->beta1, b2 = c->beta2, eps = c->eps;
@@ -236,9 +238,23 @@ static void slimadam_update(Optimizer *opt, int i, float *params, const float *g
     }
 }
 
-void optim_step(Optimizer *opt, float *params, const float *grads, float lr) {
+void optim_step_begin(Optimizer *opt, const float *grads) {
+    (void)grads; // every block's update needs only its own gradient
     opt->base.step++;
-    for (int i = 0; i < opt->num_split; i++) slimadam_update(opt, i, params, grads, lr);
+}
+
+// a fused qkv is three split blocks with their own rules
+void optim_step_block(Optimizer *opt, int b, float *params, const float *grad, float lr) {
+    size_t base = opt->base.blocks[b].offset;
+    for (int i = opt->first[b]; i < opt->first[b + 1]; i++)
+        slimadam_update(opt, i, params, grad + (opt->split[i].offset - base), lr);
+}
+
+void optim_step_end(Optimizer *opt) { (void)opt; }
+
+const char *optim_fused_unsupported(const OptimConfig *cfg) {
+    (void)cfg;
+    return NULL;
 }
 
 // Layer numbers become '*', so a 12-layer model prints one line per kind of block.
@@ -292,6 +308,7 @@ void optim_free(Optimizer *opt) {
     free(opt->m_off);
     free(opt->v_off);
     free(opt->layout);
+    free(opt->first);
     free(opt->colsum);
     free(opt);
 }

@@ -11,10 +11,12 @@
 #include "common/utils.h"
 #include "nn/matmul.h"
 
-void memplan_begin(MemPlan *p, int B, int T, const char *optim, size_t resident_now, const char *resident_note) {
+void memplan_begin(MemPlan *p, int B, int T, const char *optim, int fused, size_t resident_now,
+                   const char *resident_note) {
     memset(p, 0, sizeof(*p));
     p->B = B;
     p->T = T;
+    p->fused = fused;
     snprintf(p->optim, sizeof(p->optim), "%s", optim);
     p->resident_now = resident_now;
     memplan_add(p, "process now", resident_now, "%s", resident_note);
@@ -32,8 +34,8 @@ void memplan_add(MemPlan *p, const char *name, size_t bytes, const char *note_fm
     p->total = add_size_or_fail(p->total, bytes, "the memory plan");
 }
 
-void memplan_add_model(MemPlan *p, size_t param_floats, const ParamBlock *blocks, int num_blocks,
-                       const OptimConfig *cfg, int training) {
+void memplan_add_model(MemPlan *p, size_t param_floats, size_t grad_floats, const char *grad_note,
+                       const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg, int training) {
     size_t param_bytes = mul_size_or_fail(param_floats, sizeof(float), "the parameters");
     memplan_add(p, "parameters", alloc_big_footprint(param_bytes), "%zu floats", param_floats);
     if (!training) {
@@ -41,7 +43,9 @@ void memplan_add_model(MemPlan *p, size_t param_floats, const ParamBlock *blocks
         memplan_add(p, "optimizer state", 0, "never touched without training steps");
         return;
     }
-    memplan_add(p, "gradients", alloc_big_footprint(param_bytes), "the same");
+    size_t grad_bytes = mul_size_or_fail(grad_floats, sizeof(float), "the gradients");
+    if (grad_floats == param_floats) memplan_add(p, "gradients", alloc_big_footprint(grad_bytes), "%s", grad_note);
+    else memplan_add(p, "gradients", alloc_big_footprint(grad_bytes), "%s: %zu floats", grad_note, grad_floats);
     size_t state = strcmp(p->optim, OPTIM_NAME) == 0 ? optim_state_bytes_for(blocks, num_blocks, cfg)
                                                      : optim_state_bytes_named(p->optim, blocks, num_blocks);
     // optim_create maps no buffer for a state of 0 floats
@@ -188,20 +192,26 @@ void memplan_check(const MemPlan *p, MemPlanBuilder build, const void *ctx, size
         searched = 1;
         while (lo < hi) { // activations grow with B and T
             int mid = lo + (hi - lo + 1) / 2;
-            build(&q, ctx, d == 0 ? mid : p->B, d == 0 ? p->T : mid, p->optim);
+            build(&q, ctx, d == 0 ? mid : p->B, d == 0 ? p->T : mid, p->optim, p->fused);
             if (q.total <= budget) lo = mid; else hi = mid - 1;
         }
         if (lo == 0) continue;
         smaller = 1;
-        build(&q, ctx, d == 0 ? lo : p->B, d == 0 ? p->T : lo, p->optim);
+        build(&q, ctx, d == 0 ? lo : p->B, d == 0 ? p->T : lo, p->optim, p->fused);
         append(fits, sizeof(fits), "%s%s %d (%s)", fits[0] ? ", " : "", dims[d], lo,
                format_bytes((double)q.total, b, sizeof(b)));
     }
     for (int i = 0; i < NUM_OPTIMIZERS; i++) {
         if (strcmp(OPTIM_NAMES[i], p->optim) == 0) continue;
-        build(&q, ctx, p->B, p->T, OPTIM_NAMES[i]);
+        build(&q, ctx, p->B, p->T, OPTIM_NAMES[i], p->fused);
         if (q.total <= budget)
             append(fits, sizeof(fits), "%sOPTIM=%s (%s)", fits[0] ? ", " : "", OPTIM_NAMES[i],
+                   format_bytes((double)q.total, b, sizeof(b)));
+    }
+    if (!p->fused) { // the same run without a whole gradient
+        build(&q, ctx, p->B, p->T, p->optim, 1);
+        if (q.total <= budget)
+            append(fits, sizeof(fits), "%s--fused-update 1 (%s)", fits[0] ? ", " : "",
                    format_bytes((double)q.total, b, sizeof(b)));
     }
     if (fits[0] && searched && !smaller) append(fits, sizeof(fits), " (no smaller -b or -t fits with %s)", p->optim);

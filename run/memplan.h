@@ -35,26 +35,30 @@ typedef struct {
     size_t resident_now; // the first item: what the process holds already
     int B, T;            // the batch it was made for (T = 0: no sequence length, the ViT)
     char optim[16];      // the optimizer it was made for
+    int fused;           // with --fused-update 1 (no whole gradient)
 } MemPlan;
 
-// Start a plan for micro-batch B, sequence length T (0 for the ViT) and an
-// optimizer; its first item is the process's resident set now.
-void memplan_begin(MemPlan *p, int B, int T, const char *optim, size_t resident_now, const char *resident_note);
+// Start a plan for micro-batch B, sequence length T (0 for the ViT), an
+// optimizer and the update mode; its first item is the process's resident set now.
+void memplan_begin(MemPlan *p, int B, int T, const char *optim, int fused, size_t resident_now,
+                   const char *resident_note);
 // add one item; bytes 0 is listed (e.g. "not touched") but adds nothing
 __attribute__((format(printf, 4, 5)))
 void memplan_add(MemPlan *p, const char *name, size_t bytes, const char *note_fmt, ...);
 // Parameters, gradients and the state of p->optim for this parameter storage
-// (param_floats, padding included) and these blocks. The state of this
-// build's optimizer is optim_state_bytes_for with cfg; another one's is
+// (param_floats, padding included), a gradient buffer of grad_floats (the
+// parameters' with whole gradients, one layer's with fused updates;
+// grad_note says which) and these blocks. The state of this build's
+// optimizer is optim_state_bytes_for with cfg; another one's is
 // optim_state_bytes_named (its defaults). training 0 (-x 0): gradients and
 // state are never touched, so they are listed as 0.
-void memplan_add_model(MemPlan *p, size_t param_floats, const ParamBlock *blocks, int num_blocks,
-                       const OptimConfig *cfg, int training);
+void memplan_add_model(MemPlan *p, size_t param_floats, size_t grad_floats, const char *grad_note,
+                       const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg, int training);
 // The matmul packing buffers of every OpenMP thread.
 void memplan_add_threads(MemPlan *p);
 
-// A trainer's plan for another batch or optimizer (for "what would fit").
-typedef void (*MemPlanBuilder)(MemPlan *out, const void *ctx, int B, int T, const char *optim);
+// A trainer's plan for another batch, optimizer or update mode (for "what would fit").
+typedef void (*MemPlanBuilder)(MemPlan *out, const void *ctx, int B, int T, const char *optim, int fused);
 
 // Memory this process may still take, in bytes, into *bytes: /proc/meminfo's
 // MemAvailable, or a memory cgroup's limit minus its usage (v1
@@ -70,7 +74,8 @@ int memory_available_from(size_t *bytes, const char *meminfo, const char *cgroup
 // Print the plan and compare it with the memory available (limit > 0: plan
 // against that many bytes instead). If the run does not fit, fail with one
 // line: what it needs, what is available, and what would fit (the largest
-// smaller B, or T, and the optimizers whose plans fit), unless force is set
+// smaller B, or T, the optimizers whose plans fit, and --fused-update 1 when
+// the run is not fused and that fits), unless force is set
 // (a warning then). build and ctx make the other plans.
 void memplan_check(const MemPlan *p, MemPlanBuilder build, const void *ctx, size_t limit, int force);
 

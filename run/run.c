@@ -213,6 +213,11 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
         if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) fail("flag %s takes 0 or 1, not '%s'", a, v);
         rc->memory_plan_only = v[0] == '1';
     }
+    else if (is_flag(a, NULL, "--fused-update")) {
+        const char *v = flag_value(argc, argv, i);
+        if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) fail("flag %s takes 0 or 1, not '%s'", a, v);
+        rc->fused_update = v[0] == '1';
+    }
     else if (is_flag(a, NULL, "--seed")) {
         rc->seed = (uint64_t)int_flag(argc, argv, i, 0, INT64_MAX);
     }
@@ -242,6 +247,10 @@ void run_print_flags_help(void) {
         "      --clip F           clip the global gradient norm to F (0 = off; default 1)\n"
         "      --seed N           random seed (initialisation, data order, sampling)\n"
         "      --nan stop|skip    on a NaN/Inf loss or gradient: stop (default) or skip the step\n"
+        "      --fused-update 1   update each parameter block during the backward pass, as soon as its\n"
+        "                         gradient is complete, and keep no gradient buffer (the same result;\n"
+        "                         --clip > 0 or --nan skip run the backward twice, first for the norm;\n"
+        "                         not with gradient accumulation)\n"
         "evaluation and sampling:\n"
         "  -v, --val-every N      evaluate every N steps and at the end (0 = at the end only)\n"
         "  -m, --val-batches N    batches per evaluation (GPT-2; -1 = the whole validation split)\n"
@@ -298,7 +307,7 @@ int run_every_active(long every) {
     return every > 0 || every == RUN_AT_END_ONLY;
 }
 
-void run_finalize_config(RunConfig *rc, long items_per_micro, const char *unit) {
+void run_finalize_config(RunConfig *rc, const OptimConfig *oc, long items_per_micro, const char *unit) {
     if (rc->total_batch == 0) rc->total_batch = items_per_micro;
     if (rc->total_batch % items_per_micro != 0)
         fail("flag -d: total batch %ld %s is not a multiple of the micro-batch's %ld %s", rc->total_batch, unit,
@@ -307,6 +316,17 @@ void run_finalize_config(RunConfig *rc, long items_per_micro, const char *unit) 
         fail("flag -d: total batch %ld %s is %ld micro-batches of %ld %s; at most %d accumulation steps are allowed",
              rc->total_batch, unit, rc->total_batch / items_per_micro, items_per_micro, unit, RUN_MAX_ACCUM);
     rc->grad_accum = (int)(rc->total_batch / items_per_micro);
+    if (rc->fused_update) {
+        // what needs the whole gradient of a step before its first update
+        if (rc->grad_accum > 1)
+            fail("flag --fused-update 1 updates each block during the backward pass, so it cannot accumulate "
+                 "gradients over micro-batches (-d %ld is %d micro-batches of %ld %s): use -d 0 or a larger micro-batch",
+                 rc->total_batch, rc->grad_accum, items_per_micro, unit);
+        if (rc->gsnr_every > 0)
+            fail("flag --gsnr-every reads the whole gradient after each step, which --fused-update 1 never holds");
+        const char *why = optim_fused_unsupported(oc);
+        if (why) fail("flag --fused-update 1 does not work with %s: %s", OPTIM_NAME, why);
+    }
     if (rc->resume && !rc->out_dir[0]) fail("flag -y 1 needs -o DIR (the directory holding the checkpoints)");
     if (rc->snr_every > 0 && strcmp(OPTIM_NAME, "adamw") != 0)
         fail("flag --snr-every measures AdamW's second moments: build with OPTIM=adamw (this is %s)", OPTIM_NAME);
@@ -320,6 +340,10 @@ void run_finalize_config(RunConfig *rc, long items_per_micro, const char *unit) 
         if (n) rc->snr_out[n++] = '/';
         memcpy(rc->snr_out + n, "slimadam_rules.json", sizeof("slimadam_rules.json"));
     }
+}
+
+int run_fused_measures(const RunConfig *rc) {
+    return rc->clip > 0.0f || rc->nan_skip;
 }
 
 // ----------------------------------------------------------------------------
@@ -353,31 +377,13 @@ const char *schedule_name(ScheduleKind k) {
 // gradient clipping
 
 float clip_grad_norm(float *grads, const ParamBlock *blocks, int num_blocks, float clip) {
-    double sums[num_blocks];
-    // one thread per block: each block's sum runs in one fixed order
-    #pragma omp parallel for schedule(dynamic)
-    for (int b = 0; b < num_blocks; b++) {
-        const float *g = grads + blocks[b].offset;
-        size_t n = block_numel(&blocks[b]);
-        double s = 0.0;
-        #pragma omp simd reduction(+:s)
-        for (size_t i = 0; i < n; i++) s += (double)g[i] * (double)g[i];
-        sums[b] = s;
-    }
+    // each block's sum in a fixed order (sum_of_squares), then the blocks in order
     double total = 0.0;
-    for (int b = 0; b < num_blocks; b++) total += sums[b];
+    for (int b = 0; b < num_blocks; b++) total += sum_of_squares(grads + blocks[b].offset, block_numel(&blocks[b]));
     float norm = (float)sqrt(total);
-    if (clip > 0.0f && isfinite(norm)) {
-        float coef = clip / (norm + 1e-6f);
-        if (coef < 1.0f) {
-            for (int b = 0; b < num_blocks; b++) {
-                float *g = grads + blocks[b].offset;
-                size_t n = block_numel(&blocks[b]);
-                #pragma omp parallel for simd schedule(static)
-                for (size_t i = 0; i < n; i++) g[i] *= coef;
-            }
-        }
-    }
+    float coef = clip_coef(norm, clip);
+    if (coef < 1.0f)
+        for (int b = 0; b < num_blocks; b++) scale_floats(grads + blocks[b].offset, block_numel(&blocks[b]), coef);
     return norm;
 }
 
@@ -477,6 +483,7 @@ cJSON *run_config_json(const RunConfig *rc, const OptimConfig *oc, const char *m
     cJSON_AddNumberToObject(run, "final_frac", rc->final_frac);
     if (rc->schedule == SCHED_WSD) cJSON_AddNumberToObject(run, "wsd_decay", rc->wsd_decay_frac);
     cJSON_AddNumberToObject(run, "clip", rc->clip);
+    cJSON_AddBoolToObject(run, "fused_update", rc->fused_update);
     cJSON_AddNumberToObject(run, "seed", (double)rc->seed);
     cJSON_AddStringToObject(run, "nan", rc->nan_skip ? "skip" : "stop");
     cJSON_AddNumberToObject(run, "val_every", (double)rc->val_every);
@@ -506,7 +513,8 @@ static const char *format_duration(double s, char *buf, size_t len) {
 }
 
 void progress_print(Progress *p, const RunConfig *rc, long step, float loss, float val, const char *val_name,
-                    float lr, float norm, double step_ms, double items_per_s, const char *unit, int force) {
+                    float lr, float norm, double step_ms, double cpu_ms, double items_per_s, const char *unit,
+                    int force) {
     double now = now_seconds();
     int due = rc->print_every > 0 ? (step % rc->print_every == 0) : (now - p->last_print >= 2.0);
     if (!(force || due || step == 1 || step == rc->max_steps)) return;
@@ -519,8 +527,8 @@ void progress_print(Progress *p, const RunConfig *rc, long step, float loss, flo
     double rate = items_per_s;
     const char *k = "";
     if (rate >= 1e6) { rate /= 1e6; k = "M"; } else if (rate >= 1e4) { rate /= 1e3; k = "k"; }
-    printf("step %*ld/%ld | loss %.4f%s | lr %.2e | norm %.3f | %.0f ms | %.1f%s %s/s | %s elapsed | ETA %s\n",
-           (int)snprintf(NULL, 0, "%ld", rc->max_steps), step, rc->max_steps, loss, vbuf, lr, norm, step_ms,
+    printf("step %*ld/%ld | loss %.4f%s | lr %.2e | norm %.3f | %.0f ms | cpu %.0f ms | %.1f%s %s/s | %s elapsed | ETA %s\n",
+           (int)snprintf(NULL, 0, "%ld", rc->max_steps), step, rc->max_steps, loss, vbuf, lr, norm, step_ms, cpu_ms,
            rate, k, unit, format_duration(progress_elapsed(p), e, sizeof(e)), format_duration(eta, r, sizeof(r)));
     fflush(stdout);
 }
@@ -975,6 +983,7 @@ void run_open(Run *run, cJSON *config_record, const char *unit, const char *eval
 
 void run_step_begin(Run *run) {
     run->step_t0 = now_seconds();
+    run->step_cpu0 = cpu_seconds();
 }
 
 void run_step_end(Run *run, long step, float loss, float lr, float norm, int skipped, double items) {
@@ -993,12 +1002,14 @@ void run_step_end(Run *run, long step, float loss, float lr, float norm, int ski
     if (isfinite(norm)) cJSON_AddNumberToObject(r, "grad_norm", norm);
     else cJSON_AddNullToObject(r, "grad_norm");
     cJSON_AddNumberToObject(r, "ms", ms);
+    double cpu_ms = 1000.0 * (cpu_seconds() - run->step_cpu0);
+    cJSON_AddNumberToObject(r, "cpu_ms", cpu_ms); // all threads
     char key[32];
     snprintf(key, sizeof(key), "%s_per_s", strcmp(run->unit, "tok") == 0 ? "tokens" : "images");
     cJSON_AddNumberToObject(r, key, per_s);
     run_log_write(&run->log, r);
     progress_print(&run->progress, run->rc, step, skipped ? NAN : loss, run->last_eval, run->eval_name, lr, norm, ms,
-                   per_s, run->unit, 0);
+                   cpu_ms, per_s, run->unit, 0);
 }
 
 int run_due(const Run *run, long step, long every) {

@@ -75,6 +75,8 @@ typedef struct {
     int force_memory;      // --force-memory 1: run even when the plan does not fit
     size_t memory_limit;   // --memory-limit: plan against this many bytes (0 = the memory available)
     int memory_plan_only;  // --memory-plan-only 1: print the plan, check it, and stop
+    // updates fused into the backward pass (optim/optim.h, FusedStep)
+    int fused_update;      // --fused-update 1: each block steps when its gradient is complete; no gradient buffer
 } RunConfig;
 
 void run_config_defaults(RunConfig *rc);
@@ -85,12 +87,17 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
 void run_print_flags_help(void);
 // Derive the accumulation steps: items_per_micro = B*T (GPT-2) or B (ViT).
 // With -x -1 the checks that need the run's length wait for run_set_epoch_steps.
-void run_finalize_config(RunConfig *rc, long items_per_micro, const char *unit);
+void run_finalize_config(RunConfig *rc, const OptimConfig *oc, long items_per_micro, const char *unit);
 // -x -1: the run is one epoch of micro_batches_per_epoch micro-batches (at
 // grad_accum per step); fails naming `data` when that is not one step.
 void run_set_epoch_steps(RunConfig *rc, long micro_batches_per_epoch, const char *data);
 // Does the run act every `every` steps at all (-s, -n: > 0, or the default at the end)?
 int run_every_active(long every);
+// run_finalize_config also refuses, one line each, the combinations --fused-update 1 cannot do.
+// Does this step need a measuring backward before the fused updates? With
+// --clip > 0 the clip factor, with --nan skip the finiteness of the whole
+// gradient must be known before the first block moves.
+int run_fused_measures(const RunConfig *rc);
 
 // learning rate of step (0-based) out of rc->max_steps
 float lr_at_step(const RunConfig *rc, float peak_lr, long step);
@@ -135,7 +142,8 @@ void progress_start(Progress *p, long first_step, double elapsed_before);
 double progress_elapsed(const Progress *p);
 // Print a line for step (1-based) of total if due (or force). val < 0: none yet.
 void progress_print(Progress *p, const RunConfig *rc, long step, float loss, float val, const char *val_name,
-                    float lr, float norm, double step_ms, double items_per_s, const char *unit, int force);
+                    float lr, float norm, double step_ms, double cpu_ms, double items_per_s, const char *unit,
+                    int force);
 
 // ----------------------------------------------------------------------------
 // checkpoints: DIR/model_<step>.bin, DIR/optim_<step>.bin, DIR/state_<step>.json.
@@ -169,6 +177,7 @@ typedef struct {
     long start_step;          // steps completed before this process (resume), else 0
     long nan_skipped;         // steps skipped for a non-finite loss or gradient
     double step_t0;           // start of the current step
+    double step_cpu0;         // the process's CPU time then
     float last_eval;          // the latest evaluation (< 0: none yet)
     const char *eval_name;    // "val" (GPT-2 loss) or "acc" (ViT accuracy)
     const char *unit;         // "tok" or "img"

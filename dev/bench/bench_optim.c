@@ -25,6 +25,7 @@ int main(int argc, char **argv) {
     if (!gpt2_config_from_depth(&cfg, spec) || steps < 1) fail("usage: bench_optim [steps] [depth]");
     GPT2 model;
     gpt2_build_random(&model, &cfg, 1);
+    gpt2_allocate_gradients(&model, 0);
     int nb = gpt2_param_blocks(&model.config, NULL);
     ParamBlock *blocks = malloc_or_fail(nb * sizeof(ParamBlock), "blocks");
     gpt2_param_blocks(&model.config, blocks);
