@@ -150,12 +150,12 @@ int main(int argc, char **argv) {
         vit_forward(&model, images, labels, B);
         float hard_loss = model.mean_loss;
         memcpy(probs, model.acts.logits, (size_t)B * K * sizeof(float));
-        vit_backward(&model, 1.0f);
+        vit_backward(&model, 1.0f, NULL);
         memcpy(g1, model.grads_memory, np * sizeof(float));
         vit_zero_grad(&model);
         vit_forward_soft(&model, images, t, B);
         expect(model.mean_loss == hard_loss, "soft targets: one-hot targets give the hard-label loss bit for bit");
-        vit_backward(&model, 1.0f);
+        vit_backward(&model, 1.0f, NULL);
         check("grads, one-hot targets", model.grads_memory, g1, np, 1e-6);
         // label smoothing eps: (1 - eps) CE + eps mean_k(-log p_k), from the hard forward's probabilities
         const double eps = 0.1;
@@ -187,12 +187,12 @@ int main(int argc, char **argv) {
                 t[(size_t)b * K + k] = 1.0f;
                 vit_zero_grad(&model);
                 vit_forward_soft(&model, images, t, B);
-                vit_backward(&model, 1.0f);
+                vit_backward(&model, 1.0f, NULL);
                 for (size_t i = 0; i < np; i++) acc[i] += (double)tr[(size_t)b * K + k] * model.grads_memory[i];
             }
         vit_zero_grad(&model);
         vit_forward_soft(&model, images, tr, B);
-        vit_backward(&model, 1.0f);
+        vit_backward(&model, 1.0f, NULL);
         for (size_t i = 0; i < np; i++) g1[i] = (float)acc[i];
         check("grads, random target rows", model.grads_memory, g1, np, 2e-6);
         free(acc); free(tr); free(t); free(probs);
