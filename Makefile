@@ -4,6 +4,7 @@
 #   make test                  set up and run every test
 #   make train_gpt2 OPTIM=sgd_sai   build the GPT-2 trainer with one optimizer compiled in
 #   make SANITIZE=1 test       the tests under AddressSanitizer + UBSan
+#   make train_gpt2 MPI=1      the trainer for mpirun (Open MPI's mpicc; make setup-mpi installs it)
 #
 # OPTIM chooses the optimizer compiled into the trainers.
 OPTIMS := adamw sgdm sgd_sai sinkgd slimadam
@@ -21,9 +22,17 @@ else
   BUILD := build/release
   OPTFLAGS := -O3 -g
 endif
+# MPI=1: every object built by Open MPI's mpicc in its own folder, with
+# run/dist.c talking to the other ranks (without it, dist.c is one rank)
+MPI ?= 0
+ifeq ($(MPI),1)
+  CC := mpicc
+  BUILD := $(BUILD)-mpi
+  MPI_CFLAGS := -DUSE_MPI
+endif
 # -O3 without -ffast-math: fast-math would let the compiler assume no NaN/Inf,
 # and the trainers must detect them. Hot reductions are vectorised by hand.
-CFLAGS := $(OPTFLAGS) -march=native -fopenmp -std=gnu11 -Wall -Wextra -fno-math-errno -I. -MMD -MP
+CFLAGS := $(OPTFLAGS) -march=native -fopenmp -std=gnu11 -Wall -Wextra -fno-math-errno -I. -MMD -MP $(MPI_CFLAGS)
 LDFLAGS := $(OPTFLAGS) -fopenmp
 LDLIBS := -lcjson -lz -lm
 PYTHON := /usr/bin/python3
@@ -55,7 +64,10 @@ COMMON_OBJS := $(BUILD)/common/utils.o
 build/mode: FORCE
 	@mkdir -p build
 	@echo $(BUILD) | cmp -s - $@ || echo $(BUILD) > $@
+# (MPI builds copy only ./train_gpt2 and ./train_vit, and leave the mode alone)
+ifneq ($(MPI),1)
 $(BUILD)/common/utils.o: build/mode
+endif
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 
@@ -111,7 +123,9 @@ $(BUILD)/run/run.o: $(BUILD)/git-commit
 BINS += train_gpt2
 # the memory plan (run/memplan.c) is the trainers' alone: the tests of run/ link no matmul
 MEMPLAN_OBJS := $(BUILD)/run/memplan.o
-GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/evalfile.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
+# data-parallel runs (run/dist.c): a single rank unless built with MPI=1
+DIST_OBJS := $(BUILD)/run/dist.o
+GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/evalfile.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
 $(BUILD)/%/train_gpt2.o: train_gpt2.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -195,6 +209,27 @@ TESTS += run-test-memory
 run-test-memory: data $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS)) $(addprefix $(BUILD)/vit/train_vit_,adamw sgd_sai)
 	bash dev/test_memory.sh $(BUILD)/bin $(BUILD)/vit $(SANITIZE)
 
+# Data-parallel training (issue 13): mpirun -np 2 with one thread per rank
+# against one process with the same global batch, each optimizer; resume
+# 2 -> 1 and 1 -> 2 ranks; a killed rank; the optimizer state per rank.
+# Needs Open MPI (make setup-mpi; CI installs it); skipped, saying so, without it.
+.PHONY: setup-mpi run-test-mpi mpi-trainers bench-mpi
+setup-mpi:
+	@bash dev/setup.sh --mpi
+MPI_BUILD := $(BUILD)-mpi
+mpi-trainers:
+	$(MAKE) MPI=1 $(addprefix $(MPI_BUILD)/bin/train_gpt2_,$(OPTIMS)) $(MPI_BUILD)/vit/train_vit_adamw $(MPI_BUILD)/vit/train_vit_sgd_sai
+TESTS += run-test-mpi
+run-test-mpi: data $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS)) $(addprefix $(BUILD)/vit/train_vit_,adamw sgd_sai)
+	@if command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory mpi-trainers && bash dev/test_mpi.sh $(BUILD) $(MPI_BUILD); \
+	else echo "SKIP run-test-mpi: Open MPI is not installed (make setup-mpi installs it)"; fi
+# step time with 1, 2 and 4 (oversubscribed) ranks at a fixed global batch and
+# total threads, the communication time per step, and what a network implies
+bench-mpi: data setup-mpi
+	$(MAKE) --no-print-directory mpi-trainers
+	bash dev/bench/bench_mpi.sh $(MPI_BUILD)
+
 # ---------------------------------------------------------------------------
 # benchmarks (figures are ratios against a peer measured in the same run)
 $(BUILD)/bin/bench_optim_%: $(BUILD)/dev/bench/bench_optim.o $(BUILD)/optim/%.o $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(COMMON_OBJS)
@@ -236,7 +271,7 @@ bench: bench-train bench-optim bench-matmul bench-tokenizer
 #   make run-test-vit-resume       runs interrupted (SIGKILL, Ctrl-C) and resumed end bit-identical
 #                                  to uninterrupted ones (AdamW, SGD-SaI); bad input is rejected
 #   make vit-ref                   rewrite the PyTorch reference (needs dev/setup.sh --python)
-VIT_OBJS = $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(IMAGES_OBJS)
+VIT_OBJS = $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(IMAGES_OBJS)
 
 # the trainer object of one optimizer, $(BUILD)/<optim>/train_vit.o
 $(BUILD)/%/train_vit.o: train_vit.c | deps/.setup-done

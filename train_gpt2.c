@@ -790,6 +790,7 @@ int gpt2_generate(const GPT2 *model, KVCache *kv, const int *prompt, int prompt_
 #include "data/shards.h"
 #include "data/tokenizer.h"
 #include "run/memplan.h"
+#include "run/dist.h"
 #include "run/run.h"
 
 typedef struct {
@@ -872,15 +873,23 @@ static void print_tokens(const Tokenizer *tok, const int *ids, int n) {
     printf("\n");
 }
 
-// mean loss over the first `batches` batches of the validation data
-static float gpt2_validate(GPT2 *model, TokenLoader *val, int batches, int *inputs, int *targets) {
+// mean loss over the first `batches` batches of the validation data; with
+// several ranks, rank r evaluates batches r, r + ranks, ... and the batch
+// losses (batch_loss[batches], 0 where another rank evaluates) are added in
+// batch order, as one process adds them
+static float gpt2_validate(GPT2 *model, TokenLoader *val, int batches, int *inputs, int *targets, double *batch_loss) {
     token_loader_reset(val);
-    double sum = 0.0;
+    int rank = dist_rank(), ranks = dist_size();
     for (int i = 0; i < batches; i++) {
         token_loader_next(val, inputs, targets);
+        batch_loss[i] = 0.0;
+        if (i % ranks != rank) continue;
         gpt2_forward(model, inputs, targets, model->batch_size, model->seq_len);
-        sum += model->mean_loss;
+        batch_loss[i] = model->mean_loss;
     }
+    dist_share_doubles(batch_loss, batches);
+    double sum = 0.0;
+    for (int i = 0; i < batches; i++) sum += batch_loss[i];
     return (float)(sum / batches);
 }
 
@@ -981,12 +990,18 @@ static void hellaswag_report(Run *run, long step, GPT2 *model, HellaSwag *h, int
 
 // Checkpoint `step`: the model (llm.c format), the optimizer state, then the
 // state record with what this trainer needs to continue exactly.
-static void save_checkpoint(Run *run, const GPT2 *model, const Optimizer *opt, long step,
+// With several ranks every rank calls it: rank 0 writes the model (the same
+// on every rank) and the optimizer file gathered from the ranks' parts.
+static void save_checkpoint(Run *run, const Dist *dist, const GPT2 *model, const Optimizer *opt, long step,
                             TokenLoaderPos train_pos, const Rng *sample_rng) {
     char model_path[700], optim_path[700];
-    run_checkpoint_begin(run, step, model_path, optim_path, sizeof(model_path));
-    gpt2_save_checkpoint(model, model_path);
-    optim_save(opt, optim_path);
+    if (dist->rank == 0) {
+        run_checkpoint_begin(run, step, model_path, optim_path, sizeof(model_path));
+        gpt2_save_checkpoint(model, model_path);
+    } else {
+        run_checkpoint_paths(run, step, model_path, optim_path, sizeof(model_path));
+    }
+    dist_save_optimizer(dist, opt, optim_path);
     cJSON *s = cJSON_CreateObject();
     cJSON *pos = cJSON_AddObjectToObject(s, "train_loader");
     json_add_u64(pos, "shard", (uint64_t)train_pos.shard);
@@ -1018,6 +1033,7 @@ static cJSON *gpt2_config_record(const RunConfig *rc, const OptimConfig *oc, int
 }
 
 int main(int argc, char **argv) {
+    dist_init(&argc, &argv);
     RunConfig rc;
     run_config_defaults(&rc);
     OptimConfig oc;
@@ -1045,12 +1061,30 @@ int main(int argc, char **argv) {
         else if (!run_parse_flag(&rc, &oc, argc, argv, &i)) fail("unknown flag %s (./train_gpt2 --help lists the flags)", a);
     }
     if (fl.hellaswag_given && !fl.hellaswag) fail("flag --hellaswag names the file of -h 1; give -h 1 too");
-    run_finalize_config(&rc, &oc, (long)rc.B * rc.T, "tokens");
+    // mpirun -np N: each rank runs micro-batches of B x T, and -d is the
+    // global batch: N x B x T x (accumulation steps per rank)
+    rc.ranks = dist_size();
+    rc.follower = dist_rank() != 0;
+    run_finalize_config(&rc, &oc, (long)rc.B * rc.T * rc.ranks, "tokens");
     int training = rc.max_steps != 0; // -x -1 (one epoch) or N steps; -x 0 only evaluates
+    if (rc.ranks > 1) {
+        // what data-parallel runs do not do (yet): each would need its own exchange
+        if (!training) fail("flag -x 0 evaluates in one process: run it without mpirun");
+        if (rc.fused_update) fail("flag --fused-update 1 does not work with mpirun -np %d (the gradient must be reduced first)", rc.ranks);
+        if (fl.hellaswag) fail("flag -h 1 (HellaSwag) does not work with mpirun -np %d: evaluate a checkpoint with -x 0 in one process", rc.ranks);
+        if (rc.snr_every > 0 || rc.gsnr_every > 0)
+            fail("flags --snr-every and --gsnr-every do not work with mpirun -np %d: run the measurement in one process", rc.ranks);
+        if ((OPTIM_HPARAMS & HP_GSNR) && oc.gsnr_max_norm)
+            fail("flag --gsnr-max-norm 1 divides by the largest g-SNR of all blocks, which ZeRO-1 spreads over the "
+                 "ranks: it does not work with mpirun -np %d", rc.ranks);
+    }
 
     // resuming: the newest complete checkpoint in -o replaces -e
+    // rank 0 makes, locks and checks the folder before the others read it
     Run run;
+    if (rc.follower) dist_barrier();
     cJSON *resume_state = run_resume_begin(&run, &rc);
+    if (!rc.follower) dist_barrier();
     char resume_model[700], resume_optim[700];
     if (resume_state) {
         run_checkpoint_paths(&run, run.start_step, resume_model, resume_optim, sizeof(resume_model));
@@ -1081,6 +1115,15 @@ int main(int argc, char **argv) {
     int num_blocks = gpt2_param_blocks(mc, NULL);
     ParamBlock *blocks = malloc_or_fail(num_blocks * sizeof(ParamBlock), "parameter blocks");
     gpt2_param_blocks(mc, blocks);
+    // ZeRO-1: this rank's optimizer holds the state of its range of blocks
+    // (all of them in one process); a rules file is checked against them all
+    Dist dist;
+    dist_plan(&dist, blocks, num_blocks);
+    OptimConfig part_oc = oc;
+    if (rc.ranks > 1) {
+        if (training) (void)optim_state_bytes_for(blocks, num_blocks, &oc);
+        part_oc.blocks_are_part = 1;
+    }
 
     // samples need a tokenizer to print text; without one they print ids. The
     // default one (deps/) is used when it fits the model; one named with
@@ -1188,9 +1231,10 @@ int main(int argc, char **argv) {
         fail("flag -x 0 trains nothing and -s 0 samples nothing: nothing to do (-j PATTERN or -v N evaluates the "
              "validation loss, -h 1 HellaSwag)");
 
+    if (rc.ranks > 1 && training) dist_print_partition(&dist, &part_oc);
     // the memory plan, before any large allocation: fails here if the run does not fit
-    GPT2PlanContext plan_ctx = {mc, blocks, num_blocks, &oc, training, evaluating, samples ? (int)sample_len : 0,
-                                current_rss_bytes()};
+    GPT2PlanContext plan_ctx = {mc, dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, training, evaluating,
+                                samples ? (int)sample_len : 0, current_rss_bytes()};
     MemPlan plan;
     gpt2_memory_plan(&plan, &plan_ctx, rc.B, rc.T, OPTIM_NAME, rc.fused_update);
     memplan_check(&plan, gpt2_memory_plan, &plan_ctx, rc.memory_limit, rc.force_memory);
@@ -1205,16 +1249,24 @@ int main(int argc, char **argv) {
         }
         free(prompt);
         free(blocks);
+        dist_free(&dist);
+        dist_finalize();
         return 0;
     }
 
     GPT2 model;
     if (new_model) gpt2_build_random(&model, &config, rc.seed);
     else gpt2_build_from_checkpoint(&model, fl.model_spec);
-    Optimizer *opt = optim_create(blocks, num_blocks, &oc);
+    Optimizer *opt = optim_create(dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc);
     optim_print(opt);
     char b1[32], b2[32];
     size_t state_bytes = optim_state_bytes(opt), adamw_bytes = optim_adamw_state_bytes(blocks, num_blocks);
+    if (rc.ranks > 1) {
+        if (state_bytes != dist_state_bytes(&dist, dist.rank, &part_oc))
+            fail("rank %d: the optimizer allocated %zu bytes of state, its formula says %zu", dist.rank, state_bytes,
+                 dist_state_bytes(&dist, dist.rank, &part_oc));
+        state_bytes = optim_state_bytes_for(blocks, num_blocks, &oc); // the run's figures: the whole state
+    }
     printf("  state %zu bytes (%s); AdamW would need %zu bytes (%s): %.1f%%\n", state_bytes,
            format_bytes((double)state_bytes, b1, sizeof(b1)), adamw_bytes, format_bytes((double)adamw_bytes, b2, sizeof(b2)),
            100.0 * (double)state_bytes / (double)adamw_bytes);
@@ -1224,6 +1276,9 @@ int main(int argc, char **argv) {
     Rng sample_rng;
     rng_seed(&sample_rng, rc.seed + 1);
     int *inputs = NULL, *targets = NULL;
+    double *val_losses = NULL; // one per validation batch (gpt2_validate)
+    if (have_val) val_losses = malloc_or_fail(rc.val_batches * sizeof(double), "validation losses");
+    double *rank_losses = calloc_or_fail(rc.ranks, sizeof(double), "the ranks' losses");
     if (training || evaluating) {
         gpt2_allocate_activations(&model, rc.B, rc.T);
         inputs = malloc_or_fail((size_t)rc.B * rc.T * sizeof(int), "inputs");
@@ -1242,7 +1297,7 @@ int main(int argc, char **argv) {
                  "tok", "val", state_bytes, 0.0);
         long step = run.start_step;
         if (have_val) {
-            float loss = gpt2_validate(&model, &val_loader, rc.val_batches, inputs, targets);
+            float loss = gpt2_validate(&model, &val_loader, rc.val_batches, inputs, targets, val_losses);
             run_eval_end(&run, step, "val_loss", loss, val_record_extra(loss, &rc));
             printf("val: loss %.4f, perplexity %.3f (%d batches, %lld tokens of %s)\n", loss, exp((double)loss),
                    rc.val_batches, (long long)rc.val_batches * rc.B * rc.T, fl.val_pattern);
@@ -1275,14 +1330,18 @@ int main(int argc, char **argv) {
         if (tok) tokenizer_free(tok);
         kvcache_free(&kv);
         optim_free(opt);
-        free(blocks); free(prompt); free(gen); free(inputs); free(targets);
+        dist_free(&dist);
+        free(blocks); free(prompt); free(gen); free(inputs); free(targets); free(val_losses); free(rank_losses);
         gpt2_free(&model);
+        dist_finalize();
         return 0;
     }
 
-    printf("run: %ld steps of %ld tokens (micro-batch %d x %d, %d accumulation steps), lr %g %s, warmup %ld, final %g, clip %g, %d threads\n",
-           rc.max_steps, rc.total_batch, rc.B, rc.T, rc.grad_accum, oc.lr, schedule_name(rc.schedule), rc.warmup,
-           rc.final_frac, rc.clip, omp_get_max_threads());
+    printf("run: %ld steps of %ld tokens (micro-batch %d x %d, %d accumulation steps%s), lr %g %s, warmup %ld, final %g, clip %g, %d threads%s\n",
+           rc.max_steps, rc.total_batch, rc.B, rc.T, rc.grad_accum, rc.ranks > 1 ? " on each rank" : "", oc.lr,
+           schedule_name(rc.schedule), rc.warmup, rc.final_frac, rc.clip, omp_get_max_threads(),
+           rc.ranks > 1 ? " per rank" : "");
+    if (rc.ranks > 1) printf("data parallel: %d ranks (mpirun -np %d)\n", rc.ranks, rc.ranks);
     gpt2_allocate_gradients(&model, rc.fused_update);
     FusedStep fused;
     fused_init(&fused, opt, model.params_memory);
@@ -1294,7 +1353,8 @@ int main(int argc, char **argv) {
     // resume the rest of the state
     double elapsed_before = 0.0;
     if (resume_state) {
-        run_resume_optimizer(&run, opt, resume_optim);
+        dist_load_optimizer(&dist, opt, resume_optim);
+        run_check_optimizer_step(&run, opt, resume_optim);
         const char *path = run.state_path;
         const cJSON *pos = cJSON_GetObjectItemCaseSensitive(resume_state, "train_loader");
         if (!cJSON_IsObject(pos)) fail("%s: missing \"train_loader\"", path);
@@ -1330,15 +1390,31 @@ int main(int argc, char **argv) {
         float loss, norm = 0.0f;
         if (!rc.fused_update) {
             gpt2_zero_grad(&model);
+            // every rank reads the whole global batch and keeps its share:
+            // micro-batch r of every ranks consecutive ones (so the loader's
+            // position is the same everywhere, whatever the number of ranks)
+            int micro_total = rc.grad_accum * rc.ranks;
             double loss_sum = 0.0;
-            for (int micro = 0; micro < rc.grad_accum; micro++) {
+            for (int micro = 0; micro < micro_total; micro++) {
                 token_loader_next(&train_loader, inputs, targets);
+                if (micro % rc.ranks != dist.rank) continue;
                 gpt2_forward(&model, inputs, targets, rc.B, rc.T);
-                gpt2_backward(&model, 1.0f / rc.grad_accum, NULL);
+                gpt2_backward(&model, 1.0f / micro_total, NULL);
                 loss_sum += model.mean_loss;
             }
-            loss = (float)(loss_sum / rc.grad_accum);
-            norm = clip_grad_norm(model.grads_memory, blocks, num_blocks, rc.clip);
+            if (rc.ranks > 1) {
+                // the global mean loss, the ranks' sums added in rank order; the
+                // gradient summed into the owners; the global norm
+                for (int r = 0; r < rc.ranks; r++) rank_losses[r] = r == dist.rank ? loss_sum : 0.0;
+                dist_share_doubles(rank_losses, rc.ranks);
+                loss_sum = 0.0;
+                for (int r = 0; r < rc.ranks; r++) loss_sum += rank_losses[r];
+                dist_reduce_grads(&dist, model.grads_memory);
+                norm = dist_clip_grad_norm(&dist, model.grads_memory, rc.clip);
+            } else {
+                norm = clip_grad_norm(model.grads_memory, blocks, num_blocks, rc.clip);
+            }
+            loss = (float)(loss_sum / micro_total);
         } else {
             // one micro-batch; its updates happen in the backward below, after
             // a measuring backward when the norm is needed first
@@ -1357,27 +1433,33 @@ int main(int argc, char **argv) {
         if ((!isfinite(loss) || !isfinite(norm)) && !rc.nan_skip && checkpoints) {
             // keep the last good state: parameters and optimizer are still those
             // after step-1, and the data position is rewound to match
-            save_checkpoint(&run, &model, opt, step - 1, pos_before, &sample_rng);
+            save_checkpoint(&run, &dist, &model, opt, step - 1, pos_before, &sample_rng);
             snprintf(note, sizeof(note), "; the last good state (step %ld) is in %s", step - 1, rc.out_dir);
         }
         int skipped = run_check_finite(&run, step, loss, norm, note);
-        if (!skipped && !rc.fused_update) optim_step(opt, model.params_memory, model.grads_memory, lr);
+        if (!skipped && !rc.fused_update) {
+            optim_step(opt, model.params_memory, model.grads_memory, lr); // this rank's blocks
+            dist_gather_params(&dist, model.params_memory);
+        }
         if (!skipped && rc.fused_update) {
             fused_update_begin(&fused);
             gpt2_backward(&model, 1.0f, &fused);
             norm = fused_end(&fused);
         }
         if (!skipped) last_loss = loss;
+        if (rc.ranks > 1) run.comm_ms = 1000.0 * dist_take_comm_seconds(&dist, NULL);
         run_step_end(&run, step, loss, lr, norm, skipped, (double)rc.total_batch);
+        // every rank stops at the same step after a Ctrl-C or SIGTERM on any
+        if (rc.ranks > 1) run_agree_interrupted(dist_any(run_signal_received()));
         run_analyses_step(&analyses, step, opt, rc.fused_update ? NULL : model.grads_memory); // reads only
 
         if (have_val && run_due(&run, step, rc.val_every)) {
-            float val = gpt2_validate(&model, &val_loader, rc.val_batches, inputs, targets);
+            float val = gpt2_validate(&model, &val_loader, rc.val_batches, inputs, targets, val_losses);
             run_eval_end(&run, step, "val_loss", val, val_record_extra(val, &rc));
         }
         if (fl.hellaswag && run_due(&run, step, rc.val_every)) // llm.c: with the validation loss
             hellaswag_report(&run, step, &model, &hs, inputs, targets, NULL);
-        if (samples && run_due(&run, step, rc.sample_every)) {
+        if (samples && dist.rank == 0 && run_due(&run, step, rc.sample_every)) {
             int n = gpt2_generate(&model, &kv, prompt, (int)prompt_len, rc.gen_tokens, gen, rc.temperature, rc.top_k,
                                   &sample_rng, eot);
             printf("--- sample at step %ld ---\n%s", step, fl.prompt ? fl.prompt : "");
@@ -1390,7 +1472,7 @@ int main(int argc, char **argv) {
             run_log_write(&run.log, sm);
         }
         if (checkpoints && run_due(&run, step, rc.ckpt_every))
-            save_checkpoint(&run, &model, opt, step, token_loader_get_pos(&train_loader), &sample_rng);
+            save_checkpoint(&run, &dist, &model, opt, step, token_loader_get_pos(&train_loader), &sample_rng);
         if (run_interrupted()) {
             printf("interrupted at step %ld%s%s\n", step, checkpoints ? "; checkpoint written to " : "",
                    checkpoints ? rc.out_dir : "");
@@ -1414,8 +1496,10 @@ int main(int argc, char **argv) {
     kvcache_free(&kv);
     fused_free(&fused);
     optim_free(opt);
-    free(blocks); free(prompt); free(gen); free(inputs); free(targets);
+    dist_free(&dist);
+    free(blocks); free(prompt); free(gen); free(inputs); free(targets); free(val_losses); free(rank_losses);
     gpt2_free(&model);
+    dist_finalize();
     return 0;
 }
 #endif

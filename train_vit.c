@@ -791,6 +791,7 @@ static void vit_predict(const ViT *model, int n, int *pred) {
 #include <omp.h>
 
 #include "data/images.h"
+#include "run/dist.h"
 #include "run/memplan.h"
 #include "run/run.h"
 
@@ -1043,12 +1044,18 @@ static void print_confusion(const int64_t *confusion, const ImageSet *set) {
 
 // Checkpoint `step`: the model, the optimizer state, then the state record
 // with the training loader's position and augmentation RNG.
-static void save_checkpoint(Run *run, const ViT *model, const Optimizer *opt, long step, ImageLoaderState ls,
-                            int train_count) {
+// With several ranks every rank calls it: rank 0 writes the model (the same
+// on every rank) and the optimizer file gathered from the ranks' parts.
+static void save_checkpoint(Run *run, const Dist *dist, const ViT *model, const Optimizer *opt, long step,
+                            ImageLoaderState ls, int train_count) {
     char model_path[700], optim_path[700];
-    run_checkpoint_begin(run, step, model_path, optim_path, sizeof(model_path));
-    vit_save_checkpoint(model, model_path);
-    optim_save(opt, optim_path);
+    if (dist->rank == 0) {
+        run_checkpoint_begin(run, step, model_path, optim_path, sizeof(model_path));
+        vit_save_checkpoint(model, model_path);
+    } else {
+        run_checkpoint_paths(run, step, model_path, optim_path, sizeof(model_path));
+    }
+    dist_save_optimizer(dist, opt, optim_path);
     cJSON *s = cJSON_CreateObject();
     cJSON *l = cJSON_AddObjectToObject(s, "train_loader");
     json_add_u64(l, "epoch", (uint64_t)ls.epoch);
@@ -1061,17 +1068,21 @@ static void save_checkpoint(Run *run, const ViT *model, const Optimizer *opt, lo
 // The next training micro-batch through the forward pass: against a target
 // distribution per image when targets is set (label smoothing, Mixup/CutMix),
 // else against the labels.
-static void vit_next_batch_forward(ViT *model, ImageLoader *loader, float *images, int *labels, float *targets, int B) {
+// forward: 0 only reads the micro-batch (another rank's share of the global
+// batch: the loader and its augmentation draws advance the same on every rank).
+static void vit_next_batch_forward(ViT *model, ImageLoader *loader, float *images, int *labels, float *targets, int B,
+                                   int forward) {
     if (targets) {
         image_loader_next_targets(loader, images, labels, targets);
-        vit_forward_soft(model, images, targets, B);
+        if (forward) vit_forward_soft(model, images, targets, B);
     } else {
         image_loader_next(loader, images, labels);
-        vit_forward(model, images, labels, B);
+        if (forward) vit_forward(model, images, labels, B);
     }
 }
 
 int main(int argc, char **argv) {
+    dist_init(&argc, &argv);
     RunConfig rc;
     run_config_defaults(&rc);
     rc.B = 128;
@@ -1182,18 +1193,35 @@ int main(int argc, char **argv) {
     if (rc.B > train_set.count) fail("flag -b: micro-batch %d is larger than the training set (%d images)", rc.B, train_set.count);
 
     // --epochs: the run's length from the data (before run_finalize_config clamps the warmup)
+    // mpirun -np N: each rank runs micro-batches of B images, and -d is the
+    // global batch: N x B x (accumulation steps per rank)
+    rc.ranks = dist_size();
+    rc.follower = dist_rank() != 0;
     long batches_per_epoch = train_set.count / rc.B;
     if (fl.epochs > 0.0) {
-        long accum = rc.total_batch > 0 ? rc.total_batch / rc.B : 1;
+        long accum = rc.total_batch > 0 ? rc.total_batch / rc.B : rc.ranks;
         if (accum < 1) accum = 1;
         rc.max_steps = (long)floor(fl.epochs * (double)batches_per_epoch / (double)accum);
         if (rc.max_steps < 1) fail("flag --epochs %g gives no optimizer step (%ld batches per epoch)", fl.epochs, batches_per_epoch);
     }
-    run_finalize_config(&rc, &oc, rc.B, "images");
+    run_finalize_config(&rc, &oc, (long)rc.B * rc.ranks, "images");
+    if (rc.ranks > 1) {
+        // what data-parallel runs do not do (yet): each would need its own exchange
+        if (rc.max_steps == 0) fail("flag -x 0 evaluates in one process: run it without mpirun");
+        if (rc.fused_update) fail("flag --fused-update 1 does not work with mpirun -np %d (the gradient must be reduced first)", rc.ranks);
+        if (rc.snr_every > 0 || rc.gsnr_every > 0)
+            fail("flags --snr-every and --gsnr-every do not work with mpirun -np %d: run the measurement in one process", rc.ranks);
+        if ((OPTIM_HPARAMS & HP_GSNR) && oc.gsnr_max_norm)
+            fail("flag --gsnr-max-norm 1 divides by the largest g-SNR of all blocks, which ZeRO-1 spreads over the "
+                 "ranks: it does not work with mpirun -np %d", rc.ranks);
+    }
 
-    // resuming: the newest complete checkpoint in -o replaces -e
+    // resuming: the newest complete checkpoint in -o replaces -e (rank 0
+    // makes, locks and checks the folder before the others read it)
     Run run;
+    if (rc.follower) dist_barrier();
     cJSON *resume_state = run_resume_begin(&run, &rc);
+    if (!rc.follower) dist_barrier();
     char resume_model[700], resume_optim[700];
     if (resume_state) {
         run_checkpoint_paths(&run, run.start_step, resume_model, resume_optim, sizeof(resume_model));
@@ -1267,7 +1295,17 @@ int main(int argc, char **argv) {
     vit_param_blocks(mc, blocks);
 
     // the memory plan, before any large allocation: fails here if the run does not fit
-    ViTPlanContext plan_ctx = {mc, blocks, num_blocks, &oc, rc.max_steps > 0, &train_set, have_test ? &test_set : NULL,
+    // ZeRO-1: this rank's optimizer holds the state of its range of blocks
+    // (all of them in one process); a rules file is checked against them all
+    Dist dist;
+    dist_plan(&dist, blocks, num_blocks);
+    OptimConfig part_oc = oc;
+    if (rc.ranks > 1) {
+        (void)optim_state_bytes_for(blocks, num_blocks, &oc);
+        part_oc.blocks_are_part = 1;
+        dist_print_partition(&dist, &part_oc);
+    }
+    ViTPlanContext plan_ctx = {mc, dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, rc.max_steps > 0, &train_set, have_test ? &test_set : NULL,
                                streamed, &train_lc, &test_lc, current_rss_bytes()};
     MemPlan plan;
     vit_memory_plan(&plan, &plan_ctx, rc.B, 0, OPTIM_NAME, rc.fused_update);
@@ -1275,6 +1313,8 @@ int main(int argc, char **argv) {
     if (rc.memory_plan_only) { // nothing large was allocated
         if (resume_state) cJSON_Delete(resume_state);
         free(blocks);
+        dist_free(&dist);
+        dist_finalize();
         return 0;
     }
 
@@ -1312,10 +1352,16 @@ int main(int argc, char **argv) {
     ViT model;
     if (preset) vit_build_random(&model, &config, rc.seed);
     else vit_build_from_checkpoint(&model, fl.model_spec);
-    Optimizer *opt = optim_create(blocks, num_blocks, &oc);
+    Optimizer *opt = optim_create(dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc);
     optim_print(opt);
     char b1[32], b2[32];
     size_t state_bytes = optim_state_bytes(opt), adamw_bytes = optim_adamw_state_bytes(blocks, num_blocks);
+    if (rc.ranks > 1) {
+        if (state_bytes != dist_state_bytes(&dist, dist.rank, &part_oc))
+            fail("rank %d: the optimizer allocated %zu bytes of state, its formula says %zu", dist.rank, state_bytes,
+                 dist_state_bytes(&dist, dist.rank, &part_oc));
+        state_bytes = optim_state_bytes_for(blocks, num_blocks, &oc); // the run's figures: the whole state
+    }
     printf("  state %zu bytes (%s); AdamW would need %zu bytes (%s): %.1f%%\n", state_bytes,
            format_bytes((double)state_bytes, b1, sizeof(b1)), adamw_bytes, format_bytes((double)adamw_bytes, b2, sizeof(b2)),
            100.0 * (double)state_bytes / (double)adamw_bytes);
@@ -1356,6 +1402,7 @@ int main(int argc, char **argv) {
     float *targets = train_loader.soft ? malloc_or_fail((size_t)rc.B * K * sizeof(float), "targets") : NULL;
     int *pred = malloc_or_fail((size_t)rc.B * sizeof(int), "predictions");
     int64_t *confusion = calloc_or_fail((size_t)K * K, sizeof(int64_t), "confusion matrix");
+    double *rank_losses = calloc_or_fail(rc.ranks, sizeof(double), "the ranks' losses");
 
     // -x 0: just evaluate the model
     if (rc.max_steps == 0) {
@@ -1372,11 +1419,16 @@ int main(int argc, char **argv) {
     printf("run: %ld steps (%.2f epochs) of %ld images (micro-batch %d, %d accumulation steps), lr %g %s, warmup %ld, "
            "final %g, clip %g, %d threads\n", rc.max_steps, rc.max_steps * epochs_per_step, rc.total_batch, rc.B,
            rc.grad_accum, oc.lr, schedule_name(rc.schedule), rc.warmup, rc.final_frac, rc.clip, omp_get_max_threads());
+    if (rc.ranks > 1)
+        printf("data parallel: %d ranks (mpirun -np %d), each with %d accumulation step%s of %d images and %d thread%s\n",
+               rc.ranks, rc.ranks, rc.grad_accum, rc.grad_accum == 1 ? "" : "s", rc.B, omp_get_max_threads(),
+               omp_get_max_threads() == 1 ? "" : "s");
 
     // resume the rest of the state
     double elapsed_before = 0.0;
     if (resume_state) {
-        run_resume_optimizer(&run, opt, resume_optim);
+        dist_load_optimizer(&dist, opt, resume_optim);
+        run_check_optimizer_step(&run, opt, resume_optim);
         const char *path = run.state_path;
         const cJSON *l = cJSON_GetObjectItemCaseSensitive(resume_state, "train_loader");
         if (!cJSON_IsObject(l)) fail("%s: missing \"train_loader\"", path);
@@ -1442,18 +1494,34 @@ int main(int argc, char **argv) {
         float loss, gnorm = 0.0f;
         if (!rc.fused_update) {
             vit_zero_grad(&model);
+            // every rank reads the whole global batch and trains on its share:
+            // micro-batch r of every `ranks` consecutive ones
+            int micro_total = rc.grad_accum * rc.ranks;
             double loss_sum = 0.0;
-            for (int micro = 0; micro < rc.grad_accum; micro++) {
-                vit_next_batch_forward(&model, &train_loader, images, labels, targets, rc.B);
-                vit_backward(&model, 1.0f / rc.grad_accum, NULL);
+            for (int micro = 0; micro < micro_total; micro++) {
+                int mine = micro % rc.ranks == dist.rank;
+                vit_next_batch_forward(&model, &train_loader, images, labels, targets, rc.B, mine);
+                if (!mine) continue;
+                vit_backward(&model, 1.0f / micro_total, NULL);
                 loss_sum += model.mean_loss;
             }
-            loss = (float)(loss_sum / rc.grad_accum);
-            gnorm = clip_grad_norm(model.grads_memory, blocks, num_blocks, rc.clip);
+            if (rc.ranks > 1) {
+                // the global mean loss (the ranks' sums in rank order), the
+                // gradient summed into the owners, the global norm
+                for (int r = 0; r < rc.ranks; r++) rank_losses[r] = r == dist.rank ? loss_sum : 0.0;
+                dist_share_doubles(rank_losses, rc.ranks);
+                loss_sum = 0.0;
+                for (int r = 0; r < rc.ranks; r++) loss_sum += rank_losses[r];
+                dist_reduce_grads(&dist, model.grads_memory);
+                gnorm = dist_clip_grad_norm(&dist, model.grads_memory, rc.clip);
+            } else {
+                gnorm = clip_grad_norm(model.grads_memory, blocks, num_blocks, rc.clip);
+            }
+            loss = (float)(loss_sum / micro_total);
         } else {
             // one micro-batch; its updates happen in the backward below, after
             // a measuring backward when the norm is needed first
-            vit_next_batch_forward(&model, &train_loader, images, labels, targets, rc.B);
+            vit_next_batch_forward(&model, &train_loader, images, labels, targets, rc.B, 1);
             loss = model.mean_loss;
             if (!isfinite(loss)) gnorm = NAN; // not measured: the step stops or is skipped below
             int measure = run_fused_measures(&rc) && isfinite(loss);
@@ -1467,21 +1535,28 @@ int main(int argc, char **argv) {
         if ((!isfinite(loss) || !isfinite(gnorm)) && !rc.nan_skip && checkpoints) {
             // keep the last good state: parameters and optimizer are still those
             // after step-1, and the loader is rewound to match
-            save_checkpoint(&run, &model, opt, step - 1, before, train_set.count);
+            save_checkpoint(&run, &dist, &model, opt, step - 1, before, train_set.count);
             snprintf(note, sizeof(note), "; the last good state (step %ld) is in %s", step - 1, rc.out_dir);
         }
         int skipped = run_check_finite(&run, step, loss, gnorm, note);
-        if (!skipped && !rc.fused_update) optim_step(opt, model.params_memory, model.grads_memory, lr);
+        if (!skipped && !rc.fused_update) {
+            optim_step(opt, model.params_memory, model.grads_memory, lr); // this rank's blocks
+            dist_gather_params(&dist, model.params_memory);
+        }
         if (!skipped && rc.fused_update) {
             fused_update_begin(&fused);
             vit_backward(&model, 1.0f, &fused);
             gnorm = fused_end(&fused);
         }
         if (!skipped) last_loss = loss;
+        if (rc.ranks > 1) run.comm_ms = 1000.0 * dist_take_comm_seconds(&dist, NULL);
         run_step_end(&run, step, loss, lr, gnorm, skipped, (double)rc.total_batch);
+        // every rank stops at the same step after a Ctrl-C or SIGTERM on any
+        if (rc.ranks > 1) run_agree_interrupted(dist_any(run_signal_received()));
         run_analyses_step(&analyses, step, opt, rc.fused_update ? NULL : model.grads_memory); // reads only
 
-        if (have_test && run_due(&run, step, rc.val_every)) {
+        // the evaluation runs on rank 0 (the others go on to the next step's exchange)
+        if (have_test && dist.rank == 0 && run_due(&run, step, rc.val_every)) {
             int final = step == rc.max_steps || run_interrupted();
             memset(confusion, 0, (size_t)K * K * sizeof(int64_t));
             double test_loss;
@@ -1503,7 +1578,7 @@ int main(int argc, char **argv) {
             if (final) print_confusion(confusion, &test_set);
         }
         if (checkpoints && run_due(&run, step, rc.ckpt_every))
-            save_checkpoint(&run, &model, opt, step, image_loader_get_state(&train_loader), train_set.count);
+            save_checkpoint(&run, &dist, &model, opt, step, image_loader_get_state(&train_loader), train_set.count);
         if (run_interrupted()) {
             printf("interrupted at step %ld%s%s\n", step, checkpoints ? "; checkpoint written to " : "",
                    checkpoints ? rc.out_dir : "");
@@ -1523,8 +1598,10 @@ done:
     image_set_free(&train_set);
     fused_free(&fused);
     optim_free(opt);
-    free(blocks); free(images); free(labels); free(targets); free(pred); free(confusion);
+    dist_free(&dist);
+    free(blocks); free(images); free(labels); free(targets); free(pred); free(confusion); free(rank_losses);
     vit_free(&model);
+    dist_finalize();
     return 0;
 }
 #endif

@@ -4,6 +4,7 @@
 #
 #   dev/setup.sh            C build + data dependencies (apt) and the GPT-2 BPE files (npm)
 #   dev/setup.sh --python   also PyTorch/NumPy/Matplotlib from Debian (references, benchmarks, plots)
+#   dev/setup.sh --mpi      also Open MPI from Debian (make ... MPI=1, mpirun; `make setup-mpi`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,10 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(gcc make libcjson-dev libstb-dev zlib1g-dev bible-kjv dataset-fashion-mnist npm python3)
 if [ "${1:-}" = "--python" ]; then
   APT_PACKAGES+=(python3-torch python3-numpy python3-matplotlib libtcmalloc-minimal4 libopenblas0 libopenblas-dev nodejs)
+fi
+# data-parallel training (run/dist.c): mpicc and mpirun
+if [ "${1:-}" = "--mpi" ]; then
+  APT_PACKAGES+=(openmpi-bin libopenmpi-dev)
 fi
 
 missing=()

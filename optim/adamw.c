@@ -69,6 +69,12 @@ const char *optim_fused_unsupported(const OptimConfig *cfg) {
     return NULL;
 }
 
+// [m | v], each the blocks' parts in block order
+int optim_state_sections(const Optimizer *opt, size_t len[OPTIM_MAX_SECTIONS]) {
+    len[0] = len[1] = opt->num_params;
+    return 2;
+}
+
 const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {
     const OptimBase *b = &opt->base;
     for (int i = 0; i < b->num_blocks; i++) {

@@ -205,29 +205,33 @@ size_t optim_state_bytes(const Optimizer *opt) {
 #define OPTIM_STATE_VERSION 2
 #define OPTIM_MAX_LAYOUT (1 << 24)
 
+void optim_write_header(FILE *f, const char *path, int64_t step, const ParamBlock *blocks, int num_blocks,
+                        int64_t state_floats, const int32_t *layout, int layout_len) {
+    int32_t head[2] = {OPTIM_STATE_MAGIC, OPTIM_STATE_VERSION};
+    char name[16] = {0};
+    snprintf(name, sizeof(name), "%s", OPTIM_NAME);
+    int32_t nb = num_blocks;
+    fwrite_or_fail(head, sizeof(head), 1, f, path);
+    fwrite_or_fail(name, sizeof(name), 1, f, path);
+    fwrite_or_fail(&step, sizeof(step), 1, f, path);
+    fwrite_or_fail(&nb, sizeof(nb), 1, f, path);
+    fwrite_or_fail(&state_floats, sizeof(state_floats), 1, f, path);
+    for (int i = 0; i < num_blocks; i++) {
+        int32_t shape[2] = {blocks[i].rows, blocks[i].cols};
+        fwrite_or_fail(blocks[i].name, sizeof(blocks[i].name), 1, f, path);
+        fwrite_or_fail(shape, sizeof(shape), 1, f, path);
+    }
+    int32_t nl = layout_len;
+    fwrite_or_fail(&nl, sizeof(nl), 1, f, path);
+    if (nl) fwrite_or_fail(layout, sizeof(int32_t), (size_t)nl, f, path);
+}
+
 void optim_save(const Optimizer *opt, const char *path) {
     const OptimBase *b = optim_base_const(opt);
     AtomicFile af;
     atomic_open(&af, path);
-    int32_t head[2] = {OPTIM_STATE_MAGIC, OPTIM_STATE_VERSION};
-    char name[16] = {0};
-    snprintf(name, sizeof(name), "%s", OPTIM_NAME);
-    int64_t step = b->step;
-    int32_t nb = b->num_blocks;
-    int64_t nf = (int64_t)b->state_floats;
-    fwrite_or_fail(head, sizeof(head), 1, af.f, af.tmp_path);
-    fwrite_or_fail(name, sizeof(name), 1, af.f, af.tmp_path);
-    fwrite_or_fail(&step, sizeof(step), 1, af.f, af.tmp_path);
-    fwrite_or_fail(&nb, sizeof(nb), 1, af.f, af.tmp_path);
-    fwrite_or_fail(&nf, sizeof(nf), 1, af.f, af.tmp_path);
-    for (int i = 0; i < b->num_blocks; i++) {
-        int32_t shape[2] = {b->blocks[i].rows, b->blocks[i].cols};
-        fwrite_or_fail(b->blocks[i].name, sizeof(b->blocks[i].name), 1, af.f, af.tmp_path);
-        fwrite_or_fail(shape, sizeof(shape), 1, af.f, af.tmp_path);
-    }
-    int32_t nl = b->layout_len;
-    fwrite_or_fail(&nl, sizeof(nl), 1, af.f, af.tmp_path);
-    if (nl) fwrite_or_fail(b->layout, sizeof(int32_t), (size_t)nl, af.f, af.tmp_path);
+    optim_write_header(af.f, af.tmp_path, b->step, b->blocks, b->num_blocks, (int64_t)b->state_floats, b->layout,
+                       b->layout_len);
     if (b->state_floats) fwrite_or_fail(b->state, sizeof(float), b->state_floats, af.f, af.tmp_path);
     atomic_commit(&af);
 }
@@ -237,6 +241,16 @@ static const char *layout_value_name(const OptimBase *b, int32_t v) {
 }
 
 void optim_load(Optimizer *opt, const char *path) {
+    const OptimBase *b = optim_base_const(opt);
+    size_t len[OPTIM_MAX_SECTIONS], first[OPTIM_MAX_SECTIONS] = {0};
+    int n = optim_state_sections(opt, len);
+    (void)n;
+    optim_load_part(opt, path, b->blocks, b->num_blocks, 0, b->layout_len, first, len, (int64_t)b->state_floats);
+}
+
+void optim_load_part(Optimizer *opt, const char *path, const ParamBlock *model_blocks, int num_model_blocks,
+                     int layout_first, int layout_total, const size_t *section_first, const size_t *section_total,
+                     int64_t state_floats_total) {
     OptimBase *b = optim_base(opt);
     FILE *f = fopen_or_fail(path, "rb");
     int32_t head[2];
@@ -254,7 +268,7 @@ void optim_load(Optimizer *opt, const char *path) {
     fread_or_fail(&step, sizeof(step), 1, f, path);
     fread_or_fail(&nb, sizeof(nb), 1, f, path);
     fread_or_fail(&nf, sizeof(nf), 1, f, path);
-    if (nb != b->num_blocks) fail("%s: state for %d parameter blocks, the model has %d", path, nb, b->num_blocks);
+    if (nb != num_model_blocks) fail("%s: state for %d parameter blocks, the model has %d", path, nb, num_model_blocks);
     if (step < 0) fail("%s: negative step count", path);
     for (int i = 0; i < nb; i++) {
         char bname[64];
@@ -262,34 +276,60 @@ void optim_load(Optimizer *opt, const char *path) {
         fread_or_fail(bname, sizeof(bname), 1, f, path);
         fread_or_fail(shape, sizeof(shape), 1, f, path);
         bname[63] = '\0';
-        if (strcmp(bname, b->blocks[i].name) != 0 || shape[0] != b->blocks[i].rows || shape[1] != b->blocks[i].cols)
+        const ParamBlock *mb = &model_blocks[i];
+        if (strcmp(bname, mb->name) != 0 || shape[0] != mb->rows || shape[1] != mb->cols)
             fail("%s: block %d is %s [%d,%d], the model's is %s [%d,%d]", path, i, bname, shape[0], shape[1],
-                 b->blocks[i].name, b->blocks[i].rows, b->blocks[i].cols);
+                 mb->name, mb->rows, mb->cols);
     }
     if (head[1] == 1) {
-        if (b->layout_len > 0)
+        if (layout_total > 0)
             warn("%s is a version 1 state file, which does not record the %s: they cannot be checked", path,
                  b->layout_what);
     } else {
         int32_t nl;
         fread_or_fail(&nl, sizeof(nl), 1, f, path);
         check_range_or_fail(path, "the layout length", nl, 0, OPTIM_MAX_LAYOUT);
-        if (nl != b->layout_len)
+        if (nl != layout_total)
             fail("%s: the state records a layout of %d entries, this optimizer and model have %d (other %s?)", path,
-                 nl, b->layout_len, b->layout_len ? b->layout_what : "optimizer settings");
+                 nl, layout_total, layout_total ? b->layout_what : "optimizer settings");
+        // this optimizer's entries are [layout_first, layout_first + layout_len) of the model's
         for (int i = 0; i < nl; i++) {
             int32_t v;
             fread_or_fail(&v, sizeof(v), 1, f, path);
-            if (v != b->layout[i])
+            int j = i - layout_first;
+            if (j < 0 || j >= b->layout_len) continue;
+            if (v != b->layout[j])
                 fail("%s: the state was saved with other %s: block %s has %s there, %s here", path, b->layout_what,
-                     b->layout_blocks[i].name, layout_value_name(b, v), layout_value_name(b, b->layout[i]));
+                     b->layout_blocks[j].name, layout_value_name(b, v), layout_value_name(b, b->layout[j]));
         }
     }
-    if (nf != (int64_t)b->state_floats)
-        fail("%s: %lld state floats, this optimizer and model need %zu (other optimizer settings?)", path,
-             (long long)nf, b->state_floats);
-    if (b->state_floats) fread_or_fail(b->state, sizeof(float), b->state_floats, f, path);
-    if (fgetc(f) != EOF) fail("%s has trailing bytes after the optimizer state", path);
+    if (nf != state_floats_total)
+        fail("%s: %lld state floats, this optimizer and model need %lld (other optimizer settings?)", path,
+             (long long)nf, (long long)state_floats_total);
+    // the file's state is each section of the whole model in turn; this
+    // optimizer's part of section s starts section_first[s] floats into it
+    long data_start = ftell(f);
+    if (data_start < 0) fail("%s: cannot tell the file position", path);
+    if (fseek(f, 0, SEEK_END) != 0) fail("%s: cannot seek", path);
+    long size = ftell(f);
+    if (size < data_start || (uint64_t)(size - data_start) != (uint64_t)nf * sizeof(float)) {
+        if (size >= data_start && (uint64_t)(size - data_start) > (uint64_t)nf * sizeof(float))
+            fail("%s has trailing bytes after the optimizer state", path);
+        fail("%s: truncated (%ld bytes of state, %lld expected)", path, size - data_start,
+             (long long)nf * (long long)sizeof(float));
+    }
+    size_t len[OPTIM_MAX_SECTIONS];
+    int num_sections = optim_state_sections(opt, len);
+    size_t before = 0, mine = 0;
+    for (int s = 0; s < num_sections; s++) {
+        if (len[s]) {
+            if (fseek(f, data_start + (long)((before + section_first[s]) * sizeof(float)), SEEK_SET) != 0)
+                fail("%s: cannot seek", path);
+            fread_or_fail(b->state + mine, sizeof(float), len[s], f, path);
+        }
+        before += section_total[s];
+        mine += len[s];
+    }
     fclose(f);
     b->step = step;
 }

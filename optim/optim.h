@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum {
     ROLE_TOKEN_EMBEDDING,    // GPT-2 wte [V,C], also the tied LM head
@@ -74,6 +75,10 @@ typedef struct {
     int sinkgd_iters;    // SinkGD: Sinkhorn iterations L
     float sinkgd_scale;  // SinkGD: a, the hidden matrices' step is a*lr
     char slimadam_rules[512]; // SlimAdam: rules JSON path ("" = the paper's Table 1)
+    // The blocks given to optim_create are a part of the model's (one rank's
+    // under ZeRO-1): a rules file may name blocks of the other parts. The
+    // caller checks the file against the whole model (optim_state_bytes_for).
+    int blocks_are_part;
 } OptimConfig;
 
 // Which hyperparameters an optimizer uses (for flag checking and printing).
@@ -193,6 +198,27 @@ extern const char *const OPTIM_NAMES[NUM_OPTIMIZERS]; // "adamw", "sgdm", "sgd_s
 // one-line error when the file does not belong to this optimizer and model.
 void optim_save(const Optimizer *opt, const char *path);
 void optim_load(Optimizer *opt, const char *path);
+
+// The state as sections, for optimizers that hold a part of the model's
+// blocks (ZeRO-1, run/dist.h). Every optimizer's state buffer is one or two
+// sections (AdamW: m, then v), each the concatenation of its blocks' parts in
+// block order; so the state of a contiguous range of the model's blocks is a
+// slice of each section of the whole model's state, and a state file written
+// from the parts in rank order is the one optim_save writes for the whole.
+// Returns the number of sections and their lengths in floats.
+#define OPTIM_MAX_SECTIONS 2
+int optim_state_sections(const Optimizer *opt, size_t len[OPTIM_MAX_SECTIONS]);
+// The state file's header (everything before the state floats).
+void optim_write_header(FILE *f, const char *path, int64_t step, const ParamBlock *blocks, int num_blocks,
+                        int64_t state_floats, const int32_t *layout, int layout_len);
+// optim_load for an optimizer of a part of the model: the file's header is
+// checked against the model's blocks (its layout entries layout_first ..
+// layout_first + this optimizer's layout_len against this optimizer's), and
+// section s is read from section_first[s] floats into that section, whose
+// length in the whole model's state is section_total[s].
+void optim_load_part(Optimizer *opt, const char *path, const ParamBlock *model_blocks, int num_model_blocks,
+                     int layout_first, int layout_total, const size_t *section_first, const size_t *section_total,
+                     int64_t state_floats_total);
 
 // Parse one optimizer flag (--beta1 0.9 ...). Returns 1 if `flag` is an
 // optimizer flag (and consumed value), 0 if it is not one. A flag of another

@@ -120,6 +120,13 @@ void optim_step_end(Optimizer *opt) {
         printf("  %-24s %12zu %14.6g\n", b->blocks[i].name, block_numel(&b->blocks[i]), opt->gsnr[i]);
 }
 
+// [buf of every block | g-SNR of every block]
+int optim_state_sections(const Optimizer *opt, size_t len[OPTIM_MAX_SECTIONS]) {
+    len[1] = (size_t)opt->base.num_blocks;
+    len[0] = opt->base.state_floats - len[1];
+    return 2;
+}
+
 const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {
     (void)opt; (void)offset; (void)n;
     return NULL; // SGD-SaI keeps no second moment

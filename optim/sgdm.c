@@ -79,6 +79,12 @@ const char *optim_fused_unsupported(const OptimConfig *cfg) {
     return NULL;
 }
 
+// [buf], the blocks' parts in block order
+int optim_state_sections(const Optimizer *opt, size_t len[OPTIM_MAX_SECTIONS]) {
+    len[0] = opt->base.state_floats;
+    return 1;
+}
+
 const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {
     (void)opt; (void)offset; (void)n;
     return NULL; // SGDM keeps no second moment

@@ -181,6 +181,12 @@ const char *optim_fused_unsupported(const OptimConfig *cfg) {
     return NULL;
 }
 
+// [m | v] of the AdamW blocks, each in block order (the hidden matrices have none)
+int optim_state_sections(const Optimizer *opt, size_t len[OPTIM_MAX_SECTIONS]) {
+    len[0] = len[1] = opt->adam_params;
+    return 2;
+}
+
 const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {
     (void)opt; (void)offset; (void)n;
     return NULL; // only AdamW blocks have one; the analysis wants every block

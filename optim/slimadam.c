@@ -61,7 +61,7 @@ static const char *rule_name(SlimRule r) {
 }
 
 // Read rules from JSON: block name -> list of dims, null or [] for none.
-static void load_rules(const char *path, const ParamBlock *blocks, int n, SlimRule *rules) {
+static void load_rules(const char *path, const ParamBlock *blocks, int n, SlimRule *rules, int blocks_are_part) {
     cJSON *root = json_read_file_or_fail(path); // no trailing text, no key twice
     if (!cJSON_IsObject(root)) fail("%s: expected a JSON object of block name -> dimensions", path);
     cJSON *item;
@@ -69,6 +69,7 @@ static void load_rules(const char *path, const ParamBlock *blocks, int n, SlimRu
         const char *name = item->string;
         int idx = -1;
         for (int i = 0; i < n; i++) if (strcmp(blocks[i].name, name) == 0) idx = i;
+        if (idx < 0 && blocks_are_part) continue; // another rank's block (the whole list was checked)
         if (idx < 0) fail("%s: unknown block '%s' (fused qkv blocks are named <layer>.attn.qkvw.q/.k/.v)", path, name);
         const ParamBlock *b = &blocks[idx];
         if (cJSON_IsNull(item) || (cJSON_IsArray(item) && cJSON_GetArraySize(item) == 0)) {
@@ -98,7 +99,7 @@ static void load_rules(const char *path, const ParamBlock *blocks, int n, SlimRu
 static SlimRule *resolve_rules(const ParamBlock *split, int n, const OptimConfig *cfg) {
     SlimRule *rules = malloc_or_fail(n * sizeof(SlimRule), "SlimAdam rules");
     for (int i = 0; i < n; i++) rules[i] = slimadam_default_rule(&split[i]);
-    if (cfg->slimadam_rules[0]) load_rules(cfg->slimadam_rules, split, n, rules);
+    if (cfg->slimadam_rules[0]) load_rules(cfg->slimadam_rules, split, n, rules, cfg->blocks_are_part);
     return rules;
 }
 
@@ -269,6 +270,13 @@ static void name_pattern(const char *name, char *out, size_t outlen) {
         }
     }
     out[o] = '\0';
+}
+
+// [m of every split block | compressed v of every split block]
+int optim_state_sections(const Optimizer *opt, size_t len[OPTIM_MAX_SECTIONS]) {
+    len[0] = optim_num_params(opt->split, opt->num_split);
+    len[1] = opt->base.state_floats - len[0];
+    return 2;
 }
 
 const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {

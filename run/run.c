@@ -30,6 +30,7 @@ void run_config_defaults(RunConfig *rc) {
     rc->T = 64;
     rc->total_batch = 0;
     rc->grad_accum = 1;
+    rc->ranks = 1;
     rc->max_steps = 100;
     rc->schedule = SCHED_COSINE;
     rc->warmup = 0;
@@ -295,10 +296,10 @@ static void check_run_length(RunConfig *rc) {
 
 void run_set_epoch_steps(RunConfig *rc, long micro_batches_per_epoch, const char *data) {
     if (rc->max_steps != RUN_ONE_EPOCH) return;
-    rc->max_steps = micro_batches_per_epoch / rc->grad_accum;
+    rc->max_steps = micro_batches_per_epoch / ((long)rc->grad_accum * rc->ranks);
     if (rc->max_steps < 1)
-        fail("flag -x -1: one epoch of %s is %ld micro-batches, less than one step of %d", data,
-             micro_batches_per_epoch, rc->grad_accum);
+        fail("flag -x -1: one epoch of %s is %ld micro-batches, less than one step of %ld", data,
+             micro_batches_per_epoch, (long)rc->grad_accum * rc->ranks);
     printf("run: -x -1 is one epoch of %s: %ld steps\n", data, rc->max_steps);
     check_run_length(rc);
 }
@@ -477,6 +478,7 @@ cJSON *run_config_json(const RunConfig *rc, const OptimConfig *oc, const char *m
     cJSON_AddNumberToObject(run, "seq_len", rc->T);
     cJSON_AddNumberToObject(run, "total_batch", (double)rc->total_batch);
     cJSON_AddNumberToObject(run, "grad_accum", rc->grad_accum);
+    cJSON_AddNumberToObject(run, "ranks", rc->ranks);
     cJSON_AddNumberToObject(run, "steps", (double)rc->max_steps);
     cJSON_AddStringToObject(run, "schedule", schedule_name(rc->schedule));
     cJSON_AddNumberToObject(run, "warmup", (double)rc->warmup);
@@ -882,6 +884,18 @@ cJSON *run_resume_begin(Run *run, const RunConfig *rc) {
     run->last_eval = -1.0f;
     run->log_keep_step = -1;
     char path[700];
+    if (rc->follower) {
+        // rank 0 made and checked the folder; the others only read the checkpoint
+        if (!rc->out_dir[0] || !rc->resume) return NULL;
+        long step = ckpt_latest(rc->out_dir);
+        if (step < 0) return NULL;
+        cJSON *state = ckpt_read_state(rc->out_dir, step);
+        ckpt_path(run->state_path, sizeof(run->state_path), rc->out_dir, "state", step, "json");
+        run->start_step = step;
+        run->log_keep_step = step;
+        run->nan_skipped = (long)json_get_number(state, "nan_skipped", run->state_path);
+        return state;
+    }
     if (rc->out_dir[0]) {
         refuse_llmc_dir(rc->out_dir);
         // the folder: created, writable, ours alone (the lock), without the
@@ -926,7 +940,7 @@ cJSON *run_resume_begin(Run *run, const RunConfig *rc) {
     if (json_get_number(state, "step", sp) != (double)step)
         fail("%s: its \"step\" is %g, but the file name says %ld", sp, json_get_number(state, "step", sp), step);
     if (json_get_number(state, "micro_batch", sp) != rc->B || json_get_number(state, "seq_len", sp) != rc->T ||
-        json_get_number(state, "grad_accum", sp) != rc->grad_accum)
+        json_get_number(state, "grad_accum", sp) != (double)rc->grad_accum * rc->ranks)
         fail("%s: the checkpoint was made with other -b/-t/-d flags; resume with the same ones", sp);
     double skipped = json_get_number(state, "nan_skipped", sp);
     if (!(skipped >= 0 && skipped <= (double)step && skipped == floor(skipped)))
@@ -941,8 +955,12 @@ cJSON *run_resume_begin(Run *run, const RunConfig *rc) {
 
 void run_resume_optimizer(const Run *run, Optimizer *opt, const char *path) {
     optim_load(opt, path);
+    run_check_optimizer_step(run, opt, path);
+}
+
+void run_check_optimizer_step(const Run *run, const Optimizer *opt, const char *path) {
     // the optimizer steps once per step that was not skipped
-    int64_t want = run->start_step - run->nan_skipped, got = optim_base(opt)->step;
+    int64_t want = run->start_step - run->nan_skipped, got = optim_base_const(opt)->step;
     if (got != want)
         fail("%s: the optimizer state is at step %lld, but checkpoint %s is at step %ld (%lld steps taken, %ld "
              "skipped)", path, (long long)got, run->state_path, run->start_step, (long long)want, run->nan_skipped);
@@ -970,7 +988,7 @@ void run_open(Run *run, cJSON *config_record, const char *unit, const char *eval
     run->unit = unit;
     run->eval_name = eval_name;
     run->optim_state_bytes = optim_state_bytes;
-    if (run->rc->out_dir[0]) {
+    if (run->rc->out_dir[0] && !run->rc->follower) {
         run_log_open(&run->log, run->rc->out_dir, run->log_keep_step);
         if (run->start_step > 0) cJSON_AddNumberToObject(config_record, "resumed_from_step", (double)run->start_step);
         run_log_write(&run->log, config_record);
@@ -1004,6 +1022,7 @@ void run_step_end(Run *run, long step, float loss, float lr, float norm, int ski
     cJSON_AddNumberToObject(r, "ms", ms);
     double cpu_ms = 1000.0 * (cpu_seconds() - run->step_cpu0);
     cJSON_AddNumberToObject(r, "cpu_ms", cpu_ms); // all threads
+    if (run->rc->ranks > 1) cJSON_AddNumberToObject(r, "comm_ms", run->comm_ms);
     char key[32];
     snprintf(key, sizeof(key), "%s_per_s", strcmp(run->unit, "tok") == 0 ? "tokens" : "images");
     cJSON_AddNumberToObject(r, key, per_s);
@@ -1036,9 +1055,12 @@ void run_checkpoint_commit(Run *run, long step, cJSON *extra) {
     cJSON_AddStringToObject(s, "optimizer", OPTIM_NAME);
     cJSON_AddNumberToObject(s, "micro_batch", rc->B);
     cJSON_AddNumberToObject(s, "seq_len", rc->T);
-    cJSON_AddNumberToObject(s, "grad_accum", rc->grad_accum);
+    // micro-batches per step over all ranks: a run resumes with another
+    // number of ranks when the global batch is the same
+    cJSON_AddNumberToObject(s, "grad_accum", (double)rc->grad_accum * rc->ranks);
     cJSON_AddNumberToObject(s, "nan_skipped", (double)run->nan_skipped);
     cJSON_AddNumberToObject(s, "elapsed_s", progress_elapsed(&run->progress));
+    if (rc->follower) { cJSON_Delete(s); return; } // rank 0 commits
     ckpt_commit(rc->out_dir, step, s, rc->keep_last, rc->keep_major);
     char model_path[700], optim_path[700];
     run_checkpoint_paths(run, step, model_path, optim_path, sizeof(model_path));
@@ -1153,6 +1175,16 @@ void run_install_sigint(void) {
     signal(SIGTERM, on_sigint); // kill, timeout, a batch system: the same as Ctrl-C
 }
 
+static int interrupt_agreed = -1; // -1: not a data-parallel run, the signal decides
+
 int run_interrupted(void) {
+    return interrupt_agreed >= 0 ? interrupt_agreed : interrupted;
+}
+
+int run_signal_received(void) {
     return interrupted;
+}
+
+void run_agree_interrupted(int v) {
+    interrupt_agreed = v != 0;
 }

@@ -77,6 +77,9 @@ typedef struct {
     int memory_plan_only;  // --memory-plan-only 1: print the plan, check it, and stop
     // updates fused into the backward pass (optim/optim.h, FusedStep)
     int fused_update;      // --fused-update 1: each block steps when its gradient is complete; no gradient buffer
+    // data-parallel runs (run/dist.h): set by the trainer, not by flags
+    int ranks;             // processes sharing each step (mpirun -np); grad_accum is per rank
+    int follower;          // a rank other than 0: reads the run folder, writes nothing to it
 } RunConfig;
 
 void run_config_defaults(RunConfig *rc);
@@ -184,6 +187,7 @@ typedef struct {
     size_t optim_state_bytes;
     char state_path[700];     // the state file resumed from ("" when not resuming)
     long log_keep_step;       // the JSON-lines files keep their records up to this step (-1: new files)
+    double comm_ms;           // data-parallel runs: the step's time in communication (logged as comm_ms)
 } Run;
 
 // The start of a run with -o DIR: creates DIR, checks it is writable, locks
@@ -198,6 +202,9 @@ cJSON *run_resume_begin(Run *run, const RunConfig *rc);
 // optim_load, and the optimizer's step must be the checkpoint's (minus the
 // skipped steps): fails naming both files otherwise.
 void run_resume_optimizer(const Run *run, Optimizer *opt, const char *path);
+// The step check of run_resume_optimizer alone, for a state loaded otherwise
+// (a rank's part, run/dist.h).
+void run_check_optimizer_step(const Run *run, const Optimizer *opt, const char *path);
 // Paths of the model and optimizer files of checkpoint `step`.
 void run_checkpoint_paths(const Run *run, long step, char *model_path, char *optim_path, size_t len);
 // The same, for writing checkpoint `step`: until run_checkpoint_commit, a
@@ -250,5 +257,11 @@ void run_analyses_finish(RunAnalyses *a);
 // second one kills the process as usual.
 void run_install_sigint(void);
 int run_interrupted(void);
+// Data-parallel runs: every rank must stop at the same step, so the loop asks
+// all ranks whether any received the signal (run_signal_received) and hands
+// the answer to run_agree_interrupted; run_interrupted (and run_due) then
+// return the agreed answer.
+int run_signal_received(void);
+void run_agree_interrupted(int interrupted);
 
 #endif
