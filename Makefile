@@ -132,7 +132,11 @@ $(BUILD)/%/train_gpt2.o: train_gpt2.c | deps/.setup-done
 $(BUILD)/bin/train_gpt2_%: $(BUILD)/%/train_gpt2.o $(BUILD)/optim/%.o $(GPT2_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
-train_gpt2: $(BUILD)/bin/train_gpt2_$(OPTIM) $(BUILD)/optim-choice
+# ./train_gpt2 and ./train_vit are rebuilt when MPI changes (one name for either build)
+build/mpi-choice: FORCE
+	@mkdir -p build
+	@echo $(MPI) | cmp -s - $@ || echo $(MPI) > $@
+train_gpt2: $(BUILD)/bin/train_gpt2_$(OPTIM) $(BUILD)/optim-choice build/mpi-choice
 	cp $< $@
 
 # The README's first command: install what is missing, prepare the Bible once,
@@ -279,7 +283,7 @@ $(BUILD)/%/train_vit.o: train_vit.c | deps/.setup-done
 	$(CC) $(CFLAGS) -c $< -o $@
 
 BINS += train_vit
-train_vit: $(BUILD)/$(OPTIM)/train_vit.o $(BUILD)/optim/$(OPTIM).o $(VIT_OBJS) $(BUILD)/optim-choice
+train_vit: $(BUILD)/$(OPTIM)/train_vit.o $(BUILD)/optim/$(OPTIM).o $(VIT_OBJS) $(BUILD)/optim-choice build/mpi-choice
 	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS) $(IMAGES_LIBS)
 
 TESTS += run-test-vit
