@@ -215,10 +215,6 @@ def regen():
         clipped = sum(r["grad_norm"] > 1.0 for r in steps)
         print(f"{name:9s} loss {steps[0]['loss']:.4f} -> {steps[-1]['loss']:.4f}  "
               f"steps with grad_norm > clip: {clipped}  | " + " ".join(f"{r['loss']:.4f}" for r in steps))
-    # the PRECISION=bf16 build's reference (dev/test_bf16.sh): AdamW's run with bf16 linear layers
-    argv = E2E_COMMON + E2E_RUNS["adamw"] + ["--optim", "adamw", "--bf16", "-o", "dev/testdata/e2e_adamw_bf16.json"]
-    steps = train(argv, quiet=True)["steps"]
-    print("adamw bf16 " + " ".join(f"{r['loss']:.4f}" for r in steps))
 
 
 if __name__ == "__main__":
