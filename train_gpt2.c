@@ -1016,6 +1016,7 @@ static cJSON *gpt2_config_record(const RunConfig *rc, const OptimConfig *oc, int
                                  const GPT2Config *mc, const GPT2Flags *fl, int training, int have_val,
                                  size_t state_bytes, size_t adamw_bytes, const MemPlan *plan) {
     cJSON *c = run_config_json(rc, oc, "gpt2", argc, argv);
+    cJSON_AddStringToObject(c, "precision", matmul_precision());
     cJSON *m = cJSON_AddObjectToObject(c, "gpt2");
     cJSON_AddNumberToObject(m, "layers", mc->num_layers);
     cJSON_AddNumberToObject(m, "heads", mc->num_heads);
@@ -1337,10 +1338,10 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    printf("run: %ld steps of %ld tokens (micro-batch %d x %d, %d accumulation steps%s), lr %g %s, warmup %ld, final %g, clip %g, %d threads%s\n",
+    printf("run: %ld steps of %ld tokens (micro-batch %d x %d, %d accumulation steps%s), lr %g %s, warmup %ld, final %g, clip %g, %d threads%s, %s matmuls\n",
            rc.max_steps, rc.total_batch, rc.B, rc.T, rc.grad_accum, rc.ranks > 1 ? " on each rank" : "", oc.lr,
            schedule_name(rc.schedule), rc.warmup, rc.final_frac, rc.clip, omp_get_max_threads(),
-           rc.ranks > 1 ? " per rank" : "");
+           rc.ranks > 1 ? " per rank" : "", matmul_precision());
     if (rc.ranks > 1) printf("data parallel: %d ranks (mpirun -np %d)\n", rc.ranks, rc.ranks);
     gpt2_allocate_gradients(&model, rc.fused_update);
     FusedStep fused;
