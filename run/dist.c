@@ -79,10 +79,38 @@ void dist_plan(Dist *d, const ParamBlock *blocks, int num_blocks) {
     d->own_first = d->first_block[g_rank];
     d->own_end = d->first_block[g_rank + 1];
     d->block_sumsq = malloc_or_fail(num_blocks * sizeof(double), "block sums");
+#ifdef USE_MPI
     if (g_size > 1) {
-        d->acc = malloc_or_fail(DIST_CHUNK * sizeof(float), "reduce scratch");
-        d->recv = malloc_or_fail(DIST_CHUNK * sizeof(float), "reduce scratch");
+        // pieces of at most DIST_CHUNK / (ranks - 1) floats (at least 64 Ki):
+        // an owner's scratch for one round is about DIST_CHUNK floats
+        d->piece = DIST_CHUNK / (size_t)(g_size - 1);
+        if (d->piece < ((size_t)1 << 16)) d->piece = (size_t)1 << 16;
+        int n = 0;
+        for (int pass = 0; pass < 2; pass++) { // count, then fill
+            n = 0;
+            for (int r = 0; r < g_size; r++) {
+                if (pass) d->piece_first[r] = n;
+                for (int b = d->first_block[r]; b < d->first_block[r + 1]; b++)
+                    for (size_t start = 0; start < block_numel(&blocks[b]); start += d->piece, n++) {
+                        if (!pass) continue;
+                        size_t left = block_numel(&blocks[b]) - start;
+                        d->piece_off[n] = blocks[b].offset + start;
+                        d->piece_len[n] = left < d->piece ? left : d->piece;
+                    }
+            }
+            if (!pass) {
+                d->piece_first = malloc_or_fail((g_size + 1) * sizeof(int), "pieces");
+                d->piece_off = malloc_or_fail((n ? n : 1) * sizeof(size_t), "pieces");
+                d->piece_len = malloc_or_fail((n ? n : 1) * sizeof(size_t), "pieces");
+            }
+        }
+        d->piece_first[g_size] = n;
+        int nreq = n > 2 * g_size ? n : 2 * g_size;
+        d->requests = malloc_or_fail(nreq * sizeof(MPI_Request), "MPI requests");
+        d->acc = malloc_or_fail(d->piece * sizeof(float), "reduce scratch");
+        d->recv = malloc_or_fail((size_t)g_size * d->piece * sizeof(float), "reduce scratch");
     }
+#endif
 }
 
 size_t dist_state_bytes(const Dist *d, int r, const OptimConfig *cfg) {
@@ -110,52 +138,64 @@ void dist_print_partition(const Dist *d, const OptimConfig *cfg) {
 }
 
 void dist_free(Dist *d) {
+    free(d->piece_first);
+    free(d->piece_off);
+    free(d->piece_len);
+    free(d->requests);
     free(d->first_block);
     free(d->block_sumsq);
     free(d->acc);
     free(d->recv);
 }
 
-#ifdef USE_MPI
-static int owner_of(const Dist *d, int b) {
-    int r = 0;
-    while (b >= d->first_block[r + 1]) r++;
-    return r;
-}
-#endif
 
 // ----------------------------------------------------------------------------
 // the step's exchanges
 
+// Every owner receives at once: the owners' ranges are cut into pieces of at
+// most d->piece floats (a block's tail is a short piece), and in round k each
+// rank sends its gradient of every other owner's k-th piece while receiving
+// the others' of its own k-th piece; then it adds them in rank order. The
+// order of every sum is fixed; the links all carry traffic together.
 void dist_reduce_grads(Dist *d, float *grads) {
 #ifdef USE_MPI
     if (d->size == 1) return;
     double t0 = now_seconds();
-    // every rank walks the blocks in the same order: for each chunk, the
-    // others send theirs to the owner, which adds them in rank order
-    for (int b = 0; b < d->num_blocks; b++) {
-        int owner = owner_of(d, b);
-        size_t n = block_numel(&d->blocks[b]);
-        for (size_t start = 0; start < n; start += DIST_CHUNK) {
-            size_t len = n - start < DIST_CHUNK ? n - start : DIST_CHUNK;
-            float *g = grads + d->blocks[b].offset + start;
-            if (d->rank != owner) {
-                MPI_Send(g, (int)len, MPI_FLOAT, owner, 1, MPI_COMM_WORLD);
-                d->bytes_sent += (double)len * sizeof(float);
-                continue;
-            }
+    int rounds = 0;
+    for (int r = 0; r < d->size; r++)
+        if (d->piece_first[r + 1] - d->piece_first[r] > rounds) rounds = d->piece_first[r + 1] - d->piece_first[r];
+    MPI_Request *req = d->requests;
+    for (int k = 0; k < rounds; k++) {
+        int nreq = 0;
+        // my k-th piece, from every other rank
+        int mine = d->piece_first[d->rank] + k;
+        int have_mine = mine < d->piece_first[d->rank + 1];
+        if (have_mine)
             for (int s = 0; s < d->size; s++) {
-                const float *src = g;
-                if (s != d->rank) {
-                    MPI_Recv(d->recv, (int)len, MPI_FLOAT, s, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-                    src = d->recv;
-                }
-                if (s == 0) memcpy(d->acc, src, len * sizeof(float));
-                else
-                    for (size_t i = 0; i < len; i++) d->acc[i] += src[i];
+                if (s == d->rank) continue;
+                MPI_Irecv(d->recv + (size_t)s * d->piece, (int)d->piece_len[mine], MPI_FLOAT, s, 1, MPI_COMM_WORLD,
+                          &req[nreq++]);
             }
-            memcpy(g, d->acc, len * sizeof(float));
+        // every other owner's k-th piece, to it
+        for (int o = 0; o < d->size; o++) {
+            int p = d->piece_first[o] + k;
+            if (o == d->rank || p >= d->piece_first[o + 1]) continue;
+            MPI_Isend(grads + d->piece_off[p], (int)d->piece_len[p], MPI_FLOAT, o, 1, MPI_COMM_WORLD,
+                      &req[nreq++]);
+            d->bytes_sent += (double)d->piece_len[p] * sizeof(float);
         }
+        MPI_Waitall(nreq, req, MPI_STATUSES_IGNORE);
+        if (!have_mine) continue;
+        // (g0 + g1) + g2 ..., the same order on any run with this many ranks
+        float *g = grads + d->piece_off[mine];
+        size_t len = d->piece_len[mine];
+        for (int s = 0; s < d->size; s++) {
+            const float *src = s == d->rank ? g : d->recv + (size_t)s * d->piece;
+            if (s == 0) memcpy(d->acc, src, len * sizeof(float));
+            else
+                for (size_t i = 0; i < len; i++) d->acc[i] += src[i];
+        }
+        memcpy(g, d->acc, len * sizeof(float));
     }
     d->comm_seconds += now_seconds() - t0;
 #else
@@ -182,19 +222,19 @@ float dist_clip_grad_norm(Dist *d, float *grads, float clip) {
     return norm;
 }
 
+// every block's pieces broadcast from their owner, all started at once
+// (non-blocking broadcasts, issued in the same order on every rank)
 void dist_gather_params(Dist *d, float *params) {
 #ifdef USE_MPI
     if (d->size == 1) return;
     double t0 = now_seconds();
-    for (int b = 0; b < d->num_blocks; b++) {
-        int owner = owner_of(d, b);
-        size_t n = block_numel(&d->blocks[b]);
-        for (size_t start = 0; start < n; start += DIST_CHUNK) {
-            size_t len = n - start < DIST_CHUNK ? n - start : DIST_CHUNK;
-            MPI_Bcast(params + d->blocks[b].offset + start, (int)len, MPI_FLOAT, owner, MPI_COMM_WORLD);
-            if (d->rank == owner) d->bytes_sent += (double)len * sizeof(float) * (d->size - 1);
+    MPI_Request *req = d->requests;
+    for (int r = 0; r < d->size; r++)
+        for (int p = d->piece_first[r]; p < d->piece_first[r + 1]; p++) {
+            MPI_Ibcast(params + d->piece_off[p], (int)d->piece_len[p], MPI_FLOAT, r, MPI_COMM_WORLD, &req[p]);
+            if (d->rank == r) d->bytes_sent += (double)d->piece_len[p] * sizeof(float) * (d->size - 1);
         }
-    }
+    MPI_Waitall(d->piece_first[d->size], req, MPI_STATUSES_IGNORE);
     d->comm_seconds += now_seconds() - t0;
 #else
     (void)d; (void)params;

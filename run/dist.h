@@ -7,13 +7,14 @@
 //   each rank: forward/backward on its own micro-batches of the global batch
 //   dist_reduce_grads   block b's gradient summed over the ranks into the rank
 //                       that owns b, in rank order (g0 + g1) + g2 ..., with
-//                       point-to-point messages: the sum's order is fixed, so a
-//                       run is deterministic for a given N and thread count
+//                       point-to-point messages (all owners receiving at
+//                       once): the sum's order is fixed, so a run is
+//                       deterministic for a given N and thread count
 //   dist_clip_grad_norm the global norm from the owners' per-block sums, added
 //                       in block order (the same bits as clip_grad_norm on the
 //                       summed gradient), clipping the owned blocks
 //   optim_step          the rank's optimizer holds only its blocks' state
-//   dist_gather_params  each owner broadcasts its updated blocks
+//   dist_gather_params  each owner broadcasts its updated blocks (MPI_Ibcast)
 // The blocks are split into N contiguous ranges balanced by size, so each
 // rank's optimizer state is a slice of every section of the whole model's
 // (optim_state_sections) and the state file is written from the slices in
@@ -40,7 +41,14 @@ typedef struct {
     int *first_block;         // [size+1] rank r owns blocks first_block[r] .. first_block[r+1]-1
     int own_first, own_end;   // this rank's range
     double *block_sumsq;      // [num_blocks] sums of squared gradients (the norm)
-    float *acc, *recv;        // [DIST_CHUNK] scratch of the ordered sum
+    // the owners' ranges in pieces of at most `piece` floats (no piece spans
+    // two blocks): rank r's are piece_first[r] .. piece_first[r+1]-1, each
+    // piece_len[p] floats at piece_off[p] in the flat buffers
+    size_t piece;
+    int *piece_first;
+    size_t *piece_off, *piece_len;
+    void *requests;           // MPI_Request[max(pieces, 2 * size)]
+    float *acc, *recv;        // [piece], [size x piece] scratch of the ordered sum
     double comm_seconds;      // time spent communicating since the last dist_take_comm_seconds
     double bytes_sent;        // payload bytes this rank sent since then
 } Dist;

@@ -8,8 +8,8 @@
 # per step the trainer logs (comm_ms: the gradient's reduction into the
 # owners, the norm's exchange and the parameters' broadcast, waiting for the
 # slowest rank included). Then what a network implies: the bytes each rank
-# sends per step for GPT-2 124M and XL, and that time at 10 and 100 Gbit/s,
-# for this implementation and for a ring reduce-scatter + all-gather.
+# sends per step for GPT-2 124M and XL, and that time at 10 and 100 Gbit/s
+# when the links are the limit (a ring reduce-scatter + all-gather).
 #   dev/bench/bench_mpi.sh MPI_BUILD        (make bench-mpi; BENCH_DEPTH, BENCH_SEQS, BENCH_STEPS)
 set -euo pipefail
 MPIB=${1:?usage: bench_mpi.sh MPI_BUILD (e.g. build/release-mpi)}
@@ -64,22 +64,13 @@ python3 - <<'PY'
 def params(L, C):
     return 50304 * C + 1024 * C + L * (12 * C * C + 13 * C) + 2 * C
 models = [("GPT-2 124M", params(12, 768)), ("GPT-2 XL", params(48, 1600))]
-print("%-11s %6s %4s %16s %16s %12s %12s %12s %12s" % (
-    "model", "params", "N", "bytes/rank ring", "bytes/rank ours", "ring 10G", "ring 100G", "ours 10G", "ours 100G"))
+print("%-11s %6s %4s %16s %12s %12s" % ("model", "params", "N", "bytes per rank", "10 Gbit/s", "100 Gbit/s"))
 for name, P in models:
     for N in (2, 8, 64):
-        # ZeRO-1 with a ring: reduce-scatter and all-gather each move (N-1)/N of
-        # the 4P bytes through every rank's link, all links at once
+        # ZeRO-1 as a ring (reduce-scatter, then all-gather) moves (N-1)/N of
+        # the 4P bytes through every rank's link twice, all links at once;
+        # run/dist.c sends the same bytes per rank, all owners at once
         ring = 2 * (N - 1) / N * 4 * P
-        # ours: each rank sends (N-1)/N of the gradient to the owners and its
-        # 1/N of the parameters to the others (about the same bytes), but the
-        # blocks go one at a time: each block's gradient reaches its owner from
-        # N-1 ranks through the owner's one link ((N-1) x 4P bytes in all), and
-        # each block's broadcast, pipelined, takes about its size (4P in all)
-        ours_bytes = 2 * (N - 1) / N * 4 * P
-        ours_time_bytes = (N - 1) * 4 * P + 4 * P
         t = lambda b, gbit: b * 8 / (gbit * 1e9)
-        print("%-11s %5.0fM %4d %13.2f GB %13.2f GB %10.2f s %10.3f s %10.2f s %10.3f s" % (
-            name, P / 1e6, N, ring / 1e9, ours_bytes / 1e9, t(ring, 10), t(ring, 100),
-            t(ours_time_bytes, 10), t(ours_time_bytes, 100)))
+        print("%-11s %5.0fM %4d %13.2f GB %10.2f s %10.3f s" % (name, P / 1e6, N, ring / 1e9, t(ring, 10), t(ring, 100)))
 PY
