@@ -47,7 +47,7 @@ $(BUILD)/%.o: %.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-COMMON_OBJS := $(BUILD)/common/utils.o
+COMMON_OBJS := $(BUILD)/common/utils.o $(BUILD)/common/mt19937.o
 
 # Release and sanitizer builds write the same top-level binaries. This file
 # changes exactly when the mode does; every binary links utils.o, which depends
