@@ -1,9 +1,10 @@
 """Tests of the token data at scale (issue 14, item 3), against references
 written here from the algorithms, not from our C code:
 
-  1. MT19937: ./test_shards --mt against numpy's RandomState(seed) seeding
-     run by CPython's own Mersenne Twister (random.Random.setstate), and the
-     published values (C++'s 10000th output of seed 5489; llm.c's first
+  1. MT19937: ./test_shards --mt against CPython's own Mersenne Twister
+     (random.Random.setstate) started from init_genrand's state (the seeding
+     of numpy's RandomState(seed), PyTorch and llm.c; five lines below), and
+     the published values (C++'s 10000th output of seed 5489; llm.c's first
      outputs of seed 137 are checked in test_shards.c)
   2. the loader's order against llm.c's DataLoader re-implemented below from
      its algorithm (llmc/dataloader.h: shard order permuted in place at every
@@ -22,9 +23,10 @@ written here from the algorithms, not from our C code:
      document's bytes, the tokenizer file is llm.c's format with 257 tokens,
      and train_gpt2 --vocab-size 257 trains on it and samples text
 
-usage: dev/test_tokdata.py TRAIN_GPT2   (make run-test-tokdata)
+usage: dev/test_tokdata.py TRAIN_GPT2   (make run-test-tokdata; the standard library only)
 """
 import json
+import math
 import os
 import random
 import resource
@@ -34,8 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-
-import numpy as np
 
 GPT = sys.argv[1] if len(sys.argv) > 1 else "build/release/bin/train_gpt2_adamw"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,11 +61,14 @@ def run(args, **kw):
 # references
 
 def mersenne(seed):
-    """CPython's MT19937 (random.Random) in the state numpy's RandomState(seed)
-    seeds it to: init_genrand(seed), the seeding of llm.c and PyTorch."""
-    key, pos = np.random.RandomState(seed).get_state()[1:3]
+    """CPython's MT19937 (random.Random) in the state init_genrand(seed) makes
+    (Matsumoto and Nishimura's mt19937ar.c; numpy's RandomState(seed), PyTorch
+    and llm.c seed this way), 624 words to regenerate before the first output."""
+    mt = [seed & 0xFFFFFFFF]
+    for i in range(1, 624):
+        mt.append((1812433253 * (mt[-1] ^ (mt[-1] >> 30)) + i) & 0xFFFFFFFF)
     r = random.Random()
-    r.setstate((3, tuple(int(x) for x in key) + (int(pos),), None))
+    r.setstate((3, tuple(mt) + (624,), None))
     return r
 
 
@@ -110,23 +113,28 @@ def llmc_order(ntokens, bt, shuffle, seed, count):
     return out
 
 
+def u16(tokens):
+    return struct.pack(f"<{len(tokens)}H", *tokens)
+
+
 def write_llmc_shard(path, tokens):
     # 256 int32: magic 20240520, version 1, count; then uint16 tokens
     header = struct.pack("<256i", 20240520, 1, len(tokens), *([0] * 253))
     with open(path, "wb") as f:
         f.write(header)
-        f.write(np.asarray(tokens, dtype="<u2").tobytes())
+        f.write(u16(tokens))
 
 
 def write_nanogpt(path, tokens):
-    np.asarray(tokens, dtype="<u2").tofile(path)
+    with open(path, "wb") as f:
+        f.write(u16(tokens))
 
 
 def read_llmc_shard(path):
     data = open(path, "rb").read()
     magic, version, n = struct.unpack("<3i", data[:12])
     assert magic == 20240520 and version == 1 and len(data) == 1024 + 2 * n, path
-    return np.frombuffer(data[1024:], dtype="<u2")
+    return list(struct.unpack(f"<{n}H", data[1024:]))
 
 
 def served(pattern, fmt, B, T, shuffle, seed, count, resume_at=None):
@@ -251,11 +259,11 @@ os.remove(path)
 # ---------------------------------------------------------------------------
 # 4. the trainer on small data: three shards of random ids below 512
 
-rs = np.random.RandomState(3)
+rs = random.Random(3)
 os.makedirs(f"{WORK}/tr")
 lens = [3 * 32 + 5, 2 * 32 + 1, 4 * 32 + 20]  # B 2 x T 16: 3 + 2 + 4 = 9 batches an epoch
 for k, n in enumerate(lens):
-    t = rs.randint(0, 512, size=n)
+    t = [rs.randrange(512) for _ in range(n)]
     write_llmc_shard(f"{WORK}/tr/t_{k:06d}.bin", t)
     write_nanogpt(f"{WORK}/tr/n_{k:06d}.bin", t)
 base = [GPT, "-e", "d1", "--vocab-size", "512", "-b", "2", "-t", "16", "-s", "-1", "-v", "0", "-l", "1e-3", "-u", "0"]
@@ -309,10 +317,10 @@ check("resuming with another --shuffle-seed is refused", r.returncode != 0 and "
 write_nanogpt(f"{WORK}/odd.bin", list(range(100)))
 with open(f"{WORK}/odd.bin", "ab") as f:
     f.write(b"\x01")
-bad_ids = rs.randint(0, 512, size=2000)
+bad_ids = [rs.randrange(512) for _ in range(2000)]
 bad_ids[1234] = 600
 write_llmc_shard(f"{WORK}/badid.bin", bad_ids)
-write_nanogpt(f"{WORK}/nano2000.bin", rs.randint(0, 512, size=2000))
+write_nanogpt(f"{WORK}/nano2000.bin", [rs.randrange(512) for _ in range(2000)])
 cases = [
     (["-i", f"{WORK}/odd.bin", "--data-format", "nanogpt"], f"{WORK}/odd.bin: odd number of bytes (201)"),
     (["-i", f"{WORK}/tr/n_000000.bin"], "shard header (nanoGPT's header-less .bin needs --data-format nanogpt)"),
@@ -341,8 +349,8 @@ for name, data in docs.items():
     open(f"{WORK}/{name}", "wb").write(data)
 r = run(["./prepare_text", "--bytes", "-o", f"{WORK}/bytes/x", "--val", f"{WORK}/b.txt"] +
         [f"{WORK}/{n}" for n in docs])
-train_tokens = read_llmc_shard(f"{WORK}/bytes/x_train_000000.bin").tolist()
-val_tokens = read_llmc_shard(f"{WORK}/bytes/x_val_000000.bin").tolist()
+train_tokens = read_llmc_shard(f"{WORK}/bytes/x_train_000000.bin")
+val_tokens = read_llmc_shard(f"{WORK}/bytes/x_val_000000.bin")
 check("--bytes: each document is 256 (<|endoftext|>) and then its bytes",
       r.returncode == 0 and train_tokens == [256] + list(docs["a.txt"]) + [256] + list(docs["c.txt"])
       and val_tokens == [256] + list(docs["b.txt"]), r.stderr)
@@ -368,7 +376,7 @@ ids = [r2["sample_ids"] for r2 in map(json.loads, open(f"{WORK}/bytesrun/log.jso
 first = losses(f"{WORK}/bytesrun")
 check(f"--vocab-size 257 on --bytes data: loss {first[0]:.3f} at step 1 (ln 257 = 5.549), {first[-1]:.3f} at 40; "
       f"the sample decodes to text ({printable} of {len(sample)} characters printable)",
-      r.returncode == 0 and abs(first[0] - np.log(257)) < 0.1 and first[-1] < 3.5 and len(sample) > 0
+      r.returncode == 0 and abs(first[0] - math.log(257)) < 0.1 and first[-1] < 3.5 and len(sample) > 0
       and printable >= 0.9 * len(sample), (out + r.stderr)[-500:])
 if ids:
     decoded = b"".join(b"\n<|endoftext|>" if i == 256 else bytes([i]) for i in ids[0][1:]).decode("utf-8", "replace")
