@@ -95,12 +95,28 @@ static void tile_product(float *c, size_t ldc, const float *a, size_t am, size_t
     tile_product_ref(c, ldc, a, am, ak, b, ldb, M, K, W, accumulate);
 }
 
-// dst [hs][width] = the hs-wide slices of rows 0..n-1 (ld apart), transposed;
-// columns n..width-1 are zero, so a partial tile multiplies like a full one.
-static void transpose_tile(float *dst, int width, const float *rows, size_t ld, int n, int hs) {
+// dst [n][hs] = the hs-wide slices of rows 0..n-1 (ld apart), packed: the
+// rows of a head sit 3C floats apart in qkv, a stride that maps a tile's rows
+// onto a few L1 sets; packed, a tile streams without conflict misses.
+static void pack_rows(float *dst, const float *rows, size_t ld, int n, int hs) {
+    for (int j = 0; j < n; j++) {
+        const float *src = rows + (size_t)j * ld;
+        float *d = dst + (size_t)j * hs;
+        int i = 0;
+#if defined(__AVX512F__)
+        // by hand: gcc turns the plain loop into a call to memcpy, slow for 256 bytes
+        for (; i + 16 <= hs; i += 16) _mm512_storeu_ps(d + i, _mm512_loadu_ps(src + i));
+#endif
+        for (; i < hs; i++) d[i] = src[i];
+    }
+}
+
+// dst [hs][width] = src [n][hs] (packed rows) transposed; columns n..width-1
+// are zero, so a partial tile multiplies like a full one.
+static void transpose_tile(float *dst, int width, const float *src, int n, int hs) {
     for (int d = 0; d < hs; d++) {
         float *drow = dst + (size_t)d * width;
-        for (int j = 0; j < n; j++) drow[j] = rows[(size_t)j * ld + d];
+        for (int j = 0; j < n; j++) drow[j] = src[(size_t)j * hs + d];
         for (int j = n; j < width; j++) drow[j] = 0.0f;
     }
 }
@@ -131,18 +147,22 @@ void attention_forward(float *out, float *lse, const float *qkv,
             for (int qt = 0; qt < ntiles; qt++) {
                 float q_t[hs * ATT_BQ];     // the query tile, transposed [hs][BQ]
                 float st[ATT_BK * ATT_BQ];  // scores, then their exp [BK][BQ]
+                float kp[ATT_BK * hs], vp[ATT_BK * hs]; // the key tile's k and v, packed [BK][hs]
                 float acc[ATT_BQ * hs];     // sum of p * v, not yet divided by the sum of p [BQ][hs]
                 float run_max[ATT_BQ], run_sum[ATT_BQ], new_max[ATT_BQ], correction[ATT_BQ];
                 int i0 = qt * ATT_BQ, nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ;
                 const float *seq = qkv + (size_t)b * T * C3;
-                transpose_tile(q_t, ATT_BQ, seq + (size_t)i0 * C3 + h * hs, C3, nq, hs);
+                pack_rows(acc, seq + (size_t)i0 * C3 + h * hs, C3, nq, hs); // acc as scratch for a moment
+                transpose_tile(q_t, ATT_BQ, acc, nq, hs);
                 memset(acc, 0, sizeof(float) * nq * hs);
                 for (int i = 0; i < ATT_BQ; i++) { run_max[i] = -INFINITY; run_sum[i] = 0.0f; }
                 int kend = causal ? i0 + nq : T; // keys any query of the tile may see
                 for (int j0 = 0; j0 < kend; j0 += ATT_BK) {
                     int nk = kend - j0 < ATT_BK ? kend - j0 : ATT_BK;
+                    pack_rows(kp, seq + (size_t)j0 * C3 + C + h * hs, C3, nk, hs);
+                    pack_rows(vp, seq + (size_t)j0 * C3 + 2 * C + h * hs, C3, nk, hs);
                     // st = k . q, scaled; masked (key after query) to -inf
-                    tile_product(st, ATT_BQ, seq + (size_t)j0 * C3 + C + h * hs, C3, 1, q_t, ATT_BQ, nk, hs, ATT_BQ, 0);
+                    tile_product(st, ATT_BQ, kp, hs, 1, q_t, ATT_BQ, nk, hs, ATT_BQ, 0);
                     int diagonal = causal && j0 + nk - 1 > i0; // some key of the tile is after some query
                     for (int j = 0; j < nk; j++) {
                         float *row = st + (size_t)j * ATT_BQ;
@@ -184,7 +204,7 @@ void attention_forward(float *out, float *lse, const float *qkv,
                         }
                     }
                     // acc += p . v, with p[query][key] = st[key][query]
-                    tile_product(acc, hs, st, 1, ATT_BQ, seq + (size_t)j0 * C3 + 2 * C + h * hs, C3, nq, nk, hs, 1);
+                    tile_product(acc, hs, st, 1, ATT_BQ, vp, hs, nq, nk, hs, 1);
                 }
                 for (int i = 0; i < nq; i++) {
                     float *o = out + ((size_t)b * T + i0 + i) * C + h * hs;
@@ -215,6 +235,8 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
         for (int h = 0; h < NH; h++) {
             float kt[hs * ATT_BK], vt[hs * ATT_BK]; // the key tile's k and v, transposed [hs][BK]
             float dk[ATT_BK * hs], dv[ATT_BK * hs]; // their gradients over all query tiles [BK][hs]
+            float kp[ATT_BK * hs];                  // the key tile's k, packed [BK][hs]
+            float qp[ATT_BQ * hs], dyp[ATT_BQ * hs]; // the query tile's q and dout, packed [BQ][hs]
             float p[ATT_BQ * ATT_BK], ds[ATT_BQ * ATT_BK];
             float D[T];
             const float *seq = qkv + (size_t)b * T * C3;
@@ -232,8 +254,10 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                 int nk = T - j0 < ATT_BK ? T - j0 : ATT_BK;
                 const float *k = seq + (size_t)j0 * C3 + C + h * hs;
                 const float *v = seq + (size_t)j0 * C3 + 2 * C + h * hs;
-                transpose_tile(kt, ATT_BK, k, C3, nk, hs);
-                transpose_tile(vt, ATT_BK, v, C3, nk, hs);
+                pack_rows(kp, k, C3, nk, hs);
+                transpose_tile(kt, ATT_BK, kp, nk, hs);
+                pack_rows(dv, v, C3, nk, hs); // dv as scratch before it is zeroed
+                transpose_tile(vt, ATT_BK, dv, nk, hs);
                 memset(dk, 0, sizeof(float) * nk * hs);
                 memset(dv, 0, sizeof(float) * nk * hs);
                 // causal: the first query tile that sees any of these keys
@@ -242,8 +266,10 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                     int nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ;
                     const float *q = seq + (size_t)i0 * C3 + h * hs;
                     const float *dy = dout + ((size_t)b * T + i0) * C + h * hs;
-                    tile_product(p, ATT_BK, q, C3, 1, kt, ATT_BK, nq, hs, ATT_BK, 0);   // q . k
-                    tile_product(ds, ATT_BK, dy, C, 1, vt, ATT_BK, nq, hs, ATT_BK, 0);  // dp = dout . v
+                    pack_rows(qp, q, C3, nq, hs);
+                    pack_rows(dyp, dy, C, nq, hs);
+                    tile_product(p, ATT_BK, qp, hs, 1, kt, ATT_BK, nq, hs, ATT_BK, 0);   // q . k
+                    tile_product(ds, ATT_BK, dyp, hs, 1, vt, ATT_BK, nq, hs, ATT_BK, 0); // dp = dout . v
                     for (int r = 0; r < nq; r++) {
                         float *pr = p + (size_t)r * ATT_BK, *dsr = ds + (size_t)r * ATT_BK;
                         int n = visible_keys(i0 + r, j0, nk, causal);
@@ -257,10 +283,10 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                         for (int j = n; j < nk; j++) { pr[j] = 0.0f; dsr[j] = 0.0f; }
                     }
                     // dv += p^T dout, dk += ds^T q (a(m=key, k=query) = p[query][key])
-                    tile_product(dv, hs, p, 1, ATT_BK, dy, C, nk, nq, hs, 1);
-                    tile_product(dk, hs, ds, 1, ATT_BK, q, C3, nk, nq, hs, 1);
+                    tile_product(dv, hs, p, 1, ATT_BK, dyp, hs, nk, nq, hs, 1);
+                    tile_product(dk, hs, ds, 1, ATT_BK, qp, hs, nk, nq, hs, 1);
                     // dq += ds . k, straight into dqkv: this thread owns the head
-                    tile_product(dseq + (size_t)i0 * C3 + h * hs, C3, ds, ATT_BK, 1, k, C3, nq, nk, hs, 1);
+                    tile_product(dseq + (size_t)i0 * C3 + h * hs, C3, ds, ATT_BK, 1, kp, hs, nq, nk, hs, 1);
                 }
                 for (int j = 0; j < nk; j++) {
                     float *dkr = dseq + (size_t)(j0 + j) * C3 + C + h * hs;
