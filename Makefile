@@ -239,6 +239,7 @@ bench-optim: $(addprefix $(BUILD)/bin/bench_optim_,$(OPTIMS))
 	bash dev/bench/bench_optim.sh $(BUILD)/bin
 bench-train: $(BUILD)/bin/train_gpt2_adamw data python-deps
 	bash dev/bench/bench_train.sh $(BUILD)/bin/train_gpt2_adamw
+	python3 dev/bench/readme_table.py dev/results/bench_train.md README.md
 # the benchmarks and reference scripts need PyTorch (Debian's python3-torch)
 python-deps:
 	@bash dev/setup.sh --python
