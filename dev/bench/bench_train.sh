@@ -31,6 +31,11 @@ trap 'rm -rf "$WORK"' EXIT
 OUT_TXT=dev/results/bench_train.txt
 OUT_MD=dev/results/bench_train.md
 
+# MemAvailable in GiB: a run that would not fit is skipped with a note, not
+# left to the out-of-memory killer (which may pick another process)
+avail_gib() { awk '/^MemAvailable:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo; }
+fits() { awk -v need="$1" -v have="$(avail_gib)" 'BEGIN { exit !(need * 1.1 < have) }'; }
+
 ours() { # depth B T -> "median_ms median_cpu_ms_per_thread peak_rss"
     "$BIN" -e "d$1" -b "$2" -t "$3" -x "$STEPS" -s -1 -v 0 -o "$WORK/run" --seed 1 >/dev/null
     python3 - "$WORK/run/log.jsonl" "$THREADS" <<'PY'
@@ -59,10 +64,21 @@ for cfg in "4 64" "1 1024" "4 1024"; do
     # parameters with the padded vocabulary: wte 50304 C, wpe 1024 C, 12 C^2 + 13 C per layer, 2 C
     N=$((50304 * C + 1024 * C + D * (12 * C * C + 13 * C) + 2 * C))
     FLOPS=$(( (6 * N + 6 * D * C * T) * B * T ))
+    # the peaks measured here before (GiB), to check the memory first
+    case "$B $T" in "4 1024") need_ours=5.1 need_torch=11.2 ;; "1 1024") need_ours=2.5 need_torch=4.5 ;; *) need_ours=2.1 need_torch=3.2 ;; esac
+    if ! fits "$need_ours"; then
+        echo "B$B T$T: skipped, train_gpt2 needs about $need_ours GiB and $(avail_gib) GiB is available" | tee -a "$WORK/txt"; continue
+    fi
     read -r om ocpu orss < <(ours "$D" "$B" "$T")
-    read -r tm tcpu trss < <(env -u OPENBLAS_CORETYPE LD_PRELOAD=$TCMALLOC /usr/bin/python3 dev/bench/bench_gpt2_torch.py \
-        --depth "$D" -b "$B" -t "$T" --steps "$STEPS" --threads "$THREADS" | sed -n 's/^result: //p')
-    for row in "train_gpt2 (this project)|$om|$ocpu|$orss" "PyTorch + tcmalloc + AVX-512|$tm|$tcpu|$trss"; do
+    rows=("train_gpt2 (this project)|$om|$ocpu|$orss")
+    if fits "$need_torch"; then
+        read -r tm tcpu trss < <(env -u OPENBLAS_CORETYPE LD_PRELOAD=$TCMALLOC /usr/bin/python3 dev/bench/bench_gpt2_torch.py \
+            --depth "$D" -b "$B" -t "$T" --steps "$STEPS" --threads "$THREADS" | sed -n 's/^result: //p')
+        rows+=("PyTorch + tcmalloc + AVX-512|$tm|$tcpu|$trss")
+    else
+        echo "B$B T$T: PyTorch skipped, it needs about $need_torch GiB and $(avail_gib) GiB is available" | tee -a "$WORK/txt"
+    fi
+    for row in "${rows[@]}"; do
         IFS='|' read -r prog m cpu rss <<<"$row"
         awk -v n="B$B T$T" -v p="$prog" -v m="$m" -v c="$cpu" -v f="$FLOPS" -v r="$rss" -v o="$om" -v pk="$PEAK" \
             -v txt="$WORK/txt" -v md="$WORK/md" 'BEGIN {
