@@ -780,6 +780,27 @@ int gpt2_generate(const GPT2 *model, KVCache *kv, const int *prompt, int prompt_
 }
 
 // ----------------------------------------------------------------------------
+// resuming: what a resume record (state_<step>.json at path) holds for the
+// GPT-2 trainer alone, checked: the training loader's position and the
+// sampler's generator (run_resume_check_state checked the rest)
+#include "data/shards.h"
+#include "run/run.h"
+
+static void gpt2_resume_data(const cJSON *state, const char *path, TokenLoader *train_loader, Rng *sample_rng) {
+    const cJSON *pos = cJSON_GetObjectItemCaseSensitive(state, "train_loader");
+    if (!cJSON_IsObject(pos)) fail("%s: missing \"train_loader\"", path);
+    uint64_t shard = json_get_u64(pos, "shard", path), offset = json_get_u64(pos, "offset", path),
+             epoch = json_get_u64(pos, "epoch", path);
+    if (shard > INT64_MAX || offset > INT64_MAX || epoch > INT64_MAX)
+        fail("%s: the \"train_loader\" position is out of range", path);
+    TokenLoaderPos tp = {(int64_t)shard, (int64_t)offset, (int64_t)epoch};
+    token_loader_set_pos(train_loader, tp);
+    sample_rng->state = json_get_u64(state, "sample_rng", path);
+    if (sample_rng->state == 0)
+        fail("%s: \"sample_rng\" is 0, which no run writes (the generator's state is never 0)", path);
+}
+
+// ----------------------------------------------------------------------------
 // the training run
 #ifndef TESTING
 #include <glob.h>
@@ -1296,17 +1317,7 @@ int main(int argc, char **argv) {
     if (resume_state) {
         run_resume_optimizer(&run, opt, resume_optim);
         const char *path = run.state_path;
-        const cJSON *pos = cJSON_GetObjectItemCaseSensitive(resume_state, "train_loader");
-        if (!cJSON_IsObject(pos)) fail("%s: missing \"train_loader\"", path);
-        uint64_t shard = json_get_u64(pos, "shard", path), offset = json_get_u64(pos, "offset", path),
-                 epoch = json_get_u64(pos, "epoch", path);
-        if (shard > INT64_MAX || offset > INT64_MAX || epoch > INT64_MAX)
-            fail("%s: the \"train_loader\" position is out of range", path);
-        TokenLoaderPos tp = {(int64_t)shard, (int64_t)offset, (int64_t)epoch};
-        token_loader_set_pos(&train_loader, tp);
-        sample_rng.state = json_get_u64(resume_state, "sample_rng", path);
-        if (sample_rng.state == 0)
-            fail("%s: \"sample_rng\" is 0, which no run writes (the generator's state is never 0)", path);
+        gpt2_resume_data(resume_state, path, &train_loader, &sample_rng);
         elapsed_before = json_get_number(resume_state, "elapsed_s", path);
         cJSON_Delete(resume_state);
         printf("resume: continuing from step %ld of %s\n", run.start_step, rc.out_dir);

@@ -45,13 +45,124 @@ int fuzz_fclose(FILE *f) {
     for (int i = 0; i < 16; i++) if (fuzz_files[i] == f) fuzz_files[i] = NULL;
     return (fclose)(f);
 }
+
+// The live blocks of the current input: an open-addressing hash set (linear
+// probing, deletion by backward shift). Keys are stored inverted so that
+// LeakSanitizer does not take the set for a reference to the blocks.
+static uintptr_t *fuzz_blocks;
+static size_t fuzz_blocks_cap, fuzz_blocks_count;
+static int fuzz_failed; // fail() ran since the input started
+
+static size_t fuzz_slot(uintptr_t key) { return (size_t)((key >> 4) * 0x9E3779B97F4A7C15ull) & (fuzz_blocks_cap - 1); }
+
+static void fuzz_insert(void *p) {
+    if (!p) return;
+    if (2 * (fuzz_blocks_count + 1) > fuzz_blocks_cap) {
+        uintptr_t *old = fuzz_blocks;
+        size_t old_cap = fuzz_blocks_cap;
+        fuzz_blocks_cap = old_cap ? 2 * old_cap : 1024;
+        fuzz_blocks = (calloc)(fuzz_blocks_cap, sizeof(uintptr_t));
+        if (!fuzz_blocks) abort();
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i]) {
+                size_t j = fuzz_slot(old[i]);
+                while (fuzz_blocks[j]) j = (j + 1) & (fuzz_blocks_cap - 1);
+                fuzz_blocks[j] = old[i];
+            }
+        (free)(old);
+    }
+    uintptr_t key = ~(uintptr_t)p;
+    size_t j = fuzz_slot(key);
+    while (fuzz_blocks[j]) j = (j + 1) & (fuzz_blocks_cap - 1);
+    fuzz_blocks[j] = key;
+    fuzz_blocks_count++;
+}
+
+// 1 if p was a block of the input (now removed from the set)
+static int fuzz_remove(void *p) {
+    if (!p || !fuzz_blocks_count) return 0;
+    uintptr_t key = ~(uintptr_t)p;
+    size_t mask = fuzz_blocks_cap - 1, j = fuzz_slot(key);
+    while (fuzz_blocks[j] && fuzz_blocks[j] != key) j = (j + 1) & mask;
+    if (!fuzz_blocks[j]) return 0;
+    fuzz_blocks[j] = 0;
+    fuzz_blocks_count--;
+    // shift back the entries of the probe run after the hole that may belong before it
+    for (size_t k = (j + 1) & mask; fuzz_blocks[k]; k = (k + 1) & mask) {
+        size_t home = fuzz_slot(fuzz_blocks[k]);
+        if (((k - home) & mask) >= ((k - j) & mask)) {
+            fuzz_blocks[j] = fuzz_blocks[k];
+            fuzz_blocks[k] = 0;
+            j = k;
+        }
+    }
+    return 1;
+}
+
+void *fuzz_malloc(size_t n) {
+    void *p = (malloc)(n);
+    if (fuzz_fail_jump) fuzz_insert(p);
+    return p;
+}
+void *fuzz_calloc(size_t count, size_t n) {
+    void *p = (calloc)(count, n);
+    if (fuzz_fail_jump) fuzz_insert(p);
+    return p;
+}
+void *fuzz_realloc(void *p, size_t n) {
+    int ours = fuzz_remove(p);
+    void *q = (realloc)(p, n);
+    if (!q && n) { if (ours) fuzz_insert(p); return q; } // p is still live
+    if (ours || (!p && fuzz_fail_jump)) fuzz_insert(q);
+    return q;
+}
+void fuzz_free(void *p) {
+    fuzz_remove(p);
+    (free)(p);
+}
+void fuzz_new_input(void) {
+    for (size_t i = 0; i < fuzz_blocks_cap; i++) {
+        if (fuzz_blocks[i] && fuzz_failed) (free)((void *)~fuzz_blocks[i]);
+        fuzz_blocks[i] = 0;
+    }
+    fuzz_blocks_count = 0;
+    fuzz_failed = 0;
+}
+static void fuzz_cjson_free(void *p) { fuzz_free(p); }
+static void *fuzz_cjson_malloc(size_t n) { return fuzz_malloc(n); }
+__attribute__((constructor)) static void fuzz_cjson_hooks(void) {
+    cJSON_Hooks hooks = {fuzz_cjson_malloc, fuzz_cjson_free};
+    cJSON_InitHooks(&hooks);
+}
+
+static struct { void *p; void (*release)(void *); } fuzz_held[16];
+void fuzz_hold(void *p, void (*release)(void *)) {
+    for (int i = 0; i < 16; i++)
+        if (!fuzz_held[i].p) { fuzz_held[i].p = p; fuzz_held[i].release = release; return; }
+    abort(); // a harness holding more than 16 things at once is a bug of the harness
+}
+void fuzz_let_go(void *p) {
+    for (int i = 0; i < 16; i++) if (fuzz_held[i].p == p) fuzz_held[i].p = NULL;
+}
 #endif
 
 void fail(const char *fmt, ...) {
 #ifdef FUZZING
-    (void)fmt;
+    static int verbose = -1; // FUZZ_VERBOSE=1 prints why an input was refused (for seeds and crashes)
+    if (verbose < 0) verbose = getenv("FUZZ_VERBOSE") != NULL;
+    if (verbose) {
+        va_list vp;
+        va_start(vp, fmt);
+        fputs("refused: ", stderr);
+        vfprintf(stderr, fmt, vp);
+        fputc('\n', stderr);
+        va_end(vp);
+    }
     for (int i = 0; i < 16; i++) if (fuzz_files[i]) { (fclose)(fuzz_files[i]); fuzz_files[i] = NULL; }
+    for (int i = 0; i < 16; i++)
+        if (fuzz_held[i].p) { fuzz_held[i].release(fuzz_held[i].p); fuzz_held[i].p = NULL; }
     for (int i = 0; i < FAIL_CLEANUP_MAX; i++) cleanup_paths[i][0] = '\0';
+    fuzz_failed = 1;
     if (fuzz_fail_jump) longjmp(*fuzz_fail_jump, 1);
 #endif
     fflush(stdout);

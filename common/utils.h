@@ -20,11 +20,38 @@ void fail(const char *fmt, ...);
 // The libFuzzer harnesses (fuzz/) build everything with -DFUZZING: fail()
 // then prints nothing, closes the files fopen_or_fail opened and jumps to
 // *fuzz_fail_jump (when set) instead of exiting, so that a refused input is
-// just the next input. fclose goes through fuzz_fclose to keep the count.
+// just the next input (FUZZ_VERBOSE=1 prints the message first). fclose goes
+// through fuzz_fclose to keep the count.
+//
+// What a refused input allocated is freed when the next input starts
+// (fuzz_new_input, called by fuzz/fuzz.h): while *fuzz_fail_jump is set,
+// malloc, calloc, realloc and free of our code and cJSON's go through the
+// fuzz_ functions, which keep the live blocks of the input; after a fail()
+// they are freed, after an accepted input forgotten (a block still live then
+// is a real leak, for LeakSanitizer to report at exit).
 #include <setjmp.h>
+#include <stdlib.h>
 extern jmp_buf *fuzz_fail_jump;
 int fuzz_fclose(FILE *f);
 #define fclose(f) fuzz_fclose(f)
+void *fuzz_malloc(size_t n);
+void *fuzz_calloc(size_t count, size_t n);
+void *fuzz_realloc(void *p, size_t n);
+void fuzz_free(void *p);
+void fuzz_new_input(void);
+#define malloc(n) fuzz_malloc(n)
+#define calloc(c, n) fuzz_calloc(c, n)
+#define realloc(p, n) fuzz_realloc(p, n)
+#define free(p) fuzz_free(p)
+// Other things a loader holds while it may fail (a gzFile...): fail()
+// releases what is held.
+void fuzz_hold(void *p, void (*release)(void *));
+void fuzz_let_go(void *p);
+#define FUZZ_HOLD(p, release) fuzz_hold((p), (release))
+#define FUZZ_LET_GO(p) fuzz_let_go(p)
+#else
+#define FUZZ_HOLD(p, release) ((void)0)
+#define FUZZ_LET_GO(p) ((void)0)
 #endif
 
 // print "warning: <formatted message>"

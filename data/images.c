@@ -151,6 +151,10 @@ static void gz_expect_end(gzFile g, const char *path) {
     if (gzread(g, &extra, 1) > 0) fail("%s has trailing bytes after the data its header describes", path);
 }
 
+#ifdef FUZZING
+static void gz_release(void *g) { gzclose((gzFile)g); }
+#endif
+
 // a regular file only (a FIFO would block gzopen); *size gets its size in bytes
 static gzFile gz_open_or_fail(const char *path, size_t *size) {
     char err[1200];
@@ -162,7 +166,13 @@ static gzFile gz_open_or_fail(const char *path, size_t *size) {
     errno = 0;
     gzFile g = gzdopen(fd, "rb");
     if (!g) fail("cannot open %s for reading: %s", path, errno ? strerror(errno) : "zlib error");
+    FUZZ_HOLD(g, gz_release);
     return g;
+}
+
+static void gz_close(gzFile g) {
+    FUZZ_LET_GO(g);
+    gzclose(g);
 }
 
 // deflate expands at most 1032:1, and a plain file holds what it holds: a
@@ -229,12 +239,12 @@ void image_set_load_idx(ImageSet *set, const char *images_path, const char *labe
     // idx stores images row-major, which is CHW for one channel
     gz_read_exact(gi, set->pixels, (size_t)n * rows * cols, images_path);
     gz_expect_end(gi, images_path);
-    gzclose(gi);
+    gz_close(gi);
 
     uint8_t *raw = malloc_or_fail(n, "idx labels");
     gz_read_exact(gl, raw, n, labels_path);
     gz_expect_end(gl, labels_path);
-    gzclose(gl);
+    gz_close(gl);
     for (uint32_t i = 0; i < n; i++) {
         if (raw[i] >= num_classes)
             fail("%s: label %u of image %u is out of range (%d classes)", labels_path, raw[i], i, num_classes);
@@ -267,8 +277,8 @@ void image_set_fashion_mnist_header(ImageSet *set, const char *dir, const char *
     fashion_mnist_paths(dir, split, images, labels, sizeof(images));
     gzFile gi, gl;
     idx_open(set, images, labels, 10, &gi, &gl);
-    gzclose(gi);
-    gzclose(gl);
+    gz_close(gi);
+    gz_close(gl);
 }
 
 // ---------------------------------------------------------------------------
