@@ -299,16 +299,136 @@ void *calloc_or_fail(size_t count, size_t size, const char *what) {
     return p;
 }
 
+// ---------------------------------------------------------------------------
+// the memory available
+
+static int read_u64(const char *path, unsigned long long *out) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int ok = fscanf(f, "%llu", out) == 1; // "max" (cgroup v2: no limit) does not parse
+    fclose(f);
+    return ok;
+}
+
+// The cgroup at root+path and every one above it up to root: where a limit
+// is set, what it leaves (limit - usage) replaces *avail when smaller.
+static void cgroup_walk(const char *root, const char *path, const char *limit_name, const char *usage_name,
+                        size_t *avail, char *source, size_t len) {
+    char rel[512];
+    snprintf(rel, sizeof(rel), "%s", path);
+    for (;;) {
+        char limit_path[1100], usage_path[1100];
+        snprintf(limit_path, sizeof(limit_path), "%s%s/%s", root, strcmp(rel, "/") == 0 ? "" : rel, limit_name);
+        snprintf(usage_path, sizeof(usage_path), "%s%s/%s", root, strcmp(rel, "/") == 0 ? "" : rel, usage_name);
+        unsigned long long limit, usage;
+        // v1 writes "no limit" as a huge number (PAGE_COUNTER_MAX pages)
+        if (read_u64(limit_path, &limit) && limit < (1ULL << 60) && read_u64(usage_path, &usage)) {
+            size_t left = limit > usage ? (size_t)(limit - usage) : 0;
+            if (left < *avail) {
+                *avail = left;
+                char a[32], b[32];
+                snprintf(source, len, "%s %s minus %s %s", limit_path, format_bytes((double)limit, a, sizeof(a)),
+                         usage_name, format_bytes((double)usage, b, sizeof(b)));
+            }
+        }
+        char *slash = strrchr(rel, '/');
+        if (!slash || strcmp(rel, "/") == 0) break;
+        if (slash == rel) slash[1] = '\0'; else *slash = '\0';
+    }
+}
+
+int memory_available(size_t *bytes, char *source, size_t len) {
+    // cgroup v2 alone is mounted on /sys/fs/cgroup; beside v1, on /sys/fs/cgroup/unified
+    const char *v2 = file_exists("/sys/fs/cgroup/cgroup.controllers") ? "/sys/fs/cgroup" : "/sys/fs/cgroup/unified";
+    return memory_available_from(bytes, "/proc/meminfo", "/proc/self/cgroup", "/sys/fs/cgroup/memory", v2, source, len);
+}
+
+int memory_available_from(size_t *bytes, const char *meminfo, const char *cgroups, const char *v1_root,
+                          const char *v2_root, char *source, size_t len) {
+    size_t avail = SIZE_MAX; // unknown until a figure is read
+    snprintf(source, len, "unknown");
+    FILE *f = fopen(meminfo, "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb;
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+                avail = (size_t)kb * 1024;
+                snprintf(source, len, "MemAvailable");
+            }
+        fclose(f);
+    }
+    f = fopen(cgroups, "r");
+    if (f) {
+        char line[1024];
+        while (fgets(line, sizeof(line), f)) {
+            line[strcspn(line, "\n")] = '\0';
+            char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+            if (!c2) continue;
+            *c2 = '\0';
+            const char *controllers = c1 + 1, *path = c2 + 1;
+            if (controllers[0] == '\0') { // v2
+                cgroup_walk(v2_root, path, "memory.max", "memory.current", &avail, source, len);
+                continue;
+            }
+            char list[256];
+            snprintf(list, sizeof(list), ",%s,", controllers);
+            if (strstr(list, ",memory,"))
+                cgroup_walk(v1_root, path, "memory.limit_in_bytes", "memory.usage_in_bytes", &avail, source, len);
+        }
+        fclose(f);
+    }
+    *bytes = avail;
+    return avail != SIZE_MAX;
+}
+
 // Big buffers: mmap gives page-aligned zeroed memory; MADV_HUGEPAGE asks for
 // 2 MiB pages (THP is in madvise mode here). We keep the mapping length in a
 // 64-byte header so free_big can munmap it.
+//
+// The pages are committed at once, a chunk at a time: each chunk is checked
+// against what the machine or our memory cgroup still has (memory_available),
+// keeping BIG_COMMIT_RESERVE free for stacks, small allocations and page
+// tables, then populated (MADV_POPULATE_WRITE; a write per page where the
+// kernel lacks it). A run that cannot fit thus stops with one line naming the
+// buffer instead of being killed without a word (SIGKILL, exit 137) by the OOM
+// killer when a page is first written mid-run. The fuzz harnesses (FUZZING)
+// leave the pages uncommitted: a crafted header may declare gigabytes that
+// the loader then refuses.
 #define BIG_HEADER 64
+#define BIG_COMMIT_CHUNK ((size_t)64 << 20)
+#define BIG_COMMIT_RESERVE ((size_t)16 << 20)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 // Linux 5.14
+#endif
+static void commit_pages(char *base, size_t total, const char *what) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    for (size_t at = 0; at < total; at += BIG_COMMIT_CHUNK) {
+        size_t n = total - at < BIG_COMMIT_CHUNK ? total - at : BIG_COMMIT_CHUNK;
+        size_t avail;
+        char source[1400];
+        if (memory_available(&avail, source, sizeof(source)) && avail < add_size_or_fail(n, BIG_COMMIT_RESERVE, what)) {
+            munmap(base, total);
+            char a[32], b[32], c[32];
+            fail("out of memory: %s (%s) does not fit: %s of it still to commit but %s available (%s), of which "
+                 "%s is kept free; the memory plan (--memory-plan-only 1) says what fits",
+                 what, format_bytes((double)total, a, sizeof(a)), format_bytes((double)(total - at), b, sizeof(b)),
+                 format_bytes((double)avail, c, sizeof(c)), source, "16 MiB");
+        }
+        if (madvise(base + at, n, MADV_POPULATE_WRITE) != 0)
+            for (size_t i = 0; i < n; i += page) ((volatile char *)base)[at + i] = 0;
+    }
+}
+
 void *alloc_big(size_t bytes, const char *what) {
     size_t total = add_size_or_fail(bytes, BIG_HEADER, what);
     void *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED) fail("out of memory mapping %zu bytes for %s", bytes, what);
 #ifdef MADV_HUGEPAGE
     if (total >= (2u << 20)) madvise(base, total, MADV_HUGEPAGE);
+#endif
+#ifndef FUZZING
+    commit_pages(base, total, what);
 #endif
     *(size_t *)base = total;
     return (char *)base + BIG_HEADER;

@@ -91,10 +91,24 @@ void check_range_or_fail(const char *file, const char *field, long long value, l
 void *malloc_or_fail(size_t bytes, const char *what);
 void *calloc_or_fail(size_t count, size_t size, const char *what);
 
+// Memory this process may still take, in bytes, into *bytes: /proc/meminfo's
+// MemAvailable, or a memory cgroup's limit minus its usage (v1
+// memory.limit_in_bytes, v2 memory.max, at every level up from ours) when that
+// is smaller. source receives where the figure came from. Returns 0 when
+// nothing could be read.
+int memory_available(size_t *bytes, char *source, size_t len);
+// The same from other files (for tests): a meminfo file, a /proc/<pid>/cgroup
+// file, and where the v1 memory hierarchy and the v2 one are mounted.
+int memory_available_from(size_t *bytes, const char *meminfo, const char *cgroups, const char *v1_root,
+                          const char *v2_root, char *source, size_t len);
+
 // Allocation for big long-lived buffers (parameters, gradients, optimizer
 // state, activations): 64-byte aligned, zeroed, and backed by transparent huge
 // pages where the kernel allows (first touch of a 4 KiB page costs ~11 us on
-// this machine; a 2 MiB page amortises it). Free with free_big.
+// this machine; a 2 MiB page amortises it). Its pages are committed (written)
+// before it returns, each chunk checked against memory_available first: a
+// buffer that does not fit fails with one line naming `what` rather than an
+// OOM kill later. Free with free_big.
 float *alloc_big_floats(size_t count, const char *what);
 void *alloc_big(size_t bytes, const char *what);
 void free_big(void *p);
