@@ -121,6 +121,8 @@ void fuzz_free(void *p) {
     (free)(p);
 }
 void fuzz_new_input(void) {
+    // files still open are a loader's long-lived ones (fail() closed those of a refused input)
+    for (int i = 0; i < 16; i++) fuzz_files[i] = NULL;
     for (size_t i = 0; i < fuzz_blocks_cap; i++) {
         if (fuzz_blocks[i] && fuzz_failed) (free)((void *)~fuzz_blocks[i]);
         fuzz_blocks[i] = 0;

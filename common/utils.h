@@ -28,7 +28,9 @@ void fail(const char *fmt, ...);
 // malloc, calloc, realloc and free of our code and cJSON's go through the
 // fuzz_ functions, which keep the live blocks of the input; after a fail()
 // they are freed, after an accepted input forgotten (a block still live then
-// is a real leak, for LeakSanitizer to report at exit).
+// is a real leak, for LeakSanitizer to report at exit). So are the files:
+// one still open when the next input starts is a loader's long-lived file,
+// which a later fail() must not close behind its back.
 #include <setjmp.h>
 #include <stdlib.h>
 extern jmp_buf *fuzz_fail_jump;

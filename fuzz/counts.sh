@@ -1,8 +1,21 @@
 #!/bin/bash
-# The executions each harness has run, summed over the runs of fuzz/runs.tsv
-# that ended cleanly (exit 0), with the number of such runs and the last commit.
+# The executions each harness has run, summed over the runs recorded in
+# fuzz/runs.tsv (fuzz/run.sh) that ended cleanly (exit 0): printed, and
+# written as the table fuzz/counts.md. Runs that did not end cleanly are
+# counted apart: exit 1 found a crash, hang, leak or OOM (its input goes to
+# fuzz/regressions/ once fixed); other statuses were stopped from outside.
 cd "$(dirname "$0")/.."
-awk -F'\t' 'NR > 1 && $6 == 0 { n[$3] += $4; r[$3]++; s[$3] += $5; c[$3] = $2 }
-            END { printf "%-22s %14s %6s %8s  %s\n", "harness", "executions", "runs", "seconds", "last commit";
-                  for (h in n) printf "%-22s %14d %6d %8d  %s\n", h, n[h], r[h], s[h], c[h] }' fuzz/runs.tsv |
-    (read -r header; echo "$header"; sort)
+[ -f fuzz/runs.tsv ] || { echo "no fuzz runs recorded yet (fuzz/runs.tsv)"; exit 0; }
+table=$(awk -F'\t' 'NR > 1 && $6 == 0 { n[$3] += $4; r[$3]++; s[$3] += $5; c[$3] = $2 }
+    NR > 1 && $6 == 1 { bad[$3]++ }
+    NR > 1 && $6 != 0 && $6 != 1 { stop[$3]++ }
+    END { for (h in n) printf "| `%s` | %d | %d | %d | %d | %d | %s |\n", h, n[h], r[h], s[h], bad[h], stop[h], c[h] }' fuzz/runs.tsv | sort)
+{
+    echo "Executions of each libFuzzer harness under ASan + UBSan, summed over its clean runs in"
+    echo "\`fuzz/runs.tsv\` (written by \`fuzz/counts.sh\`, \`make fuzz-counts\`)."
+    echo
+    echo "| harness | executions | clean runs | seconds | runs that found a crash | runs stopped | last commit |"
+    echo "|---|---:|---:|---:|---:|---:|---|"
+    echo "$table"
+} > fuzz/counts.md
+cat fuzz/counts.md

@@ -37,20 +37,28 @@ FUZZ_SRC_image_file := data/images.c common/utils.c
 
 
 
+# the commit a harness was built from (fuzz/run.sh records it), +dirty when
+# the sources differed from it
+FUZZ_COMMIT = echo "$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git status --porcelain \
+              --untracked-files=no -- common data optim run nn fuzz train_gpt2.c train_vit.c ':!fuzz/runs.tsv' \
+              ':!fuzz/counts.md' 2>/dev/null | grep -q . && echo +dirty)"
+
 .PHONY: fuzz
 build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(wildcard */*.c */*.h *.c) | deps/.setup-done
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_SRC_$*) -o $@ -lcjson -lz -lm -lstb
+	@$(FUZZ_COMMIT) > $@.commit
 # one optimizer-state harness per optimizer, each linked with its optimizer
 build/fuzz/fuzz_optim_state_%: fuzz/fuzz_optim_state.c fuzz/fuzz.h fuzz/fuzz_model.h $(wildcard */*.c */*.h *.c) \
                                | deps/.setup-done
 	@mkdir -p build/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $< optim/optim.c optim/$*.c common/utils.c -o $@ -lcjson -lz -lm -lstb
+	@$(FUZZ_COMMIT) > $@.commit
 
 fuzz: $(addprefix build/fuzz/fuzz_,$(FUZZ))
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) bash fuzz/run.sh $(FUZZ)
 
-# the executions of every harness so far (fuzz/runs.tsv)
+# the executions of every harness so far (fuzz/runs.tsv), also written to fuzz/counts.md
 .PHONY: fuzz-counts fuzz-seeds
 fuzz-counts:
 	@bash fuzz/counts.sh

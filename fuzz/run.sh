@@ -5,8 +5,8 @@
 # Each starts from fuzz/seeds/<name>/ and the corpus it grew before
 # (build/fuzz/corpus/<name>/); a crash, hang, leak or OOM goes to
 # build/fuzz/crashes/<name>-*, and the run stops with exit 1. Every run appends
-# one line to fuzz/runs.tsv (UTC time, commit, harness, executions, seconds,
-# exit status); fuzz/counts.sh sums them per harness.
+# one line to fuzz/runs.tsv (UTC time, the commit the harness was built from,
+# harness, executions, seconds, exit status); fuzz/counts.sh sums them per harness.
 #
 # FUZZ_RUNS is run in processes of at most FUZZ_CHUNK executions (default
 # 250000): a refused input jumps out of the loader (fail() under FUZZING)
@@ -16,8 +16,6 @@ cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
 runs=${FUZZ_RUNS:-0}
 chunk=${FUZZ_CHUNK:-250000}
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -n "$(git status --porcelain -- fuzz common data optim run nn train_gpt2.c train_vit.c 2>/dev/null)" ] && commit="$commit+dirty"
 mkdir -p build/fuzz/crashes
 [ -f fuzz/runs.tsv ] || printf 'utc\tcommit\tharness\texecutions\tseconds\texit\n' > fuzz/runs.tsv
 
@@ -33,6 +31,7 @@ for f in "$@"; do
     bin=build/fuzz/fuzz_$f
     [ -x "$bin" ] || { echo "error: $bin not built (make build/fuzz/fuzz_$f)"; exit 1; }
     mkdir -p build/fuzz/corpus/$f
+    commit=$(cat "$bin.commit" 2>/dev/null || echo unknown) # the commit it was built from (fuzz/fuzz.mk)
     total=0
     t0=$(date +%s)
     status=0
