@@ -79,6 +79,19 @@ def image(fmt, mode, size):
     return out.getvalue()
 
 
+def undefined_huffman_jpeg(jpeg):
+    """A baseline JPEG whose first scan component uses DC and AC tables 2, which
+    no DHT segment defines (stb_image then decoded with a table of whatever the
+    heap held: an assert, found by fuzz_image_file, or reads out of bounds)"""
+    d = bytearray(jpeg)
+    i = 2
+    while d[i + 1] != 0xDA:  # walk the segments to the start of scan
+        i += 2 + (d[i + 2] << 8 | d[i + 3])
+    assert d[i + 4] == 3 and d[i + 5] == 1  # three components, the first is Y
+    d[i + 6] = 0x22
+    return bytes(d)
+
+
 def main():
     tokens = [bytes([b]) for b in range(256)] + [b"he", b"llo", b" world", b"<|endoftext|>"]
     put("tokenizer_llmc", "small.bin", llmc_tokenizer(tokens, 259))
@@ -110,6 +123,9 @@ def main():
     put("image_file", "rgb.bmp", image("BMP", "RGB", (5, 3)))
     put("image_file", "rgb.jpg", image("JPEG", "RGB", (8, 6)))
     put("image_file", "grey.jpg", image("JPEG", "L", (4, 4)))
+    os.makedirs("fuzz/regressions/image_file", exist_ok=True)
+    with open("fuzz/regressions/image_file/crafted_undefined_huffman.jpg", "wb") as f:
+        f.write(undefined_huffman_jpeg(image("JPEG", "RGB", (8, 6))))
 
 
 if __name__ == "__main__":
