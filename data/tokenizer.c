@@ -625,6 +625,12 @@ Tokenizer *tokenizer_load_llmc(const char *path) {
     if (n == 0 || n > (1u << 24)) fail("%s: implausible vocabulary size %u", path, n);
     if (eot >= n) fail("%s: EOT id %u is outside the vocabulary of %u tokens", path, eot, n);
     size_t body = size - sizeof(header);
+    // each token takes at least 2 bytes (its length and one byte): a header
+    // announcing more than the file can hold is refused before the tables are
+    // allocated (a 1 KiB file could ask for 64 MiB of offsets)
+    if ((uint64_t)n * 2 > body)
+        fail("%s is truncated: %u tokens need at least %llu bytes after the header, it has %zu", path, n,
+             (unsigned long long)n * 2, body);
     unsigned char *raw = malloc_or_fail(body, "tokenizer file");
     if (body > 0) fread_or_fail(raw, 1, body, f, path);
     fclose(f);
