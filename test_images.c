@@ -706,6 +706,24 @@ static void test_jpeg_undefined_table(void) {
     }
 }
 
+// A JPEG with a Huffman table of more than 256 codes (the fuzzer's find, in
+// fuzz/regressions/image_file/): stb_image wrote past the table before it
+// complained ("bad code lengths"); now refused before stb reads it.
+static void test_jpeg_oversized_table(void) {
+    char root[1024], dir[1100], path[1200];
+    snprintf(root, sizeof(root), "%s/dht_over_256", g_tmp);
+    snprintf(dir, sizeof(dir), "%s/c", root);
+    snprintf(path, sizeof(path), "%s/u.jpg", dir);
+    mkdir_or_die(root);
+    mkdir_or_die(dir);
+    size_t n;
+    uint8_t *bytes = read_bytes("fuzz/regressions/image_file/fuzzer_dht_over_256_codes.jpg", &n);
+    write_bytes(path, bytes, n);
+    free(bytes);
+    // the DHT marker is at byte 43; its table at 47 counts 0+1+5+1+1+1+1+1+1+0+0+0+50+50+255+192 codes
+    expect_fail("folder", root, "3", "u.jpg: a JPEG Huffman table at byte 47 declares 559 codes", "more than the 256");
+}
+
 static void test_folder(void) {
     char root[1024], p[1024];
     make_folder(tp(root, "fold"));
@@ -1774,6 +1792,7 @@ int main(int argc, char **argv) {
     printf("test_images: image folders and prepare_images\n");
     test_folder();
     test_jpeg_undefined_table();
+    test_jpeg_oversized_table();
     printf("test_images: shards\n");
     test_shards();
     printf("test_images: loader\n");

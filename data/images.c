@@ -584,6 +584,43 @@ static uint8_t *read_image_file(const char *path, size_t *size, char *err, size_
     return buf;
 }
 
+// Debian's stb_image builds a JPEG Huffman table from its 16 code counts
+// without checking that they add up to at most 256, the table's size: a DHT
+// segment declaring more writes past the table, over the decoder's state
+// (found by fuzz/fuzz_image_file). So before stb sees a JPEG, every DHT
+// segment it would read is checked here, walking the file as stb does:
+// segments skipped by their length, and between them (scan data, junk) each
+// 0xFF followed by a marker byte taken as the next marker (0xFF00 is stuffing,
+// RSTn and fill bytes carry no length). Returns 0 with a message in err for
+// a table of more than 256 codes; anything else is left to stb.
+static int jpeg_huffman_counts_ok(const uint8_t *b, size_t n, const char *path, char *err, size_t errlen) {
+    size_t i = 2; // after SOI
+    while (i + 1 < n) {
+        if (b[i] != 0xFF || b[i + 1] == 0xFF) { i++; continue; } // data, junk, fill bytes
+        uint8_t m = b[i + 1];
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) { i += 2; continue; } // stuffing, TEM, RSTn, SOI
+        if (m == 0xD9 || i + 4 > n) break; // EOI
+        size_t len = (size_t)b[i + 2] << 8 | b[i + 3];
+        if (m == 0xC4) { // DHT: tables of a class/id byte, 16 counts, then the values
+            long left = (long)len - 2;
+            size_t p = i + 4;
+            while (left > 0 && p + 17 <= n) {
+                int codes = 0;
+                for (int k = 1; k <= 16; k++) codes += b[p + k];
+                if (codes > 256) {
+                    snprintf(err, errlen, "image %s: a JPEG Huffman table at byte %zu declares %d codes, more than the 256 "
+                             "a table holds (a corrupt or crafted file)", path, p, codes);
+                    return 0;
+                }
+                p += 17 + (size_t)codes;
+                left -= 17 + codes;
+            }
+        }
+        i += 2 + len;
+    }
+    return 1;
+}
+
 // decode one image file into its CHW slot; on failure writes a message to err
 // and returns 0
 static int decode_image(const char *path, int channels, int height, int width, ResizeMode mode,
@@ -591,6 +628,10 @@ static int decode_image(const char *path, int channels, int height, int width, R
     size_t size;
     uint8_t *file = read_image_file(path, &size, err, errlen);
     if (!file) return 0;
+    if (size >= 2 && file[0] == 0xFF && file[1] == 0xD8 && !jpeg_huffman_counts_ok(file, size, path, err, errlen)) {
+        free(file);
+        return 0;
+    }
     int w, h, n;
     if (!stbi_info_from_memory(file, (int)size, &w, &h, &n)) {
         snprintf(err, errlen, "cannot decode image %s: %s", path, stbi_failure_reason());
