@@ -722,6 +722,11 @@ static void test_jpeg_oversized_table(void) {
     free(bytes);
     // the DHT marker is at byte 43; its table at 47 counts 0+1+5+1+1+1+1+1+1+0+0+0+50+50+255+192 codes
     expect_fail("folder", root, "3", "u.jpg: a JPEG Huffman table at byte 47 declares 559 codes", "more than the 256");
+    // a table whose counts run past the end of the file (stb reads 0 there): d9 f7 6d 9f ff d9 at byte 125
+    bytes = read_bytes("fuzz/regressions/image_file/fuzzer_dht_counts_past_end.jpg", &n);
+    write_bytes(path, bytes, n);
+    free(bytes);
+    expect_fail("folder", root, "3", "u.jpg: a JPEG Huffman table at byte 124 declares 1204 codes", "more than the 256");
 }
 
 static void test_folder(void) {

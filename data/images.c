@@ -604,9 +604,9 @@ static int jpeg_huffman_counts_ok(const uint8_t *b, size_t n, const char *path, 
         if (m == 0xC4) { // DHT: tables of a class/id byte, 16 counts, then the values
             long left = (long)len - 2;
             size_t p = i + 4;
-            while (left > 0 && p + 17 <= n) {
-                int codes = 0;
-                for (int k = 1; k <= 16; k++) codes += b[p + k];
+            while (left > 0 && p < n) {
+                int codes = 0; // stb reads a byte past the end as 0
+                for (int k = 1; k <= 16 && p + k < n; k++) codes += b[p + k];
                 if (codes > 256) {
                     snprintf(err, errlen, "image %s: a JPEG Huffman table at byte %zu declares %d codes, more than the 256 "
                              "a table holds (a corrupt or crafted file)", path, p, codes);
