@@ -2,8 +2,9 @@
 // -y 1 reads it (ckpt_read_state, run/run.c), checked against the run's flags
 // (run_resume_check_state), then the GPT-2 trainer's own keys
 // (gpt2_resume_data, train_gpt2.c): the loader's position in two token shards
-// of 40 and 25 tokens, where the next two batches are then read, and the
-// sampler's generator. The record is named state_00000007.json.
+// of 40 and 25 tokens read shuffled (seed 42), where the next two batches are
+// then read, and the sampler's generator. The record is named
+// state_00000007.json.
 #define TESTING
 #include "train_gpt2.c"
 #include "fuzz/fuzz.h"
@@ -25,7 +26,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     rc.B = 2;
     rc.T = 4;
     rc.grad_accum = 3;
-    token_loader_init(&loader, pattern, rc.B, rc.T, 50257);
+    TokenLoaderOptions opt = {SHARD_FORMAT_LLMC, 1, 42};
+    token_loader_open(&loader, pattern, rc.B, rc.T, 50257, &opt);
     return 0;
 }
 
@@ -43,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         run_resume_check_state(&run, state, 7);
         if (run.start_step != 7 || run.nan_skipped < 0 || run.nan_skipped > 7) abort();
         Rng sample_rng;
-        gpt2_resume_data(state, path, &loader, &sample_rng);
+        gpt2_resume_data(state, path, &run, &rc, &loader, &sample_rng);
         int in[8], tg[8];
         token_loader_next(&loader, in, tg);
         token_loader_next(&loader, in, tg);

@@ -105,7 +105,8 @@ def main():
         "h0.mlp.fcw": [0, 1], "h0.mlp.projw": None, "lnfw": [0]}, indent=2).encode())
     put("slimadam_rules", "empty.json", b"{}\n")
 
-    state = {"train_loader": {"shard": "1", "offset": "12", "epoch": "3"}, "sample_rng": "88172645463325252",
+    state = {"train_loader": {"shard": "1", "batch": "1", "epoch": "2", "shuffle": True, "shuffle_seed": "42"},
+             "sample_rng": "88172645463325252",
              "step": 7, "optimizer": "adamw", "micro_batch": 2, "seq_len": 4, "grad_accum": 3, "nan_skipped": 1,
              "elapsed_s": 12.5}
     put("resume_gpt2", "state.json", json.dumps(state, indent=2).encode())
