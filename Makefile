@@ -12,6 +12,14 @@ ifeq ($(filter $(OPTIM),$(OPTIMS)),)
 $(error unknown OPTIM '$(OPTIM)'; valid names: $(OPTIMS))
 endif
 
+# PRECISION chooses the arithmetic of the linear layers: fp32 (the default),
+# or bf16 (inputs rounded to bf16, fp32 sums, on AVX-512 BF16; nn/matmul.h).
+PRECISIONS := fp32 bf16
+PRECISION ?= fp32
+ifeq ($(filter $(PRECISION),$(PRECISIONS)),)
+$(error unknown PRECISION '$(PRECISION)'; valid names: $(PRECISIONS))
+endif
+
 CC ?= gcc
 SANITIZE ?= 0
 ifeq ($(SANITIZE),1)
@@ -96,6 +104,18 @@ test_gpt2: $(BUILD)/test_gpt2.o $(NN_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/a
 run-test-gpt2: test_gpt2
 	./test_gpt2
 
+# the bf16 build's GPT-2 against PyTorch with bf16 matmul inputs (dev/gpt2_ref_bf16.py)
+TESTS += run-test-gpt2-bf16
+BINS += test_gpt2_bf16
+test_gpt2_bf16: $(BUILD)/test_gpt2_bf16.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(NN_OBJS)) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+run-test-gpt2-bf16: test_gpt2_bf16
+	@if grep -qw avx512_bf16 /proc/cpuinfo; then ./test_gpt2_bf16; \
+	 else echo "run-test-gpt2-bf16: SKIPPED: this CPU has no AVX-512 BF16 (the bf16 build refuses to run here)"; fi
+.PHONY: gpt2-bf16-ref
+gpt2-bf16-ref:
+	$(PYTHON) dev/gpt2_ref_bf16.py
+
 RUN_OBJS := $(BUILD)/run/run.o
 # the log's git_commit: run.o is rebuilt when the commit changes
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -118,8 +138,20 @@ $(BUILD)/%/train_gpt2.o: train_gpt2.c | deps/.setup-done
 $(BUILD)/bin/train_gpt2_%: $(BUILD)/%/train_gpt2.o $(BUILD)/optim/%.o $(GPT2_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
-train_gpt2: $(BUILD)/bin/train_gpt2_$(OPTIM) $(BUILD)/optim-choice
+# bf16 trainers: the same objects, with the linear layers of matmul_bf16.o
+$(BUILD)/bin-bf16/train_gpt2_%: $(BUILD)/%/train_gpt2.o $(BUILD)/optim/%.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(GPT2_OBJS))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+# changes exactly when PRECISION does (as optim-choice for OPTIM)
+$(BUILD)/precision-choice: FORCE
+	@mkdir -p $(BUILD)
+	@echo $(PRECISION) | cmp -s - $@ || echo $(PRECISION) > $@
+GPT2_BIN_DIR_fp32 := $(BUILD)/bin
+GPT2_BIN_DIR_bf16 := $(BUILD)/bin-bf16
+train_gpt2: $(GPT2_BIN_DIR_$(PRECISION))/train_gpt2_$(OPTIM) $(BUILD)/optim-choice $(BUILD)/precision-choice
 	cp $< $@
+# runs of the bf16 build go to their own folders (out/..._bf16)
+PRECISION_SUFFIX := $(if $(filter bf16,$(PRECISION)),_bf16)
 
 # The README's first command: install what is missing, prepare the Bible once,
 # build, and train a small GPT-2 (d4: 4 layers, C 256) from scratch for a few
@@ -136,7 +168,7 @@ TRAIN_LR_slimadam := -l 3e-3 -c 0.1
 TRAIN_FLAGS ?=
 .PHONY: train
 train: data train_gpt2
-	./train_gpt2 $(TRAIN_BASE_FLAGS) $(TRAIN_LR_$(OPTIM)) -o out/gpt2_bible_$(OPTIM) -y 1 $(TRAIN_FLAGS)
+	./train_gpt2 $(TRAIN_BASE_FLAGS) $(TRAIN_LR_$(OPTIM)) -o out/gpt2_bible_$(OPTIM)$(PRECISION_SUFFIX) -y 1 $(TRAIN_FLAGS)
 
 TESTS += run-test-run
 BINS += test_run
@@ -244,7 +276,9 @@ $(BUILD)/%/train_vit.o: train_vit.c | deps/.setup-done
 	$(CC) $(CFLAGS) -c $< -o $@
 
 BINS += train_vit
-train_vit: $(BUILD)/$(OPTIM)/train_vit.o $(BUILD)/optim/$(OPTIM).o $(VIT_OBJS) $(BUILD)/optim-choice
+VIT_OBJS_fp32 = $(VIT_OBJS)
+VIT_OBJS_bf16 = $(subst nn/matmul.o,nn/matmul_bf16.o,$(VIT_OBJS))
+train_vit: $(BUILD)/$(OPTIM)/train_vit.o $(BUILD)/optim/$(OPTIM).o $(VIT_OBJS_$(PRECISION)) $(BUILD)/optim-choice $(BUILD)/precision-choice
 	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS) $(IMAGES_LIBS)
 
 TESTS += run-test-vit
@@ -261,6 +295,9 @@ VIT_RESUME_BINS := $(addprefix $(BUILD)/vit/train_vit_,adamw sgd_sai)
 $(BUILD)/vit/train_vit_%: $(BUILD)/%/train_vit.o $(BUILD)/optim/%.o $(VIT_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS) $(IMAGES_LIBS)
+$(BUILD)/vit-bf16/train_vit_%: $(BUILD)/%/train_vit.o $(BUILD)/optim/%.o $(VIT_OBJS_bf16)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS) $(IMAGES_LIBS)
 TESTS += run-test-vit-resume
 run-test-vit-resume: $(VIT_RESUME_BINS)
 	bash dev/test_vit_resume.sh $(VIT_RESUME_BINS)
@@ -275,7 +312,7 @@ VIT_TRAIN_FLAGS := -e fmnist-tiny --epochs 10 -c 0.05 -u 200 -k cosine -q 0 -v 4
 VIT_LR_adamw := 2e-3
 VIT_LR_sgd_sai := 1e-2
 train-vit: setup train_vit
-	./train_vit $(VIT_TRAIN_FLAGS) $(if $(VIT_LR_$(OPTIM)),-l $(VIT_LR_$(OPTIM))) -o out/vit_fmnist_$(OPTIM) -y 1
+	./train_vit $(VIT_TRAIN_FLAGS) $(if $(VIT_LR_$(OPTIM)),-l $(VIT_LR_$(OPTIM))) -o out/vit_fmnist_$(OPTIM)$(PRECISION_SUFFIX) -y 1
 # --- end ViT ---
 
 # test_optim_<name>: the test of one optimizer, linked with that optimizer

@@ -9,6 +9,7 @@
 //   ./test_matmul            all tests (a few seconds)
 #include "nn/matmul.h"
 
+#include "common/bf16.h"
 #include "common/rng.h"
 #include "common/utils.h"
 
@@ -354,11 +355,145 @@ static void test_few_rows(void) {
     }
 }
 
+// ---------------------------------------------------------------------------
+// bf16 products: sgemm_bf16 against sgemm_bf16_ref, its definition in double.
+// Both round the same inputs to bf16 and the products are exact, so what
+// remains is the fp32 summation error: the same TOL, relative to
+// sum_k |bf16(a) bf16(b)|.
+
+static void test_sgemm_bf16_case(int tA, int tB, int M, int N, int K, float alpha, float beta, int pad) {
+    int ar = tA ? K : M, ac = tA ? M : K, br = tB ? N : K, bc = tB ? K : N;
+    int lda = ac + pad > 0 ? ac + pad : 1, ldb = bc + pad > 0 ? bc + pad : 1, ldc = N + pad > 0 ? N + pad : 1;
+    float *A = random_floats((size_t)ar * lda + 1), *B = random_floats((size_t)br * ldb + 1);
+    size_t csize = (size_t)(M + GUARD_ROWS) * ldc;
+    float *C0 = random_floats(csize);
+    for (size_t at = 0; at < csize; at++)
+        if (beta == 0.0f || at / ldc >= (size_t)M || at % ldc >= (size_t)N) C0[at] = NAN;
+    float *C = copy_floats(C0, csize), *R = copy_floats(C0, csize);
+    sgemm_bf16(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    sgemm_bf16_ref(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
+    int bad = 0;
+    for (int i = 0; i < M + GUARD_ROWS; i++)
+        for (int j = 0; j < ldc; j++) {
+            size_t at = (size_t)i * ldc + j;
+            if (i >= M || j >= N) {
+                if (memcmp(&C[at], &C0[at], sizeof(float))) bad++;
+                continue;
+            }
+            double mag = 0.0;
+            for (int k = 0; k < K; k++)
+                mag += fabs((double)round_to_bf16((float)elem(A, lda, tA, i, k)) * round_to_bf16((float)elem(B, ldb, tB, k, j)));
+            double scale = fabs(alpha) * mag + (beta != 0.0f ? fabs((double)beta * C0[at]) : 0.0);
+            double err = fabs((double)C[at] - R[at]);
+            if (!(err <= TOL * scale + 1e-30)) {
+                if (bad < 3)
+                    printf("FAIL sgemm_bf16 tA=%d tB=%d M=%d N=%d K=%d alpha=%g beta=%g pad=%d: C[%d,%d] = %.9g, "
+                           "the definition %.9g (err %.3g, allowed %.3g)\n",
+                           tA, tB, M, N, K, alpha, beta, pad, i, j, C[at], R[at], err, TOL * scale);
+                bad++;
+            }
+        }
+    if (bad) failures++;
+    free(A), free(B), free(C0), free(C), free(R);
+}
+
+static void test_sgemm_bf16(void) {
+    // odd K (a last k without a partner), K over several KC blocks, edges of
+    // MR, NR, MC, NC, and a matrix-vector product (no gemv shortcut here)
+    static const int shapes[][3] = {
+        {1, 1, 1},   {2, 3, 5},     {6, 64, 16},    {7, 65, 17},   {5, 63, 31},    {17, 97, 33},
+        {23, 53, 512}, {11, 101, 513}, {127, 67, 19}, {131, 770, 3}, {1, 1000, 1031}, {67, 71, 1025},
+        {253, 129, 40}, {12, 767, 64}, {130, 800, 95},
+    };
+    static const float ab[][2] = {{1, 0}, {1, 1}, {0.5f, -2}, {-1.5f, 0}};
+    int n = sizeof shapes / sizeof shapes[0], case_no = 0;
+    for (int s = 0; s < n; s++)
+        for (int tA = 0; tA < 2; tA++)
+            for (int tB = 0; tB < 2; tB++) {
+                test_sgemm_bf16_case(tA, tB, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f, 0);
+                int c = 1 + case_no % 3;
+                test_sgemm_bf16_case(tA, tB, shapes[s][0], shapes[s][1], shapes[s][2], ab[c][0], ab[c][1],
+                                     1 + case_no % 5);
+                case_no++;
+            }
+    printf("sgemm_bf16: %d shapes x 4 transposes x 2 alpha/beta cases match the definition\n", n);
+}
+
+// Values worked out by hand. bf16 keeps 7 bits after the point, so near 1 its
+// step is 2^-7: 1 + 3*2^-9 rounds up to 1 + 2^-7; the ties 1 + 2^-8 and
+// 1 + 3*2^-8 go to the even neighbours 1 and 1 + 2^-6. A row of 10 such values
+// times a column of ones sums to exactly 10 times the rounded value (fp32
+// would give 10.05859375, 10.0390625, 10.1171875).
+static void test_bf16_by_hand(void) {
+    const float a_val[4] = {1.0f + 3.0f / 512, 1.0f + 1.0f / 256, 1.0f + 3.0f / 256, -(1.0f + 3.0f / 512)};
+    const float want[4] = {10.078125f, 10.0f, 10.15625f, -10.078125f};
+    enum { M = 4, N = 70, K = 10 };
+    float A[M * K], B[K * N], C[M * N], R[M * N];
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < K; k++) A[i * K + k] = a_val[i];
+    for (int i = 0; i < K * N; i++) B[i] = 1.0f;
+    sgemm_bf16(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+    sgemm_bf16_ref(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, R, N);
+    int bad = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) bad += C[i * N + j] != want[i] || R[i * N + j] != want[i];
+    printf("%-4s sgemm_bf16 and sgemm_bf16_ref on hand-computed roundings (nearest, ties to even)\n", bad ? "FAIL" : "ok");
+    failures += bad != 0;
+}
+
+// In a PRECISION=bf16 build the linear layer is sgemm_bf16's product: out
+// equals sgemm_bf16 with the bias in C (beta 1) bit for bit, the input and
+// weight gradients equal sgemm_bf16 adding into them, and the bias gradient is
+// the fp32 build's column sums (checked in double as in test_backward).
+static void test_layer_bf16(int BT, int C, int OC) {
+    size_t nin = (size_t)BT * C, nw = (size_t)OC * C, nout = (size_t)BT * OC;
+    float *inp = random_floats(nin), *w = random_floats(nw), *bias = random_floats(OC), *dout = random_floats(nout);
+    float *out = malloc_or_fail(nout * sizeof(float), "out"), *want = malloc_or_fail(nout * sizeof(float), "want");
+    matmul_forward(out, inp, w, bias, BT, C, OC);
+    for (int i = 0; i < BT; i++) memcpy(want + (size_t)i * OC, bias, OC * sizeof(float));
+    sgemm_bf16(0, 1, BT, OC, C, 1.0f, inp, C, w, C, 1.0f, want, OC);
+    int ok_out = memcmp(out, want, nout * sizeof(float)) == 0;
+
+    float *dinp = random_floats(nin), *dw = random_floats(nw), *db = random_floats(OC);
+    float *dinp_want = copy_floats(dinp, nin), *dw_want = copy_floats(dw, nw), *db0 = copy_floats(db, OC);
+    matmul_backward(dinp, dw, db, dout, inp, w, BT, C, OC);
+    sgemm_bf16(0, 0, BT, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp_want, C);
+    sgemm_bf16(1, 0, OC, C, BT, 1.0f, dout, OC, inp, C, 1.0f, dw_want, C);
+    int ok_dinp = memcmp(dinp, dinp_want, nin * sizeof(float)) == 0;
+    int ok_dw = memcmp(dw, dw_want, nw * sizeof(float)) == 0;
+    int ok_db = 1;
+    for (int o = 0; o < OC; o++) {
+        double s = db0[o], m = fabs(db0[o]);
+        for (int b = 0; b < BT; b++) s += dout[(size_t)b * OC + o], m += fabs(dout[(size_t)b * OC + o]);
+        if (!(fabs(db[o] - s) <= TOL * m)) ok_db = 0;
+    }
+    int ok = ok_out && ok_dinp && ok_dw && ok_db;
+    printf("%-4s bf16 linear layer BT=%d C=%d OC=%d: out %s, dinp %s, dweight %s (= sgemm_bf16), dbias %s (fp32 sums)\n",
+           ok ? "ok" : "FAIL", BT, C, OC, ok_out ? "ok" : "differs", ok_dinp ? "ok" : "differs",
+           ok_dw ? "ok" : "differs", ok_db ? "ok" : "off");
+    failures += !ok;
+    free(inp), free(w), free(bias), free(dout), free(out), free(want);
+    free(dinp), free(dw), free(db), free(dinp_want), free(dw_want), free(db0);
+}
+
 int main(void) {
     rng_seed(&rng, 1234);
+    int bf16_build = strcmp(matmul_precision(), "bf16") == 0;
+    printf("linear layers: %s\n", matmul_precision());
     test_sgemm();
-    test_layer();
-    test_few_rows();
+    if (sgemm_bf16_available()) {
+        test_sgemm_bf16();
+        test_bf16_by_hand();
+    } else {
+        printf("sgemm_bf16: not in this build or on this CPU (%s)\n", BF16_UNAVAILABLE);
+    }
+    if (bf16_build) {  // the layer's bf16 products against sgemm_bf16, just tested against its definition
+        static const int shapes[][3] = {{2, 5, 7}, {64, 600, 1700}, {130, 768, 2304}, {300, 1100, 96}};
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) test_layer_bf16(shapes[s][0], shapes[s][1], shapes[s][2]);
+    } else {
+        test_layer();
+        test_few_rows();
+    }
     test_determinism();
     test_bad_input();
     if (failures) {

@@ -1001,6 +1001,7 @@ static cJSON *gpt2_config_record(const RunConfig *rc, const OptimConfig *oc, int
                                  const GPT2Config *mc, const GPT2Flags *fl, int training, int have_val,
                                  size_t state_bytes, size_t adamw_bytes, const MemPlan *plan) {
     cJSON *c = run_config_json(rc, oc, "gpt2", argc, argv);
+    cJSON_AddStringToObject(c, "precision", matmul_precision());
     cJSON *m = cJSON_AddObjectToObject(c, "gpt2");
     cJSON_AddNumberToObject(m, "layers", mc->num_layers);
     cJSON_AddNumberToObject(m, "heads", mc->num_heads);
@@ -1280,9 +1281,9 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    printf("run: %ld steps of %ld tokens (micro-batch %d x %d, %d accumulation steps), lr %g %s, warmup %ld, final %g, clip %g, %d threads\n",
+    printf("run: %ld steps of %ld tokens (micro-batch %d x %d, %d accumulation steps), lr %g %s, warmup %ld, final %g, clip %g, %d threads, %s matmuls\n",
            rc.max_steps, rc.total_batch, rc.B, rc.T, rc.grad_accum, oc.lr, schedule_name(rc.schedule), rc.warmup,
-           rc.final_frac, rc.clip, omp_get_max_threads());
+           rc.final_frac, rc.clip, omp_get_max_threads(), matmul_precision());
     gpt2_allocate_gradients(&model, rc.fused_update);
     FusedStep fused;
     fused_init(&fused, opt, model.params_memory);

@@ -1370,8 +1370,9 @@ int main(int argc, char **argv) {
 
     double epochs_per_step = (double)rc.total_batch / (double)train_set.count;
     printf("run: %ld steps (%.2f epochs) of %ld images (micro-batch %d, %d accumulation steps), lr %g %s, warmup %ld, "
-           "final %g, clip %g, %d threads\n", rc.max_steps, rc.max_steps * epochs_per_step, rc.total_batch, rc.B,
-           rc.grad_accum, oc.lr, schedule_name(rc.schedule), rc.warmup, rc.final_frac, rc.clip, omp_get_max_threads());
+           "final %g, clip %g, %d threads, %s matmuls\n", rc.max_steps, rc.max_steps * epochs_per_step, rc.total_batch, rc.B,
+           rc.grad_accum, oc.lr, schedule_name(rc.schedule), rc.warmup, rc.final_frac, rc.clip, omp_get_max_threads(),
+           matmul_precision());
 
     // resume the rest of the state
     double elapsed_before = 0.0;
@@ -1392,6 +1393,7 @@ int main(int argc, char **argv) {
     }
 
     cJSON *c = run_config_json(&rc, &oc, "vit", argc, argv);
+    cJSON_AddStringToObject(c, "precision", matmul_precision());
     cJSON *m = cJSON_AddObjectToObject(c, "vit");
     cJSON_AddNumberToObject(m, "image_height", mc->image_height);
     cJSON_AddNumberToObject(m, "image_width", mc->image_width);

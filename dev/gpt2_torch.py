@@ -28,6 +28,30 @@ def param_shapes(maxT, V, L, NH, C, Vp):
     }
 
 
+def round_bf16(t):
+    """t rounded to the nearest bfloat16 (ties to even), kept in float32."""
+    return t.to(torch.bfloat16).to(torch.float32)
+
+
+class Bf16Matmul(torch.autograd.Function):
+    """x @ w^T with the C trainer's PRECISION=bf16 arithmetic: every input of
+    every product (forward and both gradients) rounded to bf16, the products
+    and sums in float32. The bias is added outside, in float32."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return round_bf16(x) @ round_bf16(w).t()
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        g = round_bf16(g)
+        dx = g @ round_bf16(w)
+        dw = g.reshape(-1, g.shape[-1]).t() @ round_bf16(x).reshape(-1, x.shape[-1])
+        return dx, dw
+
+
 class GPT2(torch.nn.Module):
     """Stacked-layer GPT-2. wte keeps its padding rows (Vp); only the first V
     rows are used for logits and lookups, so padding rows get no gradient."""
@@ -35,8 +59,13 @@ class GPT2(torch.nn.Module):
     def __init__(self, maxT, V, L, NH, C, Vp):
         super().__init__()
         self.maxT, self.V, self.L, self.NH, self.C, self.Vp = maxT, V, L, NH, C, Vp
+        self.bf16 = False  # True: the linear layers compute as the C trainer's PRECISION=bf16
         for name, shape in param_shapes(maxT, V, L, NH, C, Vp).items():
             self.register_parameter(name, torch.nn.Parameter(torch.zeros(shape)))
+
+    def linear(self, x, w):
+        """x @ w^T: float32, or with bf16 inputs (Bf16Matmul) when self.bf16"""
+        return Bf16Matmul.apply(x, w) if self.bf16 else x @ w.t()
 
     def forward(self, idx, targets=None):
         B, T = idx.shape
@@ -46,7 +75,7 @@ class GPT2(torch.nn.Module):
         mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
         for l in range(L):
             h = F.layer_norm(x, (C,), self.ln1w[l], self.ln1b[l], eps=1e-5)
-            qkv = h @ self.qkvw[l].t() + self.qkvb[l]
+            qkv = self.linear(h, self.qkvw[l]) + self.qkvb[l]
             q, k, v = qkv.split(C, dim=2)
             q = q.view(B, T, NH, hs).transpose(1, 2)
             k = k.view(B, T, NH, hs).transpose(1, 2)
@@ -54,12 +83,12 @@ class GPT2(torch.nn.Module):
             att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
             att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
             y = (att @ v).transpose(1, 2).reshape(B, T, C)
-            x = x + y @ self.attprojw[l].t() + self.attprojb[l]
+            x = x + self.linear(y, self.attprojw[l]) + self.attprojb[l]
             h = F.layer_norm(x, (C,), self.ln2w[l], self.ln2b[l], eps=1e-5)
-            h = F.gelu(h @ self.fcw[l].t() + self.fcb[l], approximate="tanh")
-            x = x + h @ self.fcprojw[l].t() + self.fcprojb[l]
+            h = F.gelu(self.linear(h, self.fcw[l]) + self.fcb[l], approximate="tanh")
+            x = x + self.linear(h, self.fcprojw[l]) + self.fcprojb[l]
         x = F.layer_norm(x, (C,), self.lnfw, self.lnfb, eps=1e-5)
-        logits = x @ self.wte[: self.V].t()
+        logits = self.linear(x, self.wte[: self.V])
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, self.V), targets.reshape(-1))

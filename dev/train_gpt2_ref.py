@@ -98,6 +98,8 @@ def parse_args(argv):
     ap.add_argument("-k", default="cosine", choices=SCHEDULES, help="schedule")
     ap.add_argument("--clip", type=float, default=1.0, help="global-norm clip, 0 = off")
     ap.add_argument("--optim", required=True, choices=ot.OPTIMIZERS)
+    ap.add_argument("--bf16", action="store_true",
+                    help="linear layers as the C trainer's PRECISION=bf16 build (bf16 inputs, float32 sums)")
     for flag, (_, typ) in OPTIM_FLAGS.items():
         ap.add_argument(flag, type=typ, default=None)
     args = ap.parse_args(argv)
@@ -124,6 +126,7 @@ def train(argv, quiet=False):
     args, cfg = parse_args(argv)
     torch.set_num_threads(2)
     model = read_checkpoint(args.e)
+    model.bf16 = args.bf16
     tokens = torch.from_numpy(read_shard(args.i))
     B, T, N = args.b, args.t, args.x
     assert T <= model.maxT, f"T {T} > the model's maxT {model.maxT}"

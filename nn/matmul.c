@@ -26,11 +26,15 @@
 // bitwise identical results.
 #include "nn/matmul.h"
 
+#include "common/bf16.h"
 #include "common/utils.h"
 
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef __AVX512F__
 #include <immintrin.h>
@@ -176,23 +180,9 @@ kernel_loop(int kc, const float *a, size_t as, int a_kmajor, const float *b, siz
     }
 }
 
-static void micro_kernel(int kc, const float *restrict a, size_t as, int a_kmajor, const float *restrict b,
-                         size_t bs, float *c, size_t ldc, int mv, int nv, const Epilogue *e) {
-    // C is needed only at the end: ask for its lines now (prefetchw: they will
-    // be written) so that the misses, C being usually far bigger than the
-    // caches, overlap the k loop
-    for (int r = 0; r < mv; r++) {
-        const char *cr = (const char *)(c + (size_t)r * ldc);
-        for (int off = 0; off < 4 * NR; off += 64) _mm_prefetch(cr + off, _MM_HINT_ET0);
-        _mm_prefetch(cr + 4 * NR - 4, _MM_HINT_ET0);  // one more line when c is not 64-byte aligned
-    }
-    __m512 acc[MR][NV];
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
-    // two copies of the loop, each with its A addressing fixed at compile time
-    if (a_kmajor) kernel_loop(kc, a, as, 1, b, bs, acc);
-    else kernel_loop(kc, a, as, 0, b, bs, acc);
-
+// The epilogue: write the top-left mv x nv corner of the accumulated tile into C.
+static inline __attribute__((always_inline)) void
+store_tile(__m512 acc[MR][NV], float *c, size_t ldc, int mv, int nv, const Epilogue *e) {
     __m512 alpha = _mm512_set1_ps(e->alpha), beta = _mm512_set1_ps(e->beta);
     __mmask16 m[NV];
     __m512 bias[NV];
@@ -211,6 +201,26 @@ static void micro_kernel(int kc, const float *restrict a, size_t as, int a_kmajo
             _mm512_mask_storeu_ps(cr + 16 * v, m[v], out);
         }
     }
+}
+
+static void micro_kernel(int kc, const float *restrict a, size_t as, int a_kmajor, const float *restrict b,
+                         size_t bs, float *c, size_t ldc, int mv, int nv, const Epilogue *e) {
+    // C is needed only at the end: ask for its lines now (prefetchw: they will
+    // be written) so that the misses, C being usually far bigger than the
+    // caches, overlap the k loop
+    for (int r = 0; r < mv; r++) {
+        const char *cr = (const char *)(c + (size_t)r * ldc);
+        for (int off = 0; off < 4 * NR; off += 64) _mm_prefetch(cr + off, _MM_HINT_ET0);
+        _mm_prefetch(cr + 4 * NR - 4, _MM_HINT_ET0);  // one more line when c is not 64-byte aligned
+    }
+    __m512 acc[MR][NV];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+    // two copies of the loop, each with its A addressing fixed at compile time
+    if (a_kmajor) kernel_loop(kc, a, as, 1, b, bs, acc);
+    else kernel_loop(kc, a, as, 0, b, bs, acc);
+
+    store_tile(acc, c, ldc, mv, nv, e);
 }
 #else
 // portable version: the same arithmetic in plain C (the compiler vectorises
@@ -243,10 +253,6 @@ static __thread float *tls_pack_a, *tls_pack_b;
 #define FWD_CHUNK 768
 static __thread float *tls_fwd_chunk;
 
-size_t matmul_thread_buffer_bytes(void) {
-    return alloc_big_footprint((size_t)KC * MR * sizeof(float)) + alloc_big_footprint((size_t)KC * NC * sizeof(float)) +
-           alloc_big_footprint((size_t)FWD_CHUNK * NR * sizeof(float));
-}
 
 // One thread's share: rows m0..m1-1, columns n0..n1-1 of C, all of K.
 static void gemm_block(int transA, int transB, int m0, int m1, int n0, int n1, int K,
@@ -290,6 +296,178 @@ static void gemm_block(int transA, int transB, int m0, int m1, int n0, int n1, i
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// bf16 products (AVX-512 BF16). What they compute:
+//
+//   C = alpha * bf16(op(A)) @ bf16(op(B)) + beta * C (+ bias)
+//
+// every input rounded to bf16 (nearest, ties to even; denormals flushed to
+// zero, as the conversion instruction does), the products exact in fp32 (8 x 8
+// significant bits), the sums in fp32. sgemm_bf16_ref below is this definition
+// written out, in double.
+//
+// vdpbf16ps multiplies pairs: for each of its 16 lanes it adds
+// x[2j] * y[2j] + x[2j+1] * y[2j+1] to an fp32 accumulator. Both operands are
+// therefore packed as 32-bit words that each hold two consecutive k values
+// (k even in the low half), converted to bf16 while packing:
+//   A block   [MC rows][KC/2 words]  (op(A) = A: each row converted in place order)
+//             [KC/2][ASTRIDE_T words] (op(A) = A^T: two rows of A interleaved)
+//   B sliver  [KC/2][NR words]       (both orientations)
+// The kernel is the fp32 one with pairs for k: a 6 x 64 tile of C in 24 zmm
+// registers, per pair 4 vectors of B and 6 broadcast words of A. The loop
+// nest, the thread split and the fixed order of each sum are gemm_block's, so
+// the result does not depend on the number of threads either.
+#ifdef __AVX512BF16__
+#define ASTRIDE_T 128   // words per pair in a transposed A block (>= MC, a multiple of 16)
+_Static_assert(ASTRIDE_T >= MC && ASTRIDE_T % 16 == 0 && KC % 32 == 0, "bf16 packing must tile");
+
+// 32 floats x[0..31] (lo = x[0..15], hi = x[16..31]) -> 16 words, word i = (bf16 x[2i], bf16 x[2i+1])
+static inline __m512i bf16_pairs(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
+
+// two rows x (k even) and y (k+1) of 16 columns -> word c = (bf16 x[c], bf16 y[c])
+static inline __m512i bf16_interleave(__m512 x, __m512 y) {
+    const __m512i lo_idx = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi_idx = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    return bf16_pairs(_mm512_permutex2var_ps(x, lo_idx, y), _mm512_permutex2var_ps(x, hi_idx, y));
+}
+
+// The A block op(A)[i0 .. i0+mc-1, p0 .. p0+kc-1], rows padded with zeros to a
+// multiple of MR (and a last odd k paired with zero).
+static void pack_A_bf16(uint32_t *dst, const float *A, int lda, int transA, int i0, int mc, int p0, int kc) {
+    int kp = ceil_div(kc, 2), mpad = ceil_div(mc, MR) * MR;
+    if (!transA) {  // dst[r * KC/2 + p]: row r of A, 32 k at a time
+        for (int r = 0; r < mpad; r++) {
+            uint32_t *d = dst + (size_t)r * (KC / 2);
+            const float *row = A + (size_t)(i0 + r) * lda + p0;
+            for (int k0 = 0; k0 < kc; k0 += 32) {
+                __m512 lo = _mm512_setzero_ps(), hi = lo;
+                if (r < mc) {
+                    lo = _mm512_maskz_loadu_ps(tail_mask(kc - k0), row + k0);
+                    hi = _mm512_maskz_loadu_ps(tail_mask(kc - k0 - 16), row + k0 + 16);
+                }
+                _mm512_store_si512(d + k0 / 2, bf16_pairs(lo, hi));
+            }
+        }
+        return;
+    }
+    // dst[p * ASTRIDE_T + r]: rows 2p and 2p+1 of A, 16 of its columns at a time
+    for (int p = 0; p < kp; p++) {
+        const float *x = A + (size_t)(p0 + 2 * p) * lda + i0, *y = x + lda;
+        int has_y = 2 * p + 1 < kc;
+        for (int r0 = 0; r0 < mpad; r0 += 16) {
+            __mmask16 m = tail_mask(mc - r0);
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + r0);
+            __m512 yv = has_y ? _mm512_maskz_loadu_ps(m, y + r0) : _mm512_setzero_ps();
+            _mm512_store_si512(dst + (size_t)p * ASTRIDE_T + r0, bf16_interleave(xv, yv));
+        }
+    }
+}
+
+// One B sliver, [kc/2][NR] words: word (p, c) = (bf16 op(B)[p0+2p, j0+c], bf16 op(B)[p0+2p+1, j0+c]),
+// zero for c >= nv and for the missing partner of a last odd k.
+static void pack_B_bf16(uint32_t *dst, const float *B, int ldb, int transB, int j0, int nv, int p0, int kc) {
+    int kp = ceil_div(kc, 2);
+    if (!transB) {  // rows 2p and 2p+1 of B, interleaved
+        for (int p = 0; p < kp; p++) {
+            const float *x = B + (size_t)(p0 + 2 * p) * ldb + j0, *y = x + ldb;
+            int has_y = 2 * p + 1 < kc;
+            for (int v = 0; v < NR; v += 16) {
+                __mmask16 m = tail_mask(nv - v);
+                __m512 xv = _mm512_maskz_loadu_ps(m, x + v);
+                __m512 yv = has_y ? _mm512_maskz_loadu_ps(m, y + v) : _mm512_setzero_ps();
+                _mm512_store_si512(dst + (size_t)p * NR + v, bf16_interleave(xv, yv));
+            }
+        }
+        return;
+    }
+    // op(B) = B^T: column c of op(B) is row c of B, contiguous in k, so its
+    // pairs are its 32 consecutive values converted; 16 columns x 16 pairs are
+    // then transposed in registers as 32-bit words
+    for (int v = 0; v < NR; v += 16)
+        for (int k0 = 0; k0 < kc; k0 += 32) {
+            __m512 r[16];
+            __mmask16 mlo = tail_mask(kc - k0), mhi = tail_mask(kc - k0 - 16);
+            for (int c = 0; c < 16; c++) {
+                const float *row = B + (size_t)(j0 + v + c) * ldb + p0 + k0;
+                r[c] = v + c < nv ? _mm512_castsi512_ps(bf16_pairs(_mm512_maskz_loadu_ps(mlo, row),
+                                                                   _mm512_maskz_loadu_ps(mhi, row + 16)))
+                                  : _mm512_setzero_ps();
+            }
+            transpose16x16(r);
+            for (int pp = 0; pp < min_int(16, kp - k0 / 2); pp++)
+                _mm512_store_ps((float *)(dst + (size_t)(k0 / 2 + pp) * NR + v), r[pp]);
+        }
+}
+
+static inline __attribute__((always_inline)) void
+kernel_loop_bf16(int kp, const uint32_t *a, size_t as, int a_kmajor, const uint32_t *b, __m512 acc[MR][NV]) {
+    for (int p = 0; p < kp; p++, b += NR) {
+        __m512bh bv[NV];
+        for (int v = 0; v < NV; v++) bv[v] = (__m512bh)_mm512_load_si512(b + 16 * v);
+        for (int r = 0; r < MR; r++) {
+            __m512bh ar = (__m512bh)_mm512_set1_epi32((int)(a_kmajor ? a[p * as + r] : a[r * as + p]));
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], ar, bv[v]);
+        }
+    }
+}
+
+// acc = sum over the kp pairs of A sliver (word (r, p) at a[r * as + p], or
+// a[p * as + r] when a_kmajor) times the B sliver b[p * NR + c], then the epilogue
+static void micro_kernel_bf16(int kp, const uint32_t *restrict a, size_t as, int a_kmajor,
+                              const uint32_t *restrict b, float *c, size_t ldc, int mv, int nv, const Epilogue *e) {
+    for (int r = 0; r < mv; r++) {  // as in micro_kernel: C's lines on their way during the k loop
+        const char *cr = (const char *)(c + (size_t)r * ldc);
+        for (int off = 0; off < 4 * NR; off += 64) _mm_prefetch(cr + off, _MM_HINT_ET0);
+        _mm_prefetch(cr + 4 * NR - 4, _MM_HINT_ET0);
+    }
+    __m512 acc[MR][NV];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+    if (a_kmajor) kernel_loop_bf16(kp, a, as, 1, b, acc);
+    else kernel_loop_bf16(kp, a, as, 0, b, acc);
+    store_tile(acc, c, ldc, mv, nv, e);
+}
+
+static __thread uint32_t *tls_pack_a_bf16, *tls_pack_b_bf16;
+#define PACK_A_BF16_WORDS ((size_t)(MC * (KC / 2) > (KC / 2) * ASTRIDE_T ? MC * (KC / 2) : (KC / 2) * ASTRIDE_T))
+#define PACK_B_BF16_WORDS ((size_t)(KC / 2) * NC)
+
+// gemm_block with both operands packed as bf16 pairs
+static void gemm_block_bf16(int transA, int transB, int m0, int m1, int n0, int n1, int K,
+                            float alpha, const float *A, int lda, const float *B, int ldb,
+                            float beta, float *C, int ldc, const float *bias) {
+    if (!tls_pack_a_bf16) {
+        tls_pack_a_bf16 = alloc_big(PACK_A_BF16_WORDS * sizeof(uint32_t), "matmul bf16 packing buffer (A block)");
+        tls_pack_b_bf16 = alloc_big(PACK_B_BF16_WORDS * sizeof(uint32_t), "matmul bf16 packing buffer (B panel)");
+    }
+    uint32_t *a_block = tls_pack_a_bf16, *b_panel = tls_pack_b_bf16;
+    for (int jc = n0; jc < n1; jc += NC) {
+        int nc = min_int(NC, n1 - jc);
+        for (int pc = 0; pc < K; pc += KC) {
+            int kc = min_int(KC, K - pc), kp = ceil_div(kc, 2);
+            for (int jr = 0; jr < nc; jr += NR)
+                pack_B_bf16(b_panel + (size_t)(jr / NR) * (KC / 2) * NR, B, ldb, transB, jc + jr,
+                            min_int(NR, nc - jr), pc, kc);
+            Epilogue e = {alpha, pc == 0 ? beta : 1.0f, NULL};
+            for (int ic = m0; ic < m1; ic += MC) {
+                int mc = min_int(MC, m1 - ic);
+                pack_A_bf16(a_block, A, lda, transA, ic, mc, pc, kc);
+                for (int jr = 0; jr < nc; jr += NR) {
+                    const uint32_t *b = b_panel + (size_t)(jr / NR) * (KC / 2) * NR;
+                    e.bias = pc == 0 && bias ? bias + jc + jr : NULL;
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        float *c = C + (size_t)(ic + ir) * ldc + jc + jr;
+                        int mv = min_int(MR, mc - ir), nv = min_int(NR, nc - jr);
+                        if (transA) micro_kernel_bf16(kp, a_block + ir, ASTRIDE_T, 1, b, c, ldc, mv, nv, &e);
+                        else micro_kernel_bf16(kp, a_block + (size_t)ir * (KC / 2), KC / 2, 0, b, c, ldc, mv, nv, &e);
+                    }
+                }
+            }
+        }
+    }
+}
+#endif  // __AVX512BF16__
 
 // ---------------------------------------------------------------------------
 // Matrix-vector products (M == 1, e.g. sampling one token at a time): there
@@ -375,7 +553,8 @@ static int threads_for(double flops) {
 }
 
 // C = alpha * op(A) @ op(B) + beta * C, plus bias[N] on every row if non-NULL
-static void gemm(int transA, int transB, int M, int N, int K, float alpha,
+// (bf16: the inputs rounded to bf16 first, see sgemm_bf16)
+static void gemm(int bf16, int transA, int transB, int M, int N, int K, float alpha,
                  const float *A, int lda, const float *B, int ldb,
                  float beta, float *C, int ldc, const float *bias) {
     if (M < 0 || N < 0 || K < 0) fail("sgemm: negative size M=%d N=%d K=%d", M, N, K);
@@ -388,7 +567,7 @@ static void gemm(int transA, int transB, int M, int N, int K, float alpha,
         return;
     }
     int nthreads = threads_for(2.0 * M * N * K);
-    if (M == 1 && (!transA || lda == 1)) {
+    if (!bf16 && M == 1 && (!transA || lda == 1)) {
         gemv(transB, N, K, alpha, A, B, ldb, beta, C, bias, nthreads);
         return;
     }
@@ -414,16 +593,89 @@ static void gemm(int transA, int transB, int M, int N, int K, float alpha,
         int m1 = min_int(M, (int)((long)mtiles * (ti + 1) / tm) * MR);
         int n0 = min_int(N, (int)((long)ntiles * tj / tn) * NR);
         int n1 = min_int(N, (int)((long)ntiles * (tj + 1) / tn) * NR);
-        if (m0 < m1 && n0 < n1)
+        if (m0 < m1 && n0 < n1) {
+#ifdef __AVX512BF16__
+            if (bf16) gemm_block_bf16(transA, transB, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
+            else
+#endif
             gemm_block(transA, transB, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
+        }
     }
 }
 
 void sgemm(int transA, int transB, int M, int N, int K, float alpha,
            const float *A, int lda, const float *B, int ldb,
            float beta, float *C, int ldc) {
-    gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+    gemm(0, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
 }
+
+int sgemm_bf16_available(void) {
+#ifdef __AVX512BF16__
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
+void sgemm_bf16(int transA, int transB, int M, int N, int K, float alpha,
+                const float *A, int lda, const float *B, int ldb,
+                float beta, float *C, int ldc) {
+    if (!sgemm_bf16_available())
+        fail("sgemm_bf16: %s", BF16_UNAVAILABLE);
+    gemm(1, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+}
+
+// The definition, plainly: round each input to bf16 (flushing denormals, as
+// the instruction does), multiply exactly, sum in double.
+static double bf16_value(float x) {
+    float r = round_to_bf16(x);
+    return fabsf(r) < FLT_MIN ? 0.0 : (double)r;
+}
+
+void sgemm_bf16_ref(int transA, int transB, int M, int N, int K, float alpha,
+                    const float *A, int lda, const float *B, int ldb,
+                    float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double sum = 0.0;
+            for (int k = 0; k < K; k++) {
+                float a = transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                float b = transB ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                sum += bf16_value(a) * bf16_value(b);
+            }
+            float *c = C + (size_t)i * ldc + j;
+            *c = (float)(alpha * sum + (beta == 0.0f ? 0.0 : (double)beta * *c));
+        }
+}
+
+size_t matmul_thread_buffer_bytes(void) {
+    size_t bytes = alloc_big_footprint((size_t)KC * MR * sizeof(float)) + alloc_big_footprint((size_t)KC * NC * sizeof(float)) +
+                   alloc_big_footprint((size_t)FWD_CHUNK * NR * sizeof(float));
+#if defined(PRECISION_BF16) && defined(__AVX512BF16__)
+    bytes += alloc_big_footprint(PACK_A_BF16_WORDS * sizeof(uint32_t)) + alloc_big_footprint(PACK_B_BF16_WORDS * sizeof(uint32_t));
+#endif
+    return bytes;
+}
+
+// ---------------------------------------------------------------------------
+// The precision of the linear layers, fixed when this file is compiled:
+// -DPRECISION_BF16 (make PRECISION=bf16) makes matmul_forward and
+// matmul_backward use sgemm_bf16's arithmetic; sgemm itself stays fp32.
+#ifdef PRECISION_BF16
+#define LINEAR_BF16 1
+const char *matmul_precision(void) { return "bf16"; }
+// A binary built for bf16 stops before main on a CPU that lacks the
+// instructions, rather than dying of SIGILL in its first product.
+__attribute__((constructor)) static void require_bf16_cpu(void) {
+    if (!sgemm_bf16_available()) {
+        fprintf(stderr, "error: %s\n", BF16_UNAVAILABLE);
+        exit(1);
+    }
+}
+#else
+#define LINEAR_BF16 0
+const char *matmul_precision(void) { return "fp32"; }
+#endif
 
 // ---------------------------------------------------------------------------
 // The linear layer.
@@ -460,12 +712,12 @@ static void forward_few_rows(float *out, const float *inp, const float *weight, 
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                     int BT, int C, int OC) {
-    if (BT > 1 && BT <= NR && C > 0 && OC > 0) {
+    if (!LINEAR_BF16 && BT > 1 && BT <= NR && C > 0 && OC > 0) {
         forward_few_rows(out, inp, weight, bias, BT, C, OC);
         return;
     }
     // out = inp @ weight^T + bias: weight [OC,C] is op(B) = B^T
-    gemm(0, 1, BT, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias);
+    gemm(LINEAR_BF16, 0, 1, BT, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias);
 }
 
 // dbias[OC] += column sums of dout[BT,OC]. Threads own chunks of columns
@@ -515,8 +767,8 @@ void matmul_backward(float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight,
                      int BT, int C, int OC) {
     // dinp[BT,C] += dout[BT,OC] @ weight[OC,C]
-    if (dinp) gemm(0, 0, BT, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C, NULL);
+    if (dinp) gemm(LINEAR_BF16, 0, 0, BT, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C, NULL);
     // dweight[OC,C] += dout^T @ inp[BT,C]: op(A) = dout^T, read in place k-major
-    gemm(1, 0, OC, C, BT, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, NULL);
+    gemm(LINEAR_BF16, 1, 0, OC, C, BT, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, NULL);
     if (dbias) bias_backward(dbias, dout, BT, OC);
 }

@@ -38,6 +38,29 @@ void sgemm(int transA, int transB, int M, int N, int K, float alpha,
            const float *A, int lda, const float *B, int ldb,
            float beta, float *C, int ldc);
 
+// The same product with every input rounded to bf16 (round to nearest even),
+// products exact and sums in fp32, on the AVX-512 BF16 dot-product
+// instruction (vdpbf16ps). Fails with BF16_UNAVAILABLE on a CPU (or a build)
+// without it; sgemm_bf16_available() says whether it can run.
+void sgemm_bf16(int transA, int transB, int M, int N, int K, float alpha,
+                const float *A, int lda, const float *B, int ldb,
+                float beta, float *C, int ldc);
+int sgemm_bf16_available(void);
+#define BF16_UNAVAILABLE "this CPU (or this build) has no AVX-512 BF16 instructions (avx512_bf16 in /proc/cpuinfo); build with PRECISION=fp32, the default"
+
+// sgemm_bf16's definition, written plainly: inputs rounded to bf16, the sum
+// in double, one element at a time (slow; for tests)
+void sgemm_bf16_ref(int transA, int transB, int M, int N, int K, float alpha,
+                    const float *A, int lda, const float *B, int ldb,
+                    float beta, float *C, int ldc);
+
+// "fp32" or "bf16": the arithmetic of matmul_forward/matmul_backward, chosen
+// at compile time (make PRECISION=bf16 builds nn/matmul.c with
+// -DPRECISION_BF16: the linear layers then compute as sgemm_bf16, their bias
+// sums stay fp32; a binary so built exits with a one-line error at start-up
+// on a CPU without AVX-512 BF16)
+const char *matmul_precision(void);
+
 // What the packing buffers of one thread add to the resident set once it has
 // run a product, in bytes (for the memory plan).
 size_t matmul_thread_buffer_bytes(void);

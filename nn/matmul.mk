@@ -45,3 +45,30 @@ $(MATMUL_KERNELS): $(BUILD)/dev/kernels/%: dev/kernels/%.c nn/matmul.c $(COMMON_
 	$(CC) $(CFLAGS) $(EXTRA_KFLAGS) $< $(COMMON_OBJS) -o $@ $(LDLIBS)
 .PHONY: matmul-kernels
 matmul-kernels: $(MATMUL_KERNELS)
+
+# bf16 (make PRECISION=bf16, Makefile): the same source with the linear layers
+# on sgemm_bf16. The BF16 instructions are enabled for this object whatever
+# the build machine; on a CPU without them the binary stops at start-up with a
+# one-line error (a constructor in nn/matmul.c checks cpuid).
+BF16_CFLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -DPRECISION_BF16
+$(BUILD)/nn/matmul_bf16.o: nn/matmul.c | deps/.setup-done
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(BF16_CFLAGS) -c $< -o $@
+
+# the matmul tests with the linear layers in bf16
+test_matmul_bf16: $(BUILD)/test_matmul.o $(BUILD)/nn/matmul_bf16.o $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+.PHONY: run-test-matmul-bf16
+run-test-matmul-bf16: test_matmul_bf16
+	@if grep -qw avx512_bf16 /proc/cpuinfo; then ./test_matmul_bf16; \
+	 else echo "run-test-matmul-bf16: SKIPPED: this CPU has no AVX-512 BF16 (the bf16 build refuses to run here)"; fi
+TESTS += run-test-matmul-bf16
+BINS += test_matmul_bf16
+
+# sgemm_bf16 against sgemm at the GEMM shapes of a GPT-2 124M step (B 4 x T 1024)
+bench_gemm_bf16: $(BUILD)/dev/bench/bench_gemm_bf16.o $(MATMUL_OBJ) $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+.PHONY: bench-gemm-bf16
+bench-gemm-bf16: bench_gemm_bf16
+	./bench_gemm_bf16
+BINS += bench_gemm_bf16

@@ -1,0 +1,122 @@
+// test_gpt2_bf16: the C GPT-2 of a PRECISION=bf16 build against PyTorch
+// computing the same thing (dev/gpt2_ref_bf16.py: the batch and model of
+// test_gpt2, every matmul input rounded to bf16, float32 sums).
+//
+// What agreement to expect. Both sides round the same values to bf16, but
+// those values come out of fp32 arithmetic done in another order (LayerNorm,
+// GELU, softmax, attention), so they differ in their last bits; where such a
+// value lies near the middle between two bf16 numbers the two sides round it
+// to different neighbours, one bf16 step (2^-8 relative) apart.
+//  - The forward pass has few such values: the logits agree to 2e-5 of the
+//    largest, the loss to 1e-6, where the fp32 model differs by 1e-4 and more.
+//  - The backward pass rounds every output gradient again, and a weight
+//    gradient sums over all rows, so one flipped rounding reaches every element
+//    of the gradients below it. PyTorch itself moves by 0.23-0.44 of the bf16
+//    effect (|g_bf16 - g_fp32|, in L2 norm per tensor) when its weights are
+//    perturbed by about one fp32 ulp (dev/gpt2_ref_bf16.py --sensitivity). So
+//    each gradient tensor must be within 0.5 of that distance of the bf16
+//    reference (the fp32 model is at 1, a wrong rounding further), and all
+//    gradients together within 0.25 (this build: 0.01-0.11, 0.06 in all).
+#define TESTING
+#include "train_gpt2.c"
+
+static int failures = 0;
+
+static double dist(const float *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    return sqrt(s);
+}
+
+#define GRAD_RATIO 0.5    // |ours - bf16 ref| / |bf16 ref - fp32 ref| per gradient tensor
+#define TOTAL_RATIO 0.25  // the same over all gradients
+
+// |ours - bf16 ref| / |fp32 ref - bf16 ref|: 0 is the bf16 reference, 1 as far as fp32 is
+static double ratio(const char *what, const float *ours, const float *ref_bf16, const float *ref_fp32, size_t n,
+                    double limit) {
+    double to_bf16 = dist(ours, ref_bf16, n), effect = dist(ref_fp32, ref_bf16, n), to_fp32 = dist(ours, ref_fp32, n);
+    double r = to_bf16 / effect;
+    int ok = r <= limit;  // NaN fails
+    printf("%-4s %-9s %6zu values: |ours - bf16 ref| %.3e = %.2f x |bf16 ref - fp32 ref| (limit %.2f); |ours - fp32 ref| %.3e\n",
+           ok ? "ok" : "FAIL", what, n, to_bf16, r, limit, to_fp32);
+    failures += !ok;
+    return r;
+}
+
+static void read_debug(const char *path, int B, int T, int V, size_t nparams, int *x, int *y, float *logits,
+                       float *loss, float *grads) {
+    FILE *f = fopen_or_fail(path, "rb");
+    int header[256];
+    fread_or_fail(header, sizeof(int), 256, f, path);
+    if (header[0] != 20240327 || header[1] != 1 || header[2] != B || header[3] != T || header[4] != V)
+        fail("%s: not a debug file of B %d, T %d, V %d", path, B, T, V);
+    fread_or_fail(x, sizeof(int), (size_t)B * T, f, path);
+    fread_or_fail(y, sizeof(int), (size_t)B * T, f, path);
+    fread_or_fail(logits, sizeof(float), (size_t)B * T * V, f, path);
+    fread_or_fail(loss, sizeof(float), 1, f, path);
+    fread_or_fail(grads, sizeof(float), nparams, f, path);
+    fclose(f);
+}
+
+int main(void) {
+    if (strcmp(matmul_precision(), "bf16") != 0) fail("test_gpt2_bf16: link it with nn/matmul_bf16.o (make test_gpt2_bf16)");
+    (void)gpt2_param_blocks;  // train_gpt2.c's, unused here
+    GPT2 model;
+    gpt2_build_from_checkpoint(&model, "dev/testdata/gpt2_tiny.bin");
+    const GPT2Config *c = &model.config;
+    FILE *f = fopen_or_fail("dev/testdata/gpt2_tiny_debug.bin", "rb");
+    int header[256];
+    fread_or_fail(header, sizeof(int), 256, f, "dev/testdata/gpt2_tiny_debug.bin");
+    fclose(f);
+    int B = header[2], T = header[3], V = c->vocab_size, Vp = c->padded_vocab_size;
+    size_t BT = (size_t)B * T, np = model.num_parameters;
+    int *x = malloc_or_fail(BT * sizeof(int), "x"), *y = malloc_or_fail(BT * sizeof(int), "y");
+    int *x2 = malloc_or_fail(BT * sizeof(int), "x"), *y2 = malloc_or_fail(BT * sizeof(int), "y");
+    float *logits_bf16 = malloc_or_fail(BT * V * sizeof(float), "logits"), *logits_fp32 = malloc_or_fail(BT * V * sizeof(float), "logits");
+    float *grads_bf16 = malloc_or_fail(np * sizeof(float), "grads"), *grads_fp32 = malloc_or_fail(np * sizeof(float), "grads");
+    float loss_bf16, loss_fp32;
+    read_debug("dev/testdata/gpt2_tiny_debug_bf16.bin", B, T, V, np, x, y, logits_bf16, &loss_bf16, grads_bf16);
+    read_debug("dev/testdata/gpt2_tiny_debug.bin", B, T, V, np, x2, y2, logits_fp32, &loss_fp32, grads_fp32);
+    if (memcmp(x, x2, BT * sizeof(int)) || memcmp(y, y2, BT * sizeof(int))) fail("the two debug files hold different batches");
+
+    gpt2_allocate_gradients(&model, 0);
+    gpt2_allocate_activations(&model, B, T);
+    // logits: a forward without targets leaves them in place (first V of Vp columns)
+    gpt2_forward(&model, x, NULL, B, T);
+    float *logits = malloc_or_fail(BT * V * sizeof(float), "logits copy");
+    for (size_t i = 0; i < BT; i++) memcpy(logits + i * V, model.acts.logits + i * Vp, V * sizeof(float));
+    double max_ref = 0, max_bf16 = 0, max_fp32 = 0;
+    for (size_t i = 0; i < BT * V; i++) {
+        max_ref = fmax(max_ref, fabs(logits_bf16[i]));
+        max_bf16 = fmax(max_bf16, fabs(logits[i] - logits_bf16[i]));
+        max_fp32 = fmax(max_fp32, fabs(logits[i] - logits_fp32[i]));
+    }
+    int logits_ok = max_bf16 <= 2e-5 * max_ref && max_fp32 > 1e-4 * max_ref;
+    printf("%-4s logits: max|ours - bf16 ref| %.2e, max|ours - fp32 ref| %.2e (max|ref| %.2f; 2e-5 and above 1e-4 of it wanted)\n",
+           logits_ok ? "ok" : "FAIL", max_bf16, max_fp32, max_ref);
+    failures += !logits_ok;
+
+    gpt2_forward(&model, x, y, B, T);
+    double dl_bf16 = fabs(model.mean_loss - loss_bf16) / loss_bf16, dl_fp32 = fabs(model.mean_loss - loss_fp32) / loss_fp32;
+    int loss_ok = dl_bf16 <= 1e-6 && dl_fp32 > 1e-5;
+    printf("%-4s loss %.6f: bf16 ref %.6f (rel %.1e, 1e-6 allowed), fp32 ref %.6f (rel %.1e, above 1e-5 wanted)\n",
+           loss_ok ? "ok" : "FAIL", model.mean_loss, loss_bf16, dl_bf16, loss_fp32, dl_fp32);
+    failures += !loss_ok;
+
+    gpt2_zero_grad(&model);
+    gpt2_backward(&model, 1.0f, NULL);
+    const char *names[NUM_PARAMETER_TENSORS] = {"wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
+                                                "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
+    size_t offset = 0;
+    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
+        ratio(names[i], model.grads_memory + offset, grads_bf16 + offset, grads_fp32 + offset, model.param_sizes[i], GRAD_RATIO);
+        offset += model.param_sizes[i];
+    }
+    ratio("all grads", model.grads_memory, grads_bf16, grads_fp32, np, TOTAL_RATIO);
+    if (failures) {
+        printf("test_gpt2_bf16: %d FAILED\n", failures);
+        return 1;
+    }
+    printf("test_gpt2_bf16: all passed\n");
+    return 0;
+}
