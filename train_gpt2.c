@@ -781,6 +781,59 @@ int gpt2_generate(const GPT2 *model, KVCache *kv, const int *prompt, int prompt_
 }
 
 // ----------------------------------------------------------------------------
+// resuming: what a resume record (state_<step>.json at path) holds for the
+// GPT-2 trainer alone, checked: the training loader's position and the
+// sampler's generator (run_resume_check_state checked the rest)
+#include "data/shards.h"
+#include "run/run.h"
+
+static void gpt2_resume_data(const cJSON *state, const char *path, const Run *run, const RunConfig *rc,
+                             TokenLoader *train_loader, Rng *sample_rng) {
+    const cJSON *pos = cJSON_GetObjectItemCaseSensitive(state, "train_loader");
+    if (!cJSON_IsObject(pos)) fail("%s: missing \"train_loader\"", path);
+    uint64_t shard = json_get_u64(pos, "shard", path), epoch = json_get_u64(pos, "epoch", path), batch;
+    int saved_shuffle = 0;
+    uint32_t saved_seed = 0;
+    if (cJSON_GetObjectItemCaseSensitive(pos, "batch")) {
+        batch = json_get_u64(pos, "batch", path);
+        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(pos, "shuffle");
+        if (!cJSON_IsBool(sh)) fail("%s: \"train_loader\" has no \"shuffle\" true or false", path);
+        saved_shuffle = cJSON_IsTrue(sh);
+        uint64_t seed = json_get_u64(pos, "shuffle_seed", path);
+        if (seed > UINT32_MAX) fail("%s: \"shuffle_seed\" %llu does not fit 32 bits", path, (unsigned long long)seed);
+        saved_seed = (uint32_t)seed;
+    } else {
+        // written before shuffling existed: a token offset into shards read in order
+        uint64_t offset = json_get_u64(pos, "offset", path), bt = (uint64_t)rc->B * (uint64_t)rc->T;
+        if (offset % bt != 0)
+            fail("%s: the \"train_loader\" offset %llu is not a multiple of B x T = %llu", path,
+                 (unsigned long long)offset, (unsigned long long)bt);
+        batch = offset / bt;
+    }
+    if (saved_shuffle != train_loader->opt.shuffle ||
+        (saved_shuffle && saved_seed != train_loader->opt.shuffle_seed)) {
+        if (saved_shuffle)
+            fail("%s: the run read its data shuffled with seed %u; resume it with --shuffle 1 --shuffle-seed %u",
+                 path, saved_seed, saved_seed);
+        fail("%s: the run read its data in order; resume it with --shuffle 0", path);
+    }
+    if (shard > INT64_MAX || batch > INT64_MAX || epoch > INT64_MAX)
+        fail("%s: the \"train_loader\" position is out of range", path);
+    // the shuffle's replay runs through every epoch before this one: no run
+    // of start_step steps got further than its batches allow (a crafted
+    // epoch of 10^15 would replay for ever)
+    uint64_t batches = (uint64_t)run->start_step * (uint64_t)rc->grad_accum;
+    if (train_loader->batches_per_epoch > 0 && epoch > batches / (uint64_t)train_loader->batches_per_epoch)
+        fail("%s: the \"train_loader\" epoch %llu is more than %ld steps of %d micro-batches of these shards reach",
+             path, (unsigned long long)epoch, run->start_step, rc->grad_accum);
+    TokenLoaderPos tp = {(int64_t)epoch, (int64_t)shard, (int64_t)batch};
+    token_loader_set_pos(train_loader, tp);
+    sample_rng->state = json_get_u64(state, "sample_rng", path);
+    if (sample_rng->state == 0)
+        fail("%s: \"sample_rng\" is 0, which no run writes (the generator's state is never 0)", path);
+}
+
+// ----------------------------------------------------------------------------
 // the training run
 #ifndef TESTING
 #include <glob.h>
@@ -1356,40 +1409,7 @@ int main(int argc, char **argv) {
     if (resume_state) {
         run_resume_optimizer(&run, opt, resume_optim);
         const char *path = run.state_path;
-        const cJSON *pos = cJSON_GetObjectItemCaseSensitive(resume_state, "train_loader");
-        if (!cJSON_IsObject(pos)) fail("%s: missing \"train_loader\"", path);
-        uint64_t shard = json_get_u64(pos, "shard", path), epoch = json_get_u64(pos, "epoch", path), batch;
-        int saved_shuffle = 0;
-        uint32_t saved_seed = 0;
-        if (cJSON_GetObjectItemCaseSensitive(pos, "batch")) {
-            batch = json_get_u64(pos, "batch", path);
-            const cJSON *sh = cJSON_GetObjectItemCaseSensitive(pos, "shuffle");
-            if (!cJSON_IsBool(sh)) fail("%s: \"train_loader\" has no \"shuffle\" true or false", path);
-            saved_shuffle = cJSON_IsTrue(sh);
-            uint64_t seed = json_get_u64(pos, "shuffle_seed", path);
-            if (seed > UINT32_MAX) fail("%s: \"shuffle_seed\" %llu does not fit 32 bits", path, (unsigned long long)seed);
-            saved_seed = (uint32_t)seed;
-        } else {
-            // written before shuffling existed: a token offset into shards read in order
-            uint64_t offset = json_get_u64(pos, "offset", path), bt = (uint64_t)rc.B * (uint64_t)rc.T;
-            if (offset % bt != 0)
-                fail("%s: the \"train_loader\" offset %llu is not a multiple of B x T = %llu", path,
-                     (unsigned long long)offset, (unsigned long long)bt);
-            batch = offset / bt;
-        }
-        if (saved_shuffle != train_loader.opt.shuffle || (saved_shuffle && saved_seed != train_loader.opt.shuffle_seed)) {
-            if (saved_shuffle)
-                fail("%s: the run read its data shuffled with seed %u; resume it with --shuffle 1 --shuffle-seed %u",
-                     path, saved_seed, saved_seed);
-            fail("%s: the run read its data in order; resume it with --shuffle 0", path);
-        }
-        if (shard > INT64_MAX || batch > INT64_MAX || epoch > INT64_MAX)
-            fail("%s: the \"train_loader\" position is out of range", path);
-        TokenLoaderPos tp = {(int64_t)epoch, (int64_t)shard, (int64_t)batch};
-        token_loader_set_pos(&train_loader, tp);
-        sample_rng.state = json_get_u64(resume_state, "sample_rng", path);
-        if (sample_rng.state == 0)
-            fail("%s: \"sample_rng\" is 0, which no run writes (the generator's state is never 0)", path);
+        gpt2_resume_data(resume_state, path, &run, &rc, &train_loader, &sample_rng);
         elapsed_before = json_get_number(resume_state, "elapsed_s", path);
         cJSON_Delete(resume_state);
         printf("resume: continuing from step %ld of %s\n", run.start_step, rc.out_dir);

@@ -786,6 +786,26 @@ static void vit_predict(const ViT *model, int n, int *pred) {
 }
 
 // ----------------------------------------------------------------------------
+// resuming: what a resume record (state_<step>.json at path) holds for the
+// ViT trainer alone, checked: the training loader's state, for the same
+// images (train_name names them; run_resume_check_state checked the rest)
+#include "data/images.h"
+#include "run/run.h"
+
+static void vit_resume_data(const cJSON *state, const char *path, ImageLoader *train_loader, const char *train_name) {
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(state, "train_loader");
+    if (!cJSON_IsObject(l)) fail("%s: missing \"train_loader\"", path);
+    int count = train_loader->set->count;
+    if (json_get_u64(l, "images", path) != (uint64_t)count)
+        fail("%s: the checkpoint was trained on %llu images, %s has %d; resume with the same data", path,
+             (unsigned long long)json_get_u64(l, "images", path), train_name, count);
+    uint64_t epoch = json_get_u64(l, "epoch", path), pos = json_get_u64(l, "pos", path);
+    if (epoch > INT64_MAX || pos > INT64_MAX) fail("%s: the \"train_loader\" state is out of range", path);
+    ImageLoaderState ls = {(int64_t)epoch, (int64_t)pos, json_get_u64(l, "rng", path)};
+    image_loader_set_state(train_loader, ls);
+}
+
+// ----------------------------------------------------------------------------
 // the training run
 #ifndef TESTING
 #include <omp.h>
@@ -1379,14 +1399,7 @@ int main(int argc, char **argv) {
     if (resume_state) {
         run_resume_optimizer(&run, opt, resume_optim);
         const char *path = run.state_path;
-        const cJSON *l = cJSON_GetObjectItemCaseSensitive(resume_state, "train_loader");
-        if (!cJSON_IsObject(l)) fail("%s: missing \"train_loader\"", path);
-        if (json_get_u64(l, "images", path) != (uint64_t)train_set.count)
-            fail("%s: the checkpoint was trained on %llu images, %s has %d; resume with the same data", path,
-                 (unsigned long long)json_get_u64(l, "images", path), train_name, train_set.count);
-        ImageLoaderState ls = {(int64_t)json_get_u64(l, "epoch", path), (int64_t)json_get_u64(l, "pos", path),
-                               json_get_u64(l, "rng", path)};
-        image_loader_set_state(&train_loader, ls);
+        vit_resume_data(resume_state, path, &train_loader, train_name);
         elapsed_before = json_get_number(resume_state, "elapsed_s", path);
         cJSON_Delete(resume_state);
         printf("resume: continuing from step %ld of %s\n", run.start_step, rc.out_dir);
