@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# PRECISION=bf16 against fp32, measured in the same run:
+#  1. the GEMMs of a GPT-2 124M step at B 4 x T 1024 (bench_gemm_bf16: GFLOP/s
+#     of sgemm_bf16 and sgemm per shape, fp32 and bf16 alternating);
+#  2. the training step of GPT-2 124M at B 4 x T 1024 (AdamW): the fp32 and the
+#     bf16 trainer alternately, ROUNDS times each, median ms of the steps after
+#     the first of each run, and the ratio bf16 / fp32 (the target was <= 0.6).
+#   dev/bench/bench_bf16.sh BIN_FP32 BIN_BF16 BENCH_GEMM [steps] [rounds]   (make bench-bf16)
+set -euo pipefail
+FP32=${1:?usage: bench_bf16.sh train_gpt2_fp32 train_gpt2_bf16 bench_gemm_bf16 [steps] [rounds]}
+BF16=${2:?}
+GEMM=${3:?}
+STEPS=${4:-4}
+ROUNDS=${5:-2}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+WORK=$(mktemp -d /tmp/bench_bf16.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+echo "== bench_bf16: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo ?), $OMP_NUM_THREADS threads, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== GEMMs of one GPT-2 124M step at B 4 x T 1024 ($GEMM 3)"
+"$GEMM" 3
+
+# step times (ms) after the first step of one run, space-separated
+steps_ms() { # binary tag
+    "$1" -e d12 -b 4 -t 1024 -x "$STEPS" -s -1 -v 0 -n 0 -o "$WORK/$2" --seed 1 > "$WORK/$2.out"
+    python3 - "$WORK/$2/log.jsonl" <<'PY'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+print(" ".join(f'{r["ms"]:.0f}' for r in recs if "ms" in r and r["step"] > 1))
+PY
+    rm -rf "${WORK:?}/$2"
+}
+echo "== GPT-2 124M (d12), B 4 x T 1024, AdamW: ms per step (steps 2..$STEPS of each run; runs alternate)"
+all_fp32="" all_bf16=""
+for r in $(seq 1 "$ROUNDS"); do
+    f=$(steps_ms "$FP32" fp32); echo "round $r fp32: $f"; all_fp32="$all_fp32 $f"
+    b=$(steps_ms "$BF16" bf16); echo "round $r bf16: $b"; all_bf16="$all_bf16 $b"
+done
+python3 - "$all_fp32" "$all_bf16" <<'PY'
+import statistics, sys
+f = [float(x) for x in sys.argv[1].split()]
+b = [float(x) for x in sys.argv[2].split()]
+mf, mb = statistics.median(f), statistics.median(b)
+print(f"step time: fp32 {mf:.0f} ms, bf16 {mb:.0f} ms (medians of {len(f)} and {len(b)} steps); bf16 / fp32 = {mb / mf:.2f}")
+PY
+echo "(reproduce: make bench-bf16)"
