@@ -113,6 +113,9 @@ int main(void) {
         offset += model.param_sizes[i];
     }
     ratio("all grads", model.grads_memory, grads_bf16, grads_fp32, np, TOTAL_RATIO);
+    free(x), free(y), free(x2), free(y2), free(logits), free(logits_bf16), free(logits_fp32);
+    free(grads_bf16), free(grads_fp32);
+    gpt2_free(&model);
     if (failures) {
         printf("test_gpt2_bf16: %d FAILED\n", failures);
         return 1;
