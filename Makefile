@@ -266,9 +266,11 @@ python-deps:
 .PHONY: bench-bf16 bench-bf16-train
 bench-bf16: bench_gemm_bf16 $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw data
 	bash dev/bench/bench_bf16.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw ./bench_gemm_bf16 | tee dev/results/bench_bf16.txt
-# make train's run with each precision: both final validation losses (about 10 minutes)
-bench-bf16-train: data
-	bash dev/bench/bf16_train.sh | tee dev/results/bf16_train.txt
+# make train's run with each precision, side by side on one thread each: the
+# validation losses (about 10 minutes on an idle machine)
+bench-bf16-train: data $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw
+	bash dev/bench/bf16_train.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw \
+	    "$(TRAIN_BASE_FLAGS) $(TRAIN_LR_adamw)" | tee dev/results/bf16_train.txt
 bench: bench-train bench-optim bench-matmul bench-tokenizer bench-bf16
 
 # --- ViT: train_vit, test_vit (rules for the ViT trainer go here) ---

@@ -20,27 +20,33 @@ echo "== bench_bf16: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --
 echo "== GEMMs of one GPT-2 124M step at B 4 x T 1024 ($GEMM 3)"
 "$GEMM" 3
 
-# step times (ms) after the first step of one run, space-separated
+# "wall_ms/cpu_ms ..." of each step after the first of one run (cpu_ms: all threads' CPU time,
+# which on a shared machine does not count the waits for a core)
 steps_ms() { # binary tag
     "$1" -e d12 -b 4 -t 1024 -x "$STEPS" -s -1 -v 0 -n 0 -o "$WORK/$2" --seed 1 > "$WORK/$2.out"
     python3 - "$WORK/$2/log.jsonl" <<'PY'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
-print(" ".join(f'{r["ms"]:.0f}' for r in recs if "ms" in r and r["step"] > 1))
+print(" ".join(f'{r["ms"]:.0f}/{r["cpu_ms"]:.0f}' for r in recs if "ms" in r and r["step"] > 1))
 PY
     rm -rf "${WORK:?}/$2"
 }
-echo "== GPT-2 124M (d12), B 4 x T 1024, AdamW: ms per step (steps 2..$STEPS of each run; runs alternate)"
+echo "== GPT-2 124M (d12), B 4 x T 1024, AdamW: wall ms / CPU ms (all threads) per step, steps 2..$STEPS of each run; runs alternate"
 all_fp32="" all_bf16=""
 for r in $(seq 1 "$ROUNDS"); do
     f=$(steps_ms "$FP32" fp32); echo "round $r fp32: $f"; all_fp32="$all_fp32 $f"
     b=$(steps_ms "$BF16" bf16); echo "round $r bf16: $b"; all_bf16="$all_bf16 $b"
 done
-python3 - "$all_fp32" "$all_bf16" <<'PY'
+python3 - "$all_fp32" "$all_bf16" "$OMP_NUM_THREADS" <<'PY'
 import statistics, sys
-f = [float(x) for x in sys.argv[1].split()]
-b = [float(x) for x in sys.argv[2].split()]
-mf, mb = statistics.median(f), statistics.median(b)
-print(f"step time: fp32 {mf:.0f} ms, bf16 {mb:.0f} ms (medians of {len(f)} and {len(b)} steps); bf16 / fp32 = {mb / mf:.2f}")
+def parse(s):
+    pairs = [tuple(float(v) for v in x.split("/")) for x in s.split()]
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs), len(pairs)
+fw, fc, nf = parse(sys.argv[1])
+bw, bc, nb = parse(sys.argv[2])
+threads = int(sys.argv[3])
+print(f"step time (medians of {nf} and {nb} steps): fp32 {fw:.0f} ms wall, {fc / threads:.0f} ms CPU per thread; "
+      f"bf16 {bw:.0f} ms wall, {bc / threads:.0f} ms CPU per thread")
+print(f"bf16 / fp32: {bw / fw:.2f} by wall clock, {bc / fc:.2f} by CPU time (target: 0.6)")
 PY
 echo "(reproduce: make bench-bf16)"
