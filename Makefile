@@ -299,6 +299,17 @@ TESTS += run-test-vit
 BINS += test_vit
 test_vit: $(BUILD)/test_vit.o $(NN_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(RUN_OBJS) $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+# the bf16 build's ViT against PyTorch with bf16 matmul inputs (dev/vit_ref_bf16.py)
+TESTS += run-test-vit-bf16
+BINS += test_vit_bf16
+test_vit_bf16: $(BUILD)/test_vit_bf16.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(NN_OBJS)) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(RUN_OBJS) $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+.PHONY: run-test-vit-bf16 vit-bf16-ref
+run-test-vit-bf16: test_vit_bf16
+	@if grep -qw avx512_bf16 /proc/cpuinfo; then ./test_vit_bf16; \
+	 else echo "run-test-vit-bf16: SKIPPED: this CPU has no AVX-512 BF16 (the bf16 build refuses to run here)"; fi
+vit-bf16-ref:
+	$(PYTHON) dev/vit_ref_bf16.py
 .PHONY: run-test-vit run-test-vit-resume vit-ref train-vit
 run-test-vit: test_vit
 	./test_vit
