@@ -3,22 +3,25 @@
 #  1. the GEMMs of a GPT-2 124M step at B 4 x T 1024 (bench_gemm_bf16: GFLOP/s
 #     of sgemm_bf16 and sgemm per shape, fp32 and bf16 alternating);
 #  2. the training step of GPT-2 124M at B 4 x T 1024 (AdamW): the fp32 and the
-#     bf16 trainer alternately, ROUNDS times each, median ms of the steps after
-#     the first of each run, and the ratio bf16 / fp32 (the target was <= 0.6).
+#     bf16 trainer alternately, ROUNDS times each (default 1), median ms of the
+#     steps after the first of each run (default: steps 2 and 3), by wall clock
+#     and by CPU time, and the ratio bf16 / fp32 (the target was <= 0.6).
 #   dev/bench/bench_bf16.sh BIN_FP32 BIN_BF16 BENCH_GEMM [steps] [rounds]   (make bench-bf16)
+#   GEMM_REPS=3 takes the best of 3 products per shape (default 1)
 set -euo pipefail
 FP32=${1:?usage: bench_bf16.sh train_gpt2_fp32 train_gpt2_bf16 bench_gemm_bf16 [steps] [rounds]}
 BF16=${2:?}
 GEMM=${3:?}
-STEPS=${4:-4}
-ROUNDS=${5:-2}
+STEPS=${4:-3}
+ROUNDS=${5:-1}
+GEMM_REPS=${GEMM_REPS:-1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 WORK=$(mktemp -d /tmp/bench_bf16.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
 echo "== bench_bf16: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo ?), $OMP_NUM_THREADS threads, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== GEMMs of one GPT-2 124M step at B 4 x T 1024 ($GEMM 3)"
-"$GEMM" 3
+echo "== GEMMs of one GPT-2 124M step at B 4 x T 1024 ($GEMM $GEMM_REPS)"
+"$GEMM" "$GEMM_REPS"
 
 # "wall_ms/cpu_ms ..." of each step after the first of one run (cpu_ms: all threads' CPU time,
 # which on a shared machine does not count the waits for a core)

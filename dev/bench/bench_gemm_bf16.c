@@ -24,7 +24,44 @@ static double clock_s(clockid_t id) {
 
 typedef struct { const char *name; int tA, tB, M, N, K; } Shape;
 
+// The ceiling of each kernel: one thread issues 24 independent vdpbf16ps (64
+// flops each) or vfmadd231ps (32 flops each) per iteration, nothing else, and
+// the rate is taken by the thread's CPU time.
+#ifdef __AVX512BF16__
+#include <immintrin.h>
+#define X24(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) \
+               X(12) X(13) X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23)
+static void instruction_ceilings(void) {
+#define DECLARE(i) __m512 acc##i = _mm512_set1_ps((float)(i) * 1e-3f);
+    X24(DECLARE)
+    __m512bh pair = (__m512bh)_mm512_set1_epi32(0x3F803F80);  // (1.0, 1.0) in bf16
+    __m512 mul = _mm512_set1_ps(0.9999f), add = _mm512_set1_ps(1e-6f);
+    const long iters = 20000000;
+    double t0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+    for (long it = 0; it < iters; it++) {
+#define DOT(i) acc##i = _mm512_dpbf16_ps(acc##i, pair, pair);
+        X24(DOT)
+        __asm__ volatile("" ::"v"(pair));  // keep the loop
+    }
+    double t1 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+    for (long it = 0; it < iters; it++) {
+#define FMA(i) acc##i = _mm512_fmadd_ps(acc##i, mul, add);
+        X24(FMA)
+        __asm__ volatile("" ::"v"(mul));
+    }
+    double t2 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+    float sink = 0.0f;
+#define SINK(i) sink += _mm512_reduce_add_ps(acc##i);
+    X24(SINK)
+    double n = 24.0 * iters;
+    printf("one thread, registers only: vdpbf16ps %.2f G/s = %.1f GFLOP/s, vfmadd231ps %.2f G/s = %.1f GFLOP/s "
+           "(bf16 / fp32 flop rate %.2f)%s\n", n / (t1 - t0) / 1e9, 64 * n / (t1 - t0) / 1e9, n / (t2 - t1) / 1e9,
+           32 * n / (t2 - t1) / 1e9, (64 * n / (t1 - t0)) / (32 * n / (t2 - t1)), sink == 12345.0f ? " " : "");
+}
+#endif
+
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);  // line by line through tee
     int reps = argc > 1 ? atoi(argv[1]) : 3;
     if (reps < 1) fail("bench_gemm_bf16: REPS must be >= 1 (got '%s')", argv[1]);
     if (!sgemm_bf16_available()) fail("bench_gemm_bf16: %s", BF16_UNAVAILABLE);
@@ -37,6 +74,9 @@ int main(int argc, char **argv) {
     float *x = alloc_big_floats(most, "x"), *y = alloc_big_floats(most, "y"), *z = alloc_big_floats(most, "z");
     for (size_t i = 0; i < most; i++) x[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
     for (size_t i = 0; i < most; i++) y[i] = (float)((i * 40503u) % 997) * 1e-3f - 0.5f;
+#ifdef __AVX512BF16__
+    instruction_ceilings();
+#endif
     int threads = omp_get_max_threads();
     printf("bench_gemm_bf16: GPT-2 124M GEMMs at BT %d, %d threads, best of %d; GFLOP/s by wall clock (by CPU time)\n",
            BT, threads, reps);
