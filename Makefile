@@ -55,7 +55,7 @@ $(BUILD)/%.o: %.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-COMMON_OBJS := $(BUILD)/common/utils.o
+COMMON_OBJS := $(BUILD)/common/utils.o $(BUILD)/common/mt19937.o
 
 # Release and sanitizer builds write the same top-level binaries. This file
 # changes exactly when the mode does; every binary links utils.o, which depends
@@ -230,6 +230,14 @@ run-test-memplan: test_memplan
 TESTS += run-test-memory
 run-test-memory: data $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS)) $(addprefix $(BUILD)/vit/train_vit_,adamw sgd_sai)
 	bash dev/test_memory.sh $(BUILD)/bin $(BUILD)/vit $(SANITIZE)
+
+# dev/export_hf.py (issue 14): GPT-2 checkpoints to a Hugging Face folder and
+# ViT checkpoints to timm's names, loaded by PyTorch models written from those
+# namings (dev/test_export.py), whose logits must equal the C models'
+# (./test_gpt2 --logits, ./test_vit --logits); needs PyTorch (python-deps)
+TESTS += run-test-export
+run-test-export: test_gpt2 test_vit $(BUILD)/bin/train_gpt2_adamw $(BUILD)/vit/train_vit_adamw python-deps
+	$(PYTHON) dev/test_export.py $(BUILD)/bin/train_gpt2_adamw $(BUILD)/vit/train_vit_adamw
 
 # ---------------------------------------------------------------------------
 # benchmarks (figures are ratios against a peer measured in the same run)

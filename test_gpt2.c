@@ -71,7 +71,38 @@ static void test_presets(void) {
     if (!ok) failures++;
 }
 
+// ./test_gpt2 --logits CHECKPOINT INPUT OUTPUT: the model's logits for
+// dev/test_export.py. INPUT: int32 B, T, then B*T int32 token ids; OUTPUT:
+// B*T*V float32 logits (the real vocabulary, not the padding).
+static int logits_main(int argc, char **argv) {
+    if (argc != 5) fail("usage: ./test_gpt2 --logits CHECKPOINT INPUT OUTPUT");
+    GPT2 model;
+    gpt2_build_from_checkpoint(&model, argv[2]);
+    FILE *f = fopen_or_fail(argv[3], "rb");
+    int bt[2];
+    fread_or_fail(bt, sizeof(int), 2, f, argv[3]);
+    if (bt[0] < 1 || bt[1] < 1 || bt[1] > model.config.max_seq_len || bt[0] > 4096)
+        fail("%s: B %d, T %d do not fit the model", argv[3], bt[0], bt[1]);
+    int B = bt[0], T = bt[1], V = model.config.vocab_size, Vp = model.config.padded_vocab_size;
+    int *ids = malloc_or_fail((size_t)B * T * sizeof(int), "ids");
+    fread_or_fail(ids, sizeof(int), (size_t)B * T, f, argv[3]);
+    fclose(f);
+    for (int i = 0; i < B * T; i++)
+        if (ids[i] < 0 || ids[i] >= V) fail("%s: token %d out of the vocabulary", argv[3], ids[i]);
+    gpt2_allocate_activations(&model, B, T);
+    gpt2_forward(&model, ids, NULL, B, T);
+    AtomicFile af;
+    atomic_open(&af, argv[4]);
+    for (size_t r = 0; r < (size_t)B * T; r++)
+        fwrite_or_fail(model.acts.logits + r * (size_t)Vp, sizeof(float), (size_t)V, af.f, af.tmp_path);
+    atomic_commit(&af);
+    free(ids);
+    gpt2_free(&model);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--logits") == 0) return logits_main(argc, argv);
     test_presets();
     const char *dir = argc > 1 ? argv[1] : "dev/testdata";
     char model_path[512], debug_path[512];

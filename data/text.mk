@@ -4,6 +4,7 @@
 #   make data                 prepare_text + data/bible/bible_{train,val}_000000.bin
 #   make run-test-tokenizer   ids against the reference JS encoder, round trips
 #   make run-test-shards      shard writer/loader, bad shards rejected
+#   make run-test-tokdata     shuffling, resume, nanoGPT's format, bounded memory, bytes
 #   make bench-tokenizer      MB/s on the Bible: ours and the JS encoder, same run
 TEXT_OBJS := $(BUILD)/data/tokenizer.o $(BUILD)/data/shards.o $(COMMON_OBJS)
 
@@ -36,5 +37,12 @@ bench-tokenizer: test_tokenizer setup
 	./test_tokenizer --bench | grep '^bible'
 	node dev/tokenizer_ref.js corpus --reps 3 data/bible/text/*.txt >/dev/null
 
-TESTS += run-test-tokenizer run-test-shards
+# token data at scale (issue 14): MT19937 and llm.c's shuffled order against
+# references written in Python, resumes, nanoGPT's .bin, GiB-sized sparse files
+# in bounded memory, prepare_text --bytes and --vocab-size (dev/test_tokdata.py)
+.PHONY: run-test-tokdata
+run-test-tokdata: test_shards prepare_text $(BUILD)/bin/train_gpt2_adamw setup
+	$(PYTHON) dev/test_tokdata.py $(BUILD)/bin/train_gpt2_adamw
+
+TESTS += run-test-tokenizer run-test-shards run-test-tokdata
 BINS += prepare_text test_tokenizer test_shards

@@ -611,6 +611,25 @@ void tokenizer_write_llmc(const Tokenizer *t, const char *path) {
     atomic_commit(&af);
 }
 
+Tokenizer *tokenizer_bytes(void) {
+    static const char eot_text[] = "<|endoftext|>";
+    size_t eot_len = sizeof(eot_text) - 1;
+    Tokenizer *t = calloc_or_fail(1, sizeof(Tokenizer), "tokenizer");
+    t->vocab_size = BYTE_VOCAB_SIZE;
+    t->eot = BYTE_EOT;
+    t->tok_off = malloc_or_fail((BYTE_VOCAB_SIZE + 1) * sizeof(uint32_t), "token offsets");
+    t->tok_bytes = malloc_or_fail(256 + eot_len, "token bytes");
+    for (int b = 0; b < 256; b++) {
+        t->tok_off[b] = (uint32_t)b;
+        t->tok_bytes[b] = (unsigned char)b;
+    }
+    t->tok_off[BYTE_EOT] = 256;
+    memcpy(t->tok_bytes + 256, eot_text, eot_len);
+    t->tok_off[BYTE_VOCAB_SIZE] = (uint32_t)(256 + eot_len);
+    t->can_encode = 0;
+    return t;
+}
+
 Tokenizer *tokenizer_load_llmc(const char *path) {
     FILE *f = fopen_or_fail(path, "rb");
     size_t size = file_size_or_fail(f, path);

@@ -53,6 +53,12 @@ int tokenizer_eot(const Tokenizer *t);
 // 1 if loaded with merges (tokenizer_load), 0 if decode-only
 int tokenizer_can_encode(const Tokenizer *t);
 
+// The byte-level vocabulary of ./prepare_text --bytes: token b < 256 is the
+// byte b, token 256 is <|endoftext|>. Decode-only (encoding is the identity).
+#define BYTE_EOT 256
+#define BYTE_VOCAB_SIZE 257
+Tokenizer *tokenizer_bytes(void);
+
 // llm.c's decode-only tokenizer file: a header of 256 uint32 (magic 20240328,
 // version 2, vocab size, EOT id, zeros), then per token a uint8 byte length
 // and the bytes. Written atomically.

@@ -38,8 +38,10 @@ for line in open(sys.argv[1]):
 # With SGD the parameters move by lr * gradient, so comparing the final models
 # compares the gradients (AdamW's first steps are sign-like: rounding-level
 # differences in a near-zero gradient would become differences of lr).
-"$BIN/train_gpt2_sgdm" $COMMON -l 0.1 -c 0 -x 5 -b 4 -d 128 -o "$WORK/acc2" >/dev/null
-"$BIN/train_gpt2_sgdm" $COMMON -l 0.1 -c 0 -x 5 -b 8 -d 128 -o "$WORK/acc1" >/dev/null
+# In order (--shuffle 0): two batches of B=4 are then the halves of one of
+# B=8; llm.c's shuffling permutes whole batches, which differ between B=4 and 8.
+"$BIN/train_gpt2_sgdm" $COMMON --shuffle 0 -l 0.1 -c 0 -x 5 -b 4 -d 128 -o "$WORK/acc2" >/dev/null
+"$BIN/train_gpt2_sgdm" $COMMON --shuffle 0 -l 0.1 -c 0 -x 5 -b 8 -d 128 -o "$WORK/acc1" >/dev/null
 check "accumulation: 5 steps of B=4 x 2 micro-steps = B=8 (loss, grad norm within 1e-5)" python3 -c '
 import sys
 a = [l.split() for l in open(sys.argv[1])]; b = [l.split() for l in open(sys.argv[2])]

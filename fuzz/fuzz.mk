@@ -17,7 +17,7 @@ FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=
                -std=gnu11 -Wall -Wextra -Wno-unused-function -Wno-pass-failed -I. -DFUZZING
 FUZZ_SRC_gpt2_checkpoint := nn/layers.c nn/matmul.c optim/optim.c optim/adamw.c common/utils.c
 FUZZ_SRC_vit_checkpoint := nn/layers.c nn/matmul.c optim/optim.c optim/snr.c optim/adamw.c run/run.c common/utils.c
-FUZZ_SRC_token_shard := data/shards.c common/utils.c
+FUZZ_SRC_token_shard := data/shards.c common/utils.c common/mt19937.c
 FUZZ_SRC_image_shard := data/images.c common/utils.c
 
 .PHONY: fuzz

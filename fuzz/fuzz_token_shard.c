@@ -14,7 +14,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static TokenLoader l;
     if (setjmp(jump) == 0) {
         fuzz_fail_jump = &jump;
-        token_loader_init(&l, path, 1, 2, 65536);
+        // shuffled: the orders are built from the header's count
+        TokenLoaderOptions opt = {SHARD_FORMAT_LLMC, 1, 42};
+        token_loader_open(&l, path, 1, 2, 65536, &opt);
         int in[2], tg[2];
         for (int i = 0; i < 3; i++) token_loader_next(&l, in, tg);
     }
