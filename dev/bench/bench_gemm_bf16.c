@@ -74,6 +74,10 @@ int main(int argc, char **argv) {
     float *x = alloc_big_floats(most, "x"), *y = alloc_big_floats(most, "y"), *z = alloc_big_floats(most, "z");
     for (size_t i = 0; i < most; i++) x[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
     for (size_t i = 0; i < most; i++) y[i] = (float)((i * 40503u) % 997) * 1e-3f - 0.5f;
+    memset(z, 0, most * sizeof(float));  // the output's pages touched before any timing
+    // and each thread's packing buffers allocated: a product of each kind first
+    sgemm(0, 1, 1024, 768, 768, 1.0f, x, 768, y, 768, 0.0f, z, 768);
+    sgemm_bf16(0, 1, 1024, 768, 768, 1.0f, x, 768, y, 768, 0.0f, z, 768);
 #ifdef __AVX512BF16__
     instruction_ceilings();
 #endif
