@@ -26,7 +26,8 @@ echo "== GEMMs of one GPT-2 124M step at B 4 x T 1024 ($GEMM $GEMM_REPS)"
 # "wall_ms/cpu_ms ..." of each step after the first of one run (cpu_ms: all threads' CPU time,
 # which on a shared machine does not count the waits for a core)
 steps_ms() { # binary tag
-    "$1" -e d12 -b 4 -t 1024 -x "$STEPS" -s -1 -v 0 -n 0 -o "$WORK/$2" --seed 1 > "$WORK/$2.out"
+    # -i named: no validation split, so no evaluation at the end either
+    "$1" -e d12 -b 4 -t 1024 -x "$STEPS" -s -1 -n 0 -i 'data/bible/bible_train_*.bin' -o "$WORK/$2" --seed 1 > "$WORK/$2.out"
     python3 - "$WORK/$2/log.jsonl" <<'PY'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
