@@ -77,7 +77,7 @@ include $(sort $(wildcard */*.mk))
 
 # ---------------------------------------------------------------------------
 # the models
-NN_OBJS := $(BUILD)/nn/layers.o $(BUILD)/nn/matmul.o
+NN_OBJS := $(BUILD)/nn/layers.o $(BUILD)/nn/attention.o $(BUILD)/nn/matmul.o
 OPTIM_COMMON_OBJS := $(BUILD)/optim/optim.o $(BUILD)/optim/snr.o
 
 # The optimizer compiled into the trainers. This file changes exactly when
@@ -88,7 +88,7 @@ $(BUILD)/optim-choice: FORCE
 
 TESTS += run-test-nn
 BINS += test_nn
-test_nn: $(BUILD)/test_nn.o $(BUILD)/nn/layers.o
+test_nn: $(BUILD)/test_nn.o $(BUILD)/nn/layers.o $(BUILD)/nn/attention.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 run-test-nn: test_nn
 	./test_nn
@@ -96,6 +96,17 @@ run-test-nn: test_nn
 .PHONY: softce-ref
 softce-ref:
 	$(PYTHON) dev/softce_ref.py
+
+TESTS += run-test-attention
+BINS += test_attention
+test_attention: $(BUILD)/test_attention.o $(BUILD)/nn/attention.o
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+run-test-attention: test_attention
+	./test_attention
+# rewrite the PyTorch reference of the attention (test_attention)
+.PHONY: attention-ref
+attention-ref:
+	$(PYTHON) dev/attention_ref.py
 
 TESTS += run-test-gpt2
 BINS += test_gpt2
@@ -254,7 +265,13 @@ $(BUILD)/bin/bench_stream: $(BUILD)/dev/bench/bench_stream.o $(COMMON_OBJS)
 $(BUILD)/bin/bench_gemm_xl: $(BUILD)/dev/bench/bench_gemm_xl.o $(BUILD)/nn/matmul.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
-.PHONY: bench-stream bench-xl bench-gemm-xl
+$(BUILD)/bin/bench_attention: $(BUILD)/dev/bench/bench_attention.o $(BUILD)/nn/attention.o $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+.PHONY: bench-stream bench-xl bench-gemm-xl bench-attention
+# the tiled attention against the direct one at GPT-2 124M's shapes (B4 T64, B1 T1024, B4 T1024)
+bench-attention: $(BUILD)/bin/bench_attention
+	$(BUILD)/bin/bench_attention
 # the three GEMMs of an XL MLP layer at B 1 x T 64, weights from memory
 bench-gemm-xl: $(BUILD)/bin/bench_gemm_xl
 	$(BUILD)/bin/bench_gemm_xl
@@ -269,6 +286,7 @@ bench-optim: $(addprefix $(BUILD)/bin/bench_optim_,$(OPTIMS))
 	bash dev/bench/bench_optim.sh $(BUILD)/bin
 bench-train: $(BUILD)/bin/train_gpt2_adamw data python-deps
 	bash dev/bench/bench_train.sh $(BUILD)/bin/train_gpt2_adamw
+	python3 dev/bench/readme_table.py dev/results/bench_train.md README.md
 # the benchmarks and reference scripts need PyTorch (Debian's python3-torch)
 python-deps:
 	@bash dev/setup.sh --python

@@ -107,7 +107,8 @@ static LayerTensors layer_tensors(const ParameterTensors *t, int l, int C) {
 }
 
 // The activations of a forward pass that backward needs, for a batch (B,T).
-// Compared with llm.c we keep no pre-softmax scores, no attention-projection
+// Compared with llm.c we keep no pre-softmax scores and no attention weights
+// (only their logsumexp per query: B*NH*T floats a layer, not B*NH*T*T), no attention-projection
 // or MLP-projection outputs (they only feed a residual sum), and the softmax
 // overwrites the logits in place.
 #define NUM_ACTIVATION_TENSORS 18
@@ -118,7 +119,7 @@ typedef struct {
     float *ln1_rstd;  // (L, B, T)
     float *qkv;       // (L, B, T, 3C)
     float *atty;      // (L, B, T, C) attention output, before the projection
-    float *att;       // (L, B, NH, T, T) attention weights
+    float *lse;       // (L, B, NH, T) logsumexp of each query's attention scores (attention_backward recomputes the weights)
     float *residual2; // (L, B, T, C) after the attention block
     float *ln2;       // (L, B, T, C)
     float *ln2_mean;  // (L, B, T)
@@ -416,7 +417,7 @@ static size_t gpt2_activation_sizes(const GPT2Config *c, int B, int T, size_t si
     size_t LBT = mul_size_or_fail(L, BT, what), LBTC = mul_size_or_fail(LBT, C, what);
     size_t s[NUM_ACTIVATION_TENSORS] = {
         mul_size_or_fail(BT, C, what), LBTC, LBT, LBT, mul_size_or_fail(3, LBTC, what), LBTC,
-        mul_size_or_fail(mul4_size_or_fail(L, (size_t)B, NH, (size_t)T, what), (size_t)T, what),
+        mul4_size_or_fail(L, (size_t)B, NH, (size_t)T, what),
         LBTC, LBTC, LBT, LBT, mul_size_or_fail(4, LBTC, what), mul_size_or_fail(4, LBTC, what), LBTC,
         mul_size_or_fail(BT, C, what), BT, BT, mul_size_or_fail(BT, Vp, what)};
     size_t total = 0;
@@ -434,7 +435,7 @@ void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     model->num_activations = gpt2_activation_sizes(&model->config, B, T, sizes, scratch_sizes, &scratch_total);
     size_t BT = (size_t)B * T;
     float **ptrs[] = {&model->acts.encoded, &model->acts.ln1, &model->acts.ln1_mean, &model->acts.ln1_rstd,
-                      &model->acts.qkv, &model->acts.atty, &model->acts.att, &model->acts.residual2,
+                      &model->acts.qkv, &model->acts.atty, &model->acts.lse, &model->acts.residual2,
                       &model->acts.ln2, &model->acts.ln2_mean, &model->acts.ln2_rstd, &model->acts.fch,
                       &model->acts.fch_gelu, &model->acts.residual3, &model->acts.lnf, &model->acts.lnf_mean,
                       &model->acts.lnf_rstd, &model->acts.logits};
@@ -529,7 +530,7 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
         // this layer's weights and activations
         float *ln1 = a.ln1 + l * BT * C, *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
         float *qkv = a.qkv + l * BT * 3 * C, *atty = a.atty + l * BT * C;
-        float *att = a.att + (size_t)l * B * NH * T * T;
+        float *lse = a.lse + (size_t)l * B * NH * T;
         float *residual2 = a.residual2 + l * BT * C;
         float *ln2 = a.ln2 + l * BT * C, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
         float *fch = a.fch + l * BT * 4 * C, *fch_gelu = a.fch_gelu + l * BT * 4 * C;
@@ -538,7 +539,7 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
         // attention block: x + proj(attention(ln1(x)))
         layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p.ln1w + l * C, p.ln1b + l * C, BT, C, 1e-5f);
         matmul_forward(qkv, ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, BT, C, 3 * C);
-        attention_forward(atty, att, qkv, B, T, C, NH, 1);
+        attention_forward(atty, lse, qkv, B, T, C, NH, 1);
         matmul_forward(proj, atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, BT, C, C);
         residual_forward(residual2, residual, proj, BT * C);
         // MLP block: x + proj(gelu(fc(ln2(x))))
@@ -613,7 +614,7 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
         const float *residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BT * C;
         float *ln1 = a.ln1 + l * BT * C, *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
         float *qkv = a.qkv + l * BT * 3 * C, *atty = a.atty + l * BT * C;
-        float *att = a.att + (size_t)l * B * NH * T * T;
+        float *lse = a.lse + (size_t)l * B * NH * T;
         float *residual2 = a.residual2 + l * BT * C;
         float *ln2 = a.ln2 + l * BT * C, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
         float *fch = a.fch + l * BT * 4 * C, *fch_gelu = a.fch_gelu + l * BT * 4 * C;
@@ -632,7 +633,7 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
         memset(s.datty, 0, BT * C * sizeof(float));
         matmul_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, atty, lp.attprojw, BT, C, C);
         memset(s.dqkv, 0, BT * 3 * C * sizeof(float));
-        attention_backward(s.dqkv, s.datty, qkv, att, B, T, C, NH, 1);
+        attention_backward(s.dqkv, s.datty, qkv, atty, lse, B, T, C, NH, 1);
         memset(s.dln, 0, BT * C * sizeof(float));
         matmul_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C);
         layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, ln1_mean, ln1_rstd, BT, C);

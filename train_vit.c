@@ -617,7 +617,7 @@ static void vit_forward_logits(ViT *model, const float *images, int B) {
         // attention block: x + proj(attention(ln1(x))), every token sees every token
         layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p.ln1w + l * C, p.ln1b + l * C, BT, C, VIT_LN_EPS);
         matmul_forward(qkv, ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, BT, C, 3 * C);
-        attention_forward(atty, att, qkv, B, T, C, NH, 0);
+        attention_forward_ref(atty, att, qkv, B, T, C, NH, 0);
         matmul_forward(proj, atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, BT, C, C);
         residual_forward(residual2, residual, proj, BT * C);
         // MLP block: x + proj(gelu(fc(ln2(x))))
@@ -741,7 +741,7 @@ void vit_backward(ViT *model, float loss_scale, FusedStep *fused) {
         memset(s.datty, 0, BT * C * sizeof(float));
         matmul_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, atty, lp.attprojw, BT, C, C);
         memset(s.dqkv, 0, BT * 3 * C * sizeof(float));
-        attention_backward(s.dqkv, s.datty, qkv, att, B, T, C, NH, 0);
+        attention_backward_ref(s.dqkv, s.datty, qkv, att, B, T, C, NH, 0);
         memset(s.dln, 0, BT * C * sizeof(float));
         matmul_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C);
         layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, ln1_mean, ln1_rstd, BT, C);
