@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <malloc.h>
 #include <math.h>
 #include <omp.h>
 #include <stdarg.h>
@@ -173,6 +174,21 @@ static int run_child(const char *name, const char *a1, const char *a2) {
         float *img = malloc_or_fail((size_t)B * image_set_image_bytes(&s) * sizeof(float), "batch");
         int *lab = malloc_or_fail((size_t)B * sizeof(int), "labels");
         for (int i = 0; i < s.count; i += B) image_loader_next(&l, img, lab);
+    }
+    else if (!strcmp(name, "jpeg_dirty")) {
+        // the heap dirtied with byte a2 first, as a long run leaves it: freed
+        // blocks are handed out again with their old contents (one thread, one
+        // arena; no trimming, which would give zeroed pages back)
+        omp_set_num_threads(1);
+        mallopt(M_TRIM_THRESHOLD, 256 << 20);
+        mallopt(M_MMAP_THRESHOLD, 64 << 20);
+        static char *g[256];
+        for (int k = 0; k < 256; k++) { // blocks of 1 to 64 KiB, the decoder's among them
+            g[k] = malloc_or_fail((size_t)(k + 1) << 8, "test garbage");
+            memset(g[k], atoi(a2), (size_t)(k + 1) << 8);
+        }
+        for (int k = 0; k < 256; k++) free(g[k]);
+        image_set_load_folder(&s, a1, 3, 4, 4, RESIZE_CROP);
     }
     else if (!strcmp(name, "values")) { float v[3]; parse_channel_values_or_fail(a1, 3, "--mean", atoi(a2), v); }
     else if (!strcmp(name, "loader")) {
@@ -651,6 +667,66 @@ static int sets_equal(const ImageSet *a, const ImageSet *b) {
            !memcmp(a->pixels, b->pixels, (size_t)a->count * image_set_image_bytes(a)) &&
            !memcmp(a->labels, b->labels, (size_t)a->count * sizeof(int32_t)) &&
            !memcmp(a->class_names, b->class_names, (size_t)a->num_classes * IMAGE_CLASS_NAME_LEN);
+}
+
+// JPEGs whose scan names a Huffman table no DHT segment defines
+// (fuzz/regressions/image_file/: one made by fuzz/make_seeds.py, one the
+// fuzzer found): stb_image decoded them with a table of whatever the heap
+// held, so that they aborted on an assert or read out of bounds depending on
+// the heap. Decoded after the heap is dirtied with three different bytes,
+// each must end the same way every time (it decodes, or one error line),
+// never killed by a signal.
+static void test_jpeg_undefined_table(void) {
+    const char *files[2] = {"fuzz/regressions/image_file/crafted_undefined_huffman.jpg",
+                            "fuzz/regressions/image_file/fuzzer_assert_huffman.jpg"};
+    for (int f = 0; f < 2; f++) { // the first aborted with the old decoding on a heap of 255s
+
+        char root[1024], dir[1100], path[1200];
+        snprintf(root, sizeof(root), "%s/undefined_huffman_%d", g_tmp, f);
+        snprintf(dir, sizeof(dir), "%s/c", root);
+        snprintf(path, sizeof(path), "%s/u.jpg", dir);
+        mkdir_or_die(root);
+        mkdir_or_die(dir);
+        size_t n;
+        uint8_t *bytes = read_bytes(files[f], &n);
+        write_bytes(path, bytes, n);
+        free(bytes);
+        int first = -2;
+        const char *fills[3] = {"165", "255", "90"};
+        for (int k = 0; k < 3; k++) {
+            char *argv[] = {"/proc/self/exe", "--child", "jpeg_dirty", root, (char *)fills[k], NULL};
+            char err[4096];
+            int rc = run_process(argv, err, sizeof(err));
+            CHECK(rc == 0 || (rc == 1 && one_error_line(err)), "%s, heap of byte %s: exit status %d (-1: killed), stderr '%s'",
+                  files[f], fills[k], rc, err);
+            if (first == -2) first = rc;
+            CHECK(rc == first, "%s: exit status %d with a heap of byte %s, %d with byte %s", files[f], rc, fills[k], first,
+                  fills[0]);
+        }
+    }
+}
+
+// A JPEG with a Huffman table of more than 256 codes (the fuzzer's find, in
+// fuzz/regressions/image_file/): stb_image wrote past the table before it
+// complained ("bad code lengths"); now refused before stb reads it.
+static void test_jpeg_oversized_table(void) {
+    char root[1024], dir[1100], path[1200];
+    snprintf(root, sizeof(root), "%s/dht_over_256", g_tmp);
+    snprintf(dir, sizeof(dir), "%s/c", root);
+    snprintf(path, sizeof(path), "%s/u.jpg", dir);
+    mkdir_or_die(root);
+    mkdir_or_die(dir);
+    size_t n;
+    uint8_t *bytes = read_bytes("fuzz/regressions/image_file/fuzzer_dht_over_256_codes.jpg", &n);
+    write_bytes(path, bytes, n);
+    free(bytes);
+    // the DHT marker is at byte 43; its table at 47 counts 0+1+5+1+1+1+1+1+1+0+0+0+50+50+255+192 codes
+    expect_fail("folder", root, "3", "u.jpg: a JPEG Huffman table at byte 47 declares 559 codes", "more than the 256");
+    // a table whose counts run past the end of the file (stb reads 0 there): d9 f7 6d 9f ff d9 at byte 125
+    bytes = read_bytes("fuzz/regressions/image_file/fuzzer_dht_counts_past_end.jpg", &n);
+    write_bytes(path, bytes, n);
+    free(bytes);
+    expect_fail("folder", root, "3", "u.jpg: a JPEG Huffman table at byte 124 declares 1204 codes", "more than the 256");
 }
 
 static void test_folder(void) {
@@ -1720,6 +1796,8 @@ int main(int argc, char **argv) {
     test_idx();
     printf("test_images: image folders and prepare_images\n");
     test_folder();
+    test_jpeg_undefined_table();
+    test_jpeg_oversized_table();
     printf("test_images: shards\n");
     test_shards();
     printf("test_images: loader\n");

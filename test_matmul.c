@@ -117,6 +117,9 @@ static void test_sgemm(void) {
         {7, 65, 17},   {5, 63, 31},   {17, 97, 511},  {23, 53, 512},  {11, 101, 513}, {125, 50, 37},
         {127, 67, 19}, {131, 770, 3}, {5, 769, 11},   {61, 1, 300},   {1, 131, 300},  {1, 1000, 1031},
         {67, 71, 517}, {3, 2, 1031},  {253, 129, 40}, {12, 767, 9},
+        // panels of all N (one A block, or one K block: the few-rows
+        // backward) with a partial last sliver, and NC-wide panels again
+        {64, 1700, 700}, {200, 833, 64}, {130, 800, 600},
     };
     static const float ab[][2] = {{1, 0}, {1, 1}, {0.5f, -2}, {-1.5f, 0}, {0, 0.25f}, {0, 0}};
     int n = sizeof shapes / sizeof shapes[0];
@@ -272,7 +275,8 @@ static void run_layer(int threads, int BT, int C, int OC, const float *inp, cons
 static void test_determinism(void) {
     // shapes that split over M, over N, a matrix-vector product, and K over
     // several KC blocks
-    static const int shapes[][3] = {{256, 768, 2304}, {130, 600, 1000}, {1, 768, 3000}, {2000, 64, 200}, {64, 1100, 2000}};
+    static const int shapes[][3] = {{256, 768, 2304}, {130, 600, 1000}, {1, 768, 3000}, {2000, 64, 200}, {64, 1100, 2000},
+                                    {64, 1600, 1600}};
     static const int threads[] = {1, 2, 3};
     int maxt = omp_get_max_threads();
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -335,7 +339,8 @@ static void test_bad_input(void) {
 // (sgemm with op(B) = B^T, the bias standing in C with beta 1), also when C
 // spans several KC blocks and OC several chunks with an uneven last one
 static void test_few_rows(void) {
-    static const int shapes[][3] = {{2, 5, 7}, {17, 1100, 900}, {64, 600, 1700}, {63, 1600, 96}, {64, 64, 50304}};
+    static const int shapes[][3] = {{2, 5, 7}, {17, 1100, 900}, {64, 600, 1700}, {63, 1600, 96}, {64, 64, 50304},
+                                    {64, 700, 1600}, {64, 300, 6400}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int BT = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
         float *inp = random_floats((size_t)BT * C), *w = random_floats((size_t)OC * C), *bias = random_floats(OC);

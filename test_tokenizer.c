@@ -493,6 +493,9 @@ static void test_llmc_file(Tokenizer *t) {
     check_error(child_load_llmc, bad, "truncated", "llm.c file shorter than its header");
     write_bytes(bad, raw, size - 3);
     check_error(child_load_llmc, bad, "truncated", "llm.c file cut inside a token");
+    write_bytes(bad, raw, 1024 + 10); // the header's 50257 tokens need at least 2 bytes each
+    check_error(child_load_llmc, bad, "50257 tokens need at least 100514 bytes after the header, it has 10",
+                "llm.c file far shorter than its vocabulary, refused before allocating");
     char *more = malloc_or_fail(size + 5, "file");
     memcpy(more, raw, size);
     memcpy(more + size, "extra", 5);

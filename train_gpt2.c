@@ -108,7 +108,8 @@ static LayerTensors layer_tensors(const ParameterTensors *t, int l, int C) {
 }
 
 // The activations of a forward pass that backward needs, for a batch (B,T).
-// Compared with llm.c we keep no pre-softmax scores, no attention-projection
+// Compared with llm.c we keep no pre-softmax scores and no attention weights
+// (only their logsumexp per query: B*NH*T floats a layer, not B*NH*T*T), no attention-projection
 // or MLP-projection outputs (they only feed a residual sum), and the softmax
 // overwrites the logits in place.
 #define NUM_ACTIVATION_TENSORS 18
@@ -119,7 +120,7 @@ typedef struct {
     float *ln1_rstd;  // (L, B, T)
     float *qkv;       // (L, B, T, 3C)
     float *atty;      // (L, B, T, C) attention output, before the projection
-    float *att;       // (L, B, NH, T, T) attention weights
+    float *lse;       // (L, B, NH, T) logsumexp of each query's attention scores (attention_backward recomputes the weights)
     float *residual2; // (L, B, T, C) after the attention block
     float *ln2;       // (L, B, T, C)
     float *ln2_mean;  // (L, B, T)
@@ -470,7 +471,7 @@ static size_t gpt2_activation_sizes(const GPT2Config *c, int B, int T, size_t si
     size_t LBT = mul_size_or_fail(L, BT, what), LBTC = mul_size_or_fail(LBT, C, what);
     size_t s[NUM_ACTIVATION_TENSORS] = {
         mul_size_or_fail(BT, C, what), LBTC, LBT, LBT, mul_size_or_fail(3, LBTC, what), LBTC,
-        mul_size_or_fail(mul4_size_or_fail(L, (size_t)B, NH, (size_t)T, what), (size_t)T, what),
+        mul4_size_or_fail(L, (size_t)B, NH, (size_t)T, what),
         LBTC, LBTC, LBT, LBT, mul_size_or_fail(4, LBTC, what), mul_size_or_fail(4, LBTC, what), LBTC,
         mul_size_or_fail(BT, C, what), BT, BT, mul_size_or_fail(BT, Vp, what)};
     size_t total = 0;
@@ -488,7 +489,7 @@ void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     model->num_activations = gpt2_activation_sizes(&model->config, B, T, sizes, scratch_sizes, &scratch_total);
     size_t BT = (size_t)B * T;
     float **ptrs[] = {&model->acts.encoded, &model->acts.ln1, &model->acts.ln1_mean, &model->acts.ln1_rstd,
-                      &model->acts.qkv, &model->acts.atty, &model->acts.att, &model->acts.residual2,
+                      &model->acts.qkv, &model->acts.atty, &model->acts.lse, &model->acts.residual2,
                       &model->acts.ln2, &model->acts.ln2_mean, &model->acts.ln2_rstd, &model->acts.fch,
                       &model->acts.fch_gelu, &model->acts.residual3, &model->acts.lnf, &model->acts.lnf_mean,
                       &model->acts.lnf_rstd, &model->acts.logits};
@@ -583,7 +584,7 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
         // this layer's weights and activations
         float *ln1 = a.ln1 + l * BT * C, *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
         float *qkv = a.qkv + l * BT * 3 * C, *atty = a.atty + l * BT * C;
-        float *att = a.att + (size_t)l * B * NH * T * T;
+        float *lse = a.lse + (size_t)l * B * NH * T;
         float *residual2 = a.residual2 + l * BT * C;
         float *ln2 = a.ln2 + l * BT * C, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
         float *fch = a.fch + l * BT * 4 * C, *fch_gelu = a.fch_gelu + l * BT * 4 * C;
@@ -592,7 +593,7 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
         // attention block: x + proj(attention(ln1(x)))
         layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p.ln1w + l * C, p.ln1b + l * C, BT, C, 1e-5f);
         matmul_forward(qkv, ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, BT, C, 3 * C);
-        attention_forward(atty, att, qkv, B, T, C, NH, 1);
+        attention_forward(atty, lse, qkv, B, T, C, NH, 1);
         matmul_forward(proj, atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, BT, C, C);
         residual_forward(residual2, residual, proj, BT * C);
         // MLP block: x + proj(gelu(fc(ln2(x))))
@@ -667,7 +668,7 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
         const float *residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BT * C;
         float *ln1 = a.ln1 + l * BT * C, *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
         float *qkv = a.qkv + l * BT * 3 * C, *atty = a.atty + l * BT * C;
-        float *att = a.att + (size_t)l * B * NH * T * T;
+        float *lse = a.lse + (size_t)l * B * NH * T;
         float *residual2 = a.residual2 + l * BT * C;
         float *ln2 = a.ln2 + l * BT * C, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
         float *fch = a.fch + l * BT * 4 * C, *fch_gelu = a.fch_gelu + l * BT * 4 * C;
@@ -686,7 +687,7 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
         memset(s.datty, 0, BT * C * sizeof(float));
         matmul_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, atty, lp.attprojw, BT, C, C);
         memset(s.dqkv, 0, BT * 3 * C * sizeof(float));
-        attention_backward(s.dqkv, s.datty, qkv, att, B, T, C, NH, 1);
+        attention_backward(s.dqkv, s.datty, qkv, atty, lse, B, T, C, NH, 1);
         memset(s.dln, 0, BT * C * sizeof(float));
         matmul_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C);
         layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, ln1_mean, ln1_rstd, BT, C);
@@ -831,6 +832,59 @@ int gpt2_generate(const GPT2 *model, KVCache *kv, const int *prompt, int prompt_
         if (i + 1 < n) gpt2_forward_token(model, kv, next, prompt_len + i);
     }
     return count;
+}
+
+// ----------------------------------------------------------------------------
+// resuming: what a resume record (state_<step>.json at path) holds for the
+// GPT-2 trainer alone, checked: the training loader's position and the
+// sampler's generator (run_resume_check_state checked the rest)
+#include "data/shards.h"
+#include "run/run.h"
+
+static void gpt2_resume_data(const cJSON *state, const char *path, const Run *run, const RunConfig *rc,
+                             TokenLoader *train_loader, Rng *sample_rng) {
+    const cJSON *pos = cJSON_GetObjectItemCaseSensitive(state, "train_loader");
+    if (!cJSON_IsObject(pos)) fail("%s: missing \"train_loader\"", path);
+    uint64_t shard = json_get_u64(pos, "shard", path), epoch = json_get_u64(pos, "epoch", path), batch;
+    int saved_shuffle = 0;
+    uint32_t saved_seed = 0;
+    if (cJSON_GetObjectItemCaseSensitive(pos, "batch")) {
+        batch = json_get_u64(pos, "batch", path);
+        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(pos, "shuffle");
+        if (!cJSON_IsBool(sh)) fail("%s: \"train_loader\" has no \"shuffle\" true or false", path);
+        saved_shuffle = cJSON_IsTrue(sh);
+        uint64_t seed = json_get_u64(pos, "shuffle_seed", path);
+        if (seed > UINT32_MAX) fail("%s: \"shuffle_seed\" %llu does not fit 32 bits", path, (unsigned long long)seed);
+        saved_seed = (uint32_t)seed;
+    } else {
+        // written before shuffling existed: a token offset into shards read in order
+        uint64_t offset = json_get_u64(pos, "offset", path), bt = (uint64_t)rc->B * (uint64_t)rc->T;
+        if (offset % bt != 0)
+            fail("%s: the \"train_loader\" offset %llu is not a multiple of B x T = %llu", path,
+                 (unsigned long long)offset, (unsigned long long)bt);
+        batch = offset / bt;
+    }
+    if (saved_shuffle != train_loader->opt.shuffle ||
+        (saved_shuffle && saved_seed != train_loader->opt.shuffle_seed)) {
+        if (saved_shuffle)
+            fail("%s: the run read its data shuffled with seed %u; resume it with --shuffle 1 --shuffle-seed %u",
+                 path, saved_seed, saved_seed);
+        fail("%s: the run read its data in order; resume it with --shuffle 0", path);
+    }
+    if (shard > INT64_MAX || batch > INT64_MAX || epoch > INT64_MAX)
+        fail("%s: the \"train_loader\" position is out of range", path);
+    // the shuffle's replay runs through every epoch before this one: no run
+    // of start_step steps got further than its batches allow (a crafted
+    // epoch of 10^15 would replay for ever)
+    uint64_t batches = (uint64_t)run->start_step * (uint64_t)rc->grad_accum;
+    if (train_loader->batches_per_epoch > 0 && epoch > batches / (uint64_t)train_loader->batches_per_epoch)
+        fail("%s: the \"train_loader\" epoch %llu is more than %ld steps of %d micro-batches of these shards reach",
+             path, (unsigned long long)epoch, run->start_step, rc->grad_accum);
+    TokenLoaderPos tp = {(int64_t)epoch, (int64_t)shard, (int64_t)batch};
+    token_loader_set_pos(train_loader, tp);
+    sample_rng->state = json_get_u64(state, "sample_rng", path);
+    if (sample_rng->state == 0)
+        fail("%s: \"sample_rng\" is 0, which no run writes (the generator's state is never 0)", path);
 }
 
 // ----------------------------------------------------------------------------
@@ -1423,40 +1477,7 @@ int main(int argc, char **argv) {
     if (resume_state) {
         run_resume_optimizer(&run, opt, resume_optim);
         const char *path = run.state_path;
-        const cJSON *pos = cJSON_GetObjectItemCaseSensitive(resume_state, "train_loader");
-        if (!cJSON_IsObject(pos)) fail("%s: missing \"train_loader\"", path);
-        uint64_t shard = json_get_u64(pos, "shard", path), epoch = json_get_u64(pos, "epoch", path), batch;
-        int saved_shuffle = 0;
-        uint32_t saved_seed = 0;
-        if (cJSON_GetObjectItemCaseSensitive(pos, "batch")) {
-            batch = json_get_u64(pos, "batch", path);
-            const cJSON *sh = cJSON_GetObjectItemCaseSensitive(pos, "shuffle");
-            if (!cJSON_IsBool(sh)) fail("%s: \"train_loader\" has no \"shuffle\" true or false", path);
-            saved_shuffle = cJSON_IsTrue(sh);
-            uint64_t seed = json_get_u64(pos, "shuffle_seed", path);
-            if (seed > UINT32_MAX) fail("%s: \"shuffle_seed\" %llu does not fit 32 bits", path, (unsigned long long)seed);
-            saved_seed = (uint32_t)seed;
-        } else {
-            // written before shuffling existed: a token offset into shards read in order
-            uint64_t offset = json_get_u64(pos, "offset", path), bt = (uint64_t)rc.B * (uint64_t)rc.T;
-            if (offset % bt != 0)
-                fail("%s: the \"train_loader\" offset %llu is not a multiple of B x T = %llu", path,
-                     (unsigned long long)offset, (unsigned long long)bt);
-            batch = offset / bt;
-        }
-        if (saved_shuffle != train_loader.opt.shuffle || (saved_shuffle && saved_seed != train_loader.opt.shuffle_seed)) {
-            if (saved_shuffle)
-                fail("%s: the run read its data shuffled with seed %u; resume it with --shuffle 1 --shuffle-seed %u",
-                     path, saved_seed, saved_seed);
-            fail("%s: the run read its data in order; resume it with --shuffle 0", path);
-        }
-        if (shard > INT64_MAX || batch > INT64_MAX || epoch > INT64_MAX)
-            fail("%s: the \"train_loader\" position is out of range", path);
-        TokenLoaderPos tp = {(int64_t)epoch, (int64_t)shard, (int64_t)batch};
-        token_loader_set_pos(&train_loader, tp);
-        sample_rng.state = json_get_u64(resume_state, "sample_rng", path);
-        if (sample_rng.state == 0)
-            fail("%s: \"sample_rng\" is 0, which no run writes (the generator's state is never 0)", path);
+        gpt2_resume_data(resume_state, path, &run, &rc, &train_loader, &sample_rng);
         elapsed_before = json_get_number(resume_state, "elapsed_s", path);
         cJSON_Delete(resume_state);
         printf("resume: continuing from step %ld of %s\n", run.start_step, rc.out_dir);

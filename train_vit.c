@@ -617,7 +617,7 @@ static void vit_forward_logits(ViT *model, const float *images, int B) {
         // attention block: x + proj(attention(ln1(x))), every token sees every token
         layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p.ln1w + l * C, p.ln1b + l * C, BT, C, VIT_LN_EPS);
         matmul_forward(qkv, ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, BT, C, 3 * C);
-        attention_forward(atty, att, qkv, B, T, C, NH, 0);
+        attention_forward_ref(atty, att, qkv, B, T, C, NH, 0);
         matmul_forward(proj, atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, BT, C, C);
         residual_forward(residual2, residual, proj, BT * C);
         // MLP block: x + proj(gelu(fc(ln2(x))))
@@ -741,7 +741,7 @@ void vit_backward(ViT *model, float loss_scale, FusedStep *fused) {
         memset(s.datty, 0, BT * C * sizeof(float));
         matmul_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, atty, lp.attprojw, BT, C, C);
         memset(s.dqkv, 0, BT * 3 * C * sizeof(float));
-        attention_backward(s.dqkv, s.datty, qkv, att, B, T, C, NH, 0);
+        attention_backward_ref(s.dqkv, s.datty, qkv, att, B, T, C, NH, 0);
         memset(s.dln, 0, BT * C * sizeof(float));
         matmul_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C);
         layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, ln1_mean, ln1_rstd, BT, C);
@@ -783,6 +783,26 @@ static void vit_predict(const ViT *model, int n, int *pred) {
         for (int k = 1; k < K; k++) if (row[k] > row[best]) best = k;
         pred[i] = best;
     }
+}
+
+// ----------------------------------------------------------------------------
+// resuming: what a resume record (state_<step>.json at path) holds for the
+// ViT trainer alone, checked: the training loader's state, for the same
+// images (train_name names them; run_resume_check_state checked the rest)
+#include "data/images.h"
+#include "run/run.h"
+
+static void vit_resume_data(const cJSON *state, const char *path, ImageLoader *train_loader, const char *train_name) {
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(state, "train_loader");
+    if (!cJSON_IsObject(l)) fail("%s: missing \"train_loader\"", path);
+    int count = train_loader->set->count;
+    if (json_get_u64(l, "images", path) != (uint64_t)count)
+        fail("%s: the checkpoint was trained on %llu images, %s has %d; resume with the same data", path,
+             (unsigned long long)json_get_u64(l, "images", path), train_name, count);
+    uint64_t epoch = json_get_u64(l, "epoch", path), pos = json_get_u64(l, "pos", path);
+    if (epoch > INT64_MAX || pos > INT64_MAX) fail("%s: the \"train_loader\" state is out of range", path);
+    ImageLoaderState ls = {(int64_t)epoch, (int64_t)pos, json_get_u64(l, "rng", path)};
+    image_loader_set_state(train_loader, ls);
 }
 
 // ----------------------------------------------------------------------------
@@ -1379,14 +1399,7 @@ int main(int argc, char **argv) {
     if (resume_state) {
         run_resume_optimizer(&run, opt, resume_optim);
         const char *path = run.state_path;
-        const cJSON *l = cJSON_GetObjectItemCaseSensitive(resume_state, "train_loader");
-        if (!cJSON_IsObject(l)) fail("%s: missing \"train_loader\"", path);
-        if (json_get_u64(l, "images", path) != (uint64_t)train_set.count)
-            fail("%s: the checkpoint was trained on %llu images, %s has %d; resume with the same data", path,
-                 (unsigned long long)json_get_u64(l, "images", path), train_name, train_set.count);
-        ImageLoaderState ls = {(int64_t)json_get_u64(l, "epoch", path), (int64_t)json_get_u64(l, "pos", path),
-                               json_get_u64(l, "rng", path)};
-        image_loader_set_state(&train_loader, ls);
+        vit_resume_data(resume_state, path, &train_loader, train_name);
         elapsed_before = json_get_number(resume_state, "elapsed_s", path);
         cJSON_Delete(resume_state);
         printf("resume: continuing from step %ld of %s\n", run.start_step, rc.out_dir);

@@ -45,13 +45,126 @@ int fuzz_fclose(FILE *f) {
     for (int i = 0; i < 16; i++) if (fuzz_files[i] == f) fuzz_files[i] = NULL;
     return (fclose)(f);
 }
+
+// The live blocks of the current input: an open-addressing hash set (linear
+// probing, deletion by backward shift). Keys are stored inverted so that
+// LeakSanitizer does not take the set for a reference to the blocks.
+static uintptr_t *fuzz_blocks;
+static size_t fuzz_blocks_cap, fuzz_blocks_count;
+static int fuzz_failed; // fail() ran since the input started
+
+static size_t fuzz_slot(uintptr_t key) { return (size_t)((key >> 4) * 0x9E3779B97F4A7C15ull) & (fuzz_blocks_cap - 1); }
+
+static void fuzz_insert(void *p) {
+    if (!p) return;
+    if (2 * (fuzz_blocks_count + 1) > fuzz_blocks_cap) {
+        uintptr_t *old = fuzz_blocks;
+        size_t old_cap = fuzz_blocks_cap;
+        fuzz_blocks_cap = old_cap ? 2 * old_cap : 1024;
+        fuzz_blocks = (calloc)(fuzz_blocks_cap, sizeof(uintptr_t));
+        if (!fuzz_blocks) abort();
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i]) {
+                size_t j = fuzz_slot(old[i]);
+                while (fuzz_blocks[j]) j = (j + 1) & (fuzz_blocks_cap - 1);
+                fuzz_blocks[j] = old[i];
+            }
+        (free)(old);
+    }
+    uintptr_t key = ~(uintptr_t)p;
+    size_t j = fuzz_slot(key);
+    while (fuzz_blocks[j]) j = (j + 1) & (fuzz_blocks_cap - 1);
+    fuzz_blocks[j] = key;
+    fuzz_blocks_count++;
+}
+
+// 1 if p was a block of the input (now removed from the set)
+static int fuzz_remove(void *p) {
+    if (!p || !fuzz_blocks_count) return 0;
+    uintptr_t key = ~(uintptr_t)p;
+    size_t mask = fuzz_blocks_cap - 1, j = fuzz_slot(key);
+    while (fuzz_blocks[j] && fuzz_blocks[j] != key) j = (j + 1) & mask;
+    if (!fuzz_blocks[j]) return 0;
+    fuzz_blocks[j] = 0;
+    fuzz_blocks_count--;
+    // shift back the entries of the probe run after the hole that may belong before it
+    for (size_t k = (j + 1) & mask; fuzz_blocks[k]; k = (k + 1) & mask) {
+        size_t home = fuzz_slot(fuzz_blocks[k]);
+        if (((k - home) & mask) >= ((k - j) & mask)) {
+            fuzz_blocks[j] = fuzz_blocks[k];
+            fuzz_blocks[k] = 0;
+            j = k;
+        }
+    }
+    return 1;
+}
+
+void *fuzz_malloc(size_t n) {
+    void *p = (malloc)(n);
+    if (fuzz_fail_jump) fuzz_insert(p);
+    return p;
+}
+void *fuzz_calloc(size_t count, size_t n) {
+    void *p = (calloc)(count, n);
+    if (fuzz_fail_jump) fuzz_insert(p);
+    return p;
+}
+void *fuzz_realloc(void *p, size_t n) {
+    int ours = fuzz_remove(p);
+    void *q = (realloc)(p, n);
+    if (!q && n) { if (ours) fuzz_insert(p); return q; } // p is still live
+    if (ours || (!p && fuzz_fail_jump)) fuzz_insert(q);
+    return q;
+}
+void fuzz_free(void *p) {
+    fuzz_remove(p);
+    (free)(p);
+}
+void fuzz_new_input(void) {
+    // files still open are a loader's long-lived ones (fail() closed those of a refused input)
+    for (int i = 0; i < 16; i++) fuzz_files[i] = NULL;
+    for (size_t i = 0; i < fuzz_blocks_cap; i++) {
+        if (fuzz_blocks[i] && fuzz_failed) (free)((void *)~fuzz_blocks[i]);
+        fuzz_blocks[i] = 0;
+    }
+    fuzz_blocks_count = 0;
+    fuzz_failed = 0;
+}
+static void fuzz_cjson_free(void *p) { fuzz_free(p); }
+static void *fuzz_cjson_malloc(size_t n) { return fuzz_malloc(n); }
+__attribute__((constructor)) static void fuzz_cjson_hooks(void) {
+    cJSON_Hooks hooks = {fuzz_cjson_malloc, fuzz_cjson_free};
+    cJSON_InitHooks(&hooks);
+}
+
+static struct { void *p; void (*release)(void *); } fuzz_held[16];
+void fuzz_hold(void *p, void (*release)(void *)) {
+    for (int i = 0; i < 16; i++)
+        if (!fuzz_held[i].p) { fuzz_held[i].p = p; fuzz_held[i].release = release; return; }
+    abort(); // a harness holding more than 16 things at once is a bug of the harness
+}
+void fuzz_let_go(void *p) {
+    for (int i = 0; i < 16; i++) if (fuzz_held[i].p == p) fuzz_held[i].p = NULL;
+}
 #endif
 
 void fail(const char *fmt, ...) {
 #ifdef FUZZING
-    (void)fmt;
+    static int verbose = -1; // FUZZ_VERBOSE=1 prints why an input was refused (for seeds and crashes)
+    if (verbose < 0) verbose = getenv("FUZZ_VERBOSE") != NULL;
+    if (verbose) {
+        va_list vp;
+        va_start(vp, fmt);
+        fputs("refused: ", stderr);
+        vfprintf(stderr, fmt, vp);
+        fputc('\n', stderr);
+        va_end(vp);
+    }
     for (int i = 0; i < 16; i++) if (fuzz_files[i]) { (fclose)(fuzz_files[i]); fuzz_files[i] = NULL; }
+    for (int i = 0; i < 16; i++)
+        if (fuzz_held[i].p) { fuzz_held[i].release(fuzz_held[i].p); fuzz_held[i].p = NULL; }
     for (int i = 0; i < FAIL_CLEANUP_MAX; i++) cleanup_paths[i][0] = '\0';
+    fuzz_failed = 1;
     if (fuzz_fail_jump) longjmp(*fuzz_fail_jump, 1);
 #endif
     fflush(stdout);
@@ -188,16 +301,136 @@ void *calloc_or_fail(size_t count, size_t size, const char *what) {
     return p;
 }
 
+// ---------------------------------------------------------------------------
+// the memory available
+
+static int read_u64(const char *path, unsigned long long *out) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int ok = fscanf(f, "%llu", out) == 1; // "max" (cgroup v2: no limit) does not parse
+    fclose(f);
+    return ok;
+}
+
+// The cgroup at root+path and every one above it up to root: where a limit
+// is set, what it leaves (limit - usage) replaces *avail when smaller.
+static void cgroup_walk(const char *root, const char *path, const char *limit_name, const char *usage_name,
+                        size_t *avail, char *source, size_t len) {
+    char rel[512];
+    snprintf(rel, sizeof(rel), "%s", path);
+    for (;;) {
+        char limit_path[1100], usage_path[1100];
+        snprintf(limit_path, sizeof(limit_path), "%s%s/%s", root, strcmp(rel, "/") == 0 ? "" : rel, limit_name);
+        snprintf(usage_path, sizeof(usage_path), "%s%s/%s", root, strcmp(rel, "/") == 0 ? "" : rel, usage_name);
+        unsigned long long limit, usage;
+        // v1 writes "no limit" as a huge number (PAGE_COUNTER_MAX pages)
+        if (read_u64(limit_path, &limit) && limit < (1ULL << 60) && read_u64(usage_path, &usage)) {
+            size_t left = limit > usage ? (size_t)(limit - usage) : 0;
+            if (left < *avail) {
+                *avail = left;
+                char a[32], b[32];
+                snprintf(source, len, "%s %s minus %s %s", limit_path, format_bytes((double)limit, a, sizeof(a)),
+                         usage_name, format_bytes((double)usage, b, sizeof(b)));
+            }
+        }
+        char *slash = strrchr(rel, '/');
+        if (!slash || strcmp(rel, "/") == 0) break;
+        if (slash == rel) slash[1] = '\0'; else *slash = '\0';
+    }
+}
+
+int memory_available(size_t *bytes, char *source, size_t len) {
+    // cgroup v2 alone is mounted on /sys/fs/cgroup; beside v1, on /sys/fs/cgroup/unified
+    const char *v2 = file_exists("/sys/fs/cgroup/cgroup.controllers") ? "/sys/fs/cgroup" : "/sys/fs/cgroup/unified";
+    return memory_available_from(bytes, "/proc/meminfo", "/proc/self/cgroup", "/sys/fs/cgroup/memory", v2, source, len);
+}
+
+int memory_available_from(size_t *bytes, const char *meminfo, const char *cgroups, const char *v1_root,
+                          const char *v2_root, char *source, size_t len) {
+    size_t avail = SIZE_MAX; // unknown until a figure is read
+    snprintf(source, len, "unknown");
+    FILE *f = fopen(meminfo, "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb;
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+                avail = (size_t)kb * 1024;
+                snprintf(source, len, "MemAvailable");
+            }
+        fclose(f);
+    }
+    f = fopen(cgroups, "r");
+    if (f) {
+        char line[1024];
+        while (fgets(line, sizeof(line), f)) {
+            line[strcspn(line, "\n")] = '\0';
+            char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+            if (!c2) continue;
+            *c2 = '\0';
+            const char *controllers = c1 + 1, *path = c2 + 1;
+            if (controllers[0] == '\0') { // v2
+                cgroup_walk(v2_root, path, "memory.max", "memory.current", &avail, source, len);
+                continue;
+            }
+            char list[256];
+            snprintf(list, sizeof(list), ",%s,", controllers);
+            if (strstr(list, ",memory,"))
+                cgroup_walk(v1_root, path, "memory.limit_in_bytes", "memory.usage_in_bytes", &avail, source, len);
+        }
+        fclose(f);
+    }
+    *bytes = avail;
+    return avail != SIZE_MAX;
+}
+
 // Big buffers: mmap gives page-aligned zeroed memory; MADV_HUGEPAGE asks for
 // 2 MiB pages (THP is in madvise mode here). We keep the mapping length in a
 // 64-byte header so free_big can munmap it.
+//
+// The pages are committed at once, a chunk at a time: each chunk is checked
+// against what the machine or our memory cgroup still has (memory_available),
+// keeping BIG_COMMIT_RESERVE free for stacks, small allocations and page
+// tables, then populated (MADV_POPULATE_WRITE; a write per page where the
+// kernel lacks it). A run that cannot fit thus stops with one line naming the
+// buffer instead of being killed without a word (SIGKILL, exit 137) by the OOM
+// killer when a page is first written mid-run. The fuzz harnesses (FUZZING)
+// leave the pages uncommitted: a crafted header may declare gigabytes that
+// the loader then refuses.
 #define BIG_HEADER 64
+#define BIG_COMMIT_CHUNK ((size_t)64 << 20)
+#define BIG_COMMIT_RESERVE ((size_t)16 << 20)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 // Linux 5.14
+#endif
+static void commit_pages(char *base, size_t total, const char *what) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    for (size_t at = 0; at < total; at += BIG_COMMIT_CHUNK) {
+        size_t n = total - at < BIG_COMMIT_CHUNK ? total - at : BIG_COMMIT_CHUNK;
+        size_t avail;
+        char source[1400];
+        if (memory_available(&avail, source, sizeof(source)) && avail < add_size_or_fail(n, BIG_COMMIT_RESERVE, what)) {
+            munmap(base, total);
+            char a[32], b[32], c[32];
+            fail("out of memory: %s (%s) does not fit: %s of it still to commit but %s available (%s), of which "
+                 "%s is kept free; the memory plan (--memory-plan-only 1) says what fits",
+                 what, format_bytes((double)total, a, sizeof(a)), format_bytes((double)(total - at), b, sizeof(b)),
+                 format_bytes((double)avail, c, sizeof(c)), source, "16 MiB");
+        }
+        if (madvise(base + at, n, MADV_POPULATE_WRITE) != 0)
+            for (size_t i = 0; i < n; i += page) ((volatile char *)base)[at + i] = 0;
+    }
+}
+
 void *alloc_big(size_t bytes, const char *what) {
     size_t total = add_size_or_fail(bytes, BIG_HEADER, what);
     void *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED) fail("out of memory mapping %zu bytes for %s", bytes, what);
 #ifdef MADV_HUGEPAGE
     if (total >= (2u << 20)) madvise(base, total, MADV_HUGEPAGE);
+#endif
+#ifndef FUZZING
+    commit_pages(base, total, what);
 #endif
     *(size_t *)base = total;
     return (char *)base + BIG_HEADER;

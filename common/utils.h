@@ -20,11 +20,40 @@ void fail(const char *fmt, ...);
 // The libFuzzer harnesses (fuzz/) build everything with -DFUZZING: fail()
 // then prints nothing, closes the files fopen_or_fail opened and jumps to
 // *fuzz_fail_jump (when set) instead of exiting, so that a refused input is
-// just the next input. fclose goes through fuzz_fclose to keep the count.
+// just the next input (FUZZ_VERBOSE=1 prints the message first). fclose goes
+// through fuzz_fclose to keep the count.
+//
+// What a refused input allocated is freed when the next input starts
+// (fuzz_new_input, called by fuzz/fuzz.h): while *fuzz_fail_jump is set,
+// malloc, calloc, realloc and free of our code and cJSON's go through the
+// fuzz_ functions, which keep the live blocks of the input; after a fail()
+// they are freed, after an accepted input forgotten (a block still live then
+// is a real leak, for LeakSanitizer to report at exit). So are the files:
+// one still open when the next input starts is a loader's long-lived file,
+// which a later fail() must not close behind its back.
 #include <setjmp.h>
+#include <stdlib.h>
 extern jmp_buf *fuzz_fail_jump;
 int fuzz_fclose(FILE *f);
 #define fclose(f) fuzz_fclose(f)
+void *fuzz_malloc(size_t n);
+void *fuzz_calloc(size_t count, size_t n);
+void *fuzz_realloc(void *p, size_t n);
+void fuzz_free(void *p);
+void fuzz_new_input(void);
+#define malloc(n) fuzz_malloc(n)
+#define calloc(c, n) fuzz_calloc(c, n)
+#define realloc(p, n) fuzz_realloc(p, n)
+#define free(p) fuzz_free(p)
+// Other things a loader holds while it may fail (a gzFile...): fail()
+// releases what is held.
+void fuzz_hold(void *p, void (*release)(void *));
+void fuzz_let_go(void *p);
+#define FUZZ_HOLD(p, release) fuzz_hold((p), (release))
+#define FUZZ_LET_GO(p) fuzz_let_go(p)
+#else
+#define FUZZ_HOLD(p, release) ((void)0)
+#define FUZZ_LET_GO(p) ((void)0)
 #endif
 
 // print "warning: <formatted message>"
@@ -64,10 +93,24 @@ void check_range_or_fail(const char *file, const char *field, long long value, l
 void *malloc_or_fail(size_t bytes, const char *what);
 void *calloc_or_fail(size_t count, size_t size, const char *what);
 
+// Memory this process may still take, in bytes, into *bytes: /proc/meminfo's
+// MemAvailable, or a memory cgroup's limit minus its usage (v1
+// memory.limit_in_bytes, v2 memory.max, at every level up from ours) when that
+// is smaller. source receives where the figure came from. Returns 0 when
+// nothing could be read.
+int memory_available(size_t *bytes, char *source, size_t len);
+// The same from other files (for tests): a meminfo file, a /proc/<pid>/cgroup
+// file, and where the v1 memory hierarchy and the v2 one are mounted.
+int memory_available_from(size_t *bytes, const char *meminfo, const char *cgroups, const char *v1_root,
+                          const char *v2_root, char *source, size_t len);
+
 // Allocation for big long-lived buffers (parameters, gradients, optimizer
 // state, activations): 64-byte aligned, zeroed, and backed by transparent huge
 // pages where the kernel allows (first touch of a 4 KiB page costs ~11 us on
-// this machine; a 2 MiB page amortises it). Free with free_big.
+// this machine; a 2 MiB page amortises it). Its pages are committed (written)
+// before it returns, each chunk checked against memory_available first: a
+// buffer that does not fit fails with one line naming `what` rather than an
+// OOM kill later. Free with free_big.
 float *alloc_big_floats(size_t count, const char *what);
 void *alloc_big(size_t bytes, const char *what);
 void free_big(void *p);

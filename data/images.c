@@ -13,9 +13,37 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include <stb/stb_image.h>
-
 #include "common/utils.h"
+
+// stb_image is compiled here, static, from Debian's header (libstb-dev's
+// stb/stb_image.h), not linked from libstb.so, for two settings the library
+// cannot take at run time:
+//  - its allocations are zeroed: a JPEG whose scan names a Huffman table that
+//    no DHT segment defines was decoded with a table of whatever the heap held,
+//    which failed an assert (abort) or read out of bounds, depending on the
+//    heap (found by fuzz/fuzz_image_file; the inputs are in
+//    fuzz/regressions/image_file/). A zeroed table decodes such a scan to a
+//    flat image, the same on every run.
+//  - only PNG, JPEG and BMP, the formats an image folder holds: the decoders
+//    of the others (GIF, PSD, TGA, HDR, PIC, PNM) are attack surface we do not use.
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_STATIC
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_BMP
+#define STBI_NO_STDIO
+#define STBI_MALLOC(bytes) calloc(1, (bytes))
+#define STBI_REALLOC(p, bytes) realloc((p), (bytes))
+#define STBI_FREE(p) free(p)
+// (its API, declared static, is more than we use: gcc reports the unused
+// functions at the end of the file, so that warning stays off for all of it)
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#include <stb/stb_image.h>
+#pragma GCC diagnostic pop
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "the shard format stores labels as little-endian int32 straight from memory");
@@ -151,6 +179,10 @@ static void gz_expect_end(gzFile g, const char *path) {
     if (gzread(g, &extra, 1) > 0) fail("%s has trailing bytes after the data its header describes", path);
 }
 
+#ifdef FUZZING
+static void gz_release(void *g) { gzclose((gzFile)g); }
+#endif
+
 // a regular file only (a FIFO would block gzopen); *size gets its size in bytes
 static gzFile gz_open_or_fail(const char *path, size_t *size) {
     char err[1200];
@@ -162,7 +194,13 @@ static gzFile gz_open_or_fail(const char *path, size_t *size) {
     errno = 0;
     gzFile g = gzdopen(fd, "rb");
     if (!g) fail("cannot open %s for reading: %s", path, errno ? strerror(errno) : "zlib error");
+    FUZZ_HOLD(g, gz_release);
     return g;
+}
+
+static void gz_close(gzFile g) {
+    FUZZ_LET_GO(g);
+    gzclose(g);
 }
 
 // deflate expands at most 1032:1, and a plain file holds what it holds: a
@@ -229,12 +267,12 @@ void image_set_load_idx(ImageSet *set, const char *images_path, const char *labe
     // idx stores images row-major, which is CHW for one channel
     gz_read_exact(gi, set->pixels, (size_t)n * rows * cols, images_path);
     gz_expect_end(gi, images_path);
-    gzclose(gi);
+    gz_close(gi);
 
     uint8_t *raw = malloc_or_fail(n, "idx labels");
     gz_read_exact(gl, raw, n, labels_path);
     gz_expect_end(gl, labels_path);
-    gzclose(gl);
+    gz_close(gl);
     for (uint32_t i = 0; i < n; i++) {
         if (raw[i] >= num_classes)
             fail("%s: label %u of image %u is out of range (%d classes)", labels_path, raw[i], i, num_classes);
@@ -267,8 +305,8 @@ void image_set_fashion_mnist_header(ImageSet *set, const char *dir, const char *
     fashion_mnist_paths(dir, split, images, labels, sizeof(images));
     gzFile gi, gl;
     idx_open(set, images, labels, 10, &gi, &gl);
-    gzclose(gi);
-    gzclose(gl);
+    gz_close(gi);
+    gz_close(gl);
 }
 
 // ---------------------------------------------------------------------------
@@ -546,6 +584,43 @@ static uint8_t *read_image_file(const char *path, size_t *size, char *err, size_
     return buf;
 }
 
+// Debian's stb_image builds a JPEG Huffman table from its 16 code counts
+// without checking that they add up to at most 256, the table's size: a DHT
+// segment declaring more writes past the table, over the decoder's state
+// (found by fuzz/fuzz_image_file). So before stb sees a JPEG, every DHT
+// segment it would read is checked here, walking the file as stb does:
+// segments skipped by their length, and between them (scan data, junk) each
+// 0xFF followed by a marker byte taken as the next marker (0xFF00 is stuffing,
+// RSTn and fill bytes carry no length). Returns 0 with a message in err for
+// a table of more than 256 codes; anything else is left to stb.
+static int jpeg_huffman_counts_ok(const uint8_t *b, size_t n, const char *path, char *err, size_t errlen) {
+    size_t i = 2; // after SOI
+    while (i + 1 < n) {
+        if (b[i] != 0xFF || b[i + 1] == 0xFF) { i++; continue; } // data, junk, fill bytes
+        uint8_t m = b[i + 1];
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) { i += 2; continue; } // stuffing, TEM, RSTn, SOI
+        if (m == 0xD9 || i + 4 > n) break; // EOI
+        size_t len = (size_t)b[i + 2] << 8 | b[i + 3];
+        if (m == 0xC4) { // DHT: tables of a class/id byte, 16 counts, then the values
+            long left = (long)len - 2;
+            size_t p = i + 4;
+            while (left > 0 && p < n) {
+                int codes = 0; // stb reads a byte past the end as 0
+                for (int k = 1; k <= 16 && p + k < n; k++) codes += b[p + k];
+                if (codes > 256) {
+                    snprintf(err, errlen, "image %s: a JPEG Huffman table at byte %zu declares %d codes, more than the 256 "
+                             "a table holds (a corrupt or crafted file)", path, p, codes);
+                    return 0;
+                }
+                p += 17 + (size_t)codes;
+                left -= 17 + codes;
+            }
+        }
+        i += 2 + len;
+    }
+    return 1;
+}
+
 // decode one image file into its CHW slot; on failure writes a message to err
 // and returns 0
 static int decode_image(const char *path, int channels, int height, int width, ResizeMode mode,
@@ -553,6 +628,10 @@ static int decode_image(const char *path, int channels, int height, int width, R
     size_t size;
     uint8_t *file = read_image_file(path, &size, err, errlen);
     if (!file) return 0;
+    if (size >= 2 && file[0] == 0xFF && file[1] == 0xD8 && !jpeg_huffman_counts_ok(file, size, path, err, errlen)) {
+        free(file);
+        return 0;
+    }
     int w, h, n;
     if (!stbi_info_from_memory(file, (int)size, &w, &h, &n)) {
         snprintf(err, errlen, "cannot decode image %s: %s", path, stbi_failure_reason());

@@ -2,6 +2,7 @@
 //
 //   ./prepare_text -o data/mytext/mytext --val-fraction 0.05 books/*.txt
 //   ./prepare_text -o data/mytext/mytext --bytes books/*.txt   (vocabulary 257)
+//   ./prepare_text -o data/mytext/mytext --chars books/*.txt   (the text's characters)
 //
 // Each input file is one document, or several with --split-on. Every
 // document is preceded by <|endoftext|>, as in llm.c's data, so a model
@@ -41,6 +42,9 @@ static void usage(FILE *out) {
         "  -t, --tokenizer DIR     directory with encoder.json and vocab.bpe (default %s)\n"
         "      --bytes             byte-level tokens instead of GPT-2's BPE: token = byte (0..255),\n"
         "                          <|endoftext|> = 256; train with ./train_gpt2 --vocab-size 257\n"
+        "      --chars             character-level tokens, as nanoGPT's shakespeare_char: the distinct\n"
+        "                          UTF-8 characters of all inputs sorted by code point (a byte of invalid\n"
+        "                          UTF-8 is a character of its own, after them), then <|endoftext|>\n"
         "  -s, --shard-size N      at most N tokens per shard (default %ld)\n"
         "      --val FILE          FILE's documents are validation data (repeatable; FILE as given)\n"
         "      --val-fraction F    hold out a fraction 0 <= F < 1 of the documents, spread evenly:\n"
@@ -169,6 +173,7 @@ static char *read_input(const char *path, size_t *size) {
 typedef struct {
     Tokenizer *tok;
     int bytes_mode;      // --bytes: each byte is its token
+    int32_t *char_id;    // --chars: [CHAR_KEYS] id of each character, -1 if absent
     ShardWriter train, val;
     int *ids;
     size_t ids_cap;
@@ -203,6 +208,14 @@ static size_t slice_end(const char *text, size_t len, size_t start, size_t slice
     return len;
 }
 
+// --chars: a character's place in the sort order: its code point, or after
+// every code point for a byte of invalid UTF-8 (by the byte's value)
+#define CHAR_KEYS (0x110000 + 256)
+static uint32_t char_key(const unsigned char *s, size_t n, size_t i, uint32_t *code) {
+    utf8_char_at(s, n, i, code);
+    return *code == UTF8_INVALID ? 0x110000u + s[i] : *code;
+}
+
 static void add_document(Job *j, const char *text, size_t len, int is_val) {
     if (len == 0) return;
     if (j->val_fraction >= 0) {
@@ -219,7 +232,19 @@ static void add_document(Job *j, const char *text, size_t len, int is_val) {
     j->ids[0] = tokenizer_eot(j->tok);
     for (size_t start = 0; start < len;) {
         size_t end = slice_end(text, len, start, j->slice);
-        if (j->bytes_mode) {
+        if (j->char_id) {
+            if (count + (end - start) > j->ids_cap) {
+                j->ids_cap = count + (end - start);
+                j->ids = realloc(j->ids, j->ids_cap * sizeof(int));
+                if (!j->ids) fail("out of memory for %zu token ids", j->ids_cap);
+            }
+            uint32_t code;
+            for (size_t i = start; i < end; i += utf8_char_at((const unsigned char *)text, end, i, &code)) {
+                int32_t id = j->char_id[char_key((const unsigned char *)text, end, i, &code)];
+                if (id < 0) fail("--chars: an input changed between the two passes over it");
+                j->ids[count++] = id;
+            }
+        } else if (j->bytes_mode) {
             if (count + (end - start) > j->ids_cap) {
                 j->ids_cap = count + (end - start);
                 j->ids = realloc(j->ids, j->ids_cap * sizeof(int));
@@ -237,6 +262,50 @@ static void add_document(Job *j, const char *text, size_t len, int is_val) {
     }
     w->documents++;
     w->text_bytes += (double)len;
+}
+
+// --chars, first pass: the characters of every input, then their ids in
+// key order and the tokenizer that decodes them
+static Tokenizer *char_vocabulary(char **inputs, int n_inputs, int32_t *char_id) {
+    for (size_t k = 0; k < CHAR_KEYS; k++) char_id[k] = -1;
+    for (int f = 0; f < n_inputs; f++) {
+        size_t size;
+        char *text = read_input(inputs[f], &size);
+        const unsigned char *s = (const unsigned char *)text;
+        uint32_t code;
+        for (size_t i = 0; i < size; i += utf8_char_at(s, size, i, &code)) char_id[char_key(s, size, i, &code)] = 0;
+        free(text);
+    }
+    int n = 0;
+    for (size_t k = 0; k < CHAR_KEYS; k++) if (char_id[k] == 0) n++;
+    if (n == 0) fail("--chars: the inputs hold no character");
+    if (n > 65535) fail("--chars: %d distinct characters, more than uint16 tokens hold with <|endoftext|>", n);
+    unsigned char *bytes = malloc_or_fail((size_t)n * 4, "characters");
+    uint32_t *off = malloc_or_fail(((size_t)n + 1) * sizeof(uint32_t), "character offsets");
+    int id = 0;
+    off[0] = 0;
+    for (uint32_t k = 0; k < CHAR_KEYS; k++) {
+        if (char_id[k] != 0) continue;
+        char_id[k] = id;
+        unsigned char *b = bytes + off[id];
+        size_t len;
+        if (k >= 0x110000) { b[0] = (unsigned char)(k - 0x110000); len = 1; }
+        else if (k < 0x80) { b[0] = (unsigned char)k; len = 1; }
+        else if (k < 0x800) { b[0] = (unsigned char)(0xC0 | (k >> 6)); b[1] = (unsigned char)(0x80 | (k & 0x3F)); len = 2; }
+        else if (k < 0x10000) {
+            b[0] = (unsigned char)(0xE0 | (k >> 12)); b[1] = (unsigned char)(0x80 | ((k >> 6) & 0x3F));
+            b[2] = (unsigned char)(0x80 | (k & 0x3F)); len = 3;
+        } else {
+            b[0] = (unsigned char)(0xF0 | (k >> 18)); b[1] = (unsigned char)(0x80 | ((k >> 12) & 0x3F));
+            b[2] = (unsigned char)(0x80 | ((k >> 6) & 0x3F)); b[3] = (unsigned char)(0x80 | (k & 0x3F)); len = 4;
+        }
+        off[id + 1] = off[id] + (uint32_t)len;
+        id++;
+    }
+    Tokenizer *t = tokenizer_from_tokens(bytes, off, n);
+    free(bytes);
+    free(off);
+    return t;
 }
 
 // the documents of one file: whole, or split at lines equal to sep
@@ -277,8 +346,8 @@ int main(int argc, char **argv) {
     const char **val_files = malloc_or_fail((size_t)argc * sizeof(char *), "flags");
     int n_val = 0;
 
-    int bytes_mode = 0, tok_given = 0;
-    enum { OPT_VAL = 256, OPT_VAL_FRACTION, OPT_SPLIT_ON, OPT_SLICE, OPT_BYTES };
+    int bytes_mode = 0, chars_mode = 0, tok_given = 0;
+    enum { OPT_VAL = 256, OPT_VAL_FRACTION, OPT_SPLIT_ON, OPT_SLICE, OPT_BYTES, OPT_CHARS };
     static const struct option long_opts[] = {
         {"out", required_argument, 0, 'o'},
         {"tokenizer", required_argument, 0, 't'},
@@ -288,6 +357,7 @@ int main(int argc, char **argv) {
         {"split-on", required_argument, 0, OPT_SPLIT_ON},
         {"slice", required_argument, 0, OPT_SLICE},
         {"bytes", no_argument, 0, OPT_BYTES},
+        {"chars", no_argument, 0, OPT_CHARS},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -299,6 +369,7 @@ int main(int argc, char **argv) {
         case 'o': prefix = optarg; break;
         case 't': tok_dir = optarg; tok_given = 1; break;
         case OPT_BYTES: bytes_mode = 1; break;
+        case OPT_CHARS: chars_mode = 1; break;
         case 's':
             shard_tokens = parse_long_or_fail(optarg, "--shard-size");
             if (shard_tokens < 1 || shard_tokens > INT32_MAX)
@@ -326,6 +397,7 @@ int main(int argc, char **argv) {
     if (optind >= argc) fail("no input files (see ./prepare_text -h)");
     if (n_val > 0 && val_fraction >= 0) fail("use either --val or --val-fraction, not both");
     if (bytes_mode && tok_given) fail("use either --bytes or --tokenizer, not both");
+    if (chars_mode && (bytes_mode || tok_given)) fail("use --chars alone, without --bytes or --tokenizer");
     int n_inputs = argc - optind;
     char **inputs = argv + optind;
     // check every input before writing anything
@@ -351,7 +423,12 @@ int main(int argc, char **argv) {
 
     Job j;
     memset(&j, 0, sizeof(j));
-    j.tok = bytes_mode ? tokenizer_bytes() : tokenizer_load(tok_dir);
+    if (chars_mode) {
+        j.char_id = malloc_or_fail(CHAR_KEYS * sizeof(int32_t), "character ids");
+        j.tok = char_vocabulary(inputs, n_inputs, j.char_id);
+    } else {
+        j.tok = bytes_mode ? tokenizer_bytes() : tokenizer_load(tok_dir);
+    }
     j.bytes_mode = bytes_mode;
     if (tokenizer_vocab_size(j.tok) > 65536)
         fail("%s: %d tokens do not fit llm.c's uint16 shards", tok_dir, tokenizer_vocab_size(j.tok));
@@ -397,11 +474,15 @@ int main(int argc, char **argv) {
     print_split(&j.train);
     print_split(&j.val);
     printf("tokenizer: %s\n", tok_path);
+    if (chars_mode || bytes_mode)
+        printf("vocabulary: %d tokens (<|endoftext|> = %d): train with ./train_gpt2 --vocab-size %d\n",
+               tokenizer_vocab_size(j.tok), tokenizer_eot(j.tok), tokenizer_vocab_size(j.tok));
     printf("tokenized %.2f MB in %.2f s (%.1f MB/s)\n", j.bytes_done / 1e6, seconds, j.bytes_done / 1e6 / seconds);
 
     free(j.train.buf);
     free(j.val.buf);
     free(j.ids);
+    free(j.char_id);
     free(val_files);
     tokenizer_free(j.tok);
     return 0;

@@ -39,13 +39,13 @@ static inline int class_of(uint32_t cp) {
     return unicode_class_value[lo];
 }
 
-// The character at s[i] (i < n): sets its class and returns its length in
-// bytes. A byte that does not start a well-formed UTF-8 sequence (Unicode
+// The character at s[i] (i < n): sets its code point and returns its length
+// in bytes. A byte that does not start a well-formed UTF-8 sequence (Unicode
 // Table 3-7: no overlongs, no surrogates, nothing above U+10FFFF, no missing
-// continuation bytes) is a character of its own with class "other".
-static inline size_t char_at(const unsigned char *s, size_t n, size_t i, int *cls) {
+// continuation bytes) is a character of its own, code point UTF8_INVALID.
+static inline size_t decode_at(const unsigned char *s, size_t n, size_t i, uint32_t *code) {
     unsigned c = s[i];
-    if (c < 0x80) { *cls = class_of(c); return 1; }
+    if (c < 0x80) { *code = c; return 1; }
     size_t left = n - i;
     uint32_t cp;
     size_t len;
@@ -70,11 +70,23 @@ static inline size_t char_at(const unsigned char *s, size_t n, size_t i, int *cl
     } else {
         goto invalid;
     }
-    *cls = class_of(cp);
+    *code = cp;
     return len;
 invalid:
-    *cls = UNICODE_OTHER;
+    *code = UTF8_INVALID;
     return 1;
+}
+
+size_t utf8_char_at(const unsigned char *s, size_t n, size_t i, uint32_t *code) {
+    return decode_at(s, n, i, code);
+}
+
+// The character at s[i]: its class ("other" for a byte of invalid UTF-8) and length.
+static inline size_t char_at(const unsigned char *s, size_t n, size_t i, int *cls) {
+    uint32_t cp;
+    size_t len = decode_at(s, n, i, &cp);
+    *cls = cp == UTF8_INVALID ? UNICODE_OTHER : class_of(cp);
+    return len;
 }
 
 // One match of
@@ -611,23 +623,31 @@ void tokenizer_write_llmc(const Tokenizer *t, const char *path) {
     atomic_commit(&af);
 }
 
-Tokenizer *tokenizer_bytes(void) {
+Tokenizer *tokenizer_from_tokens(const unsigned char *bytes, const uint32_t *off, int n) {
     static const char eot_text[] = "<|endoftext|>";
-    size_t eot_len = sizeof(eot_text) - 1;
+    size_t eot_len = sizeof(eot_text) - 1, total = off[n];
     Tokenizer *t = calloc_or_fail(1, sizeof(Tokenizer), "tokenizer");
-    t->vocab_size = BYTE_VOCAB_SIZE;
-    t->eot = BYTE_EOT;
-    t->tok_off = malloc_or_fail((BYTE_VOCAB_SIZE + 1) * sizeof(uint32_t), "token offsets");
-    t->tok_bytes = malloc_or_fail(256 + eot_len, "token bytes");
-    for (int b = 0; b < 256; b++) {
-        t->tok_off[b] = (uint32_t)b;
-        t->tok_bytes[b] = (unsigned char)b;
-    }
-    t->tok_off[BYTE_EOT] = 256;
-    memcpy(t->tok_bytes + 256, eot_text, eot_len);
-    t->tok_off[BYTE_VOCAB_SIZE] = (uint32_t)(256 + eot_len);
+    t->vocab_size = n + 1;
+    t->eot = n;
+    t->tok_off = malloc_or_fail(((size_t)n + 2) * sizeof(uint32_t), "token offsets");
+    t->tok_bytes = malloc_or_fail(total + eot_len, "token bytes");
+    memcpy(t->tok_off, off, ((size_t)n + 1) * sizeof(uint32_t));
+    memcpy(t->tok_bytes, bytes, total);
+    memcpy(t->tok_bytes + total, eot_text, eot_len);
+    t->tok_off[n + 1] = (uint32_t)(total + eot_len);
     t->can_encode = 0;
     return t;
+}
+
+Tokenizer *tokenizer_bytes(void) {
+    unsigned char bytes[256];
+    uint32_t off[257];
+    for (int b = 0; b < 256; b++) {
+        bytes[b] = (unsigned char)b;
+        off[b] = (uint32_t)b;
+    }
+    off[256] = 256;
+    return tokenizer_from_tokens(bytes, off, 256);
 }
 
 Tokenizer *tokenizer_load_llmc(const char *path) {
@@ -644,6 +664,12 @@ Tokenizer *tokenizer_load_llmc(const char *path) {
     if (n == 0 || n > (1u << 24)) fail("%s: implausible vocabulary size %u", path, n);
     if (eot >= n) fail("%s: EOT id %u is outside the vocabulary of %u tokens", path, eot, n);
     size_t body = size - sizeof(header);
+    // each token takes at least 2 bytes (its length and one byte): a header
+    // announcing more than the file can hold is refused before the tables are
+    // allocated (a 1 KiB file could ask for 64 MiB of offsets)
+    if ((uint64_t)n * 2 > body)
+        fail("%s is truncated: %u tokens need at least %llu bytes after the header, it has %zu", path, n,
+             (unsigned long long)n * 2, body);
     unsigned char *raw = malloc_or_fail(body, "tokenizer file");
     if (body > 0) fread_or_fail(raw, 1, body, f, path);
     fclose(f);

@@ -28,6 +28,7 @@
 #define DATA_TOKENIZER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define GPT2_EOT 50256
 #define GPT2_VOCAB_SIZE 50257
@@ -58,6 +59,15 @@ int tokenizer_can_encode(const Tokenizer *t);
 #define BYTE_EOT 256
 #define BYTE_VOCAB_SIZE 257
 Tokenizer *tokenizer_bytes(void);
+// A decode-only vocabulary of n tokens, token i being bytes[off[i] .. off[i+1]),
+// and <|endoftext|> as token n (./prepare_text --chars).
+Tokenizer *tokenizer_from_tokens(const unsigned char *bytes, const uint32_t *off, int n);
+
+// The UTF-8 character at s[i] (i < n): its length, and its code point in
+// *code, or UTF8_INVALID for a byte that starts no well-formed sequence (then
+// the length is 1); the decoding the pre-tokenizer uses.
+#define UTF8_INVALID 0xFFFFFFFFu
+size_t utf8_char_at(const unsigned char *s, size_t n, size_t i, uint32_t *code);
 
 // llm.c's decode-only tokenizer file: a header of 256 uint32 (magic 20240328,
 // version 2, vocab size, EOT id, zeros), then per token a uint8 byte length

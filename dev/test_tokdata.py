@@ -21,7 +21,8 @@ written here from the algorithms, not from our C code:
      with one line naming the file
   5. ./prepare_text --bytes: the shards hold <|endoftext|> (256) and then each
      document's bytes, the tokenizer file is llm.c's format with 257 tokens,
-     and train_gpt2 --vocab-size 257 trains on it and samples text
+     and train_gpt2 --vocab-size 257 trains on it and samples text;
+     --chars: the vocabulary and ids of sorted(set(text)) as Python decodes it
 
 usage: dev/test_tokdata.py TRAIN_GPT2   (make run-test-tokdata; the standard library only)
 """
@@ -382,6 +383,45 @@ if ids:
     decoded = b"".join(b"\n<|endoftext|>" if i == 256 else bytes([i]) for i in ids[0][1:]).decode("utf-8", "replace")
     check("the printed sample is the logged ids' bytes", decoded.strip() in sample.strip() or
           sample.strip() in decoded.strip(), repr(decoded[:80]) + " vs " + repr(sample[:80]))
+
+# ./prepare_text --chars: nanoGPT's shakespeare_char vocabulary, sorted(set(text)),
+# worked out here with Python's own UTF-8 decoder; a byte that starts no
+# well-formed sequence is a character of its own, after every code point
+
+
+def char_key(c):
+    o = ord(c)
+    return 0x110000 + (o - 0xDC00) if 0xDC80 <= o <= 0xDCFF else o  # surrogateescape: the raw byte
+
+
+def char_bytes(c):
+    return c.encode("utf-8", "surrogateescape")
+
+
+cdocs = {"c1.txt": "h\u00e9llo w\u00f6rld \U0001F642\n".encode() + b"\xff\xe2\x82A",
+         "c2.txt": "zebra \u4e2d\u6587 \u00e9\n".encode(), "c3.txt": "val: \u00c5\n".encode()}
+for name, data in cdocs.items():
+    open(f"{WORK}/{name}", "wb").write(data)
+r = run(["./prepare_text", "--chars", "-o", f"{WORK}/chars/c", "--val", f"{WORK}/c3.txt"] +
+        [f"{WORK}/{n}" for n in cdocs])
+texts = {n: d.decode("utf-8", "surrogateescape") for n, d in cdocs.items()}
+vocab = sorted(set("".join(texts.values())), key=char_key)
+ids = {c: i for i, c in enumerate(vocab)}
+eot_c = len(vocab)
+want_train = [eot_c] + [ids[c] for c in texts["c1.txt"]] + [eot_c] + [ids[c] for c in texts["c2.txt"]]
+want_val = [eot_c] + [ids[c] for c in texts["c3.txt"]]
+ok = r.returncode == 0 and os.path.exists(f"{WORK}/chars/c_train_000000.bin")
+check(f"--chars: {len(vocab)} characters sorted by code point (raw bytes last), each document <|endoftext|> "
+      f"({eot_c}) then its characters' ids", ok and read_llmc_shard(f"{WORK}/chars/c_train_000000.bin") == want_train
+      and read_llmc_shard(f"{WORK}/chars/c_val_000000.bin") == want_val, r.stdout + r.stderr)
+if ok:
+    tok = open(f"{WORK}/chars/c_tokenizer.bin", "rb").read()
+    body = b"".join(bytes([len(char_bytes(c))]) + char_bytes(c) for c in vocab) + bytes([13]) + b"<|endoftext|>"
+    check("--chars: the tokenizer file holds each character's bytes, then <|endoftext|>",
+          struct.unpack("<4I", tok[:16]) == (20240328, 2, len(vocab) + 1, eot_c) and tok[1024:] == body)
+    check("--chars: prints the vocabulary size to train with", f"--vocab-size {len(vocab) + 1}" in r.stdout, r.stdout)
+r = run(["./prepare_text", "--chars", "--bytes", "-o", f"{WORK}/chars/d", f"{WORK}/c1.txt"])
+check("--chars with --bytes is refused", r.returncode == 1 and "--chars" in r.stderr, r.stderr)
 
 shutil.rmtree(WORK)
 if fails:

@@ -13,6 +13,8 @@
 #ifndef NN_LAYERS_H
 #define NN_LAYERS_H
 
+#include "nn/attention.h"
+
 // LayerNorm over the last dimension.
 // inp [N,C] -> out [N,C]; saves mean [N] and rstd [N] (1/sqrt(var+eps)) for backward.
 // weight, bias [C]. GPT-2 uses eps 1e-5, timm's ViT 1e-6.
@@ -24,20 +26,7 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias,
                         const float *dout, const float *inp, const float *weight,
                         const float *mean, const float *rstd, int N, int C);
 
-// Multi-head scaled dot-product attention.
-// qkv [B,T,3C] holds q, k, v side by side (the fused projection's output);
-// head h uses channels h*hs .. h*hs+hs-1 of each, hs = C/NH.
-// out [B,T,C]; att [B,NH,T,T] keeps the softmax weights for backward.
-// causal = 1: position t attends to 0..t (GPT-2); causal = 0: to all (ViT).
-void attention_forward(float *out, float *att, const float *qkv,
-                       int B, int T, int C, int NH, int causal);
-// Causal attention of the single query at position t, for token-by-token
-// generation with a KV cache: qkv [t+1,3C] holds the rows of positions 0..t
-// (one sequence), out [C] receives position t's output, att [NH, t+1] scratch.
-void attention_forward_last(float *out, float *att, const float *qkv, int t, int C, int NH);
-// dout [B,T,C] -> dqkv [B,T,3C] +=
-void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
-                        int B, int T, int C, int NH, int causal);
+// Attention is in nn/attention.h (included here).
 
 // GELU, elementwise over N values. GPT-2 uses the tanh approximation
 // 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))); timm's ViT the exact 0.5x(1+erf(x/sqrt 2)).

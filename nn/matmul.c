@@ -19,6 +19,13 @@
 // last columns of B) are copied into a zero-padded buffer, so one kernel
 // computes every tile and only its store to C is masked.
 //
+// At few rows (B*T = 64 at GPT-2 XL) the weights and the weight gradient
+// stream from memory and are used once per product; three things keep the
+// kernel fed (make bench-gemm-xl): the kernel prefetches what the next tile
+// will read from memory (its C, its A rows read in place, a B sliver read in
+// place for the first time); with one A block or one K block a panel spans
+// all of N; with one K block the tiles go row by row, so rows of C stream.
+//
 // Determinism: each C element is accumulated over k = 0..K-1 in order, one
 // fused multiply-add at a time, inside one KC block, and the blocks are added
 // to C in order. Neither KC nor the kernel depend on the number of threads;
@@ -74,6 +81,13 @@ typedef struct {
     float alpha, beta;
     const float *bias;  // [NR] slice for this tile, or NULL
 } Epilogue;
+
+// What the kernel may fetch ahead for the next tile (NULL: nothing): the
+// rows of the next A sliver (read in place), the next B sliver (in place,
+// row stride as this one's), the next tile of C.
+typedef struct {
+    const float *a, *b, *c;
+} Prefetch;
 
 #ifdef __AVX512F__
 static inline __mmask16 tail_mask(int n) {  // the lowest n of 16 lanes
@@ -169,13 +183,24 @@ static void pack_B_sliver(float *dst, const float *B, int ldb, int transB, int j
 #define NV (NR / 16)
 
 static inline __attribute__((always_inline)) void
-kernel_loop(int kc, const float *a, size_t as, int a_kmajor, const float *b, size_t bs, __m512 acc[MR][NV]) {
-    for (int k = 0; k < kc; k++, b += bs) {
-        __m512 bv[NV];
-        for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);
-        for (int r = 0; r < MR; r++) {
-            __m512 ar = _mm512_set1_ps(a_kmajor ? a[k * as + r] : a[r * as + k]);
-            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
+kernel_loop(int kc, const float *a, size_t as, int a_kmajor, const float *b, size_t bs, __m512 acc[MR][NV],
+            const float *pf_a, const float *pf_b) {
+    for (int k0 = 0; k0 < kc; k0 += 16) {
+        // every 16 k: one cache line of each row of the next A sliver, when
+        // A rows stream from memory (the forward's weights)
+        if (pf_a)
+            for (int r = 0; r < MR; r++) _mm_prefetch((const char *)(pf_a + r * as + k0), _MM_HINT_T0);
+        int k1 = min_int(kc, k0 + 16);
+        for (int k = k0; k < k1; k++, b += bs) {
+            // the next B sliver's row k, when B streams from memory in place
+            if (pf_b)
+                for (int v = 0; v < NV; v++) _mm_prefetch((const char *)(pf_b + k * bs + 16 * v), _MM_HINT_T0);
+            __m512 bv[NV];
+            for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);
+            for (int r = 0; r < MR; r++) {
+                __m512 ar = _mm512_set1_ps(a_kmajor ? a[k * as + r] : a[r * as + k]);
+                for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
+            }
         }
     }
 }
@@ -204,7 +229,13 @@ store_tile(__m512 acc[MR][NV], float *c, size_t ldc, int mv, int nv, const Epilo
 }
 
 static void micro_kernel(int kc, const float *restrict a, size_t as, int a_kmajor, const float *restrict b,
-                         size_t bs, float *c, size_t ldc, int mv, int nv, const Epilogue *e) {
+                         size_t bs, float *c, size_t ldc, int mv, int nv, const Epilogue *e, const Prefetch *pf) {
+    // the next tile's C, when C streams from memory (dweight)
+    if (pf->c)
+        for (int r = 0; r < MR; r++) {
+            const char *cr = (const char *)(pf->c + (size_t)r * ldc);
+            for (int off = 0; off < 4 * NR; off += 64) _mm_prefetch(cr + off, _MM_HINT_ET0);
+        }
     // C is needed only at the end: ask for its lines now (prefetchw: they will
     // be written) so that the misses, C being usually far bigger than the
     // caches, overlap the k loop
@@ -217,8 +248,9 @@ static void micro_kernel(int kc, const float *restrict a, size_t as, int a_kmajo
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
     // two copies of the loop, each with its A addressing fixed at compile time
-    if (a_kmajor) kernel_loop(kc, a, as, 1, b, bs, acc);
-    else kernel_loop(kc, a, as, 0, b, bs, acc);
+    if (a_kmajor) kernel_loop(kc, a, as, 1, b, bs, acc, NULL, pf->b);
+    else if (pf->a || pf->b) kernel_loop(kc, a, as, 0, b, bs, acc, pf->a, pf->b);
+    else kernel_loop(kc, a, as, 0, b, bs, acc, NULL, NULL);
 
     store_tile(acc, c, ldc, mv, nv, e);
 }
@@ -226,7 +258,8 @@ static void micro_kernel(int kc, const float *restrict a, size_t as, int a_kmajo
 // portable version: the same arithmetic in plain C (the compiler vectorises
 // the inner loop over columns where it can)
 static void micro_kernel(int kc, const float *restrict a, size_t as, int a_kmajor, const float *restrict b,
-                         size_t bs, float *c, size_t ldc, int mv, int nv, const Epilogue *e) {
+                         size_t bs, float *c, size_t ldc, int mv, int nv, const Epilogue *e, const Prefetch *pf) {
+    (void)pf;
     float acc[MR][NR] = {{0}};
     for (int k = 0; k < kc; k++)
         for (int r = 0; r < MR; r++) {
@@ -255,6 +288,13 @@ static __thread float *tls_fwd_chunk;
 
 
 // One thread's share: rows m0..m1-1, columns n0..n1-1 of C, all of K.
+//
+// The tiles of one A block and B panel go column strip by column strip (jr
+// outer, ir inner: a B sliver is reused by every A sliver while in L2) --
+// except when all of K fits one block (the weight gradient at few rows,
+// K = B*T): then C is the big operand, read and written once, and the tiles
+// go row by row (ir outer) so that each row of C streams through contiguous
+// memory. The order of the tiles changes no sum.
 static void gemm_block(int transA, int transB, int m0, int m1, int n0, int n1, int K,
                        float alpha, const float *A, int lda, const float *B, int ldb,
                        float beta, float *C, int ldc, const float *bias) {
@@ -263,33 +303,55 @@ static void gemm_block(int transA, int transB, int m0, int m1, int n0, int n1, i
         tls_pack_b = alloc_big_floats((size_t)KC * NC, "matmul packing buffer (B panel)");
     }
     float *a_edge = tls_pack_a, *b_panel = tls_pack_b;
-    for (int jc = n0; jc < n1; jc += NC) {
-        int nc = min_int(NC, n1 - jc);
+    const int rows_first = K <= KC;
+    // B panels are NC wide so that a packed panel stays in L2 while every A
+    // block uses it. Read in place, B needs no buffer (only its last, partial
+    // sliver is copied, to slot 0), and when there is one A block or one K
+    // block nothing is reused across panels: then one panel spans all of N,
+    // the longest contiguous runs through the weight (dinp) or C (dweight).
+    const int wide = !transB && (rows_first || m1 - m0 <= MC);
+    const int panel = wide ? n1 - n0 : NC;
+    for (int jc = n0; jc < n1; jc += panel) {
+        int nc = min_int(panel, n1 - jc);
         for (int pc = 0; pc < K; pc += KC) {
             int kc = min_int(KC, K - pc);
             // B slivers that cannot be read in place go to the panel buffer
             for (int jr = 0; jr < nc; jr += NR)
                 if (transB || jr + NR > nc)
-                    pack_B_sliver(b_panel + (size_t)(jr / NR) * KC * NR, B, ldb, transB, jc + jr,
+                    pack_B_sliver(b_panel + (size_t)(transB ? jr / NR : 0) * KC * NR, B, ldb, transB, jc + jr,
                                   min_int(NR, nc - jr), pc, kc);
             Epilogue e = {alpha, pc == 0 ? beta : 1.0f, NULL};
             for (int ic = m0; ic < m1; ic += MC) {
                 int mc = min_int(MC, m1 - ic), mfull = mc / MR * MR;
                 if (mfull < mc) pack_A_edge(a_edge, A, lda, transA, ic + mfull, mc - mfull, pc, kc);
-                for (int jr = 0; jr < nc; jr += NR) {
+                int ntiles_m = ceil_div(mc, MR), ntiles_n = ceil_div(nc, NR);
+                for (int t = 0; t < ntiles_m * ntiles_n; t++) {
+                    int ti = rows_first ? t / ntiles_n : t % ntiles_m;
+                    int tj = rows_first ? t % ntiles_n : t / ntiles_m;
+                    int ir = ti * MR, jr = tj * NR, nv = min_int(NR, nc - jr);
                     int in_place_b = !transB && jr + NR <= nc;
-                    const float *b = in_place_b ? B + (size_t)pc * ldb + jc + jr : b_panel + (size_t)(jr / NR) * KC * NR;
+                    const float *b = in_place_b ? B + (size_t)pc * ldb + jc + jr
+                                                : b_panel + (size_t)(transB ? jr / NR : 0) * KC * NR;
                     size_t bs = in_place_b ? (size_t)ldb : NR;
                     e.bias = pc == 0 && bias ? bias + jc + jr : NULL;
-                    for (int ir = 0; ir < mc; ir += MR) {
-                        float *c = C + (size_t)(ic + ir) * ldc + jc + jr;
-                        int nv = min_int(NR, nc - jr);
-                        if (ir < mfull) {  // a full sliver of A, in place
-                            const float *a = transA ? A + (size_t)pc * lda + ic + ir : A + (size_t)(ic + ir) * lda + pc;
-                            micro_kernel(kc, a, lda, transA, b, bs, c, ldc, MR, nv, &e);
-                        } else {
-                            micro_kernel(kc, a_edge, MR, 1, b, bs, c, ldc, mc - mfull, nv, &e);
-                        }
+                    float *c = C + (size_t)(ic + ir) * ldc + jc + jr;
+                    // what the next tile reads from memory, fetched during
+                    // this one: its C, its rows of A when read in place (the
+                    // forward's weights at few rows), and the next B sliver
+                    // when read in place for the first time (dinp's weights)
+                    Prefetch pf = {NULL, NULL, NULL};
+                    if (t + 1 < ntiles_m * ntiles_n) {
+                        int ni = rows_first ? (t + 1) / ntiles_n : (t + 1) % ntiles_m;
+                        int nj = rows_first ? (t + 1) % ntiles_n : (t + 1) / ntiles_m;
+                        pf.c = C + (size_t)(ic + ni * MR) * ldc + jc + nj * NR;
+                        if (!transA && ni * MR < mfull) pf.a = A + (size_t)(ic + ni * MR) * lda + pc;
+                        if (!rows_first && ic == m0 && ti == 0 && in_place_b && jr + 2 * NR <= nc) pf.b = b + NR;
+                    }
+                    if (ir < mfull) {  // a full sliver of A, in place
+                        const float *a = transA ? A + (size_t)pc * lda + ic + ir : A + (size_t)(ic + ir) * lda + pc;
+                        micro_kernel(kc, a, lda, transA, b, bs, c, ldc, MR, nv, &e, &pf);
+                    } else {
+                        micro_kernel(kc, a_edge, MR, 1, b, bs, c, ldc, mc - mfull, nv, &e, &pf);
                     }
                 }
             }
@@ -691,14 +753,19 @@ const char *matmul_precision(void) { return "fp32"; }
 // the same bits (test_matmul checks).
 static void forward_few_rows(float *out, const float *inp, const float *weight, const float *bias,
                              int BT, int C, int OC) {
-    int nchunks = ceil_div(OC, FWD_CHUNK);
+    // equal chunks, a whole number per thread, at most FWD_CHUNK wide, a
+    // multiple of MR: with chunks of FWD_CHUNK, OC 1600 on 2 threads would
+    // split 1536 / 64 and one thread would wait most of the time
     int nthreads = threads_for(2.0 * BT * OC * C);
+    int nchunks = nthreads * ceil_div(OC, FWD_CHUNK * nthreads);
+    int width = min_int(FWD_CHUNK, ceil_div(ceil_div(OC, nchunks), MR) * MR);
+    nchunks = ceil_div(OC, width);
     if (nthreads > nchunks) nthreads = nchunks;
     #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int ch = 0; ch < nchunks; ch++) {
         if (!tls_fwd_chunk) tls_fwd_chunk = alloc_big_floats((size_t)FWD_CHUNK * NR, "matmul forward chunk");
         float *t = tls_fwd_chunk; // [no][BT]: t[o * BT + i] = out[i, o0 + o]
-        int o0 = ch * FWD_CHUNK, no = min_int(FWD_CHUNK, OC - o0);
+        int o0 = ch * width, no = min_int(width, OC - o0);
         if (bias)
             for (int o = 0; o < no; o++)
                 for (int i = 0; i < BT; i++) t[(size_t)o * BT + i] = bias[o0 + o];

@@ -39,9 +39,15 @@ struct Optimizer {
     size_t *offset;    // per AdamW block: its m at state + offset, its v at state + adam_params + offset
     size_t adam_params;
     int *first;        // model block b is split blocks first[b] .. first[b+1]-1
-    float *scales;     // scratch: r (max rows), c and column sums (max cols each)
+    float *scales;     // scratch: r (max rows), c (max cols), the slabs' column sums (max_part)
     int max_rows, max_cols;
+    size_t max_part;
 };
+
+// the column sums of a Sinkhorn pass are split by slabs of this many rows
+// (sinkhorn_scales below): part[slab][n] for each slab
+#define SLAB_ROWS 32
+static size_t sinkhorn_part_floats(int m, int n) { return (size_t)((m + SLAB_ROWS - 1) / SLAB_ROWS) * (size_t)n; }
 
 void optim_default_config(OptimConfig *cfg) {
     *cfg = (OptimConfig){0};
@@ -68,6 +74,8 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
         if (opt->is_hidden[i]) {
             if (b->rows > max_rows) max_rows = b->rows;
             if (b->cols > max_cols) max_cols = b->cols;
+            size_t part = sinkhorn_part_floats(b->rows, b->cols);
+            if (part > opt->max_part) opt->max_part = part;
             opt->offset[i] = 0;
         } else {
             opt->offset[i] = opt->adam_params;
@@ -80,7 +88,8 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
     opt->max_cols = max_cols;
     opt->first = optim_split_first(blocks, num_blocks);
     // scratch, not state: r, c and the column sums, allocated once
-    opt->scales = malloc_or_fail(((size_t)max_rows + 2 * (size_t)max_cols + 1) * sizeof(float), "SinkGD scaling vectors");
+    opt->scales = malloc_or_fail(((size_t)max_rows + (size_t)max_cols + opt->max_part + 1) * sizeof(float),
+                                 "SinkGD scaling vectors");
     return opt;
 }
 
@@ -90,45 +99,73 @@ size_t optim_state_bytes_for(const ParamBlock *blocks, int num_blocks, const Opt
 }
 
 // X = diag(r) G diag(c) after `iters` row-then-column passes; G is [m,n],
-// r [m], c [n], sums [n] workspace. Threads split the rows of a row pass and
-// the columns of a column pass, and every sum runs in one order whatever the
-// number of threads.
-static void sinkhorn_scales(const float *G, int m, int n, int iters, float *r, float *c, float *sums) {
+// r [m], c [n], part [ceil(m / SLAB_ROWS) * n] workspace.
+//
+// One read of G per iteration, not two: a row's new scale r_i needs only its
+// own row and the c of the previous iteration, so each row is scaled and at
+// once, while it is in L1, added into the column sums of this iteration.
+// Those sums are split by slabs of SLAB_ROWS rows: threads take whole slabs,
+// each slab sums its rows in order into its own part[slab][n], and the parts
+// are added in slab order, so the result does not depend on the number of
+// threads. One parallel region for all iterations.
+
+// sum_j (g_j c_j)^2 in 64 interleaved partial sums (one chain of adds
+// would wait on the adder's latency at every vector), then a fixed tree
+static float row_sum_of_squares(const float *g, const float *c, int n) {
+    float acc[64] = {0};
+    int j = 0;
+    for (; j + 64 <= n; j += 64)
+        for (int l = 0; l < 64; l++) { float x = g[j + l] * c[j + l]; acc[l] += x * x; }
+    for (int l = 0; j + l < n; l++) { float x = g[j + l] * c[j + l]; acc[l] += x * x; }
+    for (int w = 32; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
+
+static void sinkhorn_scales(const float *G, int m, int n, int iters, float *r, float *c, float *part) {
     const float row_target = sqrtf((float)n), col_target = sqrtf((float)m);
-    for (int i = 0; i < m; i++) r[i] = 1.0f;
-    for (int j = 0; j < n; j++) c[j] = 1.0f;
-    for (int it = 0; it < iters; it++) {
-        // rows: r_i *= sqrt(n) / max(r_i * sqrt(sum_j G_ij^2 c_j^2), 1e-8)
-        #pragma omp parallel for schedule(static)
-        for (int i = 0; i < m; i++) {
-            const float *g = G + (size_t)i * n;
-            float s = 0.0f;
-            #pragma omp simd reduction(+:s)
-            for (int j = 0; j < n; j++) { float x = g[j] * c[j]; s += x * x; }
-            // an all-zero row stays zero whatever its scale; leaving r_i alone
-            // keeps it from overflowing (the spec's X has a 0 row either way)
-            if (s == 0.0f) continue;
-            float norm = r[i] * sqrtf(s);
-            r[i] *= row_target / fmaxf(norm, 1e-8f);
-        }
-        // columns: c_j *= sqrt(m) / max(c_j * sqrt(sum_i r_i^2 G_ij^2), 1e-8);
-        // a thread owns 64 columns and adds their squares row by row (G is row-major)
-        #pragma omp parallel for schedule(static)
-        for (int j0 = 0; j0 < n; j0 += 64) {
-            int j1 = j0 + 64 < n ? j0 + 64 : n;
-            float acc[64] = {0};
-            for (int i = 0; i < m; i++) {
-                const float *g = G + (size_t)i * n;
-                float ri = r[i];
-                #pragma omp simd
-                for (int j = j0; j < j1; j++) { float x = ri * g[j]; acc[j - j0] += x * x; }
+    const int nslabs = (m + SLAB_ROWS - 1) / SLAB_ROWS;
+    #pragma omp parallel
+    {
+        #pragma omp for schedule(static)
+        for (int i = 0; i < m; i++) r[i] = 1.0f;
+        #pragma omp for schedule(static)
+        for (int j = 0; j < n; j++) c[j] = 1.0f;
+        for (int it = 0; it < iters; it++) {
+            #pragma omp for schedule(static)
+            for (int s = 0; s < nslabs; s++) {
+                float *ps = part + (size_t)s * n;
+                for (int j = 0; j < n; j++) ps[j] = 0.0f;
+                int i1 = (s + 1) * SLAB_ROWS < m ? (s + 1) * SLAB_ROWS : m;
+                for (int i = s * SLAB_ROWS; i < i1; i++) {
+                    const float *g = G + (size_t)i * n;
+                    // row: r_i *= sqrt(n) / max(r_i * sqrt(sum_j G_ij^2 c_j^2), 1e-8)
+                    float sum = row_sum_of_squares(g, c, n);
+                    // an all-zero row stays zero whatever its scale; leaving r_i alone
+                    // keeps it from overflowing (the spec's X has a 0 row either way)
+                    if (sum != 0.0f) r[i] *= row_target / fmaxf(r[i] * sqrtf(sum), 1e-8f);
+                    // the column pass's share of this row, with its new scale
+                    float ri = r[i];
+                    #pragma omp simd
+                    for (int j = 0; j < n; j++) { float x = ri * g[j]; ps[j] += x * x; }
+                }
             }
-            for (int j = j0; j < j1; j++) sums[j] = acc[j - j0];
-        }
-        for (int j = 0; j < n; j++) {
-            if (sums[j] == 0.0f) continue; // an all-zero column, as above
-            float norm = c[j] * sqrtf(sums[j]);
-            c[j] *= col_target / fmaxf(norm, 1e-8f);
+            // columns: c_j *= sqrt(m) / max(c_j * sqrt(sum_i r_i^2 G_ij^2), 1e-8),
+            // the sum over i being the slabs' parts in order; 64 columns at a time
+            #pragma omp for schedule(static)
+            for (int j0 = 0; j0 < n; j0 += 64) {
+                int j1 = j0 + 64 < n ? j0 + 64 : n;
+                float acc[64] = {0};
+                for (int s = 0; s < nslabs; s++) {
+                    const float *ps = part + (size_t)s * n;
+                    #pragma omp simd
+                    for (int j = j0; j < j1; j++) acc[j - j0] += ps[j];
+                }
+                for (int j = j0; j < j1; j++) {
+                    if (acc[j - j0] == 0.0f) continue; // an all-zero column, as above
+                    c[j] *= col_target / fmaxf(c[j] * sqrtf(acc[j - j0]), 1e-8f);
+                }
+            }
         }
     }
 }
@@ -152,9 +189,9 @@ static void sinkgd_update(Optimizer *opt, int i, float *params, const float *G, 
     }
     // a hidden matrix: X = diag(r) G diag(c), p = p*(1 - a*lr*wd) - (a*lr) X
     int rows = blk->rows, cols = blk->cols;
-    float *r = opt->scales, *cs = r + opt->max_rows, *sums = cs + opt->max_cols;
+    float *r = opt->scales, *cs = r + opt->max_rows, *part = cs + opt->max_cols;
     float *P = params + blk->offset;
-    sinkhorn_scales(G, rows, cols, c->sinkgd_iters, r, cs, sums);
+    sinkhorn_scales(G, rows, cols, c->sinkgd_iters, r, cs, part);
     float step = c->sinkgd_scale * lr;
     float decay = 1.0f - step * wd;
     #pragma omp parallel for schedule(static)

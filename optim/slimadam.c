@@ -79,12 +79,13 @@ static void load_rules(const char *path, const ParamBlock *blocks, int n, SlimRu
         int has0 = 0, has1 = 0;
         cJSON *dim;
         cJSON_ArrayForEach(dim, item) {
-            if (!cJSON_IsNumber(dim) || dim->valuedouble != (double)(int)dim->valuedouble)
-                fail("%s: block '%s': dimensions must be integers", path, name);
-            int d = (int)dim->valuedouble;
-            if (d < 0 || d >= b->ndim)
-                fail("%s: block '%s' has %d dimension%s, so dimension %d is impossible", path, name, b->ndim,
-                     b->ndim == 1 ? "" : "s", d);
+            // compared as a double first: converting 1e300 to int is undefined (found by fuzz/fuzz_slimadam_rules)
+            double v = cJSON_IsNumber(dim) ? dim->valuedouble : -1.0;
+            if (!cJSON_IsNumber(dim) || v != floor(v)) fail("%s: block '%s': dimensions must be integers", path, name);
+            if (v < 0 || v >= b->ndim)
+                fail("%s: block '%s' has %d dimension%s, so dimension %g is impossible", path, name, b->ndim,
+                     b->ndim == 1 ? "" : "s", v);
+            int d = (int)v;
             if ((d == 0 && has0) || (d == 1 && has1)) fail("%s: block '%s': dimension %d repeated", path, name, d);
             if (d == 0) has0 = 1; else has1 = 1;
         }

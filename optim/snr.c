@@ -118,9 +118,12 @@ void snr_add_record(SnrStats *s, const cJSON *rec, const char *path) {
     const cJSON *step = cJSON_GetObjectItemCaseSensitive(rec, "step");
     const cJSON *snr = cJSON_GetObjectItemCaseSensitive(rec, "snr");
     if (!cJSON_IsNumber(step) || !cJSON_IsObject(snr)) fail("%s: a measurement line lacks \"step\" or \"snr\"", path);
+    double at = step->valuedouble; // checked before the conversion, which is undefined for 1e300
+    if (!(at >= 0 && at <= 1e15 && at == floor(at)))
+        fail("%s: a measurement line's \"step\" is %g, not a step number", path, at);
     s->measurements++;
-    if (s->first_step < 0) s->first_step = (long)step->valuedouble;
-    s->last_step = (long)step->valuedouble;
+    if (s->first_step < 0) s->first_step = (long)at;
+    s->last_step = (long)at;
     for (int i = 0; i < s->num_blocks; i++) {
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(snr, s->blocks[i].name);
         if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != SNR_NUM_K)

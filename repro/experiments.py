@@ -91,7 +91,9 @@ def vit_seeds(records):
 # ---------------------------------------------------------------------------
 # repro-gpt2: final validation loss against the learning rate (the SlimAdam
 # paper's kind of figure), every optimizer on the same data order and the same
-# initialisation, a fixed token budget. Six half-decade learning rates per
+# initialisation, a fixed token budget. The data is read in order (--shuffle 0):
+# the records were made before the trainer shuffled by default, and a grid
+# must not mix two data orders. Six half-decade learning rates per
 # optimizer, placed around its useful range (from the make-train sweeps) so that
 # each row spans from too small to diverging.
 GPT2_STEPS = 150
@@ -108,7 +110,7 @@ GPT2_LRS = {
 GPT2_WD = {"adamw": 0.1, "slimadam": 0.1, "sgd_sai": 0.1, "sgdm": 0.0, "sinkgd": 0.0}
 GPT2_BASE = ["-e", "d4", "-b", str(GPT2_B), "-t", str(GPT2_T), "-x", str(GPT2_STEPS), "-k", "cosine",
              "-u", "15", "-q", "0.1", "--clip", "1", "-v", "15", "-m", "10", "-s", "-1", "-p", "0",
-             "-n", "50", "-nk", "1", "-y", "1"]
+             "-n", "50", "-nk", "1", "-y", "1", "--shuffle", "0"]
 
 
 def gpt2_grid(records):
@@ -203,7 +205,7 @@ def sgd_sai_gsnr(records_unused):
          "metric": "val_loss", "hp": {"lr": lr_g, "wd": GPT2_WD["sgd_sai"], "seed": SEEDS[0]},
          "flags": ["-e", "d12", "-b", "4", "-t", "64", "-x", "20", "-k", "cosine", "-u", "2", "-q", "0.1",
                    "--clip", "1", "-v", "0", "-m", "10", "-s", "-1", "-p", "0", "-n", "20", "-nk", "1", "-y", "1",
-                   "-l", f"{lr_g:g}", "-c", f"{GPT2_WD['sgd_sai']:g}", "--gsnr-every", "5", "--seed", str(SEEDS[0])],
+                   "--shuffle", "0", "-l", f"{lr_g:g}", "-c", f"{GPT2_WD['sgd_sai']:g}", "--gsnr-every", "5", "--seed", str(SEEDS[0])],
          "artifacts": {"gsnr": "gsnr.jsonl"}},
     ]
 

@@ -18,6 +18,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/utils.h"
 #include "optim/optim.h"
 
 #define MEMPLAN_MAX_ITEMS 16
@@ -60,16 +61,8 @@ void memplan_add_threads(MemPlan *p);
 // A trainer's plan for another batch, optimizer or update mode (for "what would fit").
 typedef void (*MemPlanBuilder)(MemPlan *out, const void *ctx, int B, int T, const char *optim, int fused);
 
-// Memory this process may still take, in bytes, into *bytes: /proc/meminfo's
-// MemAvailable, or a memory cgroup's limit minus its usage (v1
-// memory.limit_in_bytes, v2 memory.max, at every level up from ours) when that
-// is smaller. source receives where the figure came from. Returns 0 when
-// nothing could be read.
-int memory_available(size_t *bytes, char *source, size_t len);
-// The same from other files (for tests): a meminfo file, a /proc/<pid>/cgroup
-// file, and where the v1 memory hierarchy and the v2 one are mounted.
-int memory_available_from(size_t *bytes, const char *meminfo, const char *cgroups, const char *v1_root,
-                          const char *v2_root, char *source, size_t len);
+// The memory available: memory_available (common/utils.h), which alloc_big
+// also checks each big buffer against.
 
 // Print the plan and compare it with the memory available (limit > 0: plan
 // against that many bytes instead). If the run does not fit, fail with one

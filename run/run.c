@@ -876,6 +876,28 @@ static void refuse_foreign_orphans(const char *dir, int have_our_log) {
              "-y 1 could write over it: choose another -o DIR", dir, name);
 }
 
+void run_resume_check_state(Run *run, const cJSON *state, long step) {
+    const RunConfig *rc = run->rc;
+    const char *sp = run->state_path;
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(state, "optimizer");
+    if (!cJSON_IsString(o) || strcmp(o->valuestring, OPTIM_NAME) != 0)
+        fail("%s: the checkpoint was made with OPTIM=%s, this program with OPTIM=%s", sp,
+             cJSON_IsString(o) ? o->valuestring : "?", OPTIM_NAME);
+    if (json_get_number(state, "step", sp) != (double)step)
+        fail("%s: its \"step\" is %g, but the file name says %ld", sp, json_get_number(state, "step", sp), step);
+    if (json_get_number(state, "micro_batch", sp) != rc->B || json_get_number(state, "seq_len", sp) != rc->T ||
+        json_get_number(state, "grad_accum", sp) != rc->grad_accum)
+        fail("%s: the checkpoint was made with other -b/-t/-d flags; resume with the same ones", sp);
+    double skipped = json_get_number(state, "nan_skipped", sp);
+    if (!(skipped >= 0 && skipped <= (double)step && skipped == floor(skipped)))
+        fail("%s: \"nan_skipped\" is %g, not a count of steps in [0, %ld]", sp, skipped, step);
+    double elapsed = json_get_number(state, "elapsed_s", sp);
+    if (!(elapsed >= 0 && elapsed < 1e12)) fail("%s: \"elapsed_s\" is %g, not a time in seconds", sp, elapsed);
+    run->start_step = step;
+    run->log_keep_step = step;
+    run->nan_skipped = (long)skipped;
+}
+
 cJSON *run_resume_begin(Run *run, const RunConfig *rc) {
     memset(run, 0, sizeof(*run));
     run->rc = rc;
@@ -918,24 +940,7 @@ cJSON *run_resume_begin(Run *run, const RunConfig *rc) {
     }
     cJSON *state = ckpt_read_state(rc->out_dir, step);
     ckpt_path(run->state_path, sizeof(run->state_path), rc->out_dir, "state", step, "json");
-    const char *sp = run->state_path;
-    const cJSON *o = cJSON_GetObjectItemCaseSensitive(state, "optimizer");
-    if (!cJSON_IsString(o) || strcmp(o->valuestring, OPTIM_NAME) != 0)
-        fail("%s: the checkpoint was made with OPTIM=%s, this program with OPTIM=%s", sp,
-             cJSON_IsString(o) ? o->valuestring : "?", OPTIM_NAME);
-    if (json_get_number(state, "step", sp) != (double)step)
-        fail("%s: its \"step\" is %g, but the file name says %ld", sp, json_get_number(state, "step", sp), step);
-    if (json_get_number(state, "micro_batch", sp) != rc->B || json_get_number(state, "seq_len", sp) != rc->T ||
-        json_get_number(state, "grad_accum", sp) != rc->grad_accum)
-        fail("%s: the checkpoint was made with other -b/-t/-d flags; resume with the same ones", sp);
-    double skipped = json_get_number(state, "nan_skipped", sp);
-    if (!(skipped >= 0 && skipped <= (double)step && skipped == floor(skipped)))
-        fail("%s: \"nan_skipped\" is %g, not a count of steps in [0, %ld]", sp, skipped, step);
-    double elapsed = json_get_number(state, "elapsed_s", sp);
-    if (!(elapsed >= 0 && elapsed < 1e12)) fail("%s: \"elapsed_s\" is %g, not a time in seconds", sp, elapsed);
-    run->start_step = step;
-    run->log_keep_step = step;
-    run->nan_skipped = (long)skipped;
+    run_resume_check_state(run, state, step);
     return state;
 }
 

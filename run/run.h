@@ -195,6 +195,10 @@ typedef struct {
 // NULL when there is nothing to resume. Checks that it was made with the same
 // optimizer and batch flags. Sets run->start_step, nan_skipped, state_path.
 cJSON *run_resume_begin(Run *run, const RunConfig *rc);
+// The checks of a resume record (state_<step>.json, already read as a JSON
+// object; run->state_path names it) against run->rc: its optimizer, step and
+// batch flags, and run->start_step, nan_skipped, log_keep_step from it.
+void run_resume_check_state(Run *run, const cJSON *state, long step);
 // optim_load, and the optimizer's step must be the checkpoint's (minus the
 // skipped steps): fails naming both files otherwise.
 void run_resume_optimizer(const Run *run, Optimizer *opt, const char *path);

@@ -13,6 +13,7 @@
 #            gradient of one layer, which the caches hold; the normal mode
 #            also writes, clears, reads for the norm and reads for the update
 #            a whole gradient (another 4 x 4 bytes at least)
+# SinkGD fused goes first: 7.2 GiB, it runs when AdamW's 18.2 GiB do not fit.
 # Each run is one process at a time and needs up to 18.2 GiB: the script
 # checks MemAvailable first. Other jobs may share the machine: the CPU time
 # (cpu N ms on the progress line, all threads) shows the work apart from the waiting.
@@ -30,7 +31,7 @@ echo "bench_xl: $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD), $THREA
 
 MODEL=${BENCH_MODEL:-d48} # another model only to try the script out
 # optimizer and flags per run; BENCH_CONFIGS="adamw --fused-update 1 --clip 0;sgd_sai" picks others
-IFS=';' read -r -a CONFIGS <<<"${BENCH_CONFIGS:-adamw --fused-update 1 --clip 0;adamw --fused-update 1 --clip 1;sgd_sai --clip 1;sgd_sai --fused-update 1 --clip 0}"
+IFS=';' read -r -a CONFIGS <<<"${BENCH_CONFIGS:-sinkgd --fused-update 1 --clip 0;adamw --fused-update 1 --clip 0;adamw --fused-update 1 --clip 1;sgd_sai --clip 1;sgd_sai --fused-update 1 --clip 0}"
 for cfg in "${CONFIGS[@]}"; do
     set -- $cfg
     optim=$1; shift
@@ -70,7 +71,10 @@ adamw = " adamw " in name
 measure = fused and "--clip 0" not in name  # fused with clipping runs the backward twice
 flops = (10.0 if measure else 6.0) * N * 64
 peak = 222.5e9 * threads # FP32 FMA peak per core (../shared/README.md: 445 GFLOP/s with 2 threads)
-state_bytes = 24 if adamw else 16          # p, m, v or p, buf: read and written
+sinkgd = " sinkgd " in name
+# p, m, v or p, buf: read and written; SinkGD keeps no state for the hidden
+# matrices (almost all of N), whose gradient passes stay in the L3 when fused
+state_bytes = 24 if adamw else 8 if sinkgd else 16
 opt_bytes = N * (state_bytes + (0 if fused else 4))  # + the gradient read, when it is in memory
 weight_bytes = (12.0 if measure else 8.0) * N  # forward and backward(s) read every weight
 grad_bytes = 0 if fused else 12.0 * N       # normal: clear, += (read and write) the whole gradient
