@@ -48,7 +48,7 @@ static void read_debug(const char *path, int B, size_t image_floats, int K, size
 
 int main(void) {
     if (strcmp(matmul_precision(), "bf16") != 0) fail("test_vit_bf16: link it with nn/matmul_bf16.o (make test_vit_bf16)");
-    (void)vit_predict, (void)vit_label_rank, (void)vit_param_blocks;  // train_vit.c's, unused here
+    (void)vit_predict, (void)vit_label_rank, (void)vit_param_blocks, (void)vit_resume_data;  // train_vit.c's, unused here
     ViT model;
     vit_build_from_checkpoint(&model, "dev/testdata/vit_tiny.bin");
     const ViTConfig *c = &model.config;
