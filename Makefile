@@ -135,6 +135,10 @@ test_gpt2_bf16: $(BUILD)/test_gpt2_bf16.o $(subst nn/matmul.o,nn/matmul_bf16.o,$
 run-test-gpt2-bf16: test_gpt2_bf16
 	@if grep -qw avx512_bf16 /proc/cpuinfo; then ./test_gpt2_bf16; \
 	 else echo "run-test-gpt2-bf16: SKIPPED: this CPU has no AVX-512 BF16 (the bf16 build refuses to run here)"; fi
+# llm.c's version 5 (bf16) checkpoints against PyTorch's writer (dev/gpt2_ref_bf16.py)
+TESTS += run-test-bf16-ckpt
+run-test-bf16-ckpt: $(BUILD)/bin/train_gpt2_adamw
+	bash dev/test_bf16_ckpt.sh $(BUILD)/bin/train_gpt2_adamw
 .PHONY: gpt2-bf16-ref
 gpt2-bf16-ref:
 	$(PYTHON) dev/gpt2_ref_bf16.py
@@ -329,7 +333,17 @@ bench-train: $(BUILD)/bin/train_gpt2_adamw data python-deps
 # the benchmarks and reference scripts need PyTorch (Debian's python3-torch)
 python-deps:
 	@bash dev/setup.sh --python
-bench: bench-train bench-optim bench-matmul bench-tokenizer
+# PRECISION=bf16 against fp32 in the same run: the GEMMs of a 124M step, and its
+# step time at B 4 x T 1024 (about 5 minutes; needs 8 GiB free)
+.PHONY: bench-bf16 bench-bf16-train
+bench-bf16: bench_gemm_bf16 $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw data
+	bash dev/bench/bench_bf16.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw ./bench_gemm_bf16 | tee dev/results/bench_bf16.txt
+# make train's run with each precision, side by side on one thread each: the
+# validation losses (about 10 minutes on an idle machine)
+bench-bf16-train: data $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw
+	bash dev/bench/bf16_train.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw \
+	    "$(TRAIN_BASE_FLAGS) $(TRAIN_LR_adamw)" | tee dev/results/bf16_train.txt
+bench: bench-train bench-optim bench-matmul bench-tokenizer bench-bf16
 
 # --- ViT: train_vit, test_vit (rules for the ViT trainer go here) ---
 # The Vision Transformer trainer and its tests.
@@ -357,6 +371,17 @@ TESTS += run-test-vit
 BINS += test_vit
 test_vit: $(BUILD)/test_vit.o $(NN_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(RUN_OBJS) $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+# the bf16 build's ViT against PyTorch with bf16 matmul inputs (dev/vit_ref_bf16.py)
+TESTS += run-test-vit-bf16
+BINS += test_vit_bf16
+test_vit_bf16: $(BUILD)/test_vit_bf16.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(NN_OBJS)) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(RUN_OBJS) $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+.PHONY: run-test-vit-bf16 vit-bf16-ref
+run-test-vit-bf16: test_vit_bf16
+	@if grep -qw avx512_bf16 /proc/cpuinfo; then ./test_vit_bf16; \
+	 else echo "run-test-vit-bf16: SKIPPED: this CPU has no AVX-512 BF16 (the bf16 build refuses to run here)"; fi
+vit-bf16-ref:
+	$(PYTHON) dev/vit_ref_bf16.py
 .PHONY: run-test-vit run-test-vit-resume vit-ref train-vit
 run-test-vit: test_vit
 	./test_vit

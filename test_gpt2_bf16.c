@@ -60,7 +60,7 @@ static void read_debug(const char *path, int B, int T, int V, size_t nparams, in
 
 int main(void) {
     if (strcmp(matmul_precision(), "bf16") != 0) fail("test_gpt2_bf16: link it with nn/matmul_bf16.o (make test_gpt2_bf16)");
-    (void)gpt2_param_blocks;  // train_gpt2.c's, unused here
+    (void)gpt2_param_blocks, (void)gpt2_resume_data;  // train_gpt2.c's, unused here
     GPT2 model;
     gpt2_build_from_checkpoint(&model, "dev/testdata/gpt2_tiny.bin");
     const GPT2Config *c = &model.config;
@@ -113,6 +113,9 @@ int main(void) {
         offset += model.param_sizes[i];
     }
     ratio("all grads", model.grads_memory, grads_bf16, grads_fp32, np, TOTAL_RATIO);
+    free(x), free(y), free(x2), free(y2), free(logits), free(logits_bf16), free(logits_fp32);
+    free(grads_bf16), free(grads_fp32);
+    gpt2_free(&model);
     if (failures) {
         printf("test_gpt2_bf16: %d FAILED\n", failures);
         return 1;

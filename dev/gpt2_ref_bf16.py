@@ -12,7 +12,9 @@ move, per tensor, when the weights are multiplied by 1 + 1.2e-7 * N(0, 1)
 noise that rounding flips put into test_gpt2_bf16's comparison.
 
 Writes dev/testdata/gpt2_tiny_debug_bf16.bin in gpt2_tiny_debug.bin's format
-(dev/gpt2_ref.py): header, x, y, logits, loss, every gradient.
+(dev/gpt2_ref.py): header, x, y, logits, loss, every gradient; and
+dev/testdata/gpt2_tiny_bf16.bin, the model as llm.c's version 5 (bf16)
+checkpoint, for dev/test_bf16_ckpt.sh.
 """
 import os
 import sys
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpt2_torch import PARAM_NAMES, read_checkpoint  # noqa: E402
+from gpt2_torch import PARAM_NAMES, read_checkpoint, write_checkpoint  # noqa: E402
 
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "testdata")
@@ -75,6 +77,9 @@ def main():
         for name in PARAM_NAMES:
             f.write(getattr(model, name).grad.numpy().astype(np.float32).tobytes())
     print(f"gpt2_ref_bf16: wrote {out} (loss {loss.item():.6f})")
+    out = os.path.join(data, "gpt2_tiny_bf16.bin")
+    write_checkpoint(read_checkpoint(os.path.join(data, "gpt2_tiny.bin")), out, bf16=True)
+    print(f"gpt2_ref_bf16: wrote {out}")
 
 
 if __name__ == "__main__":

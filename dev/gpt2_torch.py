@@ -135,13 +135,20 @@ class GPT2(torch.nn.Module):
         return blocks
 
 
-def write_checkpoint(model, path):
+def write_checkpoint(model, path, bf16=False):
+    """llm.c's checkpoint: version 3 (fp32), or with bf16=True version 5, the
+    layout of llm.c's GPU trainer: the same header and tensors, each value
+    rounded to bfloat16 (nearest, ties to even) and stored as its 2 bytes."""
     header = np.zeros(256, dtype=np.int32)
-    header[:8] = [20240326, 3, model.maxT, model.V, model.L, model.NH, model.C, model.Vp]
+    header[:8] = [20240326, 5 if bf16 else 3, model.maxT, model.V, model.L, model.NH, model.C, model.Vp]
     with open(path, "wb") as f:
         f.write(header.tobytes())
         for name in PARAM_NAMES:
-            f.write(getattr(model, name).detach().numpy().astype(np.float32).tobytes())
+            t = getattr(model, name).detach()
+            if bf16:
+                f.write(t.to(torch.bfloat16).view(torch.int16).numpy().astype("<i2").tobytes())
+            else:
+                f.write(t.numpy().astype(np.float32).tobytes())
 
 
 def read_checkpoint(path):

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gpt2_torch import Bf16Matmul
+
 MAGIC, VERSION = 20241017, 1
 PARAM_NAMES = ["patchw", "patchb", "cls", "pos", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
                "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb", "headw", "headb"]
@@ -43,11 +45,16 @@ class ViT(torch.nn.Module):
         super().__init__()
         assert H % P == 0 and W % P == 0 and C % NH == 0
         self.H, self.W, self.ch, self.P, self.C, self.L, self.NH, self.K = H, W, ch, P, C, L, NH, K
+        self.bf16 = False  # True: the linear layers compute as the C trainer's PRECISION=bf16
         for name, shape in param_shapes(H, W, ch, P, C, L, NH, K).items():
             self.register_parameter(name, torch.nn.Parameter(torch.zeros(shape)))
 
     def config(self):
         return [self.H, self.W, self.ch, self.P, self.C, self.L, self.NH, self.K]
+
+    def linear(self, x, w):
+        """x @ w^T: float32, or with bf16 inputs (gpt2_torch.Bf16Matmul) when self.bf16"""
+        return Bf16Matmul.apply(x, w) if self.bf16 else x @ w.t()
 
     def forward(self, images, labels=None):
         """images (B, ch, H, W) -> logits (B, K), and the mean cross-entropy with labels."""
@@ -56,26 +63,30 @@ class ViT(torch.nn.Module):
         hs = C // NH
         # patch embedding: a convolution with kernel P and stride P; its
         # weight [C, ch, P, P] is patchw viewed in (channel, row, col) order
-        w = self.patchw.view(C, self.ch, P, P)
-        x = F.conv2d(images, w, self.patchb, stride=P)     # (B, C, H/P, W/P)
-        x = x.flatten(2).transpose(1, 2)                   # (B, NP, C), patches in row-major order
+        if self.bf16:  # the same product as a matmul of the patches (unfold's order is the weight's)
+            patches = F.unfold(images, kernel_size=P, stride=P).transpose(1, 2)  # (B, NP, ch P P)
+            x = self.linear(patches, self.patchw) + self.patchb
+        else:
+            w = self.patchw.view(C, self.ch, P, P)
+            x = F.conv2d(images, w, self.patchb, stride=P)     # (B, C, H/P, W/P)
+            x = x.flatten(2).transpose(1, 2)                   # (B, NP, C), patches in row-major order
         x = torch.cat([self.cls.view(1, 1, C).expand(B, 1, C), x], dim=1) + self.pos
         T = x.shape[1]
         for l in range(L):
             h = F.layer_norm(x, (C,), self.ln1w[l], self.ln1b[l], eps=LN_EPS)
-            qkv = h @ self.qkvw[l].t() + self.qkvb[l]
+            qkv = self.linear(h, self.qkvw[l]) + self.qkvb[l]
             q, k, v = qkv.split(C, dim=2)
             q = q.view(B, T, NH, hs).transpose(1, 2)
             k = k.view(B, T, NH, hs).transpose(1, 2)
             v = v.view(B, T, NH, hs).transpose(1, 2)
             att = ((q @ k.transpose(-2, -1)) / math.sqrt(hs)).softmax(dim=-1)  # no mask
             y = (att @ v).transpose(1, 2).reshape(B, T, C)
-            x = x + y @ self.attprojw[l].t() + self.attprojb[l]
+            x = x + self.linear(y, self.attprojw[l]) + self.attprojb[l]
             h = F.layer_norm(x, (C,), self.ln2w[l], self.ln2b[l], eps=LN_EPS)
-            h = F.gelu(h @ self.fcw[l].t() + self.fcb[l])  # exact erf
-            x = x + h @ self.fcprojw[l].t() + self.fcprojb[l]
+            h = F.gelu(self.linear(h, self.fcw[l]) + self.fcb[l])  # exact erf
+            x = x + self.linear(h, self.fcprojw[l]) + self.fcprojb[l]
         x = F.layer_norm(x, (C,), self.lnfw, self.lnfb, eps=LN_EPS)  # every token, as timm
-        logits = x[:, 0] @ self.headw.t() + self.headb
+        logits = self.linear(x[:, 0], self.headw) + self.headb
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return logits, loss
 
