@@ -151,13 +151,15 @@ $MPIRUN_BARE -np 2 "$MPIB/bin/train_gpt2_adamw" -e dev/testdata/gpt2_tiny.bin -i
     -b 4 -t 16 -d 128 -x 1000000 -k constant -n 1 -nk 2 -s -1 -o "$K" >"$K.out" 2>&1 &
 mpirun_pid=$!
 # (a loaded machine can take a minute to start two ranks)
-for _ in $(seq 1800); do [ -f "$K/state_00000005.json" ] && break; sleep 0.1; done
+# (-nk 2 prunes older checkpoints: wait for any complete one)
+have_ckpt() { compgen -G "$K/state_*.json" >/dev/null; }
+for _ in $(seq 1800); do have_ckpt && break; sleep 0.1; done
 victim=""
 for c in $(pgrep -P "$mpirun_pid" || true); do
     if tr '\0' '\n' <"/proc/$c/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then victim=$c; fi
 done
-if [ -z "$victim" ] || [ ! -f "$K/state_00000005.json" ]; then
-    bad "killed rank: could not find rank 1 of the running job (checkpoint 5 $( [ -f "$K/state_00000005.json" ] && echo written || echo "not written after 180 s"), children of mpirun: $(pgrep -P "$mpirun_pid" | tr '\n' ' '); $(tail -1 "$K.out"))"
+if [ -z "$victim" ] || ! have_ckpt; then
+    bad "killed rank: could not find rank 1 of the running job (a checkpoint $(have_ckpt && echo written || echo "not written after 180 s"), children of mpirun: $(pgrep -P "$mpirun_pid" | tr '\n' ' '); $(tail -1 "$K.out"))"
     kill "$mpirun_pid" 2>/dev/null || true
     wait "$mpirun_pid" || true
 else
