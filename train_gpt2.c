@@ -841,6 +841,7 @@ int gpt2_generate(const GPT2 *model, KVCache *kv, const int *prompt, int prompt_
 #include "data/shards.h"
 #include "run/run.h"
 
+__attribute__((unused)) // main and fuzz/fuzz_resume_gpt2.c call it; the tests that include this file do not
 static void gpt2_resume_data(const cJSON *state, const char *path, const Run *run, const RunConfig *rc,
                              TokenLoader *train_loader, Rng *sample_rng) {
     const cJSON *pos = cJSON_GetObjectItemCaseSensitive(state, "train_loader");

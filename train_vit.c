@@ -792,6 +792,7 @@ static void vit_predict(const ViT *model, int n, int *pred) {
 #include "data/images.h"
 #include "run/run.h"
 
+__attribute__((unused)) // main and fuzz/fuzz_resume_vit.c call it; the tests that include this file do not
 static void vit_resume_data(const cJSON *state, const char *path, ImageLoader *train_loader, const char *train_name) {
     const cJSON *l = cJSON_GetObjectItemCaseSensitive(state, "train_loader");
     if (!cJSON_IsObject(l)) fail("%s: missing \"train_loader\"", path);
