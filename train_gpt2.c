@@ -411,17 +411,23 @@ int gpt2_config_from_depth(GPT2Config *c, const char *spec) {
     return 1;
 }
 
-void gpt2_save_checkpoint(const GPT2 *model, const char *path) {
-    int header[256] = {0};
+// The 256-int header of llm.c's checkpoint format, for either version.
+static void gpt2_checkpoint_header(const GPT2 *model, int version, int header[256]) {
     const GPT2Config *c = &model->config;
+    memset(header, 0, 256 * sizeof(int));
     header[0] = GPT2_CHECKPOINT_MAGIC;
-    header[1] = GPT2_CHECKPOINT_VERSION;
+    header[1] = version;
     header[2] = c->max_seq_len;
     header[3] = c->vocab_size;
     header[4] = c->num_layers;
     header[5] = c->num_heads;
     header[6] = c->channels;
     header[7] = c->padded_vocab_size;
+}
+
+void gpt2_save_checkpoint(const GPT2 *model, const char *path) {
+    int header[256];
+    gpt2_checkpoint_header(model, GPT2_CHECKPOINT_VERSION, header);
     AtomicFile af;
     atomic_open(&af, path);
     fwrite_or_fail(header, sizeof(int), 256, af.f, af.tmp_path);
@@ -433,16 +439,8 @@ void gpt2_save_checkpoint(const GPT2 *model, const char *path) {
 // rounded to bf16 (nearest, ties to even) and stored as 2 bytes; written
 // atomically. For llm.c and other readers: this trainer resumes from fp32.
 void gpt2_save_checkpoint_bf16(const GPT2 *model, const char *path) {
-    int header[256] = {0};
-    const GPT2Config *c = &model->config;
-    header[0] = GPT2_CHECKPOINT_MAGIC;
-    header[1] = GPT2_CHECKPOINT_VERSION_BF16;
-    header[2] = c->max_seq_len;
-    header[3] = c->vocab_size;
-    header[4] = c->num_layers;
-    header[5] = c->num_heads;
-    header[6] = c->channels;
-    header[7] = c->padded_vocab_size;
+    int header[256];
+    gpt2_checkpoint_header(model, GPT2_CHECKPOINT_VERSION_BF16, header);
     AtomicFile af;
     atomic_open(&af, path);
     fwrite_or_fail(header, sizeof(int), 256, af.f, af.tmp_path);
