@@ -71,6 +71,97 @@ static void test_presets(void) {
     if (!ok) failures++;
 }
 
+static int same_bits(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof(float)) == 0; }
+
+// The LM head in chunks (more rows than one chunk, the last one partial):
+//  - gpt2_head_forward_backward against gpt2_head_ref, which holds all the
+//    logits at once: the same losses, dlnf and dwte, bit for bit;
+//  - a training forward (head gradients in the forward) and a plain forward
+//    (gpt2_backward recomputes them) give the same loss and gradients, bit for
+//    bit, on 1 thread as on several, and a second backward after the same
+//    forward (fused updates' measuring pass) the same again;
+//  - the whole model's gradient of a batch of 3 rows (chunked) against the sum
+//    of the 3 rows' gradients, each a batch of one row taken in one chunk (the
+//    path test_gpt2 holds against PyTorch below), weighted 1/3: to fp32 rounding.
+static void test_chunked_head(void) {
+    GPT2Config cfg = {.max_seq_len = 512, .vocab_size = 301, .num_layers = 2, .num_heads = 2, .channels = 32,
+                      .padded_vocab_size = 320};
+    int B = 3, T = 300, C = cfg.channels, V = cfg.vocab_size, Vp = cfg.padded_vocab_size;
+    size_t BT = (size_t)B * T;
+    int R = (int)gpt2_head_rows(BT);
+    if (R >= (int)BT) { printf("FAIL chunked head: %zu rows fit one chunk of %d\n", BT, R); failures++; return; }
+    GPT2 model, row_model;
+    gpt2_build_random(&model, &cfg, 7);
+    gpt2_build_random(&row_model, &cfg, 7);
+    gpt2_allocate_gradients(&model, 0);
+    gpt2_allocate_activations(&model, B, T);
+    gpt2_allocate_gradients(&row_model, 0);
+    gpt2_allocate_activations(&row_model, 1, T);
+    int *x = malloc_or_fail(BT * sizeof(int), "x"), *y = malloc_or_fail(BT * sizeof(int), "y");
+    Rng rng;
+    rng_seed(&rng, 11);
+    for (size_t i = 0; i < BT; i++) { x[i] = (int)rng_below(&rng, V); y[i] = (int)rng_below(&rng, V); }
+
+    // the head alone, on the final LayerNorm's output a forward leaves in scratch.ln
+    gpt2_forward(&model, x, y, B, T);
+    float *logits = malloc_or_fail(BT * Vp * sizeof(float), "logits"), *chunk = malloc_or_fail((size_t)R * Vp * sizeof(float), "chunk");
+    float *losses_ref = malloc_or_fail(BT * sizeof(float), "losses"), *losses = malloc_or_fail(BT * sizeof(float), "losses");
+    float *dlnf_ref = malloc_or_fail(BT * C * sizeof(float), "dlnf"), *dlnf = malloc_or_fail(BT * C * sizeof(float), "dlnf");
+    float *dwte_ref = malloc_or_fail((size_t)Vp * C * sizeof(float), "dwte"), *dwte = malloc_or_fail((size_t)Vp * C * sizeof(float), "dwte");
+    gpt2_head_ref(logits, losses_ref, dlnf_ref, dwte_ref, model.scratch.ln, model.params.wte, y, (int)BT, C, V, Vp);
+    gpt2_head_forward_backward(chunk, losses, dlnf, dwte, model.scratch.ln, model.params.wte, y, (int)BT, R, C, V, Vp);
+    int ok = same_bits(losses, losses_ref, BT) && same_bits(dlnf, dlnf_ref, BT * C) && same_bits(dwte, dwte_ref, (size_t)Vp * C);
+    printf("%-4s LM head in chunks of %d rows (%zu rows) = all rows at once: losses, dlnf, dwte bit for bit\n",
+           ok ? "ok" : "FAIL", R, BT);
+    failures += !ok;
+
+    // the whole model: training forward, plain forward, 1 thread, a second backward
+    size_t np = model.num_parameters;
+    float *g_train = malloc_or_fail(np * sizeof(float), "grads"), *g_rows = calloc_or_fail(np, sizeof(float), "grads");
+    gpt2_zero_grad(&model);
+    gpt2_forward_train(&model, x, y);
+    float loss_train = model.mean_loss;
+    gpt2_backward(&model, 1.0f, NULL);
+    memcpy(g_train, model.grads_memory, np * sizeof(float));
+    gpt2_zero_grad(&model);
+    gpt2_forward(&model, x, y, B, T);
+    gpt2_backward(&model, 1.0f, NULL);
+    ok = model.mean_loss == loss_train && same_bits(model.grads_memory, g_train, np);
+    printf("%-4s chunked head: gradients in the training forward = recomputed in backward, bit for bit\n", ok ? "ok" : "FAIL");
+    failures += !ok;
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    gpt2_zero_grad(&model);
+    gpt2_forward_train(&model, x, y);
+    gpt2_backward(&model, 1.0f, NULL);
+    omp_set_num_threads(threads);
+    ok = model.mean_loss == loss_train && same_bits(model.grads_memory, g_train, np);
+    gpt2_zero_grad(&model);
+    gpt2_backward(&model, 1.0f, NULL); // again after the same forward
+    ok = ok && same_bits(model.grads_memory, g_train, np);
+    printf("%-4s chunked head: 1 thread and %d give the same bits; so does a second backward\n", ok ? "ok" : "FAIL", threads);
+    failures += !ok;
+
+    // against three one-row batches, each in one chunk
+    double loss_rows = 0.0;
+    for (int b = 0; b < B; b++) {
+        gpt2_zero_grad(&row_model);
+        gpt2_forward_train(&row_model, x + (size_t)b * T, y + (size_t)b * T);
+        gpt2_backward(&row_model, 1.0f / B, NULL);
+        loss_rows += row_model.mean_loss / (double)B;
+        for (size_t i = 0; i < np; i++) g_rows[i] += row_model.grads_memory[i];
+    }
+    printf("%-4s chunked head: loss %.7f, the rows' mean %.7f\n", fabs(loss_train - loss_rows) < 1e-6 * loss_rows ? "ok" : "FAIL",
+           loss_train, loss_rows);
+    failures += !(fabs(loss_train - loss_rows) < 1e-6 * loss_rows);
+    check("chunked grads", g_train, g_rows, np, 1e-5);
+
+    free(x); free(y); free(logits); free(chunk); free(losses_ref); free(losses); free(dlnf_ref); free(dlnf);
+    free(dwte_ref); free(dwte); free(g_train); free(g_rows);
+    gpt2_free(&model);
+    gpt2_free(&row_model);
+}
+
 // ./test_gpt2 --logits CHECKPOINT INPUT OUTPUT: the model's logits for
 // dev/test_export.py. INPUT: int32 B, T, then B*T int32 token ids; OUTPUT:
 // B*T*V float32 logits (the real vocabulary, not the padding).
@@ -91,12 +182,15 @@ static int logits_main(int argc, char **argv) {
         if (ids[i] < 0 || ids[i] >= V) fail("%s: token %d out of the vocabulary", argv[3], ids[i]);
     gpt2_allocate_activations(&model, B, T);
     gpt2_forward(&model, ids, NULL, B, T);
+    float *all_logits = malloc_or_fail((size_t)B * T * Vp * sizeof(float), "logits");
+    gpt2_logits(&model, all_logits);
     AtomicFile af;
     atomic_open(&af, argv[4]);
     for (size_t r = 0; r < (size_t)B * T; r++)
-        fwrite_or_fail(model.acts.logits + r * (size_t)Vp, sizeof(float), (size_t)V, af.f, af.tmp_path);
+        fwrite_or_fail(all_logits + r * (size_t)Vp, sizeof(float), (size_t)V, af.f, af.tmp_path);
     atomic_commit(&af);
     free(ids);
+    free(all_logits);
     gpt2_free(&model);
     return 0;
 }
@@ -104,6 +198,7 @@ static int logits_main(int argc, char **argv) {
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--logits") == 0) return logits_main(argc, argv);
     test_presets();
+    test_chunked_head();
     const char *dir = argc > 1 ? argv[1] : "dev/testdata";
     char model_path[512], debug_path[512];
     snprintf(model_path, sizeof(model_path), "%s/gpt2_tiny.bin", dir);
@@ -138,14 +233,16 @@ int main(int argc, char **argv) {
     gpt2_allocate_gradients(&model, 0);
     gpt2_allocate_activations(&model, B, T);
 
-    // logits: forward without targets leaves them in place; compare the first V columns
+    // logits (gpt2_logits after a forward without targets); compare the first V columns
     gpt2_forward(&model, x, NULL, B, T);
+    float *all_logits = malloc_or_fail(BT * Vp * sizeof(float), "logits");
+    gpt2_logits(&model, all_logits);
     float *logits = malloc_or_fail(BT * V * sizeof(float), "logits copy");
-    for (size_t i = 0; i < BT; i++) memcpy(logits + i * V, model.acts.logits + i * Vp, V * sizeof(float));
+    for (size_t i = 0; i < BT; i++) memcpy(logits + i * V, all_logits + i * Vp, V * sizeof(float));
     check("logits", logits, ref_logits, BT * V, 1e-5);
     int padded_zero = 1;
     for (size_t i = 0; i < BT; i++)
-        for (int v = V; v < Vp; v++) padded_zero &= model.acts.logits[i * Vp + v] == 0.0f;
+        for (int v = V; v < Vp; v++) padded_zero &= all_logits[i * Vp + v] == 0.0f;
     printf("%-4s padded logits are 0\n", padded_zero ? "ok" : "FAIL");
     failures += !padded_zero;
 
@@ -217,12 +314,13 @@ int main(int argc, char **argv) {
     KVCache kv;
     kvcache_init(&kv, c, T);
     gpt2_forward(&model, x, NULL, B, T);
+    gpt2_logits(&model, all_logits);
     double worst = 0.0, maxref = 0.0;
     for (int t = 0; t < T; t++) {
         gpt2_forward_token(&model, &kv, x[t], t); // batch row 0
         for (int v = 0; v < V; v++) {
-            worst = fmax(worst, fabs(kv.logits[v] - model.acts.logits[(size_t)t * Vp + v]));
-            maxref = fmax(maxref, fabs(model.acts.logits[(size_t)t * Vp + v]));
+            worst = fmax(worst, fabs(kv.logits[v] - all_logits[(size_t)t * Vp + v]));
+            maxref = fmax(maxref, fabs(all_logits[(size_t)t * Vp + v]));
         }
     }
     printf("%-4s KV-cache decoding equals the full forward (max rel diff %.2e)\n", worst / maxref < 1e-5 ? "ok" : "FAIL", worst / maxref);
@@ -241,7 +339,7 @@ int main(int argc, char **argv) {
     failures += !(greedy && topk_ok);
     kvcache_free(&kv);
 
-    free(x); free(y); free(ref_logits); free(ref_grads); free(logits); free(g1);
+    free(x); free(y); free(ref_logits); free(ref_grads); free(logits); free(all_logits); free(g1);
     gpt2_free(&model);
     if (failures) { printf("test_gpt2: %d FAILED\n", failures); return 1; }
     printf("test_gpt2: all passed\n");

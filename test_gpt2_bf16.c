@@ -81,10 +81,13 @@ int main(void) {
 
     gpt2_allocate_gradients(&model, 0);
     gpt2_allocate_activations(&model, B, T);
-    // logits: a forward without targets leaves them in place (first V of Vp columns)
+    // logits (gpt2_logits after a forward without targets; first V of Vp columns)
     gpt2_forward(&model, x, NULL, B, T);
+    float *all_logits = malloc_or_fail(BT * Vp * sizeof(float), "logits");
+    gpt2_logits(&model, all_logits);
     float *logits = malloc_or_fail(BT * V * sizeof(float), "logits copy");
-    for (size_t i = 0; i < BT; i++) memcpy(logits + i * V, model.acts.logits + i * Vp, V * sizeof(float));
+    for (size_t i = 0; i < BT; i++) memcpy(logits + i * V, all_logits + i * Vp, V * sizeof(float));
+    free(all_logits);
     double max_ref = 0, max_bf16 = 0, max_fp32 = 0;
     for (size_t i = 0; i < BT * V; i++) {
         max_ref = fmax(max_ref, fabs(logits_bf16[i]));

@@ -1,7 +1,8 @@
 // test_nn: the vectorisable math of nn/vecmath.h against double precision,
 // and the soft-target softmax + cross-entropy (label smoothing, mixup) against
 // PyTorch (dev/softce_ref.py wrote dev/testdata/softce_ref.bin) and against its
-// double-precision reference. (The other layers are tested against PyTorch by
+// double-precision reference, and layernorm_recompute against the forward. (The
+// other layers are tested against PyTorch by
 // test_gpt2 and test_vit.)
 #include <math.h>
 #include <stdint.h>
@@ -124,8 +125,40 @@ static void test_soft_crossentropy(const char *path) {
     fclose(f);
 }
 
+// layernorm_recompute gives the forward's output bit for bit (GPT-2 recomputes
+// its LayerNorms in backward instead of storing them; test_gpt2 holds the
+// gradients against PyTorch), and the output is (x - mean) rstd w + b with
+// mean and rstd computed here in double.
+static void test_layernorm_recompute(void) {
+    int N = 37, C = 83; // odd sizes: vector bodies and remainders
+    float *x = malloc(N * C * sizeof(float)), *w = malloc(C * sizeof(float)), *bias = malloc(C * sizeof(float));
+    float *out = malloc(N * C * sizeof(float)), *again = malloc(N * C * sizeof(float));
+    float *mean = malloc(N * sizeof(float)), *rstd = malloc(N * sizeof(float));
+    uint64_t st = 99;
+    for (int i = 0; i < N * C; i++) { st = st * 6364136223846793005ull + 1442695040888963407ull; x[i] = (float)((st >> 40) % 2000) / 100.0f - 7.0f; }
+    for (int c = 0; c < C; c++) { w[c] = 0.5f + 0.01f * c; bias[c] = 0.1f - 0.003f * c; }
+    layernorm_forward(out, mean, rstd, x, w, bias, N, C, 1e-5f);
+    layernorm_recompute(again, x, mean, rstd, w, bias, N, C);
+    double worst = 0.0;
+    for (int n = 0; n < N; n++) {
+        double m = 0.0, v = 0.0;
+        for (int c = 0; c < C; c++) m += x[n * C + c];
+        m /= C;
+        for (int c = 0; c < C; c++) v += (x[n * C + c] - m) * (x[n * C + c] - m);
+        double s = 1.0 / sqrt(v / C + 1e-5);
+        for (int c = 0; c < C; c++) {
+            double want = (x[n * C + c] - m) * s * w[c] + bias[c];
+            worst = fmax(worst, fabs(out[n * C + c] - want));
+        }
+    }
+    CHECK(memcmp(out, again, N * C * sizeof(float)) == 0, "layernorm_recompute = layernorm_forward's output, bit for bit");
+    CHECK(worst < 1e-5, "layernorm_forward against double precision: max |diff| %.1e", worst);
+    free(x); free(w); free(bias); free(out); free(again); free(mean); free(rstd);
+}
+
 int main(int argc, char **argv) {
     test_soft_crossentropy(argc > 1 ? argv[1] : "dev/testdata/softce_ref.bin");
+    test_layernorm_recompute();
     // every 64th float in [-87.33, 88.37]: ~60 million values, all binades
     double worst = 0.0;
     float worst_x = 0.0f;

@@ -110,42 +110,54 @@ static LayerTensors layer_tensors(const ParameterTensors *t, int l, int C) {
 // The activations of a forward pass that backward needs, for a batch (B,T).
 // Compared with llm.c we keep no pre-softmax scores and no attention weights
 // (only their logsumexp per query: B*NH*T floats a layer, not B*NH*T*T), no attention-projection
-// or MLP-projection outputs (they only feed a residual sum), and the softmax
-// overwrites the logits in place.
-#define NUM_ACTIVATION_TENSORS 18
+// or MLP-projection outputs (they only feed a residual sum), no LayerNorm
+// outputs (backward recomputes them from x, mean and rstd), no GELU outputs
+// (backward recomputes them from fch), and no logits of the whole batch (see
+// GradScratch.logits). At 124M B4 T1024 that is 3.2 GiB less than llm.c's.
+#define NUM_ACTIVATION_TENSORS 14
 typedef struct {
     float *encoded;   // (B, T, C) token + position embedding
-    float *ln1;       // (L, B, T, C)
     float *ln1_mean;  // (L, B, T)
     float *ln1_rstd;  // (L, B, T)
     float *qkv;       // (L, B, T, 3C)
     float *atty;      // (L, B, T, C) attention output, before the projection
     float *lse;       // (L, B, NH, T) logsumexp of each query's attention scores (attention_backward recomputes the weights)
     float *residual2; // (L, B, T, C) after the attention block
-    float *ln2;       // (L, B, T, C)
     float *ln2_mean;  // (L, B, T)
     float *ln2_rstd;  // (L, B, T)
     float *fch;       // (L, B, T, 4C) MLP hidden, before GELU
-    float *fch_gelu;  // (L, B, T, 4C)
     float *residual3; // (L, B, T, C) after the MLP block = the layer's output
-    float *lnf;       // (B, T, C)
-    float *lnf_mean;  // (B, T)
+    float *lnf_mean;  // (B, T) the final LayerNorm's statistics (its output is recomputed too)
     float *lnf_rstd;  // (B, T)
-    float *logits;    // (B, T, Vp) logits, then probabilities, then their gradient
+    float *losses;    // (B, T) each token's loss, of the last forward with targets
 } ActivationTensors;
 
-// Gradient scratch for backward. Layers are processed one at a time, so one
-// layer's worth is enough (llm.c keeps all L). The residual stream's gradient
-// `dresidual` is shared by a block and its skip connection: the residual's
-// backward is the identity, so each block simply adds its input gradient into it.
+// One layer's buffers, for the forward and the backward. Layers are processed
+// one at a time, so one layer's worth is enough (llm.c keeps all L). The
+// residual stream's gradient `dresidual` is shared by a block and its skip
+// connection: the residual's backward is the identity, so each block simply
+// adds its input gradient into it.
+//
+// The LM head works on R = min(B*T, matmul_k_block()) rows at a time, so that
+// R x Vp logits exist instead of B*T x Vp (0.77 GiB at 124M B4 T1024). With
+// one chunk (B*T <= R) the logits buffer keeps the batch's probabilities for
+// backward, as llm.c does. With several, a training forward does the head's
+// backward chunk by chunk right after each chunk's loss (gpt2_forward_train),
+// leaving its gradients for gpt2_backward in head_dwte and in `scratch`,
+// which backward does not otherwise use.
 typedef struct {
     float *dresidual; // (B, T, C)
     float *dln;       // (B, T, C) gradient of a LayerNorm output
     float *datty;     // (B, T, C)
     float *dqkv;      // (B, T, 3C)
-    float *dfch;      // (B, T, 4C)
+    float *fch_gelu;  // (B, T, 4C) a layer's GELU output (the forward's; backward recomputes it), then d(fch)
     float *dfch_gelu; // (B, T, 4C)
-    float *scratch;   // (B, T, C) a projection's output before it is added to the residual
+    float *scratch;   // (B, T, C) a projection's output before it is added to the residual;
+                      // after a forward with several head chunks, the head's input gradient (dlnf) for a mean loss
+    float *ln;        // (B, T, C) a LayerNorm's output (the forward's; backward recomputes it); the final one's
+                      // after a forward
+    float *logits;    // (R, Vp) a chunk's logits, then probabilities, then their gradient
+    float *head_dwte; // (Vp, C) with several head chunks: the head's wte gradient for a mean loss (else 0 floats)
 } GradScratch;
 
 typedef struct {
@@ -170,7 +182,8 @@ typedef struct {
     int fwd_B, fwd_T;        // the shape of the last forward (a smaller one is allowed, for evaluation)
     int *inputs, *targets;   // (fwd_B, fwd_T) of the last forward
     float mean_loss;         // of the last forward with targets
-    int have_dlogits;        // backward has turned the last forward's probabilities into dlogits
+    int have_dlogits;        // one head chunk: backward has turned the last forward's probabilities into dlogits
+    int have_head_grads;     // several head chunks: scratch.scratch and head_dwte hold the last forward's head gradients
 } GPT2;
 
 // ----------------------------------------------------------------------------
@@ -458,7 +471,12 @@ void gpt2_save_checkpoint_bf16(const GPT2 *model, const char *path) {
 // batches of (B, T), in ActivationTensors and GradScratch order; returns the
 // activations' total and sets *scratch_total. The allocation and the memory
 // plan both use it.
-#define NUM_SCRATCH_TENSORS 7
+#define NUM_SCRATCH_TENSORS 10
+// the rows of one LM head chunk (see GradScratch) for a batch of BT tokens
+static size_t gpt2_head_rows(size_t BT) {
+    size_t k = (size_t)matmul_k_block();
+    return BT < k ? BT : k;
+}
 static size_t gpt2_activation_sizes(const GPT2Config *c, int B, int T, size_t sizes[NUM_ACTIVATION_TENSORS],
                                     size_t scratch_sizes[NUM_SCRATCH_TENSORS], size_t *scratch_total) {
     if (T > c->max_seq_len) fail("sequence length %d exceeds the model's maximum %d", T, c->max_seq_len);
@@ -468,16 +486,20 @@ static size_t gpt2_activation_sizes(const GPT2Config *c, int B, int T, size_t si
     size_t BT = mul_size_or_fail((size_t)B, (size_t)T, what);
     size_t LBT = mul_size_or_fail(L, BT, what), LBTC = mul_size_or_fail(LBT, C, what);
     size_t s[NUM_ACTIVATION_TENSORS] = {
-        mul_size_or_fail(BT, C, what), LBTC, LBT, LBT, mul_size_or_fail(3, LBTC, what), LBTC,
+        mul_size_or_fail(BT, C, what), LBT, LBT, mul_size_or_fail(3, LBTC, what), LBTC,
         mul4_size_or_fail(L, (size_t)B, NH, (size_t)T, what),
-        LBTC, LBTC, LBT, LBT, mul_size_or_fail(4, LBTC, what), mul_size_or_fail(4, LBTC, what), LBTC,
-        mul_size_or_fail(BT, C, what), BT, BT, mul_size_or_fail(BT, Vp, what)};
+        LBTC, LBT, LBT, mul_size_or_fail(4, LBTC, what), LBTC, BT, BT, BT};
     size_t total = 0;
     for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { sizes[i] = s[i]; total = add_size_or_fail(total, s[i], what); }
     // each at most 4 x B T C, which the activations' sizes above have checked
-    size_t ss[NUM_SCRATCH_TENSORS] = {BT * C, BT * C, BT * C, BT * 3 * C, BT * 4 * C, BT * 4 * C, BT * C};
+    size_t R = gpt2_head_rows(BT), chunked = R < BT;
+    size_t ss[NUM_SCRATCH_TENSORS] = {BT * C, BT * C, BT * C, BT * 3 * C, BT * 4 * C, BT * 4 * C, BT * C, BT * C,
+                                      mul_size_or_fail(R, Vp, what), chunked ? mul_size_or_fail(Vp, C, what) : 0};
     *scratch_total = 0;
-    for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) { scratch_sizes[i] = ss[i]; *scratch_total += ss[i]; }
+    for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) {
+        scratch_sizes[i] = ss[i];
+        *scratch_total = add_size_or_fail(*scratch_total, ss[i], what);
+    }
     return total;
 }
 
@@ -486,18 +508,19 @@ void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch_total;
     model->num_activations = gpt2_activation_sizes(&model->config, B, T, sizes, scratch_sizes, &scratch_total);
     size_t BT = (size_t)B * T;
-    float **ptrs[] = {&model->acts.encoded, &model->acts.ln1, &model->acts.ln1_mean, &model->acts.ln1_rstd,
-                      &model->acts.qkv, &model->acts.atty, &model->acts.lse, &model->acts.residual2,
-                      &model->acts.ln2, &model->acts.ln2_mean, &model->acts.ln2_rstd, &model->acts.fch,
-                      &model->acts.fch_gelu, &model->acts.residual3, &model->acts.lnf, &model->acts.lnf_mean,
-                      &model->acts.lnf_rstd, &model->acts.logits};
+    float **ptrs[] = {&model->acts.encoded, &model->acts.ln1_mean, &model->acts.ln1_rstd, &model->acts.qkv,
+                      &model->acts.atty, &model->acts.lse, &model->acts.residual2, &model->acts.ln2_mean,
+                      &model->acts.ln2_rstd, &model->acts.fch, &model->acts.residual3, &model->acts.lnf_mean,
+                      &model->acts.lnf_rstd, &model->acts.losses};
     model->acts_memory = alloc_big_floats(model->num_activations, "GPT-2 activations");
     float *mem = model->acts_memory;
     for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { *ptrs[i] = mem; mem += sizes[i]; }
 
-    float **sptrs[] = {&model->scratch.dresidual, &model->scratch.dln, &model->scratch.datty, &model->scratch.dqkv,
-                       &model->scratch.dfch, &model->scratch.dfch_gelu, &model->scratch.scratch};
-    model->scratch_memory = alloc_big_floats(scratch_total, "GPT-2 backward scratch");
+    float **sptrs[] = {&model->scratch.dresidual, &model->scratch.dln, &model->scratch.datty,
+                       &model->scratch.dqkv, &model->scratch.fch_gelu, &model->scratch.dfch_gelu,
+                       &model->scratch.scratch, &model->scratch.ln, &model->scratch.logits,
+                       &model->scratch.head_dwte};
+    model->scratch_memory = alloc_big_floats(scratch_total, "GPT-2 layer buffers");
     mem = model->scratch_memory;
     for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) { *sptrs[i] = mem; mem += scratch_sizes[i]; }
 
@@ -550,20 +573,98 @@ static void encoder_backward(float *dwte, float *dwpe, const float *dout, const 
     }
 }
 
-// Forward over inputs (B,T). With targets, also the per-token losses (left in
-// model->scratch.scratch, B*T floats) and their mean (model->mean_loss); the
-// logits buffer then holds probabilities. Without targets (targets == NULL)
-// the logits are left as logits. (B,T) may be smaller than the allocated
+// The LM head and the loss, written directly: lnf (BT, C) -> logits (BT, Vp)
+// = lnf @ wte^T (the head is wte, tied; the padding rows give 0). With
+// targets (BT), logits become probabilities and losses (BT) their
+// cross-entropies; with dlnf and dwte too, probabilities become dlogits for
+// the mean loss and the head's backward gives dlnf (BT, C) and dwte (Vp, C)
+// (both overwritten). The reference that gpt2_head_forward_backward is held
+// to (test_gpt2); gpt2_logits computes the full logits with it.
+void gpt2_head_ref(float *logits, float *losses, float *dlnf, float *dwte, const float *lnf, const float *wte,
+                   const int *targets, int BT, int C, int V, int Vp) {
+    matmul_forward(logits, lnf, wte, NULL, BT, C, Vp);
+    if (!targets) return;
+    softmax_crossentropy_forward(losses, logits, targets, BT, V, Vp);
+    if (!dlnf) return;
+    softmax_crossentropy_backward(logits, targets, 1.0f / (float)BT, BT, V, Vp);
+    memset(dlnf, 0, (size_t)BT * C * sizeof(float));
+    memset(dwte, 0, (size_t)Vp * C * sizeof(float));
+    matmul_backward(dlnf, dwte, NULL, logits, lnf, wte, BT, C, Vp);
+}
+
+// gpt2_head_ref R rows at a time, so that only R x Vp logits exist
+// (logits_chunk). Each row's logits, loss and dlnf are computed as in one
+// product over all rows; dwte sums the rows chunk by chunk, and with R a
+// multiple of the matmul's K block (matmul_k_block) those are the blocks one
+// product adds in order: the same bits as gpt2_head_ref.
+void gpt2_head_forward_backward(float *logits_chunk, float *losses, float *dlnf, float *dwte, const float *lnf,
+                                const float *wte, const int *targets, int BT, int R, int C, int V, int Vp) {
+    if (dlnf) {
+        memset(dlnf, 0, (size_t)BT * C * sizeof(float));
+        memset(dwte, 0, (size_t)Vp * C * sizeof(float));
+    }
+    for (int r0 = 0; r0 < BT; r0 += R) {
+        int n = BT - r0 < R ? BT - r0 : R;
+        const float *x = lnf + (size_t)r0 * C;
+        matmul_forward(logits_chunk, x, wte, NULL, n, C, Vp);
+        softmax_crossentropy_forward(losses + r0, logits_chunk, targets + r0, n, V, Vp);
+        if (!dlnf) continue;
+        // the gradient of mean(losses) over all BT rows
+        softmax_crossentropy_backward(logits_chunk, targets + r0, 1.0f / (float)BT, n, V, Vp);
+        matmul_backward(dlnf + (size_t)r0 * C, dwte, NULL, logits_chunk, x, wte, n, C, Vp);
+    }
+}
+
+// The final LayerNorm's output of the last forward, recomputed into
+// model->scratch.ln (the same bits as the forward's); returns it.
+static float *gpt2_recompute_lnf(GPT2 *model) {
+    const GPT2Config *c = &model->config;
+    size_t BT = (size_t)model->fwd_B * model->fwd_T, C = c->channels;
+    const float *last = model->acts.residual3 + (c->num_layers - 1) * BT * C;
+    layernorm_recompute(model->scratch.ln, last, model->acts.lnf_mean, model->acts.lnf_rstd, model->params.lnfw,
+                        model->params.lnfb, (int)BT, (int)C);
+    return model->scratch.ln;
+}
+
+// The full logits (B*T, Vp) of the last forward (tests and exports; training
+// and evaluation never hold them): lnf @ wte^T.
+void gpt2_logits(GPT2 *model, float *logits) {
+    const GPT2Config *c = &model->config;
+    const float *lnf = gpt2_recompute_lnf(model);
+    gpt2_head_ref(logits, NULL, NULL, NULL, lnf, model->params.wte, NULL, model->fwd_B * model->fwd_T,
+                  c->channels, c->vocab_size, c->padded_vocab_size);
+}
+
+// The head on lnf (B*T, C) of the last forward, with its gradients when grads
+// is set: losses into acts.losses; in one chunk the logits buffer keeps the
+// probabilities (gpt2_backward turns them into dlogits); in several, with
+// grads, the head's dlnf goes to scratch.scratch and its dwte to head_dwte.
+static void gpt2_head(GPT2 *model, const float *lnf, int grads) {
+    const GPT2Config *cfg = &model->config;
+    int BT = model->fwd_B * model->fwd_T, R = (int)gpt2_head_rows((size_t)BT);
+    GradScratch s = model->scratch;
+    int chunked = R < BT;
+    gpt2_head_forward_backward(s.logits, model->acts.losses, chunked && grads ? s.scratch : NULL, s.head_dwte, lnf,
+                               model->params.wte, model->targets, BT, R, cfg->channels, cfg->vocab_size,
+                               cfg->padded_vocab_size);
+    model->have_head_grads = chunked && grads;
+}
+
+// Forward over inputs (B,T). With targets, also the per-token losses
+// (model->acts.losses) and their mean (model->mean_loss).
+// Without targets (targets == NULL) it stops at the final LayerNorm
+// (gpt2_logits computes the logits). (B,T) may be smaller than the allocated
 // shape (T no longer, B*T no more tokens): evaluation packs short rows; every
-// tensor then lies packed at the start of its buffer.
-void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int T) {
+// tensor then lies packed at the start of its buffer. A training step calls
+// gpt2_forward_train instead (gpt2_backward works after either).
+static void gpt2_forward_pass(GPT2 *model, const int *inputs, const int *targets, int B, int T, int train) {
     if (!model->acts_memory) fail("gpt2_forward: activations not allocated");
     if (B < 1 || T < 1 || T > model->seq_len || (size_t)B * T > (size_t)model->batch_size * model->seq_len)
         fail("gpt2_forward: batch (%d,%d) does not fit the allocated (%d,%d)", B, T, model->batch_size, model->seq_len);
     model->fwd_B = B;
     model->fwd_T = T;
     const GPT2Config *cfg = &model->config;
-    int V = cfg->vocab_size, Vp = cfg->padded_vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
+    int V = cfg->vocab_size, L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels;
     size_t BT = (size_t)B * T;
     for (size_t i = 0; i < BT; i++) {
         if (inputs[i] < 0 || inputs[i] >= V) fail("input token %d at position %zu is outside [0, %d)", inputs[i], i, V);
@@ -573,6 +674,7 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
     memcpy(model->inputs, inputs, BT * sizeof(int));
     if (targets) memcpy(model->targets, targets, BT * sizeof(int));
     model->have_dlogits = 0;
+    model->have_head_grads = 0;
 
     ParameterTensors p = model->params;
     ActivationTensors a = model->acts;
@@ -580,14 +682,16 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
     for (int l = 0; l < L; l++) {
         const float *residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BT * C;
         // this layer's weights and activations
-        float *ln1 = a.ln1 + l * BT * C, *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
+        float *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
         float *qkv = a.qkv + l * BT * 3 * C, *atty = a.atty + l * BT * C;
         float *lse = a.lse + (size_t)l * B * NH * T;
         float *residual2 = a.residual2 + l * BT * C;
-        float *ln2 = a.ln2 + l * BT * C, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
-        float *fch = a.fch + l * BT * 4 * C, *fch_gelu = a.fch_gelu + l * BT * 4 * C;
+        float *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
+        float *fch = a.fch + l * BT * 4 * C;
         float *residual3 = a.residual3 + l * BT * C;
         float *proj = model->scratch.scratch; // a projection's output, added to the residual right away
+        // LayerNorm and GELU outputs live only while the layer runs (backward recomputes them)
+        float *ln1 = model->scratch.ln, *ln2 = model->scratch.ln, *fch_gelu = model->scratch.fch_gelu;
         // attention block: x + proj(attention(ln1(x)))
         layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p.ln1w + l * C, p.ln1b + l * C, BT, C, 1e-5f);
         matmul_forward(qkv, ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, BT, C, 3 * C);
@@ -602,18 +706,29 @@ void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int
         residual_forward(residual3, residual2, proj, BT * C);
     }
     const float *last = a.residual3 + (size_t)(L - 1) * BT * C;
-    layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, last, p.lnfw, p.lnfb, BT, C, 1e-5f);
-    // the LM head is wte (tied): logits = lnf @ wte^T over all Vp rows; padding rows are 0
-    matmul_forward(a.logits, a.lnf, p.wte, NULL, BT, C, Vp);
+    float *lnf = model->scratch.ln;
+    layernorm_forward(lnf, a.lnf_mean, a.lnf_rstd, last, p.lnfw, p.lnfb, BT, C, 1e-5f);
     if (targets) {
-        float *losses = model->scratch.scratch; // BT floats; scratch is (B,T,C)
-        softmax_crossentropy_forward(losses, a.logits, targets, BT, V, Vp);
+        gpt2_head(model, lnf, train);
+        const float *losses = a.losses;
         double sum = 0.0;
         for (size_t i = 0; i < BT; i++) sum += losses[i];
         model->mean_loss = (float)(sum / BT);
     } else {
         model->mean_loss = -1.0f;
     }
+}
+
+void gpt2_forward(GPT2 *model, const int *inputs, const int *targets, int B, int T) {
+    gpt2_forward_pass(model, inputs, targets, B, T, 0);
+}
+
+// The forward of a training step, at the allocated (B,T): as gpt2_forward,
+// and when the head runs in several chunks, also the head's backward (while
+// each chunk's probabilities exist; gpt2_backward would otherwise recompute
+// the logits).
+void gpt2_forward_train(GPT2 *model, const int *inputs, const int *targets) {
+    gpt2_forward_pass(model, inputs, targets, model->batch_size, model->seq_len, 1);
 }
 
 void gpt2_zero_grad(GPT2 *model) {
@@ -634,8 +749,8 @@ static void step_block(FusedStep *fused, int b, float *grad) {
 // lnf's first, each layer's after its backward, wte's (the LM head's part
 // waits in the buffer for the token embedding's) and wpe's last. A second
 // call after the same forward (the measuring pass, then the updating one)
-// computes the same gradients: the dlogits are kept, the parameters a pass
-// reads have not moved yet.
+// computes the same gradients: the dlogits (or the head's gradients) are
+// kept, the parameters a pass reads have not moved yet.
 void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
     const GPT2Config *cfg = &model->config;
     int B = model->batch_size, T = model->seq_len;
@@ -650,12 +765,23 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
     if (model->fused) gpt2_zero_grad(model); // each pass is a whole step's gradient
 
     // the mean over B*T tokens: each token's loss has weight loss_scale / (B*T)
-    if (!model->have_dlogits)
-        softmax_crossentropy_backward(a.logits, model->targets, loss_scale / (float)BT, BT, V, Vp);
-    model->have_dlogits = 1;
-    float *dlogits = a.logits;
     memset(s.dln, 0, BT * C * sizeof(float));
-    matmul_backward(s.dln, g.wte, NULL, dlogits, a.lnf, p.wte, BT, C, Vp);
+    if (gpt2_head_rows(BT) == BT) {
+        // one head chunk: the logits buffer holds the probabilities of every row
+        if (!model->have_dlogits)
+            softmax_crossentropy_backward(s.logits, model->targets, loss_scale / (float)BT, BT, V, Vp);
+        model->have_dlogits = 1;
+        float *dlogits = s.logits;
+        matmul_backward(s.dln, g.wte, NULL, dlogits, gpt2_recompute_lnf(model), p.wte, BT, C, Vp);
+    } else {
+        // several: the head's gradients of the mean loss (gpt2_forward_train's, or computed now), scaled
+        if (!model->have_head_grads) gpt2_head(model, gpt2_recompute_lnf(model), 1);
+        float *dwte = g.wte, *head_dlnf = s.scratch;
+        #pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < BT * C; i++) s.dln[i] = loss_scale * head_dlnf[i];
+        #pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < (size_t)Vp * C; i++) dwte[i] += loss_scale * s.head_dwte[i];
+    }
     memset(s.dresidual, 0, BT * C * sizeof(float));
     const float *last = a.residual3 + (size_t)(L - 1) * BT * C;
     layernorm_backward(s.dresidual, g.lnfw, g.lnfb, s.dln, last, p.lnfw, a.lnf_mean, a.lnf_rstd, BT, C);
@@ -664,21 +790,27 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
 
     for (int l = L - 1; l >= 0; l--) {
         const float *residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BT * C;
-        float *ln1 = a.ln1 + l * BT * C, *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
+        float *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
         float *qkv = a.qkv + l * BT * 3 * C, *atty = a.atty + l * BT * C;
         float *lse = a.lse + (size_t)l * B * NH * T;
         float *residual2 = a.residual2 + l * BT * C;
-        float *ln2 = a.ln2 + l * BT * C, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
-        float *fch = a.fch + l * BT * 4 * C, *fch_gelu = a.fch_gelu + l * BT * 4 * C;
+        float *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
+        float *fch = a.fch + l * BT * 4 * C;
         // this layer's parameters and gradients (with fused updates, the one layer of the buffer)
         LayerTensors lp = layer_tensors(&p, l, C), lg = layer_tensors(&g, model->fused ? 0 : l, C);
-        // s.dresidual holds d(layer output); the MLP branch starts from it ...
+        // s.dresidual holds d(layer output); the MLP branch starts from it,
+        // with the GELU output the forward had (recomputed: the same bits) ...
+        float *fch_gelu = s.fch_gelu;
+        gelu_forward(fch_gelu, fch, BT * 4 * C, GELU_TANH);
         memset(s.dfch_gelu, 0, BT * 4 * C * sizeof(float));
         matmul_backward(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, fch_gelu, lp.fcprojw, BT, 4 * C, C);
-        memset(s.dfch, 0, BT * 4 * C * sizeof(float));
-        gelu_backward(s.dfch, fch, s.dfch_gelu, BT * 4 * C, GELU_TANH);
+        float *dfch = s.fch_gelu; // the GELU output is no longer needed
+        memset(dfch, 0, BT * 4 * C * sizeof(float));
+        gelu_backward(dfch, fch, s.dfch_gelu, BT * 4 * C, GELU_TANH);
+        float *ln2 = s.ln;
+        layernorm_recompute(ln2, residual2, ln2_mean, ln2_rstd, lp.ln2w, lp.ln2b, BT, C);
         memset(s.dln, 0, BT * C * sizeof(float));
-        matmul_backward(s.dln, lg.fcw, lg.fcb, s.dfch, ln2, lp.fcw, BT, C, 4 * C);
+        matmul_backward(s.dln, lg.fcw, lg.fcb, dfch, ln2, lp.fcw, BT, C, 4 * C);
         // ... and adds its input gradient back: dresidual is now d(residual2)
         layernorm_backward(s.dresidual, lg.ln2w, lg.ln2b, s.dln, residual2, lp.ln2w, ln2_mean, ln2_rstd, BT, C);
         // the attention branch likewise
@@ -686,6 +818,8 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
         matmul_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, atty, lp.attprojw, BT, C, C);
         memset(s.dqkv, 0, BT * 3 * C * sizeof(float));
         attention_backward(s.dqkv, s.datty, qkv, atty, lse, B, T, C, NH, 1);
+        float *ln1 = s.ln;
+        layernorm_recompute(ln1, residual, ln1_mean, ln1_rstd, lp.ln1w, lp.ln1b, BT, C);
         memset(s.dln, 0, BT * C * sizeof(float));
         matmul_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C);
         layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, ln1_mean, ln1_rstd, BT, C);
@@ -970,7 +1104,7 @@ static void gpt2_memory_plan(MemPlan *p, const void *ctx, int B, int T, const ch
         size_t acts = gpt2_activation_sizes(x->config, B, T, sizes, scratch_sizes, &scratch);
         memplan_add(p, "activations", alloc_big_footprint(acts * sizeof(float)), "B %d x T %d: %zu floats", B, T, acts);
         memplan_add(p, "backward scratch", alloc_big_footprint(scratch * sizeof(float)),
-                    "one layer's gradients: %zu floats", scratch);
+                    "one layer's buffers and the LM head's: %zu floats", scratch);
         // the model's and the loop's inputs and targets, each loader's batch
         // of B*T+1 tokens and its orders of shards and batches
         size_t BT = (size_t)B * T, loaders = 0;
@@ -1071,7 +1205,7 @@ static int gpt2_hellaswag(GPT2 *model, HellaSwag *h, int *inputs, int *targets, 
             if (++c == es->first[i + 1] - es->first[i]) { c = 0; i++; }
         }
         gpt2_forward(model, inputs, targets, n_rows, Th);
-        const float *losses = model->scratch.scratch; // (n_rows, Th)
+        const float *losses = model->acts.losses; // (n_rows, Th)
         for (int r = 0; r < n_rows; r++) {
             int e = h->row_example[r], k = h->row_completion[r], ctx = es->ctx_len[e], len = es->comp_len[k];
             // the last context token predicts the first completion token
@@ -1570,7 +1704,7 @@ int main(int argc, char **argv) {
             for (int micro = 0; micro < micro_total; micro++) {
                 token_loader_next(&train_loader, inputs, targets);
                 if (micro % rc.ranks != dist.rank) continue;
-                gpt2_forward(&model, inputs, targets, rc.B, rc.T);
+                gpt2_forward_train(&model, inputs, targets);
                 gpt2_backward(&model, 1.0f / micro_total, NULL);
                 loss_sum += model.mean_loss;
             }
@@ -1591,7 +1725,7 @@ int main(int argc, char **argv) {
             // one micro-batch; its updates happen in the backward below, after
             // a measuring backward when the norm is needed first
             token_loader_next(&train_loader, inputs, targets);
-            gpt2_forward(&model, inputs, targets, rc.B, rc.T);
+            gpt2_forward_train(&model, inputs, targets);
             loss = model.mean_loss;
             if (!isfinite(loss)) norm = NAN; // not measured: the step stops or is skipped below
             int measure = run_fused_measures(&rc) && isfinite(loss);

@@ -14,6 +14,14 @@
 // ----------------------------------------------------------------------------
 // LayerNorm
 
+// one row's output from its statistics; the forward and layernorm_recompute
+// share it, so that a recomputed output has the forward's bits
+static inline void layernorm_row(float *o, const float *x, float m, float s, const float *weight,
+                                 const float *bias, int C) {
+    #pragma omp simd
+    for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+}
+
 void layernorm_forward(float *out, float *mean, float *rstd,
                        const float *inp, const float *weight, const float *bias,
                        int N, int C, float eps) {
@@ -31,11 +39,17 @@ void layernorm_forward(float *out, float *mean, float *rstd,
         #pragma omp simd reduction(+:sq)
         for (int c = 0; c < C; c++) { float d = x[c] - m; sq += d * d; }
         float s = 1.0f / sqrtf(sq / C + eps);
-        #pragma omp simd
-        for (int c = 0; c < C; c++) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+        layernorm_row(o, x, m, s, weight, bias, C);
         mean[n] = m;
         rstd[n] = s;
     }
+}
+
+void layernorm_recompute(float *out, const float *inp, const float *mean, const float *rstd,
+                         const float *weight, const float *bias, int N, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        layernorm_row(out + (size_t)n * C, inp + (size_t)n * C, mean[n], rstd[n], weight, bias, C);
 }
 
 // Channel chunk for the dweight/dbias sums: one thread owns a chunk of

@@ -21,6 +21,10 @@
 void layernorm_forward(float *out, float *mean, float *rstd,
                        const float *inp, const float *weight, const float *bias,
                        int N, int C, float eps);
+// The forward's out [N,C] again from its saved mean and rstd [N], bit for bit
+// (a model that does not store a LayerNorm's output recomputes it for backward).
+void layernorm_recompute(float *out, const float *inp, const float *mean, const float *rstd,
+                         const float *weight, const float *bias, int N, int C);
 // dout [N,C] -> dinp [N,C] +=, dweight [C] +=, dbias [C] +=
 void layernorm_backward(float *dinp, float *dweight, float *dbias,
                         const float *dout, const float *inp, const float *weight,

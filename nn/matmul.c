@@ -710,6 +710,8 @@ void sgemm_bf16_ref(int transA, int transB, int M, int N, int K, float alpha,
         }
 }
 
+int matmul_k_block(void) { return KC; }
+
 size_t matmul_thread_buffer_bytes(void) {
     size_t bytes = alloc_big_footprint((size_t)KC * MR * sizeof(float)) + alloc_big_footprint((size_t)KC * NC * sizeof(float)) +
                    alloc_big_footprint((size_t)FWD_CHUNK * NR * sizeof(float));

@@ -61,6 +61,11 @@ void sgemm_bf16_ref(int transA, int transB, int M, int N, int K, float alpha,
 // on a CPU without AVX-512 BF16)
 const char *matmul_precision(void);
 
+// The depth of the K blocks in which a product's sums run (KC below): a
+// weight gradient accumulated over row chunks that are multiples of it gets
+// the bits of one product over all the rows (each block is added to C in order).
+int matmul_k_block(void);
+
 // What the packing buffers of one thread add to the resident set once it has
 // run a product, in bytes (for the memory plan).
 size_t matmul_thread_buffer_bytes(void);
