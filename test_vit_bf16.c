@@ -2,9 +2,17 @@
 // the same thing (dev/vit_ref_bf16.py: the batch and model of test_vit, every
 // matmul input rounded to bf16, the patch embedding as a matmul of the
 // patches, float32 sums). The criteria and why they are what they are: see
-// test_gpt2_bf16.c (here the loss is within 1e-6 of the bf16 reference and
-// 5e-4 from the fp32 one; no rounding flips happen in this small model: every
-// gradient tensor's ratio below is under 0.005).
+// test_gpt2_bf16.c. Here the forward is judged the same way as the gradients,
+// against the bf16 effect (|bf16 ref - fp32 ref|), because in this small
+// model one flipped rounding shows in everything: the tiled attention sums in
+// another order than PyTorch, and one of layer 0's 504 attention outputs
+// rounds to the other bf16 neighbour (measured against the direct attention,
+// attention_forward_ref, which happens to round as PyTorch does). That moves
+// the logits by 0.19 of the bf16 effect, the loss by 0.14 and all gradients by
+// 0.27; PyTorch itself moves by exactly these (up to 0.34, 0.14 and 0.39)
+// when its weights are multiplied by 1 + 5e-7 N(0, 1) (dev/vit_ref_bf16.py
+// --sensitivity). So each must stay within 0.5 of the bf16 effect: the fp32
+// model is at 1.
 #define TESTING
 #include "train_vit.c"
 
@@ -20,7 +28,8 @@ static double dist(const float *a, const float *b, size_t n) {
 }
 
 #define GRAD_RATIO 0.5    // |ours - bf16 ref| / |bf16 ref - fp32 ref| per gradient tensor
-#define TOTAL_RATIO 0.25  // the same over all gradients
+#define TOTAL_RATIO 0.5   // the same over all gradients
+#define FORWARD_RATIO 0.5 // the logits (largest difference) and the loss likewise
 
 static void ratio(const char *what, const float *ours, const float *ref_bf16, const float *ref_fp32, size_t n, double limit) {
     double to_bf16 = dist(ours, ref_bf16, n), effect = dist(ref_fp32, ref_bf16, n), to_fp32 = dist(ours, ref_fp32, n);
@@ -77,16 +86,18 @@ int main(void) {
         max_bf16 = fmax(max_bf16, fabs(model.acts.logits[i] - logits_bf16[i]));
         max_fp32 = fmax(max_fp32, fabs(model.acts.logits[i] - logits_fp32[i]));
     }
-    int logits_ok = max_bf16 <= 2e-5 * max_ref && max_fp32 > 1e-4 * max_ref;
-    printf("%-4s logits: max|ours - bf16 ref| %.2e, max|ours - fp32 ref| %.2e (max|ref| %.2f; 2e-5 and above 1e-4 of it wanted)\n",
-           logits_ok ? "ok" : "FAIL", max_bf16, max_fp32, max_ref);
+    double effect = 0;
+    for (size_t i = 0; i < (size_t)B * K; i++) effect = fmax(effect, fabs(logits_fp32[i] - logits_bf16[i]));
+    int logits_ok = max_bf16 <= FORWARD_RATIO * effect; // NaN fails
+    printf("%-4s logits: max|ours - bf16 ref| %.2e = %.2f x max|bf16 ref - fp32 ref| (limit %.2f); max|ours - fp32 ref| %.2e (max|ref| %.2f)\n",
+           logits_ok ? "ok" : "FAIL", max_bf16, max_bf16 / effect, FORWARD_RATIO, max_fp32, max_ref);
     failures += !logits_ok;
 
     vit_forward(&model, images, labels, B);
-    double dl_bf16 = fabs(model.mean_loss - loss_bf16) / loss_bf16, dl_fp32 = fabs(model.mean_loss - loss_fp32) / loss_fp32;
-    int loss_ok = dl_bf16 <= 1e-6 && dl_fp32 > 1e-5;
-    printf("%-4s loss %.6f: bf16 ref %.6f (rel %.1e, 1e-6 allowed), fp32 ref %.6f (rel %.1e, above 1e-5 wanted)\n",
-           loss_ok ? "ok" : "FAIL", model.mean_loss, loss_bf16, dl_bf16, loss_fp32, dl_fp32);
+    double dl_bf16 = fabs(model.mean_loss - loss_bf16), dl_effect = fabs(loss_fp32 - loss_bf16);
+    int loss_ok = dl_bf16 <= FORWARD_RATIO * dl_effect;
+    printf("%-4s loss %.6f: bf16 ref %.6f, fp32 ref %.6f: |ours - bf16 ref| = %.2f x |bf16 ref - fp32 ref| (limit %.2f)\n",
+           loss_ok ? "ok" : "FAIL", model.mean_loss, loss_bf16, loss_fp32, dl_bf16 / dl_effect, FORWARD_RATIO);
     failures += !loss_ok;
 
     vit_zero_grad(&model);

@@ -176,7 +176,7 @@ typedef struct {
     float *ln1_rstd;  // (L, B, T)
     float *qkv;       // (L, B, T, 3C)
     float *atty;      // (L, B, T, C) attention output, before the projection
-    float *att;       // (L, B, NH, T, T) attention weights
+    float *lse;       // (L, B, NH, T) logsumexp of each query's attention scores (attention_backward recomputes the weights)
     float *residual2; // (L, B, T, C) after the attention block
     float *ln2;       // (L, B, T, C)
     float *ln2_mean;  // (L, B, T)
@@ -454,7 +454,7 @@ static size_t vit_activation_sizes(const ViTConfig *c, int B, size_t sizes[NUM_A
     size_t LBT = mul_size_or_fail(L, BT, what), LBTC = mul_size_or_fail(LBT, C, what);
     size_t s[NUM_ACTIVATION_TENSORS] = {
         mul4_size_or_fail((size_t)B, NP, D, 1, what), mul_size_or_fail(BT, C, what), LBTC, LBT, LBT,
-        mul_size_or_fail(3, LBTC, what), LBTC, mul_size_or_fail(mul4_size_or_fail(L, (size_t)B, NH, T, what), T, what),
+        mul_size_or_fail(3, LBTC, what), LBTC, mul4_size_or_fail(L, (size_t)B, NH, T, what),
         LBTC, LBTC, LBT, LBT, mul_size_or_fail(4, LBTC, what), mul_size_or_fail(4, LBTC, what),
         LBTC, mul_size_or_fail((size_t)B, C, what), mul_size_or_fail((size_t)B, C, what), B, B,
         mul_size_or_fail((size_t)B, K, what), B};
@@ -473,7 +473,7 @@ void vit_allocate_activations(ViT *model, int B) {
     model->num_activations = vit_activation_sizes(&model->config, B, sizes, scratch_sizes, &scratch_total);
     ActivationTensors *a = &model->acts;
     float **ptrs[] = {&a->patches, &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty,
-                      &a->att, &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
+                      &a->lse, &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
                       &a->residual3, &a->clsx, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->losses};
     model->acts_memory = alloc_big_floats(model->num_activations, "ViT activations");
     float *mem = model->acts_memory;
@@ -608,7 +608,7 @@ static void vit_forward_logits(ViT *model, const float *images, int B) {
         // this layer's weights and activations
         float *ln1 = a.ln1 + l * BT * C, *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
         float *qkv = a.qkv + l * BT * 3 * C, *atty = a.atty + l * BT * C;
-        float *att = a.att + (size_t)l * B * NH * T * T;
+        float *lse = a.lse + (size_t)l * B * NH * T;
         float *residual2 = a.residual2 + l * BT * C;
         float *ln2 = a.ln2 + l * BT * C, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
         float *fch = a.fch + l * BT * 4 * C, *fch_gelu = a.fch_gelu + l * BT * 4 * C;
@@ -617,7 +617,7 @@ static void vit_forward_logits(ViT *model, const float *images, int B) {
         // attention block: x + proj(attention(ln1(x))), every token sees every token
         layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p.ln1w + l * C, p.ln1b + l * C, BT, C, VIT_LN_EPS);
         matmul_forward(qkv, ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, BT, C, 3 * C);
-        attention_forward_ref(atty, att, qkv, B, T, C, NH, 0);
+        attention_forward(atty, lse, qkv, B, T, C, NH, 0);
         matmul_forward(proj, atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, BT, C, C);
         residual_forward(residual2, residual, proj, BT * C);
         // MLP block: x + proj(gelu(fc(ln2(x))))
@@ -722,7 +722,7 @@ void vit_backward(ViT *model, float loss_scale, FusedStep *fused) {
         const float *residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BT * C;
         float *ln1 = a.ln1 + l * BT * C, *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
         float *qkv = a.qkv + l * BT * 3 * C, *atty = a.atty + l * BT * C;
-        float *att = a.att + (size_t)l * B * NH * T * T;
+        float *lse = a.lse + (size_t)l * B * NH * T;
         float *residual2 = a.residual2 + l * BT * C;
         float *ln2 = a.ln2 + l * BT * C, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
         float *fch = a.fch + l * BT * 4 * C, *fch_gelu = a.fch_gelu + l * BT * 4 * C;
@@ -741,7 +741,7 @@ void vit_backward(ViT *model, float loss_scale, FusedStep *fused) {
         memset(s.datty, 0, BT * C * sizeof(float));
         matmul_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, atty, lp.attprojw, BT, C, C);
         memset(s.dqkv, 0, BT * 3 * C * sizeof(float));
-        attention_backward_ref(s.dqkv, s.datty, qkv, att, B, T, C, NH, 0);
+        attention_backward(s.dqkv, s.datty, qkv, atty, lse, B, T, C, NH, 0);
         memset(s.dln, 0, BT * C * sizeof(float));
         matmul_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C);
         layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, ln1_mean, ln1_rstd, BT, C);
