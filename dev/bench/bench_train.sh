@@ -65,7 +65,7 @@ for cfg in "4 64" "1 1024" "4 1024"; do
     N=$((50304 * C + 1024 * C + D * (12 * C * C + 13 * C) + 2 * C))
     FLOPS=$(( (6 * N + 6 * D * C * T) * B * T ))
     # the peaks measured here before (GiB), to check the memory first
-    case "$B $T" in "4 1024") need_ours=5.1 need_torch=11.2 ;; "1 1024") need_ours=2.5 need_torch=4.5 ;; *) need_ours=2.1 need_torch=3.2 ;; esac
+    case "$B $T" in "4 1024") need_ours=3.8 need_torch=11.2 ;; "1 1024") need_ours=2.6 need_torch=4.5 ;; *) need_ours=2.1 need_torch=3.2 ;; esac
     if ! fits "$need_ours"; then
         echo "B$B T$T: skipped, train_gpt2 needs about $need_ours GiB and $(avail_gib) GiB is available" | tee -a "$WORK/txt"; continue
     fi
