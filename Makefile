@@ -143,7 +143,7 @@ run-test-bf16-ckpt: $(BUILD)/bin/train_gpt2_adamw
 gpt2-bf16-ref:
 	$(PYTHON) dev/gpt2_ref_bf16.py
 
-RUN_OBJS := $(BUILD)/run/run.o
+RUN_OBJS := $(BUILD)/run/run.o $(BUILD)/run/flags.o
 # the log's git_commit: run.o is rebuilt when the commit changes
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 $(BUILD)/git-commit: FORCE

