@@ -1,6 +1,7 @@
 // Command-line flags from tables; see run/flags.h.
 #include "run/flags.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,8 +51,10 @@ const char *flag_value_or_fail(const char *flag, const char *value) {
     return value;
 }
 
+// (a double holds the ranges exactly up to 2^53; INT64_MAX rounds up to 2^63, which is LLONG_MAX's meaning)
 static long long int_value(const FlagSpec *f, const char *flag, const char *value) {
-    return parse_int_flag_or_fail(flag_value_or_fail(flag, value), flag, (long long)f->lo, (long long)f->hi);
+    long long hi = f->hi >= (double)LLONG_MAX ? LLONG_MAX : (long long)f->hi;
+    return parse_int_flag_or_fail(flag_value_or_fail(flag, value), flag, (long long)f->lo, hi);
 }
 
 int flag_int(const FlagSpec *f, void *dest, const char *flag, const char *value) {
