@@ -160,7 +160,9 @@ BINS += train_gpt2
 MEMPLAN_OBJS := $(BUILD)/run/memplan.o
 # data-parallel runs (run/dist.c): a single rank unless built with MPI=1
 DIST_OBJS := $(BUILD)/run/dist.o
-GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/evalfile.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
+# the training loop (run/train.c) is the trainers' alone too: it steps over the ranks of run/dist.c
+TRAIN_LOOP_OBJS := $(BUILD)/run/train.o
+GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(TRAIN_LOOP_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/evalfile.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
 $(BUILD)/%/train_gpt2.o: train_gpt2.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -354,7 +356,7 @@ bench: bench-train bench-optim bench-matmul bench-tokenizer bench-bf16
 #   make run-test-vit-resume       runs interrupted (SIGKILL, Ctrl-C) and resumed end bit-identical
 #                                  to uninterrupted ones (AdamW, SGD-SaI); bad input is rejected
 #   make vit-ref                   rewrite the PyTorch reference (needs dev/setup.sh --python)
-VIT_OBJS = $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(IMAGES_OBJS)
+VIT_OBJS = $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(TRAIN_LOOP_OBJS) $(IMAGES_OBJS)
 
 # the trainer object of one optimizer, $(BUILD)/<optim>/train_vit.o
 $(BUILD)/%/train_vit.o: train_vit.c | deps/.setup-done
