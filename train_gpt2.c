@@ -1209,17 +1209,9 @@ static int gpt2_parse_flags(GPT2Run *x, int argc, char **argv) {
     rc->follower = dist_rank() != 0;
     run_finalize_config(rc, &x->oc, (long)rc->B * fl->T * rc->ranks, "tokens");
     x->training = rc->max_steps != 0; // -x -1 (one epoch) or N steps; -x 0 only evaluates
-    if (rc->ranks > 1) {
-        // what data-parallel runs do not do (yet): each would need its own exchange
-        if (!x->training) fail("flag -x 0 evaluates in one process: run it without mpirun");
-        if (rc->fused_update) fail("flag --fused-update 1 does not work with mpirun -np %d (the gradient must be reduced first)", rc->ranks);
-        if (fl->hellaswag) fail("flag -h 1 (HellaSwag) does not work with mpirun -np %d: evaluate a checkpoint with -x 0 in one process", rc->ranks);
-        if (rc->snr_every > 0 || rc->gsnr_every > 0)
-            fail("flags --snr-every and --gsnr-every do not work with mpirun -np %d: run the measurement in one process", rc->ranks);
-        if ((OPTIM_HPARAMS & HP_GSNR) && x->oc.gsnr_max_norm)
-            fail("flag --gsnr-max-norm 1 divides by the largest g-SNR of all blocks, which ZeRO-1 spreads over the "
-                 "ranks: it does not work with mpirun -np %d", rc->ranks);
-    }
+    if (rc->ranks > 1 && x->training && fl->hellaswag)
+        fail("flag -h 1 (HellaSwag) does not work with mpirun -np %d: evaluate a checkpoint with -x 0 in one process", rc->ranks);
+    run_refuse_data_parallel_gaps(rc, &x->oc, x->training);
     return 1;
 }
 
@@ -1510,13 +1502,10 @@ int main(int argc, char **argv) {
     // resuming: the newest complete checkpoint in -o replaces -e
     // rank 0 makes, locks and checks the folder before the others read it
     Run run;
-    if (rc->follower) dist_barrier();
-    cJSON *resume_state = run_resume_begin(&run, rc);
-    if (!rc->follower) dist_barrier();
     char resume_model[700], resume_optim[700];
+    cJSON *resume_state = training_resume_begin(&run, rc, resume_model, resume_optim, sizeof(resume_model));
     if (resume_state) {
         gpt2_resume_check_seq_len(resume_state, run.state_path, x.fl.T);
-        run_checkpoint_paths(&run, run.start_step, resume_model, resume_optim, sizeof(resume_model));
         x.fl.model_spec = resume_model;
     }
 
@@ -1525,15 +1514,8 @@ int main(int argc, char **argv) {
     int num_blocks = gpt2_param_blocks(&x.config, NULL);
     ParamBlock *blocks = malloc_or_fail(num_blocks * sizeof(ParamBlock), "parameter blocks");
     gpt2_param_blocks(&x.config, blocks);
-    // ZeRO-1: this rank's optimizer holds the state of its range of blocks
-    // (all of them in one process); a rules file is checked against them all
     Dist dist;
-    dist_plan(&dist, blocks, num_blocks);
-    OptimConfig part_oc = x.oc;
-    if (rc->ranks > 1) {
-        if (x.training) (void)optim_state_bytes_for(blocks, num_blocks, &x.oc);
-        part_oc.blocks_are_part = 1;
-    }
+    OptimConfig part_oc = training_plan_ranks(&dist, blocks, num_blocks, &x.oc, rc->ranks, x.training);
     gpt2_open_tokenizer(&x);
     gpt2_open_data(&x);
 
@@ -1566,11 +1548,8 @@ int main(int argc, char **argv) {
                    rc->ranks > 1 ? " per rank" : "", matmul_precision());
             if (rc->ranks > 1) printf("data parallel: %d ranks (mpirun -np %d)\n", rc->ranks, rc->ranks);
             gpt2_allocate_gradients(&x.model, rc->fused_update);
-            if (rc->fused_update)
-                printf("fused updates: each block steps during the backward pass%s; gradient buffer %zu floats (the model has %zu)\n",
-                       run_fused_measures(rc) ? ", which runs twice per step (first for the norm: --clip or --nan skip)" : "",
-                       x.model.num_grad_floats, x.model.num_parameters);
-            Trainer trainer = {&x, x.model.params_memory, x.model.grads_memory, gpt2_forward_next, gpt2_zero_grad_hook,
+            Trainer trainer = {&x, x.model.params_memory, x.model.grads_memory, x.model.num_parameters,
+                               x.model.num_grad_floats, gpt2_forward_next, gpt2_zero_grad_hook,
                                gpt2_backward_hook, gpt2_mark_data, gpt2_save_model, gpt2_state_record_hook,
                                gpt2_after_step};
             Training tr;

@@ -1253,16 +1253,7 @@ static void vit_finalize_run(ViTRun *x) {
             fail("flag --epochs %g gives no optimizer step (%ld batches per epoch)", x->fl.epochs, batches_per_epoch);
     }
     run_finalize_config(rc, &x->oc, (long)rc->B * rc->ranks, "images");
-    if (rc->ranks > 1) {
-        // what data-parallel runs do not do (yet): each would need its own exchange
-        if (rc->max_steps == 0) fail("flag -x 0 evaluates in one process: run it without mpirun");
-        if (rc->fused_update) fail("flag --fused-update 1 does not work with mpirun -np %d (the gradient must be reduced first)", rc->ranks);
-        if (rc->snr_every > 0 || rc->gsnr_every > 0)
-            fail("flags --snr-every and --gsnr-every do not work with mpirun -np %d: run the measurement in one process", rc->ranks);
-        if ((OPTIM_HPARAMS & HP_GSNR) && x->oc.gsnr_max_norm)
-            fail("flag --gsnr-max-norm 1 divides by the largest g-SNR of all blocks, which ZeRO-1 spreads over the "
-                 "ranks: it does not work with mpirun -np %d", rc->ranks);
-    }
+    run_refuse_data_parallel_gaps(rc, &x->oc, rc->max_steps != 0);
     x->epochs_per_step = (double)rc->total_batch / (double)x->train_set.count;
 }
 
@@ -1529,14 +1520,9 @@ int main(int argc, char **argv) {
     // resuming: the newest complete checkpoint in -o replaces -e (rank 0
     // makes, locks and checks the folder before the others read it)
     Run run;
-    if (rc->follower) dist_barrier();
-    cJSON *resume_state = run_resume_begin(&run, rc);
-    if (!rc->follower) dist_barrier();
     char resume_model[700], resume_optim[700];
-    if (resume_state) {
-        run_checkpoint_paths(&run, run.start_step, resume_model, resume_optim, sizeof(resume_model));
-        x.fl.model_spec = resume_model;
-    }
+    cJSON *resume_state = training_resume_begin(&run, rc, resume_model, resume_optim, sizeof(resume_model));
+    if (resume_state) x.fl.model_spec = resume_model;
 
     // the model's configuration and the parameter blocks the optimizer sees
     vit_choose_model(&x, resume_state != NULL);
@@ -1545,17 +1531,10 @@ int main(int argc, char **argv) {
     vit_param_blocks(&x.config, blocks);
 
     // the memory plan, before any large allocation: fails here if the run does not fit
-    // ZeRO-1: this rank's optimizer holds the state of its range of blocks
-    // (all of them in one process); a rules file is checked against them all
-    Dist dist;
-    dist_plan(&dist, blocks, num_blocks);
-    OptimConfig part_oc = x.oc;
-    if (rc->ranks > 1) {
-        (void)optim_state_bytes_for(blocks, num_blocks, &x.oc);
-        part_oc.blocks_are_part = 1;
-        dist_print_partition(&dist, &part_oc);
-    }
     int training = rc->max_steps > 0;
+    Dist dist;
+    OptimConfig part_oc = training_plan_ranks(&dist, blocks, num_blocks, &x.oc, rc->ranks, 1);
+    if (rc->ranks > 1) dist_print_partition(&dist, &part_oc);
     ViTPlanContext plan_ctx = {&x.config, dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, training,
                                &x.train_set, x.have_test ? &x.test_set : NULL, x.streamed, &x.train_lc, &x.test_lc,
                                current_rss_bytes()};
@@ -1574,14 +1553,11 @@ int main(int argc, char **argv) {
         vit_open_loaders(&x);
         if (training) vit_allocate_gradients(&x.model, rc->fused_update);
         vit_allocate_activations(&x.model, rc->B);
-        Trainer trainer = {&x, x.model.params_memory, x.model.grads_memory, vit_forward_next, vit_zero_grad_hook,
-                           vit_backward_hook, vit_mark_data, vit_save_model, vit_state_record_hook, vit_after_step};
+        Trainer trainer = {&x, x.model.params_memory, x.model.grads_memory, x.model.num_parameters,
+                           x.model.num_grad_floats, vit_forward_next, vit_zero_grad_hook, vit_backward_hook,
+                           vit_mark_data, vit_save_model, vit_state_record_hook, vit_after_step};
         Training tr;
         training_init(&tr, &run, &dist, opt, blocks, num_blocks, &trainer);
-        if (rc->fused_update)
-            printf("fused updates: each block steps during the backward pass%s; gradient buffer %zu floats (the model has %zu)\n",
-                   run_fused_measures(rc) ? ", which runs twice per step (first for the norm: --clip or --nan skip)" : "",
-                   x.model.num_grad_floats, x.model.num_parameters);
 
         if (!training) { // -x 0: just evaluate the model
             if (!x.have_test) fail("flag -x 0 evaluates the model, but there is no evaluation data (--test-shard)");

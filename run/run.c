@@ -315,6 +315,20 @@ void run_finalize_config(RunConfig *rc, const OptimConfig *oc, long items_per_mi
     }
 }
 
+void run_refuse_data_parallel_gaps(const RunConfig *rc, const OptimConfig *oc, int training) {
+    if (rc->ranks <= 1) return;
+    // each would need its own exchange
+    if (!training) fail("flag -x 0 evaluates in one process: run it without mpirun");
+    if (rc->fused_update)
+        fail("flag --fused-update 1 does not work with mpirun -np %d (the gradient must be reduced first)", rc->ranks);
+    if (rc->snr_every > 0 || rc->gsnr_every > 0)
+        fail("flags --snr-every and --gsnr-every do not work with mpirun -np %d: run the measurement in one process",
+             rc->ranks);
+    if ((OPTIM_HPARAMS & HP_GSNR) && oc->gsnr_max_norm)
+        fail("flag --gsnr-max-norm 1 divides by the largest g-SNR of all blocks, which ZeRO-1 spreads over the "
+             "ranks: it does not work with mpirun -np %d", rc->ranks);
+}
+
 int run_fused_measures(const RunConfig *rc) {
     return rc->clip > 0.0f || rc->nan_skip;
 }

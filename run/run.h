@@ -88,6 +88,10 @@ void run_set_epoch_steps(RunConfig *rc, long micro_batches_per_epoch, const char
 // Does the run act every `every` steps at all (-s, -n: > 0, or the default at the end)?
 int run_every_active(long every);
 // run_finalize_config also refuses, one line each, the combinations --fused-update 1 cannot do.
+// mpirun -np N > 1: refuses what data-parallel runs do not do (yet), one line
+// each: evaluation only (training 0), fused updates, the SNR measurements,
+// SGD-SaI's max-normalised g-SNR.
+void run_refuse_data_parallel_gaps(const RunConfig *rc, const OptimConfig *oc, int training);
 // Does this step need a measuring backward before the fused updates? With
 // --clip > 0 the clip factor, with --nan skip the finiteness of the whole
 // gradient must be known before the first block moves.

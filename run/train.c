@@ -7,6 +7,25 @@
 
 #include "common/utils.h"
 
+cJSON *training_resume_begin(Run *run, const RunConfig *rc, char *model_path, char *optim_path, size_t len) {
+    if (rc->follower) dist_barrier();
+    cJSON *state = run_resume_begin(run, rc);
+    if (!rc->follower) dist_barrier();
+    if (state) run_checkpoint_paths(run, run->start_step, model_path, optim_path, len);
+    return state;
+}
+
+OptimConfig training_plan_ranks(Dist *dist, const ParamBlock *blocks, int num_blocks, const OptimConfig *oc,
+                                int ranks, int training) {
+    dist_plan(dist, blocks, num_blocks);
+    OptimConfig part = *oc;
+    if (ranks > 1) {
+        if (training) (void)optim_state_bytes_for(blocks, num_blocks, oc);
+        part.blocks_are_part = 1;
+    }
+    return part;
+}
+
 Optimizer *training_create_optimizer(const Dist *dist, const ParamBlock *blocks, int num_blocks,
                                      const OptimConfig *oc, const OptimConfig *part_oc, int ranks,
                                      size_t *state_bytes, size_t *adamw_bytes) {
@@ -41,6 +60,10 @@ void training_init(Training *tr, Run *run, Dist *dist, Optimizer *opt, const Par
     tr->checkpoints = tr->rc->out_dir[0] && run_every_active(tr->rc->ckpt_every); // -n 0: none
     tr->rank_losses = calloc_or_fail(tr->rc->ranks, sizeof(double), "the ranks' losses");
     fused_init(&tr->fused, opt, trainer->params);
+    if (tr->rc->fused_update)
+        printf("fused updates: each block steps during the backward pass%s; gradient buffer %zu floats (the model has %zu)\n",
+               run_fused_measures(tr->rc) ? ", which runs twice per step (first for the norm: --clip or --nan skip)" : "",
+               trainer->num_grad_floats, trainer->num_parameters);
 }
 
 void training_free(Training *tr) {

@@ -16,6 +16,7 @@
 typedef struct {
     void *self;             // the trainer's own state, handed to every call below
     float *params, *grads;  // the model's parameter and gradient buffers (grads NULL until training)
+    size_t num_parameters, num_grad_floats; // their sizes in floats
     // the next training micro-batch: read it and, when mine (this rank's
     // share of the global batch), run it through the forward pass; returns its
     // mean loss (0 when not mine: the loader still advances the same on every rank)
@@ -49,13 +50,24 @@ typedef struct {
     int checkpoints;          // -o with -n not 0
 } Training;
 
+// The start of a run with -o DIR (run_resume_begin; rank 0 makes, locks and
+// checks the folder before the other ranks read it). Returns the state record
+// of the checkpoint -y 1 resumes from (NULL when none), and its model and
+// optimizer files in model_path, optim_path.
+cJSON *training_resume_begin(Run *run, const RunConfig *rc, char *model_path, char *optim_path, size_t len);
+// ZeRO-1: this rank's optimizer holds the state of its range of blocks (all
+// of them in one process); a rules file is checked against them all. Returns
+// the optimizer configuration of this rank's part.
+OptimConfig training_plan_ranks(Dist *dist, const ParamBlock *blocks, int num_blocks, const OptimConfig *oc,
+                                int ranks, int training);
 // The optimizer over this rank's blocks (all of them in one process), and its
 // line on the state's size against AdamW's. *state_bytes is the run's whole
 // state (every rank's), *adamw_bytes AdamW's for the model.
 Optimizer *training_create_optimizer(const Dist *dist, const ParamBlock *blocks, int num_blocks,
                                      const OptimConfig *oc, const OptimConfig *part_oc, int ranks,
                                      size_t *state_bytes, size_t *adamw_bytes);
-// Set up a training over the trainer's model: after its gradients are allocated.
+// Set up a training over the trainer's model: after its gradients are
+// allocated. With --fused-update 1 says how the updates go.
 void training_init(Training *tr, Run *run, Dist *dist, Optimizer *opt, const ParamBlock *blocks, int num_blocks,
                    const Trainer *trainer);
 void training_free(Training *tr);
