@@ -729,6 +729,44 @@ static void test_jpeg_oversized_table(void) {
     expect_fail("folder", root, "3", "u.jpg: a JPEG Huffman table at byte 124 declares 1204 codes", "more than the 256");
 }
 
+// A legal PNG whose first IDAT chunk is empty (the image data is the
+// concatenation of all IDAT chunks; another empty one sits between the two
+// that hold the data): Debian's stb_image copied the zero bytes to NULL + 0
+// (UBSan; fuzz/regressions/image_file/crafted_empty_first_idat.png, made by
+// fuzz/make_seeds.py). The empty chunks are dropped before stb reads the
+// file; the image must decode to the pixels the script wrote and decoded back
+// with its own inflate-and-unfilter (dev/testdata/empty_first_idat_7x5.rgb, HWC).
+static void test_png_empty_first_idat(void) {
+    char root[1024], dir[1100], path[1200];
+    snprintf(root, sizeof(root), "%s/empty_idat", g_tmp);
+    snprintf(dir, sizeof(dir), "%s/c", root);
+    snprintf(path, sizeof(path), "%s/e.png", dir);
+    mkdir_or_die(root);
+    mkdir_or_die(dir);
+    size_t n, nref;
+    uint8_t *bytes = read_bytes("fuzz/regressions/image_file/crafted_empty_first_idat.png", &n);
+    write_bytes(path, bytes, n);
+    free(bytes);
+    uint8_t *ref = read_bytes("dev/testdata/empty_first_idat_7x5.rgb", &nref);
+    const int w = 7, h = 5;
+    CHECK(nref == (size_t)3 * w * h, "empty_first_idat_7x5.rgb has %zu bytes", nref);
+    if (nref != (size_t)3 * w * h) {
+        free(ref);
+        return;
+    }
+    ImageSet s;
+    image_set_load_folder(&s, root, 3, h, w, RESIZE_CROP); // the image's own size: no resizing
+    int bad = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++)
+                bad += s.pixels[(size_t)c * h * w + y * w + x] != ref[((size_t)y * w + x) * 3 + c];
+    CHECK(s.count == 1 && bad == 0, "PNG with an empty first IDAT: %d images, %d of %d bytes differ from the reference",
+          s.count, bad, 3 * w * h);
+    image_set_free(&s);
+    free(ref);
+}
+
 static void test_folder(void) {
     char root[1024], p[1024];
     make_folder(tp(root, "fold"));
@@ -1798,6 +1836,7 @@ int main(int argc, char **argv) {
     test_folder();
     test_jpeg_undefined_table();
     test_jpeg_oversized_table();
+    test_png_empty_first_idat();
     printf("test_images: shards\n");
     test_shards();
     printf("test_images: loader\n");

@@ -621,6 +621,31 @@ static int jpeg_huffman_counts_ok(const uint8_t *b, size_t n, const char *path, 
     return 1;
 }
 
+// A PNG's image data is the concatenation of its IDAT chunks, so an IDAT of
+// length zero carries nothing and may be dropped. Debian's stb_image must not
+// see one first: with no data buffer yet it copies the zero bytes to NULL + 0
+// (undefined behaviour, reported by UBSan; found by fuzz_image_file, kept in
+// fuzz/regressions/image_file/). Removes every empty IDAT chunk (its 12 bytes
+// of length, type and CRC) in place, leaves all other bytes as they were, and
+// returns the new size. Chunks after one that runs past the end are left to stb.
+static size_t png_drop_empty_idat(uint8_t *file, size_t size) {
+    static const uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    if (size < 8 || memcmp(file, signature, 8)) return size;
+    size_t pos = 8; // start of a chunk: length (4 bytes, big-endian), type (4), data, CRC (4)
+    while (size - pos >= 12) {
+        uint32_t len = (uint32_t)file[pos] << 24 | (uint32_t)file[pos + 1] << 16 | (uint32_t)file[pos + 2] << 8 |
+                       file[pos + 3];
+        if (len > size - pos - 12) break;
+        if (len == 0 && !memcmp(file + pos + 4, "IDAT", 4)) {
+            memmove(file + pos, file + pos + 12, size - pos - 12);
+            size -= 12;
+        } else {
+            pos += 12 + (size_t)len;
+        }
+    }
+    return size;
+}
+
 // decode one image file into its CHW slot; on failure writes a message to err
 // and returns 0
 static int decode_image(const char *path, int channels, int height, int width, ResizeMode mode,
@@ -632,6 +657,7 @@ static int decode_image(const char *path, int channels, int height, int width, R
         free(file);
         return 0;
     }
+    size = png_drop_empty_idat(file, size);
     int w, h, n;
     if (!stbi_info_from_memory(file, (int)size, &w, &h, &n)) {
         snprintf(err, errlen, "cannot decode image %s: %s", path, stbi_failure_reason());
