@@ -593,8 +593,8 @@ static uint8_t *read_image_file(const char *path, size_t *size, char *err, size_
 // 0xFF followed by a marker byte taken as the next marker (0xFF00 is stuffing,
 // RSTn and fill bytes carry no length). Returns 0 with a message in err for
 // a table of more than 256 codes; anything else is left to stb.
-static int jpeg_huffman_counts_ok(const uint8_t *b, size_t n, const char *path, char *err, size_t errlen) {
-    size_t i = 2; // after SOI
+static int jpeg_huffman_counts_ok(const uint8_t *b, size_t n, size_t i, const char *path, char *err, size_t errlen) {
+    // i: the first byte after SOI
     while (i + 1 < n) {
         if (b[i] != 0xFF || b[i + 1] == 0xFF) { i++; continue; } // data, junk, fill bytes
         uint8_t m = b[i + 1];
@@ -619,6 +619,17 @@ static int jpeg_huffman_counts_ok(const uint8_t *b, size_t n, const char *path, 
         i += 2 + len;
     }
     return 1;
+}
+
+// Where a JPEG's segments start (the byte after SOI), or 0 if stb_image will
+// not take the file for a JPEG. Like stb, any number of 0xFF fill bytes may
+// come before the SOI marker (a file starting FF FF D8 is a JPEG to stb; the
+// fuzzer found one whose oversized Huffman table the check missed).
+static size_t jpeg_after_soi(const uint8_t *b, size_t n) {
+    if (n < 2 || b[0] != 0xFF) return 0;
+    size_t i = 1;
+    while (i < n && b[i] == 0xFF) i++;
+    return i < n && b[i] == 0xD8 ? i + 1 : 0;
 }
 
 // A PNG's image data is the concatenation of its IDAT chunks, so an IDAT of
@@ -653,7 +664,8 @@ static int decode_image(const char *path, int channels, int height, int width, R
     size_t size;
     uint8_t *file = read_image_file(path, &size, err, errlen);
     if (!file) return 0;
-    if (size >= 2 && file[0] == 0xFF && file[1] == 0xD8 && !jpeg_huffman_counts_ok(file, size, path, err, errlen)) {
+    size_t segments = jpeg_after_soi(file, size);
+    if (segments && !jpeg_huffman_counts_ok(file, size, segments, path, err, errlen)) {
         free(file);
         return 0;
     }
