@@ -248,7 +248,7 @@ def vit_verdicts(rows, best):
         verdict = ("holds" if d < -2 * se_pp else
                    "holds in direction (behind, within the seed noise)" if d < 0 else "does not hold at this scale")
         v.append(("SGDM is worse than AdamW on transformers (ViT)", "63.80% vs 73.04%",
-                  f"{100 * g[0]:.2f}% vs {100 * a[0]:.2f}% ({d:+.2f} pp)", verdict))
+                  f"{100 * g[0]:.2f}% vs {100 * a[0]:.2f}% ({d:+.2f} pp, 2 SE = {2 * se_pp:.2f} pp)", verdict))
     return v
 
 
@@ -367,7 +367,7 @@ def gpt2_verdicts(recs, best, tps):
         g = best["sgdm"][1]
         d, se = g[0] - a[0], se_of_difference(a, g) or 0.0
         verdict = "holds" if d > 2 * se else "holds in direction (within the seed noise)" if d > 0 else "does not hold at this scale"
-        v.append(("SGDM is clearly behind AdamW on GPT-2", "(SGD-SaI paper's baselines)", f"{g[0]:.3f} vs {a[0]:.3f} ({d:+.3f})", verdict))
+        v.append(("SGDM is clearly behind AdamW on GPT-2", "(SGD-SaI paper's baselines)", f"{g[0]:.3f} vs {a[0]:.3f} ({d:+.3f}, 2 SE = {2 * se:.3f})", verdict))
     for lr, paper in ((3e-4, "3.3274 vs 3.3140 (+0.013)"), (3e-3, "3.0274 vs 3.0244 (+0.003)")):
         sa = cell_records(recs, "adamw", lr)
         ss = cell_records(recs, "slimadam", lr)
@@ -393,9 +393,14 @@ def gpt2_verdicts(recs, best, tps):
                       f"not reached in {total:,} tokens", "does not hold at this scale"))
         else:
             f = t / total
+            # the seed spread: each SinkGD seed's own curve against the same target
+            per_seed = [first_crossing([(tt, m) for tt, (m, _, _) in mean_curve([r], tps)], target)
+                        for r in best["sinkgd"][2]]
+            spread = ", ".join("never" if x is None else f"{x / total:.0%}" for x in per_seed)
             verdict = "holds" if f <= 0.5 else "holds in direction" if f < 1 else "does not hold at this scale"
             v.append(("SinkGD reaches AdamW's final loss with fewer tokens", "40% of the tokens (LLaMA on C4)",
-                      f"{f:.0%} of the tokens ({t:,.0f} of {total:,}; seed-mean curves at each best lr)", verdict))
+                      f"{f:.0%} of the tokens ({t:,.0f} of {total:,}; seed-mean curves at each best lr; "
+                      f"each SinkGD seed alone: {spread})", verdict))
     return v
 
 
