@@ -673,7 +673,7 @@ static int sets_equal(const ImageSet *a, const ImageSet *b) {
 // (fuzz/regressions/image_file/: one made by fuzz/make_seeds.py, one the
 // fuzzer found): stb_image decoded them with a table of whatever the heap
 // held, so that they aborted on an assert or read out of bounds depending on
-// the heap. Decoded after the heap is dirtied with three different bytes,
+// the heap (libjpeg-turbo decodes JPEGs now). Decoded after the heap is dirtied with three different bytes,
 // each must end the same way every time (it decodes, or one error line),
 // never killed by a signal.
 static void test_jpeg_undefined_table(void) {
@@ -706,33 +706,40 @@ static void test_jpeg_undefined_table(void) {
     }
 }
 
-// JPEGs with a Huffman table of more than 256 codes (the fuzzer's finds, in
-// fuzz/regressions/image_file/): stb_image wrote past the table before it
-// complained ("bad code lengths"); now refused before stb reads it.
-static void test_jpeg_oversized_table(void) {
+// JPEGs the fuzzer found to break Debian's stb_image (fuzz/regressions/image_file/),
+// which no longer decodes JPEGs (libjpeg-turbo does): Huffman tables of more
+// than 256 codes (stb wrote past the table), one behind a file starting
+// FF FF D8 (stb skips 0xFF fill bytes before SOI; libjpeg and we do not), and a
+// scan that ends early (stb's bit count went negative, a shift by 36). Each
+// must end in one line naming the file.
+static void test_jpeg_fuzzer_finds(void) {
     char root[1024], dir[1100], path[1200];
-    snprintf(root, sizeof(root), "%s/dht_over_256", g_tmp);
+    snprintf(root, sizeof(root), "%s/jpeg_finds", g_tmp);
     snprintf(dir, sizeof(dir), "%s/c", root);
     snprintf(path, sizeof(path), "%s/u.jpg", dir);
     mkdir_or_die(root);
     mkdir_or_die(dir);
-    size_t n;
-    uint8_t *bytes = read_bytes("fuzz/regressions/image_file/fuzzer_dht_over_256_codes.jpg", &n);
-    write_bytes(path, bytes, n);
-    free(bytes);
-    // the DHT marker is at byte 43; its table at 47 counts 0+1+5+1+1+1+1+1+1+0+0+0+50+50+255+192 codes
-    expect_fail("folder", root, "3", "u.jpg: a JPEG Huffman table at byte 47 declares 559 codes", "more than the 256");
-    // a table whose counts run past the end of the file (stb reads 0 there): d9 f7 6d 9f ff d9 at byte 125
-    bytes = read_bytes("fuzz/regressions/image_file/fuzzer_dht_counts_past_end.jpg", &n);
-    write_bytes(path, bytes, n);
-    free(bytes);
-    expect_fail("folder", root, "3", "u.jpg: a JPEG Huffman table at byte 124 declares 1204 codes", "more than the 256");
-    // a file starting FF FF D8: stb skips 0xFF fill bytes before SOI, so it is a JPEG to stb; its table
-    // at byte 79 counts 0+1+5+1+1+1+1+1+1+13+150+2+0+96+96+0 codes (the check used to look only at FF D8)
-    bytes = read_bytes("fuzz/regressions/image_file/fuzzer_dht_after_fill_bytes.jpg", &n);
-    write_bytes(path, bytes, n);
-    free(bytes);
-    expect_fail("folder", root, "3", "u.jpg: a JPEG Huffman table at byte 79 declares 369 codes", "more than the 256");
+    const char *cases[5][2] = {
+        // the DHT marker is at byte 43; its table at 47 counts 0+1+5+1+1+1+1+1+1+0+0+0+50+50+255+192 codes
+        {"fuzzer_dht_over_256_codes.jpg", "u.jpg: Bogus Huffman table definition"},
+        // a table whose counts run past the end of the file
+        {"fuzzer_dht_counts_past_end.jpg", "u.jpg: Bogus Huffman table definition"},
+        // its table at byte 79 counts 369 codes; not a JPEG file to libjpeg, and stb reads only PNG and BMP
+        {"fuzzer_dht_after_fill_bytes.jpg", "u.jpg: unknown image type"},
+        // the second component names quantization table 1, which no DQT defines
+        {"fuzzer_truncated_scan.jpg", "u.jpg: Quantization table 0x01 was not defined"},
+        // made by fuzz/make_seeds.py: a progressive 16x16 JPEG with its last scan repeated 600 times
+        {"crafted_600_scans.jpg", "u.jpg: more than 500 progressive scans"},
+    };
+    for (int k = 0; k < 5; k++) {
+        char src[1024];
+        snprintf(src, sizeof(src), "fuzz/regressions/image_file/%s", cases[k][0]);
+        size_t n;
+        uint8_t *bytes = read_bytes(src, &n);
+        write_bytes(path, bytes, n);
+        free(bytes);
+        expect_fail("folder", root, "3", "cannot decode image", cases[k][1]);
+    }
 }
 
 // A legal PNG whose first IDAT chunk is empty (the image data is the
@@ -1841,7 +1848,7 @@ int main(int argc, char **argv) {
     printf("test_images: image folders and prepare_images\n");
     test_folder();
     test_jpeg_undefined_table();
-    test_jpeg_oversized_table();
+    test_jpeg_fuzzer_finds();
     test_png_empty_first_idat();
     printf("test_images: shards\n");
     test_shards();

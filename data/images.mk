@@ -1,8 +1,9 @@
 # Image data for the ViT trainer: datasets, shards, batch loader, and the
 # prepare_images tool. A binary that links data/images.o needs IMAGES_LIBS
-# too (stb_image comes from Debian's libstb-dev as a library, -lstb).
+# too (stb_image comes from Debian's libstb-dev as a library, -lstb; JPEGs are
+# decoded by libjpeg-turbo, -ljpeg).
 IMAGES_OBJS := $(BUILD)/data/images.o $(COMMON_OBJS)
-IMAGES_LIBS := -lstb
+IMAGES_LIBS := -lstb -ljpeg
 
 prepare_images: $(BUILD)/data/prepare_images.o $(IMAGES_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(IMAGES_LIBS)

@@ -173,6 +173,20 @@ def empty_first_idat_png(width=7, height=5):
     return png, pixels
 
 
+def many_scans_jpeg(repeats=600):
+    """A progressive JPEG whose last scan is repeated: more scans than the 500
+    the loader allows (each scan is a pass over the whole image, so a small
+    file of many scans could keep the decoder busy for minutes)"""
+    img = Image.new("RGB", (16, 16))
+    img.putdata([((x * 16) % 256, (y * 16) % 256, 77) for y in range(16) for x in range(16)])
+    out = io.BytesIO()
+    img.save(out, format="JPEG", progressive=True, quality=90)
+    d = out.getvalue()
+    assert d[-2:] == b"\xff\xd9"
+    last_sos = max(i for i in range(len(d) - 1) if d[i] == 0xFF and d[i + 1] == 0xDA)
+    return d[:-2] + d[last_sos:-2] * repeats + b"\xff\xd9"
+
+
 def main():
     tokens = [bytes([b]) for b in range(256)] + [b"he", b"llo", b" world", b"<|endoftext|>"]
     put("tokenizer_llmc", "small.bin", llmc_tokenizer(tokens, 259))
@@ -208,6 +222,8 @@ def main():
     os.makedirs("fuzz/regressions/image_file", exist_ok=True)
     with open("fuzz/regressions/image_file/crafted_undefined_huffman.jpg", "wb") as f:
         f.write(undefined_huffman_jpeg(image("JPEG", "RGB", (8, 6))))
+    with open("fuzz/regressions/image_file/crafted_600_scans.jpg", "wb") as f:
+        f.write(many_scans_jpeg())
     # a PNG whose first IDAT is empty, and its pixels (7x5, HWC), the reference of test_images
     png, pixels = empty_first_idat_png()
     with open("fuzz/regressions/image_file/crafted_empty_first_idat.png", "wb") as f:
