@@ -778,6 +778,11 @@ static void test_png_empty_first_idat(void) {
           s.count, bad, 3 * w * h);
     image_set_free(&s);
     free(ref);
+    // the fuzzer's find: an empty IDAT at the end of the file, cut off before its CRC (stb read it all the same)
+    bytes = read_bytes("fuzz/regressions/image_file/fuzzer_empty_idat_cut_before_crc.png", &n);
+    write_bytes(path, bytes, n);
+    free(bytes);
+    expect_fail("folder", root, "3", "e.png", "corrupt or truncated file");
 }
 
 static void test_folder(void) {

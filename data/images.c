@@ -586,25 +586,39 @@ static uint8_t *read_image_file(const char *path, size_t *size, char *err, size_
 // length zero carries nothing and may be dropped. Debian's stb_image must not
 // see one first: with no data buffer yet it copies the zero bytes to NULL + 0
 // (undefined behaviour, reported by UBSan; found by fuzz_image_file, kept in
-// fuzz/regressions/image_file/). Removes every empty IDAT chunk (its 12 bytes
-// of length, type and CRC) in place, leaves all other bytes as they were, and
-// returns the new size. Chunks after one that runs past the end are left to stb.
+// fuzz/regressions/image_file/). Removes every empty IDAT chunk in place (its
+// length and type, and its CRC unless the file ends first: stb reads a chunk
+// before its CRC), leaves all other bytes as they were, and returns the new
+// size. Chunks after one that runs past the end are left to stb.
 static size_t png_drop_empty_idat(uint8_t *file, size_t size) {
     static const uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
     if (size < 8 || memcmp(file, signature, 8)) return size;
     size_t pos = 8; // start of a chunk: length (4 bytes, big-endian), type (4), data, CRC (4)
-    while (size - pos >= 12) {
+    while (size - pos >= 8) {
         uint32_t len = (uint32_t)file[pos] << 24 | (uint32_t)file[pos + 1] << 16 | (uint32_t)file[pos + 2] << 8 |
                        file[pos + 3];
-        if (len > size - pos - 12) break;
         if (len == 0 && !memcmp(file + pos + 4, "IDAT", 4)) {
-            memmove(file + pos, file + pos + 12, size - pos - 12);
-            size -= 12;
+            size_t drop = size - pos < 12 ? size - pos : 12;
+            memmove(file + pos, file + pos + drop, size - pos - drop);
+            size -= drop;
+        } else if ((size_t)len + 4 > size - pos - 8) {
+            break;
         } else {
             pos += 12 + (size_t)len;
         }
     }
     return size;
+}
+
+// stb_image's reason for refusing a file, fit for one line: for an unknown
+// critical PNG chunk stb gives the chunk's 4-byte type itself, which may be
+// empty or hold control characters (a newline, say)
+static const char *stb_reason(void) {
+    const char *reason = stbi_failure_reason();
+    if (!reason || !*reason) return "corrupt or truncated file";
+    for (const char *p = reason; *p; p++)
+        if (*p < 0x20 || *p > 0x7E) return "an unknown critical PNG chunk";
+    return reason;
 }
 
 // 0 with a message in err if an image's declared size is over the limits
@@ -745,7 +759,7 @@ static int decode_image(const char *path, int channels, int height, int width, R
     } else {
         size = png_drop_empty_idat(file, size);
         if (!stbi_info_from_memory(file, (int)size, &w, &h, &n)) {
-            snprintf(err, errlen, "cannot decode image %s: %s", path, stbi_failure_reason());
+            snprintf(err, errlen, "cannot decode image %s: %s", path, stb_reason());
             free(file);
             return 0;
         }
@@ -756,7 +770,7 @@ static int decode_image(const char *path, int channels, int height, int width, R
         img = stbi_load_from_memory(file, (int)size, &w, &h, &n, channels);
         free(file);
         if (!img) {
-            snprintf(err, errlen, "cannot decode image %s: %s", path, stbi_failure_reason());
+            snprintf(err, errlen, "cannot decode image %s: %s", path, stb_reason());
             return 0;
         }
     }
