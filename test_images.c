@@ -778,6 +778,20 @@ static void test_png_empty_first_idat(void) {
           s.count, bad, 3 * w * h);
     image_set_free(&s);
     free(ref);
+    // a top-down BMP (negative height) declaring 25000 x -25000: stb reports the height as -25000, which
+    // passed the limits (the fuzzer's was 179 x -48769); 54 bytes: file header, BITMAPINFOHEADER, no pixels
+    uint8_t bmp[54] = {'B', 'M', 54, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0, 40, 0, 0, 0};
+    int32_t bw = 25000, bh = -25000;
+    memcpy(bmp + 18, &bw, 4);
+    memcpy(bmp + 22, &bh, 4);
+    bmp[26] = 1;  // planes
+    bmp[28] = 24; // bits per pixel
+    char bmp_path[1300];
+    snprintf(bmp_path, sizeof(bmp_path), "%s/b.bmp", dir);
+    remove(path);
+    write_bytes(bmp_path, bmp, sizeof(bmp));
+    expect_fail("folder", root, "3", "b.bmp declares 25000x25000 pixels", "more than the limit of 16384 per side");
+    remove(bmp_path);
     // the fuzzer's find: an empty IDAT at the end of the file, cut off before its CRC (stb read it all the same)
     bytes = read_bytes("fuzz/regressions/image_file/fuzzer_empty_idat_cut_before_crc.png", &n);
     write_bytes(path, bytes, n);
