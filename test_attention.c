@@ -17,8 +17,7 @@
 
 #include "nn/attention.h"
 
-static int failures = 0;
-#define CHECK(cond, ...) do { int ok_ = (cond); printf("%-4s ", ok_ ? "ok" : "FAIL"); printf(__VA_ARGS__); printf("\n"); if (!ok_) failures++; } while (0)
+#include "test.h"
 
 // largest |a - b| over n values, relative to the largest |b| (NaN counts as the largest)
 static double rel_diff(const float *a, const double *b, size_t n) {

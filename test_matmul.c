@@ -1,4 +1,6 @@
-// Tests for nn/matmul.c against a naive double-precision reference.
+// Tests for nn/matmul.c against a naive double-precision reference: sgemm,
+// the fast linear layer and its plain-loop definition (matmul_forward_ref,
+// matmul_backward_ref) each against the sums in double.
 //
 // Every element is checked with a tolerance relative to the size of the sum
 // that produced it: |got - want| <= TOL * (|alpha| sum_k |a_ik b_kj| + |beta c_ij| + |bias_j|).
@@ -181,12 +183,16 @@ static void test_forward(int BT, int C, int OC, int with_bias) {
     for (size_t i = 0; i < (size_t)BT * OC; i++) out[i] = NAN;  // must be overwritten
     double *want = malloc_or_fail((size_t)BT * OC * sizeof(double), "want");
     double *scale = malloc_or_fail((size_t)BT * OC * sizeof(double), "scale");
+    float *out_ref = copy_floats(out, (size_t)BT * OC);
     matmul_forward(out, inp, w, bias, BT, C, OC);
+    matmul_forward_ref(out_ref, inp, w, bias, BT, C, OC);
     ref_forward(want, inp, w, bias, BT, C, OC, scale);
     char label[100];
     snprintf(label, sizeof label, "matmul_forward BT=%d C=%d OC=%d bias=%d", BT, C, OC, with_bias);
     compare(label, out, want, scale, (size_t)BT * OC);
-    free(inp), free(w), free(bias), free(out), free(want), free(scale);
+    snprintf(label, sizeof label, "matmul_forward_ref BT=%d C=%d OC=%d bias=%d", BT, C, OC, with_bias);
+    compare(label, out_ref, want, scale, (size_t)BT * OC);
+    free(inp), free(w), free(bias), free(out), free(out_ref), free(want), free(scale);
 }
 
 // gradients start from random values: the backward must add to them
@@ -197,7 +203,10 @@ static void test_backward(int BT, int C, int OC, int with_dinp, int with_dbias) 
     float *db0 = random_floats(OC);
     float *dinp = copy_floats(dinp0, (size_t)BT * C), *dw = copy_floats(dw0, (size_t)OC * C);
     float *db = copy_floats(db0, OC);
+    float *dinp_ref = copy_floats(dinp0, (size_t)BT * C), *dw_ref = copy_floats(dw0, (size_t)OC * C);
+    float *db_ref = copy_floats(db0, OC);
     matmul_backward(with_dinp ? dinp : NULL, dw, with_dbias ? db : NULL, dout, inp, w, BT, C, OC);
+    matmul_backward_ref(with_dinp ? dinp_ref : NULL, dw_ref, with_dbias ? db_ref : NULL, dout, inp, w, BT, C, OC);
 
     size_t big = (size_t)(BT > OC ? BT : OC) * C;
     double *want = malloc_or_fail(big * sizeof(double), "want");
@@ -215,8 +224,11 @@ static void test_backward(int BT, int C, int OC, int with_dinp, int with_dbias) 
             }
         snprintf(label, sizeof label, "matmul_backward dinp BT=%d C=%d OC=%d", BT, C, OC);
         compare(label, dinp, want, scale, (size_t)BT * C);
-    } else if (memcmp(dinp, dinp0, (size_t)BT * C * sizeof(float)) != 0) {
-        printf("FAIL matmul_backward touched dinp's buffer although NULL was passed\n");
+        snprintf(label, sizeof label, "matmul_backward_ref dinp BT=%d C=%d OC=%d", BT, C, OC);
+        compare(label, dinp_ref, want, scale, (size_t)BT * C);
+    } else if (memcmp(dinp, dinp0, (size_t)BT * C * sizeof(float)) != 0 ||
+               memcmp(dinp_ref, dinp0, (size_t)BT * C * sizeof(float)) != 0) {
+        printf("FAIL matmul_backward(_ref) touched dinp's buffer although NULL was passed\n");
         failures++;
     }
     for (int o = 0; o < OC; o++)
@@ -230,6 +242,8 @@ static void test_backward(int BT, int C, int OC, int with_dinp, int with_dbias) 
         }
     snprintf(label, sizeof label, "matmul_backward dweight BT=%d C=%d OC=%d", BT, C, OC);
     compare(label, dw, want, scale, (size_t)OC * C);
+    snprintf(label, sizeof label, "matmul_backward_ref dweight BT=%d C=%d OC=%d", BT, C, OC);
+    compare(label, dw_ref, want, scale, (size_t)OC * C);
     if (with_dbias) {
         for (int o = 0; o < OC; o++) {
             double s = db0[o], m = fabs(s);
@@ -238,8 +252,11 @@ static void test_backward(int BT, int C, int OC, int with_dinp, int with_dbias) 
         }
         snprintf(label, sizeof label, "matmul_backward dbias BT=%d C=%d OC=%d", BT, C, OC);
         compare(label, db, want, scale, OC);
+        snprintf(label, sizeof label, "matmul_backward_ref dbias BT=%d C=%d OC=%d", BT, C, OC);
+        compare(label, db_ref, want, scale, OC);
     }
     free(inp), free(w), free(dout), free(dinp0), free(dw0), free(db0), free(dinp), free(dw), free(db);
+    free(dinp_ref), free(dw_ref), free(db_ref);
     free(want), free(scale);
 }
 
@@ -255,7 +272,7 @@ static void test_layer(void) {
         test_backward(BT, C, OC, 1, 1);
         if (s % 3 == 0) test_backward(BT, C, OC, 0, 0);
     }
-    printf("matmul_forward / matmul_backward: %zu shapes done\n", sizeof shapes / sizeof shapes[0]);
+    printf("matmul_forward / matmul_backward and their _ref definitions: %zu shapes done\n", sizeof shapes / sizeof shapes[0]);
 }
 
 // ---------------------------------------------------------------------------

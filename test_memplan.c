@@ -18,8 +18,7 @@
 #include "common/utils.h"
 #include "run/memplan.h"
 
-static int failures = 0;
-#define CHECK(cond, ...) do { int ok_ = (cond); printf("%-4s ", ok_ ? "ok" : "FAIL"); printf(__VA_ARGS__); printf("\n"); if (!ok_) failures++; } while (0)
+#include "test.h"
 
 static char root[64];
 

@@ -22,10 +22,9 @@
 
 #include <cjson/cJSON.h>
 
-static int failures = 0;
+#include "test.h"
 static const char *dir = "dev/testdata";
 
-#define CHECK(cond, ...) do { int ok_ = (cond); printf("%-4s ", ok_ ? "ok" : "FAIL"); printf(__VA_ARGS__); printf("\n"); if (!ok_) failures++; } while (0)
 
 // SGD-SaI prints its g-SNR table at a first step and snr_write_rules prints
 // its table: keep the test's output short by sending stdout to /dev/null

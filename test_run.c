@@ -17,8 +17,7 @@
 #include "common/utils.h"
 #include "run/run.h"
 
-static int failures = 0;
-#define CHECK(cond, ...) do { int ok_ = (cond); printf("%-4s ", ok_ ? "ok" : "FAIL"); printf(__VA_ARGS__); printf("\n"); if (!ok_) failures++; } while (0)
+#include "test.h"
 
 static int close_to(double a, double b) { return fabs(a - b) <= 1e-6 * fmax(1.0, fabs(b)); }
 

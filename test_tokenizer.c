@@ -27,16 +27,7 @@
 #define BIBLE_REF_FILE "dev/testdata/tokenizer_bible_ref.json"
 #define BIBLE_GLOB "data/bible/text/*.txt"
 
-static int failures = 0;
-#define CHECK(cond, ...)                                          \
-    do {                                                          \
-        if (!(cond)) {                                            \
-            failures++;                                           \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);           \
-            printf(__VA_ARGS__);                                  \
-            printf("\n");                                         \
-        }                                                         \
-    } while (0)
+#include "test.h"
 
 typedef struct {
     int *ids;
@@ -121,7 +112,7 @@ static void check_error(void (*fn)(const void *), const void *arg, const char *w
     int status = run_child(fn, arg, msg, sizeof(msg));
     size_t len = strlen(msg);
     int one_line = len > 0 && msg[len - 1] == '\n' && memchr(msg, '\n', len - 1) == NULL;
-    CHECK(status == 1 && one_line && strncmp(msg, "error: ", 7) == 0 && strstr(msg, want),
+    CHECK_QUIET(status == 1 && one_line && strncmp(msg, "error: ", 7) == 0 && strstr(msg, want),
           "%s: want exit 1 and one line with '%s', got status %d: %s", what, want, status, msg);
 }
 
@@ -162,13 +153,13 @@ static void test_reference_cases(Tokenizer *t) {
             if (pos >= n) { case_ok = 0; break; }
             size_t end_pos = tokenizer_next_piece(bytes, n, pos);
             if (end_pos - pos != (size_t)p->valuedouble) {
-                CHECK(0, "case '%s': piece %d has %zu bytes, reference %d", name, k, end_pos - pos, (int)p->valuedouble);
+                CHECK_QUIET(0, "case '%s': piece %d has %zu bytes, reference %d", name, k, end_pos - pos, (int)p->valuedouble);
                 case_ok = 0;
                 break;
             }
             pos = end_pos;
         }
-        CHECK(!case_ok || (pos == n && k == npieces), "case '%s': pieces do not tile the text", name);
+        CHECK_QUIET(!case_ok || (pos == n && k == npieces), "case '%s': pieces do not tile the text", name);
 
         // ids
         encode(t, &ids, bytes, n);
@@ -185,13 +176,13 @@ static void test_reference_cases(Tokenizer *t) {
             printf("\n");
             case_ok = 0;
         }
-        CHECK(same, "case '%s': ids differ from the reference", name);
-        CHECK(round_trips(t, &ids, bytes, n), "case '%s': decode(encode(x)) != x", name);
+        CHECK_QUIET(same, "case '%s': ids differ from the reference", name);
+        CHECK_QUIET(round_trips(t, &ids, bytes, n), "case '%s': decode(encode(x)) != x", name);
         if (!case_ok) bad++;
         cJSON_Delete(c);
         line = end ? end + 1 : NULL;
     }
-    CHECK(handwritten >= 60, "only %d hand-written cases", handwritten);
+    CHECK_QUIET(handwritten >= 60, "only %d hand-written cases", handwritten);
     printf("reference cases: %d (%d hand-written), %d differ\n", cases, handwritten, bad);
     free(bytes);
     free(ids.ids);
@@ -232,8 +223,8 @@ static void test_invalid_utf8_pieces(Tokenizer *t) {
             if (end - pos != (size_t)cases[c].pieces[k]) ok = 0;
             pos = end;
         }
-        CHECK(ok && pos == n, "invalid UTF-8 case %zu: wrong pieces", c);
-        CHECK(round_trips(t, &ids, s, n), "invalid UTF-8 case %zu: no round trip", c);
+        CHECK_QUIET(ok && pos == n, "invalid UTF-8 case %zu: wrong pieces", c);
+        CHECK_QUIET(round_trips(t, &ids, s, n), "invalid UTF-8 case %zu: no round trip", c);
     }
     free(ids.ids);
 }
@@ -288,34 +279,34 @@ static void test_round_trips(Tokenizer *t) {
             if (!round_trips(t, &ids, s, n)) bad[kind]++;
         }
     }
-    CHECK(bad[0] + bad[1] + bad[2] == 0, "round trip failed for %d random byte, %d UTF-8, %d mixed strings",
+    CHECK_QUIET(bad[0] + bad[1] + bad[2] == 0, "round trip failed for %d random byte, %d UTF-8, %d mixed strings",
           bad[0], bad[1], bad[2]);
 
     // every single byte, and all 256 bytes in one string
     unsigned char all[256];
     for (int b = 0; b < 256; b++) {
         all[b] = (unsigned char)b;
-        CHECK(round_trips(t, &ids, all + b, 1) && ids.count == 1, "byte 0x%02X", b);
+        CHECK_QUIET(round_trips(t, &ids, all + b, 1) && ids.count == 1, "byte 0x%02X", b);
     }
-    CHECK(round_trips(t, &ids, all, 256), "all 256 bytes");
+    CHECK_QUIET(round_trips(t, &ids, all, 256), "all 256 bytes");
 
     // long inputs: whitespace runs, one huge word (the BPE heap), random bytes
     size_t big = 1 << 20;
     unsigned char *buf = malloc_or_fail(big, "test text");
     memset(buf, ' ', 100000);
-    CHECK(round_trips(t, &ids, buf, 100000), "100000 spaces");
+    CHECK_QUIET(round_trips(t, &ids, buf, 100000), "100000 spaces");
     memset(buf, '\n', 100000);
-    CHECK(round_trips(t, &ids, buf, 100000), "100000 newlines");
+    CHECK_QUIET(round_trips(t, &ids, buf, 100000), "100000 newlines");
     for (size_t i = 0; i < big; i++) buf[i] = (unsigned char)('a' + rng_below(&rng, 26));
-    CHECK(round_trips(t, &ids, buf, big), "a 1 MiB word");
+    CHECK_QUIET(round_trips(t, &ids, buf, big), "a 1 MiB word");
     // encoding again hits the cache for short pieces; the ids must not change
     for (size_t i = 0; i < big; i++) buf[i] = (unsigned char)rng_u32(&rng);
     Ids again = {0};
     encode(t, &ids, buf, big);
     encode(t, &again, buf, big);
-    CHECK(ids.count == again.count && memcmp(ids.ids, again.ids, ids.count * sizeof(int)) == 0,
+    CHECK_QUIET(ids.count == again.count && memcmp(ids.ids, again.ids, ids.count * sizeof(int)) == 0,
           "encoding 1 MiB of random bytes twice gave different ids");
-    CHECK(round_trips(t, &ids, buf, big), "1 MiB of random bytes");
+    CHECK_QUIET(round_trips(t, &ids, buf, big), "1 MiB of random bytes");
     free(again.ids);
     free(buf);
     free(ids.ids);
@@ -323,12 +314,12 @@ static void test_round_trips(Tokenizer *t) {
 
 // ids appended to an existing array; GPT2_EOT as document separator
 static void test_append_and_decode(Tokenizer *t) {
-    CHECK(tokenizer_vocab_size(t) == GPT2_VOCAB_SIZE, "vocab size %d", tokenizer_vocab_size(t));
-    CHECK(tokenizer_eot(t) == GPT2_EOT, "eot %d", tokenizer_eot(t));
+    CHECK_QUIET(tokenizer_vocab_size(t) == GPT2_VOCAB_SIZE, "vocab size %d", tokenizer_vocab_size(t));
+    CHECK_QUIET(tokenizer_eot(t) == GPT2_EOT, "eot %d", tokenizer_eot(t));
     size_t len;
     const unsigned char *p = tokenizer_decode(t, GPT2_EOT, &len);
-    CHECK(p && len == 13 && memcmp(p, "<|endoftext|>", 13) == 0, "decode(50256)");
-    CHECK(tokenizer_decode(t, -1, &len) == NULL && tokenizer_decode(t, GPT2_VOCAB_SIZE, &len) == NULL,
+    CHECK_QUIET(p && len == 13 && memcmp(p, "<|endoftext|>", 13) == 0, "decode(50256)");
+    CHECK_QUIET(tokenizer_decode(t, -1, &len) == NULL && tokenizer_decode(t, GPT2_VOCAB_SIZE, &len) == NULL,
           "invalid ids decode to NULL");
     // "hello world" is [31373, 995] in GPT-2 (also a reference case)
     int *ids = NULL;
@@ -337,13 +328,13 @@ static void test_append_and_decode(Tokenizer *t) {
     cap = 1;
     ids[count++] = GPT2_EOT;
     tokenizer_encode(t, (const unsigned char *)"hello world", 11, &ids, &count, &cap);
-    CHECK(count == 3 && ids[0] == GPT2_EOT && ids[1] == 31373 && ids[2] == 995, "append after EOT");
+    CHECK_QUIET(count == 3 && ids[0] == GPT2_EOT && ids[1] == 31373 && ids[2] == 995, "append after EOT");
     // the text "<|endoftext|>" is not the special token
     count = 0;
     tokenizer_encode(t, (const unsigned char *)"<|endoftext|>", 13, &ids, &count, &cap);
     int has_eot = 0;
     for (size_t i = 0; i < count; i++) has_eot |= ids[i] == GPT2_EOT;
-    CHECK(count > 1 && !has_eot, "the text <|endoftext|> must not become token 50256");
+    CHECK_QUIET(count > 1 && !has_eot, "the text <|endoftext|> must not become token 50256");
     free(ids);
 }
 
@@ -412,11 +403,11 @@ static void test_bible(int bench) {
     }
     char hash[17];
     snprintf(hash, sizeof(hash), "%016llx", (unsigned long long)r.hash);
-    CHECK(r.files == want_files && (double)r.bytes == want_bytes, "corpus: %d files, %zu bytes; reference %d files, %.0f bytes",
+    CHECK_QUIET(r.files == want_files && (double)r.bytes == want_bytes, "corpus: %d files, %zu bytes; reference %d files, %.0f bytes",
           r.files, r.bytes, want_files, want_bytes);
-    CHECK((double)r.tokens == want_tokens && strcmp(hash, want_hash) == 0,
+    CHECK_QUIET((double)r.tokens == want_tokens && strcmp(hash, want_hash) == 0,
           "corpus: %zu tokens, hash %s; reference %.0f tokens, hash %s", r.tokens, hash, want_tokens, want_hash);
-    CHECK(r.round_trip_ok, "corpus: decode(encode(x)) != x");
+    CHECK_QUIET(r.round_trip_ok, "corpus: decode(encode(x)) != x");
     double mb = (double)r.bytes / 1e6;
     int match = (double)r.tokens == want_tokens && strcmp(hash, want_hash) == 0 && r.round_trip_ok;
     printf("bible: %d files, %.2f MB, %zu tokens (%.2f bytes/token), ids %s the reference; %.1f MB/s cold cache",
@@ -460,7 +451,7 @@ static void test_llmc_file(Tokenizer *t) {
     size_t size;
     char *raw = read_text_file(path, &size);
     const uint32_t *h = (const uint32_t *)raw;
-    CHECK(h[0] == 20240328 && h[1] == 2 && h[2] == 50257 && h[3] == 50256, "llm.c header %u %u %u %u",
+    CHECK_QUIET(h[0] == 20240328 && h[1] == 2 && h[2] == 50257 && h[3] == 50256, "llm.c header %u %u %u %u",
           h[0], h[1], h[2], h[3]);
     size_t at = 1024;
     int layout_ok = 1;
@@ -470,11 +461,11 @@ static void test_llmc_file(Tokenizer *t) {
         layout_ok = at < size && (unsigned char)raw[at] == len && at + 1 + len <= size && memcmp(raw + at + 1, p, len) == 0;
         at += 1 + len;
     }
-    CHECK(layout_ok && at == size, "llm.c tokenizer file layout");
+    CHECK_QUIET(layout_ok && at == size, "llm.c tokenizer file layout");
 
     // the decode-only tokenizer gives the same bytes for every id
     Tokenizer *d = tokenizer_load_llmc(path);
-    CHECK(tokenizer_vocab_size(d) == tokenizer_vocab_size(t) && tokenizer_eot(d) == tokenizer_eot(t) &&
+    CHECK_QUIET(tokenizer_vocab_size(d) == tokenizer_vocab_size(t) && tokenizer_eot(d) == tokenizer_eot(t) &&
           !tokenizer_can_encode(d), "decode-only tokenizer header");
     int same = 1;
     for (int id = 0; id < tokenizer_vocab_size(t); id++) {
@@ -482,7 +473,7 @@ static void test_llmc_file(Tokenizer *t) {
         const unsigned char *pa = tokenizer_decode(t, id, &a), *pb = tokenizer_decode(d, id, &b);
         same &= a == b && memcmp(pa, pb, a) == 0;
     }
-    CHECK(same, "decode-only tokenizer bytes differ");
+    CHECK_QUIET(same, "decode-only tokenizer bytes differ");
     tokenizer_free(d);
     check_error(child_encode_llmc, path, "can only decode", "encode with a decode-only tokenizer");
 

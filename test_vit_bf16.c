@@ -8,28 +8,11 @@
 #define TESTING
 #include "train_vit.c"
 
-static int failures = 0;
-static const char *tensor_names[NUM_PARAMETER_TENSORS] = {
+#include "test_bf16.h"
+
+static const char *const tensor_names[NUM_PARAMETER_TENSORS] = {
     "patchw", "patchb", "cls", "pos", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
     "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb", "headw", "headb"};
-
-static double dist(const float *a, const float *b, size_t n) {
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-    return sqrt(s);
-}
-
-#define GRAD_RATIO 0.5    // |ours - bf16 ref| / |bf16 ref - fp32 ref| per gradient tensor
-#define TOTAL_RATIO 0.25  // the same over all gradients
-
-static void ratio(const char *what, const float *ours, const float *ref_bf16, const float *ref_fp32, size_t n, double limit) {
-    double to_bf16 = dist(ours, ref_bf16, n), effect = dist(ref_fp32, ref_bf16, n), to_fp32 = dist(ours, ref_fp32, n);
-    double r = to_bf16 / effect;
-    int ok = r <= limit;
-    printf("%-4s %-9s %6zu values: |ours - bf16 ref| %.3e = %.2f x |bf16 ref - fp32 ref| (limit %.2f); |ours - fp32 ref| %.3e\n",
-           ok ? "ok" : "FAIL", what, n, to_bf16, r, limit, to_fp32);
-    failures += !ok;
-}
 
 // the first part of a vit_tiny_debug file: images, labels, logits, loss, gradients
 static void read_debug(const char *path, int B, size_t image_floats, int K, size_t np, float *images, int *labels,
@@ -71,32 +54,14 @@ int main(void) {
     vit_allocate_gradients(&model, 0);
     vit_allocate_activations(&model, B);
     vit_forward(&model, images, NULL, B);
-    double max_ref = 0, max_bf16 = 0, max_fp32 = 0;
-    for (size_t i = 0; i < (size_t)B * K; i++) {
-        max_ref = fmax(max_ref, fabs(logits_bf16[i]));
-        max_bf16 = fmax(max_bf16, fabs(model.acts.logits[i] - logits_bf16[i]));
-        max_fp32 = fmax(max_fp32, fabs(model.acts.logits[i] - logits_fp32[i]));
-    }
-    int logits_ok = max_bf16 <= 2e-5 * max_ref && max_fp32 > 1e-4 * max_ref;
-    printf("%-4s logits: max|ours - bf16 ref| %.2e, max|ours - fp32 ref| %.2e (max|ref| %.2f; 2e-5 and above 1e-4 of it wanted)\n",
-           logits_ok ? "ok" : "FAIL", max_bf16, max_fp32, max_ref);
-    failures += !logits_ok;
+    check_bf16_logits(model.acts.logits, logits_bf16, logits_fp32, (size_t)B * K);
 
     vit_forward(&model, images, labels, B);
-    double dl_bf16 = fabs(model.mean_loss - loss_bf16) / loss_bf16, dl_fp32 = fabs(model.mean_loss - loss_fp32) / loss_fp32;
-    int loss_ok = dl_bf16 <= 1e-6 && dl_fp32 > 1e-5;
-    printf("%-4s loss %.6f: bf16 ref %.6f (rel %.1e, 1e-6 allowed), fp32 ref %.6f (rel %.1e, above 1e-5 wanted)\n",
-           loss_ok ? "ok" : "FAIL", model.mean_loss, loss_bf16, dl_bf16, loss_fp32, dl_fp32);
-    failures += !loss_ok;
+    check_bf16_loss(model.mean_loss, loss_bf16, loss_fp32);
 
     vit_zero_grad(&model);
     vit_backward(&model, 1.0f, NULL);
-    size_t offset = 0;
-    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        ratio(tensor_names[i], model.grads_memory + offset, grads_bf16 + offset, grads_fp32 + offset, model.param_sizes[i], GRAD_RATIO);
-        offset += model.param_sizes[i];
-    }
-    ratio("all grads", model.grads_memory, grads_bf16, grads_fp32, np, TOTAL_RATIO);
+    check_bf16_grads(tensor_names, model.param_sizes, NUM_PARAMETER_TENSORS, model.grads_memory, grads_bf16, grads_fp32);
     free(images), free(images2), free(labels), free(labels2), free(logits_bf16), free(logits_fp32);
     free(grads_bf16), free(grads_fp32);
     vit_free(&model);

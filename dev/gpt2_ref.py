@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpt2_torch import GPT2, PARAM_NAMES, write_checkpoint  # noqa: E402
+from gpt2_torch import GPT2, PARAM_NAMES, write_checkpoint, write_debug  # noqa: E402
 
 # odd sizes, so edge cases of blocking and head splitting are exercised
 maxT, V, L, NH, C, Vp = 24, 113, 2, 3, 36, 128
@@ -43,16 +43,7 @@ def main():
     loss.backward()
 
     write_checkpoint(model, os.path.join(outdir, "gpt2_tiny.bin"))
-    header = np.zeros(256, dtype=np.int32)
-    header[:5] = [20240327, 1, B, T, V]
-    with open(os.path.join(outdir, "gpt2_tiny_debug.bin"), "wb") as f:
-        f.write(header.tobytes())
-        f.write(x.numpy().astype(np.int32).tobytes())
-        f.write(y.numpy().astype(np.int32).tobytes())
-        f.write(logits.detach().numpy().astype(np.float32).tobytes())
-        f.write(np.float32(loss.item()).tobytes())
-        for name in PARAM_NAMES:
-            f.write(getattr(model, name).grad.numpy().astype(np.float32).tobytes())
+    write_debug(os.path.join(outdir, "gpt2_tiny_debug.bin"), B, T, V, x, y, logits, loss, model)
     print(f"gpt2_ref: wrote {outdir}/gpt2_tiny.bin and gpt2_tiny_debug.bin (loss {loss.item():.6f})")
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpt2_torch import PARAM_NAMES, read_checkpoint, write_checkpoint  # noqa: E402
+from gpt2_torch import PARAM_NAMES, read_checkpoint, write_checkpoint, write_debug  # noqa: E402
 
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "testdata")
@@ -68,14 +68,7 @@ def main():
     model, logits, loss = run(True, x, y)
     data = DATA
     out = os.path.join(data, "gpt2_tiny_debug_bf16.bin")
-    with open(out, "wb") as f:
-        f.write(header.tobytes())
-        f.write(x.numpy().astype(np.int32).tobytes())
-        f.write(y.numpy().astype(np.int32).tobytes())
-        f.write(logits.detach().numpy().astype(np.float32).tobytes())
-        f.write(np.float32(loss.item()).tobytes())
-        for name in PARAM_NAMES:
-            f.write(getattr(model, name).grad.numpy().astype(np.float32).tobytes())
+    write_debug(out, int(header[2]), int(header[3]), int(header[4]), x, y, logits, loss, model)
     print(f"gpt2_ref_bf16: wrote {out} (loss {loss.item():.6f})")
     out = os.path.join(data, "gpt2_tiny_bf16.bin")
     write_checkpoint(read_checkpoint(os.path.join(data, "gpt2_tiny.bin")), out, bf16=True)

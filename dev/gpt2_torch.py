@@ -164,6 +164,22 @@ def read_checkpoint(path):
     return model
 
 
+def write_debug(path, B, T, V, x, y, logits, loss, model):
+    """test_gpt2's debug file: int32 header[256] = [20240327, 1, B, T, V, 0...],
+    int32 x[B*T], int32 y[B*T], float logits[B*T*V], float loss, and every
+    parameter tensor's gradient in checkpoint order."""
+    header = np.zeros(256, dtype=np.int32)
+    header[:5] = [20240327, 1, B, T, V]
+    with open(path, "wb") as f:
+        f.write(header.tobytes())
+        f.write(x.numpy().astype(np.int32).tobytes())
+        f.write(y.numpy().astype(np.int32).tobytes())
+        f.write(logits.detach().numpy().astype(np.float32).tobytes())
+        f.write(np.float32(loss.item()).tobytes())
+        for name in PARAM_NAMES:
+            f.write(getattr(model, name).grad.numpy().astype(np.float32).tobytes())
+
+
 def read_shard(path):
     """llm.c token shard: 256 int32 header (20240520, 1, count), then uint16 tokens."""
     with open(path, "rb") as f:

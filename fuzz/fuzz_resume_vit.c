@@ -7,6 +7,7 @@
 #define TESTING
 #include "train_vit.c"
 #include "fuzz/fuzz.h"
+#include "fuzz/fuzz_resume.h"
 
 static RunConfig rc;
 static ImageSet set;
@@ -33,17 +34,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[128];
-    fuzz_write_file(path, sizeof(path), "state_00000007.json", data, size);
     static Run run;
-    memset(&run, 0, sizeof(run));
-    run.rc = &rc;
-    snprintf(run.state_path, sizeof(run.state_path), "%s", path);
     jmp_buf jump;
     if (setjmp(jump) == 0) {
         fuzz_fail_jump = &jump;
-        cJSON *state = ckpt_read_state(fuzz_dir(), 7);
-        run_resume_check_state(&run, state, 7);
-        if (run.start_step != 7 || run.nan_skipped < 0 || run.nan_skipped > 7) abort();
+        cJSON *state = fuzz_resume_record(data, size, &rc, &run, path, sizeof(path));
         vit_resume_data(state, path, &loader, "the fuzzer's 5 images");
         float images[2 * 4];
         int labels[2];

@@ -1,6 +1,59 @@
-// Cache-blocked, OpenMP-parallel SGEMM and the linear layers built on it.
+// The linear layer (matmul_forward / matmul_backward) and the SGEMM under it.
 //
-// The loop nest is Goto's (the one behind BLIS and OpenBLAS):
+// The math comes first, as plain loops: matmul_forward_ref and
+// matmul_backward_ref compute what the fast versions compute, one sum at a
+// time (test_matmul compares the two, and both against double precision).
+// The rest of the file is the fast version.
+#include "nn/matmul.h"
+
+#include "common/bf16.h"
+#include "common/utils.h"
+
+#include <float.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+// ---------------------------------------------------------------------------
+// The math, plainly (llm.c's matmul_forward_naive): the references the tests
+// compare the fast layer against. fp32, one sum per output in the order of k.
+
+// out[BT,OC] = inp[BT,C] @ weight[OC,C]^T + bias[OC]        (bias may be NULL)
+void matmul_forward_ref(float *out, const float *inp, const float *weight, const float *bias,
+                        int BT, int C, int OC) {
+    for (int b = 0; b < BT; b++)
+        for (int o = 0; o < OC; o++) {
+            float sum = bias ? bias[o] : 0.0f;
+            for (int c = 0; c < C; c++) sum += inp[(size_t)b * C + c] * weight[(size_t)o * C + c];
+            out[(size_t)b * OC + o] = sum;
+        }
+}
+
+// dinp[BT,C] += dout @ weight, dweight[OC,C] += dout^T @ inp, dbias[OC] += column sums of dout
+// (dinp and dbias may be NULL)
+void matmul_backward_ref(float *dinp, float *dweight, float *dbias,
+                         const float *dout, const float *inp, const float *weight,
+                         int BT, int C, int OC) {
+    for (int b = 0; b < BT; b++)
+        for (int o = 0; o < OC; o++) {
+            float d = dout[(size_t)b * OC + o];
+            for (int c = 0; c < C; c++) {
+                if (dinp) dinp[(size_t)b * C + c] += d * weight[(size_t)o * C + c];
+                dweight[(size_t)o * C + c] += d * inp[(size_t)b * C + c];
+            }
+            if (dbias) dbias[o] += d;
+        }
+}
+
+// ---------------------------------------------------------------------------
+// The fast SGEMM: cache-blocked and OpenMP-parallel. Its loop nest is Goto's
+// (the one behind BLIS and OpenBLAS):
 //
 //   for jc over N in steps of NC          B panel  [KC x NC]  (in L2/L3)
 //     for pc over K in steps of KC        the only loop over K: fixed order
@@ -31,21 +84,6 @@
 // to C in order. Neither KC nor the kernel depend on the number of threads;
 // threads only split the M x N output into rectangles, so 1 and 2 threads give
 // bitwise identical results.
-#include "nn/matmul.h"
-
-#include "common/bf16.h"
-#include "common/utils.h"
-
-#include <float.h>
-#include <math.h>
-#include <omp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
 
 // ---------------------------------------------------------------------------
 // Blocking constants (Zen 5: 48 KiB L1d, 1 MiB L2 per core).
@@ -394,6 +432,17 @@ static inline __m512i bf16_interleave(__m512 x, __m512 y) {
     return bf16_pairs(_mm512_permutex2var_ps(x, lo_idx, y), _mm512_permutex2var_ps(x, hi_idx, y));
 }
 
+// Two rows x (an even k) and y (the next k; NULL past the last one) of n
+// values, zero-padded to width (a multiple of 16): word c = (bf16 x[c], bf16 y[c])
+static inline void pack_row_pair_bf16(uint32_t *dst, const float *x, const float *y, int n, int width) {
+    for (int c0 = 0; c0 < width; c0 += 16) {
+        __mmask16 m = tail_mask(n - c0);
+        __m512 xv = _mm512_maskz_loadu_ps(m, x + c0);
+        __m512 yv = y ? _mm512_maskz_loadu_ps(m, y + c0) : _mm512_setzero_ps();
+        _mm512_store_si512(dst + c0, bf16_interleave(xv, yv));
+    }
+}
+
 // The A block op(A)[i0 .. i0+mc-1, p0 .. p0+kc-1], rows padded with zeros to a
 // multiple of MR (and a last odd k paired with zero).
 static void pack_A_bf16(uint32_t *dst, const float *A, int lda, int transA, int i0, int mc, int p0, int kc) {
@@ -413,16 +462,10 @@ static void pack_A_bf16(uint32_t *dst, const float *A, int lda, int transA, int 
         }
         return;
     }
-    // dst[p * ASTRIDE_T + r]: rows 2p and 2p+1 of A, 16 of its columns at a time
+    // dst[p * ASTRIDE_T + r]: rows 2p and 2p+1 of A interleaved
     for (int p = 0; p < kp; p++) {
-        const float *x = A + (size_t)(p0 + 2 * p) * lda + i0, *y = x + lda;
-        int has_y = 2 * p + 1 < kc;
-        for (int r0 = 0; r0 < mpad; r0 += 16) {
-            __mmask16 m = tail_mask(mc - r0);
-            __m512 xv = _mm512_maskz_loadu_ps(m, x + r0);
-            __m512 yv = has_y ? _mm512_maskz_loadu_ps(m, y + r0) : _mm512_setzero_ps();
-            _mm512_store_si512(dst + (size_t)p * ASTRIDE_T + r0, bf16_interleave(xv, yv));
-        }
+        const float *x = A + (size_t)(p0 + 2 * p) * lda + i0;
+        pack_row_pair_bf16(dst + (size_t)p * ASTRIDE_T, x, 2 * p + 1 < kc ? x + lda : NULL, mc, mpad);
     }
 }
 
@@ -432,14 +475,8 @@ static void pack_B_bf16(uint32_t *dst, const float *B, int ldb, int transB, int 
     int kp = ceil_div(kc, 2);
     if (!transB) {  // rows 2p and 2p+1 of B, interleaved
         for (int p = 0; p < kp; p++) {
-            const float *x = B + (size_t)(p0 + 2 * p) * ldb + j0, *y = x + ldb;
-            int has_y = 2 * p + 1 < kc;
-            for (int v = 0; v < NR; v += 16) {
-                __mmask16 m = tail_mask(nv - v);
-                __m512 xv = _mm512_maskz_loadu_ps(m, x + v);
-                __m512 yv = has_y ? _mm512_maskz_loadu_ps(m, y + v) : _mm512_setzero_ps();
-                _mm512_store_si512(dst + (size_t)p * NR + v, bf16_interleave(xv, yv));
-            }
+            const float *x = B + (size_t)(p0 + 2 * p) * ldb + j0;
+            pack_row_pair_bf16(dst + (size_t)p * NR, x, 2 * p + 1 < kc ? x + ldb : NULL, nv, NR);
         }
         return;
     }

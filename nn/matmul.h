@@ -30,6 +30,15 @@ void matmul_backward(float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight,
                      int BT, int C, int OC);
 
+// The same two, written as plain loops (the definition; slow, for tests).
+// In a PRECISION=bf16 build the fast pair rounds its inputs to bf16 first
+// (sgemm_bf16_ref below is that definition); these stay fp32.
+void matmul_forward_ref(float *out, const float *inp, const float *weight, const float *bias,
+                        int BT, int C, int OC);
+void matmul_backward_ref(float *dinp, float *dweight, float *dbias,
+                         const float *dout, const float *inp, const float *weight,
+                         int BT, int C, int OC);
+
 // General single-precision matrix multiply, row-major:
 //   C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C
 // op(X) = X if trans == 0, X^T if trans == 1. lda/ldb/ldc are row strides of

@@ -16,8 +16,7 @@ const char OPTIM_NAME[] = "adamw";
 const unsigned OPTIM_HPARAMS = HP_BETAS | HP_EPS;
 
 struct Optimizer {
-    OptimBase base;   // state = [m of every block | v of every block]
-    size_t *offset;   // per block: its m at state + offset[i], its v at state + num_params + offset[i]
+    OptimBase base;   // state = [m of every block | v of every block], block i's at base.block_start[i]
     size_t num_params;
 };
 
@@ -34,12 +33,7 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
     Optimizer *opt = calloc_or_fail(1, sizeof(Optimizer), "AdamW");
     opt->num_params = optim_num_params(blocks, num_blocks);
     optim_base_init(&opt->base, blocks, num_blocks, cfg, adamw_state_floats(blocks, num_blocks));
-    opt->offset = malloc_or_fail(num_blocks * sizeof(size_t), "AdamW offsets");
-    size_t off = 0;
-    for (int i = 0; i < num_blocks; i++) {
-        opt->offset[i] = off;
-        off += block_numel(&blocks[i]);
-    }
+    opt->base.second_moment = opt->base.state + opt->num_params;
     return opt;
 }
 
@@ -58,7 +52,7 @@ void optim_step_block(Optimizer *opt, int i, float *params, const float *grad, f
     const OptimConfig *c = &b->cfg;
     const ParamBlock *blk = &b->blocks[i];
     float *m = b->state, *v = b->state + opt->num_params;
-    adamw_update(params + blk->offset, grad, m + opt->offset[i], v + opt->offset[i], block_numel(blk), lr,
+    adamw_update(params + blk->offset, grad, m + b->block_start[i], v + b->block_start[i], block_numel(blk), lr,
                  c->beta1, c->beta2, c->eps, blk->decay ? c->weight_decay : 0.0f, b->step);
 }
 
@@ -75,16 +69,6 @@ int optim_state_sections(const Optimizer *opt, size_t len[OPTIM_MAX_SECTIONS]) {
     return 2;
 }
 
-const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {
-    const OptimBase *b = &opt->base;
-    for (int i = 0; i < b->num_blocks; i++) {
-        const ParamBlock *blk = &b->blocks[i];
-        if (offset >= blk->offset && offset + n <= blk->offset + block_numel(blk))
-            return b->state + opt->num_params + opt->offset[i] + (offset - blk->offset);
-    }
-    return NULL;
-}
-
 void optim_print(const Optimizer *opt) {
     optim_print_config(&opt->base.cfg);
 }
@@ -92,6 +76,5 @@ void optim_print(const Optimizer *opt) {
 void optim_free(Optimizer *opt) {
     if (!opt) return;
     optim_base_free(&opt->base);
-    free(opt->offset);
     free(opt);
 }

@@ -168,20 +168,50 @@ void optim_base_init(OptimBase *base, const ParamBlock *blocks, int num_blocks,
     base->layout_what = "";
     base->layout_value_names = NULL;
     base->layout_num_values = 0;
+    base->block_start = malloc_or_fail(((size_t)num_blocks + 1) * sizeof(size_t), "block starts");
+    base->block_start[0] = 0;
+    for (int i = 0; i < num_blocks; i++) base->block_start[i + 1] = base->block_start[i] + block_numel(&blocks[i]);
+    base->second_moment = NULL;
+    base->gsnr = NULL;
 }
 
 void optim_base_free(OptimBase *base) {
     free(base->blocks);
+    free(base->block_start);
     free_big(base->state);
 }
 
+const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {
+    const OptimBase *b = optim_base_const(opt);
+    if (!b->second_moment) return NULL;
+    for (int i = 0; i < b->num_blocks; i++) {
+        const ParamBlock *blk = &b->blocks[i];
+        if (offset >= blk->offset && offset + n <= blk->offset + block_numel(blk))
+            return b->second_moment + b->block_start[i] + (offset - blk->offset);
+    }
+    return NULL;
+}
+
+void optim_print_gsnr(const Optimizer *opt) {
+    const OptimBase *b = optim_base_const(opt);
+    const OptimConfig *c = &b->cfg;
+    if (!b->gsnr) return;
+    printf("SGD-SaI g-SNR (%s%s), frozen from the first gradient:\n",
+           c->gsnr_mode == GSNR_SQRT_N ? "sqrt(N)" : "||g|| / (std + eps)", c->gsnr_max_norm ? ", / max" : "");
+    printf("  %-24s %12s %14s\n", "block", "N", "g-SNR");
+    for (int i = 0; i < b->num_blocks; i++)
+        printf("  %-24s %12zu %14.6g\n", b->blocks[i].name, block_numel(&b->blocks[i]), b->gsnr[i]);
+}
+
 // The whole step is the block-by-block step over the blocks in model order:
-// one definition of the update, whichever way a trainer steps.
+// one definition of the update, whichever way a trainer steps. After the
+// first step, the g-SNRs an optimizer froze are printed.
 void optim_step(Optimizer *opt, float *params, const float *grads, float lr) {
     const OptimBase *b = optim_base(opt);
     optim_step_begin(opt, grads);
     for (int i = 0; i < b->num_blocks; i++) optim_step_block(opt, i, params, grads + b->blocks[i].offset, lr);
     optim_step_end(opt);
+    if (b->step == 1) optim_print_gsnr(opt);
 }
 
 size_t optim_state_bytes(const Optimizer *opt) {
@@ -550,6 +580,7 @@ void fused_update_begin(FusedStep *f) {
 
 float fused_end(FusedStep *f) {
     optim_step_end(f->opt);
+    if (optim_base(f->opt)->step == 1) optim_print_gsnr(f->opt);
     return fused_total_norm(f);
 }
 

@@ -2,7 +2,8 @@
 // (optim/adamw.c, sgdm.c, sgd_sai.c, sinkgd.c, slimadam.c). A trainer is
 // linked with exactly one of them (make ... OPTIM=name), so every optimizer
 // file defines the same functions (optim_create, optim_step, ...).
-// The algorithms follow docs/optimizers_spec.md (the project's copy of the specification) to the letter.
+// The algorithms follow docs/optimizers_spec.md (the project's copy of the
+// specification) to the letter.
 //
 // A model describes its parameters as a list of blocks: one block per tensor
 // per layer (h3.attn.qkvw), with its shape, its offset into the model's one
@@ -116,10 +117,6 @@ void optim_step_end(Optimizer *opt);
 // block by block without it.
 const char *optim_fused_unsupported(const OptimConfig *cfg);
 void optim_free(Optimizer *opt);
-// The second moment v of the parameters [offset, offset + n) (a block or a
-// row block of one), for analyses such as SlimAdam's SNR rules (optim/snr.h);
-// NULL if this optimizer keeps no full-size second moment there.
-const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n);
 // Print hyperparameters and anything else users of this optimizer want to
 // see at start-up (e.g. SlimAdam's rules).
 void optim_print(const Optimizer *opt);
@@ -145,6 +142,16 @@ typedef struct {
     const char *layout_what;          // e.g. "SlimAdam rules"
     const char *const *layout_value_names; // name of each value, for messages
     int layout_num_values;
+    // block_start[i]: the sizes of blocks 0..i-1 summed, where block i's part
+    // of a state section with one float per parameter begins (AdamW's m and v,
+    // the momentum buffers)
+    size_t *block_start;
+    // What an optimizer may offer to analyses, NULL when it has none (set by
+    // optim_create): a full-size second moment v, one float per parameter in
+    // block_start's order (AdamW); the g-SNR of each block (SGD-SaI, frozen
+    // at the first step and printed after it by optim_step and fused_end).
+    const float *second_moment;
+    const float *gsnr;
 } OptimBase;
 
 static inline OptimBase *optim_base(Optimizer *opt) { return (OptimBase *)opt; }
@@ -162,6 +169,12 @@ size_t optim_state_bytes_for(const ParamBlock *blocks, int num_blocks, const Opt
 // What AdamW would need for the same blocks: 2 floats per parameter.
 size_t optim_adamw_state_bytes(const ParamBlock *blocks, int num_blocks);
 size_t optim_num_params(const ParamBlock *blocks, int num_blocks);
+// The second moment v of the parameters [offset, offset + n) (a block or a
+// row block of one), for analyses such as SlimAdam's SNR rules (optim/snr.h);
+// NULL if this optimizer keeps no full-size second moment there.
+const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n);
+// The table of g-SNRs SGD-SaI froze (nothing for the other optimizers)
+void optim_print_gsnr(const Optimizer *opt);
 
 // ----------------------------------------------------------------------------
 // State sizes in floats, one formula per optimizer (spec section 6). They are

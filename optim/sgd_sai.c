@@ -26,9 +26,8 @@ const char OPTIM_NAME[] = "sgd_sai";
 const unsigned OPTIM_HPARAMS = HP_EPS | HP_MOMENTUM | HP_GSNR;
 
 struct Optimizer {
-    OptimBase base; // state = [buf of every block | gsnr of every block]
-    size_t *offset; // per block: its buf at state + offset[i]
-    float *gsnr;    // = state + num_params, one per block
+    OptimBase base; // state = [buf of every block | gsnr of every block], block i's buf at base.block_start[i]
+    float *gsnr;    // = state + num_params, one per block (base.gsnr: printed after the first step)
 };
 
 void optim_default_config(OptimConfig *cfg) {
@@ -45,13 +44,8 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
     Optimizer *opt = calloc_or_fail(1, sizeof(Optimizer), "SGD-SaI");
     size_t num_params = optim_num_params(blocks, num_blocks);
     optim_base_init(&opt->base, blocks, num_blocks, cfg, sgd_sai_state_floats(blocks, num_blocks));
-    opt->offset = malloc_or_fail(num_blocks * sizeof(size_t), "SGD-SaI offsets");
-    size_t off = 0;
-    for (int i = 0; i < num_blocks; i++) {
-        opt->offset[i] = off;
-        off += block_numel(&blocks[i]);
-    }
     opt->gsnr = opt->base.state + num_params;
+    opt->base.gsnr = opt->gsnr;
     return opt;
 }
 
@@ -96,7 +90,7 @@ void optim_step_block(Optimizer *opt, int i, float *params, const float *g, floa
     float mu = c->momentum;
     const ParamBlock *blk = &b->blocks[i];
     float *p = params + blk->offset;
-    float *buf = b->state + opt->offset[i];
+    float *buf = b->state + b->block_start[i];
     size_t n = block_numel(blk);
     float decay = 1.0f - lr * (blk->decay ? c->weight_decay : 0.0f);
     float step = lr * opt->gsnr[i];
@@ -108,28 +102,13 @@ void optim_step_block(Optimizer *opt, int i, float *params, const float *g, floa
     }
 }
 
-// after the first step: the frozen g-SNR table
-void optim_step_end(Optimizer *opt) {
-    OptimBase *b = &opt->base;
-    const OptimConfig *c = &b->cfg;
-    if (b->step != 1) return;
-    printf("SGD-SaI g-SNR (%s%s), frozen from the first gradient:\n",
-           c->gsnr_mode == GSNR_SQRT_N ? "sqrt(N)" : "||g|| / (std + eps)", c->gsnr_max_norm ? ", / max" : "");
-    printf("  %-24s %12s %14s\n", "block", "N", "g-SNR");
-    for (int i = 0; i < b->num_blocks; i++)
-        printf("  %-24s %12zu %14.6g\n", b->blocks[i].name, block_numel(&b->blocks[i]), opt->gsnr[i]);
-}
+void optim_step_end(Optimizer *opt) { (void)opt; }
 
 // [buf of every block | g-SNR of every block]
 int optim_state_sections(const Optimizer *opt, size_t len[OPTIM_MAX_SECTIONS]) {
     len[1] = (size_t)opt->base.num_blocks;
     len[0] = opt->base.state_floats - len[1];
     return 2;
-}
-
-const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {
-    (void)opt; (void)offset; (void)n;
-    return NULL; // SGD-SaI keeps no second moment
 }
 
 void optim_print(const Optimizer *opt) {
@@ -140,6 +119,5 @@ void optim_print(const Optimizer *opt) {
 void optim_free(Optimizer *opt) {
     if (!opt) return;
     optim_base_free(&opt->base);
-    free(opt->offset);
     free(opt);
 }

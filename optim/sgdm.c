@@ -18,8 +18,7 @@ const char OPTIM_NAME[] = "sgdm";
 const unsigned OPTIM_HPARAMS = HP_MOMENTUM | HP_NESTEROV;
 
 struct Optimizer {
-    OptimBase base; // state = [buf of every block]
-    size_t *offset; // per block: its buf at state + offset[i]
+    OptimBase base; // state = [buf of every block], block i's at base.block_start[i]
 };
 
 void optim_default_config(OptimConfig *cfg) {
@@ -33,12 +32,6 @@ void optim_default_config(OptimConfig *cfg) {
 Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg) {
     Optimizer *opt = calloc_or_fail(1, sizeof(Optimizer), "SGDM");
     optim_base_init(&opt->base, blocks, num_blocks, cfg, sgdm_state_floats(blocks, num_blocks));
-    opt->offset = malloc_or_fail(num_blocks * sizeof(size_t), "SGDM offsets");
-    size_t off = 0;
-    for (int i = 0; i < num_blocks; i++) {
-        opt->offset[i] = off;
-        off += block_numel(&blocks[i]);
-    }
     return opt;
 }
 
@@ -68,7 +61,7 @@ void optim_step_block(Optimizer *opt, int i, float *params, const float *grad, f
     OptimBase *b = &opt->base;
     const OptimConfig *c = &b->cfg;
     const ParamBlock *blk = &b->blocks[i];
-    sgdm_update(params + blk->offset, grad, b->state + opt->offset[i], block_numel(blk), lr, c->momentum,
+    sgdm_update(params + blk->offset, grad, b->state + b->block_start[i], block_numel(blk), lr, c->momentum,
                 blk->decay ? c->weight_decay : 0.0f, c->nesterov, b->step == 1);
 }
 
@@ -85,11 +78,6 @@ int optim_state_sections(const Optimizer *opt, size_t len[OPTIM_MAX_SECTIONS]) {
     return 1;
 }
 
-const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {
-    (void)opt; (void)offset; (void)n;
-    return NULL; // SGDM keeps no second moment
-}
-
 void optim_print(const Optimizer *opt) {
     optim_print_config(&opt->base.cfg);
     printf("  weight decay is coupled (L2 added to the gradient), as in torch.optim.SGD\n");
@@ -98,6 +86,5 @@ void optim_print(const Optimizer *opt) {
 void optim_free(Optimizer *opt) {
     if (!opt) return;
     optim_base_free(&opt->base);
-    free(opt->offset);
     free(opt);
 }

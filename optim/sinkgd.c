@@ -224,11 +224,6 @@ int optim_state_sections(const Optimizer *opt, size_t len[OPTIM_MAX_SECTIONS]) {
     return 2;
 }
 
-const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {
-    (void)opt; (void)offset; (void)n;
-    return NULL; // only AdamW blocks have one; the analysis wants every block
-}
-
 void optim_print(const Optimizer *opt) {
     optim_print_config(&opt->base.cfg);
     int hidden = 0;

@@ -280,11 +280,6 @@ int optim_state_sections(const Optimizer *opt, size_t len[OPTIM_MAX_SECTIONS]) {
     return 2;
 }
 
-const float *optim_second_moment(const Optimizer *opt, size_t offset, size_t n) {
-    (void)opt; (void)offset; (void)n;
-    return NULL; // its v is compressed
-}
-
 void optim_print(const Optimizer *opt) {
     optim_print_config(&opt->base.cfg);
     printf("  %-24s %-6s %7s %14s\n", "blocks", "K", "count", "v floats");

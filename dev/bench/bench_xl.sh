@@ -70,7 +70,7 @@ fused = "--fused-update 1" in name
 adamw = " adamw " in name
 measure = fused and "--clip 0" not in name  # fused with clipping runs the backward twice
 flops = (10.0 if measure else 6.0) * N * 64
-peak = 222.5e9 * threads # FP32 FMA peak per core (../shared/README.md: 445 GFLOP/s with 2 threads)
+peak = 222.5e9 * threads # FP32 FMA peak per core (2 FMA units x 16 lanes x 2 flops a cycle at the clock; 445 GFLOP/s with 2 threads)
 sinkgd = " sinkgd " in name
 # p, m, v or p, buf: read and written; SinkGD keeps no state for the hidden
 # matrices (almost all of N), whose gradient passes stay in the L3 when fused
