@@ -5,6 +5,7 @@
 #   make train_gpt2 OPTIM=sgd_sai   build the GPT-2 trainer with one optimizer compiled in
 #   make SANITIZE=1 test       the tests under AddressSanitizer + UBSan
 #   make train_gpt2 MPI=1      the trainer for mpirun (Open MPI's mpicc; make setup-mpi installs it)
+#   make MARCH=x86-64-v3 ...   binaries for other x86-64 machines (default: native, this one's CPU)
 #
 # OPTIM chooses the optimizer compiled into the trainers.
 OPTIMS := adamw sgdm sgd_sai sinkgd slimadam
@@ -30,6 +31,15 @@ else
   BUILD := build/release
   OPTFLAGS := -O3 -g
 endif
+# MARCH: the CPU the binaries are for. native (the default) is the build
+# machine's; any name gcc's -march takes (x86-64-v3: AVX2 and FMA, x86-64-v4:
+# AVX-512, x86-64: SSE2 only) builds binaries for other machines, in a folder
+# of their own. The AVX-512 kernels are chosen when compiling (__AVX512F__):
+# without AVX-512 the plain-C paths of nn/matmul.c and nn/attention.c run.
+MARCH ?= native
+ifneq ($(MARCH),native)
+  BUILD := $(BUILD)-$(MARCH)
+endif
 # MPI=1: every object built by Open MPI's mpicc in its own folder, with
 # run/dist.c talking to the other ranks (without it, dist.c is one rank)
 MPI ?= 0
@@ -40,13 +50,13 @@ ifeq ($(MPI),1)
 endif
 # -O3 without -ffast-math: fast-math would let the compiler assume no NaN/Inf,
 # and the trainers must detect them. Hot reductions are vectorised by hand.
-CFLAGS := $(OPTFLAGS) -march=native -fopenmp -std=gnu11 -Wall -Wextra -fno-math-errno -I. -MMD -MP $(MPI_CFLAGS)
+CFLAGS := $(OPTFLAGS) -march=$(MARCH) -fopenmp -std=gnu11 -Wall -Wextra -fno-math-errno -I. -MMD -MP $(MPI_CFLAGS)
 LDFLAGS := $(OPTFLAGS) -fopenmp
 LDLIBS := -lcjson -lz -lm
 PYTHON := /usr/bin/python3
 
 .PHONY: all setup data train test clean bench python-deps FORCE
-# keep the per-optimizer objects (make would delete them as intermediates and rebuild them next time)
+# keep the objects (make would delete them as intermediates and rebuild them next time)
 .SECONDARY:
 all: train_gpt2
 
@@ -77,7 +87,8 @@ ifneq ($(MPI),1)
 $(BUILD)/common/utils.o: build/mode
 endif
 
--include $(shell find build -name '*.d' 2>/dev/null)
+# the header dependencies of this build's objects (each build folder has its own)
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # ---------------------------------------------------------------------------
 # Each part of the project keeps its build and test rules in a fragment next to
@@ -152,23 +163,22 @@ $(BUILD)/git-commit: FORCE
 $(BUILD)/run/run.o: CFLAGS += -DGIT_COMMIT=\"$(GIT_COMMIT)\"
 $(BUILD)/run/run.o: $(BUILD)/git-commit
 
-# The trainer for each optimizer is built as $(BUILD)/bin/train_gpt2_<optim>
-# (tests use several side by side); ./train_gpt2 is a copy of the one OPTIM
-# names, refreshed whenever OPTIM changes.
+# The trainers, both built the same way: one object per trainer (nothing in it
+# depends on the optimizer), linked with each optimizer's object into
+# $(BUILD)/bin/train_gpt2_<optim> and $(BUILD)/vit/train_vit_<optim> (tests use
+# several side by side); ./train_gpt2 and ./train_vit are copies of the ones
+# OPTIM and PRECISION name, refreshed whenever either changes.
 BINS += train_gpt2
 # the memory plan (run/memplan.c) is the trainers' alone: the tests of run/ link no matmul
 MEMPLAN_OBJS := $(BUILD)/run/memplan.o
 # data-parallel runs (run/dist.c): a single rank unless built with MPI=1
 DIST_OBJS := $(BUILD)/run/dist.o
 GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/evalfile.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
-$(BUILD)/%/train_gpt2.o: train_gpt2.c | deps/.setup-done
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
-$(BUILD)/bin/train_gpt2_%: $(BUILD)/%/train_gpt2.o $(BUILD)/optim/%.o $(GPT2_OBJS)
+$(BUILD)/bin/train_gpt2_%: $(BUILD)/train_gpt2.o $(BUILD)/optim/%.o $(GPT2_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 # bf16 trainers: the same objects, with the linear layers of matmul_bf16.o
-$(BUILD)/bin-bf16/train_gpt2_%: $(BUILD)/%/train_gpt2.o $(BUILD)/optim/%.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(GPT2_OBJS))
+$(BUILD)/bin-bf16/train_gpt2_%: $(BUILD)/train_gpt2.o $(BUILD)/optim/%.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(GPT2_OBJS))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 # changes exactly when PRECISION does (as optim-choice for OPTIM)
@@ -185,6 +195,9 @@ train_gpt2: $(GPT2_BIN_DIR_$(PRECISION))/train_gpt2_$(OPTIM) $(BUILD)/optim-choi
 	cp $< $@
 # runs of the bf16 build go to their own folders (out/..._bf16)
 PRECISION_SUFFIX := $(if $(filter bf16,$(PRECISION)),_bf16)
+
+# the ViT trainer and its tests
+include train_vit.mk
 
 # The README's first command: install what is missing, prepare the Bible once,
 # build, and train a small GPT-2 (d4: 4 layers, C 256) from scratch for a few
@@ -343,74 +356,9 @@ bench-bf16: bench_gemm_bf16 $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/trai
 bench-bf16-train: data $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw
 	bash dev/bench/bf16_train.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw \
 	    "$(TRAIN_BASE_FLAGS) $(TRAIN_LR_adamw)" | tee dev/results/bf16_train.txt
+	grep -E '^\||^make train, step' dev/results/bf16_train.txt > dev/results/bf16_train.md
+	python3 dev/bench/readme_table.py dev/results/bf16_train.md README.md
 bench: bench-train bench-optim bench-matmul bench-tokenizer bench-bf16
-
-# --- ViT: train_vit, test_vit (rules for the ViT trainer go here) ---
-# The Vision Transformer trainer and its tests.
-#
-#   make train_vit OPTIM=sgd_sai   the ViT trainer with one optimizer compiled in
-#   make train-vit                 set up and train the default small ViT on Fashion-MNIST
-#   make run-test-vit              the C ViT against PyTorch (dev/testdata/vit_tiny*.bin)
-#   make run-test-vit-resume       runs interrupted (SIGKILL, Ctrl-C) and resumed end bit-identical
-#                                  to uninterrupted ones (AdamW, SGD-SaI); bad input is rejected
-#   make vit-ref                   rewrite the PyTorch reference (needs dev/setup.sh --python)
-VIT_OBJS = $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(IMAGES_OBJS)
-
-# the trainer object of one optimizer, $(BUILD)/<optim>/train_vit.o
-$(BUILD)/%/train_vit.o: train_vit.c | deps/.setup-done
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
-
-BINS += train_vit
-VIT_OBJS_fp32 = $(VIT_OBJS)
-VIT_OBJS_bf16 = $(subst nn/matmul.o,nn/matmul_bf16.o,$(VIT_OBJS))
-train_vit: $(BUILD)/$(OPTIM)/train_vit.o $(BUILD)/optim/$(OPTIM).o $(VIT_OBJS_$(PRECISION)) $(BUILD)/optim-choice $(BUILD)/precision-choice build/mpi-choice
-	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS) $(IMAGES_LIBS)
-
-TESTS += run-test-vit
-BINS += test_vit
-test_vit: $(BUILD)/test_vit.o $(NN_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(RUN_OBJS) $(COMMON_OBJS)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
-# the bf16 build's ViT against PyTorch with bf16 matmul inputs (dev/vit_ref_bf16.py)
-TESTS += run-test-vit-bf16
-BINS += test_vit_bf16
-test_vit_bf16: $(BUILD)/test_vit_bf16.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(NN_OBJS)) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(RUN_OBJS) $(COMMON_OBJS)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
-.PHONY: run-test-vit-bf16 vit-bf16-ref
-run-test-vit-bf16: test_vit_bf16
-	@if grep -qw avx512_bf16 /proc/cpuinfo; then ./test_vit_bf16; \
-	 else echo "run-test-vit-bf16: SKIPPED: this CPU has no AVX-512 BF16 (the bf16 build refuses to run here)"; fi
-vit-bf16-ref:
-	$(PYTHON) dev/vit_ref_bf16.py
-.PHONY: run-test-vit run-test-vit-resume vit-ref train-vit
-run-test-vit: test_vit
-	./test_vit
-
-# The resume test needs one trainer per optimizer it checks; they live in
-# $(BUILD)/vit/ so they do not replace the ./train_vit of the user's OPTIM.
-VIT_RESUME_BINS := $(addprefix $(BUILD)/vit/train_vit_,adamw sgd_sai)
-$(BUILD)/vit/train_vit_%: $(BUILD)/%/train_vit.o $(BUILD)/optim/%.o $(VIT_OBJS)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS) $(IMAGES_LIBS)
-$(BUILD)/vit-bf16/train_vit_%: $(BUILD)/%/train_vit.o $(BUILD)/optim/%.o $(VIT_OBJS_bf16)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS) $(IMAGES_LIBS)
-TESTS += run-test-vit-resume
-run-test-vit-resume: $(VIT_RESUME_BINS)
-	bash dev/test_vit_resume.sh $(VIT_RESUME_BINS)
-
-vit-ref:
-	$(PYTHON) dev/vit_ref.py
-
-# The default small ViT on Fashion-MNIST; the README's command: fmnist-tiny,
-# 10 epochs, about 2 minutes on 2 cores. Each optimizer's lr is the best of a
-# small sweep on this config (README); the others use their defaults.
-VIT_TRAIN_FLAGS := -e fmnist-tiny --epochs 10 -c 0.05 -u 200 -k cosine -q 0 -v 468 -p 500
-VIT_LR_adamw := 2e-3
-VIT_LR_sgd_sai := 1e-2
-train-vit: setup train_vit
-	./train_vit $(VIT_TRAIN_FLAGS) $(if $(VIT_LR_$(OPTIM)),-l $(VIT_LR_$(OPTIM))) -o out/vit_fmnist_$(OPTIM)$(PRECISION_SUFFIX) -y 1
-# --- end ViT ---
 
 # test_optim_<name>: the test of one optimizer, linked with that optimizer
 OPTIM_TESTS := $(addprefix test_optim_,$(OPTIMS))

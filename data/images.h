@@ -1,6 +1,7 @@
 // Image datasets for the ViT trainer: Fashion-MNIST read straight from
 // Debian's gzip'd idx files, ImageNet-style image folders decoded with
-// stb_image, a binary shard format so training never decodes images twice
+// stb_image (data/image_folders.c, apart: the trainer links neither it nor
+// stb_image), a binary shard format so training never decodes images twice
 // (read whole, or streamed image by image so a shard of any size fits), and
 // a batch loader that shuffles, augments (timm's RandomResizedCrop, flips,
 // Mixup/CutMix) and normalises into float CHW.
@@ -78,6 +79,7 @@ void image_set_fashion_mnist_header(ImageSet *set, const char *dir, const char *
 extern const char *const fashion_mnist_class_names[10];
 
 // ---------------------------------------------------------------------------
+// Image folders (data/image_folders.c; prepare_images and the tests link it).
 // Image folder root/<class>/<file>.png|jpg|jpeg|bmp (extension case ignored,
 // other files and dot-files ignored). Classes are the subfolder names in
 // natural order, as timm's ImageFolder sorts them (image_name_natural_cmp:
@@ -135,6 +137,12 @@ void image_folder_list_free(ImageFolderList *list);
 // fails naming the first bad file in index order.
 void image_folder_decode(const ImageFolderList *list, const int32_t *indices, int n, int channels,
                          int height, int width, ResizeMode mode, uint8_t *pixels);
+
+// What data/image_folders.c shares with data/images.c: allocate the arrays of
+// a set whose sizes are filled in (pixels, labels, class names); store class
+// name k (a name too long fails, naming `where`).
+void image_set_alloc(ImageSet *set);
+void image_set_class_name(char (*names)[IMAGE_CLASS_NAME_LEN], int k, const char *name, const char *where);
 
 // Resample one HWC uint8 image (src_w x src_h, C channels) to dst_w x dst_h
 // HWC uint8 as described above. Exposed for tests and tools.

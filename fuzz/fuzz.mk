@@ -32,7 +32,7 @@ FUZZ_SRC_resume_gpt2 := nn/layers.c nn/matmul.c nn/attention.c optim/optim.c opt
 FUZZ_SRC_resume_vit := nn/layers.c nn/matmul.c nn/attention.c optim/optim.c optim/snr.c optim/adamw.c run/run.c data/images.c \
                        common/utils.c common/mt19937.c
 FUZZ_SRC_idx := data/images.c common/utils.c common/mt19937.c
-FUZZ_SRC_image_file := data/images.c common/utils.c common/mt19937.c
+FUZZ_SRC_image_file := data/images.c data/image_folders.c common/utils.c common/mt19937.c
 
 
 
@@ -81,6 +81,7 @@ REPLAY_BUILD := build/fuzz-replay
 REPLAY_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
                  -march=native -fopenmp -std=gnu11 -Wall -Wextra -Wno-unused-function -fno-math-errno -I. -MMD -MP \
                  -DFUZZING
+-include $(shell find $(REPLAY_BUILD) -name '*.d' 2>/dev/null)
 $(REPLAY_BUILD)/%.o: %.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(REPLAY_CFLAGS) -c $< -o $@

@@ -1,5 +1,5 @@
 // libFuzzer harness: one image file of an image folder (BMP, PNG, JPEG, or
-// anything stb_image reads; data/images.c, image_folder_decode): the declared
+// anything stb_image reads; data/image_folders.c, image_folder_decode): the declared
 // size is checked against the limits, then the image is decoded, converted
 // (3 channels, then 1) and resized (crop, then stretch). The limits are set
 // low (1024 per side, 2^20 pixels, as --max-image-side/--max-image-pixels
