@@ -358,6 +358,8 @@ bench-bf16: bench_gemm_bf16 $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/trai
 bench-bf16-train: data $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw
 	bash dev/bench/bf16_train.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw \
 	    "$(TRAIN_BASE_FLAGS) $(TRAIN_LR_adamw)" | tee dev/results/bf16_train.txt
+	grep -E '^\||^make train, step' dev/results/bf16_train.txt > dev/results/bf16_train.md
+	python3 dev/bench/readme_table.py dev/results/bf16_train.md README.md
 bench: bench-train bench-optim bench-matmul bench-tokenizer bench-bf16
 
 # test_optim_<name>: the test of one optimizer, linked with that optimizer
