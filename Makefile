@@ -154,7 +154,7 @@ run-test-bf16-ckpt: $(BUILD)/bin/train_gpt2_adamw
 gpt2-bf16-ref:
 	$(PYTHON) dev/gpt2_ref_bf16.py
 
-RUN_OBJS := $(BUILD)/run/run.o
+RUN_OBJS := $(BUILD)/run/run.o $(BUILD)/run/flags.o
 # the log's git_commit: run.o is rebuilt when the commit changes
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 $(BUILD)/git-commit: FORCE
@@ -173,7 +173,9 @@ BINS += train_gpt2
 MEMPLAN_OBJS := $(BUILD)/run/memplan.o
 # data-parallel runs (run/dist.c): a single rank unless built with MPI=1
 DIST_OBJS := $(BUILD)/run/dist.o
-GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/evalfile.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
+# the training loop (run/train.c) is the trainers' alone too: it steps over the ranks of run/dist.c
+TRAIN_LOOP_OBJS := $(BUILD)/run/train.o
+GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(TRAIN_LOOP_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/evalfile.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
 $(BUILD)/bin/train_gpt2_%: $(BUILD)/train_gpt2.o $(BUILD)/optim/%.o $(GPT2_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
@@ -356,6 +358,8 @@ bench-bf16: bench_gemm_bf16 $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/trai
 bench-bf16-train: data $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw
 	bash dev/bench/bf16_train.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw \
 	    "$(TRAIN_BASE_FLAGS) $(TRAIN_LR_adamw)" | tee dev/results/bf16_train.txt
+	grep -E '^\||^make train, step' dev/results/bf16_train.txt > dev/results/bf16_train.md
+	python3 dev/bench/readme_table.py dev/results/bf16_train.md README.md
 bench: bench-train bench-optim bench-matmul bench-tokenizer bench-bf16
 
 # test_optim_<name>: the test of one optimizer, linked with that optimizer

@@ -663,7 +663,7 @@ static int sets_equal(const ImageSet *a, const ImageSet *b) {
 // (fuzz/regressions/image_file/: one made by fuzz/make_seeds.py, one the
 // fuzzer found): stb_image decoded them with a table of whatever the heap
 // held, so that they aborted on an assert or read out of bounds depending on
-// the heap. Decoded after the heap is dirtied with three different bytes,
+// the heap (libjpeg-turbo decodes JPEGs now). Decoded after the heap is dirtied with three different bytes,
 // each must end the same way every time (it decodes, or one error line),
 // never killed by a signal.
 static void test_jpeg_undefined_table(void) {
@@ -696,27 +696,97 @@ static void test_jpeg_undefined_table(void) {
     }
 }
 
-// A JPEG with a Huffman table of more than 256 codes (the fuzzer's find, in
-// fuzz/regressions/image_file/): stb_image wrote past the table before it
-// complained ("bad code lengths"); now refused before stb reads it.
-static void test_jpeg_oversized_table(void) {
+// JPEGs the fuzzer found to break Debian's stb_image (fuzz/regressions/image_file/),
+// which no longer decodes JPEGs (libjpeg-turbo does): Huffman tables of more
+// than 256 codes (stb wrote past the table), one behind a file starting
+// FF FF D8 (stb skips 0xFF fill bytes before SOI; libjpeg and we do not), and a
+// scan that ends early (stb's bit count went negative, a shift by 36). Each
+// must end in one line naming the file.
+static void test_jpeg_fuzzer_finds(void) {
     char root[1024], dir[1100], path[1200];
-    snprintf(root, sizeof(root), "%s/dht_over_256", g_tmp);
+    snprintf(root, sizeof(root), "%s/jpeg_finds", g_tmp);
     snprintf(dir, sizeof(dir), "%s/c", root);
     snprintf(path, sizeof(path), "%s/u.jpg", dir);
     mkdir_or_die(root);
     mkdir_or_die(dir);
-    size_t n;
-    uint8_t *bytes = read_bytes("fuzz/regressions/image_file/fuzzer_dht_over_256_codes.jpg", &n);
+    const char *cases[5][2] = {
+        // the DHT marker is at byte 43; its table at 47 counts 0+1+5+1+1+1+1+1+1+0+0+0+50+50+255+192 codes
+        {"fuzzer_dht_over_256_codes.jpg", "u.jpg: Bogus Huffman table definition"},
+        // a table whose counts run past the end of the file
+        {"fuzzer_dht_counts_past_end.jpg", "u.jpg: Bogus Huffman table definition"},
+        // its table at byte 79 counts 369 codes; not a JPEG file to libjpeg, and stb reads only PNG and BMP
+        {"fuzzer_dht_after_fill_bytes.jpg", "u.jpg: unknown image type"},
+        // the second component names quantization table 1, which no DQT defines
+        {"fuzzer_truncated_scan.jpg", "u.jpg: Quantization table 0x01 was not defined"},
+        // made by fuzz/make_seeds.py: a progressive 16x16 JPEG with its last scan repeated 600 times
+        {"crafted_600_scans.jpg", "u.jpg: more than 500 progressive scans"},
+    };
+    for (int k = 0; k < 5; k++) {
+        char src[1024];
+        snprintf(src, sizeof(src), "fuzz/regressions/image_file/%s", cases[k][0]);
+        size_t n;
+        uint8_t *bytes = read_bytes(src, &n);
+        write_bytes(path, bytes, n);
+        free(bytes);
+        expect_fail("folder", root, "3", "cannot decode image", cases[k][1]);
+    }
+}
+
+// A legal PNG whose first IDAT chunk is empty (the image data is the
+// concatenation of all IDAT chunks; another empty one sits between the two
+// that hold the data): Debian's stb_image copied the zero bytes to NULL + 0
+// (UBSan; fuzz/regressions/image_file/crafted_empty_first_idat.png, made by
+// fuzz/make_seeds.py). The empty chunks are dropped before stb reads the
+// file; the image must decode to the pixels the script wrote and decoded back
+// with its own inflate-and-unfilter (dev/testdata/empty_first_idat_7x5.rgb, HWC).
+static void test_png_empty_first_idat(void) {
+    char root[1024], dir[1100], path[1200];
+    snprintf(root, sizeof(root), "%s/empty_idat", g_tmp);
+    snprintf(dir, sizeof(dir), "%s/c", root);
+    snprintf(path, sizeof(path), "%s/e.png", dir);
+    mkdir_or_die(root);
+    mkdir_or_die(dir);
+    size_t n, nref;
+    uint8_t *bytes = read_bytes("fuzz/regressions/image_file/crafted_empty_first_idat.png", &n);
     write_bytes(path, bytes, n);
     free(bytes);
-    // the DHT marker is at byte 43; its table at 47 counts 0+1+5+1+1+1+1+1+1+0+0+0+50+50+255+192 codes
-    expect_fail("folder", root, "3", "u.jpg: a JPEG Huffman table at byte 47 declares 559 codes", "more than the 256");
-    // a table whose counts run past the end of the file (stb reads 0 there): d9 f7 6d 9f ff d9 at byte 125
-    bytes = read_bytes("fuzz/regressions/image_file/fuzzer_dht_counts_past_end.jpg", &n);
+    uint8_t *ref = read_bytes("dev/testdata/empty_first_idat_7x5.rgb", &nref);
+    const int w = 7, h = 5;
+    CHECK(nref == (size_t)3 * w * h, "empty_first_idat_7x5.rgb has %zu bytes", nref);
+    if (nref != (size_t)3 * w * h) {
+        free(ref);
+        return;
+    }
+    ImageSet s;
+    image_set_load_folder(&s, root, 3, h, w, RESIZE_CROP); // the image's own size: no resizing
+    int bad = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++)
+                bad += s.pixels[(size_t)c * h * w + y * w + x] != ref[((size_t)y * w + x) * 3 + c];
+    CHECK(s.count == 1 && bad == 0, "PNG with an empty first IDAT: %d images, %d of %d bytes differ from the reference",
+          s.count, bad, 3 * w * h);
+    image_set_free(&s);
+    free(ref);
+    // a top-down BMP (negative height) declaring 25000 x -25000: stb reports the height as -25000, which
+    // passed the limits (the fuzzer's was 179 x -48769); 54 bytes: file header, BITMAPINFOHEADER, no pixels
+    uint8_t bmp[54] = {'B', 'M', 54, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0, 40, 0, 0, 0};
+    int32_t bw = 25000, bh = -25000;
+    memcpy(bmp + 18, &bw, 4);
+    memcpy(bmp + 22, &bh, 4);
+    bmp[26] = 1;  // planes
+    bmp[28] = 24; // bits per pixel
+    char bmp_path[1300];
+    snprintf(bmp_path, sizeof(bmp_path), "%s/b.bmp", dir);
+    remove(path);
+    write_bytes(bmp_path, bmp, sizeof(bmp));
+    expect_fail("folder", root, "3", "b.bmp declares 25000x25000 pixels", "more than the limit of 16384 per side");
+    remove(bmp_path);
+    // the fuzzer's find: an empty IDAT at the end of the file, cut off before its CRC (stb read it all the same)
+    bytes = read_bytes("fuzz/regressions/image_file/fuzzer_empty_idat_cut_before_crc.png", &n);
     write_bytes(path, bytes, n);
     free(bytes);
-    expect_fail("folder", root, "3", "u.jpg: a JPEG Huffman table at byte 124 declares 1204 codes", "more than the 256");
+    expect_fail("folder", root, "3", "e.png", "corrupt or truncated file");
 }
 
 static void test_folder(void) {
@@ -1787,7 +1857,8 @@ int main(int argc, char **argv) {
     printf("test_images: image folders and prepare_images\n");
     test_folder();
     test_jpeg_undefined_table();
-    test_jpeg_oversized_table();
+    test_jpeg_fuzzer_finds();
+    test_png_empty_first_idat();
     printf("test_images: shards\n");
     test_shards();
     printf("test_images: loader\n");

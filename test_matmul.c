@@ -163,6 +163,21 @@ static void ref_forward(double *out, const float *inp, const float *w, const flo
         }
 }
 
+// want[M,N] = start[M,N] + op(X)[M,K] @ op(Y)[K,N] in double, and scale the
+// sum of the magnitudes of its terms (the gradients' references)
+static void ref_accumulate(double *want, double *scale, const float *start, int M, int N, int K,
+                           const float *X, int ldx, int tX, const float *Y, int ldy, int tY) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = start[(size_t)i * N + j], m = fabs(s);
+            for (int k = 0; k < K; k++) {
+                double p = elem(X, ldx, tX, i, k) * elem(Y, ldy, tY, k, j);
+                s += p, m += fabs(p);
+            }
+            want[(size_t)i * N + j] = s, scale[(size_t)i * N + j] = m;
+        }
+}
+
 static int compare(const char *label, const float *got, const double *want, const double *scale, size_t n) {
     for (size_t i = 0; i < n; i++) {
         double err = fabs((double)got[i] - want[i]);
@@ -212,16 +227,8 @@ static void test_backward(int BT, int C, int OC, int with_dinp, int with_dbias) 
     double *want = malloc_or_fail(big * sizeof(double), "want");
     double *scale = malloc_or_fail(big * sizeof(double), "scale");
     char label[120];
-    if (with_dinp) {
-        for (int b = 0; b < BT; b++)
-            for (int c = 0; c < C; c++) {
-                double s = dinp0[(size_t)b * C + c], m = fabs(s);
-                for (int o = 0; o < OC; o++) {
-                    double p = (double)dout[(size_t)b * OC + o] * w[(size_t)o * C + c];
-                    s += p, m += fabs(p);
-                }
-                want[(size_t)b * C + c] = s, scale[(size_t)b * C + c] = m;
-            }
+    if (with_dinp) {  // dinp0 + dout @ weight
+        ref_accumulate(want, scale, dinp0, BT, C, OC, dout, OC, 0, w, C, 0);
         snprintf(label, sizeof label, "matmul_backward dinp BT=%d C=%d OC=%d", BT, C, OC);
         compare(label, dinp, want, scale, (size_t)BT * C);
         snprintf(label, sizeof label, "matmul_backward_ref dinp BT=%d C=%d OC=%d", BT, C, OC);
@@ -231,15 +238,7 @@ static void test_backward(int BT, int C, int OC, int with_dinp, int with_dbias) 
         printf("FAIL matmul_backward(_ref) touched dinp's buffer although NULL was passed\n");
         failures++;
     }
-    for (int o = 0; o < OC; o++)
-        for (int c = 0; c < C; c++) {
-            double s = dw0[(size_t)o * C + c], m = fabs(s);
-            for (int b = 0; b < BT; b++) {
-                double p = (double)dout[(size_t)b * OC + o] * inp[(size_t)b * C + c];
-                s += p, m += fabs(p);
-            }
-            want[(size_t)o * C + c] = s, scale[(size_t)o * C + c] = m;
-        }
+    ref_accumulate(want, scale, dw0, OC, C, BT, dout, OC, 1, inp, C, 0);  // dweight0 + dout^T @ inp
     snprintf(label, sizeof label, "matmul_backward dweight BT=%d C=%d OC=%d", BT, C, OC);
     compare(label, dw, want, scale, (size_t)OC * C);
     snprintf(label, sizeof label, "matmul_backward_ref dweight BT=%d C=%d OC=%d", BT, C, OC);

@@ -95,6 +95,13 @@ static void test_soft_crossentropy(const char *path) {
         double e1 = rel_diff_fd(losses, torch_l, (size_t)N), e2 = rel_diff_fd(grad, torch_g, nv);
         CHECK(e1 < 2e-6 && e2 < 2e-6 && pad_zero, "soft CE %s eps %.2f N %d V %d: losses and gradient vs PyTorch (rel %.1e, %.1e)",
               what, eps, N, V, e1, e2);
+        // 1e-6 from the arithmetic, whatever order the sums run in (16 lanes, or
+        // one by one as under the sanitizers): each exp is within 2 ulp (1.2e-7),
+        // the sums are in double (V 2^-53, nothing at these V), so log(sum) is off
+        // by ~1.2e-7 absolute and each (max - x) by one float rounding (6e-8
+        // relative); a probability by the exp, 1 / sum and the product (~3e-7).
+        // With float sums the order alone moved the loss by up to ~V ulp
+        // (measured 2.8e-6 at V 1000 under ASan, 3e-7 vectorised).
         double e3 = rel_diff_fd(losses, dl, (size_t)N), e4 = rel_diff_fd(grad, dg, nv);
         CHECK(e3 < 1e-6 && e4 < 1e-6, "soft CE %s eps %.2f N %d V %d: fast kernel vs double reference (rel %.1e, %.1e)",
               what, eps, N, V, e3, e4);

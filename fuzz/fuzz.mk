@@ -22,14 +22,14 @@ FUZZ_CC := clang
 FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -march=native -fopenmp \
                -std=gnu11 -Wall -Wextra -Wno-unused-function -Wno-pass-failed -I. -DFUZZING
 FUZZ_SRC_gpt2_checkpoint := nn/layers.c nn/matmul.c nn/attention.c optim/optim.c optim/adamw.c common/utils.c common/mt19937.c
-FUZZ_SRC_vit_checkpoint := nn/layers.c nn/matmul.c nn/attention.c optim/optim.c optim/snr.c optim/adamw.c run/run.c common/utils.c common/mt19937.c
+FUZZ_SRC_vit_checkpoint := nn/layers.c nn/matmul.c nn/attention.c optim/optim.c optim/snr.c optim/adamw.c run/run.c run/flags.c common/utils.c common/mt19937.c
 FUZZ_SRC_token_shard := data/shards.c common/utils.c common/mt19937.c
 FUZZ_SRC_image_shard := data/images.c common/utils.c common/mt19937.c
 FUZZ_SRC_tokenizer_llmc := data/tokenizer.c common/utils.c common/mt19937.c
 FUZZ_SRC_bpe := data/tokenizer.c common/utils.c common/mt19937.c
 FUZZ_SRC_slimadam_rules := optim/optim.c optim/slimadam.c common/utils.c common/mt19937.c
-FUZZ_SRC_resume_gpt2 := nn/layers.c nn/matmul.c nn/attention.c optim/optim.c optim/snr.c optim/adamw.c run/run.c data/shards.c common/utils.c common/mt19937.c
-FUZZ_SRC_resume_vit := nn/layers.c nn/matmul.c nn/attention.c optim/optim.c optim/snr.c optim/adamw.c run/run.c data/images.c \
+FUZZ_SRC_resume_gpt2 := nn/layers.c nn/matmul.c nn/attention.c optim/optim.c optim/snr.c optim/adamw.c run/run.c run/flags.c data/shards.c common/utils.c common/mt19937.c
+FUZZ_SRC_resume_vit := nn/layers.c nn/matmul.c nn/attention.c optim/optim.c optim/snr.c optim/adamw.c run/run.c run/flags.c data/images.c \
                        common/utils.c common/mt19937.c
 FUZZ_SRC_idx := data/images.c common/utils.c common/mt19937.c
 FUZZ_SRC_image_file := data/images.c data/image_folders.c common/utils.c common/mt19937.c
@@ -46,13 +46,13 @@ FUZZ_COMMIT = echo "$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$
 .PHONY: fuzz
 build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(wildcard */*.c */*.h *.c) | deps/.setup-done
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_SRC_$*) -o $@ -lcjson -lz -lm -lstb
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_SRC_$*) -o $@ -lcjson -lz -lm -lstb -ljpeg
 	@$(FUZZ_COMMIT) > $@.commit
 # one optimizer-state harness per optimizer, each linked with its optimizer
 build/fuzz/fuzz_optim_state_%: fuzz/fuzz_optim_state.c fuzz/fuzz.h fuzz/fuzz_model.h $(wildcard */*.c */*.h *.c) \
                                | deps/.setup-done
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $< optim/optim.c optim/$*.c common/utils.c common/mt19937.c -o $@ -lcjson -lz -lm -lstb
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< optim/optim.c optim/$*.c common/utils.c common/mt19937.c -o $@ -lcjson -lz -lm -lstb -ljpeg
 	@$(FUZZ_COMMIT) > $@.commit
 
 fuzz: $(addprefix build/fuzz/fuzz_,$(FUZZ))
@@ -88,10 +88,10 @@ $(REPLAY_BUILD)/%.o: %.c | deps/.setup-done
 replay_objs = $(patsubst %.c,$(REPLAY_BUILD)/%.o,$(1))
 $(REPLAY_BUILD)/replay_optim_state_%: $(call replay_objs,fuzz/replay.c fuzz/fuzz_optim_state.c optim/optim.c common/utils.c common/mt19937.c) \
                                       $(REPLAY_BUILD)/optim/%.o
-	$(CC) $(REPLAY_CFLAGS) $^ -o $@ -lcjson -lz -lm -lstb
+	$(CC) $(REPLAY_CFLAGS) $^ -o $@ -lcjson -lz -lm -lstb -ljpeg
 .SECONDEXPANSION:
 $(REPLAY_BUILD)/replay_%: $$(call replay_objs,fuzz/replay.c fuzz/fuzz_$$*.c $$(FUZZ_SRC_$$*))
-	$(CC) $(REPLAY_CFLAGS) $^ -o $@ -lcjson -lz -lm -lstb
+	$(CC) $(REPLAY_CFLAGS) $^ -o $@ -lcjson -lz -lm -lstb -ljpeg
 
 TESTS += run-test-fuzz-replay
 run-test-fuzz-replay: $(addprefix $(REPLAY_BUILD)/replay_,$(FUZZ_ALL))

@@ -12,6 +12,7 @@
 
 static RunConfig rc;
 static TokenLoader loader;
+static const int seq_len = 4; // -t
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
@@ -25,10 +26,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     shard_write(path, tokens, 25);
     snprintf(pattern, sizeof(pattern), "%s/train_*.bin", fuzz_dir());
     rc.B = 2;
-    rc.T = 4;
     rc.grad_accum = 3;
     TokenLoaderOptions opt = {SHARD_FORMAT_LLMC, 1, 42};
-    token_loader_open(&loader, pattern, rc.B, rc.T, 50257, &opt);
+    token_loader_open(&loader, pattern, rc.B, seq_len, 50257, &opt);
     return 0;
 }
 
@@ -40,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fuzz_fail_jump = &jump;
         cJSON *state = fuzz_resume_record(data, size, &rc, &run, path, sizeof(path));
         Rng sample_rng;
-        gpt2_resume_data(state, path, &run, &rc, &loader, &sample_rng);
+        gpt2_resume_check_seq_len(state, path, seq_len);
+        gpt2_resume_data(state, path, &run, &rc, seq_len, &loader, &sample_rng);
         int in[8], tg[8];
         token_loader_next(&loader, in, tg);
         token_loader_next(&loader, in, tg);

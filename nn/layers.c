@@ -184,17 +184,20 @@ void softmax_crossentropy_forward(float *losses, float *logits_to_probs, const i
         #pragma omp simd reduction(max:maxval)
         for (int v = 0; v < V; v++) maxval = row[v] > maxval ? row[v] : maxval;
         float target_logit = row[targets[n]];
-        float sum = 0.0f;
+        // summed in double: a float sum of V terms would round differently in
+        // the 16 lanes of the vectorised loop than one by one (as under the
+        // sanitizers, which keep gcc from vectorising it), up to ~V ulp apart;
+        // in double the order no longer shows in the float result
+        // (two loops: gcc does not vectorise vexpf in a loop with a double reduction)
+        #pragma omp simd
+        for (int v = 0; v < V; v++) row[v] = vexpf(row[v] - maxval);
+        double sum = 0.0;
         #pragma omp simd reduction(+:sum)
-        for (int v = 0; v < V; v++) {
-            float e = vexpf(row[v] - maxval);
-            row[v] = e;
-            sum += e;
-        }
+        for (int v = 0; v < V; v++) sum += row[v];
         // -log softmax[target] = log(sum) - (logit[target] - max): no log of a
         // probability that may have underflowed to 0
-        losses[n] = logf(sum) - (target_logit - maxval);
-        float inv = 1.0f / sum;
+        losses[n] = (float)(log(sum) - (double)(target_logit - maxval));
+        float inv = (float)(1.0 / sum);
         #pragma omp simd
         for (int v = 0; v < V; v++) row[v] *= inv;
         for (int v = V; v < Vp; v++) row[v] = 0.0f;
@@ -227,22 +230,21 @@ void softmax_crossentropy_soft_forward(float *losses, float *logits_to_probs, co
         for (int v = 0; v < V; v++) maxval = row[v] > maxval ? row[v] : maxval;
         // -log p[v] = log(sum) + (max - x[v]): both terms >= 0, so the
         // weighted sum below never cancels; with a one-hot t it is exactly
-        // the hard-label loss above
-        float tsum = 0.0f, tgap = 0.0f;
+        // the hard-label loss above. The sums are in double, as there.
+        double tsum = 0.0, tgap = 0.0;
         #pragma omp simd reduction(+:tsum, tgap)
         for (int v = 0; v < V; v++) {
             tsum += t[v];
-            tgap += t[v] * (maxval - row[v]);
+            tgap += (double)t[v] * (maxval - row[v]);
         }
-        float sum = 0.0f;
+        // (two loops: gcc does not vectorise vexpf in a loop with a double reduction)
+        #pragma omp simd
+        for (int v = 0; v < V; v++) row[v] = vexpf(row[v] - maxval);
+        double sum = 0.0;
         #pragma omp simd reduction(+:sum)
-        for (int v = 0; v < V; v++) {
-            float e = vexpf(row[v] - maxval);
-            row[v] = e;
-            sum += e;
-        }
-        losses[n] = tsum * logf(sum) + tgap;
-        float inv = 1.0f / sum;
+        for (int v = 0; v < V; v++) sum += row[v];
+        losses[n] = (float)(tsum * log(sum) + tgap);
+        float inv = (float)(1.0 / sum);
         #pragma omp simd
         for (int v = 0; v < V; v++) row[v] *= inv;
         for (int v = V; v < Vp; v++) row[v] = 0.0f;
@@ -255,9 +257,10 @@ void softmax_crossentropy_soft_backward(float *probs_to_dlogits, const float *ta
     for (int n = 0; n < N; n++) {
         float *row = probs_to_dlogits + (size_t)n * Vp;
         const float *t = targets + (size_t)n * V;
-        float tsum = 0.0f;
-        #pragma omp simd reduction(+:tsum)
-        for (int v = 0; v < V; v++) tsum += t[v];
+        double tsum_d = 0.0; // in double, as in the forward pass
+        #pragma omp simd reduction(+:tsum_d)
+        for (int v = 0; v < V; v++) tsum_d += t[v];
+        float tsum = (float)tsum_d;
         #pragma omp simd
         for (int v = 0; v < V; v++) row[v] = (row[v] * tsum - t[v]) * dloss;
         for (int v = V; v < Vp; v++) row[v] = 0.0f;

@@ -10,12 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <limits.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/utils.h"
+#include "run/flags.h"
 
 #ifndef GIT_COMMIT
 #define GIT_COMMIT "unknown"
@@ -27,7 +29,6 @@
 void run_config_defaults(RunConfig *rc) {
     memset(rc, 0, sizeof(*rc));
     rc->B = 4;
-    rc->T = 64;
     rc->total_batch = 0;
     rc->grad_accum = 1;
     rc->ranks = 1;
@@ -38,11 +39,6 @@ void run_config_defaults(RunConfig *rc) {
     rc->wsd_decay_frac = 0.2f;
     rc->clip = 1.0f;       // nanoGPT's default
     rc->val_every = 0;
-    rc->val_batches = 20;
-    rc->sample_every = RUN_AT_END_ONLY;
-    rc->gen_tokens = 64;
-    rc->temperature = 1.0f;
-    rc->top_k = 0;
     rc->ckpt_every = RUN_AT_END_ONLY;
     rc->keep_last = 0;
     rc->nan_skip = 0;
@@ -50,18 +46,10 @@ void run_config_defaults(RunConfig *rc) {
     rc->seed = 1337;
 }
 
-static int is_flag(const char *arg, const char *short_name, const char *long_name) {
-    return (short_name && strcmp(arg, short_name) == 0) || (long_name && strcmp(arg, long_name) == 0);
-}
-
-static const char *flag_value(int argc, char **argv, int *i) {
-    if (*i + 1 >= argc) fail("flag %s needs a value", argv[*i]);
-    (*i)++;
-    return argv[*i];
-}
-
 // a size: bytes, or a number with K, M, G or T (KiB ... TiB), e.g. 16G or 1.5G
-static size_t memory_size_flag(const char *v, const char *flag) {
+static int memory_size_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    (void)f;
+    flag_value_or_fail(flag, v);
     char *end;
     double x = strtod(v, &end), unit = 1.0;
     const char *units = "KMGT", *u = *end ? strchr(units, *end) : NULL;
@@ -71,217 +59,201 @@ static size_t memory_size_flag(const char *v, const char *flag) {
     }
     if (end == v || *end || !(x > 0.0) || x * unit >= 1e18)
         fail("flag %s takes a size such as 16G, 512M or a number of bytes, got '%s'", flag, v);
-    return (size_t)(x * unit);
+    *(size_t *)dest = (size_t)(x * unit);
+    return 1;
 }
 
-// an integer flag's value, checked against its range before any cast
-static long long int_flag(int argc, char **argv, int *i, long long min, long long max) {
-    const char *a = argv[*i];
-    return parse_int_flag_or_fail(flag_value(argc, argv, i), a, min, max);
+// -d: llm.c's -1 is one micro-batch, no accumulation, as 0
+static int total_batch_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    flag_long(f, dest, flag, v);
+    if (*(long *)dest < 0) *(long *)dest = 0;
+    return 1;
 }
+
+// -n: llm.c writes no checkpoint for any value <= 0
+static int every_or_never_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    flag_long(f, dest, flag, v);
+    if (*(long *)dest < 0) *(long *)dest = 0;
+    return 1;
+}
+
+// -x and -v record that they were given (-x 0 with -v evaluates; the ViT's
+// --epochs excludes -x); dest is the RunConfig
+static int steps_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    RunConfig *rc = dest;
+    rc->steps_given = 1;
+    return flag_long(f, &rc->max_steps, flag, v);
+}
+
+static int val_every_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    RunConfig *rc = dest;
+    rc->val_every_given = 1;
+    return flag_long(f, &rc->val_every, flag, v);
+}
+
+static int schedule_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    (void)f;
+    flag_value_or_fail(flag, v);
+    ScheduleKind *k = dest;
+    if (strcmp(v, "cosine") == 0) *k = SCHED_COSINE;
+    else if (strcmp(v, "linear") == 0) *k = SCHED_LINEAR;
+    else if (strcmp(v, "constant") == 0) *k = SCHED_CONSTANT;
+    else if (strcmp(v, "wsd") == 0) *k = SCHED_WSD;
+    else fail("flag %s: unknown schedule '%s' (cosine, linear, constant, wsd)", flag, v);
+    return 1;
+}
+
+static int nan_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    (void)f;
+    flag_value_or_fail(flag, v);
+    if (strcmp(v, "stop") == 0) *(int *)dest = 0;
+    else if (strcmp(v, "skip") == 0) *(int *)dest = 1;
+    else fail("flag %s takes stop or skip, not '%s'", flag, v);
+    return 1;
+}
+
+// -o DIR: leaves 64 bytes of room for the file names within it
+static int out_dir_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    (void)f;
+    flag_value_or_fail(flag, v);
+    char *out = dest;
+    size_t cap = sizeof(((RunConfig *)0)->out_dir);
+    if (!v[0]) fail("flag %s needs a directory name, not an empty string", flag);
+    if (strlen(v) >= cap - 64) fail("flag %s: path too long", flag);
+    snprintf(out, cap, "%s", v);
+    return 1;
+}
+
+static int snr_out_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    (void)f;
+    flag_value_or_fail(flag, v);
+    char *out = dest;
+    size_t cap = sizeof(((RunConfig *)0)->snr_out);
+    if (!v[0]) fail("flag %s needs a file name, not an empty string", flag);
+    if (strlen(v) >= cap) fail("flag %s: path too long", flag);
+    snprintf(out, cap, "%s", v);
+    return 1;
+}
+
+// llm.c's GPU settings that leave the result of an fp32 run as it is:
+// accepted, so that llm.c's command lines run, and said to do nothing here
+static int llmc_gpu_setting_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    (void)dest;
+    static const char *const what[][2] = {{"-f", "TF32 matmuls"}, {"-w", "an fp32 master copy of bf16 weights"},
+                                          {"-ge", "GELU fusion in the GPU matmuls"},
+                                          {"-r", "recomputation in the GPU backward pass"}};
+    long long x = parse_int_flag_or_fail(flag_value_or_fail(flag, v), flag, (long long)f->lo, (long long)f->hi);
+    for (size_t k = 0; k < sizeof(what) / sizeof(what[0]); k++)
+        if (strcmp(flag, what[k][0]) == 0)
+            printf("note: flag %s %lld (llm.c: %s) does nothing here: this CPU trainer computes in fp32 throughout\n",
+                   flag, x, what[k][1]);
+    return 1;
+}
+
+// llm.c flags whose behaviour this program does not have: refused by name,
+// rather than as unknown or, worse, silently
+static int llmc_refused_flag(const FlagSpec *f, void *dest, const char *flag, const char *v) {
+    (void)dest;
+    (void)v;
+    fail("flag %s is llm.c's %s, which this program does not do (the README's flag table lists llm.c's flags)", flag,
+         f->range);
+    return 0;
+}
+
+#define RC(field) offsetof(RunConfig, field), 0
+#define OC(field) offsetof(OptimConfig, field), 1
+#define REFUSED(name, what) {name, NULL, NULL, NULL, llmc_refused_flag, 0, 0, 0, 0, 0, what}
+#define GPU_SETTING(name) {name, NULL, NULL, NULL, llmc_gpu_setting_flag, 0, 0, 0, 2, 0, NULL}
+static const FlagSpec run_flag_specs[] = {
+    FLAG_TEXT("training flags (llm.c's letters and meanings; the README's flag table has llm.c's and nanoGPT's names):"),
+    {"-b", "--batch", "N", "micro-batch size", flag_int, RC(B), 1, RUN_MAX_BATCH, 0, NULL},
+    {"-d", "--total-batch", "N", "tokens (GPT-2) or images (ViT) per optimizer step; a multiple of\n"
+     "the micro-batch, reached by gradient accumulation (0 or -1 = one micro-batch)",
+     total_batch_flag, RC(total_batch), -1, RUN_MAX_TOTAL_BATCH, 0, NULL},
+    {"-x", "--steps", "N", "optimizer steps (-1 = one epoch of the training data; 0 = no training:\n"
+     "evaluate and sample only)", steps_flag, 0, 0, RUN_ONE_EPOCH, RUN_MAX_STEPS, 0, NULL},
+    {"-l", "--lr", "F", "peak learning rate", flag_float, OC(lr), 0, INFINITY, 0, ">= 0"},
+    {"-c", "--weight-decay", "F", "weight decay (matrices and embeddings only)", flag_float, OC(weight_decay), 0,
+     INFINITY, 0, ">= 0"},
+    {"-k", "--schedule", "S", "cosine | linear | constant | wsd", schedule_flag, RC(schedule), 0, 0, 0, NULL},
+    {"-u", "--warmup", "N", "linear warmup steps (the first step has lr/N, never 0)", flag_long, RC(warmup), 0,
+     RUN_MAX_STEPS, 0, NULL},
+    {"-q", "--final-frac", "F", "final lr as a fraction of the peak (cosine, linear, wsd)", flag_float,
+     RC(final_frac), 0, 1, 0, "in [0, 1]"},
+    {NULL, "--wsd-decay", "F", "fraction of the steps spent decaying in wsd (default 0.2)", flag_float,
+     RC(wsd_decay_frac), 0, 1, 0, "in [0, 1]"},
+    {NULL, "--clip", "F", "clip the global gradient norm to F (0 = off; default 1)", flag_float, RC(clip), 0,
+     INFINITY, 0, ">= 0 (0 disables clipping)"},
+    {NULL, "--seed", "N", "random seed (initialisation, data order, sampling)", flag_u64, RC(seed), 0, INT64_MAX, 0,
+     NULL},
+    {NULL, "--nan", "stop|skip", "on a NaN/Inf loss or gradient: stop (default) or skip the step", nan_flag,
+     RC(nan_skip), 0, 0, 0, NULL},
+    {NULL, "--fused-update", "1", "update each parameter block during the backward pass, as soon as its\n"
+     "gradient is complete, and keep no gradient buffer (the same result;\n"
+     "--clip > 0 or --nan skip run the backward twice, first for the norm;\n"
+     "not with gradient accumulation)", flag_01, RC(fused_update), 0, 0, 0, NULL},
+    FLAG_TEXT("evaluation:"),
+    {"-v", "--val-every", "N", "evaluate every N steps and at the end (0 = at the end only)", val_every_flag,
+     0, 0, 0, RUN_MAX_STEPS, 0, NULL},
+    FLAG_TEXT("output:"),
+    {"-o", "--out", "DIR", "write DIR/log.jsonl and checkpoints to DIR", out_dir_flag, RC(out_dir), 0, 0, 0, NULL},
+    {"-n", "--ckpt-every", "N", "checkpoint every N steps and at the end (0 = never; default: at the\n"
+     "end only)", every_or_never_flag, RC(ckpt_every), -1, RUN_MAX_STEPS, 0, NULL},
+    {"-nk", "--keep-last", "K", "keep only the newest K checkpoints (0 = all)", flag_int, RC(keep_last), 0,
+     RUN_MAX_KEEP, 0, NULL},
+    {"-nm", "--keep-major", "N", "never delete the checkpoints of steps that are multiples of N", flag_long,
+     RC(keep_major), 0, RUN_MAX_STEPS, 0, NULL},
+    {"-y", "--resume", "1", "continue from the newest complete checkpoint in DIR", flag_01, RC(resume), 0, 0, 0,
+     NULL},
+    {"-p", "--print-every", "N", "progress line every N steps (0 = about every 2 seconds)", flag_long,
+     RC(print_every), 0, RUN_MAX_STEPS, 0, NULL},
+    FLAG_TEXT("memory (the plan printed at start-up):"),
+    {NULL, "--force-memory", "1", "run even when the plan does not fit in the memory available", flag_01,
+     RC(force_memory), 0, 0, 0, NULL},
+    {NULL, "--memory-limit", "S", "plan against S (e.g. 16G, 512M) instead of the memory available",
+     memory_size_flag, RC(memory_limit), 0, 0, 0, NULL},
+    {NULL, "--memory-plan-only", "1", "print the plan and stop (status 1 if it does not fit)", flag_01,
+     RC(memory_plan_only), 0, 0, 0, NULL},
+    FLAG_TEXT("SlimAdam rules from data (OPTIM=adamw):"),
+    {NULL, "--snr-every", "N", "every N steps measure the SNR of AdamW's second moments along each\n"
+     "candidate dimension, one line each in DIR/snr.jsonl; at the end write the\n"
+     "SlimAdam rules and, beside them in <rules>_snr.json, the mean SNRs", flag_long, RC(snr_every), 0,
+     RUN_MAX_STEPS, 0, NULL},
+    {NULL, "--snr-out", "FILE", "where to write them (default DIR/slimadam_rules.json or slimadam_rules.json)",
+     snr_out_flag, RC(snr_out), 0, 0, 0, NULL},
+    FLAG_TEXT("g-SNR over training (SGD-SaI's analysis, any optimizer):"),
+    {NULL, "--gsnr-every", "N", "at step 1 and every N steps write each block's g-SNR of the clipped\n"
+     "gradient, ||g|| / (std + 1e-8), to DIR/gsnr.jsonl (needs -o; 0 = off)", flag_long, RC(gsnr_every), 0,
+     RUN_MAX_STEPS, 0, NULL},
+    FLAG_TEXT("llm.c's GPU settings -f, -w, -ge, -r are accepted and do nothing (fp32 on the CPU); its -sl, -sg,\n"
+              "-a, -z, -lg and -p* are refused by name."),
+    GPU_SETTING("-f"), GPU_SETTING("-w"), GPU_SETTING("-ge"), GPU_SETTING("-r"),
+    REFUSED("-sl", "skipping updates whose loss is an outlier"),
+    REFUSED("-sg", "skipping updates whose gradient norm is an outlier"),
+    REFUSED("-a", "overfitting a single batch"), REFUSED("-z", "ZeRO sharding across GPUs"),
+    REFUSED("-lg", "GPU logging"), REFUSED("-pn", "multi-process training"), REFUSED("-pr", "multi-process training"),
+    REFUSED("-pg", "multi-process training"), REFUSED("-pi", "multi-process training"),
+    REFUSED("-pf", "multi-process training"), REFUSED("-ps", "multi-process training"),
+    REFUSED("-pm", "multi-process training"), REFUSED("-pp", "multi-process training"),
+};
+#undef RC
+#undef OC
+#undef REFUSED
+#undef GPU_SETTING
+static const FlagTable run_flags = FLAG_TABLE(run_flag_specs);
 
 int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i) {
+    void *bases[2] = {rc, oc};
+    if (flags_parse_one(&run_flags, bases, argc, argv, i)) return 1;
+    // an optimizer hyperparameter (fails if it belongs to another optimizer)
     const char *a = argv[*i];
-    if (is_flag(a, "-b", "--batch")) rc->B = (int)int_flag(argc, argv, i, 1, RUN_MAX_BATCH);
-    else if (is_flag(a, "-t", "--seq-len")) rc->T = (int)int_flag(argc, argv, i, 1, RUN_MAX_SEQ_LEN);
-    else if (is_flag(a, "-d", "--total-batch")) {
-        rc->total_batch = (long)int_flag(argc, argv, i, -1, RUN_MAX_TOTAL_BATCH);
-        if (rc->total_batch < 0) rc->total_batch = 0; // llm.c's -1: one micro-batch, no accumulation
-    }
-    else if (is_flag(a, "-x", "--steps")) rc->max_steps = (long)int_flag(argc, argv, i, RUN_ONE_EPOCH, RUN_MAX_STEPS);
-    else if (is_flag(a, "-k", "--schedule")) {
-        const char *v = flag_value(argc, argv, i);
-        if (strcmp(v, "cosine") == 0) rc->schedule = SCHED_COSINE;
-        else if (strcmp(v, "linear") == 0) rc->schedule = SCHED_LINEAR;
-        else if (strcmp(v, "constant") == 0) rc->schedule = SCHED_CONSTANT;
-        else if (strcmp(v, "wsd") == 0) rc->schedule = SCHED_WSD;
-        else fail("flag %s: unknown schedule '%s' (cosine, linear, constant, wsd)", a, v);
-    }
-    else if (is_flag(a, "-u", "--warmup")) rc->warmup = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
-    else if (is_flag(a, "-q", "--final-frac")) {
-        double v = parse_double_or_fail(flag_value(argc, argv, i), a);
-        if (v < 0.0 || v > 1.0) fail("flag %s must be in [0, 1], got %g", a, v);
-        rc->final_frac = (float)v;
-    }
-    else if (is_flag(a, NULL, "--wsd-decay")) {
-        double v = parse_double_or_fail(flag_value(argc, argv, i), a);
-        if (v < 0.0 || v > 1.0) fail("flag %s must be in [0, 1], got %g", a, v);
-        rc->wsd_decay_frac = (float)v;
-    }
-    else if (is_flag(a, NULL, "--clip")) {
-        double v = parse_double_or_fail(flag_value(argc, argv, i), a);
-        if (v < 0.0) fail("flag %s must be >= 0 (0 disables clipping), got %g", a, v);
-        rc->clip = (float)v;
-    }
-    else if (is_flag(a, "-l", "--lr")) {
-        double v = parse_double_or_fail(flag_value(argc, argv, i), a);
-        if (v < 0.0) fail("flag %s must be >= 0, got %g", a, v);
-        oc->lr = (float)v;
-    }
-    else if (is_flag(a, "-c", "--weight-decay")) {
-        double v = parse_double_or_fail(flag_value(argc, argv, i), a);
-        if (v < 0.0) fail("flag %s must be >= 0, got %g", a, v);
-        oc->weight_decay = (float)v;
-    }
-    else if (is_flag(a, "-v", "--val-every")) {
-        rc->val_every = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
-        rc->val_every_given = 1;
-    }
-    else if (is_flag(a, "-m", "--val-batches")) {
-        rc->val_batches = (int)int_flag(argc, argv, i, RUN_WHOLE_SPLIT, RUN_MAX_VAL_BATCHES);
-        if (rc->val_batches == 0) fail("flag %s must be -1 (the whole validation split) or a number of batches, not 0", a);
-    }
-    else if (is_flag(a, "-s", "--sample-every")) {
-        rc->sample_every = (long)int_flag(argc, argv, i, -1, RUN_MAX_STEPS);
-        if (rc->sample_every < 0) rc->sample_every = 0; // llm.c: any value <= 0 never samples
-    }
-    else if (is_flag(a, "-g", "--gen-tokens")) rc->gen_tokens = (int)int_flag(argc, argv, i, 1, RUN_MAX_GEN_TOKENS);
-    else if (is_flag(a, NULL, "--temperature")) {
-        double v = parse_double_or_fail(flag_value(argc, argv, i), a);
-        if (v <= 0.0) fail("flag %s must be > 0, got %g", a, v);
-        rc->temperature = (float)v;
-    }
-    else if (is_flag(a, NULL, "--top-k")) rc->top_k = (int)int_flag(argc, argv, i, 0, RUN_MAX_TOP_K);
-    else if (is_flag(a, "-o", "--out")) {
-        const char *v = flag_value(argc, argv, i);
-        if (!v[0]) fail("flag %s needs a directory name, not an empty string", a);
-        if (strlen(v) >= sizeof(rc->out_dir) - 64) fail("flag %s: path too long", a);
-        snprintf(rc->out_dir, sizeof(rc->out_dir), "%s", v);
-    }
-    else if (is_flag(a, "-n", "--ckpt-every")) {
-        rc->ckpt_every = (long)int_flag(argc, argv, i, -1, RUN_MAX_STEPS);
-        if (rc->ckpt_every < 0) rc->ckpt_every = 0; // llm.c: any value <= 0 writes none
-    }
-    else if (is_flag(a, "-nk", "--keep-last")) rc->keep_last = (int)int_flag(argc, argv, i, 0, RUN_MAX_KEEP);
-    else if (is_flag(a, "-nm", "--keep-major")) rc->keep_major = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
-    else if (is_flag(a, "-f", NULL) || is_flag(a, "-w", NULL) || is_flag(a, "-ge", NULL) || is_flag(a, "-r", NULL)) {
-        // llm.c's GPU settings that leave the result of an fp32 run as it is:
-        // accepted, so that llm.c's command lines run, and said to do nothing here
-        static const char *const what[][2] = {{"-f", "TF32 matmuls"}, {"-w", "an fp32 master copy of bf16 weights"},
-                                              {"-ge", "GELU fusion in the GPU matmuls"},
-                                              {"-r", "recomputation in the GPU backward pass"}};
-        long long v = int_flag(argc, argv, i, 0, 2);
-        for (size_t k = 0; k < sizeof(what) / sizeof(what[0]); k++)
-            if (strcmp(a, what[k][0]) == 0)
-                printf("note: flag %s %lld (llm.c: %s) does nothing here: this CPU trainer computes in fp32 throughout\n",
-                       a, v, what[k][1]);
-    }
-    else if (is_flag(a, "-sl", NULL) || is_flag(a, "-sg", NULL) || is_flag(a, "-a", NULL) || is_flag(a, "-z", NULL) ||
-             is_flag(a, "-pn", NULL) || is_flag(a, "-pr", NULL) || is_flag(a, "-pg", NULL) || is_flag(a, "-pi", NULL) ||
-             is_flag(a, "-pf", NULL) || is_flag(a, "-ps", NULL) || is_flag(a, "-pm", NULL) || is_flag(a, "-pp", NULL) ||
-             is_flag(a, "-lg", NULL)) {
-        // llm.c flags whose behaviour this program does not have: refused by
-        // name, rather than as unknown or, worse, silently
-        static const char *const what[][2] = {
-            {"-sl", "skipping updates whose loss is an outlier"}, {"-sg", "skipping updates whose gradient norm is an outlier"},
-            {"-a", "overfitting a single batch"}, {"-z", "ZeRO sharding across GPUs"}, {"-lg", "GPU logging"},
-            {"-pn", "multi-process training"}, {"-pr", "multi-process training"}, {"-pg", "multi-process training"},
-            {"-pi", "multi-process training"}, {"-pf", "multi-process training"}, {"-ps", "multi-process training"},
-            {"-pm", "multi-process training"}, {"-pp", "multi-process training"}};
-        for (size_t k = 0; k < sizeof(what) / sizeof(what[0]); k++)
-            if (strcmp(a, what[k][0]) == 0)
-                fail("flag %s is llm.c's %s, which this program does not do (the README's flag table lists llm.c's "
-                     "flags)", a, what[k][1]);
-    }
-    else if (is_flag(a, "-y", "--resume")) {
-        const char *v = flag_value(argc, argv, i);
-        if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) fail("flag %s takes 0 or 1, not '%s'", a, v);
-        rc->resume = v[0] == '1';
-    }
-    else if (is_flag(a, NULL, "--nan")) {
-        const char *v = flag_value(argc, argv, i);
-        if (strcmp(v, "stop") == 0) rc->nan_skip = 0;
-        else if (strcmp(v, "skip") == 0) rc->nan_skip = 1;
-        else fail("flag %s takes stop or skip, not '%s'", a, v);
-    }
-    else if (is_flag(a, "-p", "--print-every")) rc->print_every = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
-    else if (is_flag(a, NULL, "--snr-every")) rc->snr_every = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
-    else if (is_flag(a, NULL, "--snr-out")) {
-        const char *v = flag_value(argc, argv, i);
-        if (!v[0]) fail("flag %s needs a file name, not an empty string", a);
-        if (strlen(v) >= sizeof(rc->snr_out)) fail("flag %s: path too long", a);
-        snprintf(rc->snr_out, sizeof(rc->snr_out), "%s", v);
-    }
-    else if (is_flag(a, NULL, "--gsnr-every")) rc->gsnr_every = (long)int_flag(argc, argv, i, 0, RUN_MAX_STEPS);
-    else if (is_flag(a, NULL, "--force-memory")) {
-        const char *v = flag_value(argc, argv, i);
-        if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) fail("flag %s takes 0 or 1, not '%s'", a, v);
-        rc->force_memory = v[0] == '1';
-    }
-    else if (is_flag(a, NULL, "--memory-limit")) rc->memory_limit = memory_size_flag(flag_value(argc, argv, i), a);
-    else if (is_flag(a, NULL, "--memory-plan-only")) {
-        const char *v = flag_value(argc, argv, i);
-        if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) fail("flag %s takes 0 or 1, not '%s'", a, v);
-        rc->memory_plan_only = v[0] == '1';
-    }
-    else if (is_flag(a, NULL, "--fused-update")) {
-        const char *v = flag_value(argc, argv, i);
-        if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) fail("flag %s takes 0 or 1, not '%s'", a, v);
-        rc->fused_update = v[0] == '1';
-    }
-    else if (is_flag(a, NULL, "--seed")) {
-        rc->seed = (uint64_t)int_flag(argc, argv, i, 0, INT64_MAX);
-    }
-    else if (strncmp(a, "--", 2) == 0) {
-        // an optimizer hyperparameter (fails if it belongs to another optimizer)
-        if (!optim_parse_flag(oc, a, *i + 1 < argc ? argv[*i + 1] : NULL)) return 0;
-        (*i)++;
-    }
-    else return 0;
+    if (strncmp(a, "--", 2) != 0 || !optim_parse_flag(oc, a, *i + 1 < argc ? argv[*i + 1] : NULL)) return 0;
+    (*i)++;
     return 1;
 }
 
 void run_print_flags_help(void) {
-    printf(
-        "training flags (llm.c's letters and meanings; the README's flag table has llm.c's and nanoGPT's names):\n"
-        "  -b, --batch N          micro-batch size\n"
-        "  -d, --total-batch N    tokens (GPT-2) or images (ViT) per optimizer step; a multiple of\n"
-        "                         the micro-batch, reached by gradient accumulation (0 or -1 = one micro-batch)\n"
-        "  -x, --steps N          optimizer steps (-1 = one epoch of the training data; 0 = no training:\n"
-        "                         evaluate and sample only)\n"
-        "  -l, --lr F             peak learning rate\n"
-        "  -c, --weight-decay F   weight decay (matrices and embeddings only)\n"
-        "  -k, --schedule S       cosine | linear | constant | wsd\n"
-        "  -u, --warmup N         linear warmup steps (the first step has lr/N, never 0)\n"
-        "  -q, --final-frac F     final lr as a fraction of the peak (cosine, linear, wsd)\n"
-        "      --wsd-decay F      fraction of the steps spent decaying in wsd (default 0.2)\n"
-        "      --clip F           clip the global gradient norm to F (0 = off; default 1)\n"
-        "      --seed N           random seed (initialisation, data order, sampling)\n"
-        "      --nan stop|skip    on a NaN/Inf loss or gradient: stop (default) or skip the step\n"
-        "      --fused-update 1   update each parameter block during the backward pass, as soon as its\n"
-        "                         gradient is complete, and keep no gradient buffer (the same result;\n"
-        "                         --clip > 0 or --nan skip run the backward twice, first for the norm;\n"
-        "                         not with gradient accumulation)\n"
-        "evaluation and sampling:\n"
-        "  -v, --val-every N      evaluate every N steps and at the end (0 = at the end only)\n"
-        "  -m, --val-batches N    batches per evaluation (GPT-2; -1 = the whole validation split)\n"
-        "  -s, --sample-every N   sample every N steps and at the end (0 = never; default: at the end\n"
-        "                         only) (GPT-2)\n"
-        "  -g, --gen-tokens N     tokens per sample (GPT-2)\n"
-        "      --temperature F    sampling temperature\n"
-        "      --top-k N          sample among the K most likely tokens (0 = all)\n"
-        "output:\n"
-        "  -o, --out DIR          write DIR/log.jsonl and checkpoints to DIR\n"
-        "  -n, --ckpt-every N     checkpoint every N steps and at the end (0 = never; default: at the\n"
-        "                         end only)\n"
-        "  -nk, --keep-last K     keep only the newest K checkpoints (0 = all)\n"
-        "  -nm, --keep-major N    never delete the checkpoints of steps that are multiples of N\n"
-        "  -y, --resume 1         continue from the newest complete checkpoint in DIR\n"
-        "  -p, --print-every N    progress line every N steps (0 = about every 2 seconds)\n"
-        "memory (the plan printed at start-up):\n"
-        "      --force-memory 1   run even when the plan does not fit in the memory available\n"
-        "      --memory-limit S   plan against S (e.g. 16G, 512M) instead of the memory available\n"
-        "      --memory-plan-only 1  print the plan and stop (status 1 if it does not fit)\n"
-        "SlimAdam rules from data (OPTIM=adamw):\n"
-        "      --snr-every N      every N steps measure the SNR of AdamW's second moments along each\n"
-        "                         candidate dimension, one line each in DIR/snr.jsonl; at the end write the\n"
-        "                         SlimAdam rules and, beside them in <rules>_snr.json, the mean SNRs\n"
-        "      --snr-out FILE     where to write them (default DIR/slimadam_rules.json or slimadam_rules.json)\n"
-        "g-SNR over training (SGD-SaI's analysis, any optimizer):\n"
-        "      --gsnr-every N     at step 1 and every N steps write each block's g-SNR of the clipped\n"
-        "                         gradient, ||g|| / (std + 1e-8), to DIR/gsnr.jsonl (needs -o; 0 = off)\n"
-        "llm.c's GPU settings -f, -w, -ge, -r are accepted and do nothing (fp32 on the CPU); its -sl, -sg,\n"
-        "-a, -z, -lg and -p* are refused by name.\n");
+    flags_print_help(&run_flags);
     optim_print_flags_help();
 }
 
@@ -341,6 +313,20 @@ void run_finalize_config(RunConfig *rc, const OptimConfig *oc, long items_per_mi
         if (n) rc->snr_out[n++] = '/';
         memcpy(rc->snr_out + n, "slimadam_rules.json", sizeof("slimadam_rules.json"));
     }
+}
+
+void run_refuse_data_parallel_gaps(const RunConfig *rc, const OptimConfig *oc, int training) {
+    if (rc->ranks <= 1) return;
+    // each would need its own exchange
+    if (!training) fail("flag -x 0 evaluates in one process: run it without mpirun");
+    if (rc->fused_update)
+        fail("flag --fused-update 1 does not work with mpirun -np %d (the gradient must be reduced first)", rc->ranks);
+    if (rc->snr_every > 0 || rc->gsnr_every > 0)
+        fail("flags --snr-every and --gsnr-every do not work with mpirun -np %d: run the measurement in one process",
+             rc->ranks);
+    if ((OPTIM_HPARAMS & HP_GSNR) && oc->gsnr_max_norm)
+        fail("flag --gsnr-max-norm 1 divides by the largest g-SNR of all blocks, which ZeRO-1 spreads over the "
+             "ranks: it does not work with mpirun -np %d", rc->ranks);
 }
 
 int run_fused_measures(const RunConfig *rc) {
@@ -475,7 +461,6 @@ cJSON *run_config_json(const RunConfig *rc, const OptimConfig *oc, const char *m
     if (OPTIM_HPARAMS & HP_SLIMADAM_RULES) cJSON_AddStringToObject(opt, "slimadam_rules", oc->slimadam_rules);
     cJSON *run = cJSON_AddObjectToObject(o, "run");
     cJSON_AddNumberToObject(run, "micro_batch", rc->B);
-    cJSON_AddNumberToObject(run, "seq_len", rc->T);
     cJSON_AddNumberToObject(run, "total_batch", (double)rc->total_batch);
     cJSON_AddNumberToObject(run, "grad_accum", rc->grad_accum);
     cJSON_AddNumberToObject(run, "ranks", rc->ranks);
@@ -489,7 +474,6 @@ cJSON *run_config_json(const RunConfig *rc, const OptimConfig *oc, const char *m
     cJSON_AddNumberToObject(run, "seed", (double)rc->seed);
     cJSON_AddStringToObject(run, "nan", rc->nan_skip ? "skip" : "stop");
     cJSON_AddNumberToObject(run, "val_every", (double)rc->val_every);
-    cJSON_AddNumberToObject(run, "val_batches", rc->val_batches);
     return o;
 }
 
@@ -887,9 +871,9 @@ void run_resume_check_state(Run *run, const cJSON *state, long step) {
              cJSON_IsString(o) ? o->valuestring : "?", OPTIM_NAME);
     if (json_get_number(state, "step", sp) != (double)step)
         fail("%s: its \"step\" is %g, but the file name says %ld", sp, json_get_number(state, "step", sp), step);
-    if (json_get_number(state, "micro_batch", sp) != rc->B || json_get_number(state, "seq_len", sp) != rc->T ||
+    if (json_get_number(state, "micro_batch", sp) != rc->B ||
         json_get_number(state, "grad_accum", sp) != (double)rc->grad_accum * rc->ranks)
-        fail("%s: the checkpoint was made with other -b/-t/-d flags; resume with the same ones", sp);
+        fail("%s: the checkpoint was made with other -b/-d flags; resume with the same ones", sp);
     double skipped = json_get_number(state, "nan_skipped", sp);
     if (!(skipped >= 0 && skipped <= (double)step && skipped == floor(skipped)))
         fail("%s: \"nan_skipped\" is %g, not a count of steps in [0, %ld]", sp, skipped, step);
@@ -1059,7 +1043,6 @@ void run_checkpoint_commit(Run *run, long step, cJSON *extra) {
     cJSON_AddNumberToObject(s, "step", (double)step);
     cJSON_AddStringToObject(s, "optimizer", OPTIM_NAME);
     cJSON_AddNumberToObject(s, "micro_batch", rc->B);
-    cJSON_AddNumberToObject(s, "seq_len", rc->T);
     // micro-batches per step over all ranks: a run resumes with another
     // number of ranks when the global batch is the same
     cJSON_AddNumberToObject(s, "grad_accum", (double)rc->grad_accum * rc->ranks);

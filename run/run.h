@@ -18,44 +18,34 @@
 // the range): wide enough for any run this program can do, small enough that
 // no size computed from them can overflow.
 #define RUN_MAX_BATCH (1 << 20)          // -b
-#define RUN_MAX_SEQ_LEN (1 << 20)        // -t
 #define RUN_MAX_TOTAL_BATCH (1LL << 50)  // -d
 #define RUN_MAX_ACCUM (1 << 20)          // -d / micro-batch: accumulation steps
 #define RUN_MAX_STEPS 1000000000000LL    // -x, -u, and every "every N steps" flag
-#define RUN_MAX_VAL_BATCHES (1 << 20)    // -m
-#define RUN_MAX_GEN_TOKENS (1 << 20)     // -g
-#define RUN_MAX_TOP_K (1 << 24)          // --top-k
 #define RUN_MAX_KEEP (1 << 20)           // -nk
 
-// -s and -n by default act only at the end of the run; 0 (or -1) never, as in llm.c
+// -n (and the GPT-2 trainer's -s) by default act only at the end of the run; 0 (or -1) never, as in llm.c
 #define RUN_AT_END_ONLY (-2)
-// -x -1: one epoch of the training data; -m -1: the whole validation split
+// -x -1: one epoch of the training data
 #define RUN_ONE_EPOCH (-1)
-#define RUN_WHOLE_SPLIT (-1)
 
 typedef enum { SCHED_COSINE, SCHED_LINEAR, SCHED_CONSTANT, SCHED_WSD } ScheduleKind;
 
 typedef struct {
     // batch
     int B;                 // -b micro-batch size (sequences or images)
-    int T;                 // -t sequence length (GPT-2)
     long total_batch;      // -d tokens (GPT-2) or images (ViT) per optimizer step; 0 = one micro-batch
     int grad_accum;        // micro-batches per step (derived from -d)
     long max_steps;        // -x optimizer steps (RUN_ONE_EPOCH until the trainer knows its data)
+    int steps_given;       // -x was on the command line
     // learning rate schedule
     ScheduleKind schedule; // -k cosine|linear|constant|wsd
     long warmup;           // -u warmup steps
     float final_frac;      // -q final lr as a fraction of the peak
     float wsd_decay_frac;  // --wsd-decay: fraction of the steps spent decaying (wsd)
     float clip;            // --clip global-norm clipping threshold, 0 = off
-    // evaluation and sampling
+    // evaluation
     long val_every;        // -v steps between evaluations (0 = only at the end)
-    int val_batches;       // -m batches per evaluation (GPT-2; RUN_WHOLE_SPLIT until the trainer knows its data)
     int val_every_given;   // -v was on the command line (-x 0 then evaluates)
-    long sample_every;     // -s steps between samples and at the end (<= 0 never; RUN_AT_END_ONLY, the default)
-    int gen_tokens;        // -g tokens per sample
-    float temperature;     // --temperature
-    int top_k;             // --top-k (0 = all)
     // output
     char out_dir[512];     // -o directory for the log and checkpoints ("" = none)
     long ckpt_every;       // -n steps between checkpoints and at the end (<= 0 never; RUN_AT_END_ONLY, the default)
@@ -85,10 +75,11 @@ typedef struct {
 void run_config_defaults(RunConfig *rc);
 // Parse argv[*i] (and its value) if it is a run or optimizer flag (incl. -l lr
 // and -c weight decay, which go to the optimizer config). Returns 1 if it was
-// one (advancing *i past its value), 0 otherwise.
+// one (advancing *i past its value), 0 otherwise. The flags are a table
+// (run/flags.h) in run/run.c, which also prints their help.
 int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i);
 void run_print_flags_help(void);
-// Derive the accumulation steps: items_per_micro = B*T (GPT-2) or B (ViT).
+// Derive the accumulation steps: items_per_micro = B*T (GPT-2) or B (ViT), times the ranks.
 // With -x -1 the checks that need the run's length wait for run_set_epoch_steps.
 void run_finalize_config(RunConfig *rc, const OptimConfig *oc, long items_per_micro, const char *unit);
 // -x -1: the run is one epoch of micro_batches_per_epoch micro-batches (at
@@ -97,6 +88,10 @@ void run_set_epoch_steps(RunConfig *rc, long micro_batches_per_epoch, const char
 // Does the run act every `every` steps at all (-s, -n: > 0, or the default at the end)?
 int run_every_active(long every);
 // run_finalize_config also refuses, one line each, the combinations --fused-update 1 cannot do.
+// mpirun -np N > 1: refuses what data-parallel runs do not do (yet), one line
+// each: evaluation only (training 0), fused updates, the SNR measurements,
+// SGD-SaI's max-normalised g-SNR.
+void run_refuse_data_parallel_gaps(const RunConfig *rc, const OptimConfig *oc, int training);
 // Does this step need a measuring backward before the fused updates? With
 // --clip > 0 the clip factor, with --nan skip the finiteness of the whole
 // gradient must be known before the first block moves.
