@@ -294,7 +294,9 @@ run-test-mpi: data $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS)) $(addprefix $
 # total threads, the communication time per step, and what a network implies
 bench-mpi: data setup-mpi
 	$(MAKE) --no-print-directory mpi-trainers
-	bash dev/bench/bench_mpi.sh $(MPI_BUILD)
+	bash dev/bench/bench_mpi.sh $(MPI_BUILD) | tee dev/results/bench_mpi.out
+	{ echo '```'; cat dev/results/bench_mpi.out; echo '```'; } > dev/results/bench_mpi.md
+	python3 dev/bench/readme_table.py dev/results/bench_mpi.md README.md
 
 # too little memory (issue 15): runs in a memory cgroup too small for them end
 # with one line naming what does not fit, never an OOM kill (skipped, saying

@@ -37,6 +37,7 @@ print(f"{ms:.1f} {comm:.1f}")
 PY
 }
 
+echo "make bench-mpi: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other jobs on this machine slow every row, threads more than processes)"
 echo "GPT-2 d$DEPTH (C $((64 * DEPTH))), global batch $SEQS x $T tokens, micro-batch $B x $T, $STEPS steps, median of steps 2..$STEPS"
 echo "commands:"
