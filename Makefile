@@ -355,6 +355,8 @@ python-deps:
 .PHONY: bench-bf16 bench-bf16-train
 bench-bf16: bench_gemm_bf16 $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw data
 	bash dev/bench/bench_bf16.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw ./bench_gemm_bf16 | tee dev/results/bench_bf16.txt
+	{ echo '```'; cat dev/results/bench_bf16.txt; echo '```'; } > dev/results/bench_bf16_block.md
+	python3 dev/bench/readme_table.py dev/results/bench_bf16_block.md README.md
 # make train's run with each precision, side by side on one thread each: the
 # validation losses (about 10 minutes on an idle machine)
 bench-bf16-train: data $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw
