@@ -102,6 +102,8 @@ include $(sort $(wildcard */*.mk))
 # the models
 NN_OBJS := $(BUILD)/nn/layers.o $(BUILD)/nn/attention.o $(BUILD)/nn/matmul.o
 OPTIM_COMMON_OBJS := $(BUILD)/optim/optim.o $(BUILD)/optim/snr.o
+# the model bookkeeping both trainers share (run/model.c): every binary that includes a trainer links it
+MODEL_OBJS := $(BUILD)/run/model.o
 
 # The optimizer compiled into the trainers. This file changes exactly when
 # OPTIM does, so a trainer is relinked whenever OPTIM differs from its build.
@@ -133,7 +135,7 @@ attention-ref:
 
 TESTS += run-test-gpt2
 BINS += test_gpt2
-test_gpt2: $(BUILD)/test_gpt2.o $(NN_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(COMMON_OBJS)
+test_gpt2: $(BUILD)/test_gpt2.o $(NN_OBJS) $(MODEL_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 run-test-gpt2: test_gpt2
 	./test_gpt2
@@ -141,7 +143,7 @@ run-test-gpt2: test_gpt2
 # the bf16 build's GPT-2 against PyTorch with bf16 matmul inputs (dev/gpt2_ref_bf16.py)
 TESTS += run-test-gpt2-bf16
 BINS += test_gpt2_bf16
-test_gpt2_bf16: $(BUILD)/test_gpt2_bf16.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(NN_OBJS)) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(COMMON_OBJS)
+test_gpt2_bf16: $(BUILD)/test_gpt2_bf16.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(NN_OBJS)) $(MODEL_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 run-test-gpt2-bf16: test_gpt2_bf16
 	@if grep -qw avx512_bf16 /proc/cpuinfo; then ./test_gpt2_bf16; \
@@ -175,7 +177,7 @@ MEMPLAN_OBJS := $(BUILD)/run/memplan.o
 DIST_OBJS := $(BUILD)/run/dist.o
 # the training loop (run/train.c) is the trainers' alone too: it steps over the ranks of run/dist.c
 TRAIN_LOOP_OBJS := $(BUILD)/run/train.o
-GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(TRAIN_LOOP_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/evalfile.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
+GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(MODEL_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(TRAIN_LOOP_OBJS) $(BUILD)/data/shards.o $(BUILD)/data/evalfile.o $(BUILD)/data/tokenizer.o $(COMMON_OBJS)
 $(BUILD)/bin/train_gpt2_%: $(BUILD)/train_gpt2.o $(BUILD)/optim/%.o $(GPT2_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
@@ -315,7 +317,7 @@ run-test-export: test_gpt2 test_vit $(BUILD)/bin/train_gpt2_adamw $(BUILD)/vit/t
 
 # ---------------------------------------------------------------------------
 # benchmarks (figures are ratios against a peer measured in the same run)
-$(BUILD)/bin/bench_optim_%: $(BUILD)/dev/bench/bench_optim.o $(BUILD)/optim/%.o $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(COMMON_OBJS)
+$(BUILD)/bin/bench_optim_%: $(BUILD)/dev/bench/bench_optim.o $(BUILD)/optim/%.o $(MODEL_OBJS) $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 # memory bandwidth (STREAM-like, 4 buffers of 1 GiB): the bound of a GPT-2 XL step
@@ -370,7 +372,7 @@ bench: bench-train bench-optim bench-matmul bench-tokenizer bench-bf16
 OPTIM_TESTS := $(addprefix test_optim_,$(OPTIMS))
 TESTS += run-test-optim
 BINS += $(OPTIM_TESTS)
-test_optim_%: $(BUILD)/test_optim.o $(BUILD)/optim/%.o $(NN_OBJS) $(OPTIM_COMMON_OBJS) $(COMMON_OBJS)
+test_optim_%: $(BUILD)/test_optim.o $(BUILD)/optim/%.o $(NN_OBJS) $(MODEL_OBJS) $(OPTIM_COMMON_OBJS) $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 run-test-optim: $(OPTIM_TESTS)
 	@for o in $(OPTIMS); do ./test_optim_$$o || exit 1; done

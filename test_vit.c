@@ -331,7 +331,7 @@ int main(int argc, char **argv) {
         float *ours = malloc_or_fail(n * sizeof(float), "step check"), *ref = malloc_or_fail(n * sizeof(float), "step check");
         memcpy(ours, model.params_memory + offset, n * sizeof(float));
         memcpy(ref, ref_after + offset, n * sizeof(float));
-        if (model.params.qkvb == model.params_memory + offset)
+        if (model.params.layers.qkvb == model.params_memory + offset)
             for (int l = 0; l < c->num_layers; l++)
                 for (int j = 0; j < C; j++) {
                     size_t at = (size_t)l * 3 * C + C + j;
@@ -340,7 +340,7 @@ int main(int argc, char **argv) {
         double change = 0.0;
         for (size_t j = 0; j < n; j++) change = fmax(change, fabs((double)ref[j] - (double)p0[offset + j]));
         snprintf(what, sizeof(what), "%d AdamW steps %s%s", steps, tensor_names[i],
-                 model.params.qkvb == model.params_memory + offset ? " (q, v)" : "");
+                 model.params.layers.qkvb == model.params_memory + offset ? " (q, v)" : "");
         check_scaled(what, ours, ref, n, change, 1e-3);
         free(ours); free(ref);
         offset += n;

@@ -23,6 +23,7 @@ then every parameter tensor as fp32 in the order of ParameterTensors below.
 #include "nn/layers.h"
 #include "nn/matmul.h"
 #include "optim/optim.h"
+#include "run/model.h"
 
 // ----------------------------------------------------------------------------
 // the model
@@ -37,24 +38,13 @@ typedef struct {
 } GPT2Config;
 
 // The parameters, in checkpoint order; all live in one contiguous buffer.
-#define NUM_PARAMETER_TENSORS 16
+#define NUM_PARAMETER_TENSORS (4 + LAYER_TENSORS)
 typedef struct {
-    float *wte;      // (Vp, C) token embedding, also the LM head (tied); rows V..Vp-1 are padding
-    float *wpe;      // (maxT, C) position embedding
-    float *ln1w;     // (L, C)
-    float *ln1b;     // (L, C)
-    float *qkvw;     // (L, 3C, C) fused q, k, v projection
-    float *qkvb;     // (L, 3C)
-    float *attprojw; // (L, C, C)
-    float *attprojb; // (L, C)
-    float *ln2w;     // (L, C)
-    float *ln2b;     // (L, C)
-    float *fcw;      // (L, 4C, C) MLP up
-    float *fcb;      // (L, 4C)
-    float *fcprojw;  // (L, C, 4C) MLP down
-    float *fcprojb;  // (L, C)
-    float *lnfw;     // (C) final LayerNorm
-    float *lnfb;     // (C)
+    float *wte;          // (Vp, C) token embedding, also the LM head (tied); rows V..Vp-1 are padding
+    float *wpe;          // (maxT, C) position embedding
+    LayerTensors layers; // the L transformer layers' twelve tensors (run/model.h)
+    float *lnfw;         // (C) final LayerNorm
+    float *lnfb;         // (C)
 } ParameterTensors;
 
 // Fills sizes (in floats) and returns their total; the products are checked,
@@ -62,51 +52,21 @@ typedef struct {
 static size_t gpt2_param_sizes(size_t sizes[NUM_PARAMETER_TENSORS], const GPT2Config *cfg) {
     const char *what = "the GPT-2 parameters";
     size_t Vp = cfg->padded_vocab_size, C = cfg->channels, maxT = cfg->max_seq_len, L = cfg->num_layers;
-    size_t LC = mul_size_or_fail(L, C, what), LCC = mul_size_or_fail(LC, C, what);
     sizes[0] = mul_size_or_fail(Vp, C, what);
     sizes[1] = mul_size_or_fail(maxT, C, what);
-    sizes[2] = LC;
-    sizes[3] = LC;
-    sizes[4] = mul_size_or_fail(3, LCC, what);
-    sizes[5] = mul_size_or_fail(3, LC, what);
-    sizes[6] = LCC;
-    sizes[7] = LC;
-    sizes[8] = LC;
-    sizes[9] = LC;
-    sizes[10] = mul_size_or_fail(4, LCC, what);
-    sizes[11] = mul_size_or_fail(4, LC, what);
-    sizes[12] = mul_size_or_fail(4, LCC, what);
-    sizes[13] = LC;
-    sizes[14] = C;
-    sizes[15] = C;
-    size_t total = 0;
-    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) total = add_size_or_fail(total, sizes[i], what);
-    return total;
+    layer_tensor_sizes(sizes + 2, L, C, what);
+    sizes[2 + LAYER_TENSORS] = C;
+    sizes[3 + LAYER_TENSORS] = C;
+    return tensors_total(sizes, NUM_PARAMETER_TENSORS, what);
 }
 
-// point each tensor into one buffer
-static void point_parameters(ParameterTensors *p, float *memory, const size_t sizes[NUM_PARAMETER_TENSORS]) {
-    float **ptrs[] = {&p->wte, &p->wpe, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb, &p->attprojw, &p->attprojb,
-                      &p->ln2w, &p->ln2b, &p->fcw, &p->fcb, &p->fcprojw, &p->fcprojb, &p->lnfw, &p->lnfb};
-    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        *ptrs[i] = memory;
-        memory += sizes[i];
-    }
-}
-
-// Layer l's twelve tensors within a ParameterTensors, in the order of the
-// layer's parameter blocks (gpt2_param_blocks).
-#define GPT2_LAYER_TENSORS 12
-typedef struct {
-    float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
-} LayerTensors;
-
-static LayerTensors layer_tensors(const ParameterTensors *t, int l, int C) {
-    size_t c = (size_t)C, lc = (size_t)l * c, lcc = lc * c;
-    LayerTensors x = {t->ln1w + lc, t->ln1b + lc, t->qkvw + 3 * lcc, t->qkvb + 3 * lc, t->attprojw + lcc,
-                      t->attprojb + lc, t->ln2w + lc, t->ln2b + lc, t->fcw + 4 * lcc, t->fcb + 4 * lc,
-                      t->fcprojw + 4 * lcc, t->fcprojb + lc};
-    return x;
+// where each tensor's pointer lives, in checkpoint order
+static void parameter_pointers(ParameterTensors *p, float **ptrs[NUM_PARAMETER_TENSORS]) {
+    ptrs[0] = &p->wte;
+    ptrs[1] = &p->wpe;
+    layer_tensor_pointers(&p->layers, ptrs + 2);
+    ptrs[2 + LAYER_TENSORS] = &p->lnfw;
+    ptrs[3 + LAYER_TENSORS] = &p->lnfb;
 }
 
 // The activations of a forward pass that backward needs, for a batch (B,T).
@@ -193,7 +153,7 @@ typedef struct {
 
 // The block of layer l's k-th tensor (LayerTensors order), and of the final
 // LayerNorm: wte and wpe come first, then 12 blocks per layer, then lnf.
-static inline int gpt2_layer_block(int l, int k) { return 2 + GPT2_LAYER_TENSORS * l + k; }
+static inline int gpt2_layer_block(int l, int k) { return 2 + LAYER_TENSORS * l + k; }
 static inline int gpt2_lnf_block(const GPT2Config *c) { return gpt2_layer_block(c->num_layers, 0); }
 
 // Returns the number of blocks written to out (NULL: just count). Offsets
@@ -201,36 +161,16 @@ static inline int gpt2_lnf_block(const GPT2Config *c) { return gpt2_layer_block(
 // anything is allocated.
 static int gpt2_param_blocks(const GPT2Config *cfg, ParamBlock *out) {
     int C = cfg->channels, L = cfg->num_layers;
-    size_t sizes[NUM_PARAMETER_TENSORS], off[NUM_PARAMETER_TENSORS], o = 0;
+    size_t sizes[NUM_PARAMETER_TENSORS], off[NUM_PARAMETER_TENSORS];
     gpt2_param_sizes(sizes, cfg);
-    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) { off[i] = o; o += sizes[i]; } // as point_parameters
+    tensor_offsets(sizes, NUM_PARAMETER_TENSORS, off);
     int n = 0;
-#define ADD(name, role, ndim, rows, cols, offset) \
-    do { if (out) out[n] = param_block(name, role, ndim, rows, cols, offset); n++; } while (0)
     // wte's padding rows V..Vp-1 are storage, not parameters: the block is its first V rows
-    ADD("wte", ROLE_TOKEN_EMBEDDING, 2, cfg->vocab_size, C, off[0]);
-    ADD("wpe", ROLE_POSITION_EMBEDDING, 2, cfg->max_seq_len, C, off[1]);
-    char name[64];
-    for (int l = 0; l < L; l++) {
-#define LAYER(suffix, role, ndim, rows, cols, offset) \
-    do { snprintf(name, sizeof(name), "h%d.%s", l, suffix); ADD(name, role, ndim, rows, cols, offset); } while (0)
-        LAYER("ln1w", ROLE_NORM, 1, C, 1, off[2] + (size_t)l * C);
-        LAYER("ln1b", ROLE_NORM, 1, C, 1, off[3] + (size_t)l * C);
-        LAYER("attn.qkvw", ROLE_ATTN_QKV, 2, 3 * C, C, off[4] + (size_t)l * 3 * C * C);
-        LAYER("attn.qkvb", ROLE_BIAS, 1, 3 * C, 1, off[5] + (size_t)l * 3 * C);
-        LAYER("attn.projw", ROLE_ATTN_PROJ, 2, C, C, off[6] + (size_t)l * C * C);
-        LAYER("attn.projb", ROLE_BIAS, 1, C, 1, off[7] + (size_t)l * C);
-        LAYER("ln2w", ROLE_NORM, 1, C, 1, off[8] + (size_t)l * C);
-        LAYER("ln2b", ROLE_NORM, 1, C, 1, off[9] + (size_t)l * C);
-        LAYER("mlp.fcw", ROLE_MLP_UP, 2, 4 * C, C, off[10] + (size_t)l * 4 * C * C);
-        LAYER("mlp.fcb", ROLE_BIAS, 1, 4 * C, 1, off[11] + (size_t)l * 4 * C);
-        LAYER("mlp.projw", ROLE_MLP_DOWN, 2, C, 4 * C, off[12] + (size_t)l * C * 4 * C);
-        LAYER("mlp.projb", ROLE_BIAS, 1, C, 1, off[13] + (size_t)l * C);
-#undef LAYER
-    }
-    ADD("lnfw", ROLE_NORM, 1, C, 1, off[14]);
-    ADD("lnfb", ROLE_NORM, 1, C, 1, off[15]);
-#undef ADD
+    n = add_param_block(out, n, "wte", ROLE_TOKEN_EMBEDDING, 2, cfg->vocab_size, C, off[0]);
+    n = add_param_block(out, n, "wpe", ROLE_POSITION_EMBEDDING, 2, cfg->max_seq_len, C, off[1]);
+    for (int l = 0; l < L; l++) n = add_layer_param_blocks(out, n, l, C, off + 2);
+    n = add_param_block(out, n, "lnfw", ROLE_NORM, 1, C, 1, off[2 + LAYER_TENSORS]);
+    n = add_param_block(out, n, "lnfb", ROLE_NORM, 1, C, 1, off[3 + LAYER_TENSORS]);
     return n;
 }
 
@@ -248,10 +188,7 @@ static int gpt2_param_blocks(const GPT2Config *cfg, ParamBlock *out) {
 // Every field in range, named in the error (with "header field" when the
 // config comes from a checkpoint's header).
 static void gpt2_check_config(const GPT2Config *c, const char *source, int from_header) {
-    const char *h = from_header ? "header field " : "";
-    char field[64];
-#define FIELD(name, value, lo, hi) \
-    do { snprintf(field, sizeof(field), "%s%s", h, name); check_range_or_fail(source, field, value, lo, hi); } while (0)
+#define FIELD(name, value, lo, hi) check_config_field(source, from_header, name, value, lo, hi)
     FIELD("maxT", c->max_seq_len, 1, GPT2_MAX_SEQ_LEN);
     FIELD("V", c->vocab_size, 1, GPT2_MAX_VOCAB);
     FIELD("L", c->num_layers, 1, GPT2_MAX_LAYERS);
@@ -264,9 +201,11 @@ static void gpt2_check_config(const GPT2Config *c, const char *source, int from_
 }
 
 static void gpt2_allocate_parameters(GPT2 *model) {
-    model->num_parameters = gpt2_param_sizes(model->param_sizes, &model->config);
-    model->params_memory = alloc_big_floats(model->num_parameters, "GPT-2 parameters");
-    point_parameters(&model->params, model->params_memory, model->param_sizes);
+    float **ptrs[NUM_PARAMETER_TENSORS];
+    parameter_pointers(&model->params, ptrs);
+    gpt2_param_sizes(model->param_sizes, &model->config);
+    model->params_memory = alloc_tensors(ptrs, model->param_sizes, NUM_PARAMETER_TENSORS, "GPT-2 parameters",
+                                         &model->num_parameters);
 }
 
 // Floats of the gradient buffer (the memory plan): the parameters' layout, or
@@ -280,10 +219,11 @@ static size_t gpt2_grad_sizes(size_t sizes[NUM_PARAMETER_TENSORS], const GPT2Con
 // The gradient buffer, before training (see GPT2.grads).
 void gpt2_allocate_gradients(GPT2 *model, int fused) {
     size_t sizes[NUM_PARAMETER_TENSORS];
+    float **ptrs[NUM_PARAMETER_TENSORS];
+    parameter_pointers(&model->grads, ptrs);
     model->fused = fused;
-    model->num_grad_floats = gpt2_grad_sizes(sizes, &model->config, fused);
-    model->grads_memory = alloc_big_floats(model->num_grad_floats, "GPT-2 gradients");
-    point_parameters(&model->grads, model->grads_memory, sizes);
+    gpt2_grad_sizes(sizes, &model->config, fused);
+    model->grads_memory = alloc_tensors(ptrs, sizes, NUM_PARAMETER_TENSORS, "GPT-2 gradients", &model->num_grad_floats);
 }
 
 #define GPT2_CHECKPOINT_MAGIC 20240326
@@ -293,11 +233,8 @@ void gpt2_allocate_gradients(GPT2 *model, int fused) {
 // Open a checkpoint and read its configuration, checked against the file's
 // size; the file is left positioned at the parameters. Returns the version.
 static int gpt2_open_checkpoint_version(const char *path, GPT2Config *c, FILE **out) {
-    FILE *f = fopen_or_fail(path, "rb");
-    int header[256];
-    fread_or_fail(header, sizeof(int), 256, f, path);
-    if (header[0] != GPT2_CHECKPOINT_MAGIC)
-        fail("%s is not a GPT-2 checkpoint (magic %d, expected %d)", path, header[0], GPT2_CHECKPOINT_MAGIC);
+    int header[CHECKPOINT_HEADER_INTS];
+    FILE *f = checkpoint_open(path, header, GPT2_CHECKPOINT_MAGIC, "GPT-2");
     int version = header[1];
     if (version != GPT2_CHECKPOINT_VERSION && version != GPT2_CHECKPOINT_VERSION_BF16)
         fail("%s has version %d; this trainer reads versions %d (fp32) and %d (bf16)", path, version,
@@ -311,13 +248,8 @@ static int gpt2_open_checkpoint_version(const char *path, GPT2Config *c, FILE **
     gpt2_check_config(c, path, 1);
     // the size the header describes must be the file's, before any allocation
     size_t sizes[NUM_PARAMETER_TENSORS];
-    size_t n = gpt2_param_sizes(sizes, c);
     size_t value_bytes = version == GPT2_CHECKPOINT_VERSION_BF16 ? sizeof(uint16_t) : sizeof(float);
-    size_t expected = add_size_or_fail(256 * sizeof(int), mul_size_or_fail(n, value_bytes, path), path);
-    size_t actual = file_size_or_fail(f, path);
-    if (actual != expected)
-        fail("%s has %zu bytes; its header describes a model of %zu bytes%s", path, actual, expected,
-             actual < expected ? " (truncated?)" : "");
+    checkpoint_check_size(f, path, gpt2_param_sizes(sizes, c), value_bytes);
     *out = f;
     return version;
 }
@@ -373,11 +305,7 @@ void gpt2_build_random(GPT2 *model, const GPT2Config *config, uint64_t seed) {
     ParameterTensors *p = &model->params;
     for (size_t i = 0; i < (size_t)c->vocab_size * C; i++) p->wte[i] = 0.02f * rng_normal(&rng);
     for (size_t i = 0; i < (size_t)c->max_seq_len * C; i++) p->wpe[i] = 0.02f * rng_normal(&rng);
-    for (size_t i = 0; i < L * C; i++) { p->ln1w[i] = 1.0f; p->ln2w[i] = 1.0f; }
-    for (size_t i = 0; i < L * 3 * C * C; i++) p->qkvw[i] = 0.02f * rng_normal(&rng);
-    for (size_t i = 0; i < L * C * C; i++) p->attprojw[i] = residual_std * rng_normal(&rng);
-    for (size_t i = 0; i < L * 4 * C * C; i++) p->fcw[i] = 0.02f * rng_normal(&rng);
-    for (size_t i = 0; i < L * 4 * C * C; i++) p->fcprojw[i] = residual_std * rng_normal(&rng);
+    layer_tensors_init(&p->layers, L, C, residual_std, &rng);
     for (size_t i = 0; i < C; i++) p->lnfw[i] = 1.0f;
     // biases and LayerNorm biases are already 0 (alloc_big zeroes)
 }
@@ -427,9 +355,9 @@ int gpt2_config_from_depth(GPT2Config *c, const char *spec) {
 }
 
 // The 256-int header of llm.c's checkpoint format, for either version.
-static void gpt2_checkpoint_header(const GPT2 *model, int version, int header[256]) {
+static void gpt2_checkpoint_header(const GPT2 *model, int version, int header[CHECKPOINT_HEADER_INTS]) {
     const GPT2Config *c = &model->config;
-    memset(header, 0, 256 * sizeof(int));
+    memset(header, 0, CHECKPOINT_HEADER_INTS * sizeof(int));
     header[0] = GPT2_CHECKPOINT_MAGIC;
     header[1] = version;
     header[2] = c->max_seq_len;
@@ -441,24 +369,20 @@ static void gpt2_checkpoint_header(const GPT2 *model, int version, int header[25
 }
 
 void gpt2_save_checkpoint(const GPT2 *model, const char *path) {
-    int header[256];
+    int header[CHECKPOINT_HEADER_INTS];
     gpt2_checkpoint_header(model, GPT2_CHECKPOINT_VERSION, header);
-    AtomicFile af;
-    atomic_open(&af, path);
-    fwrite_or_fail(header, sizeof(int), 256, af.f, af.tmp_path);
-    fwrite_or_fail(model->params_memory, sizeof(float), model->num_parameters, af.f, af.tmp_path);
-    atomic_commit(&af);
+    checkpoint_save(path, header, model->params_memory, model->num_parameters);
 }
 
 // llm.c's version 5: the header and tensor order of version 3, each parameter
 // rounded to bf16 (nearest, ties to even) and stored as 2 bytes; written
 // atomically. For llm.c and other readers: this trainer resumes from fp32.
 void gpt2_save_checkpoint_bf16(const GPT2 *model, const char *path) {
-    int header[256];
+    int header[CHECKPOINT_HEADER_INTS];
     gpt2_checkpoint_header(model, GPT2_CHECKPOINT_VERSION_BF16, header);
     AtomicFile af;
     atomic_open(&af, path);
-    fwrite_or_fail(header, sizeof(int), 256, af.f, af.tmp_path);
+    fwrite_or_fail(header, sizeof(int), CHECKPOINT_HEADER_INTS, af.f, af.tmp_path);
     uint16_t *buf = malloc_or_fail(BF16_CHUNK * sizeof(uint16_t), "bf16 write buffer");
     for (size_t i = 0; i < model->num_parameters; i += BF16_CHUNK) {
         size_t n = model->num_parameters - i < BF16_CHUNK ? model->num_parameters - i : BF16_CHUNK;
@@ -491,40 +415,31 @@ static size_t gpt2_activation_sizes(const GPT2Config *c, int B, int T, size_t si
         mul_size_or_fail(BT, C, what), LBT, LBT, mul_size_or_fail(3, LBTC, what), LBTC,
         mul4_size_or_fail(L, (size_t)B, NH, (size_t)T, what),
         LBTC, LBT, LBT, mul_size_or_fail(4, LBTC, what), LBTC, BT, BT, BT};
-    size_t total = 0;
-    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { sizes[i] = s[i]; total = add_size_or_fail(total, s[i], what); }
+    memcpy(sizes, s, sizeof(s));
     // each at most 4 x B T C, which the activations' sizes above have checked
     size_t R = gpt2_head_rows(BT), chunked = R < BT;
     size_t ss[NUM_SCRATCH_TENSORS] = {BT * C, BT * C, BT * C, BT * 3 * C, BT * 4 * C, BT * 4 * C, BT * C, BT * C,
                                       mul_size_or_fail(R, Vp, what), chunked ? mul_size_or_fail(Vp, C, what) : 0};
-    *scratch_total = 0;
-    for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) {
-        scratch_sizes[i] = ss[i];
-        *scratch_total = add_size_or_fail(*scratch_total, ss[i], what);
-    }
-    return total;
+    memcpy(scratch_sizes, ss, sizeof(ss));
+    *scratch_total = tensors_total(scratch_sizes, NUM_SCRATCH_TENSORS, what);
+    return tensors_total(sizes, NUM_ACTIVATION_TENSORS, what);
 }
 
 // Activation and scratch buffers for batches of (B, T): allocated once, before training.
 void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch_total;
-    model->num_activations = gpt2_activation_sizes(&model->config, B, T, sizes, scratch_sizes, &scratch_total);
+    gpt2_activation_sizes(&model->config, B, T, sizes, scratch_sizes, &scratch_total);
     size_t BT = (size_t)B * T;
-    float **ptrs[] = {&model->acts.encoded, &model->acts.ln1_mean, &model->acts.ln1_rstd, &model->acts.qkv,
-                      &model->acts.atty, &model->acts.lse, &model->acts.residual2, &model->acts.ln2_mean,
-                      &model->acts.ln2_rstd, &model->acts.fch, &model->acts.residual3, &model->acts.lnf_mean,
-                      &model->acts.lnf_rstd, &model->acts.losses};
-    model->acts_memory = alloc_big_floats(model->num_activations, "GPT-2 activations");
-    float *mem = model->acts_memory;
-    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { *ptrs[i] = mem; mem += sizes[i]; }
-
-    float **sptrs[] = {&model->scratch.dresidual, &model->scratch.dln, &model->scratch.datty,
-                       &model->scratch.dqkv, &model->scratch.fch_gelu, &model->scratch.dfch_gelu,
-                       &model->scratch.scratch, &model->scratch.ln, &model->scratch.logits,
-                       &model->scratch.head_dwte};
-    model->scratch_memory = alloc_big_floats(scratch_total, "GPT-2 layer buffers");
-    mem = model->scratch_memory;
-    for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) { *sptrs[i] = mem; mem += scratch_sizes[i]; }
+    ActivationTensors *a = &model->acts;
+    float **ptrs[NUM_ACTIVATION_TENSORS] = {&a->encoded, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty, &a->lse,
+                                            &a->residual2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->residual3,
+                                            &a->lnf_mean, &a->lnf_rstd, &a->losses};
+    model->acts_memory = alloc_tensors(ptrs, sizes, NUM_ACTIVATION_TENSORS, "GPT-2 activations", &model->num_activations);
+    GradScratch *s = &model->scratch;
+    float **sptrs[NUM_SCRATCH_TENSORS] = {&s->dresidual, &s->dln, &s->datty, &s->dqkv, &s->fch_gelu, &s->dfch_gelu,
+                                          &s->scratch, &s->ln, &s->logits, &s->head_dwte};
+    model->scratch_memory = alloc_tensors(sptrs, scratch_sizes, NUM_SCRATCH_TENSORS, "GPT-2 layer buffers",
+                                          &scratch_total);
 
     model->inputs = (int *)malloc_or_fail(BT * sizeof(int), "inputs");
     model->targets = (int *)malloc_or_fail(BT * sizeof(int), "targets");
@@ -691,20 +606,21 @@ static void gpt2_forward_pass(GPT2 *model, const int *inputs, const int *targets
         float *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
         float *fch = a.fch + l * BT * 4 * C;
         float *residual3 = a.residual3 + l * BT * C;
+        LayerTensors w = layer_tensors(&p.layers, l, C);
         float *proj = model->scratch.scratch; // a projection's output, added to the residual right away
         // LayerNorm and GELU outputs live only while the layer runs (backward recomputes them)
         float *ln1 = model->scratch.ln, *ln2 = model->scratch.ln, *fch_gelu = model->scratch.fch_gelu;
         // attention block: x + proj(attention(ln1(x)))
-        layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p.ln1w + l * C, p.ln1b + l * C, BT, C, 1e-5f);
-        matmul_forward(qkv, ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, BT, C, 3 * C);
+        layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, w.ln1w, w.ln1b, BT, C, 1e-5f);
+        matmul_forward(qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
         attention_forward(atty, lse, qkv, B, T, C, NH, 1);
-        matmul_forward(proj, atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, BT, C, C);
+        matmul_forward(proj, atty, w.attprojw, w.attprojb, BT, C, C);
         residual_forward(residual2, residual, proj, BT * C);
         // MLP block: x + proj(gelu(fc(ln2(x))))
-        layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, p.ln2w + l * C, p.ln2b + l * C, BT, C, 1e-5f);
-        matmul_forward(fch, ln2, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, BT, C, 4 * C);
+        layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, w.ln2w, w.ln2b, BT, C, 1e-5f);
+        matmul_forward(fch, ln2, w.fcw, w.fcb, BT, C, 4 * C);
         gelu_forward(fch_gelu, fch, BT * 4 * C, GELU_TANH);
-        matmul_forward(proj, fch_gelu, p.fcprojw + (size_t)l * C * 4 * C, p.fcprojb + l * C, BT, 4 * C, C);
+        matmul_forward(proj, fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
         residual_forward(residual3, residual2, proj, BT * C);
     }
     const float *last = a.residual3 + (size_t)(L - 1) * BT * C;
@@ -735,11 +651,6 @@ void gpt2_forward_train(GPT2 *model, const int *inputs, const int *targets) {
 
 void gpt2_zero_grad(GPT2 *model) {
     memset(model->grads_memory, 0, model->num_grad_floats * sizeof(float));
-}
-
-// Fused updates: block b's gradient is complete
-static void step_block(FusedStep *fused, int b, float *grad) {
-    if (fused) fused_block(fused, b, grad);
 }
 
 // Backward of the last forward (which had targets).
@@ -799,7 +710,7 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
         float *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
         float *fch = a.fch + l * BT * 4 * C;
         // this layer's parameters and gradients (with fused updates, the one layer of the buffer)
-        LayerTensors lp = layer_tensors(&p, l, C), lg = layer_tensors(&g, model->fused ? 0 : l, C);
+        LayerTensors lp = layer_tensors(&p.layers, l, C), lg = layer_tensors(&g.layers, model->fused ? 0 : l, C);
         // s.dresidual holds d(layer output); the MLP branch starts from it,
         // with the GELU output the forward had (recomputed: the same bits) ...
         float *fch_gelu = s.fch_gelu;
@@ -828,9 +739,9 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
         // dresidual is now d(layer input) = d(previous layer's output)
         if (fused) {
             // the layer's gradients are complete: step its blocks, then clear them for the next layer
-            float *grad_of[GPT2_LAYER_TENSORS] = {lg.ln1w, lg.ln1b, lg.qkvw, lg.qkvb, lg.attprojw, lg.attprojb,
+            float *grad_of[LAYER_TENSORS] = {lg.ln1w, lg.ln1b, lg.qkvw, lg.qkvb, lg.attprojw, lg.attprojb,
                                                   lg.ln2w, lg.ln2b, lg.fcw, lg.fcb, lg.fcprojw, lg.fcprojb};
-            for (int k = 0; k < GPT2_LAYER_TENSORS; k++) step_block(fused, gpt2_layer_block(l, k), grad_of[k]);
+            for (int k = 0; k < LAYER_TENSORS; k++) step_block(fused, gpt2_layer_block(l, k), grad_of[k]);
             // the one layer's tensors are contiguous: ln1w .. fcprojb
             memset(lg.ln1w, 0, (size_t)(lg.fcprojb + C - lg.ln1w) * sizeof(float));
         }
@@ -902,15 +813,16 @@ void gpt2_forward_token(const GPT2 *model, KVCache *kv, int token, int pos) {
     float *mean = &kv->mean_rstd[0], *rstd = &kv->mean_rstd[1];
     for (int l = 0; l < L; l++) {
         float *cache = kv->qkv + (size_t)l * kv->max_len * 3 * C;
-        layernorm_forward(kv->ln, mean, rstd, x, p->ln1w + l * C, p->ln1b + l * C, 1, C, 1e-5f);
-        matmul_forward(cache + (size_t)pos * 3 * C, kv->ln, p->qkvw + (size_t)l * 3 * C * C, p->qkvb + l * 3 * C, 1, C, 3 * C);
+        LayerTensors w = layer_tensors(&p->layers, l, C);
+        layernorm_forward(kv->ln, mean, rstd, x, w.ln1w, w.ln1b, 1, C, 1e-5f);
+        matmul_forward(cache + (size_t)pos * 3 * C, kv->ln, w.qkvw, w.qkvb, 1, C, 3 * C);
         attention_forward_last(kv->atty, kv->att, cache, pos, C, NH);
-        matmul_forward(kv->proj, kv->atty, p->attprojw + (size_t)l * C * C, p->attprojb + l * C, 1, C, C);
+        matmul_forward(kv->proj, kv->atty, w.attprojw, w.attprojb, 1, C, C);
         residual_forward(x, x, kv->proj, C);
-        layernorm_forward(kv->ln, mean, rstd, x, p->ln2w + l * C, p->ln2b + l * C, 1, C, 1e-5f);
-        matmul_forward(kv->fch, kv->ln, p->fcw + (size_t)l * 4 * C * C, p->fcb + l * 4 * C, 1, C, 4 * C);
+        layernorm_forward(kv->ln, mean, rstd, x, w.ln2w, w.ln2b, 1, C, 1e-5f);
+        matmul_forward(kv->fch, kv->ln, w.fcw, w.fcb, 1, C, 4 * C);
         gelu_forward(kv->fch_gelu, kv->fch, 4 * C, GELU_TANH);
-        matmul_forward(kv->proj, kv->fch_gelu, p->fcprojw + (size_t)l * C * 4 * C, p->fcprojb + l * C, 1, 4 * C, C);
+        matmul_forward(kv->proj, kv->fch_gelu, w.fcprojw, w.fcprojb, 1, 4 * C, C);
         residual_forward(x, x, kv->proj, C);
     }
     layernorm_forward(kv->ln, mean, rstd, x, p->lnfw, p->lnfb, 1, C, 1e-5f);

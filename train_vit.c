@@ -51,6 +51,7 @@ name them), in this order:
 #include "nn/layers.h"
 #include "nn/matmul.h"
 #include "optim/optim.h"
+#include "run/model.h"
 
 // timm's ViT: LayerNorm eps 1e-6 (GPT-2 uses 1e-5), exact-erf GELU
 #define VIT_LN_EPS 1e-6f
@@ -80,28 +81,17 @@ static inline int vit_patch_dim(const ViTConfig *c) {
 }
 
 // The parameters, in checkpoint order; all live in one contiguous buffer.
-#define NUM_PARAMETER_TENSORS 20
+#define NUM_PARAMETER_TENSORS (8 + LAYER_TENSORS)
 typedef struct {
-    float *patchw;   // (C, channels*P*P) patch embedding: a Conv2d weight [C, channels, P, P] flattened
-    float *patchb;   // (C)
-    float *cls;      // (C) cls token
-    float *pos;      // (NP+1, C) position embedding; row 0 is the cls token's
-    float *ln1w;     // (L, C)
-    float *ln1b;     // (L, C)
-    float *qkvw;     // (L, 3C, C) fused q, k, v projection
-    float *qkvb;     // (L, 3C)
-    float *attprojw; // (L, C, C)
-    float *attprojb; // (L, C)
-    float *ln2w;     // (L, C)
-    float *ln2b;     // (L, C)
-    float *fcw;      // (L, 4C, C) MLP up
-    float *fcb;      // (L, 4C)
-    float *fcprojw;  // (L, C, 4C) MLP down
-    float *fcprojb;  // (L, C)
-    float *lnfw;     // (C) final LayerNorm
-    float *lnfb;     // (C)
-    float *headw;    // (classes, C) classification head
-    float *headb;    // (classes)
+    float *patchw;       // (C, channels*P*P) patch embedding: a Conv2d weight [C, channels, P, P] flattened
+    float *patchb;       // (C)
+    float *cls;          // (C) cls token
+    float *pos;          // (NP+1, C) position embedding; row 0 is the cls token's
+    LayerTensors layers; // the L transformer layers' twelve tensors (run/model.h)
+    float *lnfw;         // (C) final LayerNorm
+    float *lnfb;         // (C)
+    float *headw;        // (classes, C) classification head
+    float *headb;        // (classes)
 } ParameterTensors;
 
 // Fills sizes (in floats) and returns their total; the products are checked.
@@ -109,56 +99,26 @@ static size_t vit_param_sizes(size_t sizes[NUM_PARAMETER_TENSORS], const ViTConf
     const char *what = "the ViT parameters";
     size_t C = cfg->channels, L = cfg->num_layers, K = cfg->num_classes;
     size_t T = (size_t)vit_num_patches(cfg) + 1;
-    size_t LC = mul_size_or_fail(L, C, what), LCC = mul_size_or_fail(LC, C, what);
+    const int end = 4 + LAYER_TENSORS; // the tensors after the layers
     sizes[0] = mul_size_or_fail(C, (size_t)vit_patch_dim(cfg), what);
     sizes[1] = C;
     sizes[2] = C;
     sizes[3] = mul_size_or_fail(T, C, what);
-    sizes[4] = LC;
-    sizes[5] = LC;
-    sizes[6] = mul_size_or_fail(3, LCC, what);
-    sizes[7] = mul_size_or_fail(3, LC, what);
-    sizes[8] = LCC;
-    sizes[9] = LC;
-    sizes[10] = LC;
-    sizes[11] = LC;
-    sizes[12] = mul_size_or_fail(4, LCC, what);
-    sizes[13] = mul_size_or_fail(4, LC, what);
-    sizes[14] = mul_size_or_fail(4, LCC, what);
-    sizes[15] = LC;
-    sizes[16] = C;
-    sizes[17] = C;
-    sizes[18] = mul_size_or_fail(K, C, what);
-    sizes[19] = K;
-    size_t total = 0;
-    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) total = add_size_or_fail(total, sizes[i], what);
-    return total;
+    layer_tensor_sizes(sizes + 4, L, C, what);
+    sizes[end] = C;
+    sizes[end + 1] = C;
+    sizes[end + 2] = mul_size_or_fail(K, C, what);
+    sizes[end + 3] = K;
+    return tensors_total(sizes, NUM_PARAMETER_TENSORS, what);
 }
 
-// point each tensor into one buffer
-static void point_parameters(ParameterTensors *p, float *memory, const size_t sizes[NUM_PARAMETER_TENSORS]) {
-    float **ptrs[] = {&p->patchw, &p->patchb, &p->cls, &p->pos, &p->ln1w, &p->ln1b, &p->qkvw, &p->qkvb,
-                      &p->attprojw, &p->attprojb, &p->ln2w, &p->ln2b, &p->fcw, &p->fcb, &p->fcprojw,
-                      &p->fcprojb, &p->lnfw, &p->lnfb, &p->headw, &p->headb};
-    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        *ptrs[i] = memory;
-        memory += sizes[i];
-    }
-}
-
-// Layer l's twelve tensors within a ParameterTensors, in the order of the
-// layer's parameter blocks (vit_param_blocks).
-#define VIT_LAYER_TENSORS 12
-typedef struct {
-    float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
-} LayerTensors;
-
-static LayerTensors layer_tensors(const ParameterTensors *t, int l, int C) {
-    size_t c = (size_t)C, lc = (size_t)l * c, lcc = lc * c;
-    LayerTensors x = {t->ln1w + lc, t->ln1b + lc, t->qkvw + 3 * lcc, t->qkvb + 3 * lc, t->attprojw + lcc,
-                      t->attprojb + lc, t->ln2w + lc, t->ln2b + lc, t->fcw + 4 * lcc, t->fcb + 4 * lc,
-                      t->fcprojw + 4 * lcc, t->fcprojb + lc};
-    return x;
+// where each tensor's pointer lives, in checkpoint order
+static void parameter_pointers(ParameterTensors *p, float **ptrs[NUM_PARAMETER_TENSORS]) {
+    float **before[4] = {&p->patchw, &p->patchb, &p->cls, &p->pos};
+    float **after[4] = {&p->lnfw, &p->lnfb, &p->headw, &p->headb};
+    for (int i = 0; i < 4; i++) ptrs[i] = before[i];
+    layer_tensor_pointers(&p->layers, ptrs + 4);
+    for (int i = 0; i < 4; i++) ptrs[4 + LAYER_TENSORS + i] = after[i];
 }
 
 // The activations of a forward pass that backward needs, for a batch of B
@@ -238,7 +198,7 @@ typedef struct {
 // The block of layer l's k-th tensor (LayerTensors order), and of the final
 // LayerNorm (the head follows it): the patch embedding, cls and pos come
 // first, then 12 blocks per layer.
-static inline int vit_layer_block(int l, int k) { return 4 + VIT_LAYER_TENSORS * l + k; }
+static inline int vit_layer_block(int l, int k) { return 4 + LAYER_TENSORS * l + k; }
 static inline int vit_lnf_block(const ViTConfig *c) { return vit_layer_block(c->num_layers, 0); }
 
 // Returns the number of blocks written to out (NULL: just count). Offsets
@@ -246,39 +206,20 @@ static inline int vit_lnf_block(const ViTConfig *c) { return vit_layer_block(c->
 // anything is allocated).
 static int vit_param_blocks(const ViTConfig *cfg, ParamBlock *out) {
     int C = cfg->channels, L = cfg->num_layers, K = cfg->num_classes;
-    size_t sizes[NUM_PARAMETER_TENSORS], off[NUM_PARAMETER_TENSORS], o = 0;
+    size_t sizes[NUM_PARAMETER_TENSORS], off[NUM_PARAMETER_TENSORS];
     vit_param_sizes(sizes, cfg);
-    for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) { off[i] = o; o += sizes[i]; } // as point_parameters
+    tensor_offsets(sizes, NUM_PARAMETER_TENSORS, off);
+    const size_t *end = off + 4 + LAYER_TENSORS; // the tensors after the layers
     int n = 0;
-#define ADD(name, role, ndim, rows, cols, offset) \
-    do { if (out) out[n] = param_block(name, role, ndim, rows, cols, offset); n++; } while (0)
-    ADD("patch.w", ROLE_PATCH_EMBEDDING, 2, C, vit_patch_dim(cfg), off[0]);
-    ADD("patch.b", ROLE_BIAS, 1, C, 1, off[1]);
-    ADD("cls", ROLE_CLS_TOKEN, 2, 1, C, off[2]);
-    ADD("pos", ROLE_POSITION_EMBEDDING, 2, vit_num_patches(cfg) + 1, C, off[3]);
-    char name[64];
-    for (int l = 0; l < L; l++) {
-#define LAYER(suffix, role, ndim, rows, cols, offset) \
-    do { snprintf(name, sizeof(name), "h%d.%s", l, suffix); ADD(name, role, ndim, rows, cols, offset); } while (0)
-        LAYER("ln1w", ROLE_NORM, 1, C, 1, off[4] + (size_t)l * C);
-        LAYER("ln1b", ROLE_NORM, 1, C, 1, off[5] + (size_t)l * C);
-        LAYER("attn.qkvw", ROLE_ATTN_QKV, 2, 3 * C, C, off[6] + (size_t)l * 3 * C * C);
-        LAYER("attn.qkvb", ROLE_BIAS, 1, 3 * C, 1, off[7] + (size_t)l * 3 * C);
-        LAYER("attn.projw", ROLE_ATTN_PROJ, 2, C, C, off[8] + (size_t)l * C * C);
-        LAYER("attn.projb", ROLE_BIAS, 1, C, 1, off[9] + (size_t)l * C);
-        LAYER("ln2w", ROLE_NORM, 1, C, 1, off[10] + (size_t)l * C);
-        LAYER("ln2b", ROLE_NORM, 1, C, 1, off[11] + (size_t)l * C);
-        LAYER("mlp.fcw", ROLE_MLP_UP, 2, 4 * C, C, off[12] + (size_t)l * 4 * C * C);
-        LAYER("mlp.fcb", ROLE_BIAS, 1, 4 * C, 1, off[13] + (size_t)l * 4 * C);
-        LAYER("mlp.projw", ROLE_MLP_DOWN, 2, C, 4 * C, off[14] + (size_t)l * C * 4 * C);
-        LAYER("mlp.projb", ROLE_BIAS, 1, C, 1, off[15] + (size_t)l * C);
-#undef LAYER
-    }
-    ADD("lnfw", ROLE_NORM, 1, C, 1, off[16]);
-    ADD("lnfb", ROLE_NORM, 1, C, 1, off[17]);
-    ADD("head.w", ROLE_HEAD, 2, K, C, off[18]);
-    ADD("head.b", ROLE_BIAS, 1, K, 1, off[19]);
-#undef ADD
+    n = add_param_block(out, n, "patch.w", ROLE_PATCH_EMBEDDING, 2, C, vit_patch_dim(cfg), off[0]);
+    n = add_param_block(out, n, "patch.b", ROLE_BIAS, 1, C, 1, off[1]);
+    n = add_param_block(out, n, "cls", ROLE_CLS_TOKEN, 2, 1, C, off[2]);
+    n = add_param_block(out, n, "pos", ROLE_POSITION_EMBEDDING, 2, vit_num_patches(cfg) + 1, C, off[3]);
+    for (int l = 0; l < L; l++) n = add_layer_param_blocks(out, n, l, C, off + 4);
+    n = add_param_block(out, n, "lnfw", ROLE_NORM, 1, C, 1, end[0]);
+    n = add_param_block(out, n, "lnfb", ROLE_NORM, 1, C, 1, end[1]);
+    n = add_param_block(out, n, "head.w", ROLE_HEAD, 2, K, C, end[2]);
+    n = add_param_block(out, n, "head.b", ROLE_BIAS, 1, K, 1, end[3]);
     return n;
 }
 
@@ -299,10 +240,7 @@ static int vit_param_blocks(const ViTConfig *cfg, ParamBlock *out) {
 // Every field in range, named in the error ("header field" when the config
 // comes from a checkpoint's header).
 static void vit_check_config(const ViTConfig *c, const char *source, int from_header) {
-    const char *h = from_header ? "header field " : "";
-    char field[64];
-#define FIELD(name, value, lo, hi) \
-    do { snprintf(field, sizeof(field), "%s%s", h, name); check_range_or_fail(source, field, value, lo, hi); } while (0)
+#define FIELD(name, value, lo, hi) check_config_field(source, from_header, name, value, lo, hi)
     FIELD("H", c->image_height, 1, VIT_MAX_SIDE);
     FIELD("W", c->image_width, 1, VIT_MAX_SIDE);
     FIELD("channels", c->image_channels, 1, VIT_MAX_CHANNELS);
@@ -320,9 +258,11 @@ static void vit_check_config(const ViTConfig *c, const char *source, int from_he
 }
 
 static void vit_allocate_parameters(ViT *model) {
-    model->num_parameters = vit_param_sizes(model->param_sizes, &model->config);
-    model->params_memory = alloc_big_floats(model->num_parameters, "ViT parameters");
-    point_parameters(&model->params, model->params_memory, model->param_sizes);
+    float **ptrs[NUM_PARAMETER_TENSORS];
+    parameter_pointers(&model->params, ptrs);
+    vit_param_sizes(model->param_sizes, &model->config);
+    model->params_memory = alloc_tensors(ptrs, model->param_sizes, NUM_PARAMETER_TENSORS, "ViT parameters",
+                                         &model->num_parameters);
 }
 
 // Floats of the gradient buffer (the memory plan): the parameters' layout, or
@@ -336,10 +276,11 @@ static size_t vit_grad_sizes(size_t sizes[NUM_PARAMETER_TENSORS], const ViTConfi
 // The gradient buffer, before training (see ViT.grads).
 void vit_allocate_gradients(ViT *model, int fused) {
     size_t sizes[NUM_PARAMETER_TENSORS];
+    float **ptrs[NUM_PARAMETER_TENSORS];
+    parameter_pointers(&model->grads, ptrs);
     model->fused = fused;
-    model->num_grad_floats = vit_grad_sizes(sizes, &model->config, fused);
-    model->grads_memory = alloc_big_floats(model->num_grad_floats, "ViT gradients");
-    point_parameters(&model->grads, model->grads_memory, sizes);
+    vit_grad_sizes(sizes, &model->config, fused);
+    model->grads_memory = alloc_tensors(ptrs, sizes, NUM_PARAMETER_TENSORS, "ViT gradients", &model->num_grad_floats);
 }
 
 #define VIT_CHECKPOINT_MAGIC 20241017
@@ -348,11 +289,8 @@ void vit_allocate_gradients(ViT *model, int fused) {
 // Open a checkpoint and read its configuration, checked against the file's
 // size; the file is left positioned at the parameters.
 static FILE *vit_open_checkpoint(const char *path, ViTConfig *c) {
-    FILE *f = fopen_or_fail(path, "rb");
-    int header[256];
-    fread_or_fail(header, sizeof(int), 256, f, path);
-    if (header[0] != VIT_CHECKPOINT_MAGIC)
-        fail("%s is not a ViT checkpoint (magic %d, expected %d)", path, header[0], VIT_CHECKPOINT_MAGIC);
+    int header[CHECKPOINT_HEADER_INTS];
+    FILE *f = checkpoint_open(path, header, VIT_CHECKPOINT_MAGIC, "ViT");
     if (header[1] != VIT_CHECKPOINT_VERSION)
         fail("%s has version %d; this trainer reads version %d (fp32)", path, header[1], VIT_CHECKPOINT_VERSION);
     c->image_height = header[2];
@@ -366,12 +304,7 @@ static FILE *vit_open_checkpoint(const char *path, ViTConfig *c) {
     vit_check_config(c, path, 1);
     // the size the header describes must be the file's, before any allocation
     size_t sizes[NUM_PARAMETER_TENSORS];
-    size_t n = vit_param_sizes(sizes, c);
-    size_t expected = add_size_or_fail(256 * sizeof(int), mul_size_or_fail(n, sizeof(float), path), path);
-    size_t actual = file_size_or_fail(f, path);
-    if (actual != expected)
-        fail("%s has %zu bytes; its header describes a model of %zu bytes%s", path, actual, expected,
-             actual < expected ? " (truncated?)" : "");
+    checkpoint_check_size(f, path, vit_param_sizes(sizes, c), sizeof(float));
     return f;
 }
 
@@ -409,18 +342,14 @@ void vit_build_random(ViT *model, const ViTConfig *config, uint64_t seed) {
     for (size_t i = 0; i < C; i++) p->patchb[i] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
     for (size_t i = 0; i < C; i++) p->cls[i] = 1e-6f * rng_normal(&rng);
     for (size_t i = 0; i < T * C; i++) p->pos[i] = 0.02f * rng_normal(&rng);
-    for (size_t i = 0; i < L * C; i++) { p->ln1w[i] = 1.0f; p->ln2w[i] = 1.0f; }
-    for (size_t i = 0; i < L * 3 * C * C; i++) p->qkvw[i] = 0.02f * rng_normal(&rng);
-    for (size_t i = 0; i < L * C * C; i++) p->attprojw[i] = 0.02f * rng_normal(&rng);
-    for (size_t i = 0; i < L * 4 * C * C; i++) p->fcw[i] = 0.02f * rng_normal(&rng);
-    for (size_t i = 0; i < L * 4 * C * C; i++) p->fcprojw[i] = 0.02f * rng_normal(&rng);
+    layer_tensors_init(&p->layers, L, C, 0.02f, &rng);
     for (size_t i = 0; i < C; i++) p->lnfw[i] = 1.0f;
     for (size_t i = 0; i < K * C; i++) p->headw[i] = 0.02f * rng_normal(&rng);
     // the other biases and LayerNorm biases are already 0 (alloc_big zeroes)
 }
 
 void vit_save_checkpoint(const ViT *model, const char *path) {
-    int header[256] = {0};
+    int header[CHECKPOINT_HEADER_INTS] = {0};
     const ViTConfig *c = &model->config;
     header[0] = VIT_CHECKPOINT_MAGIC;
     header[1] = VIT_CHECKPOINT_VERSION;
@@ -432,11 +361,7 @@ void vit_save_checkpoint(const ViT *model, const char *path) {
     header[7] = c->num_layers;
     header[8] = c->num_heads;
     header[9] = c->num_classes;
-    AtomicFile af;
-    atomic_open(&af, path);
-    fwrite_or_fail(header, sizeof(int), 256, af.f, af.tmp_path);
-    fwrite_or_fail(model->params_memory, sizeof(float), model->num_parameters, af.f, af.tmp_path);
-    atomic_commit(&af);
+    checkpoint_save(path, header, model->params_memory, model->num_parameters);
 }
 
 // The sizes in floats of the activation tensors and the backward scratch for
@@ -458,32 +383,29 @@ static size_t vit_activation_sizes(const ViTConfig *c, int B, size_t sizes[NUM_A
         LBTC, LBTC, LBT, LBT, mul_size_or_fail(4, LBTC, what), mul_size_or_fail(4, LBTC, what),
         LBTC, mul_size_or_fail((size_t)B, C, what), mul_size_or_fail((size_t)B, C, what), B, B,
         mul_size_or_fail((size_t)B, K, what), B};
-    size_t total = 0;
-    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { sizes[i] = s[i]; total = add_size_or_fail(total, s[i], what); }
+    memcpy(sizes, s, sizeof(s));
     // each at most 4 x B T C, which the activations' sizes above have checked
     size_t ss[NUM_SCRATCH_TENSORS] = {BT * C, BT * C, BT * C, BT * 3 * C, BT * 4 * C, BT * 4 * C, BT * C};
-    *scratch_total = 0;
-    for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) { scratch_sizes[i] = ss[i]; *scratch_total += ss[i]; }
-    return total;
+    memcpy(scratch_sizes, ss, sizeof(ss));
+    *scratch_total = tensors_total(scratch_sizes, NUM_SCRATCH_TENSORS, what);
+    return tensors_total(sizes, NUM_ACTIVATION_TENSORS, what);
 }
 
 // Activation and scratch buffers for batches of B images: allocated once, before training.
 void vit_allocate_activations(ViT *model, int B) {
     size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch_total;
-    model->num_activations = vit_activation_sizes(&model->config, B, sizes, scratch_sizes, &scratch_total);
+    vit_activation_sizes(&model->config, B, sizes, scratch_sizes, &scratch_total);
     ActivationTensors *a = &model->acts;
-    float **ptrs[] = {&a->patches, &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty,
-                      &a->lse, &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
-                      &a->residual3, &a->clsx, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->logits, &a->losses};
-    model->acts_memory = alloc_big_floats(model->num_activations, "ViT activations");
-    float *mem = model->acts_memory;
-    for (int i = 0; i < NUM_ACTIVATION_TENSORS; i++) { *ptrs[i] = mem; mem += sizes[i]; }
-
-    float **sptrs[] = {&model->scratch.dresidual, &model->scratch.dln, &model->scratch.datty, &model->scratch.dqkv,
-                       &model->scratch.dfch, &model->scratch.dfch_gelu, &model->scratch.scratch};
-    model->scratch_memory = alloc_big_floats(scratch_total, "ViT backward scratch");
-    mem = model->scratch_memory;
-    for (int i = 0; i < NUM_SCRATCH_TENSORS; i++) { *sptrs[i] = mem; mem += scratch_sizes[i]; }
+    float **ptrs[NUM_ACTIVATION_TENSORS] = {&a->patches, &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv,
+                                            &a->atty, &a->lse, &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd,
+                                            &a->fch, &a->fch_gelu, &a->residual3, &a->clsx, &a->lnf, &a->lnf_mean,
+                                            &a->lnf_rstd, &a->logits, &a->losses};
+    model->acts_memory = alloc_tensors(ptrs, sizes, NUM_ACTIVATION_TENSORS, "ViT activations", &model->num_activations);
+    GradScratch *s = &model->scratch;
+    float **sptrs[NUM_SCRATCH_TENSORS] = {&s->dresidual, &s->dln, &s->datty, &s->dqkv, &s->dfch, &s->dfch_gelu,
+                                          &s->scratch};
+    model->scratch_memory = alloc_tensors(sptrs, scratch_sizes, NUM_SCRATCH_TENSORS, "ViT backward scratch",
+                                          &scratch_total);
 
     model->labels = (int *)malloc_or_fail((size_t)B * sizeof(int), "labels");
     model->targets = malloc_or_fail((size_t)B * model->config.num_classes * sizeof(float), "targets");
@@ -613,18 +535,19 @@ static void vit_forward_logits(ViT *model, const float *images, int B) {
         float *ln2 = a.ln2 + l * BT * C, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
         float *fch = a.fch + l * BT * 4 * C, *fch_gelu = a.fch_gelu + l * BT * 4 * C;
         float *residual3 = a.residual3 + l * BT * C;
+        LayerTensors w = layer_tensors(&p.layers, l, C);
         float *proj = model->scratch.scratch; // a projection's output, added to the residual right away
         // attention block: x + proj(attention(ln1(x))), every token sees every token
-        layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, p.ln1w + l * C, p.ln1b + l * C, BT, C, VIT_LN_EPS);
-        matmul_forward(qkv, ln1, p.qkvw + (size_t)l * 3 * C * C, p.qkvb + l * 3 * C, BT, C, 3 * C);
+        layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, w.ln1w, w.ln1b, BT, C, VIT_LN_EPS);
+        matmul_forward(qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
         attention_forward(atty, lse, qkv, B, T, C, NH, 0);
-        matmul_forward(proj, atty, p.attprojw + (size_t)l * C * C, p.attprojb + l * C, BT, C, C);
+        matmul_forward(proj, atty, w.attprojw, w.attprojb, BT, C, C);
         residual_forward(residual2, residual, proj, BT * C);
         // MLP block: x + proj(gelu(fc(ln2(x))))
-        layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, p.ln2w + l * C, p.ln2b + l * C, BT, C, VIT_LN_EPS);
-        matmul_forward(fch, ln2, p.fcw + (size_t)l * 4 * C * C, p.fcb + l * 4 * C, BT, C, 4 * C);
+        layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, w.ln2w, w.ln2b, BT, C, VIT_LN_EPS);
+        matmul_forward(fch, ln2, w.fcw, w.fcb, BT, C, 4 * C);
         gelu_forward(fch_gelu, fch, BT * 4 * C, VIT_GELU);
-        matmul_forward(proj, fch_gelu, p.fcprojw + (size_t)l * C * 4 * C, p.fcprojb + l * C, BT, 4 * C, C);
+        matmul_forward(proj, fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
         residual_forward(residual3, residual2, proj, BT * C);
     }
     const float *last = a.residual3 + (size_t)(L - 1) * BT * C;
@@ -669,11 +592,6 @@ void vit_forward_soft(ViT *model, const float *images, const float *targets, int
 
 void vit_zero_grad(ViT *model) {
     memset(model->grads_memory, 0, model->num_grad_floats * sizeof(float));
-}
-
-// Fused updates: block b's gradient is complete
-static void step_block(FusedStep *fused, int b, float *grad) {
-    if (fused) fused_block(fused, b, grad);
 }
 
 // Backward of the last forward (which had labels or targets).
@@ -727,7 +645,7 @@ void vit_backward(ViT *model, float loss_scale, FusedStep *fused) {
         float *ln2 = a.ln2 + l * BT * C, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
         float *fch = a.fch + l * BT * 4 * C, *fch_gelu = a.fch_gelu + l * BT * 4 * C;
         // this layer's parameters and gradients (with fused updates, the one layer of the buffer)
-        LayerTensors lp = layer_tensors(&p, l, C), lg = layer_tensors(&g, model->fused ? 0 : l, C);
+        LayerTensors lp = layer_tensors(&p.layers, l, C), lg = layer_tensors(&g.layers, model->fused ? 0 : l, C);
         // s.dresidual holds d(layer output); the MLP branch starts from it ...
         memset(s.dfch_gelu, 0, BT * 4 * C * sizeof(float));
         matmul_backward(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, fch_gelu, lp.fcprojw, BT, 4 * C, C);
@@ -748,9 +666,9 @@ void vit_backward(ViT *model, float loss_scale, FusedStep *fused) {
         // dresidual is now d(layer input) = d(previous layer's output)
         if (fused) {
             // the layer's gradients are complete: step its blocks, then clear them for the next layer
-            float *grad_of[VIT_LAYER_TENSORS] = {lg.ln1w, lg.ln1b, lg.qkvw, lg.qkvb, lg.attprojw, lg.attprojb,
+            float *grad_of[LAYER_TENSORS] = {lg.ln1w, lg.ln1b, lg.qkvw, lg.qkvb, lg.attprojw, lg.attprojb,
                                                  lg.ln2w, lg.ln2b, lg.fcw, lg.fcb, lg.fcprojw, lg.fcprojb};
-            for (int k = 0; k < VIT_LAYER_TENSORS; k++) step_block(fused, vit_layer_block(l, k), grad_of[k]);
+            for (int k = 0; k < LAYER_TENSORS; k++) step_block(fused, vit_layer_block(l, k), grad_of[k]);
             // the one layer's tensors are contiguous: ln1w .. fcprojb
             memset(lg.ln1w, 0, (size_t)(lg.fcprojb + C - lg.ln1w) * sizeof(float));
         }

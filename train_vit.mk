@@ -7,7 +7,7 @@
 #   make run-test-vit-resume       runs interrupted (SIGKILL, Ctrl-C) and resumed end bit-identical
 #                                  to uninterrupted ones (AdamW, SGD-SaI); bad input is rejected
 #   make vit-ref                   rewrite the PyTorch reference (needs dev/setup.sh --python)
-VIT_OBJS = $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(TRAIN_LOOP_OBJS) $(IMAGES_OBJS)
+VIT_OBJS = $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(MODEL_OBJS) $(RUN_OBJS) $(MEMPLAN_OBJS) $(DIST_OBJS) $(TRAIN_LOOP_OBJS) $(IMAGES_OBJS)
 
 # $(BUILD)/vit/train_vit_<optim> for each optimizer, and the bf16 ones; as for
 # GPT-2, ./train_vit is a copy of the one OPTIM and PRECISION name
@@ -25,12 +25,12 @@ train_vit: $(VIT_BIN_DIR_$(PRECISION))/train_vit_$(OPTIM) $(BUILD)/optim-choice 
 
 TESTS += run-test-vit
 BINS += test_vit
-test_vit: $(BUILD)/test_vit.o $(NN_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(RUN_OBJS) $(COMMON_OBJS)
+test_vit: $(BUILD)/test_vit.o $(NN_OBJS) $(MODEL_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(RUN_OBJS) $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 # the bf16 build's ViT against PyTorch with bf16 matmul inputs (dev/vit_ref_bf16.py)
 TESTS += run-test-vit-bf16
 BINS += test_vit_bf16
-test_vit_bf16: $(BUILD)/test_vit_bf16.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(NN_OBJS)) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(RUN_OBJS) $(COMMON_OBJS)
+test_vit_bf16: $(BUILD)/test_vit_bf16.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(NN_OBJS)) $(MODEL_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(RUN_OBJS) $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 .PHONY: run-test-vit-bf16 vit-bf16-ref
 run-test-vit-bf16: test_vit_bf16

@@ -21,15 +21,15 @@ FUZZ_RUNS ?= 0
 FUZZ_CC := clang
 FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -march=native -fopenmp \
                -std=gnu11 -Wall -Wextra -Wno-unused-function -Wno-pass-failed -I. -DFUZZING
-FUZZ_SRC_gpt2_checkpoint := nn/layers.c nn/matmul.c nn/attention.c optim/optim.c optim/adamw.c common/utils.c common/mt19937.c
-FUZZ_SRC_vit_checkpoint := nn/layers.c nn/matmul.c nn/attention.c optim/optim.c optim/snr.c optim/adamw.c run/run.c run/flags.c common/utils.c common/mt19937.c
+FUZZ_SRC_gpt2_checkpoint := nn/layers.c nn/matmul.c nn/attention.c run/model.c optim/optim.c optim/adamw.c common/utils.c common/mt19937.c
+FUZZ_SRC_vit_checkpoint := nn/layers.c nn/matmul.c nn/attention.c run/model.c optim/optim.c optim/snr.c optim/adamw.c run/run.c run/flags.c common/utils.c common/mt19937.c
 FUZZ_SRC_token_shard := data/shards.c common/utils.c common/mt19937.c
 FUZZ_SRC_image_shard := data/images.c common/utils.c common/mt19937.c
 FUZZ_SRC_tokenizer_llmc := data/tokenizer.c common/utils.c common/mt19937.c
 FUZZ_SRC_bpe := data/tokenizer.c common/utils.c common/mt19937.c
 FUZZ_SRC_slimadam_rules := optim/optim.c optim/slimadam.c common/utils.c common/mt19937.c
-FUZZ_SRC_resume_gpt2 := nn/layers.c nn/matmul.c nn/attention.c optim/optim.c optim/snr.c optim/adamw.c run/run.c run/flags.c data/shards.c common/utils.c common/mt19937.c
-FUZZ_SRC_resume_vit := nn/layers.c nn/matmul.c nn/attention.c optim/optim.c optim/snr.c optim/adamw.c run/run.c run/flags.c data/images.c \
+FUZZ_SRC_resume_gpt2 := nn/layers.c nn/matmul.c nn/attention.c run/model.c optim/optim.c optim/snr.c optim/adamw.c run/run.c run/flags.c data/shards.c common/utils.c common/mt19937.c
+FUZZ_SRC_resume_vit := nn/layers.c nn/matmul.c nn/attention.c run/model.c optim/optim.c optim/snr.c optim/adamw.c run/run.c run/flags.c data/images.c \
                        common/utils.c common/mt19937.c
 FUZZ_SRC_idx := data/images.c common/utils.c common/mt19937.c
 FUZZ_SRC_image_file := data/images.c data/image_folders.c common/utils.c common/mt19937.c
