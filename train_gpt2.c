@@ -230,6 +230,14 @@ void gpt2_allocate_gradients(GPT2 *model, int fused) {
 #define GPT2_CHECKPOINT_VERSION 3      // fp32 parameters
 #define GPT2_CHECKPOINT_VERSION_BF16 5 // bf16 parameters, llm.c's GPU trainer's default; else as version 3
 
+// The configuration's fields in the order of the checkpoint header (ints 2..7).
+#define GPT2_HEADER_FIELDS 6
+static void gpt2_header_fields(GPT2Config *c, int *fields[GPT2_HEADER_FIELDS]) {
+    int *f[GPT2_HEADER_FIELDS] = {&c->max_seq_len, &c->vocab_size, &c->num_layers, &c->num_heads, &c->channels,
+                                  &c->padded_vocab_size};
+    memcpy(fields, f, sizeof(f));
+}
+
 // Open a checkpoint and read its configuration, checked against the file's
 // size; the file is left positioned at the parameters. Returns the version.
 static int gpt2_open_checkpoint_version(const char *path, GPT2Config *c, FILE **out) {
@@ -239,12 +247,9 @@ static int gpt2_open_checkpoint_version(const char *path, GPT2Config *c, FILE **
     if (version != GPT2_CHECKPOINT_VERSION && version != GPT2_CHECKPOINT_VERSION_BF16)
         fail("%s has version %d; this trainer reads versions %d (fp32) and %d (bf16)", path, version,
              GPT2_CHECKPOINT_VERSION, GPT2_CHECKPOINT_VERSION_BF16);
-    c->max_seq_len = header[2];
-    c->vocab_size = header[3];
-    c->num_layers = header[4];
-    c->num_heads = header[5];
-    c->channels = header[6];
-    c->padded_vocab_size = header[7];
+    int *fields[GPT2_HEADER_FIELDS];
+    gpt2_header_fields(c, fields);
+    checkpoint_header_read(header, fields, GPT2_HEADER_FIELDS);
     gpt2_check_config(c, path, 1);
     // the size the header describes must be the file's, before any allocation
     size_t sizes[NUM_PARAMETER_TENSORS];
@@ -356,16 +361,10 @@ int gpt2_config_from_depth(GPT2Config *c, const char *spec) {
 
 // The 256-int header of llm.c's checkpoint format, for either version.
 static void gpt2_checkpoint_header(const GPT2 *model, int version, int header[CHECKPOINT_HEADER_INTS]) {
-    const GPT2Config *c = &model->config;
-    memset(header, 0, CHECKPOINT_HEADER_INTS * sizeof(int));
-    header[0] = GPT2_CHECKPOINT_MAGIC;
-    header[1] = version;
-    header[2] = c->max_seq_len;
-    header[3] = c->vocab_size;
-    header[4] = c->num_layers;
-    header[5] = c->num_heads;
-    header[6] = c->channels;
-    header[7] = c->padded_vocab_size;
+    GPT2Config c = model->config;
+    int *fields[GPT2_HEADER_FIELDS];
+    gpt2_header_fields(&c, fields);
+    checkpoint_header_write(header, GPT2_CHECKPOINT_MAGIC, version, fields, GPT2_HEADER_FIELDS);
 }
 
 void gpt2_save_checkpoint(const GPT2 *model, const char *path) {

@@ -286,6 +286,14 @@ void vit_allocate_gradients(ViT *model, int fused) {
 #define VIT_CHECKPOINT_MAGIC 20241017
 #define VIT_CHECKPOINT_VERSION 1 // fp32 parameters
 
+// The configuration's fields in the order of the checkpoint header (ints 2..9).
+#define VIT_HEADER_FIELDS 8
+static void vit_header_fields(ViTConfig *c, int *fields[VIT_HEADER_FIELDS]) {
+    int *f[VIT_HEADER_FIELDS] = {&c->image_height, &c->image_width, &c->image_channels, &c->patch_size,
+                                 &c->channels, &c->num_layers, &c->num_heads, &c->num_classes};
+    memcpy(fields, f, sizeof(f));
+}
+
 // Open a checkpoint and read its configuration, checked against the file's
 // size; the file is left positioned at the parameters.
 static FILE *vit_open_checkpoint(const char *path, ViTConfig *c) {
@@ -293,14 +301,9 @@ static FILE *vit_open_checkpoint(const char *path, ViTConfig *c) {
     FILE *f = checkpoint_open(path, header, VIT_CHECKPOINT_MAGIC, "ViT");
     if (header[1] != VIT_CHECKPOINT_VERSION)
         fail("%s has version %d; this trainer reads version %d (fp32)", path, header[1], VIT_CHECKPOINT_VERSION);
-    c->image_height = header[2];
-    c->image_width = header[3];
-    c->image_channels = header[4];
-    c->patch_size = header[5];
-    c->channels = header[6];
-    c->num_layers = header[7];
-    c->num_heads = header[8];
-    c->num_classes = header[9];
+    int *fields[VIT_HEADER_FIELDS];
+    vit_header_fields(c, fields);
+    checkpoint_header_read(header, fields, VIT_HEADER_FIELDS);
     vit_check_config(c, path, 1);
     // the size the header describes must be the file's, before any allocation
     size_t sizes[NUM_PARAMETER_TENSORS];
@@ -349,18 +352,11 @@ void vit_build_random(ViT *model, const ViTConfig *config, uint64_t seed) {
 }
 
 void vit_save_checkpoint(const ViT *model, const char *path) {
-    int header[CHECKPOINT_HEADER_INTS] = {0};
-    const ViTConfig *c = &model->config;
-    header[0] = VIT_CHECKPOINT_MAGIC;
-    header[1] = VIT_CHECKPOINT_VERSION;
-    header[2] = c->image_height;
-    header[3] = c->image_width;
-    header[4] = c->image_channels;
-    header[5] = c->patch_size;
-    header[6] = c->channels;
-    header[7] = c->num_layers;
-    header[8] = c->num_heads;
-    header[9] = c->num_classes;
+    int header[CHECKPOINT_HEADER_INTS];
+    ViTConfig c = model->config;
+    int *fields[VIT_HEADER_FIELDS];
+    vit_header_fields(&c, fields);
+    checkpoint_header_write(header, VIT_CHECKPOINT_MAGIC, VIT_CHECKPOINT_VERSION, fields, VIT_HEADER_FIELDS);
     checkpoint_save(path, header, model->params_memory, model->num_parameters);
 }
 

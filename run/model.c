@@ -2,6 +2,7 @@
 #include "run/model.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "common/utils.h"
 
@@ -114,6 +115,17 @@ FILE *checkpoint_open(const char *path, int header[CHECKPOINT_HEADER_INTS], int 
     fread_or_fail(header, sizeof(int), CHECKPOINT_HEADER_INTS, f, path);
     if (header[0] != magic) fail("%s is not a %s checkpoint (magic %d, expected %d)", path, kind, header[0], magic);
     return f;
+}
+
+void checkpoint_header_write(int header[CHECKPOINT_HEADER_INTS], int magic, int version, int *const *fields, int n) {
+    memset(header, 0, CHECKPOINT_HEADER_INTS * sizeof(int));
+    header[0] = magic;
+    header[1] = version;
+    for (int i = 0; i < n; i++) header[2 + i] = *fields[i];
+}
+
+void checkpoint_header_read(const int header[CHECKPOINT_HEADER_INTS], int *const *fields, int n) {
+    for (int i = 0; i < n; i++) *fields[i] = header[2 + i];
 }
 
 void checkpoint_check_size(FILE *f, const char *path, size_t n, size_t value_bytes) {

@@ -95,6 +95,10 @@ void check_config_field(const char *source, int from_header, const char *name, l
 // (else "<path> is not a <kind> checkpoint ..."); the file is left at the
 // values after the header.
 FILE *checkpoint_open(const char *path, int header[CHECKPOINT_HEADER_INTS], int magic, const char *kind);
+// The configuration's n fields stand in the header from int 2 on, after the
+// magic and the version, in the order the model lists them.
+void checkpoint_header_write(int header[CHECKPOINT_HEADER_INTS], int magic, int version, int *const *fields, int n);
+void checkpoint_header_read(const int header[CHECKPOINT_HEADER_INTS], int *const *fields, int n);
 // The file must hold the header and exactly n values of value_bytes each: a
 // header describing another size fails here, before anything is allocated.
 void checkpoint_check_size(FILE *f, const char *path, size_t n, size_t value_bytes);
