@@ -175,32 +175,45 @@ void residual_backward(float *da, float *db, const float *dout, int N) {
 // ----------------------------------------------------------------------------
 // Softmax + cross-entropy
 
+// The largest of row[0..V): the softmax is computed around it, so no exp overflows.
+static inline float row_max(const float *row, int V) {
+    float maxval = -INFINITY;
+    #pragma omp simd reduction(max:maxval)
+    for (int v = 0; v < V; v++) maxval = row[v] > maxval ? row[v] : maxval;
+    return maxval;
+}
+
+// Turns a row of V logits in place into their softmax, around their max, and
+// zeroes the padding V..Vp-1; returns sum_v exp(logit[v] - max), whose log
+// the losses need. Summed in double: a float sum of V terms would round
+// differently in the 16 lanes of the vectorised loop than one by one (as under
+// the sanitizers, which keep gcc from vectorising it), up to ~V ulp apart; in
+// double the order no longer shows in the float result.
+static inline double softmax_row(float *row, float maxval, int V, int Vp) {
+    // (two loops: gcc does not vectorise vexpf in a loop with a double reduction)
+    #pragma omp simd
+    for (int v = 0; v < V; v++) row[v] = vexpf(row[v] - maxval);
+    double sum = 0.0;
+    #pragma omp simd reduction(+:sum)
+    for (int v = 0; v < V; v++) sum += row[v];
+    float inv = (float)(1.0 / sum);
+    #pragma omp simd
+    for (int v = 0; v < V; v++) row[v] *= inv;
+    for (int v = V; v < Vp; v++) row[v] = 0.0f;
+    return sum;
+}
+
 void softmax_crossentropy_forward(float *losses, float *logits_to_probs, const int *targets,
                                   int N, int V, int Vp) {
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *row = logits_to_probs + (size_t)n * Vp;
-        float maxval = -INFINITY;
-        #pragma omp simd reduction(max:maxval)
-        for (int v = 0; v < V; v++) maxval = row[v] > maxval ? row[v] : maxval;
+        float maxval = row_max(row, V);
         float target_logit = row[targets[n]];
-        // summed in double: a float sum of V terms would round differently in
-        // the 16 lanes of the vectorised loop than one by one (as under the
-        // sanitizers, which keep gcc from vectorising it), up to ~V ulp apart;
-        // in double the order no longer shows in the float result
-        // (two loops: gcc does not vectorise vexpf in a loop with a double reduction)
-        #pragma omp simd
-        for (int v = 0; v < V; v++) row[v] = vexpf(row[v] - maxval);
-        double sum = 0.0;
-        #pragma omp simd reduction(+:sum)
-        for (int v = 0; v < V; v++) sum += row[v];
+        double sum = softmax_row(row, maxval, V, Vp);
         // -log softmax[target] = log(sum) - (logit[target] - max): no log of a
         // probability that may have underflowed to 0
         losses[n] = (float)(log(sum) - (double)(target_logit - maxval));
-        float inv = (float)(1.0 / sum);
-        #pragma omp simd
-        for (int v = 0; v < V; v++) row[v] *= inv;
-        for (int v = V; v < Vp; v++) row[v] = 0.0f;
     }
 }
 
@@ -225,9 +238,7 @@ void softmax_crossentropy_soft_forward(float *losses, float *logits_to_probs, co
     for (int n = 0; n < N; n++) {
         float *row = logits_to_probs + (size_t)n * Vp;
         const float *t = targets + (size_t)n * V;
-        float maxval = -INFINITY;
-        #pragma omp simd reduction(max:maxval)
-        for (int v = 0; v < V; v++) maxval = row[v] > maxval ? row[v] : maxval;
+        float maxval = row_max(row, V);
         // -log p[v] = log(sum) + (max - x[v]): both terms >= 0, so the
         // weighted sum below never cancels; with a one-hot t it is exactly
         // the hard-label loss above. The sums are in double, as there.
@@ -237,17 +248,8 @@ void softmax_crossentropy_soft_forward(float *losses, float *logits_to_probs, co
             tsum += t[v];
             tgap += (double)t[v] * (maxval - row[v]);
         }
-        // (two loops: gcc does not vectorise vexpf in a loop with a double reduction)
-        #pragma omp simd
-        for (int v = 0; v < V; v++) row[v] = vexpf(row[v] - maxval);
-        double sum = 0.0;
-        #pragma omp simd reduction(+:sum)
-        for (int v = 0; v < V; v++) sum += row[v];
+        double sum = softmax_row(row, maxval, V, Vp);
         losses[n] = (float)(tsum * log(sum) + tgap);
-        float inv = (float)(1.0 / sum);
-        #pragma omp simd
-        for (int v = 0; v < V; v++) row[v] *= inv;
-        for (int v = V; v < Vp; v++) row[v] = 0.0f;
     }
 }
 
