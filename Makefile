@@ -242,6 +242,17 @@ run-test-hostile: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_slimadam
                   prepare_text prepare_images setup
 	bash dev/test_hostile.sh $(BUILD)
 
+# the README's flag tables are written from the flag tables in the code
+# (--help-markdown): `make readme-flags` puts them there, the test fails when
+# the README differs from what the binaries print
+READMEFLAGS_BINS := $(BUILD)/bin/train_gpt2_adamw $(BUILD)/vit/train_vit_adamw
+.PHONY: readme-flags
+readme-flags: $(READMEFLAGS_BINS)
+	$(PYTHON) dev/readme_flags.py README.md $^
+TESTS += run-test-readme-flags
+run-test-readme-flags: $(READMEFLAGS_BINS)
+	$(PYTHON) dev/readme_flags.py --check README.md $^
+
 # beside llm.c (issue 14): its checkpoint folders refused and left as they are,
 # its flag meanings, the evaluation mode (-x 0) and HellaSwag from its eval file
 # against the PyTorch reference's committed figures (dev/eval_ref.py)

@@ -977,7 +977,13 @@ static void gpt2_resume_data(const cJSON *state, const char *path, const Run *ru
 #include "run/train.h"
 #include "train_gpt2_flags.h"
 
-static void print_usage(void) {
+// --help, or with markdown the README's tables of the flags (--help-markdown)
+static void print_usage(int markdown) {
+    if (markdown) {
+        flags_print_markdown(&gpt2_flags, "train_gpt2");
+        run_print_flags_markdown();
+        return;
+    }
     printf("usage: ./train_gpt2 [flags]   (built with OPTIM=%s)\n", OPTIM_NAME);
     flags_print_help(&gpt2_flags);
     run_print_flags_help();
@@ -1232,7 +1238,10 @@ static int gpt2_parse_flags(GPT2Run *x, int argc, char **argv) {
     void *bases[] = {fl};
     for (int i = 1; i < argc; i++) {
         int r = flags_parse_one(&gpt2_flags, bases, argc, argv, &i);
-        if (r == FLAG_HELP) return 0;
+        if (r == FLAG_HELP || r == FLAG_HELP_MARKDOWN) {
+            print_usage(r == FLAG_HELP_MARKDOWN);
+            return 0;
+        }
         if (!r && !run_parse_flag(rc, &x->oc, argc, argv, &i))
             fail("unknown flag %s (./train_gpt2 --help lists the flags)", argv[i]);
     }
@@ -1541,7 +1550,7 @@ static void gpt2_after_step(void *self, Run *run, long step) {
 int main(int argc, char **argv) {
     dist_init(&argc, &argv);
     static GPT2Run x; // zeroed
-    if (!gpt2_parse_flags(&x, argc, argv)) { print_usage(); return 0; }
+    if (!gpt2_parse_flags(&x, argc, argv)) return 0; // it printed the help
     RunConfig *rc = &x.rc;
 
     // resuming: the newest complete checkpoint in -o replaces -e

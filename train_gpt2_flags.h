@@ -129,13 +129,15 @@ static const FlagSpec gpt2_flag_specs[] = {
     {NULL, "--save-bf16", "FILE", "at the end, also write the model to FILE (a new file) as llm.c's\n"
      "version 5 checkpoint (bf16 parameters, as its GPU trainer writes)", flag_string, FL(save_bf16), 0, 0, 0, NULL},
     {"-h", "--help", NULL, "this help", flag_help, 0, 0, 0, 0, 0, NULL},
+    {NULL, "--help-markdown", NULL, "this help as the README's tables (make readme-flags writes them there)",
+     flag_help_markdown, 0, 0, 0, 0, 0, NULL},
     FLAG_TEXT("evaluation and sampling:"),
-    {"-m", "--val-batches", "N", "batches per evaluation (-1 = the whole validation split)", gpt2_val_batches_flag,
+    {"-m", "--val-batches", "N", "batches per evaluation (default 20; -1 = the whole validation split)", gpt2_val_batches_flag,
      FL(val_batches), GPT2_WHOLE_SPLIT, GPT2_MAX_VAL_BATCHES, 0, NULL},
     {"-s", "--sample-every", "N", "sample every N steps and at the end (0 = never; default: at the end\n"
      "only)", gpt2_sample_every_flag, FL(sample_every), -1, RUN_MAX_STEPS, 0, NULL},
-    {"-g", "--gen-tokens", "N", "tokens per sample", flag_int, FL(gen_tokens), 1, GPT2_MAX_GEN_TOKENS, 0, NULL},
-    {NULL, "--temperature", "F", "sampling temperature", flag_float, FL(temperature), 0, INFINITY, FLAG_LO_OPEN,
+    {"-g", "--gen-tokens", "N", "tokens per sample (default 64)", flag_int, FL(gen_tokens), 1, GPT2_MAX_GEN_TOKENS, 0, NULL},
+    {NULL, "--temperature", "F", "sampling temperature (default 1)", flag_float, FL(temperature), 0, INFINITY, FLAG_LO_OPEN,
      "> 0"},
     {NULL, "--top-k", "N", "sample among the K most likely tokens (0 = all)", flag_int, FL(top_k), 0, GPT2_MAX_TOP_K,
      0, NULL},

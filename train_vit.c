@@ -877,8 +877,8 @@ static const FlagSpec vit_flag_specs[] = {
      0, 0, NULL},
     {NULL, "--image-channels", "N", "a new model's input channels", image_channels_flag, FL(image_channels), 1,
      VIT_MAX_DIM, 0, NULL},
-    FLAG_TEXT("  -x 0 with -e CHECKPOINT only evaluates it\n"
-              "data (Fashion-MNIST from " FASHION_MNIST_DIR " by default):"),
+    FLAG_TEXT("  -x 0 with -e CHECKPOINT only evaluates it"),
+    FLAG_TEXT("data (Fashion-MNIST from " FASHION_MNIST_DIR " by default):"),
     {NULL, "--train-shard", "PATH", "training images: a shard made by ./prepare_images, streamed image by\n"
      "image (bounded memory)", flag_string, FL(train_shard), 0, 0, 0, NULL},
     {NULL, "--test-shard", "PATH", "evaluation images (a shard); with --train-shard and without this\n"
@@ -887,10 +887,10 @@ static const FlagSpec vit_flag_specs[] = {
     {NULL, "--shard-in-memory", "0|1", "read the shards whole into memory instead (default 0)", flag_01,
      FL(shard_in_memory), 0, 0, 0, NULL},
     {NULL, "--fmnist-dir", "DIR", "Fashion-MNIST idx files from DIR", flag_string, FL(fmnist_dir), 0, 0, 0, NULL},
-    {NULL, "--mean", "V[,V,V]", "normalisation mean per channel, pixel scale 0..1 (default: the", flag_string,
-     FL(mean_text), 0, 0, 0, NULL},
-    {NULL, "--std", "V[,V,V]", "training set's own mean and std, from a shard's header)", flag_string, FL(std_text),
-     0, 0, 0, NULL},
+    {NULL, "--mean", "V[,V,V]", "normalisation mean per channel, pixel scale 0..1 (default: the\n"
+     "training set's own, from a shard's header)", flag_string, FL(mean_text), 0, 0, 0, NULL},
+    {NULL, "--std", "V[,V,V]", "normalisation std per channel (default: the training set's own)", flag_string,
+     FL(std_text), 0, 0, 0, NULL},
     FLAG_TEXT("augmentation of the training images (timm's names in brackets):"),
     {NULL, "--rrc", "0|1", "RandomResizedCrop of the stored image to the model's input (default 0)", flag_01, FL(rrc),
      0, 0, 0, NULL},
@@ -916,11 +916,18 @@ static const FlagSpec vit_flag_specs[] = {
      "(-x -1 is one epoch, as in llm.c)", epochs_flag, FL(epochs), 0, 0, 0, NULL},
     FLAG_TEXT("  -v N evaluates top-1 and top-5 accuracy on the whole evaluation set every N steps and at the end"),
     {"-h", "--help", NULL, "this help", help_flag, 0, 0, 0, 0, 0, NULL},
+    {NULL, "--help-markdown", NULL, "this help as the README's tables (make readme-flags writes them there)",
+     flag_help_markdown, 0, 0, 0, 0, 0, NULL},
 };
 #undef FL
 static const FlagTable vit_flags = FLAG_TABLE(vit_flag_specs);
 
-static void print_usage(void) {
+// --help, or with markdown the README's tables of the flags (--help-markdown)
+static void print_usage(int markdown) {
+    if (markdown) {
+        flags_print_markdown(&vit_flags, "train_vit");
+        return;
+    }
     printf("usage: ./train_vit [flags]   (built with OPTIM=%s)\npresets for -e:", OPTIM_NAME);
     for (int i = 0; i < NUM_PRESETS; i++)
         printf("%s %s%s%s%s", i ? "," : "", presets[i].name, presets[i].alias ? " (" : "",
@@ -936,7 +943,10 @@ static int vit_parse_flags(ViTFlags *fl, RunConfig *rc, OptimConfig *oc, int arg
     void *bases[] = {fl};
     for (int i = 1; i < argc; i++) {
         int r = flags_parse_one(&vit_flags, bases, argc, argv, &i);
-        if (r == FLAG_HELP) return 0;
+        if (r == FLAG_HELP || r == FLAG_HELP_MARKDOWN) {
+            print_usage(r == FLAG_HELP_MARKDOWN);
+            return 0;
+        }
         if (r || run_parse_flag(rc, oc, argc, argv, &i)) continue;
         if (flags_find(&gpt2_flags, argv[i]))
             fail("flag %s is for train_gpt2; train_vit does not take it (./train_vit -h lists the flags)", argv[i]);
@@ -1426,7 +1436,7 @@ int main(int argc, char **argv) {
     rc->B = 128;
     optim_default_config(&x.oc);
     vit_flags_defaults(&x.fl);
-    if (!vit_parse_flags(&x.fl, rc, &x.oc, argc, argv)) { print_usage(); return 0; }
+    if (!vit_parse_flags(&x.fl, rc, &x.oc, argc, argv)) return 0; // it printed the help
     vit_check_flags(&x);
     vit_read_data_headers(&x);
     vit_finalize_run(&x);

@@ -375,7 +375,7 @@ typedef struct {
 
 static const OptimFlag optim_flags[] = {
     {"--beta1", HP_BETAS, "first-moment decay (AdamW, SlimAdam, SinkGD's AdamW blocks)"},
-    {"--beta2", HP_BETAS, "second-moment decay"},
+    {"--beta2", HP_BETAS, "second-moment decay (AdamW, SlimAdam, SinkGD's AdamW blocks)"},
     {"--eps", HP_EPS, "AdamW/SlimAdam/SinkGD: added to sqrt(v); SGD-SaI: added to the gradient std"},
     {"--momentum", HP_MOMENTUM, "momentum (SGDM) / EMA coefficient of the gradient (SGD-SaI)"},
     {"--nesterov", HP_NESTEROV, "0|1 Nesterov momentum (SGDM)"},
@@ -441,6 +441,12 @@ void optim_print_flags_help(void) {
     printf("optimizer flags (this build: OPTIM=%s):\n", OPTIM_NAME);
     for (int i = 0; i < NUM_OPTIM_FLAGS; i++)
         if (OPTIM_HPARAMS & optim_flags[i].needs) printf("  %-18s %s\n", optim_flags[i].flag, optim_flags[i].help);
+}
+
+const char *optim_flag_name(int i, const char **help) {
+    if (i < 0 || i >= NUM_OPTIM_FLAGS) return NULL;
+    *help = optim_flags[i].help;
+    return optim_flags[i].flag;
 }
 
 void optim_print_config(const OptimConfig *c) {

@@ -22,7 +22,7 @@ int flags_parse_one(const FlagTable *t, void *const *bases, int argc, char **arg
     if (!f || !f->parse) return 0;
     const char *value = *i + 1 < argc ? argv[*i + 1] : NULL;
     int used = f->parse(f, (char *)bases[f->base] + f->offset, argv[*i], value);
-    if (used == FLAG_HELP) return FLAG_HELP;
+    if (used == FLAG_HELP || used == FLAG_HELP_MARKDOWN) return used;
     *i += used;
     return 1;
 }
@@ -44,6 +44,53 @@ void flags_print_help(const FlagTable *t) {
         }
         printf("\n");
     }
+}
+
+void print_markdown_text(const char *text) {
+    int space = 0, printed = 0;
+    for (const char *s = text; *s; s++) {
+        if (*s == ' ' || *s == '\n') { space = 1; continue; }
+        if (space && printed) putchar(' ');
+        space = 0;
+        printed = 1;
+        if (*s == '<') printf("&lt;");
+        else if (*s == '>') printf("&gt;");
+        else {
+            if (*s == '|' || *s == '*') putchar('\\');
+            putchar(*s);
+        }
+    }
+}
+
+void flags_print_markdown(const FlagTable *t, const char *name) {
+    printf("<!-- begin flags %s -->\n", name);
+    int in_table = 0;
+    for (int k = 0; k < t->count; k++) {
+        const FlagSpec *f = &t->specs[k];
+        if (!f->help) continue; // as in flags_print_help
+        if (!f->short_name && !f->long_name) {
+            printf("%s", in_table ? "\n" : "");
+            print_markdown_text(f->help);
+            printf("\n\n");
+            in_table = 0;
+            continue;
+        }
+        if (!in_table) printf("| flag | meaning |\n|---|---|\n");
+        in_table = 1;
+        char names[128];
+        snprintf(names, sizeof(names), "%s%s%s%s%s", f->short_name ? f->short_name : "",
+                 f->short_name && f->long_name ? ", " : "", f->long_name ? f->long_name : "", f->arg ? " " : "",
+                 f->arg ? f->arg : "");
+        printf("| `");
+        for (const char *s = names; *s; s++) {
+            if (*s == '|') putchar('\\'); // a | inside a table's code span too
+            putchar(*s);
+        }
+        printf("` | ");
+        print_markdown_text(f->help);
+        printf(" |\n");
+    }
+    printf("%s<!-- end flags %s -->\n", in_table ? "\n" : "", name);
 }
 
 const char *flag_value_or_fail(const char *flag, const char *value) {
@@ -118,4 +165,12 @@ int flag_help(const FlagSpec *f, void *dest, const char *flag, const char *value
     (void)flag;
     (void)value;
     return FLAG_HELP;
+}
+
+int flag_help_markdown(const FlagSpec *f, void *dest, const char *flag, const char *value) {
+    (void)f;
+    (void)dest;
+    (void)flag;
+    (void)value;
+    return FLAG_HELP_MARKDOWN;
 }

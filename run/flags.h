@@ -27,6 +27,7 @@ struct FlagSpec {
     const char *range;                  // how the error states the range ("in [0, 1]", ">= 0"), or NULL
 };
 #define FLAG_HELP (-1)
+#define FLAG_HELP_MARKDOWN (-2) // --help-markdown: the help as the README's tables
 #define FLAG_LO_OPEN 1
 #define FLAG_HI_OPEN 2
 
@@ -47,6 +48,12 @@ const FlagSpec *flags_find(const FlagTable *t, const char *flag);
 int flags_parse_one(const FlagTable *t, void *const *bases, int argc, char **argv, int *i);
 // The table as help lines: "  -b, --batch N          micro-batch size".
 void flags_print_help(const FlagTable *t);
+// The same as the README's markdown, between the markers "<!-- begin flags
+// NAME -->" and "<!-- end flags NAME -->" (dev/readme_flags.py puts it there):
+// each text row a paragraph, each run of flags a table of flag and meaning.
+void flags_print_markdown(const FlagTable *t, const char *name);
+// Markdown text: whitespace runs folded to one space, and | * < > escaped.
+void print_markdown_text(const char *text);
 
 // The parsers of the common kinds of values. Integers are checked against
 // [lo, hi]; numbers with a `range` text fail as "flag F must be <range>, got
@@ -60,6 +67,7 @@ int flag_double(const FlagSpec *f, void *dest, const char *flag, const char *val
 int flag_01(const FlagSpec *f, void *dest, const char *flag, const char *value);     // int: 0 or 1
 int flag_string(const FlagSpec *f, void *dest, const char *flag, const char *value); // const char *: the argument itself
 int flag_help(const FlagSpec *f, void *dest, const char *flag, const char *value);   // --help: FLAG_HELP
+int flag_help_markdown(const FlagSpec *f, void *dest, const char *flag, const char *value); // FLAG_HELP_MARKDOWN
 
 // The value after a flag, or a failure naming the flag.
 const char *flag_value_or_fail(const char *flag, const char *value);

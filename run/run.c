@@ -166,26 +166,26 @@ static int llmc_refused_flag(const FlagSpec *f, void *dest, const char *flag, co
 #define GPU_SETTING(name) {name, NULL, NULL, NULL, llmc_gpu_setting_flag, 0, 0, 0, 2, 0, NULL}
 static const FlagSpec run_flag_specs[] = {
     FLAG_TEXT("training flags (llm.c's letters and meanings; the README's flag table has llm.c's and nanoGPT's names):"),
-    {"-b", "--batch", "N", "micro-batch size", flag_int, RC(B), 1, RUN_MAX_BATCH, 0, NULL},
+    {"-b", "--batch", "N", "micro-batch size (default 4; train_vit 128)", flag_int, RC(B), 1, RUN_MAX_BATCH, 0, NULL},
     {"-d", "--total-batch", "N", "tokens (GPT-2) or images (ViT) per optimizer step; a multiple of\n"
      "the micro-batch, reached by gradient accumulation (0 or -1 = one micro-batch)",
      total_batch_flag, RC(total_batch), -1, RUN_MAX_TOTAL_BATCH, 0, NULL},
-    {"-x", "--steps", "N", "optimizer steps (-1 = one epoch of the training data; 0 = no training:\n"
-     "evaluate and sample only)", steps_flag, 0, 0, RUN_ONE_EPOCH, RUN_MAX_STEPS, 0, NULL},
+    {"-x", "--steps", "N", "optimizer steps (default 100; -1 = one epoch of the training data; 0 = no\n"
+     "training: evaluate and sample only)", steps_flag, 0, 0, RUN_ONE_EPOCH, RUN_MAX_STEPS, 0, NULL},
     {"-l", "--lr", "F", "peak learning rate", flag_float, OC(lr), 0, INFINITY, 0, ">= 0"},
     {"-c", "--weight-decay", "F", "weight decay (matrices and embeddings only)", flag_float, OC(weight_decay), 0,
      INFINITY, 0, ">= 0"},
-    {"-k", "--schedule", "S", "cosine | linear | constant | wsd", schedule_flag, RC(schedule), 0, 0, 0, NULL},
+    {"-k", "--schedule", "S", "cosine (default) | linear | constant | wsd", schedule_flag, RC(schedule), 0, 0, 0, NULL},
     {"-u", "--warmup", "N", "linear warmup steps (the first step has lr/N, never 0)", flag_long, RC(warmup), 0,
      RUN_MAX_STEPS, 0, NULL},
-    {"-q", "--final-frac", "F", "final lr as a fraction of the peak (cosine, linear, wsd)", flag_float,
+    {"-q", "--final-frac", "F", "final lr as a fraction of the peak (cosine, linear, wsd; default 0.1)", flag_float,
      RC(final_frac), 0, 1, 0, "in [0, 1]"},
     {NULL, "--wsd-decay", "F", "fraction of the steps spent decaying in wsd (default 0.2)", flag_float,
      RC(wsd_decay_frac), 0, 1, 0, "in [0, 1]"},
     {NULL, "--clip", "F", "clip the global gradient norm to F (0 = off; default 1)", flag_float, RC(clip), 0,
      INFINITY, 0, ">= 0 (0 disables clipping)"},
-    {NULL, "--seed", "N", "random seed (initialisation, data order, sampling)", flag_u64, RC(seed), 0, INT64_MAX, 0,
-     NULL},
+    {NULL, "--seed", "N", "random seed (initialisation, data order, sampling; default 1337)", flag_u64, RC(seed), 0,
+     INT64_MAX, 0, NULL},
     {NULL, "--nan", "stop|skip", "on a NaN/Inf loss or gradient: stop (default) or skip the step", nan_flag,
      RC(nan_skip), 0, 0, 0, NULL},
     {NULL, "--fused-update", "1", "update each parameter block during the backward pass, as soon as its\n"
@@ -255,6 +255,18 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
 void run_print_flags_help(void) {
     flags_print_help(&run_flags);
     optim_print_flags_help();
+}
+
+void run_print_flags_markdown(void) {
+    flags_print_markdown(&run_flags, "run");
+    printf("<!-- begin flags optim -->\n| flag | meaning |\n|---|---|\n");
+    const char *help;
+    for (int i = 0; optim_flag_name(i, &help); i++) {
+        printf("| `%s` | ", optim_flag_name(i, &help));
+        print_markdown_text(help);
+        printf(" |\n");
+    }
+    printf("\n<!-- end flags optim -->\n");
 }
 
 // what depends on the run's length (-x): the warmup is clamped to it, and

@@ -79,6 +79,9 @@ void run_config_defaults(RunConfig *rc);
 // (run/flags.h) in run/run.c, which also prints their help.
 int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i);
 void run_print_flags_help(void);
+// The same as the README's markdown (flags_print_markdown): the run's table
+// and every optimizer's flags.
+void run_print_flags_markdown(void);
 // Derive the accumulation steps: items_per_micro = B*T (GPT-2) or B (ViT), times the ranks.
 // With -x -1 the checks that need the run's length wait for run_set_epoch_steps.
 void run_finalize_config(RunConfig *rc, const OptimConfig *oc, long items_per_micro, const char *unit);
