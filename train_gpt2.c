@@ -200,7 +200,10 @@ static void gpt2_check_config(const GPT2Config *c, const char *source, int from_
         fail("%s: channels %d are not divisible by heads %d", source, c->channels, c->num_heads);
 }
 
-static void gpt2_allocate_parameters(GPT2 *model) {
+// A model of this configuration, its parameters allocated (zeroed), nothing else.
+static void gpt2_allocate_parameters(GPT2 *model, const GPT2Config *config) {
+    memset(model, 0, sizeof(*model));
+    model->config = *config;
     float **ptrs[NUM_PARAMETER_TENSORS];
     parameter_pointers(&model->params, ptrs);
     gpt2_param_sizes(model->param_sizes, &model->config);
@@ -274,10 +277,10 @@ void gpt2_read_checkpoint_config(const char *path, GPT2Config *c) {
 #define BF16_CHUNK 65536
 
 void gpt2_build_from_checkpoint(GPT2 *model, const char *path) {
-    memset(model, 0, sizeof(*model));
+    GPT2Config config;
     FILE *f;
-    int version = gpt2_open_checkpoint_version(path, &model->config, &f);
-    gpt2_allocate_parameters(model);
+    int version = gpt2_open_checkpoint_version(path, &config, &f);
+    gpt2_allocate_parameters(model, &config);
     if (version == GPT2_CHECKPOINT_VERSION) {
         fread_or_fail(model->params_memory, sizeof(float), model->num_parameters, f, path);
     } else {  // bf16 -> fp32 master weights: exact (the low 16 bits are 0)
@@ -298,10 +301,8 @@ void gpt2_build_from_checkpoint(GPT2 *model, const char *path) {
 // MLP down) from N(0, 0.02/sqrt(2L)) so the residual's variance does not grow
 // with depth; biases 0, LayerNorm gains 1. wte's padding rows stay 0.
 void gpt2_build_random(GPT2 *model, const GPT2Config *config, uint64_t seed) {
-    memset(model, 0, sizeof(*model));
-    model->config = *config;
-    gpt2_check_config(&model->config, "model", 0);
-    gpt2_allocate_parameters(model);
+    gpt2_check_config(config, "model", 0);
+    gpt2_allocate_parameters(model, config);
     Rng rng;
     rng_seed(&rng, seed);
     const GPT2Config *c = &model->config;

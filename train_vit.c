@@ -257,7 +257,10 @@ static void vit_check_config(const ViTConfig *c, const char *source, int from_he
         fail("%s: channels %d are not divisible by heads %d", source, c->channels, c->num_heads);
 }
 
-static void vit_allocate_parameters(ViT *model) {
+// A model of this configuration, its parameters allocated (zeroed), nothing else.
+static void vit_allocate_parameters(ViT *model, const ViTConfig *config) {
+    memset(model, 0, sizeof(*model));
+    model->config = *config;
     float **ptrs[NUM_PARAMETER_TENSORS];
     parameter_pointers(&model->params, ptrs);
     vit_param_sizes(model->param_sizes, &model->config);
@@ -317,9 +320,9 @@ void vit_read_checkpoint_config(const char *path, ViTConfig *c) {
 }
 
 void vit_build_from_checkpoint(ViT *model, const char *path) {
-    memset(model, 0, sizeof(*model));
-    FILE *f = vit_open_checkpoint(path, &model->config);
-    vit_allocate_parameters(model);
+    ViTConfig config;
+    FILE *f = vit_open_checkpoint(path, &config);
+    vit_allocate_parameters(model, &config);
     fread_or_fail(model->params_memory, sizeof(float), model->num_parameters, f, path);
     fclose(f);
 }
@@ -330,10 +333,8 @@ void vit_build_from_checkpoint(ViT *model, const char *path) {
 // gains 1, the cls token from N(0, 1e-6). The patch embedding keeps PyTorch's
 // Conv2d default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias.
 void vit_build_random(ViT *model, const ViTConfig *config, uint64_t seed) {
-    memset(model, 0, sizeof(*model));
-    model->config = *config;
-    vit_check_config(&model->config, "model", 0);
-    vit_allocate_parameters(model);
+    vit_check_config(config, "model", 0);
+    vit_allocate_parameters(model, config);
     Rng rng;
     rng_seed(&rng, seed);
     const ViTConfig *c = &model->config;
