@@ -13,15 +13,12 @@
 set -uo pipefail
 BIN=${1:?usage: dev/test_bf16_ckpt.sh path/to/train_gpt2}
 cd "$(dirname "$0")/.."
+. dev/test_lib.sh # fails, ok, bad, check
 REF=dev/testdata/gpt2_tiny_bf16.bin
 FLAGS=(-i dev/testdata/tiny_tokens.bin -s 0 -b 2 -t 16)
 export OMP_NUM_THREADS=1
 W=$(mktemp -d /tmp/test_bf16_ckpt.XXXXXX)
 trap 'rm -rf "$W"' EXIT
-fails=0
-ok()  { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
 run() { "$BIN" "$@" "${FLAGS[@]}" > "$W/out.txt" 2>&1 || { cat "$W/out.txt"; return 1; }; }
 # expect_error WHAT PATTERN CMD...: exit status 1, one line on stderr matching PATTERN
 expect_error() {

@@ -22,11 +22,9 @@ set -euo pipefail
 BIN=${1:?usage: dev/test_fused.sh BIN_DIR VIT_BIN_DIR}
 VIT=${2:?usage: dev/test_fused.sh BIN_DIR VIT_BIN_DIR}
 cd "$(dirname "$0")/.."
+. dev/test_lib.sh # fails, ok, bad, check
 WORK=$(mktemp -d /tmp/test_fused.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-fails=0
-ok()   { echo "ok   $*"; }
-bad()  { echo "FAIL $*"; fails=$((fails + 1)); }
 OPTIMS="adamw sgdm sgd_sai sinkgd slimadam"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 

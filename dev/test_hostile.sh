@@ -33,16 +33,13 @@
 set -uo pipefail
 BUILD=${1:?usage: dev/test_hostile.sh BUILD_DIR}
 cd "$(dirname "$0")/.."
+. dev/test_lib.sh # fails, ok, bad, check
 GPT=$BUILD/bin/train_gpt2_adamw
 SLIM=$BUILD/bin/train_gpt2_slimadam
 VIT=$BUILD/vit/train_vit_adamw
 export OMP_NUM_THREADS=1 # tiny models; leave the other core alone
 W=$(mktemp -d /tmp/test_hostile.XXXXXX)
 trap 'rm -rf "$W"' EXIT
-fails=0
-ok()  { echo "ok   $*"; }
-bad() { echo "FAIL $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
 
 # expect_error WHAT LINE CMD...: exit status 1 within 20 s and stderr exactly "error: LINE"
 expect_error() {

@@ -24,12 +24,10 @@ BIN=${1:?usage: dev/test_memory.sh BIN_DIR VIT_BIN_DIR}
 VIT=${2:?usage: dev/test_memory.sh BIN_DIR VIT_BIN_DIR}
 SANITIZE=${3:-0}
 cd "$(dirname "$0")/.."
+. dev/test_lib.sh # fails, ok, bad, check
 export OMP_NUM_THREADS=1
 WORK=$(mktemp -d /tmp/test_memory.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-fails=0
-ok()   { echo "ok   $*"; }
-bad()  { echo "FAIL $*"; fails=$((fails + 1)); }
 
 # run a trainer; check "memory: peak resident P bytes ..., planned Q bytes" within 5%
 plan_matches() { # NAME BINARY FLAGS...

@@ -35,11 +35,9 @@ set -euo pipefail
 BUILD=${1:?usage: dev/test_mpi.sh BUILD MPI_BUILD}
 MPIB=${2:?usage: dev/test_mpi.sh BUILD MPI_BUILD}
 cd "$(dirname "$0")/.."
+. dev/test_lib.sh # fails, ok, bad, check
 WORK=$(mktemp -d /tmp/test_mpi.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-fails=0
-ok()   { echo "ok   $*"; }
-bad()  { echo "FAIL $*"; fails=$((fails + 1)); }
 OPTIMS="adamw sgdm sgd_sai sinkgd slimadam"
 export OMP_NUM_THREADS=1
 # Open MPI refuses to run as root without these; --oversubscribe lets more

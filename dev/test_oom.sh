@@ -17,10 +17,8 @@
 set -uo pipefail
 BUILD=${1:?usage: dev/test_oom.sh BUILD_DIR}
 cd "$(dirname "$0")/.."
+. dev/test_lib.sh # fails, ok, bad, check
 export OMP_NUM_THREADS=1
-fails=0
-ok()   { echo "ok   $*"; }
-bad()  { echo "FAIL $*"; fails=$((fails + 1)); }
 WORK=$(mktemp -d /tmp/test_oom.XXXXXX)
 CG=""
 cleanup() { [ -n "$CG" ] && rmdir "$CG" 2>/dev/null; rm -rf "$WORK"; }

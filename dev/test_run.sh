@@ -17,12 +17,9 @@
 set -euo pipefail
 BIN=${1:?usage: dev/test_run.sh BIN_DIR}
 cd "$(dirname "$0")/.."
+. dev/test_lib.sh # fails, ok, bad, check
 WORK=$(mktemp -d /tmp/test_run.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-fails=0
-ok()   { echo "ok   $*"; }
-bad()  { echo "FAIL $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
 
 DATA="-e dev/testdata/gpt2_tiny.bin -i dev/testdata/tiny_tokens.bin -t 16 -s -1 --seed 7"
 COMMON="$DATA -u 2 -q 0.1 -k cosine --clip 1.0"
