@@ -65,6 +65,14 @@ for o in $OPTIMS; do
             "$WORK/g_${o}_${clip}_0" "$WORK/g_${o}_${clip}_1" 4
     done
 done
+# B*T 640 runs the LM head in two chunks of rows (matmul_k_block 512), whose
+# dwte the fused mode writes instead of adding
+for clip in 0.05 0; do
+    for f in 0 1; do
+        run "$WORK/gc_${clip}_$f" "$BIN/train_gpt2_adamw" ${G/-b 4/-b 40} -x 2 -l 3e-3 --clip $clip --fused-update $f
+    done
+    same_run "GPT-2 adamw B*T 640 (a chunked LM head) --clip $clip: fused = normal" "$WORK/gc_${clip}_0" "$WORK/gc_${clip}_1" 2
+done
 # the clipped runs did clip: every norm is above 0.05
 if python3 -c '
 import json, sys

@@ -869,12 +869,24 @@ static void bias_backward(float *dbias, const float *dout, int BT, int OC) {
     }
 }
 
+// dweight_beta 1: dweight += dout^T @ inp; 0: dweight = dout^T @ inp (never read)
+static void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                            const float *weight, int BT, int C, int OC, float dweight_beta) {
+    // dinp[BT,C] += dout[BT,OC] @ weight[OC,C]
+    if (dinp) gemm(LINEAR_BF16, 0, 0, BT, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C, NULL);
+    // dweight[OC,C] (+)= dout^T @ inp[BT,C]: op(A) = dout^T, read in place k-major
+    gemm(LINEAR_BF16, 1, 0, OC, C, BT, 1.0f, dout, OC, inp, C, dweight_beta, dweight, C, NULL);
+    if (dbias) bias_backward(dbias, dout, BT, OC);
+}
+
 void matmul_backward(float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight,
                      int BT, int C, int OC) {
-    // dinp[BT,C] += dout[BT,OC] @ weight[OC,C]
-    if (dinp) gemm(LINEAR_BF16, 0, 0, BT, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C, NULL);
-    // dweight[OC,C] += dout^T @ inp[BT,C]: op(A) = dout^T, read in place k-major
-    gemm(LINEAR_BF16, 1, 0, OC, C, BT, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, NULL);
-    if (dbias) bias_backward(dbias, dout, BT, OC);
+    linear_backward(dinp, dweight, dbias, dout, inp, weight, BT, C, OC, 1.0f);
+}
+
+void matmul_backward_write(float *dinp, float *dweight, float *dbias,
+                           const float *dout, const float *inp, const float *weight,
+                           int BT, int C, int OC) {
+    linear_backward(dinp, dweight, dbias, dout, inp, weight, BT, C, OC, 0.0f);
 }
