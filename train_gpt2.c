@@ -17,6 +17,7 @@ then every parameter tensor as fp32 in the order of ParameterTensors below.
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/profile.h"
 #include "common/rng.h"
 #include "common/bf16.h"
 #include "common/utils.h"
@@ -546,6 +547,7 @@ void gpt2_free(GPT2 *model) {
 
 // token + position embedding: out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]
 static void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe, int B, int T, int C) {
+    profile_begin(PROFILE_EMBEDDING, 0);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
@@ -555,12 +557,14 @@ static void encoder_forward(float *out, const int *inp, const float *wte, const 
             for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
         }
     }
+    profile_end();
 }
 
 // dout (B,T,C) -> dwte +=, dwpe +=. A token can occur many times, so the rows
 // of dwte collect sums; threads split the channels, never the positions, so
 // each sum runs in position order.
 static void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C) {
+    profile_begin(PROFILE_EMBEDDING, 0);
     #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < C; c0 += 16) {
         int c1 = c0 + 16 < C ? c0 + 16 : C;
@@ -573,6 +577,7 @@ static void encoder_backward(float *dwte, float *dwpe, const float *dout, const 
             }
         }
     }
+    profile_end();
 }
 
 // The LM head and the loss, written directly: lnf (BT, C) -> logits (BT, Vp)
