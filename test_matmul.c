@@ -290,6 +290,46 @@ static void test_layer(void) {
     printf("matmul_forward / matmul_backward and their _ref definitions: %zu shapes done\n", sizeof shapes / sizeof shapes[0]);
 }
 
+// matmul_backward_write: dweight = dout^T @ inp whatever the buffer held (NaN
+// here), against the double-precision sum; and bit for bit matmul_backward
+// adding into a cleared buffer, which the fused updates rely on (their results
+// must equal the normal mode's); dinp and dbias still add.
+static void test_backward_write(int BT, int C, int OC) {
+    float *inp = random_floats((size_t)BT * C), *w = random_floats((size_t)OC * C);
+    float *dout = random_floats((size_t)BT * OC);
+    float *dinp0 = random_floats((size_t)BT * C), *db0 = random_floats(OC);
+    float *dinp_w = copy_floats(dinp0, (size_t)BT * C), *db_w = copy_floats(db0, OC);
+    float *dinp_a = copy_floats(dinp0, (size_t)BT * C), *db_a = copy_floats(db0, OC);
+    float *dw_w = malloc_or_fail((size_t)OC * C * sizeof(float), "dw_w");
+    float *dw_a = malloc_or_fail((size_t)OC * C * sizeof(float), "dw_a");
+    float *zeros = calloc_or_fail((size_t)OC * C, sizeof(float), "zeros");
+    for (size_t i = 0; i < (size_t)OC * C; i++) dw_w[i] = NAN, dw_a[i] = 0.0f;
+    matmul_backward_write(dinp_w, dw_w, db_w, dout, inp, w, BT, C, OC);
+    matmul_backward(dinp_a, dw_a, db_a, dout, inp, w, BT, C, OC);
+    double *want = malloc_or_fail((size_t)OC * C * sizeof(double), "want");
+    double *scale = malloc_or_fail((size_t)OC * C * sizeof(double), "scale");
+    ref_accumulate(want, scale, zeros, OC, C, BT, dout, OC, 1, inp, C, 0);  // dout^T @ inp
+    char label[120];
+    snprintf(label, sizeof label, "matmul_backward_write dweight BT=%d C=%d OC=%d", BT, C, OC);
+    compare(label, dw_w, want, scale, (size_t)OC * C);
+    if (memcmp(dw_w, dw_a, (size_t)OC * C * sizeof(float)) != 0 ||
+        memcmp(dinp_w, dinp_a, (size_t)BT * C * sizeof(float)) != 0 || memcmp(db_w, db_a, OC * sizeof(float)) != 0) {
+        printf("FAIL matmul_backward_write BT=%d C=%d OC=%d: not the bits of matmul_backward into a cleared buffer\n",
+               BT, C, OC);
+        failures++;
+    }
+    free(inp), free(w), free(dout), free(dinp0), free(db0), free(dinp_w), free(db_w), free(dinp_a), free(db_a);
+    free(dw_w), free(dw_a), free(zeros), free(want), free(scale);
+}
+
+static void test_layer_write(void) {
+    // odd sizes, a tile's edges, and GPT-2 XL's few-rows shape (B*T 64, C 1600, 3C)
+    static const int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 32, 96}, {100, 129, 257}, {64, 1600, 4800}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        test_backward_write(shapes[s][0], shapes[s][1], shapes[s][2]);
+    printf("matmul_backward_write: %zu shapes done\n", sizeof shapes / sizeof shapes[0]);
+}
+
 // ---------------------------------------------------------------------------
 // 1, 2 and 3 threads must give bitwise identical results (3 oversubscribes
 // this 2-core machine but exercises an uneven split of C)
@@ -529,6 +569,7 @@ int main(void) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) test_layer_bf16(shapes[s][0], shapes[s][1], shapes[s][2]);
     } else {
         test_layer();
+        test_layer_write();
         test_few_rows();
     }
     test_determinism();

@@ -5,6 +5,7 @@
 // time (test_matmul compares the two, and both against double precision).
 // The rest of the file is the fast version.
 #include "nn/matmul.h"
+#include "common/profile.h"
 
 #include "common/bf16.h"
 #include "common/utils.h"
@@ -847,12 +848,14 @@ static void forward_few_rows(float *out, const float *inp, const float *weight, 
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                     int BT, int C, int OC) {
+    profile_begin(PROFILE_GEMM_FWD, 2.0 * BT * C * OC);
     if (!LINEAR_BF16 && BT > 1 && BT <= NR && C > 0 && OC > 0) {
         forward_few_rows(out, inp, weight, bias, BT, C, OC);
-        return;
+    } else {
+        // out = inp @ weight^T + bias: weight [OC,C] is op(B) = B^T
+        gemm(LINEAR_BF16, 0, 1, BT, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias);
     }
-    // out = inp @ weight^T + bias: weight [OC,C] is op(B) = B^T
-    gemm(LINEAR_BF16, 0, 1, BT, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC, bias);
+    profile_end();
 }
 
 // dbias[OC] += column sums of dout[BT,OC]. Threads own chunks of columns
@@ -898,12 +901,26 @@ static void bias_backward(float *dbias, const float *dout, int BT, int OC) {
     }
 }
 
+// dweight_beta 1: dweight += dout^T @ inp; 0: dweight = dout^T @ inp (never read)
+static void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                            const float *weight, int BT, int C, int OC, float dweight_beta) {
+    profile_begin(PROFILE_GEMM_BWD, 2.0 * BT * C * OC * (dinp ? 2 : 1));
+    // dinp[BT,C] += dout[BT,OC] @ weight[OC,C]
+    if (dinp) gemm(LINEAR_BF16, 0, 0, BT, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C, NULL);
+    // dweight[OC,C] (+)= dout^T @ inp[BT,C]: op(A) = dout^T, read in place k-major
+    gemm(LINEAR_BF16, 1, 0, OC, C, BT, 1.0f, dout, OC, inp, C, dweight_beta, dweight, C, NULL);
+    if (dbias) bias_backward(dbias, dout, BT, OC);
+    profile_end();
+}
+
 void matmul_backward(float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight,
                      int BT, int C, int OC) {
-    // dinp[BT,C] += dout[BT,OC] @ weight[OC,C]
-    if (dinp) gemm(LINEAR_BF16, 0, 0, BT, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C, NULL);
-    // dweight[OC,C] += dout^T @ inp[BT,C]: op(A) = dout^T, read in place k-major
-    gemm(LINEAR_BF16, 1, 0, OC, C, BT, 1.0f, dout, OC, inp, C, 1.0f, dweight, C, NULL);
-    if (dbias) bias_backward(dbias, dout, BT, OC);
+    linear_backward(dinp, dweight, dbias, dout, inp, weight, BT, C, OC, 1.0f);
+}
+
+void matmul_backward_write(float *dinp, float *dweight, float *dbias,
+                           const float *dout, const float *inp, const float *weight,
+                           int BT, int C, int OC) {
+    linear_backward(dinp, dweight, dbias, dout, inp, weight, BT, C, OC, 0.0f);
 }
