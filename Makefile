@@ -74,7 +74,7 @@ $(BUILD)/%.o: %.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-COMMON_OBJS := $(BUILD)/common/utils.o $(BUILD)/common/mt19937.o
+COMMON_OBJS := $(BUILD)/common/utils.o $(BUILD)/common/mt19937.o $(BUILD)/common/profile.o
 
 # Release and sanitizer builds write the same top-level binaries. This file
 # changes exactly when the mode does; every binary links utils.o, which depends
@@ -113,7 +113,7 @@ $(BUILD)/optim-choice: FORCE
 
 TESTS += run-test-nn
 BINS += test_nn
-test_nn: $(BUILD)/test_nn.o $(BUILD)/nn/layers.o $(BUILD)/nn/attention.o
+test_nn: $(BUILD)/test_nn.o $(BUILD)/nn/layers.o $(BUILD)/nn/attention.o $(BUILD)/common/profile.o $(BUILD)/common/utils.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 run-test-nn: test_nn
 	./test_nn
@@ -124,7 +124,7 @@ softce-ref:
 
 TESTS += run-test-attention
 BINS += test_attention
-test_attention: $(BUILD)/test_attention.o $(BUILD)/nn/attention.o
+test_attention: $(BUILD)/test_attention.o $(BUILD)/nn/attention.o $(BUILD)/common/profile.o $(BUILD)/common/utils.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 run-test-attention: test_attention
 	./test_attention

@@ -88,14 +88,9 @@ static void check_sgemm(const char *label, int tA, int tB, int M, int N, int K, 
     if (bad) failures++;
 }
 
-// one sgemm call on fresh random data, views with padded leading dimensions
-static void test_sgemm_case(int tA, int tB, int M, int N, int K, float alpha, float beta, int pad) {
-    int ar = tA ? K : M, ac = tA ? M : K;  // stored shapes
-    int br = tB ? N : K, bc = tB ? K : N;
-    int lda = ac + pad, ldb = bc + pad, ldc = N + pad;
-    if (lda < 1) lda = 1;
-    if (ldb < 1) ldb = 1;
-    if (ldc < 1) ldc = 1;
+// one sgemm call on fresh random data, views with the given leading dimensions
+static void test_sgemm_ld(int tA, int tB, int M, int N, int K, float alpha, float beta, int lda, int ldb, int ldc) {
+    int ar = tA ? K : M, br = tB ? N : K;  // stored rows
     float *A = random_floats((size_t)ar * lda + 1);
     float *B = random_floats((size_t)br * ldb + 1);
     size_t csize = (size_t)(M + GUARD_ROWS) * ldc;
@@ -105,10 +100,17 @@ static void test_sgemm_case(int tA, int tB, int M, int N, int K, float alpha, fl
     float *C = copy_floats(C0, csize);
     sgemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     char label[160];
-    snprintf(label, sizeof label, "sgemm tA=%d tB=%d M=%d N=%d K=%d alpha=%g beta=%g pad=%d", tA, tB, M, N,
-             K, alpha, beta, pad);
+    snprintf(label, sizeof label, "sgemm tA=%d tB=%d M=%d N=%d K=%d alpha=%g beta=%g lda=%d ldb=%d ldc=%d", tA, tB,
+             M, N, K, alpha, beta, lda, ldb, ldc);
     check_sgemm(label, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C0, C, ldc);
     free(A), free(B), free(C0), free(C);
+}
+
+// the same with leading dimensions padded by pad floats
+static void test_sgemm_case(int tA, int tB, int M, int N, int K, float alpha, float beta, int pad) {
+    int ac = tA ? M : K, bc = tB ? K : N;  // stored columns
+    int lda = ac + pad, ldb = bc + pad, ldc = N + pad;
+    test_sgemm_ld(tA, tB, M, N, K, alpha, beta, lda > 1 ? lda : 1, ldb > 1 ? ldb : 1, ldc > 1 ? ldc : 1);
 }
 
 static void test_sgemm(void) {
@@ -138,12 +140,26 @@ static void test_sgemm(void) {
                                 1 + case_no % 5);
                 case_no++;
             }
+    // leading dimensions of 1024 and 2048 floats (4 and 8 KiB): an A^T or a B
+    // with such a stride is packed instead of read in place (nn/matmul.c)
+    static const int aliased[][4] = {
+        {131, 200, 700, 1024}, {300, 770, 600, 1024}, {7, 1000, 1024, 1024}, {130, 64, 40, 1024},
+        {6, 64, 513, 2048},    {127, 129, 1031, 2048},
+    };
+    for (int s = 0; s < (int)(sizeof aliased / sizeof aliased[0]); s++)
+        for (int tA = 0; tA < 2; tA++)
+            for (int tB = 0; tB < 2; tB++)
+                for (int c = 0; c < 3; c++) {
+                    const int *a = aliased[s];
+                    test_sgemm_ld(tA, tB, a[0], a[1], a[2], ab[c][0], ab[c][1], a[3], a[3], a[3]);
+                }
     // K == 0 and empty matrices
     test_sgemm_case(0, 0, 5, 6, 0, 1.0f, 0.0f, 0);
     test_sgemm_case(1, 1, 5, 6, 0, 2.0f, 3.0f, 2);
     test_sgemm_case(0, 1, 0, 6, 4, 1.0f, 1.0f, 0);
     test_sgemm_case(0, 1, 6, 0, 4, 1.0f, 1.0f, 1);
-    printf("sgemm: %d shapes x 4 transposes x 3 alpha/beta cases done\n", n);
+    printf("sgemm: %d shapes x 4 transposes x 3 alpha/beta cases done, and %d with leading dimensions of 4 and 8 KiB\n",
+           n, (int)(sizeof aliased / sizeof aliased[0]));
 }
 
 // ---------------------------------------------------------------------------
@@ -272,6 +288,46 @@ static void test_layer(void) {
         if (s % 3 == 0) test_backward(BT, C, OC, 0, 0);
     }
     printf("matmul_forward / matmul_backward and their _ref definitions: %zu shapes done\n", sizeof shapes / sizeof shapes[0]);
+}
+
+// matmul_backward_write: dweight = dout^T @ inp whatever the buffer held (NaN
+// here), against the double-precision sum; and bit for bit matmul_backward
+// adding into a cleared buffer, which the fused updates rely on (their results
+// must equal the normal mode's); dinp and dbias still add.
+static void test_backward_write(int BT, int C, int OC) {
+    float *inp = random_floats((size_t)BT * C), *w = random_floats((size_t)OC * C);
+    float *dout = random_floats((size_t)BT * OC);
+    float *dinp0 = random_floats((size_t)BT * C), *db0 = random_floats(OC);
+    float *dinp_w = copy_floats(dinp0, (size_t)BT * C), *db_w = copy_floats(db0, OC);
+    float *dinp_a = copy_floats(dinp0, (size_t)BT * C), *db_a = copy_floats(db0, OC);
+    float *dw_w = malloc_or_fail((size_t)OC * C * sizeof(float), "dw_w");
+    float *dw_a = malloc_or_fail((size_t)OC * C * sizeof(float), "dw_a");
+    float *zeros = calloc_or_fail((size_t)OC * C, sizeof(float), "zeros");
+    for (size_t i = 0; i < (size_t)OC * C; i++) dw_w[i] = NAN, dw_a[i] = 0.0f;
+    matmul_backward_write(dinp_w, dw_w, db_w, dout, inp, w, BT, C, OC);
+    matmul_backward(dinp_a, dw_a, db_a, dout, inp, w, BT, C, OC);
+    double *want = malloc_or_fail((size_t)OC * C * sizeof(double), "want");
+    double *scale = malloc_or_fail((size_t)OC * C * sizeof(double), "scale");
+    ref_accumulate(want, scale, zeros, OC, C, BT, dout, OC, 1, inp, C, 0);  // dout^T @ inp
+    char label[120];
+    snprintf(label, sizeof label, "matmul_backward_write dweight BT=%d C=%d OC=%d", BT, C, OC);
+    compare(label, dw_w, want, scale, (size_t)OC * C);
+    if (memcmp(dw_w, dw_a, (size_t)OC * C * sizeof(float)) != 0 ||
+        memcmp(dinp_w, dinp_a, (size_t)BT * C * sizeof(float)) != 0 || memcmp(db_w, db_a, OC * sizeof(float)) != 0) {
+        printf("FAIL matmul_backward_write BT=%d C=%d OC=%d: not the bits of matmul_backward into a cleared buffer\n",
+               BT, C, OC);
+        failures++;
+    }
+    free(inp), free(w), free(dout), free(dinp0), free(db0), free(dinp_w), free(db_w), free(dinp_a), free(db_a);
+    free(dw_w), free(dw_a), free(zeros), free(want), free(scale);
+}
+
+static void test_layer_write(void) {
+    // odd sizes, a tile's edges, and GPT-2 XL's few-rows shape (B*T 64, C 1600, 3C)
+    static const int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 32, 96}, {100, 129, 257}, {64, 1600, 4800}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        test_backward_write(shapes[s][0], shapes[s][1], shapes[s][2]);
+    printf("matmul_backward_write: %zu shapes done\n", sizeof shapes / sizeof shapes[0]);
 }
 
 // ---------------------------------------------------------------------------
@@ -513,6 +569,7 @@ int main(void) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) test_layer_bf16(shapes[s][0], shapes[s][1], shapes[s][2]);
     } else {
         test_layer();
+        test_layer_write();
         test_few_rows();
     }
     test_determinism();

@@ -17,6 +17,7 @@ then every parameter tensor as fp32 in the order of ParameterTensors below.
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/profile.h"
 #include "common/rng.h"
 #include "common/bf16.h"
 #include "common/utils.h"
@@ -461,6 +462,7 @@ void gpt2_free(GPT2 *model) {
 
 // token + position embedding: out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]
 static void encoder_forward(float *out, const int *inp, const float *wte, const float *wpe, int B, int T, int C) {
+    profile_begin(PROFILE_EMBEDDING, 0);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
@@ -470,12 +472,14 @@ static void encoder_forward(float *out, const int *inp, const float *wte, const 
             for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
         }
     }
+    profile_end();
 }
 
 // dout (B,T,C) -> dwte +=, dwpe +=. A token can occur many times, so the rows
 // of dwte collect sums; threads split the channels, never the positions, so
 // each sum runs in position order.
 static void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp, int B, int T, int C) {
+    profile_begin(PROFILE_EMBEDDING, 0);
     #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < C; c0 += 16) {
         int c1 = c0 + 16 < C ? c0 + 16 : C;
@@ -488,6 +492,7 @@ static void encoder_backward(float *dwte, float *dwpe, const float *dout, const 
             }
         }
     }
+    profile_end();
 }
 
 // The LM head and the loss, written directly: lnf (BT, C) -> logits (BT, Vp)
@@ -675,7 +680,19 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
     ActivationTensors a = model->acts;
     GradScratch s = model->scratch;
     if (fused && !model->fused) fail("gpt2_backward: fused updates need gpt2_allocate_gradients(model, 1)");
-    if (model->fused) gpt2_zero_grad(model); // each pass is a whole step's gradient
+    // With fused updates each pass is a whole step's gradient, and each matrix's
+    // gradient is produced once per pass: written (matmul_backward_write, the
+    // bits of adding into zeros), not cleared and added into. Only the tensors
+    // that collect sums are cleared: wpe's and lnf's here, a layer's gains and
+    // biases before its backward. (wte's is written by the LM head, then the
+    // token embedding adds into it.)
+    if (model->fused) {
+        memset(g.wpe, 0, (size_t)cfg->max_seq_len * C * sizeof(float));
+        memset(g.lnfw, 0, C * sizeof(float));
+        memset(g.lnfb, 0, C * sizeof(float));
+    }
+    void (*linear_backward)(float *, float *, float *, const float *, const float *, const float *, int, int, int) =
+        model->fused ? matmul_backward_write : matmul_backward;
 
     // the mean over B*T tokens: each token's loss has weight loss_scale / (B*T)
     memset(s.dln, 0, BT * C * sizeof(float));
@@ -685,15 +702,20 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
             softmax_crossentropy_backward(s.logits, model->targets, loss_scale / (float)BT, BT, V, Vp);
         model->have_dlogits = 1;
         float *dlogits = s.logits;
-        matmul_backward(s.dln, g.wte, NULL, dlogits, gpt2_recompute_lnf(model), p.wte, BT, C, Vp);
+        linear_backward(s.dln, g.wte, NULL, dlogits, gpt2_recompute_lnf(model), p.wte, BT, C, Vp);
     } else {
         // several: the head's gradients of the mean loss (gpt2_forward_train's, or computed now), scaled
         if (!model->have_head_grads) gpt2_head(model, gpt2_recompute_lnf(model), 1);
         float *dwte = g.wte, *head_dlnf = s.scratch;
         #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < BT * C; i++) s.dln[i] = loss_scale * head_dlnf[i];
-        #pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < (size_t)Vp * C; i++) dwte[i] += loss_scale * s.head_dwte[i];
+        if (model->fused) { // written, as above
+            #pragma omp parallel for simd schedule(static)
+            for (size_t i = 0; i < (size_t)Vp * C; i++) dwte[i] = loss_scale * s.head_dwte[i];
+        } else {
+            #pragma omp parallel for simd schedule(static)
+            for (size_t i = 0; i < (size_t)Vp * C; i++) dwte[i] += loss_scale * s.head_dwte[i];
+        }
     }
     memset(s.dresidual, 0, BT * C * sizeof(float));
     const float *last = a.residual3 + (size_t)(L - 1) * BT * C;
@@ -711,39 +733,42 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
         float *fch = a.fch + l * BT * 4 * C;
         // this layer's parameters and gradients (with fused updates, the one layer of the buffer)
         LayerTensors lp = layer_tensors(&p.layers, l, C), lg = layer_tensors(&g.layers, model->fused ? 0 : l, C);
+        if (model->fused) { // the one layer's sums start from zero (its matrices are written)
+            float *sums[] = {lg.ln1w, lg.ln1b, lg.qkvb, lg.attprojb, lg.ln2w, lg.ln2b, lg.fcb, lg.fcprojb};
+            int len[] = {C, C, 3 * C, C, C, C, 4 * C, C};
+            for (int k = 0; k < 8; k++) memset(sums[k], 0, (size_t)len[k] * sizeof(float));
+        }
         // s.dresidual holds d(layer output); the MLP branch starts from it,
         // with the GELU output the forward had (recomputed: the same bits) ...
         float *fch_gelu = s.fch_gelu;
         gelu_forward(fch_gelu, fch, BT * 4 * C, GELU_TANH);
         memset(s.dfch_gelu, 0, BT * 4 * C * sizeof(float));
-        matmul_backward(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, fch_gelu, lp.fcprojw, BT, 4 * C, C);
+        linear_backward(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, fch_gelu, lp.fcprojw, BT, 4 * C, C);
         float *dfch = s.fch_gelu; // the GELU output is no longer needed
         memset(dfch, 0, BT * 4 * C * sizeof(float));
         gelu_backward(dfch, fch, s.dfch_gelu, BT * 4 * C, GELU_TANH);
         float *ln2 = s.ln;
         layernorm_recompute(ln2, residual2, ln2_mean, ln2_rstd, lp.ln2w, lp.ln2b, BT, C);
         memset(s.dln, 0, BT * C * sizeof(float));
-        matmul_backward(s.dln, lg.fcw, lg.fcb, dfch, ln2, lp.fcw, BT, C, 4 * C);
+        linear_backward(s.dln, lg.fcw, lg.fcb, dfch, ln2, lp.fcw, BT, C, 4 * C);
         // ... and adds its input gradient back: dresidual is now d(residual2)
         layernorm_backward(s.dresidual, lg.ln2w, lg.ln2b, s.dln, residual2, lp.ln2w, ln2_mean, ln2_rstd, BT, C);
         // the attention branch likewise
         memset(s.datty, 0, BT * C * sizeof(float));
-        matmul_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, atty, lp.attprojw, BT, C, C);
+        linear_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, atty, lp.attprojw, BT, C, C);
         memset(s.dqkv, 0, BT * 3 * C * sizeof(float));
         attention_backward(s.dqkv, s.datty, qkv, atty, lse, B, T, C, NH, 1);
         float *ln1 = s.ln;
         layernorm_recompute(ln1, residual, ln1_mean, ln1_rstd, lp.ln1w, lp.ln1b, BT, C);
         memset(s.dln, 0, BT * C * sizeof(float));
-        matmul_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C);
+        linear_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C);
         layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, ln1_mean, ln1_rstd, BT, C);
         // dresidual is now d(layer input) = d(previous layer's output)
         if (fused) {
-            // the layer's gradients are complete: step its blocks, then clear them for the next layer
+            // the layer's gradients are complete: step its blocks (the next layer writes over them)
             float *grad_of[LAYER_TENSORS] = {lg.ln1w, lg.ln1b, lg.qkvw, lg.qkvb, lg.attprojw, lg.attprojb,
-                                                  lg.ln2w, lg.ln2b, lg.fcw, lg.fcb, lg.fcprojw, lg.fcprojb};
+                                             lg.ln2w, lg.ln2b, lg.fcw, lg.fcb, lg.fcprojw, lg.fcprojb};
             for (int k = 0; k < LAYER_TENSORS; k++) step_block(fused, gpt2_layer_block(l, k), grad_of[k]);
-            // the one layer's tensors are contiguous: ln1w .. fcprojb
-            memset(lg.ln1w, 0, (size_t)(lg.fcprojb + C - lg.ln1w) * sizeof(float));
         }
     }
     encoder_backward(g.wte, g.wpe, s.dresidual, model->inputs, B, T, C);

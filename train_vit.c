@@ -46,6 +46,7 @@ name them), in this order:
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/profile.h"
 #include "common/rng.h"
 #include "common/utils.h"
 #include "nn/layers.h"
@@ -428,6 +429,7 @@ void vit_free(ViT *model) {
 // then out (B, NP, C) = patches @ w^T + b with w (C, ch*P*P), b (C).
 static void patch_embed_forward(float *out, float *patches, const float *images, const float *w, const float *b,
                                 int B, int ch, int H, int W, int P, int C) {
+    profile_begin(PROFILE_EMBEDDING, 0);
     int GH = H / P, GW = W / P, NP = GH * GW, D = ch * P * P;
     #pragma omp parallel for collapse(2) schedule(static)
     for (int bi = 0; bi < B; bi++) {
@@ -444,18 +446,22 @@ static void patch_embed_forward(float *out, float *patches, const float *images,
         }
     }
     matmul_forward(out, patches, w, b, B * NP, D, C);
+    profile_end();
 }
 
 // dout (B, NP, C) -> dw (C, ch*P*P) +=, db (C) +=. The images need no gradient.
 // The sums over the B*NP patches run in matmul_backward's fixed order.
 static void patch_embed_backward(float *dw, float *db, const float *dout, const float *patches, const float *w,
                                  int B, int NP, int D, int C) {
+    profile_begin(PROFILE_EMBEDDING, 0);
     matmul_backward(NULL, dw, db, dout, patches, w, B * NP, D, C);
+    profile_end();
 }
 
 // Token sequence: out[b,0,:] = cls + pos[0], out[b,1+n,:] = patch_emb[b,n,:] + pos[1+n].
 // patch_emb (B, NP, C), cls (C), pos (NP+1, C) -> out (B, NP+1, C)
 static void embed_forward(float *out, const float *patch_emb, const float *cls, const float *pos, int B, int NP, int C) {
+    profile_begin(PROFILE_EMBEDDING, 0);
     int T = NP + 1;
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
@@ -466,12 +472,14 @@ static void embed_forward(float *out, const float *patch_emb, const float *cls, 
             for (int c = 0; c < C; c++) o[c] = x[c] + pe[c];
         }
     }
+    profile_end();
 }
 
 // dout (B, NP+1, C) -> dpatch_emb (B, NP, C) +=, dcls (C) +=, dpos (NP+1, C) +=.
 // dpos and dcls sum over the batch: one thread owns a position and adds the
 // images in order b = 0, 1, ..., so the sums do not depend on the thread count.
 static void embed_backward(float *dpatch_emb, float *dcls, float *dpos, const float *dout, int B, int NP, int C) {
+    profile_begin(PROFILE_EMBEDDING, 0);
     int T = NP + 1;
     #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
@@ -486,6 +494,7 @@ static void embed_backward(float *dpatch_emb, float *dcls, float *dpos, const fl
             }
         }
     }
+    profile_end();
 }
 
 // The cls rows of the residual stream, for the head: x (B, T, C) -> out (B, C) = x[:, 0, :]

@@ -63,6 +63,14 @@ for o in $OPTIMS; do
             "$WORK/g_${o}_${clip}_0" "$WORK/g_${o}_${clip}_1" 4
     done
 done
+# B*T 640 runs the LM head in two chunks of rows (matmul_k_block 512), whose
+# dwte the fused mode writes instead of adding
+for clip in 0.05 0; do
+    for f in 0 1; do
+        run "$WORK/gc_${clip}_$f" "$BIN/train_gpt2_adamw" ${G/-b 4/-b 40} -x 2 -l 3e-3 --clip $clip --fused-update $f
+    done
+    same_run "GPT-2 adamw B*T 640 (a chunked LM head) --clip $clip: fused = normal" "$WORK/gc_${clip}_0" "$WORK/gc_${clip}_1" 2
+done
 # the clipped runs did clip: every norm is above 0.05
 if python3 -c '
 import json, sys
@@ -147,6 +155,54 @@ refused "--gsnr-every" "reads the whole gradient" "$BIN/train_gpt2_adamw" $G --g
 refused "SGD-SaI --gsnr-max-norm 1" "does not work with sgd_sai: --gsnr-max-norm 1" \
     "$BIN/train_gpt2_sgd_sai" $G --gsnr-max-norm 1
 refused "ViT gradient accumulation" "cannot accumulate" "$VIT/train_vit_adamw" $V -d 16
+
+# --- 5. --profile 1 ----------------------------------------------------------------
+# The phase timers (common/profile.h) change no result: the same model and
+# state as the runs above, normal and fused, GPT-2 and ViT. They account for
+# the step: every phase listed, the rows add up to the total, the total is the
+# log's CPU time of the same steps (2-4) within 20% + 5 ms (a tiny model's
+# step is a few ms), and the work lands where it is done (GEMMs, the
+# optimizer, the clip norm; the gradient clear only in the normal mode).
+check_profile() { # NAME RUN_DIR FUSED
+    python3 - "$2.out" "$2/log.jsonl" "$3" <<'EOF2'
+import json, re, statistics, sys
+text = open(sys.argv[1]).read().splitlines()
+fused = sys.argv[3] == "1"
+cpu = [r["cpu_ms"] for r in map(json.loads, open(sys.argv[2])) if "cpu_ms" in r and r["step"] >= 2]
+start = next(i for i, l in enumerate(text) if l.startswith("profile: 3 steps after the first"))
+rows = {}
+for l in text[start + 2:]:
+    m = re.match(r"  (.+?)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)", l)
+    if not m: break
+    rows[m.group(1)] = float(m.group(2))
+total = rows.pop("total")
+want = {"other (data, loop, logs, clears)", "embedding (fwd, bwd)", "GEMM forward", "GEMM backward",
+        "attention forward", "attention backward", "LayerNorm, GELU, residual", "softmax + cross-entropy",
+        "clearing gradients", "gradient norm", "optimizer update"}
+problems = []
+if set(rows) != want: problems.append(f"phases {sorted(set(rows) ^ want)}")
+if abs(sum(rows.values()) - total) > 0.01: problems.append(f"rows add to {sum(rows.values()):.3f}, total {total:.3f} ms")
+step_cpu = statistics.mean(cpu)
+if len(cpu) != 3 or abs(total - step_cpu) > 0.2 * step_cpu + 5:
+    problems.append(f"total {total:.3f} ms, steps {step_cpu:.1f} ms CPU")
+for name in ("GEMM forward", "GEMM backward", "attention forward", "attention backward", "optimizer update",
+             "gradient norm") + (() if fused else ("clearing gradients",)):
+    if rows[name] <= 0: problems.append(f"{name} is 0")
+if fused and rows["clearing gradients"] != 0: problems.append("a fused run cleared the gradient buffer")
+print("; ".join(problems) or f"total {total:.2f} ms of {step_cpu:.2f} ms CPU per step")
+sys.exit(1 if problems else 0)
+EOF2
+}
+for f in 0 1; do
+    run "$WORK/gp_$f" "$BIN/train_gpt2_sinkgd" $G -l "$(lr_for sinkgd)" --clip 0.05 --fused-update $f --profile 1
+    same_run "GPT-2 --profile 1 --fused-update $f changes no result" "$WORK/g_sinkgd_0.05_$f" "$WORK/gp_$f" 4
+    if why=$(check_profile GPT-2 "$WORK/gp_$f" $f); then ok "GPT-2 --profile 1 --fused-update $f accounts for the step: $why"
+    else bad "GPT-2 --profile 1 --fused-update $f: $why"; fi
+    run "$WORK/vp_$f" "$VIT/train_vit_sinkgd" $V -l "$(lr_for sinkgd)" --clip 0.05 --fused-update $f --profile 1
+    same_run "ViT --profile 1 --fused-update $f changes no result" "$WORK/v_sinkgd_0.05_$f" "$WORK/vp_$f" 4
+    if why=$(check_profile ViT "$WORK/vp_$f" $f); then ok "ViT --profile 1 --fused-update $f accounts for the step: $why"
+    else bad "ViT --profile 1 --fused-update $f: $why"; fi
+done
 
 if [ "$fails" -ne 0 ]; then echo "test_fused: $fails FAILED"; exit 1; fi
 echo "test_fused: all passed"

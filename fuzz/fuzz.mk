@@ -21,18 +21,18 @@ FUZZ_RUNS ?= 0
 FUZZ_CC := clang
 FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -march=native -fopenmp \
                -std=gnu11 -Wall -Wextra -Wno-unused-function -Wno-pass-failed -I. -DFUZZING
-FUZZ_SRC_gpt2_checkpoint := nn/layers.c nn/matmul.c nn/attention.c run/model.c optim/optim.c optim/adamw.c common/utils.c common/mt19937.c
-FUZZ_SRC_vit_checkpoint := nn/layers.c nn/matmul.c nn/attention.c run/model.c optim/optim.c optim/snr.c optim/adamw.c run/run.c run/flags.c common/utils.c common/mt19937.c
-FUZZ_SRC_token_shard := data/shards.c common/utils.c common/mt19937.c
-FUZZ_SRC_image_shard := data/images.c common/utils.c common/mt19937.c
-FUZZ_SRC_tokenizer_llmc := data/tokenizer.c common/utils.c common/mt19937.c
-FUZZ_SRC_bpe := data/tokenizer.c common/utils.c common/mt19937.c
-FUZZ_SRC_slimadam_rules := optim/optim.c optim/slimadam.c common/utils.c common/mt19937.c
-FUZZ_SRC_resume_gpt2 := nn/layers.c nn/matmul.c nn/attention.c run/model.c optim/optim.c optim/snr.c optim/adamw.c run/run.c run/flags.c data/shards.c common/utils.c common/mt19937.c
+FUZZ_SRC_gpt2_checkpoint := nn/layers.c nn/matmul.c nn/attention.c run/model.c optim/optim.c optim/adamw.c common/utils.c common/mt19937.c common/profile.c
+FUZZ_SRC_vit_checkpoint := nn/layers.c nn/matmul.c nn/attention.c run/model.c optim/optim.c optim/snr.c optim/adamw.c run/run.c run/flags.c common/utils.c common/mt19937.c common/profile.c
+FUZZ_SRC_token_shard := data/shards.c common/utils.c common/mt19937.c common/profile.c
+FUZZ_SRC_image_shard := data/images.c common/utils.c common/mt19937.c common/profile.c
+FUZZ_SRC_tokenizer_llmc := data/tokenizer.c common/utils.c common/mt19937.c common/profile.c
+FUZZ_SRC_bpe := data/tokenizer.c common/utils.c common/mt19937.c common/profile.c
+FUZZ_SRC_slimadam_rules := optim/optim.c optim/slimadam.c common/utils.c common/mt19937.c common/profile.c
+FUZZ_SRC_resume_gpt2 := nn/layers.c nn/matmul.c nn/attention.c run/model.c optim/optim.c optim/snr.c optim/adamw.c run/run.c run/flags.c data/shards.c common/utils.c common/mt19937.c common/profile.c
 FUZZ_SRC_resume_vit := nn/layers.c nn/matmul.c nn/attention.c run/model.c optim/optim.c optim/snr.c optim/adamw.c run/run.c run/flags.c data/images.c \
-                       common/utils.c common/mt19937.c
-FUZZ_SRC_idx := data/images.c common/utils.c common/mt19937.c
-FUZZ_SRC_image_file := data/images.c data/image_folders.c common/utils.c common/mt19937.c
+                       common/utils.c common/mt19937.c common/profile.c
+FUZZ_SRC_idx := data/images.c common/utils.c common/mt19937.c common/profile.c
+FUZZ_SRC_image_file := data/images.c data/image_folders.c common/utils.c common/mt19937.c common/profile.c
 
 
 
@@ -52,7 +52,7 @@ build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(wildcard */*.c */*.h *.c) | deps/
 build/fuzz/fuzz_optim_state_%: fuzz/fuzz_optim_state.c fuzz/fuzz.h fuzz/fuzz_model.h $(wildcard */*.c */*.h *.c) \
                                | deps/.setup-done
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $< optim/optim.c optim/$*.c common/utils.c common/mt19937.c -o $@ -lcjson -lz -lm -lstb -ljpeg
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< optim/optim.c optim/$*.c common/utils.c common/mt19937.c common/profile.c -o $@ -lcjson -lz -lm -lstb -ljpeg
 	@$(FUZZ_COMMIT) > $@.commit
 
 fuzz: $(addprefix build/fuzz/fuzz_,$(FUZZ))
@@ -86,7 +86,7 @@ $(REPLAY_BUILD)/%.o: %.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(REPLAY_CFLAGS) -c $< -o $@
 replay_objs = $(patsubst %.c,$(REPLAY_BUILD)/%.o,$(1))
-$(REPLAY_BUILD)/replay_optim_state_%: $(call replay_objs,fuzz/replay.c fuzz/fuzz_optim_state.c optim/optim.c common/utils.c common/mt19937.c) \
+$(REPLAY_BUILD)/replay_optim_state_%: $(call replay_objs,fuzz/replay.c fuzz/fuzz_optim_state.c optim/optim.c common/utils.c common/mt19937.c common/profile.c) \
                                       $(REPLAY_BUILD)/optim/%.o
 	$(CC) $(REPLAY_CFLAGS) $^ -o $@ -lcjson -lz -lm -lstb -ljpeg
 .SECONDEXPANSION:

@@ -11,6 +11,7 @@
 // (batch, head), one thread owning all the dq, dk, dv rows of a head, which
 // collect their tiles' contributions in increasing tile order.
 #include "nn/attention.h"
+#include "common/profile.h"
 #include "nn/vecmath.h"
 
 #include <math.h>
@@ -137,6 +138,7 @@ static inline int visible_keys(int i, int j0, int n, int causal) {
 // operations down the columns.
 void attention_forward(float *out, float *lse, const float *qkv,
                        int B, int T, int C, int NH, int causal) {
+    profile_begin(PROFILE_ATTN_FWD, 0);
     int hs = C / NH;
     size_t C3 = 3 * (size_t)C;
     float scale = 1.0f / sqrtf((float)hs);
@@ -215,6 +217,7 @@ void attention_forward(float *out, float *lse, const float *qkv,
             }
         }
     }
+    profile_end();
 }
 
 // ----------------------------------------------------------------------------
@@ -227,6 +230,7 @@ void attention_forward(float *out, float *lse, const float *qkv,
 
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
                         const float *lse, int B, int T, int C, int NH, int causal) {
+    profile_begin(PROFILE_ATTN_BWD, 0);
     int hs = C / NH;
     size_t C3 = 3 * (size_t)C;
     float scale = 1.0f / sqrtf((float)hs);
@@ -299,6 +303,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
             }
         }
     }
+    profile_end();
 }
 
 // ----------------------------------------------------------------------------

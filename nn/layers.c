@@ -6,6 +6,7 @@
 // `#pragma omp simd reduction` lets gcc vectorise the inner sums without
 // -ffast-math; the order is then fixed by the binary, not by the thread count.
 #include "nn/layers.h"
+#include "common/profile.h"
 #include "nn/vecmath.h"
 
 #include <math.h>
@@ -25,6 +26,7 @@ static inline void layernorm_row(float *o, const float *x, float m, float s, con
 void layernorm_forward(float *out, float *mean, float *rstd,
                        const float *inp, const float *weight, const float *bias,
                        int N, int C, float eps) {
+    profile_begin(PROFILE_POINTWISE, 0);
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -43,13 +45,16 @@ void layernorm_forward(float *out, float *mean, float *rstd,
         mean[n] = m;
         rstd[n] = s;
     }
+    profile_end();
 }
 
 void layernorm_recompute(float *out, const float *inp, const float *mean, const float *rstd,
                          const float *weight, const float *bias, int N, int C) {
+    profile_begin(PROFILE_POINTWISE, 0);
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
         layernorm_row(out + (size_t)n * C, inp + (size_t)n * C, mean[n], rstd[n], weight, bias, C);
+    profile_end();
 }
 
 // Channel chunk for the dweight/dbias sums: one thread owns a chunk of
@@ -59,6 +64,7 @@ void layernorm_recompute(float *out, const float *inp, const float *mean, const 
 void layernorm_backward(float *dinp, float *dweight, float *dbias,
                         const float *dout, const float *inp, const float *weight,
                         const float *mean, const float *rstd, int N, int C) {
+    profile_begin(PROFILE_POINTWISE, 0);
     // pass 1, per row: dinp. With norm = (x - mean) * rstd and
     // dnorm = dout * weight, the gradient through the mean and the variance is
     // dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)).
@@ -107,6 +113,7 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias,
             dbias[c0 + c] += db[c];
         }
     }
+    profile_end();
 }
 
 // ----------------------------------------------------------------------------
@@ -117,6 +124,7 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias,
 #define INV_SQRT_2PI 0.3989422804014327f
 
 void gelu_forward(float *out, const float *inp, int N, GeluKind kind) {
+    profile_begin(PROFILE_POINTWISE, 0);
     if (kind == GELU_TANH) {
         #pragma omp parallel for simd schedule(static)
         for (int i = 0; i < N; i++) {
@@ -131,9 +139,11 @@ void gelu_forward(float *out, const float *inp, int N, GeluKind kind) {
             out[i] = 0.5f * x * (1.0f + verff(x * INV_SQRT_2));
         }
     }
+    profile_end();
 }
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, int N, GeluKind kind) {
+    profile_begin(PROFILE_POINTWISE, 0);
     if (kind == GELU_TANH) {
         #pragma omp parallel for simd schedule(static)
         for (int i = 0; i < N; i++) {
@@ -154,22 +164,27 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, int N, Gelu
             dinp[i] += (cdf + x * pdf) * dout[i];
         }
     }
+    profile_end();
 }
 
 // ----------------------------------------------------------------------------
 // Residual
 
 void residual_forward(float *out, const float *a, const float *b, int N) {
+    profile_begin(PROFILE_POINTWISE, 0);
     #pragma omp parallel for simd schedule(static)
     for (int i = 0; i < N; i++) out[i] = a[i] + b[i];
+    profile_end();
 }
 
 void residual_backward(float *da, float *db, const float *dout, int N) {
+    profile_begin(PROFILE_POINTWISE, 0);
     #pragma omp parallel for simd schedule(static)
     for (int i = 0; i < N; i++) {
         da[i] += dout[i];
         db[i] += dout[i];
     }
+    profile_end();
 }
 
 // ----------------------------------------------------------------------------
@@ -205,6 +220,7 @@ static inline double softmax_row(float *row, float maxval, int V, int Vp) {
 
 void softmax_crossentropy_forward(float *losses, float *logits_to_probs, const int *targets,
                                   int N, int V, int Vp) {
+    profile_begin(PROFILE_LOSS, 0);
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *row = logits_to_probs + (size_t)n * Vp;
@@ -215,10 +231,12 @@ void softmax_crossentropy_forward(float *losses, float *logits_to_probs, const i
         // probability that may have underflowed to 0
         losses[n] = (float)(log(sum) - (double)(target_logit - maxval));
     }
+    profile_end();
 }
 
 void softmax_crossentropy_backward(float *probs_to_dlogits, const int *targets,
                                    float dloss, int N, int V, int Vp) {
+    profile_begin(PROFILE_LOSS, 0);
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *row = probs_to_dlogits + (size_t)n * Vp;
@@ -227,6 +245,7 @@ void softmax_crossentropy_backward(float *probs_to_dlogits, const int *targets,
         row[targets[n]] -= dloss;
         for (int v = V; v < Vp; v++) row[v] = 0.0f;
     }
+    profile_end();
 }
 
 // ----------------------------------------------------------------------------
@@ -234,6 +253,7 @@ void softmax_crossentropy_backward(float *probs_to_dlogits, const int *targets,
 
 void softmax_crossentropy_soft_forward(float *losses, float *logits_to_probs, const float *targets,
                                        int N, int V, int Vp) {
+    profile_begin(PROFILE_LOSS, 0);
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *row = logits_to_probs + (size_t)n * Vp;
@@ -251,10 +271,12 @@ void softmax_crossentropy_soft_forward(float *losses, float *logits_to_probs, co
         double sum = softmax_row(row, maxval, V, Vp);
         losses[n] = (float)(tsum * log(sum) + tgap);
     }
+    profile_end();
 }
 
 void softmax_crossentropy_soft_backward(float *probs_to_dlogits, const float *targets,
                                         float dloss, int N, int V, int Vp) {
+    profile_begin(PROFILE_LOSS, 0);
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *row = probs_to_dlogits + (size_t)n * Vp;
@@ -267,6 +289,7 @@ void softmax_crossentropy_soft_backward(float *probs_to_dlogits, const float *ta
         for (int v = 0; v < V; v++) row[v] = (row[v] * tsum - t[v]) * dloss;
         for (int v = V; v < Vp; v++) row[v] = 0.0f;
     }
+    profile_end();
 }
 
 void softmax_crossentropy_soft_reference(double *losses, double *dlogits, const float *logits,

@@ -30,6 +30,15 @@ void matmul_backward(float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight,
                      int BT, int C, int OC);
 
+// The same, but the weight gradient is written, not added (its old contents
+// are never read): dweight[OC,C] = dout^T @ inp; dinp and dbias still add.
+// The bits of matmul_backward into a cleared dweight (except that an exact -0
+// stays -0), for a caller that produces each weight gradient once per
+// backward (the fused updates), which then need not clear it first.
+void matmul_backward_write(float *dinp, float *dweight, float *dbias,
+                           const float *dout, const float *inp, const float *weight,
+                           int BT, int C, int OC);
+
 // The same two, written as plain loops (the definition; slow, for tests).
 // In a PRECISION=bf16 build the fast pair rounds its inputs to bf16 first
 // (sgemm_bf16_ref below is that definition); these stay fp32.

@@ -1,6 +1,7 @@
 // What all optimizers share: parameter blocks, the state file, flags, and the
 // AdamW kernel (used by AdamW itself and by SinkGD's non-matrix blocks).
 #include "optim/optim.h"
+#include "common/profile.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -208,9 +209,11 @@ void optim_print_gsnr(const Optimizer *opt) {
 // first step, the g-SNRs an optimizer froze are printed.
 void optim_step(Optimizer *opt, float *params, const float *grads, float lr) {
     const OptimBase *b = optim_base(opt);
+    profile_begin(PROFILE_OPTIMIZER, 0);
     optim_step_begin(opt, grads);
     for (int i = 0; i < b->num_blocks; i++) optim_step_block(opt, i, params, grads + b->blocks[i].offset, lr);
     optim_step_end(opt);
+    profile_end();
     if (b->step == 1) optim_print_gsnr(opt);
 }
 
@@ -556,19 +559,20 @@ static float fused_total_norm(const FusedStep *f) {
 void fused_block(FusedStep *f, int b, float *grad) {
     const ParamBlock *blk = &optim_base(f->opt)->blocks[b];
     size_t n = block_numel(blk);
-    if (f->measuring) {
+    if (f->measuring || !f->measured) {
+        profile_begin(PROFILE_GRAD_NORM, 0);
         f->sumsq[b] = sum_of_squares(grad, n);
-        return;
-    }
-    if (!f->measured) {
-        f->sumsq[b] = sum_of_squares(grad, n);
+        profile_end();
+        if (f->measuring) return;
         if (!isfinite(f->sumsq[b]))
             fail("step %ld: the gradient of %s is not finite; with --fused-update 1 the blocks before it are already "
                  "updated, so this state cannot be kept (the newest checkpoint in -o is intact; --clip > 0 or --nan "
                  "skip check the whole gradient before any update)", f->step, blk->name);
     }
+    profile_begin(PROFILE_OPTIMIZER, 0);
     if (f->coef < 1.0f) scale_floats(grad, n, f->coef);
     optim_step_block(f->opt, b, f->params, grad, f->lr);
+    profile_end();
 }
 
 float fused_measured(FusedStep *f, float clip) {
@@ -581,11 +585,15 @@ float fused_measured(FusedStep *f, float clip) {
 
 void fused_update_begin(FusedStep *f) {
     f->measuring = 0;
+    profile_begin(PROFILE_OPTIMIZER, 0);
     optim_step_begin(f->opt, NULL);
+    profile_end();
 }
 
 float fused_end(FusedStep *f) {
+    profile_begin(PROFILE_OPTIMIZER, 0);
     optim_step_end(f->opt);
+    profile_end();
     if (optim_base(f->opt)->step == 1) optim_print_gsnr(f->opt);
     return fused_total_norm(f);
 }

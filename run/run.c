@@ -192,6 +192,9 @@ static const FlagSpec run_flag_specs[] = {
      "gradient is complete, and keep no gradient buffer (the same result;\n"
      "--clip > 0 or --nan skip run the backward twice, first for the norm;\n"
      "not with gradient accumulation)", flag_01, RC(fused_update), 0, 0, 0, NULL},
+    {NULL, "--profile", "1", "at the end, the CPU and wall time per step of each phase (GEMMs,\n"
+     "attention, LayerNorm/GELU, loss, optimizer, norm, clears), steps after the first", flag_01, RC(profile), 0, 0,
+     0, NULL},
     FLAG_TEXT("evaluation:"),
     {"-v", "--val-every", "N", "evaluate every N steps and at the end (0 = at the end only)", val_every_flag,
      0, 0, 0, RUN_MAX_STEPS, 0, NULL},

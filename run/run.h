@@ -67,6 +67,7 @@ typedef struct {
     int memory_plan_only;  // --memory-plan-only 1: print the plan, check it, and stop
     // updates fused into the backward pass (optim/optim.h, FusedStep)
     int fused_update;      // --fused-update 1: each block steps when its gradient is complete; no gradient buffer
+    int profile;           // --profile 1: at the end, the CPU and wall time per step of each phase (common/profile.h)
     // data-parallel runs (run/dist.h): set by the trainer, not by flags
     int ranks;             // processes sharing each step (mpirun -np); grad_accum is per rank
     int follower;          // a rank other than 0: reads the run folder, writes nothing to it

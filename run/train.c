@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/profile.h"
 #include "common/utils.h"
 
 cJSON *training_resume_begin(Run *run, const RunConfig *rc, char *model_path, char *optim_path, size_t len) {
@@ -60,6 +61,7 @@ void training_init(Training *tr, Run *run, Dist *dist, Optimizer *opt, const Par
     tr->checkpoints = tr->rc->out_dir[0] && run_every_active(tr->rc->ckpt_every); // -n 0: none
     tr->rank_losses = calloc_or_fail(tr->rc->ranks, sizeof(double), "the ranks' losses");
     fused_init(&tr->fused, opt, trainer->params);
+    profile_enable(tr->rc->profile);
     if (tr->rc->fused_update)
         printf("fused updates: each block steps during the backward pass%s; gradient buffer %zu floats (the model has %zu)\n",
                run_fused_measures(tr->rc) ? ", which runs twice per step (first for the norm: --clip or --nan skip)" : "",
@@ -104,7 +106,9 @@ static float accumulate_gradient(Training *tr, float *loss) {
     const RunConfig *rc = tr->rc;
     const Trainer *t = tr->trainer;
     int rank = tr->dist->rank;
+    profile_begin(PROFILE_GRAD_CLEAR, 0);
     t->zero_grad(t->self);
+    profile_end();
     // every rank reads the whole global batch and trains on its share:
     // micro-batch r of every `ranks` consecutive ones (so the loader's
     // position is the same everywhere, whatever the number of ranks)
@@ -126,9 +130,13 @@ static float accumulate_gradient(Training *tr, float *loss) {
         loss_sum = 0.0;
         for (int r = 0; r < rc->ranks; r++) loss_sum += tr->rank_losses[r];
         dist_reduce_grads(tr->dist, t->grads);
+        profile_begin(PROFILE_GRAD_NORM, 0);
         norm = dist_clip_grad_norm(tr->dist, t->grads, rc->clip);
+        profile_end();
     } else {
+        profile_begin(PROFILE_GRAD_NORM, 0);
         norm = clip_grad_norm(t->grads, tr->blocks, tr->num_blocks, rc->clip);
+        profile_end();
     }
     *loss = (float)(loss_sum / micro_total);
     return norm;
@@ -144,6 +152,7 @@ long training_loop(Training *tr, float peak_lr) {
         step++; // 1-based: the optimizer's t after this step
         t->mark_data(t->self);
         run_step_begin(run);
+        profile_step_begin(step > run->start_step + 1); // the first step faults every buffer in
         float lr = lr_at_step(rc, peak_lr, step - 1);
         float loss, norm = 0.0f;
         if (!rc->fused_update) {
@@ -179,6 +188,7 @@ long training_loop(Training *tr, float peak_lr) {
         }
         if (!skipped) tr->last_loss = loss;
         if (rc->ranks > 1) run->comm_ms = 1000.0 * dist_take_comm_seconds(tr->dist, NULL);
+        profile_step_end();
         run_step_end(run, step, loss, lr, norm, skipped, (double)rc->total_batch);
         // every rank stops at the same step after a Ctrl-C or SIGTERM on any
         if (rc->ranks > 1) run_agree_interrupted(dist_any(run_signal_received()));
@@ -193,6 +203,7 @@ long training_loop(Training *tr, float peak_lr) {
         }
     }
     run_finish(run, step, tr->last_loss);
+    if (rc->profile && tr->dist->rank == 0) profile_print();
     return step;
 }
 
