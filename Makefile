@@ -322,6 +322,10 @@ $(BUILD)/bin/bench_optim_%: $(BUILD)/dev/bench/bench_optim.o $(BUILD)/optim/%.o 
 $(BUILD)/bin/bench_stream: $(BUILD)/dev/bench/bench_stream.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+# the CPU's name and its FP32 FMA peak, measured where the other benchmarks run
+$(BUILD)/bin/bench_fma: $(BUILD)/dev/bench/bench_fma.o $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 $(BUILD)/bin/bench_gemm_xl: $(BUILD)/dev/bench/bench_gemm_xl.o $(BUILD)/nn/matmul.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
@@ -330,8 +334,9 @@ $(BUILD)/bin/bench_attention: $(BUILD)/dev/bench/bench_attention.o $(BUILD)/nn/a
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 .PHONY: bench-stream bench-xl bench-gemm-xl bench-attention
 # the tiled attention against the direct one at GPT-2 124M's shapes (B4 T64, B1 T1024, B4 T1024)
-bench-attention: $(BUILD)/bin/bench_attention
-	$(BUILD)/bin/bench_attention
+bench-attention: $(BUILD)/bin/bench_attention $(BUILD)/bin/bench_fma
+	@$(BUILD)/bin/bench_fma | tee /dev/stderr | sed -n 's/^fp32 fma peak: \([0-9.]*\) .*/\1/p' > $(BUILD)/fma_peak
+	FMA_PEAK_GFLOPS=$$(cat $(BUILD)/fma_peak) $(BUILD)/bin/bench_attention
 # the three GEMMs of an XL MLP layer at B 1 x T 64, weights from memory
 bench-gemm-xl: $(BUILD)/bin/bench_gemm_xl
 	$(BUILD)/bin/bench_gemm_xl
@@ -344,8 +349,8 @@ bench-xl: $(BUILD)/bin/bench_stream $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/t
 .PHONY: bench-optim bench-train
 bench-optim: $(addprefix $(BUILD)/bin/bench_optim_,$(OPTIMS))
 	bash dev/bench/bench_optim.sh $(BUILD)/bin
-bench-train: $(BUILD)/bin/train_gpt2_adamw data python-deps
-	bash dev/bench/bench_train.sh $(BUILD)/bin/train_gpt2_adamw
+bench-train: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/bench_fma data python-deps
+	bash dev/bench/bench_train.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/bench_fma
 	python3 dev/bench/readme_table.py dev/results/bench_train.md README.md
 # the benchmarks and reference scripts need PyTorch (Debian's python3-torch)
 python-deps:
@@ -353,8 +358,8 @@ python-deps:
 # PRECISION=bf16 against fp32 in the same run: the GEMMs of a 124M step, and its
 # step time at B 4 x T 1024 (about 5 minutes; needs 8 GiB free)
 .PHONY: bench-bf16 bench-bf16-train
-bench-bf16: bench_gemm_bf16 $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw data
-	bash dev/bench/bench_bf16.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw ./bench_gemm_bf16 | tee dev/results/bench_bf16.txt
+bench-bf16: bench_gemm_bf16 $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw $(BUILD)/bin/bench_fma data
+	BENCH_FMA=$(BUILD)/bin/bench_fma bash dev/bench/bench_bf16.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw ./bench_gemm_bf16 | tee dev/results/bench_bf16.txt
 	{ echo '```'; cat dev/results/bench_bf16.txt; echo '```'; } > dev/results/bench_bf16_block.md
 	python3 dev/bench/readme_table.py dev/results/bench_bf16_block.md README.md
 # make train's run with each precision, side by side on one thread each: the

@@ -88,14 +88,9 @@ static void check_sgemm(const char *label, int tA, int tB, int M, int N, int K, 
     if (bad) failures++;
 }
 
-// one sgemm call on fresh random data, views with padded leading dimensions
-static void test_sgemm_case(int tA, int tB, int M, int N, int K, float alpha, float beta, int pad) {
-    int ar = tA ? K : M, ac = tA ? M : K;  // stored shapes
-    int br = tB ? N : K, bc = tB ? K : N;
-    int lda = ac + pad, ldb = bc + pad, ldc = N + pad;
-    if (lda < 1) lda = 1;
-    if (ldb < 1) ldb = 1;
-    if (ldc < 1) ldc = 1;
+// one sgemm call on fresh random data, views with the given leading dimensions
+static void test_sgemm_ld(int tA, int tB, int M, int N, int K, float alpha, float beta, int lda, int ldb, int ldc) {
+    int ar = tA ? K : M, br = tB ? N : K;  // stored rows
     float *A = random_floats((size_t)ar * lda + 1);
     float *B = random_floats((size_t)br * ldb + 1);
     size_t csize = (size_t)(M + GUARD_ROWS) * ldc;
@@ -105,10 +100,17 @@ static void test_sgemm_case(int tA, int tB, int M, int N, int K, float alpha, fl
     float *C = copy_floats(C0, csize);
     sgemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     char label[160];
-    snprintf(label, sizeof label, "sgemm tA=%d tB=%d M=%d N=%d K=%d alpha=%g beta=%g pad=%d", tA, tB, M, N,
-             K, alpha, beta, pad);
+    snprintf(label, sizeof label, "sgemm tA=%d tB=%d M=%d N=%d K=%d alpha=%g beta=%g lda=%d ldb=%d ldc=%d", tA, tB,
+             M, N, K, alpha, beta, lda, ldb, ldc);
     check_sgemm(label, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C0, C, ldc);
     free(A), free(B), free(C0), free(C);
+}
+
+// the same with leading dimensions padded by pad floats
+static void test_sgemm_case(int tA, int tB, int M, int N, int K, float alpha, float beta, int pad) {
+    int ac = tA ? M : K, bc = tB ? K : N;  // stored columns
+    int lda = ac + pad, ldb = bc + pad, ldc = N + pad;
+    test_sgemm_ld(tA, tB, M, N, K, alpha, beta, lda > 1 ? lda : 1, ldb > 1 ? ldb : 1, ldc > 1 ? ldc : 1);
 }
 
 static void test_sgemm(void) {
@@ -138,12 +140,26 @@ static void test_sgemm(void) {
                                 1 + case_no % 5);
                 case_no++;
             }
+    // leading dimensions of 1024 and 2048 floats (4 and 8 KiB): an A^T or a B
+    // with such a stride is packed instead of read in place (nn/matmul.c)
+    static const int aliased[][4] = {
+        {131, 200, 700, 1024}, {300, 770, 600, 1024}, {7, 1000, 1024, 1024}, {130, 64, 40, 1024},
+        {6, 64, 513, 2048},    {127, 129, 1031, 2048},
+    };
+    for (int s = 0; s < (int)(sizeof aliased / sizeof aliased[0]); s++)
+        for (int tA = 0; tA < 2; tA++)
+            for (int tB = 0; tB < 2; tB++)
+                for (int c = 0; c < 3; c++) {
+                    const int *a = aliased[s];
+                    test_sgemm_ld(tA, tB, a[0], a[1], a[2], ab[c][0], ab[c][1], a[3], a[3], a[3]);
+                }
     // K == 0 and empty matrices
     test_sgemm_case(0, 0, 5, 6, 0, 1.0f, 0.0f, 0);
     test_sgemm_case(1, 1, 5, 6, 0, 2.0f, 3.0f, 2);
     test_sgemm_case(0, 1, 0, 6, 4, 1.0f, 1.0f, 0);
     test_sgemm_case(0, 1, 6, 0, 4, 1.0f, 1.0f, 1);
-    printf("sgemm: %d shapes x 4 transposes x 3 alpha/beta cases done\n", n);
+    printf("sgemm: %d shapes x 4 transposes x 3 alpha/beta cases done, and %d with leading dimensions of 4 and 8 KiB\n",
+           n, (int)(sizeof aliased / sizeof aliased[0]));
 }
 
 // ---------------------------------------------------------------------------

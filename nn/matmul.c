@@ -73,6 +73,15 @@ void matmul_backward_ref(float *dinp, float *dweight, float *dbias,
 // last columns of B) are copied into a zero-padded buffer, so one kernel
 // computes every tile and only its store to C is masked.
 //
+// Except when a row stride is a multiple of 4 KiB (1024 floats: GPT-2's 4C =
+// 3072, every width of a C = 1024 model): then the rows an operand read in
+// place touches for k = 0, 1, 2, ... all fall in the same few cache sets, and
+// the sliver that should stay in L1/L2 while it is reused keeps evicting
+// itself (the GEMMs with a 3072-wide operand ran at half the speed of the
+// others, make bench-bf16). Such a B is packed into slivers like B^T, and
+// such an A^T (the weight gradient's dout^T) into an [MC x KC] block of
+// k-major slivers. A copy changes no product and no order of the sums.
+//
 // At few rows (B*T = 64 at GPT-2 XL) the weights and the weight gradient
 // stream from memory and are used once per product; three things keep the
 // kernel fed (make bench-gemm-xl): the kernel prefetches what the next tile
@@ -112,6 +121,8 @@ _Static_assert(MC % MR == 0 && NC % NR == 0 && NR % 16 == 0, "blocking must tile
 
 static inline int min_int(int a, int b) { return a < b ? a : b; }
 static inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+// rows this far apart map to the same cache sets (above)
+static inline int stride_aliases(int ld) { return (size_t)ld * sizeof(float) % 4096 == 0; }
 
 // What the kernel does with a finished tile: the first KC block computes
 //   C = alpha * acc + beta * C + bias      (beta == 0: C is not read)
@@ -136,6 +147,17 @@ static inline __mmask16 tail_mask(int n) {  // the lowest n of 16 lanes
 
 // ---------------------------------------------------------------------------
 // Packing: copies into the layouts the kernel reads, zero-padded.
+
+// A block of mc rows (a multiple of MR) when op(A) = A^T, as k-major slivers:
+// dst[(r / MR) * KC * MR + k * MR + r % MR] = op(A)[i0+r, p0+k] = A[p0+k, i0+r],
+// each row of A read once, along its contiguous run.
+static void pack_A_block_T(float *dst, const float *A, int lda, int i0, int mc, int p0, int kc) {
+    for (int k = 0; k < kc; k++) {
+        const float *row = A + (size_t)(p0 + k) * lda + i0;
+        for (int s = 0; s < mc / MR; s++)
+            for (int r = 0; r < MR; r++) dst[(size_t)s * KC * MR + k * MR + r] = row[s * MR + r];
+    }
+}
 
 // The last mv < MR rows of an A block, k-major: dst[k * MR + r] = op(A)[i0+r, p0+k].
 static void pack_A_edge(float *dst, const float *A, int lda, int transA, int i0, int mv, int p0, int kc) {
@@ -338,17 +360,18 @@ static void gemm_block(int transA, int transB, int m0, int m1, int n0, int n1, i
                        float alpha, const float *A, int lda, const float *B, int ldb,
                        float beta, float *C, int ldc, const float *bias) {
     if (!tls_pack_a) {
-        tls_pack_a = alloc_big_floats((size_t)KC * MR, "matmul packing buffer (A edge)");
+        tls_pack_a = alloc_big_floats((size_t)KC * (MC + MR), "matmul packing buffer (A block and edge)");
         tls_pack_b = alloc_big_floats((size_t)KC * NC, "matmul packing buffer (B panel)");
     }
-    float *a_edge = tls_pack_a, *b_panel = tls_pack_b;
+    float *a_block = tls_pack_a, *a_edge = tls_pack_a + (size_t)KC * MC, *b_panel = tls_pack_b;
     const int rows_first = K <= KC;
+    const int pack_a = transA && stride_aliases(lda), pack_b = transB || stride_aliases(ldb);
     // B panels are NC wide so that a packed panel stays in L2 while every A
     // block uses it. Read in place, B needs no buffer (only its last, partial
     // sliver is copied, to slot 0), and when there is one A block or one K
     // block nothing is reused across panels: then one panel spans all of N,
     // the longest contiguous runs through the weight (dinp) or C (dweight).
-    const int wide = !transB && (rows_first || m1 - m0 <= MC);
+    const int wide = !pack_b && (rows_first || m1 - m0 <= MC);
     const int panel = wide ? n1 - n0 : NC;
     for (int jc = n0; jc < n1; jc += panel) {
         int nc = min_int(panel, n1 - jc);
@@ -356,21 +379,22 @@ static void gemm_block(int transA, int transB, int m0, int m1, int n0, int n1, i
             int kc = min_int(KC, K - pc);
             // B slivers that cannot be read in place go to the panel buffer
             for (int jr = 0; jr < nc; jr += NR)
-                if (transB || jr + NR > nc)
-                    pack_B_sliver(b_panel + (size_t)(transB ? jr / NR : 0) * KC * NR, B, ldb, transB, jc + jr,
+                if (pack_b || jr + NR > nc)
+                    pack_B_sliver(b_panel + (size_t)(pack_b ? jr / NR : 0) * KC * NR, B, ldb, transB, jc + jr,
                                   min_int(NR, nc - jr), pc, kc);
             Epilogue e = {alpha, pc == 0 ? beta : 1.0f, NULL};
             for (int ic = m0; ic < m1; ic += MC) {
                 int mc = min_int(MC, m1 - ic), mfull = mc / MR * MR;
+                if (pack_a) pack_A_block_T(a_block, A, lda, ic, mfull, pc, kc);
                 if (mfull < mc) pack_A_edge(a_edge, A, lda, transA, ic + mfull, mc - mfull, pc, kc);
                 int ntiles_m = ceil_div(mc, MR), ntiles_n = ceil_div(nc, NR);
                 for (int t = 0; t < ntiles_m * ntiles_n; t++) {
                     int ti = rows_first ? t / ntiles_n : t % ntiles_m;
                     int tj = rows_first ? t % ntiles_n : t / ntiles_m;
                     int ir = ti * MR, jr = tj * NR, nv = min_int(NR, nc - jr);
-                    int in_place_b = !transB && jr + NR <= nc;
+                    int in_place_b = !pack_b && jr + NR <= nc;
                     const float *b = in_place_b ? B + (size_t)pc * ldb + jc + jr
-                                                : b_panel + (size_t)(transB ? jr / NR : 0) * KC * NR;
+                                                : b_panel + (size_t)(pack_b ? jr / NR : 0) * KC * NR;
                     size_t bs = in_place_b ? (size_t)ldb : NR;
                     e.bias = pc == 0 && bias ? bias + jc + jr : NULL;
                     float *c = C + (size_t)(ic + ir) * ldc + jc + jr;
@@ -386,7 +410,9 @@ static void gemm_block(int transA, int transB, int m0, int m1, int n0, int n1, i
                         if (!transA && ni * MR < mfull) pf.a = A + (size_t)(ic + ni * MR) * lda + pc;
                         if (!rows_first && ic == m0 && ti == 0 && in_place_b && jr + 2 * NR <= nc) pf.b = b + NR;
                     }
-                    if (ir < mfull) {  // a full sliver of A, in place
+                    if (ir < mfull && pack_a) {  // a full sliver of A, packed
+                        micro_kernel(kc, a_block + (size_t)ti * KC * MR, MR, 1, b, bs, c, ldc, MR, nv, &e, &pf);
+                    } else if (ir < mfull) {  // a full sliver of A, in place
                         const float *a = transA ? A + (size_t)pc * lda + ic + ir : A + (size_t)(ic + ir) * lda + pc;
                         micro_kernel(kc, a, lda, transA, b, bs, c, ldc, MR, nv, &e, &pf);
                     } else {

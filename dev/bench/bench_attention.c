@@ -7,10 +7,11 @@
 // GFLOP/s count the useful work of both passes the same way for both
 // versions: 2 hs FLOPs per (query, visible key) for each of q.k and p.v
 // forward, and of dp, dv, dq, dk backward (12 hs per pair; the tiled
-// backward's recomputation of q.k is not counted). The share is of the
-// 445 GFLOP/s FP32 peak of 2 threads here.
+// backward's recomputation of q.k is not counted). The share is of the FP32
+// FMA peak in FMA_PEAK_GFLOPS, which make bench-attention measures first with
+// bench_fma for the same threads (unset: no share is printed).
 //   make bench-attention          (OMP_NUM_THREADS, default 2)
-//   build/release/bin/bench_attention [B T [reps]]
+//   [FMA_PEAK_GFLOPS=G] build/release/bin/bench_attention [B T [reps]]
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,8 +72,10 @@ static void run_shape(int B, int T, int reps, double peak) {
         for (int j = 0; j < 2; j++) med[i][j] = median(t[i][j], reps);
     for (int i = 0; i < 4; i++) {
         double f = i % 2 ? flops_bwd : flops_fwd;
-        printf("B%d T%-5d %-16s %9.2f ms wall %9.2f ms cpu/thread %7.1f GFLOP/s (cpu) %5.1f%% of peak\n", B, T,
-               names[i], 1e3 * med[i][0], 1e3 * med[i][1], f / med[i][1] / 1e9, 100.0 * f / med[i][1] / 1e9 / peak);
+        printf("B%d T%-5d %-16s %9.2f ms wall %9.2f ms cpu/thread %7.1f GFLOP/s (cpu)", B, T, names[i],
+               1e3 * med[i][0], 1e3 * med[i][1], f / med[i][1] / 1e9);
+        if (peak > 0.0) printf(" %5.1f%% of peak", 100.0 * f / med[i][1] / 1e9 / peak);
+        printf("\n");
     }
     double ref = med[0][1] + med[1][1], tiled = med[2][1] + med[3][1];
     printf("B%d T%-5d forward + backward: tiled %.2f ms, direct %.2f ms (cpu/thread): tiled / direct = %.2f; "
@@ -83,7 +86,8 @@ static void run_shape(int B, int T, int reps, double peak) {
 
 int main(int argc, char **argv) {
     int threads = omp_get_max_threads();
-    double peak = 445.0 * threads / 2.0; // FP32 FMA peak measured on this machine: 445 GFLOP/s on 2 cores
+    const char *peak_env = getenv("FMA_PEAK_GFLOPS"); // bench_fma's figure for these threads
+    double peak = peak_env ? atof(peak_env) : 0.0;
     printf("bench_attention: GPT-2 124M attention (C 768, 12 heads, hs 64, causal), %d threads, median of the repetitions\n",
            threads);
     if (argc >= 3) {

@@ -7,6 +7,7 @@
 #     steps after the first of each run (default: steps 2 and 3), by wall clock
 #     and by CPU time, and the ratio bf16 / fp32 (the target was <= 0.6).
 #   dev/bench/bench_bf16.sh BIN_FP32 BIN_BF16 BENCH_GEMM [steps] [rounds]   (make bench-bf16)
+#   BENCH_FMA=path/to/bench_fma names the CPU and its FP32 FMA peak first
 #   GEMM_REPS=3 takes the best of 3 products per shape (default 1)
 set -euo pipefail
 FP32=${1:?usage: bench_bf16.sh train_gpt2_fp32 train_gpt2_bf16 bench_gemm_bf16 [steps] [rounds]}
@@ -20,6 +21,7 @@ WORK=$(mktemp -d /tmp/bench_bf16.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
 echo "== bench_bf16: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo ?), $OMP_NUM_THREADS threads, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+[ -n "${BENCH_FMA:-}" ] && "$BENCH_FMA" | sed 's/^/== /'
 echo "== GEMMs of one GPT-2 124M step at B 4 x T 1024 ($GEMM $GEMM_REPS)"
 "$GEMM" "$GEMM_REPS"
 

@@ -5,21 +5,25 @@
 # by wall clock and by CPU time per thread (the process's CPU time divided by
 # the thread count; on a shared machine the wall clock also counts the wait for
 # a core), GFLOP/s = (6N + 6LCT) B T / time (N counts the padded vocabulary, as
-# the reference table in shared/README.md) and its share of the 445 GFLOP/s FP32
-# peak of 2 threads here, and peak RSS.
+# the reference table in shared/README.md) and its share of the FP32 FMA peak
+# that bench_fma measures for the same threads in the same run (the CPU's name
+# heads the output: the machines of this project have differed), and peak RSS.
 # The PyTorch peer is tuned: tcmalloc preloaded and OpenBLAS free to use AVX-512
 # (this machine sets OPENBLAS_CORETYPE=Haswell); the script checks that an
 # optimised BLAS is installed (make python-deps installs libopenblas0-pthread)
 # and prints the one PyTorch loaded.
 # Writes the table to dev/results/bench_train.txt and its markdown form to
 # dev/results/bench_train.md (dev/bench/readme_table.py puts it in the README).
-#   dev/bench/bench_train.sh BIN [steps]        (make bench-train)
+#   dev/bench/bench_train.sh BIN BENCH_FMA [steps]        (make bench-train)
 set -euo pipefail
-BIN=${1:?usage: bench_train.sh path/to/train_gpt2_adamw [steps]}
-STEPS=${2:-8}
+BIN=${1:?usage: bench_train.sh path/to/train_gpt2_adamw path/to/bench_fma [steps]}
+FMA=${2:?usage: bench_train.sh path/to/train_gpt2_adamw path/to/bench_fma [steps]}
+STEPS=${3:-8}
 THREADS=${OMP_NUM_THREADS:-2}
 export OMP_NUM_THREADS=$THREADS
-PEAK=$(awk -v t="$THREADS" 'BEGIN { print 445 * t / 2 }')
+MACHINE=$("$FMA" "$THREADS")
+PEAK=$(sed -n 's/^fp32 fma peak: \([0-9.]*\) GFLOP.*/\1/p' <<<"$MACHINE")
+[ -n "$PEAK" ] || { echo "bench_train.sh: no peak from $FMA" >&2; exit 1; }
 TCMALLOC=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 [ -e "$TCMALLOC" ] || { echo "bench_train.sh: $TCMALLOC missing (make python-deps installs libtcmalloc-minimal4)" >&2; exit 1; }
 if ! ls /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 >/dev/null 2>&1; then
@@ -52,10 +56,12 @@ PY
 
 {
 echo "make bench-train: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $THREADS threads, $STEPS steps per run (median of steps 3-$STEPS), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$MACHINE"
 echo "PyTorch's BLAS: $(env -u OPENBLAS_CORETYPE LD_PRELOAD=$TCMALLOC /usr/bin/python3 dev/bench/bench_gpt2_torch.py --which-blas)"
 printf "%-16s %-28s %9s %9s %8s %8s %8s %10s %8s\n" config program "ms/step" "cpu ms" "GFLOP/s" "% peak" "by cpu" "peak RSS" "ours/it"
 } | tee "$WORK/txt"
-echo "| 124M, shape | program | ms/step | CPU ms/step per thread | GFLOP/s | share of the ${PEAK} GFLOP/s peak | by CPU time | peak RSS | ours / PyTorch |" > "$WORK/md"
+{ echo "On this run's CPU ($(sed -n 's/^cpu: //p' <<<"$MACHINE")) the FP32 FMA peak measured by \`bench_fma\` in the same run is $PEAK GFLOP/s with $THREADS threads."; echo; } > "$WORK/md"
+echo "| 124M, shape | program | ms/step | CPU ms/step per thread | GFLOP/s | share of the ${PEAK} GFLOP/s peak | by CPU time | peak RSS | ours / PyTorch |" >> "$WORK/md"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|" >> "$WORK/md"
 D=12
 for cfg in "4 64" "1 1024" "4 1024"; do
