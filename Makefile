@@ -344,8 +344,11 @@ bench-stream: $(BUILD)/bin/bench_stream
 	$(BUILD)/bin/bench_stream 1
 # GPT-2 XL at B 1 x T 64: step time against that bound (needs 19 GiB free; BENCH_THREADS=2)
 BENCH_THREADS ?= 2
-bench-xl: $(BUILD)/bin/bench_stream $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_sgd_sai $(BUILD)/bin/train_gpt2_sinkgd
+# (writes dev/results/bench_xl.{txt,md} and bench_xl_profile.md, and puts the tables into the README)
+bench-xl: $(BUILD)/bin/bench_fma $(BUILD)/bin/bench_stream $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_sgd_sai $(BUILD)/bin/train_gpt2_sinkgd
 	bash dev/bench/bench_xl.sh $(BUILD)/bin $(BENCH_THREADS)
+	python3 dev/bench/readme_table.py dev/results/bench_xl.md README.md
+	python3 dev/bench/readme_table.py dev/results/bench_xl_profile.md README.md
 .PHONY: bench-optim bench-train
 bench-optim: $(addprefix $(BUILD)/bin/bench_optim_,$(OPTIMS))
 	bash dev/bench/bench_optim.sh $(BUILD)/bin
