@@ -288,7 +288,7 @@ mpi-trainers:
 TESTS += run-test-mpi
 run-test-mpi: data $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS)) $(addprefix $(BUILD)/vit/train_vit_,adamw sgd_sai)
 	@if command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then \
-	  $(MAKE) --no-print-directory mpi-trainers && bash dev/test_mpi.sh $(BUILD) $(MPI_BUILD); \
+	  $(MAKE) --no-print-directory mpi-trainers && MPI_TIMEOUT=$(if $(filter 1,$(SANITIZE)),1500,300) bash dev/test_mpi.sh $(BUILD) $(MPI_BUILD); \
 	else echo "SKIP run-test-mpi: Open MPI is not installed (make setup-mpi installs it)"; fi
 # step time with 1, 2 and 4 (oversubscribed) ranks at a fixed global batch and
 # total threads, the communication time per step, and what a network implies
