@@ -301,7 +301,7 @@ mpi-trainers:
 TESTS += run-test-mpi
 run-test-mpi: data $(addprefix $(BUILD)/bin/train_gpt2_,$(OPTIMS)) $(addprefix $(BUILD)/vit/train_vit_,adamw sgd_sai)
 	@if command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then \
-	  $(MAKE) --no-print-directory mpi-trainers && bash dev/test_mpi.sh $(BUILD) $(MPI_BUILD); \
+	  $(MAKE) --no-print-directory mpi-trainers && MPI_TIMEOUT=$(if $(filter 1,$(SANITIZE)),1500,300) bash dev/test_mpi.sh $(BUILD) $(MPI_BUILD); \
 	else echo "SKIP run-test-mpi: Open MPI is not installed (make setup-mpi installs it)"; fi
 # step time with 1, 2 and 4 (oversubscribed) ranks at a fixed global batch and
 # total threads, the communication time per step, and what a network implies
@@ -345,7 +345,7 @@ $(BUILD)/bin/bench_gemm_xl: $(BUILD)/dev/bench/bench_gemm_xl.o $(BUILD)/nn/matmu
 $(BUILD)/bin/bench_attention: $(BUILD)/dev/bench/bench_attention.o $(BUILD)/nn/attention.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
-.PHONY: bench-stream bench-xl bench-gemm-xl bench-attention
+.PHONY: bench-stream bench-xl bench-xl-layer bench-gemm-xl bench-attention
 # the tiled attention against the direct one at GPT-2 124M's shapes (B4 T64, B1 T1024, B4 T1024)
 bench-attention: $(BUILD)/bin/bench_attention $(BUILD)/bin/bench_fma
 	@$(BUILD)/bin/bench_fma | tee /dev/stderr | sed -n 's/^fp32 fma peak: \([0-9.]*\) .*/\1/p' > $(BUILD)/fma_peak
@@ -357,8 +357,17 @@ bench-stream: $(BUILD)/bin/bench_stream
 	$(BUILD)/bin/bench_stream 1
 # GPT-2 XL at B 1 x T 64: step time against that bound (needs 19 GiB free; BENCH_THREADS=2)
 BENCH_THREADS ?= 2
-bench-xl: $(BUILD)/bin/bench_stream $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_sgd_sai $(BUILD)/bin/train_gpt2_sinkgd
+# (writes dev/results/bench_xl.{txt,md} and bench_xl_profile.md, and puts the tables into the README)
+bench-xl: $(BUILD)/bin/bench_fma $(BUILD)/bin/bench_stream $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_sgd_sai $(BUILD)/bin/train_gpt2_sinkgd
 	bash dev/bench/bench_xl.sh $(BUILD)/bin $(BENCH_THREADS)
+	python3 dev/bench/readme_table.py dev/results/bench_xl.md README.md
+	python3 dev/bench/readme_table.py dev/results/bench_xl_profile.md README.md
+# one XL layer's CPU time per phase, from 2- and 4-layer models with XL's shapes (under 3 GiB), and the
+# XL step extrapolated from it (writes dev/results/bench_xl_layer.{txt,md} and the README's table)
+BENCH_LAYER_THREADS ?= 1
+bench-xl-layer: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_sinkgd python-deps
+	bash dev/bench/bench_xl_layer.sh $(BUILD)/bin $(BENCH_LAYER_THREADS)
+	python3 dev/bench/readme_table.py dev/results/bench_xl_layer.md README.md
 .PHONY: bench-optim bench-train
 bench-optim: $(addprefix $(BUILD)/bin/bench_optim_,$(OPTIMS))
 	bash dev/bench/bench_optim.sh $(BUILD)/bin
