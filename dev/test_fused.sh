@@ -165,21 +165,19 @@ refused "ViT gradient accumulation" "cannot accumulate" "$VIT/train_vit_adamw" $
 # optimizer, the clip norm; the gradient clear only in the normal mode).
 check_profile() { # NAME RUN_DIR FUSED
     python3 - "$2.out" "$2/log.jsonl" "$3" <<'EOF2'
-import json, re, statistics, sys
-text = open(sys.argv[1]).read().splitlines()
+import json, statistics, sys
+sys.path.insert(0, "dev")
+from profile_table import read_profile
 fused = sys.argv[3] == "1"
 cpu = [r["cpu_ms"] for r in map(json.loads, open(sys.argv[2])) if "cpu_ms" in r and r["step"] >= 2]
-start = next(i for i, l in enumerate(text) if l.startswith("profile: 3 steps after the first"))
-rows = {}
-for l in text[start + 2:]:
-    m = re.match(r"  (.+?)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)", l)
-    if not m: break
-    rows[m.group(1)] = float(m.group(2))
+heading, table = read_profile(open(sys.argv[1]).read().splitlines())
+rows = {name: row["cpu_ms"] for name, row in table.items()}
 total = rows.pop("total")
 want = {"other (data, loop, logs, clears)", "embedding (fwd, bwd)", "GEMM forward", "GEMM backward",
         "attention forward", "attention backward", "LayerNorm, GELU, residual", "softmax + cross-entropy",
         "clearing gradients", "gradient norm", "optimizer update"}
 problems = []
+if not heading.startswith("profile: 3 steps after the first"): problems.append(f"heading '{heading}'")
 if set(rows) != want: problems.append(f"phases {sorted(set(rows) ^ want)}")
 if abs(sum(rows.values()) - total) > 0.01: problems.append(f"rows add to {sum(rows.values()):.3f}, total {total:.3f} ms")
 step_cpu = statistics.mean(cpu)

@@ -120,16 +120,15 @@ EOF
         first=0
         sed -n '/^profile:/,/^  total/p' "$WORK/out.txt"
         python3 - "$WORK/out.txt" "$MODEL $optim $*" >"$WORK/profile.md" <<'EOF'
-import re, sys
-lines = open(sys.argv[1]).read().splitlines()
-start = next(i for i, l in enumerate(lines) if l.startswith("profile:"))
-print(f"{sys.argv[2]}, {lines[start][len('profile: '):].rstrip(':')} (`--profile 1`):\n")
+import sys
+sys.path.insert(0, "dev")
+from profile_table import read_profile
+heading, rows = read_profile(open(sys.argv[1]).read().splitlines())
+print(f"{sys.argv[2]}, {heading[len('profile: '):].rstrip(':')} (`--profile 1`):\n")
 print("| phase | CPU ms | CPU % | wall ms | GFLOP per CPU second |")
 print("|---|---|---|---|---|")
-for l in lines[start + 2:]:
-    m = re.match(r"  (.+?)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)(?:\s+([\d.]+))?$", l)
-    if not m: break
-    print(f"| {m.group(1)} | {float(m.group(2)):.0f} | {m.group(3)} | {float(m.group(4)):.0f} | {m.group(5) or ''} |")
+for name, r in rows.items():
+    print(f"| {name} | {r['cpu_ms']:.0f} | {r['cpu_pct']:.1f} | {r['wall_ms']:.0f} | {'' if r['gflops'] is None else r['gflops']} |")
 EOF
     fi
 done

@@ -75,16 +75,11 @@ for cfg in "${CONFIGS[@]}"; do
     [ "$ok" = 1 ] || continue
     ran=1
     "$PYTHON" - "$WORK" "$optim $*" "$WORK/table.md" <<'EOF'
-import glob, re, sys
+import glob, sys
+sys.path.insert(0, "dev")
+from profile_table import read_profile
 def phases(path):
-    lines = open(path).read().splitlines()
-    start = next(i for i, l in enumerate(lines) if l.startswith("profile:"))
-    rows = {}
-    for l in lines[start + 2:]:
-        m = re.match(r"  (.+?)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)", l)
-        if not m: break
-        rows[m.group(1)] = float(m.group(2))
-    return rows
+    return {name: row["cpu_ms"] for name, row in read_profile(open(path).read().splitlines())[1].items()}
 def least(L):  # each phase's lowest figure over the repeats; the total is their sum
     runs = [phases(p) for p in sorted(glob.glob(f"{sys.argv[1]}/out_{L}_*.txt"))]
     rows = {ph: min(r[ph] for r in runs) for ph in runs[0] if ph != "total"}
