@@ -11,25 +11,22 @@
 
 #include "optim/optim.h"
 #include "run/dist.h"
+#include "run/model.h"
 #include "run/run.h"
 
 typedef struct {
-    void *self;             // the trainer's own state, handed to every call below
-    float *params, *grads;  // the model's parameter and gradient buffers (grads NULL until training)
-    size_t num_parameters, num_grad_floats; // their sizes in floats
+    void *self;        // the trainer's own state, handed to every call below
+    ModelMemory *mem;  // the model's buffers and checkpoint header (run/model.h), gradients allocated
     // the next training micro-batch: read it and, when mine (this rank's
     // share of the global batch), run it through the forward pass; returns its
-    // mean loss (0 when not mine: the loader still advances the same on every rank)
-    float (*forward_next)(void *self, int mine);
-    void (*zero_grad)(void *self);
+    // mean loss (0 when not mine: the loader still advances the same on every
+    // rank). first: the step's first, before which the trainer remembers its
+    // data position (a NaN save rewinds to it)
+    float (*forward_next)(void *self, int mine, int first);
     // backward of the last forward; fused: the per-block updates (NULL: none)
     void (*backward)(void *self, float loss_scale, FusedStep *fused);
-    // remember the data position before a step (a NaN save rewinds to it)
-    void (*mark_data)(void *self);
-    // write the model file of a checkpoint
-    void (*save_model)(const void *self, const char *path);
     // the trainer's keys of the state record: the data position now, or
-    // (rewound) the one marked before this step
+    // (rewound) the one before this step
     cJSON *(*state_record)(const void *self, int rewound);
     // after step `step`: the evaluations and samples that are due (run_due)
     void (*after_step)(void *self, Run *run, long step);
