@@ -41,8 +41,9 @@ static void test_presets(void) {
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         GPT2Config c;
+        TensorList tensors;
         int ok = gpt2_config_from_depth(&c, want[i].spec);
-        size_t padded = ok ? gpt2_param_floats(&c) : 0;
+        size_t padded = ok ? gpt2_param_tensors(&tensors, &c) : 0;
         size_t params = padded - (size_t)(c.padded_vocab_size - c.vocab_size) * (size_t)c.channels;
         ok = ok && c.num_layers == want[i].L && c.channels == want[i].C && c.num_heads == want[i].NH &&
              params == want[i].params && padded == want[i].padded;

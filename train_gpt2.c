@@ -49,8 +49,9 @@ typedef struct {
 } ParameterTensors;
 
 // The parameters in checkpoint order, each tensor's size for this
-// configuration and where its pointer lives in ParameterTensors (run/model.h).
-static void gpt2_param_tensors(TensorList *l, const GPT2Config *cfg) {
+// configuration and where its pointer lives in ParameterTensors (run/model.h);
+// returns their floats.
+static size_t gpt2_param_tensors(TensorList *l, const GPT2Config *cfg) {
     size_t Vp = cfg->padded_vocab_size, C = cfg->channels, maxT = cfg->max_seq_len;
     tensors_begin(l, "the GPT-2 parameters");
     tensor_add(l, offsetof(ParameterTensors, wte), Vp, C);
@@ -58,13 +59,7 @@ static void gpt2_param_tensors(TensorList *l, const GPT2Config *cfg) {
     layer_tensors_add(l, offsetof(ParameterTensors, layers), cfg->num_layers, C);
     tensor_add(l, offsetof(ParameterTensors, lnfw), C, 1);
     tensor_add(l, offsetof(ParameterTensors, lnfb), C, 1);
-}
-
-// The number of floats of the parameters (wte's padding rows included).
-size_t gpt2_param_floats(const GPT2Config *cfg) {
-    TensorList l;
-    gpt2_param_tensors(&l, cfg);
-    return tensors_total(&l, 0);
+    return tensors_total(l, 0);
 }
 
 // The activations of a forward pass that backward needs, for a batch (B,T).
@@ -200,8 +195,9 @@ static int gpt2_open_checkpoint_version(const char *path, GPT2Config *c, FILE **
     checkpoint_header_read(header, fields, GPT2_HEADER_FIELDS);
     gpt2_check_config(c, path, 1);
     // the size the header describes must be the file's, before any allocation
+    TensorList params;
     size_t value_bytes = version == GPT2_CHECKPOINT_VERSION_BF16 ? sizeof(uint16_t) : sizeof(float);
-    checkpoint_check_size(f, path, gpt2_param_floats(c), value_bytes);
+    checkpoint_check_size(f, path, gpt2_param_tensors(&params, c), value_bytes);
     *out = f;
     return version;
 }
@@ -247,12 +243,12 @@ void gpt2_build_from_checkpoint(GPT2 *model, const char *path) {
 void gpt2_build_random(GPT2 *model, const GPT2Config *config, uint64_t seed) {
     gpt2_check_config(config, "model", 0);
     gpt2_allocate_parameters(model, config);
-    Rng rng;
-    rng_seed(&rng, seed);
     const GPT2Config *c = &model->config;
     size_t C = c->channels, L = c->num_layers;
     float residual_std = 0.02f / sqrtf(2.0f * (float)L);
     ParameterTensors *p = &model->params;
+    Rng rng;
+    rng_seed(&rng, seed);
     for (size_t i = 0; i < (size_t)c->vocab_size * C; i++) p->wte[i] = 0.02f * rng_normal(&rng);
     for (size_t i = 0; i < (size_t)c->max_seq_len * C; i++) p->wpe[i] = 0.02f * rng_normal(&rng);
     layer_tensors_init(&p->layers, L, C, residual_std, &rng);
@@ -921,10 +917,7 @@ static void print_usage(int markdown) {
 // What the memory plan needs to know about this run besides B, T and the optimizer.
 typedef struct {
     const GPT2Config *config;
-    const ParamBlock *blocks;
-    int num_blocks;
-    const OptimConfig *oc;
-    int training;        // -x != 0: gradients, optimizer state, activations
+    MemPlanModel model;  // the blocks and optimizer of this rank's part, training or not
     int evaluating;      // -x 0 with an evaluation: activations, without gradients
     int sample_len;      // positions of the KV cache, 0 when the run does not sample
     size_t resident_now; // the process's resident set when the plan is made
@@ -939,9 +932,8 @@ static void gpt2_memory_plan(MemPlan *p, const void *ctx, int B, int T, const ch
     TensorList params;
     gpt2_param_tensors(&params, x->config);
     memplan_add_model(p, tensors_total(&params, 0), tensors_total(&params, fused),
-                      fused ? "fused updates: wte, wpe, lnf and one layer" : "the same", x->blocks, x->num_blocks,
-                      x->oc, x->training);
-    if (x->training || x->evaluating) {
+                      fused ? "fused updates: wte, wpe, lnf and one layer" : "the same", &x->model);
+    if (x->model.training || x->evaluating) {
         TensorList act_list, scratch_list;
         gpt2_activation_tensors(&act_list, &scratch_list, x->config, B, T);
         size_t acts = tensors_total(&act_list, 0), scratch = tensors_total(&scratch_list, 0);
@@ -1126,11 +1118,11 @@ typedef struct {
     Rng sample_rng;
     int *gen, *inputs, *targets;
     double *val_losses;        // one per validation batch (gpt2_validate)
+    size_t state_bytes, adamw_bytes; // the optimizer state's size (the whole run's, every rank's) and AdamW's
 } GPT2Run;
 
 // The record opening the log: the run's flags, the model, the data.
-static cJSON *gpt2_config_record(const GPT2Run *x, int argc, char **argv, size_t state_bytes, size_t adamw_bytes,
-                                 const MemPlan *plan) {
+static cJSON *gpt2_config_record(const GPT2Run *x, int argc, char **argv, const MemPlan *plan) {
     const GPT2Flags *fl = &x->fl;
     const GPT2Config *mc = &x->config;
     int training = x->training, have_val = x->have_val;
@@ -1138,22 +1130,17 @@ static cJSON *gpt2_config_record(const GPT2Run *x, int argc, char **argv, size_t
     cJSON *r = cJSON_GetObjectItemCaseSensitive(c, "run");
     cJSON_AddNumberToObject(r, "seq_len", fl->T);
     cJSON_AddNumberToObject(r, "val_batches", fl->val_batches);
-    cJSON_AddStringToObject(c, "precision", matmul_precision());
-    cJSON *m = cJSON_AddObjectToObject(c, "gpt2");
-    cJSON_AddNumberToObject(m, "layers", mc->num_layers);
-    cJSON_AddNumberToObject(m, "heads", mc->num_heads);
-    cJSON_AddNumberToObject(m, "channels", mc->channels);
-    cJSON_AddNumberToObject(m, "vocab", mc->vocab_size);
-    cJSON_AddNumberToObject(m, "max_seq_len", mc->max_seq_len);
-    cJSON_AddStringToObject(c, "init", fl->model_spec);
+    const char *keys[] = {"layers", "heads", "channels", "vocab", "max_seq_len"};
+    double values[] = {mc->num_layers, mc->num_heads, mc->channels, mc->vocab_size, mc->max_seq_len};
+    run_config_add_model(c, matmul_precision(), "gpt2", keys, values, 5, fl->model_spec);
     cJSON_AddStringToObject(c, "train_data", training ? fl->train_pattern : "");
     cJSON_AddStringToObject(c, "val_data", have_val ? fl->val_pattern : "");
     cJSON_AddStringToObject(c, "data_format", fl->data_format == SHARD_FORMAT_NANOGPT ? "nanogpt" : "llmc");
     cJSON_AddBoolToObject(c, "shuffle", training && fl->shuffle);
     if (training && fl->shuffle) cJSON_AddNumberToObject(c, "shuffle_seed", fl->shuffle_seed);
     if (fl->hellaswag) cJSON_AddStringToObject(c, "hellaswag", fl->hellaswag_path);
-    cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)state_bytes);
-    cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
+    cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)x->state_bytes);
+    cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)x->adamw_bytes);
     cJSON_AddItemToObject(c, "memory_plan", memplan_json(plan));
     return c;
 }
@@ -1166,15 +1153,10 @@ static int gpt2_parse_flags(GPT2Run *x, int argc, char **argv) {
     run_config_defaults(rc);
     optim_default_config(&x->oc);
     gpt2_flags_defaults(fl);
-    void *bases[] = {fl};
-    for (int i = 1; i < argc; i++) {
-        int r = flags_parse_one(&gpt2_flags, bases, argc, argv, &i);
-        if (r == FLAG_HELP || r == FLAG_HELP_MARKDOWN) {
-            print_usage(r == FLAG_HELP_MARKDOWN);
-            return 0;
-        }
-        if (!r && !run_parse_flag(rc, &x->oc, argc, argv, &i))
-            fail("unknown flag %s (./train_gpt2 --help lists the flags)", argv[i]);
+    int help = run_parse_args(&gpt2_flags, fl, rc, &x->oc, argc, argv, "train_gpt2", "./train_gpt2 --help", NULL, NULL);
+    if (help) {
+        print_usage(help == FLAG_HELP_MARKDOWN);
+        return 0;
     }
     fl->train_pattern_given = fl->train_pattern != NULL;
     fl->val_pattern_given = fl->val_pattern != NULL;
@@ -1223,7 +1205,8 @@ static void gpt2_choose_model(GPT2Run *x) {
                  fl->model_spec, c->vocab_size);
         printf("model: %s\n", fl->model_spec);
     }
-    size_t n = gpt2_param_floats(c);
+    TensorList params;
+    size_t n = gpt2_param_tensors(&params, c);
     printf("  L %d, NH %d, C %d, vocab %d (padded %d), max seq len %d, %zu parameters (%zu with padding)\n",
            c->num_layers, c->num_heads, c->channels, c->vocab_size, c->padded_vocab_size, c->max_seq_len,
            n - (size_t)(c->padded_vocab_size - c->vocab_size) * c->channels, n);
@@ -1374,6 +1357,7 @@ static void gpt2_allocate_buffers(GPT2Run *x) {
 }
 
 static void gpt2_free_run(GPT2Run *x) {
+    gpt2_free(&x->model); // zeroed when it was not built
     if (x->training) token_loader_free(&x->train_loader);
     if (x->have_val) token_loader_free(&x->val_loader);
     if (x->fl.hellaswag) hellaswag_free(&x->hs);
@@ -1467,11 +1451,13 @@ static void gpt2_after_step(void *self, Run *run, long step) {
     if (x->samples && dist_rank() == 0 && run_due(run, step, fl->sample_every)) gpt2_sample(x, run, step);
 }
 
+static const Trainer gpt2_trainer = {gpt2_forward_next, gpt2_backward_hook, gpt2_state_record_hook, gpt2_after_step};
+
 int main(int argc, char **argv) {
     dist_init(&argc, &argv);
     static GPT2Run x; // zeroed
-    if (!gpt2_parse_flags(&x, argc, argv)) return 0; // it printed the help
     RunConfig *rc = &x.rc;
+    if (!gpt2_parse_flags(&x, argc, argv)) return 0; // it printed the help
 
     // resuming: the newest complete checkpoint in -o replaces -e
     // rank 0 makes, locks and checks the folder before the others read it
@@ -1495,7 +1481,8 @@ int main(int argc, char **argv) {
 
     // the memory plan, before any large allocation: fails here if the run does not fit
     if (rc->ranks > 1 && x.training) dist_print_partition(&dist, &part_oc);
-    GPT2PlanContext plan_ctx = {&x.config, dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, x.training,
+    GPT2PlanContext plan_ctx = {&x.config,
+                                {dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, x.training},
                                 x.evaluating, x.samples ? (int)x.sample_len : 0, current_rss_bytes(),
                                 x.training ? &x.train_loader : NULL, x.have_val ? &x.val_loader : NULL};
     MemPlan plan;
@@ -1506,13 +1493,11 @@ int main(int argc, char **argv) {
         // the model, the optimizer
         if (x.new_model) gpt2_build_random(&x.model, &x.config, rc->seed);
         else gpt2_build_from_checkpoint(&x.model, x.fl.model_spec);
-        size_t state_bytes, adamw_bytes;
         Optimizer *opt = training_create_optimizer(&dist, blocks, num_blocks, &x.oc, &part_oc, rc->ranks,
-                                                   &state_bytes, &adamw_bytes);
+                                                   &x.state_bytes, &x.adamw_bytes);
         gpt2_allocate_buffers(&x);
         if (!x.training) {
-            run_open(&run, gpt2_config_record(&x, argc, argv, state_bytes, adamw_bytes, &plan), "tok", "val",
-                     state_bytes, 0.0);
+            run_open(&run, gpt2_config_record(&x, argc, argv, &plan), "tok", "val", x.state_bytes, 0.0);
             gpt2_evaluate_only(&x, &run);
             memplan_print_peak(&plan);
         } else {
@@ -1522,14 +1507,10 @@ int main(int argc, char **argv) {
                    rc->ranks > 1 ? " per rank" : "", matmul_precision());
             if (rc->ranks > 1) printf("data parallel: %d ranks (mpirun -np %d)\n", rc->ranks, rc->ranks);
             gpt2_allocate_gradients(&x.model, rc->fused_update);
-            Trainer trainer = {.self = &x, .mem = &x.model.mem, .forward_next = gpt2_forward_next,
-                               .backward = gpt2_backward_hook, .state_record = gpt2_state_record_hook,
-                               .after_step = gpt2_after_step};
             Training tr;
-            training_init(&tr, &run, &dist, opt, blocks, num_blocks, &trainer);
+            training_init(&tr, &run, &dist, opt, blocks, num_blocks, &gpt2_trainer, &x, &x.model.mem);
             double elapsed_before = resume_state ? training_resume(&tr, resume_state, resume_optim, gpt2_resume_data_hook) : 0.0;
-            run_open(&run, gpt2_config_record(&x, argc, argv, state_bytes, adamw_bytes, &plan), "tok", "val",
-                     state_bytes, elapsed_before);
+            run_open(&run, gpt2_config_record(&x, argc, argv, &plan), "tok", "val", x.state_bytes, elapsed_before);
 
             long step = training_loop(&tr, x.oc.lr);
 
@@ -1539,9 +1520,8 @@ int main(int argc, char **argv) {
             training_free(&tr);
         }
         optim_free(opt);
-        gpt2_free(&x.model);
     }
-    if (resume_state) cJSON_Delete(resume_state);
+    cJSON_Delete(resume_state);
     gpt2_free_run(&x);
     free(blocks);
     dist_free(&dist);

@@ -96,8 +96,9 @@ typedef struct {
 } ParameterTensors;
 
 // The parameters in checkpoint order, each tensor's size for this
-// configuration and where its pointer lives in ParameterTensors (run/model.h).
-static void vit_param_tensors(TensorList *l, const ViTConfig *cfg) {
+// configuration and where its pointer lives in ParameterTensors (run/model.h);
+// returns their floats.
+static size_t vit_param_tensors(TensorList *l, const ViTConfig *cfg) {
     size_t C = cfg->channels, K = cfg->num_classes, T = (size_t)vit_num_patches(cfg) + 1;
     tensors_begin(l, "the ViT parameters");
     tensor_add(l, offsetof(ParameterTensors, patchw), C, (size_t)vit_patch_dim(cfg));
@@ -109,13 +110,7 @@ static void vit_param_tensors(TensorList *l, const ViTConfig *cfg) {
     tensor_add(l, offsetof(ParameterTensors, lnfb), C, 1);
     tensor_add(l, offsetof(ParameterTensors, headw), K, C);
     tensor_add(l, offsetof(ParameterTensors, headb), K, 1);
-}
-
-// The number of floats of the parameters.
-size_t vit_param_floats(const ViTConfig *cfg) {
-    TensorList l;
-    vit_param_tensors(&l, cfg);
-    return tensors_total(&l, 0);
+    return tensors_total(l, 0);
 }
 
 // The activations of a forward pass that backward needs, for a batch of B
@@ -247,7 +242,8 @@ static FILE *vit_open_checkpoint(const char *path, ViTConfig *c) {
     checkpoint_header_read(header, fields, VIT_HEADER_FIELDS);
     vit_check_config(c, path, 1);
     // the size the header describes must be the file's, before any allocation
-    checkpoint_check_size(f, path, vit_param_floats(c), sizeof(float));
+    TensorList params;
+    checkpoint_check_size(f, path, vit_param_tensors(&params, c), sizeof(float));
     return f;
 }
 
@@ -272,13 +268,13 @@ void vit_build_from_checkpoint(ViT *model, const char *path) {
 void vit_build_random(ViT *model, const ViTConfig *config, uint64_t seed) {
     vit_check_config(config, "model", 0);
     vit_allocate_parameters(model, config);
-    Rng rng;
-    rng_seed(&rng, seed);
     const ViTConfig *c = &model->config;
     ParameterTensors *p = &model->params;
     size_t C = c->channels, L = c->num_layers, K = c->num_classes, D = vit_patch_dim(c);
     size_t T = (size_t)vit_num_patches(c) + 1;
     float bound = 1.0f / sqrtf((float)D);
+    Rng rng;
+    rng_seed(&rng, seed);
     for (size_t i = 0; i < C * D; i++) p->patchw[i] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
     for (size_t i = 0; i < C; i++) p->patchb[i] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
     for (size_t i = 0; i < C; i++) p->cls[i] = 1e-6f * rng_normal(&rng);
@@ -851,31 +847,11 @@ static void print_usage(int markdown) {
     run_print_flags_help();
 }
 
-// The flags: the ViT's own, the run's and the optimizer's; a GPT-2 flag
-// (train_gpt2_flags.h) is named as such. Returns 0 when they asked for the help.
-static int vit_parse_flags(ViTFlags *fl, RunConfig *rc, OptimConfig *oc, int argc, char **argv) {
-    void *bases[] = {fl};
-    for (int i = 1; i < argc; i++) {
-        int r = flags_parse_one(&vit_flags, bases, argc, argv, &i);
-        if (r == FLAG_HELP || r == FLAG_HELP_MARKDOWN) {
-            print_usage(r == FLAG_HELP_MARKDOWN);
-            return 0;
-        }
-        if (r || run_parse_flag(rc, oc, argc, argv, &i)) continue;
-        if (flags_find(&gpt2_flags, argv[i]))
-            fail("flag %s is for train_gpt2; train_vit does not take it (./train_vit -h lists the flags)", argv[i]);
-        fail("unknown flag %s (./train_vit -h lists the flags)", argv[i]);
-    }
-    return 1;
-}
 
 // What the memory plan needs to know about this run besides B and the optimizer.
 typedef struct {
     const ViTConfig *config;
-    const ParamBlock *blocks;
-    int num_blocks;
-    const OptimConfig *oc;
-    int training;                 // -x > 0: gradients, optimizer state, backward scratch
+    MemPlanModel model;  // the blocks and optimizer of this rank's part, training or not
     const ImageSet *train, *test; // their sizes (from the headers); test NULL without one
     int streamed;                 // the shards are streamed: no pixels held
     const ImageLoaderConfig *train_loader, *test_loader; // the loaders' (the plan sets B)
@@ -900,12 +876,11 @@ static void vit_memory_plan(MemPlan *p, const void *ctx, int B, int T, const cha
     TensorList params, act_list, scratch_list;
     vit_param_tensors(&params, x->config);
     memplan_add_model(p, tensors_total(&params, 0), tensors_total(&params, fused),
-                      fused ? "fused updates: embeddings, lnf, head and one layer" : "the same", x->blocks,
-                      x->num_blocks, x->oc, x->training);
+                      fused ? "fused updates: embeddings, lnf, head and one layer" : "the same", &x->model);
     vit_activation_tensors(&act_list, &scratch_list, x->config, B);
     size_t acts = tensors_total(&act_list, 0), scratch = tensors_total(&scratch_list, 0);
     memplan_add(p, "activations", alloc_big_footprint(acts * sizeof(float)), "B %d: %zu floats", B, acts);
-    if (x->training)
+    if (x->model.training)
         memplan_add(p, "backward scratch", alloc_big_footprint(scratch * sizeof(float)),
                     "one layer's gradients: %zu floats", scratch);
     else // the forward pass writes only the projections' output (scratch.scratch)
@@ -1031,6 +1006,7 @@ typedef struct {
     int *labels, *pred;
     int64_t *confusion;         // [classes x classes] of the last evaluation
     double epochs_per_step;
+    size_t state_bytes, adamw_bytes; // the optimizer state's size (the whole run's, every rank's) and AdamW's
 } ViTRun;
 
 // The checks of the flags together (after vit_parse_flags)
@@ -1044,6 +1020,21 @@ static void vit_check_flags(ViTRun *x) {
     if (fl->rrc && fl->crop_pad) fail("flags --rrc and --crop-pad are two random crops; give one");
     x->streamed = fl->train_shard && !fl->shard_in_memory;
     x->model_flags = vit_model_flags_given(fl);
+}
+
+// The flags: the ViT's own, the run's and the optimizer's (a GPT-2 flag,
+// train_gpt2_flags.h, is named as such), checked together. Returns 0 when
+// they asked for the help.
+static int vit_parse_flags(ViTRun *x, int argc, char **argv) {
+    vit_flags_defaults(&x->fl);
+    run_config_defaults(&x->rc);
+    x->rc.B = 128;
+    optim_default_config(&x->oc);
+    int help = run_parse_args(&vit_flags, &x->fl, &x->rc, &x->oc, argc, argv, "train_vit", "./train_vit -h",
+                              &gpt2_flags, "train_gpt2");
+    if (help) print_usage(help == FLAG_HELP_MARKDOWN);
+    else vit_check_flags(x);
+    return !help;
 }
 
 // The data's headers: sizes and classes, nothing loaded before the memory plan
@@ -1153,9 +1144,10 @@ static void vit_choose_model(ViTRun *x, int resuming) {
     if ((fl->mixup > 0.0 || fl->cutmix > 0.0) && x->rc.B % 2 != 0)
         fail("flag -b %d: Mixup and CutMix mix image b with image B-1-b of a micro-batch, which must be even", x->rc.B);
     int NP = vit_num_patches(c);
+    TensorList params;
     printf("  %dx%dx%d images, patch %d (%d patches + cls = %d tokens), L %d, NH %d, C %d, %d classes, %zu parameters\n",
            c->image_height, c->image_width, c->image_channels, c->patch_size, NP, NP + 1, c->num_layers,
-           c->num_heads, c->channels, c->num_classes, vit_param_floats(c));
+           c->num_heads, c->channels, c->num_classes, vit_param_tensors(&params, c));
 }
 
 // The data: shards streamed (labels in memory, each image read when a batch
@@ -1227,8 +1219,10 @@ static void vit_open_loaders(ViTRun *x) {
     x->confusion = calloc_or_fail((size_t)K * K, sizeof(int64_t), "confusion matrix");
 }
 
-static void vit_free_run(ViTRun *x, int loaders) {
-    if (loaders) {
+// built: the model and the loaders exist
+static void vit_free_run(ViTRun *x, int built) {
+    if (built) {
+        vit_free(&x->model);
         image_loader_free(&x->train_loader);
         if (x->have_test) image_loader_free(&x->test_loader);
     }
@@ -1238,24 +1232,16 @@ static void vit_free_run(ViTRun *x, int loaders) {
 }
 
 // The record opening the log: the run's flags, the model, the data.
-static cJSON *vit_config_record(const ViTRun *x, int argc, char **argv, size_t state_bytes, size_t adamw_bytes,
-                                const MemPlan *plan) {
+static cJSON *vit_config_record(const ViTRun *x, int argc, char **argv, const MemPlan *plan) {
     const ViTFlags *fl = &x->fl;
     const ViTConfig *mc = &x->config;
     int ch = x->train_set.channels;
     cJSON *c = run_config_json(&x->rc, &x->oc, "vit", argc, argv);
-    cJSON_AddStringToObject(c, "precision", matmul_precision());
-    cJSON *m = cJSON_AddObjectToObject(c, "vit");
-    cJSON_AddNumberToObject(m, "image_height", mc->image_height);
-    cJSON_AddNumberToObject(m, "image_width", mc->image_width);
-    cJSON_AddNumberToObject(m, "image_channels", mc->image_channels);
-    cJSON_AddNumberToObject(m, "patch", mc->patch_size);
-    cJSON_AddNumberToObject(m, "channels", mc->channels);
-    cJSON_AddNumberToObject(m, "layers", mc->num_layers);
-    cJSON_AddNumberToObject(m, "heads", mc->num_heads);
-    cJSON_AddNumberToObject(m, "classes", mc->num_classes);
-    cJSON_AddNumberToObject(m, "parameters", (double)x->model.mem.num_parameters);
-    cJSON_AddStringToObject(c, "init", fl->model_spec);
+    const char *keys[] = {"image_height", "image_width", "image_channels", "patch", "channels", "layers", "heads",
+                          "classes", "parameters"};
+    double values[] = {mc->image_height, mc->image_width, mc->image_channels, mc->patch_size, mc->channels,
+                       mc->num_layers, mc->num_heads, mc->num_classes, (double)x->model.mem.num_parameters};
+    run_config_add_model(c, matmul_precision(), "vit", keys, values, 9, fl->model_spec);
     cJSON_AddStringToObject(c, "train_data", x->train_name);
     cJSON_AddStringToObject(c, "test_data", x->test_name);
     cJSON_AddNumberToObject(c, "train_images", x->train_set.count);
@@ -1275,8 +1261,8 @@ static cJSON *vit_config_record(const ViTRun *x, int argc, char **argv, size_t s
     cJSON_AddNumberToObject(aug, "mixup_prob", fl->mixup_prob);
     cJSON_AddNumberToObject(aug, "mixup_switch_prob", fl->switch_prob);
     cJSON_AddNumberToObject(c, "epochs", x->rc.max_steps * x->epochs_per_step);
-    cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)state_bytes);
-    cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
+    cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)x->state_bytes);
+    cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)x->adamw_bytes);
     cJSON_AddItemToObject(c, "memory_plan", memplan_json(plan));
     return c;
 }
@@ -1332,16 +1318,13 @@ static void vit_after_step(void *self, Run *run, long step) {
     if (final) print_confusion(x->confusion, &x->test_set);
 }
 
+static const Trainer vit_trainer = {vit_forward_next, vit_backward_hook, vit_state_record_hook, vit_after_step};
+
 int main(int argc, char **argv) {
     dist_init(&argc, &argv);
     static ViTRun x; // zeroed
+    if (!vit_parse_flags(&x, argc, argv)) return 0; // it printed the help
     RunConfig *rc = &x.rc;
-    run_config_defaults(rc);
-    rc->B = 128;
-    optim_default_config(&x.oc);
-    vit_flags_defaults(&x.fl);
-    if (!vit_parse_flags(&x.fl, rc, &x.oc, argc, argv)) return 0; // it printed the help
-    vit_check_flags(&x);
     vit_read_data_headers(&x);
     vit_finalize_run(&x);
 
@@ -1363,7 +1346,8 @@ int main(int argc, char **argv) {
     Dist dist;
     OptimConfig part_oc = training_plan_ranks(&dist, blocks, num_blocks, &x.oc, rc->ranks, 1);
     if (rc->ranks > 1) dist_print_partition(&dist, &part_oc);
-    ViTPlanContext plan_ctx = {&x.config, dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, training,
+    ViTPlanContext plan_ctx = {&x.config,
+                               {dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, training},
                                &x.train_set, x.have_test ? &x.test_set : NULL, x.streamed, &x.train_lc, &x.test_lc,
                                current_rss_bytes()};
     MemPlan plan;
@@ -1375,17 +1359,13 @@ int main(int argc, char **argv) {
         vit_load_data(&x);
         if (x.preset) vit_build_random(&x.model, &x.config, rc->seed);
         else vit_build_from_checkpoint(&x.model, x.fl.model_spec);
-        size_t state_bytes, adamw_bytes;
         Optimizer *opt = training_create_optimizer(&dist, blocks, num_blocks, &x.oc, &part_oc, rc->ranks,
-                                                   &state_bytes, &adamw_bytes);
+                                                   &x.state_bytes, &x.adamw_bytes);
         vit_open_loaders(&x);
         if (training) vit_allocate_gradients(&x.model, rc->fused_update);
         vit_allocate_activations(&x.model, rc->B);
-        Trainer trainer = {.self = &x, .mem = &x.model.mem, .forward_next = vit_forward_next,
-                           .backward = vit_backward_hook, .state_record = vit_state_record_hook,
-                           .after_step = vit_after_step};
         Training tr;
-        training_init(&tr, &run, &dist, opt, blocks, num_blocks, &trainer);
+        training_init(&tr, &run, &dist, opt, blocks, num_blocks, &vit_trainer, &x, &x.model.mem);
 
         if (!training) { // -x 0: just evaluate the model
             if (!x.have_test) fail("flag -x 0 evaluates the model, but there is no evaluation data (--test-shard)");
@@ -1405,8 +1385,7 @@ int main(int argc, char **argv) {
                        rc->ranks, rc->ranks, rc->grad_accum, rc->grad_accum == 1 ? "" : "s", rc->B,
                        omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s");
             double elapsed_before = resume_state ? training_resume(&tr, resume_state, resume_optim, vit_resume_data_hook) : 0.0;
-            run_open(&run, vit_config_record(&x, argc, argv, state_bytes, adamw_bytes, &plan), "img", "acc",
-                     state_bytes, elapsed_before);
+            run_open(&run, vit_config_record(&x, argc, argv, &plan), "img", "acc", x.state_bytes, elapsed_before);
 
             long step = training_loop(&tr, x.oc.lr);
 
@@ -1415,9 +1394,8 @@ int main(int argc, char **argv) {
         }
         training_free(&tr);
         optim_free(opt);
-        vit_free(&x.model);
     }
-    if (resume_state) cJSON_Delete(resume_state);
+    cJSON_Delete(resume_state);
     vit_free_run(&x, !rc->memory_plan_only);
     free(blocks);
     dist_free(&dist);

@@ -15,8 +15,6 @@
 #include "run/run.h"
 
 typedef struct {
-    void *self;        // the trainer's own state, handed to every call below
-    ModelMemory *mem;  // the model's buffers and checkpoint header (run/model.h), gradients allocated
     // the next training micro-batch: read it and, when mine (this rank's
     // share of the global batch), run it through the forward pass; returns its
     // mean loss (0 when not mine: the loader still advances the same on every
@@ -41,6 +39,8 @@ typedef struct {
     const ParamBlock *blocks; // all of the model's (each rank steps its own, dist)
     int num_blocks;
     const Trainer *trainer;
+    void *self;               // the trainer's own state, handed to every hook
+    ModelMemory *mem;         // the model's buffers and checkpoint header (run/model.h)
     RunAnalyses analyses;     // --snr-every, --gsnr-every: measurements written as JSON lines
     double *rank_losses;      // [ranks] the micro-batch losses each rank summed
     float last_loss;          // of the last step not skipped
@@ -63,10 +63,10 @@ OptimConfig training_plan_ranks(Dist *dist, const ParamBlock *blocks, int num_bl
 Optimizer *training_create_optimizer(const Dist *dist, const ParamBlock *blocks, int num_blocks,
                                      const OptimConfig *oc, const OptimConfig *part_oc, int ranks,
                                      size_t *state_bytes, size_t *adamw_bytes);
-// Set up a training over the trainer's model: after its gradients are
-// allocated. With --fused-update 1 says how the updates go.
+// Set up a training over the trainer's model (mem, its gradients allocated),
+// the hooks called with self. With --fused-update 1 says how the updates go.
 void training_init(Training *tr, Run *run, Dist *dist, Optimizer *opt, const ParamBlock *blocks, int num_blocks,
-                   const Trainer *trainer);
+                   const Trainer *trainer, void *self, ModelMemory *mem);
 void training_free(Training *tr);
 // -y 1: the optimizer's state from optim_path (each rank its part) checked
 // against the checkpoint's step; the trainer's resume_data reads its own keys;
