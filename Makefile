@@ -369,10 +369,11 @@ bench-xl-layer: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_sinkgd pyt
 	bash dev/bench/bench_xl_layer.sh $(BUILD)/bin $(BENCH_LAYER_THREADS)
 	python3 dev/bench/readme_table.py dev/results/bench_xl_layer.md README.md
 .PHONY: bench-optim bench-train
+# bench-train LLMC_DIR=DIR: llm.c's CPU trainer too, built from a checkout of karpathy/llm.c in DIR
 bench-optim: $(addprefix $(BUILD)/bin/bench_optim_,$(OPTIMS))
 	bash dev/bench/bench_optim.sh $(BUILD)/bin
 bench-train: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/bench_fma data python-deps
-	bash dev/bench/bench_train.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/bench_fma
+	LLMC_DIR='$(LLMC_DIR)' bash dev/bench/bench_train.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/bench_fma
 	python3 dev/bench/readme_table.py dev/results/bench_train.md README.md
 # the benchmarks and reference scripts need PyTorch (Debian's python3-torch)
 python-deps:
