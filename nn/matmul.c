@@ -453,6 +453,9 @@ static void gemm_block(int transA, int transB, int m0, int m1, int n0, int n1, i
 #ifndef KC_BF16
 #define KC_BF16 512  // k-depth of one block (256 pairs)
 #endif
+// matmul_k_block() reports KC for both precisions (the LM head's row chunks
+// rely on it to give the bits of one product)
+_Static_assert(KC_BF16 == KC, "matmul_k_block() must report the bf16 K block too");
 #define ASTRIDE_T 128   // words per pair in a transposed A block (>= MC, a multiple of 16)
 _Static_assert(ASTRIDE_T >= MC && ASTRIDE_T % 16 == 0 && KC_BF16 % 32 == 0, "bf16 packing must tile");
 
