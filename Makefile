@@ -128,6 +128,16 @@ test_attention: $(BUILD)/test_attention.o $(BUILD)/nn/attention.o $(BUILD)/commo
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 run-test-attention: test_attention
 	./test_attention
+# the plain-C paths (no AVX-512) compiled from the same source, as nn/matmul.mk does
+TESTS += run-test-attention-portable
+BINS += test_attention_portable
+$(BUILD)/nn/attention_portable.o: nn/attention.c | deps/.setup-done
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -mno-avx512f -c $< -o $@
+test_attention_portable: $(BUILD)/test_attention.o $(BUILD)/nn/attention_portable.o $(BUILD)/common/profile.o $(BUILD)/common/utils.o
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+run-test-attention-portable: test_attention_portable
+	./test_attention_portable
 # rewrite the PyTorch reference of the attention (test_attention)
 .PHONY: attention-ref
 attention-ref:
