@@ -433,6 +433,7 @@ repro-report: python-deps
 .PHONY: repro-memory
 repro-memory: setup data
 	$(PYTHON) repro/memory.py run
+	python3 dev/bench/readme_table.py repro/results/memory_summary.md README.md
 # the papers' full-scale runs (repro/paper_scale/): each script starts on a
 # stand-in dataset, runs 2 steps and prints its estimated time here
 repro-paper-scale-smoke: setup data
