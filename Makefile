@@ -361,8 +361,9 @@ $(BUILD)/bin/bench_attention: $(BUILD)/dev/bench/bench_attention.o $(BUILD)/nn/a
 # so that on a shared machine the CPU time counts work, not spinning at the
 # end of a loop while a sibling thread waits for its core)
 bench-attention: $(BUILD)/bin/bench_attention $(BUILD)/bin/bench_fma
-	@$(BUILD)/bin/bench_fma | tee /dev/stderr | sed -n 's/^fp32 fma peak: \([0-9.]*\) .*/\1/p' > $(BUILD)/fma_peak
 	@{ echo "make bench-attention: $$(date -u '+%Y-%m-%d %H:%M UTC'), commit $$(git rev-parse --short HEAD), load average at the start: $$(cut -d' ' -f1-3 /proc/loadavg) (CPU-time columns are the comparable ones)"; \
+	  $(BUILD)/bin/bench_fma | tee $(BUILD)/fma_out; \
+	  sed -n 's/^fp32 fma peak: \([0-9.]*\) .*/\1/p' $(BUILD)/fma_out > $(BUILD)/fma_peak; \
 	  OMP_WAIT_POLICY=passive FMA_PEAK_GFLOPS=$$(cat $(BUILD)/fma_peak) $(BUILD)/bin/bench_attention; } | tee dev/results/bench_attention.txt
 # the three GEMMs of an XL MLP layer at B 1 x T 64, weights from memory
 bench-gemm-xl: $(BUILD)/bin/bench_gemm_xl
