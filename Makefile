@@ -128,6 +128,16 @@ test_attention: $(BUILD)/test_attention.o $(BUILD)/nn/attention.o $(BUILD)/commo
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 run-test-attention: test_attention
 	./test_attention
+# the plain-C paths (no AVX-512) compiled from the same source, as nn/matmul.mk does
+TESTS += run-test-attention-portable
+BINS += test_attention_portable
+$(BUILD)/nn/attention_portable.o: nn/attention.c | deps/.setup-done
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -mno-avx512f -c $< -o $@
+test_attention_portable: $(BUILD)/test_attention.o $(BUILD)/nn/attention_portable.o $(BUILD)/common/profile.o $(BUILD)/common/utils.o
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+run-test-attention-portable: test_attention_portable
+	./test_attention_portable
 # rewrite the PyTorch reference of the attention (test_attention)
 .PHONY: attention-ref
 attention-ref:
@@ -347,9 +357,14 @@ $(BUILD)/bin/bench_attention: $(BUILD)/dev/bench/bench_attention.o $(BUILD)/nn/a
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 .PHONY: bench-stream bench-xl bench-xl-layer bench-gemm-xl bench-attention
 # the tiled attention against the direct one at GPT-2 124M's shapes (B4 T64, B1 T1024, B4 T1024)
+# (writes dev/results/bench_attention.txt; the OpenMP threads wait passively,
+# so that on a shared machine the CPU time counts work, not spinning at the
+# end of a loop while a sibling thread waits for its core)
 bench-attention: $(BUILD)/bin/bench_attention $(BUILD)/bin/bench_fma
-	@$(BUILD)/bin/bench_fma | tee /dev/stderr | sed -n 's/^fp32 fma peak: \([0-9.]*\) .*/\1/p' > $(BUILD)/fma_peak
-	FMA_PEAK_GFLOPS=$$(cat $(BUILD)/fma_peak) $(BUILD)/bin/bench_attention
+	@{ echo "make bench-attention: $$(date -u '+%Y-%m-%d %H:%M UTC'), commit $$(git rev-parse --short HEAD), load average at the start: $$(cut -d' ' -f1-3 /proc/loadavg) (CPU-time columns are the comparable ones)"; \
+	  $(BUILD)/bin/bench_fma | tee $(BUILD)/fma_out; \
+	  sed -n 's/^fp32 fma peak: \([0-9.]*\) .*/\1/p' $(BUILD)/fma_out > $(BUILD)/fma_peak; \
+	  OMP_WAIT_POLICY=passive FMA_PEAK_GFLOPS=$$(cat $(BUILD)/fma_peak) $(BUILD)/bin/bench_attention; } | tee dev/results/bench_attention.txt
 # the three GEMMs of an XL MLP layer at B 1 x T 64, weights from memory
 bench-gemm-xl: $(BUILD)/bin/bench_gemm_xl
 	$(BUILD)/bin/bench_gemm_xl
@@ -369,10 +384,11 @@ bench-xl-layer: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_sinkgd pyt
 	bash dev/bench/bench_xl_layer.sh $(BUILD)/bin $(BENCH_LAYER_THREADS)
 	python3 dev/bench/readme_table.py dev/results/bench_xl_layer.md README.md
 .PHONY: bench-optim bench-train
+# bench-train LLMC_DIR=DIR: llm.c's CPU trainer too, built from a checkout of karpathy/llm.c in DIR
 bench-optim: $(addprefix $(BUILD)/bin/bench_optim_,$(OPTIMS))
 	bash dev/bench/bench_optim.sh $(BUILD)/bin
 bench-train: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/bench_fma data python-deps
-	bash dev/bench/bench_train.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/bench_fma
+	LLMC_DIR='$(LLMC_DIR)' bash dev/bench/bench_train.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/bench_fma
 	python3 dev/bench/readme_table.py dev/results/bench_train.md README.md
 # the benchmarks and reference scripts need PyTorch (Debian's python3-torch)
 python-deps:
@@ -423,6 +439,7 @@ repro-report: python-deps
 .PHONY: repro-memory
 repro-memory: setup data
 	$(PYTHON) repro/memory.py run
+	python3 dev/bench/readme_table.py repro/results/memory_summary.md README.md
 # the papers' full-scale runs (repro/paper_scale/): each script starts on a
 # stand-in dataset, runs 2 steps and prints its estimated time here
 repro-paper-scale-smoke: setup data
