@@ -235,10 +235,13 @@ int main(int argc, char **argv) {
     // B, T, C, NH, causal: one partial tile; one full tile; several with a
     // partial last one; a head size of 32 (two vectors), 24 and 4 (plain
     // loops); bidirectional with a partial tile, and at the ViT's lengths:
-    // ViT-Ti/16's 197 tokens (hs 64), and 17 tokens of hs 16
+    // ViT-Ti/16's 197 tokens (hs 64), and 17 tokens of hs 16; causal with
+    // the last tile ending inside a 16-row band of the diagonal at head sizes
+    // of 48 (three vectors) and 128 (two passes of four)
     int shapes[][5] = {{1, 1, 64, 1, 1}, {2, 5, 8, 2, 1}, {1, 64, 128, 2, 1}, {2, 67, 128, 2, 1},
                        {1, 200, 64, 1, 1}, {2, 130, 96, 3, 1}, {1, 100, 48, 2, 1}, {1, 70, 8, 2, 0},
-                       {2, 130, 128, 2, 0}, {1, 257, 192, 3, 1}, {2, 197, 192, 3, 0}, {3, 17, 64, 4, 0}};
+                       {2, 130, 128, 2, 0}, {1, 257, 192, 3, 1}, {2, 197, 192, 3, 0}, {3, 17, 64, 4, 0},
+                       {2, 93, 96, 2, 1}, {1, 150, 256, 2, 1}};
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
         test_shape(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4]);
     if (failures) { printf("test_attention: %d FAILED\n", failures); return 1; }

@@ -162,6 +162,64 @@ static void test_layernorm_recompute(void) {
     free(x); free(w); free(bias); free(out); free(again); free(mean); free(rstd);
 }
 
+// vexp2f and its AVX-512 form against exp2 in double: every 16th float in
+// [-126, 128) (2^x normal: ~40 million values); denormal results within 1
+// of the last place of a denormal; the limits, -inf and NaN.
+static void test_vexp2f(void) {
+    double worst = 0.0, worst_avx = 0.0, worst_den = 0.0;
+    float worst_x = 0.0f;
+    const float ends[2] = {-126.0f, 128.0f};
+#if defined(__AVX512F__)
+    float xs[16];
+    int nx = 0;
+#endif
+    for (int side = 0; side < 2; side++) {
+        uint32_t b0 = side ? 0u : 0x80000000u, b1; // from +0 or -0 out to the end's bits
+        memcpy(&b1, &ends[side], 4);
+        for (uint32_t b = b0; b < b1; b += 16) {
+            float x;
+            memcpy(&x, &b, 4);
+            double u = ulps(vexp2f(x), vexp2f_ref(x));
+            if (u > worst) { worst = u; worst_x = x; }
+#if defined(__AVX512F__)
+            xs[nx++] = x; // the same values, 16 to a vector
+            if (nx == 16) {
+                float ys[16];
+                _mm512_storeu_ps(ys, vexp2f_avx512(_mm512_loadu_ps(xs)));
+                for (int i = 0; i < 16; i++) {
+                    double ua = ulps(ys[i], vexp2f_ref(xs[i]));
+                    if (ua > worst_avx) worst_avx = ua;
+                }
+                nx = 0;
+            }
+#endif
+        }
+    }
+    CHECK(worst <= 2.0, "vexp2f within 2 ulp on [-126, 128) (worst %.2f ulp at %.9g)", worst, worst_x);
+    for (float x = -149.4f; x < -126.0f; x += 0.01f) { // denormal results: the last place is 2^-149
+        double d = fabs((double)vexp2f(x) - vexp2f_ref(x)) / ldexp(1.0, -149);
+        if (d > worst_den) worst_den = d;
+    }
+    CHECK(worst_den <= 1.0, "vexp2f's denormal results within 1 denormal step (worst %.2f)", worst_den);
+    CHECK(vexp2f(-151.0f) == 0.0f && vexp2f(-INFINITY) == 0.0f && isinf(vexp2f(128.0f)) && isinf(vexp2f(1000.0f)) &&
+          vexp2f(0.0f) == 1.0f && vexp2f(-3.0f) == 0.125f && isnan(vexp2f(NAN)),
+          "vexp2f: 2^-151 and 2^-inf are 0, 2^128 inf, 2^0 = 1, 2^-3 = 1/8, NaN stays NaN");
+#if defined(__AVX512F__)
+    CHECK(worst_avx <= 2.0, "vexp2f_avx512 within 2 ulp on [-126, 128) (worst %.2f ulp)", worst_avx);
+    float sx[16] = {-151.0f, -INFINITY, 128.0f, 1000.0f, 0.0f, -3.0f, NAN, -149.0f, 10.5f, -0.25f, 1.0f, 2.0f,
+                    -126.0f, -140.3f, 127.9f, 0.5f};
+    float ys[16];
+    _mm512_storeu_ps(ys, vexp2f_avx512(_mm512_loadu_ps(sx)));
+    int same = 1;
+    for (int i = 0; i < 16; i++) {
+        float want = vexp2f(sx[i]);
+        if (!(ys[i] == want || (isnan(ys[i]) && isnan(want)))) same = 0; // the same steps: the same floats
+    }
+    CHECK(same && ys[0] == 0.0f && ys[1] == 0.0f && isinf(ys[2]) && isnan(ys[6]) && ys[7] == ldexpf(1.0f, -149),
+          "vexp2f_avx512: limits, -inf, NaN, denormals as vexp2f");
+#endif
+}
+
 int main(int argc, char **argv) {
     test_soft_crossentropy(argc > 1 ? argv[1] : "dev/testdata/softce_ref.bin");
     test_layernorm_recompute();
@@ -187,6 +245,7 @@ int main(int argc, char **argv) {
     CHECK(worst <= 2.0, "vexpf within 2 ulp on [-87.33, 88.37] (worst %.2f ulp at %.9g)", worst, worst_x);
     CHECK(vexpf(-100.0f) == 0.0f && isinf(vexpf(100.0f)) && vexpf(0.0f) == 1.0f, "vexpf: underflow 0, overflow inf, e^0 = 1");
     CHECK(isnan(vexpf(NAN)) && isnan(vtanhf(NAN)), "NaN in, NaN out");
+    test_vexp2f();
     double worst_t = 0.0;
     for (int i = -2000000; i <= 2000000; i++) {
         float x = (float)i * 1e-5f; // [-20, 20]

@@ -1,9 +1,16 @@
 // Tiled attention: nn/attention.h. See the file's header for the idea.
 //
-// Tiles: ATT_BQ queries x ATT_BK keys. With hs = 64 a query tile, a key tile
-// (transposed), the score tile and the output accumulator are 16 KiB each, so
-// one tile's working set stays in the 48 KiB L1 and 1 MiB L2 of this CPU, and
-// each small product below streams one tile from L1.
+// Tiles: the forward takes ATT_BQ queries x ATT_BK keys at a time, the
+// backward ATT_BWD_BQ x ATT_BWD_BK. With hs = 64 a forward tile of queries
+// (transposed), of scores and of the output accumulator are 16 KiB each, and
+// the keys and values are read where they are; the backward's tiles are 16 or
+// 32 KiB; they stay in the 48 KiB L1 and 1 MiB L2 of a Zen 5 core. The
+// backward's key tile is twice as wide: each query tile's q, dout and dq rows
+// are then read once per 128 keys instead of per 64 (measured: backward 2-3%
+// faster on Zen 5, 1 thread).
+//
+// The softmax works in base 2: e^(scale s) = 2^(c s) with c = scale log2(e),
+// one FMA per score before vexp2f (nn/vecmath.h), which is cheaper than e^x.
 //
 // Determinism: every output element is summed in one fixed order that does
 // not depend on the number of threads. The forward splits the work over
@@ -23,20 +30,25 @@
 
 #define ATT_BQ 64
 #define ATT_BK 64
+#define ATT_BWD_BQ 64
+#define ATT_BWD_BK 128
+#define LOG2E 1.44269504088896341f
 
 // ----------------------------------------------------------------------------
 // The one small product every step below is made of:
-//   c[m][0:W] (+)= sum_{k<K} a(m, k) * b[k][0:W]   for m < M,
+//   c[m][0:W] = row_scale[m] * c[m][0:W] + sum_{k<K} a(m, k) * b[k][0:W]   for m < M,
 // with a(m, k) = a[m*am + k*ak] (any strides: a product with a transposed
-// tile is the same loop), b rows ldb apart, c rows ldc apart. The sum over k
-// runs in increasing k for every element, on every path.
+// tile is the same loop), b rows ldb apart, c rows ldc apart. accumulate = 0
+// starts from 0 instead of c; row_scale NULL means 1 (the forward rescales
+// its accumulator by the online softmax's correction on the way). The sum
+// over k runs in increasing k for every element, on every path.
 
 // reference: plain loops
-static void tile_product_ref(float *c, size_t ldc, const float *a, size_t am, size_t ak,
-                             const float *b, size_t ldb, int M, int K, int W, int accumulate) {
+static void tile_product_ref(float *c, size_t ldc, const float *a, size_t am, size_t ak, const float *b, size_t ldb,
+                             int M, int K, int W, int accumulate, const float *row_scale) {
     for (int m = 0; m < M; m++) {
         for (int w = 0; w < W; w++) {
-            float s = accumulate ? c[(size_t)m * ldc + w] : 0.0f;
+            float s = accumulate ? c[(size_t)m * ldc + w] * (row_scale ? row_scale[m] : 1.0f) : 0.0f;
             for (int k = 0; k < K; k++) s += a[(size_t)m * am + (size_t)k * ak] * b[(size_t)k * ldb + w];
             c[(size_t)m * ldc + w] = s;
         }
@@ -50,11 +62,13 @@ static void tile_product_ref(float *c, size_t ldc, const float *a, size_t am, si
 // become registers.
 static inline __attribute__((always_inline)) void
 tile_block_avx512(float *c, size_t ldc, const float *a, size_t am, size_t ak, const float *b, size_t ldb,
-                  int K, int mr, int nv, int accumulate) {
+                  int K, int mr, int nv, int accumulate, const float *row_scale) {
     __m512 acc[6][4];
-    for (int r = 0; r < mr; r++)
+    for (int r = 0; r < mr; r++) {
+        __m512 s = _mm512_set1_ps(row_scale ? row_scale[r] : 1.0f);
         for (int v = 0; v < nv; v++)
-            acc[r][v] = accumulate ? _mm512_loadu_ps(c + (size_t)r * ldc + 16 * v) : _mm512_setzero_ps();
+            acc[r][v] = accumulate ? _mm512_mul_ps(_mm512_loadu_ps(c + (size_t)r * ldc + 16 * v), s) : _mm512_setzero_ps();
+    }
     for (int k = 0; k < K; k++) {
         __m512 bv[4];
         for (int v = 0; v < nv; v++) bv[v] = _mm512_loadu_ps(b + (size_t)k * ldb + 16 * v);
@@ -69,8 +83,8 @@ tile_block_avx512(float *c, size_t ldc, const float *a, size_t am, size_t ak, co
 }
 #endif
 
-static void tile_product(float *c, size_t ldc, const float *a, size_t am, size_t ak,
-                         const float *b, size_t ldb, int M, int K, int W, int accumulate) {
+static void tile_product(float *c, size_t ldc, const float *a, size_t am, size_t ak, const float *b, size_t ldb,
+                         int M, int K, int W, int accumulate, const float *row_scale) {
 #if defined(__AVX512F__)
     if (W % 16 == 0) {
         for (int w0 = 0; w0 < W; w0 += 64) {
@@ -80,8 +94,9 @@ static void tile_product(float *c, size_t ldc, const float *a, size_t am, size_t
                 float *cc = c + (size_t)m0 * ldc + w0;
                 const float *aa = a + (size_t)m0 * am;
                 const float *bb = b + w0;
+                const float *rs = row_scale ? row_scale + m0 : NULL;
                 switch (mr * 8 + nv) {
-#define ATT_CASE(MR, NV) case MR * 8 + NV: tile_block_avx512(cc, ldc, aa, am, ak, bb, ldb, K, MR, NV, accumulate); break;
+#define ATT_CASE(MR, NV) case MR * 8 + NV: tile_block_avx512(cc, ldc, aa, am, ak, bb, ldb, K, MR, NV, accumulate, rs); break;
                     ATT_CASE(6, 4) ATT_CASE(5, 4) ATT_CASE(4, 4) ATT_CASE(3, 4) ATT_CASE(2, 4) ATT_CASE(1, 4)
                     ATT_CASE(6, 3) ATT_CASE(5, 3) ATT_CASE(4, 3) ATT_CASE(3, 3) ATT_CASE(2, 3) ATT_CASE(1, 3)
                     ATT_CASE(6, 2) ATT_CASE(5, 2) ATT_CASE(4, 2) ATT_CASE(3, 2) ATT_CASE(2, 2) ATT_CASE(1, 2)
@@ -93,44 +108,146 @@ static void tile_product(float *c, size_t ldc, const float *a, size_t am, size_t
         return;
     }
 #endif
-    tile_product_ref(c, ldc, a, am, ak, b, ldb, M, K, W, accumulate);
+    tile_product_ref(c, ldc, a, am, ak, b, ldb, M, K, W, accumulate, row_scale);
 }
 
-// dst [n][hs] = the hs-wide slices of rows 0..n-1 (ld apart), packed: the
-// rows of a head sit 3C floats apart in qkv, a stride that maps a tile's rows
-// onto a few L1 sets; packed, a tile streams without conflict misses.
+// dst [n][hs] = the hs-wide slices of rows 0..n-1 (ld apart), packed. Only
+// where a tile is transposed or reused many times: the rows of a head sit 3C
+// floats apart in qkv, a stride that maps a tile's rows onto a quarter of the
+// L1 sets, but on Zen 5 the products read such rows in place faster than a
+// copy costs (forward 6% faster without packing k and v, measured 1 thread).
 static void pack_rows(float *dst, const float *rows, size_t ld, int n, int hs) {
-    for (int j = 0; j < n; j++) {
-        const float *src = rows + (size_t)j * ld;
-        float *d = dst + (size_t)j * hs;
-        int i = 0;
 #if defined(__AVX512F__)
-        // by hand: gcc turns the plain loop into a call to memcpy, slow for 256 bytes
-        for (; i + 16 <= hs; i += 16) _mm512_storeu_ps(d + i, _mm512_loadu_ps(src + i));
+    // gcc turns a plain loop, even one of loadu/storeu intrinsics, into a call
+    // to memcpy per row, slow for 256 bytes; a masked store it leaves alone
+    if (hs % 16 == 0) {
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < hs; i += 16)
+                _mm512_mask_storeu_ps(dst + (size_t)j * hs + i, 0xFFFF, _mm512_loadu_ps(rows + (size_t)j * ld + i));
+        return;
+    }
 #endif
-        for (; i < hs; i++) d[i] = src[i];
-    }
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < hs; i++) dst[(size_t)j * hs + i] = rows[(size_t)j * ld + i];
 }
 
-// dst [hs][width] = src [n][hs] (packed rows) transposed; columns n..width-1
-// are zero, so a partial tile multiplies like a full one.
-static void transpose_tile(float *dst, int width, const float *src, int n, int hs) {
+// Causal tiles on the diagonal are computed in bands of ATT_BAND rows, each
+// band's product cut to the columns (or the sum to the terms) that some row
+// of the band can see; a band of one vector's width keeps the cut columns
+// whole vectors. Everything cut is masked, so the results are the same.
+#define ATT_BAND 16
+static inline int imin(int a, int b) { return a < b ? a : b; }
+// the first band (a multiple of ATT_BAND) holding index first, at least 0
+static inline int first_band_needed(int first) { return first <= 0 ? 0 : first / ATT_BAND * ATT_BAND; }
+// the width, in whole bands, up to and including index last, at most width
+static inline int last_band_needed(int last, int width) {
+    int w = (last / ATT_BAND + 1) * ATT_BAND;
+    return last < 0 ? 0 : imin(w, width);
+}
+
+// dst [hs][ld] = src [n][hs] (packed rows) transposed; columns n..pad-1 are
+// zero, so a partial tile multiplies like a full one.
+static void transpose_tile(float *dst, int ld, int pad, const float *src, int n, int hs) {
     for (int d = 0; d < hs; d++) {
-        float *drow = dst + (size_t)d * width;
+        float *drow = dst + (size_t)d * ld;
         for (int j = 0; j < n; j++) drow[j] = src[(size_t)j * hs + d];
-        for (int j = n; j < width; j++) drow[j] = 0.0f;
+        for (int j = n; j < pad; j++) drow[j] = 0.0f;
     }
-}
-
-// How many keys of the tile starting at j0 (n of them) query i may see.
-static inline int visible_keys(int i, int j0, int n, int causal) {
-    if (!causal) return n;
-    int v = i - j0 + 1;
-    return v < 0 ? 0 : (v < n ? v : n);
 }
 
 // ----------------------------------------------------------------------------
 // forward
+
+// One key tile's step of the online softmax of a query tile.
+// In: st [nk][BQ] the raw scores k.q (keys in rows, queries in columns);
+// run_max [BQ] (raw units) and run_sum [BQ] over the keys before this tile.
+// Key j is visible to query column i when j <= i + off, off = i0 - j0
+// (masked = 1: causal and some key of the tile after some query), to all
+// when masked = 0. Out: st = exp(scale (s - m)) (0 where masked), with m
+// the new running max; correction = exp(scale (m_old - m)), by which the
+// old sum (done here) and the output accumulator (the caller) are rescaled.
+static void softmax_step_ref(float *st, int nk, int masked, int off, float scale,
+                             float *run_max, float *run_sum, float *correction) {
+    const float c = scale * LOG2E;
+    for (int i = 0; i < ATT_BQ; i++) {
+        float m = run_max[i];
+        for (int j = 0; j < nk; j++)
+            if (!masked || j <= i + off) m = st[(size_t)j * ATT_BQ + i] > m ? st[(size_t)j * ATT_BQ + i] : m;
+        if (m == -INFINITY) m = 0.0f; // a query that has seen no key yet: its terms are all 0
+        float mc = m * c, sum = 0.0f;
+        for (int j = 0; j < nk; j++) {
+            float *s = st + (size_t)j * ATT_BQ + i;
+            *s = !masked || j <= i + off ? vexp2f(*s * c - mc) : 0.0f;
+            sum += *s;
+        }
+        correction[i] = vexp2f(run_max[i] * c - mc); // 0 while run_max is -inf
+        run_sum[i] = run_sum[i] * correction[i] + sum;
+        run_max[i] = m;
+    }
+}
+
+#if defined(__AVX512F__)
+// The same, 16 query columns at a time, each column's max and sum in
+// registers (two partial sums, added at the end: fewer waits on the adds).
+static void softmax_step_avx512(float *st, int nk, int masked, int off, float scale,
+                                float *run_max, float *run_sum, float *correction) {
+    const __m512 c = _mm512_set1_ps(scale * LOG2E), neg_inf = _mm512_set1_ps(-INFINITY);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int i0 = 0; i0 < ATT_BQ; i0 += 16) {
+        float *col = st + i0;
+        __m512i last_key = _mm512_add_epi32(lane, _mm512_set1_epi32(i0 + off)); // key j visible iff j <= i + off
+        // on the diagonal, keys after the column's last query are masked for all 16: skipped
+        int jend = masked && i0 + 15 + off + 1 < nk ? i0 + 15 + off + 1 : nk;
+        __m512 m0 = _mm512_loadu_ps(run_max + i0), m1 = neg_inf;
+        int j = 0;
+        if (!masked) {
+            for (; j + 2 <= jend; j += 2) {
+                m0 = _mm512_max_ps(m0, _mm512_loadu_ps(col + (size_t)j * ATT_BQ));
+                m1 = _mm512_max_ps(m1, _mm512_loadu_ps(col + (size_t)(j + 1) * ATT_BQ));
+            }
+        }
+        for (; j < jend; j++) {
+            __mmask16 vis = masked ? _mm512_cmp_epi32_mask(_mm512_set1_epi32(j), last_key, _MM_CMPINT_LE) : 0xFFFF;
+            m0 = _mm512_mask_max_ps(m0, vis, m0, _mm512_loadu_ps(col + (size_t)j * ATT_BQ));
+        }
+        __m512 m = _mm512_max_ps(m0, m1);
+        m = _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(m, neg_inf, _CMP_EQ_OQ), _mm512_setzero_ps());
+        __m512 mc = _mm512_mul_ps(m, c), s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+        j = 0;
+        if (!masked) {
+            for (; j + 2 <= jend; j += 2) {
+                float *r0 = col + (size_t)j * ATT_BQ, *r1 = r0 + ATT_BQ;
+                __m512 p0 = vexp2f_avx512(_mm512_fmsub_ps(_mm512_loadu_ps(r0), c, mc));
+                __m512 p1 = vexp2f_avx512(_mm512_fmsub_ps(_mm512_loadu_ps(r1), c, mc));
+                _mm512_storeu_ps(r0, p0);
+                _mm512_storeu_ps(r1, p1);
+                s0 = _mm512_add_ps(s0, p0);
+                s1 = _mm512_add_ps(s1, p1);
+            }
+        }
+        for (; j < jend; j++) {
+            float *r = col + (size_t)j * ATT_BQ;
+            __mmask16 vis = masked ? _mm512_cmp_epi32_mask(_mm512_set1_epi32(j), last_key, _MM_CMPINT_LE) : 0xFFFF;
+            __m512 p = _mm512_maskz_mov_ps(vis, vexp2f_avx512(_mm512_fmsub_ps(_mm512_loadu_ps(r), c, mc)));
+            _mm512_storeu_ps(r, p);
+            s0 = _mm512_add_ps(s0, p);
+        }
+        for (; j < nk; j++) _mm512_storeu_ps(col + (size_t)j * ATT_BQ, _mm512_setzero_ps());
+        __m512 corr = vexp2f_avx512(_mm512_fmsub_ps(_mm512_loadu_ps(run_max + i0), c, mc));
+        _mm512_storeu_ps(correction + i0, corr);
+        _mm512_storeu_ps(run_sum + i0, _mm512_fmadd_ps(_mm512_loadu_ps(run_sum + i0), corr, _mm512_add_ps(s0, s1)));
+        _mm512_storeu_ps(run_max + i0, m);
+    }
+}
+#endif
+
+static void softmax_step(float *st, int nk, int masked, int off, float scale,
+                         float *run_max, float *run_sum, float *correction) {
+#if defined(__AVX512F__)
+    if (ATT_BQ % 16 == 0) { softmax_step_avx512(st, nk, masked, off, scale, run_max, run_sum, correction); return; }
+#endif
+    softmax_step_ref(st, nk, masked, off, scale, run_max, run_sum, correction);
+}
 
 // The scores are computed transposed, st[key][query] = k . q, so that the
 // query tile is transposed once for all key tiles (its columns are then the
@@ -149,70 +266,46 @@ void attention_forward(float *out, float *lse, const float *qkv,
             for (int qt = 0; qt < ntiles; qt++) {
                 float q_t[hs * ATT_BQ];     // the query tile, transposed [hs][BQ]
                 float st[ATT_BK * ATT_BQ];  // scores, then their exp [BK][BQ]
-                float kp[ATT_BK * hs], vp[ATT_BK * hs]; // the key tile's k and v, packed [BK][hs]
                 float acc[ATT_BQ * hs];     // sum of p * v, not yet divided by the sum of p [BQ][hs]
-                float run_max[ATT_BQ], run_sum[ATT_BQ], new_max[ATT_BQ], correction[ATT_BQ];
+                float run_max[ATT_BQ], run_sum[ATT_BQ], correction[ATT_BQ];
                 int i0 = qt * ATT_BQ, nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ;
                 const float *seq = qkv + (size_t)b * T * C3;
                 pack_rows(acc, seq + (size_t)i0 * C3 + h * hs, C3, nq, hs); // acc as scratch for a moment
-                transpose_tile(q_t, ATT_BQ, acc, nq, hs);
+                transpose_tile(q_t, ATT_BQ, ATT_BQ, acc, nq, hs);
                 memset(acc, 0, sizeof(float) * nq * hs);
                 for (int i = 0; i < ATT_BQ; i++) { run_max[i] = -INFINITY; run_sum[i] = 0.0f; }
                 int kend = causal ? i0 + nq : T; // keys any query of the tile may see
                 for (int j0 = 0; j0 < kend; j0 += ATT_BK) {
                     int nk = kend - j0 < ATT_BK ? kend - j0 : ATT_BK;
-                    pack_rows(kp, seq + (size_t)j0 * C3 + C + h * hs, C3, nk, hs);
-                    pack_rows(vp, seq + (size_t)j0 * C3 + 2 * C + h * hs, C3, nk, hs);
-                    // st = k . q, scaled; masked (key after query) to -inf
-                    tile_product(st, ATT_BQ, kp, hs, 1, q_t, ATT_BQ, nk, hs, ATT_BQ, 0);
-                    int diagonal = causal && j0 + nk - 1 > i0; // some key of the tile is after some query
-                    for (int j = 0; j < nk; j++) {
-                        float *row = st + (size_t)j * ATT_BQ;
-                        int first_visible = diagonal ? j0 + j - i0 : 0; // queries i >= this see key j0+j
-                        #pragma omp simd
-                        for (int i = 0; i < ATT_BQ; i++) row[i] = i >= first_visible ? row[i] * scale : -INFINITY;
-                    }
-                    // online softmax: the new running max; exp against it; the
-                    // old sum and accumulator rescaled to it
-                    #pragma omp simd
-                    for (int i = 0; i < ATT_BQ; i++) new_max[i] = run_max[i];
-                    for (int j = 0; j < nk; j++) {
-                        const float *row = st + (size_t)j * ATT_BQ;
-                        #pragma omp simd
-                        for (int i = 0; i < ATT_BQ; i++) new_max[i] = row[i] > new_max[i] ? row[i] : new_max[i];
-                    }
-                    float sum[ATT_BQ];
-                    #pragma omp simd
-                    for (int i = 0; i < ATT_BQ; i++) {
-                        // a query that has seen no key yet keeps max -inf: its terms are all 0
-                        float m = new_max[i] == -INFINITY ? 0.0f : new_max[i];
-                        correction[i] = vexpf(run_max[i] - m);
-                        sum[i] = 0.0f;
-                        new_max[i] = m;
-                    }
-                    for (int j = 0; j < nk; j++) {
-                        float *row = st + (size_t)j * ATT_BQ;
-                        #pragma omp simd
-                        for (int i = 0; i < ATT_BQ; i++) { float e = vexpf(row[i] - new_max[i]); row[i] = e; sum[i] += e; }
-                    }
-                    for (int i = 0; i < nq; i++) {
-                        run_sum[i] = run_sum[i] * correction[i] + sum[i];
-                        run_max[i] = new_max[i];
-                        if (correction[i] != 1.0f) {
-                            float *ar = acc + (size_t)i * hs;
-                            float c = correction[i];
-                            #pragma omp simd
-                            for (int d = 0; d < hs; d++) ar[d] *= c;
+                    // the key tile's k and v rows [nk][hs], 3C floats apart, read in place
+                    const float *k = seq + (size_t)j0 * C3 + C + h * hs, *v = seq + (size_t)j0 * C3 + 2 * C + h * hs;
+                    int masked = causal && j0 + nk - 1 > i0; // some key of the tile is after some query
+                    int off = i0 - j0;
+                    if (!masked) {
+                        tile_product(st, ATT_BQ, k, C3, 1, q_t, ATT_BQ, nk, hs, ATT_BQ, 0, NULL); // st = k . q
+                        softmax_step(st, nk, 0, off, scale, run_max, run_sum, correction);
+                        // acc = acc * correction + p . v, with p[query][key] = st[key][query]
+                        tile_product(acc, hs, st, 1, ATT_BQ, v, C3, nq, nk, hs, 1, correction);
+                    } else {
+                        // the same on the diagonal, band by band of 16 keys (then
+                        // queries), leaving out the products whose every term is
+                        // masked: keys j see queries i >= j - off only
+                        for (int jb = 0; jb < nk; jb += ATT_BAND) {
+                            int w0 = first_band_needed(jb - off);
+                            tile_product(st + (size_t)jb * ATT_BQ + w0, ATT_BQ, k + (size_t)jb * C3, C3, 1, q_t + w0,
+                                         ATT_BQ, imin(ATT_BAND, nk - jb), hs, ATT_BQ - w0, 0, NULL);
                         }
+                        softmax_step(st, nk, 1, off, scale, run_max, run_sum, correction); // reads only what is visible
+                        for (int ib = 0; ib < nq; ib += ATT_BAND) // queries i see keys j <= i + off only
+                            tile_product(acc + (size_t)ib * hs, hs, st + ib, 1, ATT_BQ, v, C3, imin(ATT_BAND, nq - ib),
+                                         imin(nk, ib + ATT_BAND + off), hs, 1, correction + ib);
                     }
-                    // acc += p . v, with p[query][key] = st[key][query]
-                    tile_product(acc, hs, st, 1, ATT_BQ, vp, hs, nq, nk, hs, 1);
                 }
                 for (int i = 0; i < nq; i++) {
                     float *o = out + ((size_t)b * T + i0 + i) * C + h * hs;
                     float inv = 1.0f / run_sum[i];
                     for (int d = 0; d < hs; d++) o[d] = acc[(size_t)i * hs + d] * inv;
-                    lse[((size_t)b * NH + h) * T + i0 + i] = run_max[i] + logf(run_sum[i]);
+                    lse[((size_t)b * NH + h) * T + i0 + i] = run_max[i] * scale + logf(run_sum[i]);
                 }
             }
         }
@@ -228,6 +321,52 @@ void attention_forward(float *out, float *lse, const float *qkv,
 //   = dout . out,  dq += ds . k * scale,  dk += ds^T q * scale.
 // p is recomputed from the saved logsumexp: p = exp(s - lse).
 
+// One tile's softmax backward, in place. In: p [nq][BK] the raw scores q.k,
+// ds [nq][BK] dp = dout . v; lse and D of the nq queries. Out: p =
+// exp(scale s - lse), ds = p (dp - D) scale (the gradient of the raw score),
+// both 0 where key j is masked for query row i (j > i + off, off = i0 - j0,
+// when masked) and in columns nk..BK-1 (a partial key tile's padding).
+static void softmax_backward_step_ref(float *p, float *ds, int nq, int nk, int masked, int off, float scale,
+                                      const float *lse, const float *D) {
+    const float c = scale * LOG2E;
+    for (int i = 0; i < nq; i++) {
+        float l = lse[i] * LOG2E;
+        for (int j = 0; j < ATT_BWD_BK; j++) {
+            float *pij = p + (size_t)i * ATT_BWD_BK + j, *dsij = ds + (size_t)i * ATT_BWD_BK + j;
+            int visible = j < nk && (!masked || j <= i + off);
+            *pij = visible ? vexp2f(*pij * c - l) : 0.0f;
+            *dsij = visible ? *pij * (*dsij - D[i]) * scale : 0.0f; // (masked: not computed, maybe not a number)
+        }
+    }
+}
+
+#if defined(__AVX512F__)
+static void softmax_backward_step_avx512(float *p, float *ds, int nq, int nk, int masked, int off, float scale,
+                                         const float *lse, const float *D) {
+    const __m512 c = _mm512_set1_ps(scale * LOG2E), sc = _mm512_set1_ps(scale);
+    for (int i = 0; i < nq; i++) {
+        __m512 l = _mm512_set1_ps(lse[i] * LOG2E), Di = _mm512_set1_ps(D[i]);
+        int n = masked && i + off + 1 < nk ? i + off + 1 : nk; // keys 0..n-1 visible
+        for (int j = 0; j < ATT_BWD_BK; j += 16) {
+            float *pr = p + (size_t)i * ATT_BWD_BK + j, *dsr = ds + (size_t)i * ATT_BWD_BK + j;
+            __mmask16 vis = n >= j + 16 ? 0xFFFF : (n <= j ? 0 : (__mmask16)((1u << (n - j)) - 1));
+            __m512 pv = _mm512_maskz_mov_ps(vis, vexp2f_avx512(_mm512_fmsub_ps(_mm512_loadu_ps(pr), c, l)));
+            _mm512_storeu_ps(pr, pv);
+            // masked lanes were maybe not computed (not a number): set to 0, not multiplied by 0
+            _mm512_storeu_ps(dsr, _mm512_maskz_mul_ps(vis, _mm512_mul_ps(pv, _mm512_sub_ps(_mm512_loadu_ps(dsr), Di)), sc));
+        }
+    }
+}
+#endif
+
+static void softmax_backward_step(float *p, float *ds, int nq, int nk, int masked, int off, float scale,
+                                  const float *lse, const float *D) {
+#if defined(__AVX512F__)
+    if (ATT_BWD_BK % 16 == 0) { softmax_backward_step_avx512(p, ds, nq, nk, masked, off, scale, lse, D); return; }
+#endif
+    softmax_backward_step_ref(p, ds, nq, nk, masked, off, scale, lse, D);
+}
+
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out,
                         const float *lse, int B, int T, int C, int NH, int causal) {
     profile_begin(PROFILE_ATTN_BWD, 0);
@@ -237,11 +376,10 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
-            float kt[hs * ATT_BK], vt[hs * ATT_BK]; // the key tile's k and v, transposed [hs][BK]
-            float dk[ATT_BK * hs], dv[ATT_BK * hs]; // their gradients over all query tiles [BK][hs]
-            float kp[ATT_BK * hs];                  // the key tile's k, packed [BK][hs]
-            float qp[ATT_BQ * hs], dyp[ATT_BQ * hs]; // the query tile's q and dout, packed [BQ][hs]
-            float p[ATT_BQ * ATT_BK], ds[ATT_BQ * ATT_BK];
+            float kt[hs * ATT_BWD_BK], vt[hs * ATT_BWD_BK]; // the key tile's k and v, transposed [hs][BK]
+            float dk[ATT_BWD_BK * hs], dv[ATT_BWD_BK * hs]; // their gradients over all query tiles [BK][hs]
+            float kp[ATT_BWD_BK * hs];                      // the key tile's k, packed [BK][hs]
+            float p[ATT_BWD_BQ * ATT_BWD_BK], ds[ATT_BWD_BQ * ATT_BWD_BK];
             float D[T];
             const float *seq = qkv + (size_t)b * T * C3;
             float *dseq = dqkv + (size_t)b * T * C3;
@@ -254,43 +392,57 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                 for (int d = 0; d < hs; d++) s += dy[d] * y[d];
                 D[t] = s;
             }
-            for (int j0 = 0; j0 < T; j0 += ATT_BK) {
-                int nk = T - j0 < ATT_BK ? T - j0 : ATT_BK;
+            for (int j0 = 0; j0 < T; j0 += ATT_BWD_BK) {
+                int nk = T - j0 < ATT_BWD_BK ? T - j0 : ATT_BWD_BK;
                 const float *k = seq + (size_t)j0 * C3 + C + h * hs;
                 const float *v = seq + (size_t)j0 * C3 + 2 * C + h * hs;
+                int wk = (nk + 15) / 16 * 16; // the key columns worth computing (past nk: zeros)
                 pack_rows(kp, k, C3, nk, hs);
-                transpose_tile(kt, ATT_BK, kp, nk, hs);
+                transpose_tile(kt, ATT_BWD_BK, wk, kp, nk, hs);
                 pack_rows(dv, v, C3, nk, hs); // dv as scratch before it is zeroed
-                transpose_tile(vt, ATT_BK, dv, nk, hs);
+                transpose_tile(vt, ATT_BWD_BK, wk, dv, nk, hs);
                 memset(dk, 0, sizeof(float) * nk * hs);
                 memset(dv, 0, sizeof(float) * nk * hs);
                 // causal: the first query tile that sees any of these keys
-                int istart = causal ? (j0 / ATT_BQ) * ATT_BQ : 0;
-                for (int i0 = istart; i0 < T; i0 += ATT_BQ) {
-                    int nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ;
+                int istart = causal ? (j0 / ATT_BWD_BQ) * ATT_BWD_BQ : 0;
+                for (int i0 = istart; i0 < T; i0 += ATT_BWD_BQ) {
+                    int nq = T - i0 < ATT_BWD_BQ ? T - i0 : ATT_BWD_BQ;
+                    // the query tile's q and dout rows [nq][hs], 3C and C floats apart, read in place
                     const float *q = seq + (size_t)i0 * C3 + h * hs;
                     const float *dy = dout + ((size_t)b * T + i0) * C + h * hs;
-                    pack_rows(qp, q, C3, nq, hs);
-                    pack_rows(dyp, dy, C, nq, hs);
-                    tile_product(p, ATT_BK, qp, hs, 1, kt, ATT_BK, nq, hs, ATT_BK, 0);   // q . k
-                    tile_product(ds, ATT_BK, dyp, hs, 1, vt, ATT_BK, nq, hs, ATT_BK, 0); // dp = dout . v
-                    for (int r = 0; r < nq; r++) {
-                        float *pr = p + (size_t)r * ATT_BK, *dsr = ds + (size_t)r * ATT_BK;
-                        int n = visible_keys(i0 + r, j0, nk, causal);
-                        float l = lse_bh[i0 + r], Dr = D[i0 + r];
-                        #pragma omp simd
-                        for (int j = 0; j < n; j++) {
-                            float pj = vexpf(pr[j] * scale - l);
-                            pr[j] = pj;
-                            dsr[j] = pj * (dsr[j] - Dr) * scale; // scale: ds here is d(q.k)
+                    float *dq = dseq + (size_t)i0 * C3 + h * hs; // straight into dqkv: this thread owns the head
+                    int masked = causal && j0 + nk - 1 > i0; // some key of the tile is after some query
+                    int off = i0 - j0;
+                    if (!masked) {
+                        tile_product(p, ATT_BWD_BK, q, C3, 1, kt, ATT_BWD_BK, nq, hs, wk, 0, NULL);  // q . k
+                        tile_product(ds, ATT_BWD_BK, dy, C, 1, vt, ATT_BWD_BK, nq, hs, wk, 0, NULL); // dp = dout . v
+                        softmax_backward_step(p, ds, nq, nk, 0, off, scale, lse_bh + i0, D + i0);
+                        // dv += p^T dout, dk += ds^T q (a(m=key, k=query) = p[query][key])
+                        tile_product(dv, hs, p, 1, ATT_BWD_BK, dy, C, nk, nq, hs, 1, NULL);
+                        tile_product(dk, hs, ds, 1, ATT_BWD_BK, q, C3, nk, nq, hs, 1, NULL);
+                        tile_product(dq, C3, ds, ATT_BWD_BK, 1, kp, hs, nq, nk, hs, 1, NULL); // dq += ds . k
+                    } else {
+                        // the same on the diagonal, band by band of 16 queries (then
+                        // keys), leaving out the products whose every term is masked:
+                        // query i sees keys j <= i + off, key j is seen by i >= j - off
+                        for (int ib = 0; ib < nq; ib += ATT_BAND) {
+                            int n = imin(ATT_BAND, nq - ib), w = last_band_needed(imin(ib + ATT_BAND - 1 + off, nk - 1), ATT_BWD_BK);
+                            tile_product(p + (size_t)ib * ATT_BWD_BK, ATT_BWD_BK, q + (size_t)ib * C3, C3, 1, kt, ATT_BWD_BK, n, hs, w, 0, NULL);
+                            tile_product(ds + (size_t)ib * ATT_BWD_BK, ATT_BWD_BK, dy + (size_t)ib * C, C, 1, vt, ATT_BWD_BK, n, hs, w, 0, NULL);
                         }
-                        for (int j = n; j < nk; j++) { pr[j] = 0.0f; dsr[j] = 0.0f; }
+                        softmax_backward_step(p, ds, nq, nk, 1, off, scale, lse_bh + i0, D + i0); // reads only what is visible
+                        for (int jb = 0; jb < nk; jb += ATT_BAND) {
+                            int n = imin(ATT_BAND, nk - jb), i1 = first_band_needed(jb - off);
+                            if (i1 >= nq) continue;
+                            tile_product(dv + (size_t)jb * hs, hs, p + (size_t)i1 * ATT_BWD_BK + jb, 1, ATT_BWD_BK, dy + (size_t)i1 * C,
+                                         C, n, nq - i1, hs, 1, NULL);
+                            tile_product(dk + (size_t)jb * hs, hs, ds + (size_t)i1 * ATT_BWD_BK + jb, 1, ATT_BWD_BK, q + (size_t)i1 * C3,
+                                         C3, n, nq - i1, hs, 1, NULL);
+                        }
+                        for (int ib = 0; ib < nq; ib += ATT_BAND)
+                            tile_product(dq + (size_t)ib * C3, C3, ds + (size_t)ib * ATT_BWD_BK, ATT_BWD_BK, 1, kp, hs, imin(ATT_BAND, nq - ib),
+                                         imin(nk, ib + ATT_BAND + off), hs, 1, NULL);
                     }
-                    // dv += p^T dout, dk += ds^T q (a(m=key, k=query) = p[query][key])
-                    tile_product(dv, hs, p, 1, ATT_BK, dyp, hs, nk, nq, hs, 1);
-                    tile_product(dk, hs, ds, 1, ATT_BK, qp, hs, nk, nq, hs, 1);
-                    // dq += ds . k, straight into dqkv: this thread owns the head
-                    tile_product(dseq + (size_t)i0 * C3 + h * hs, C3, ds, ATT_BK, 1, kp, hs, nq, nk, hs, 1);
                 }
                 for (int j = 0; j < nk; j++) {
                     float *dkr = dseq + (size_t)(j0 + j) * C3 + C + h * hs;

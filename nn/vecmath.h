@@ -2,7 +2,8 @@
 // loops (glibc's expf/tanhf are scalar calls unless the whole file is built
 // with -ffast-math, which we avoid because it assumes there are no NaNs).
 // test_nn.c measures their error against the references below (libm in
-// double): vexpf within 2 ulp on [-87.33, 88.37], vtanhf and verff within
+// double): vexpf within 2 ulp on [-87.33, 88.37], vexp2f (and its AVX-512
+// form) within 2 ulp wherever 2^x is a normal float, vtanhf and verff within
 // 2e-7 absolute. NaN in gives NaN out.
 #ifndef NN_VECMATH_H
 #define NN_VECMATH_H
@@ -10,9 +11,13 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
-// What the three compute, plainly: the tests' references.
+// What the four compute, plainly: the tests' references.
 static inline double vexpf_ref(float x) { return exp((double)x); }
+static inline double vexp2f_ref(float x) { return exp2((double)x); }
 static inline double vtanhf_ref(float x) { return tanh((double)x); }
 static inline double verff_ref(float x) { return erf((double)x); }
 
@@ -51,6 +56,64 @@ static inline float vexpf(float x) {
     if (x > 88.37626f) y = __builtin_inff();
     return y;
 }
+
+// 2^x, for the attention's softmax (e^s = 2^(s log2 e), with log2 e folded
+// into the scale the scores get anyway): x = n + r with n an integer and
+// |r| <= 1/2, 2^r = e^(r ln 2) by its Taylor series to degree 7 (truncation
+// error < 6e-9 relative), times 2^n. Fewer operations than vexpf: no
+// reduction by ln 2, and on AVX-512 one vscalefps applies 2^n, overflow,
+// underflow and denormals included. Results below 2^-126 are denormal, below
+// 2^-149.5 zero (also for -inf); from 2^128 on inf; NaN stays NaN.
+#define VEXP2_C1 0.693147180559945309f  // ln2^k / k!
+#define VEXP2_C2 0.240226506959100712f
+#define VEXP2_C3 0.0555041086648215800f
+#define VEXP2_C4 0.00961812910762847717f
+#define VEXP2_C5 0.00133335581464284434f
+#define VEXP2_C6 0.000154035303933816099f
+#define VEXP2_C7 1.52527338040598403e-05f
+static inline float vexp2f(float x) {
+    const float round_magic = 12582912.0f;        // 1.5 * 2^23: adding it rounds to an integer
+    float xc = x < -150.0f ? -150.0f : (x > 128.0f ? 128.0f : x); // false for NaN: NaN flows on
+    float nm = xc + round_magic;                  // its low mantissa bits hold n + 2^22
+    uint32_t nbits;
+    memcpy(&nbits, &nm, sizeof(nbits));
+    float n = nm - round_magic;                   // the nearest integer n
+    float r = xc - n;                             // exact
+    float p = VEXP2_C7;
+    p = p * r + VEXP2_C6;
+    p = p * r + VEXP2_C5;
+    p = p * r + VEXP2_C4;
+    p = p * r + VEXP2_C3;
+    p = p * r + VEXP2_C2;
+    p = p * r + VEXP2_C1;
+    p = p * r + 1.0f;
+    // 2^n as two normal powers of two (n in [-150, 128]): the first product is
+    // exact, the second rounds once, into a denormal or to inf where it must
+    int32_t ni = (int32_t)(nbits & 0x7FFFFFu) - 0x400000, n1 = ni / 2, n2 = ni - n1;
+    uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, sizeof(s1));
+    memcpy(&s2, &b2, sizeof(s2));
+    return p * s1 * s2;
+}
+
+#if defined(__AVX512F__)
+// vexp2f on 16 floats at once; the same steps, with vscalefps for 2^n.
+static inline __m512 vexp2f_avx512(__m512 x) {
+    x = _mm512_max_ps(_mm512_set1_ps(-150.0f), x); // x last: a NaN x is returned as is
+    __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_sub_ps(x, n);
+    __m512 p = _mm512_set1_ps(VEXP2_C7);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VEXP2_C6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VEXP2_C5));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VEXP2_C4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VEXP2_C3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VEXP2_C2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VEXP2_C1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+#endif
 
 // tanh(x) = 1 - 2 / (e^{2x} + 1): absolute error ~1e-7, which is what GELU
 // needs (it uses 1 + tanh); saturates to +-1, NaN stays NaN.

@@ -290,7 +290,10 @@ def cmd_report():
     ]
     with open(os.path.join(RESULTS, "memory.md"), "w") as f:
         f.write("\n".join(md))
-    print(f"repro memory: wrote repro/results/memory.md ({len(recs)} records)")
+    # the verdict lines alone, which make repro-memory puts into the README
+    with open(os.path.join(RESULTS, "memory_summary.md"), "w") as f:
+        f.write("\n".join(md[-7:]))
+    print(f"repro memory: wrote repro/results/memory.md and memory_summary.md ({len(recs)} records)")
     plot(recs, mem_total)
 
 

@@ -1,6 +1,6 @@
 // The three GEMMs of a GPT-2 XL MLP layer at B 1 x T 64 (64 rows, C 1600, 4C
 // 6400), with the weights streaming from memory as in a step: 8 weight
-// matrices (328 MB, beyond the 260 MiB L3) used in turn. One thread, rates by
+// matrices (328 MB, beyond the L3: 32 MiB per CCD on Zen 5, 260 MiB on the Xeon) used in turn. One thread, rates by
 // the thread's CPU time (the machine may be shared: a wait for a core is not
 // counted, a stall on memory is). The forward (matmul_forward's few-rows
 // path) is also run through the usual packed product (sgemm with op(B) = B^T)

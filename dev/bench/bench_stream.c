@@ -1,7 +1,7 @@
 // Memory bandwidth of this machine, STREAM-style: the bound for a step that
 // streams the weights, gradients and optimizer state of a large model
 // (README, "GPT-2 XL step time"). Buffers of 1 GiB each, far beyond the
-// caches (L3 260 MiB here), allocated like the trainers' (alloc_big: huge
+// caches (L3 260 MiB on the Xeon, 32 MiB per Zen 5 CCD), allocated like the trainers' (alloc_big: huge
 // pages) and touched once before timing. Each kernel runs 5 times with 1 and
 // with all threads; the best time counts, bytes = what the kernel must read
 // plus write (a write also reads the line first unless the CPU avoids it, as
