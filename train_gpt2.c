@@ -97,7 +97,8 @@ typedef struct {
     ActivationTensors acts;
     LayerScratch scratch;
     HeadScratch head;
-    ModelMemory mem;         // the buffers all of the above point into (run/model.h)
+    ModelMemory mem;         // the buffers all of the above point into (run/model.h); its
+                             // num_parameters counts wte's padding rows (storage)
     int batch_size, seq_len; // (B, T) the buffers were allocated for
     int fwd_B, fwd_T;        // the shape of the last forward (a smaller one is allowed, for evaluation)
     int *inputs, *targets;   // (fwd_B, fwd_T) of the last forward
