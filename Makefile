@@ -357,9 +357,14 @@ $(BUILD)/bin/bench_attention: $(BUILD)/dev/bench/bench_attention.o $(BUILD)/nn/a
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 .PHONY: bench-stream bench-xl bench-xl-layer bench-gemm-xl bench-attention
 # the tiled attention against the direct one at GPT-2 124M's shapes (B4 T64, B1 T1024, B4 T1024)
+# (writes dev/results/bench_attention.txt; the OpenMP threads wait passively,
+# so that on a shared machine the CPU time counts work, not spinning at the
+# end of a loop while a sibling thread waits for its core)
 bench-attention: $(BUILD)/bin/bench_attention $(BUILD)/bin/bench_fma
-	@$(BUILD)/bin/bench_fma | tee /dev/stderr | sed -n 's/^fp32 fma peak: \([0-9.]*\) .*/\1/p' > $(BUILD)/fma_peak
-	FMA_PEAK_GFLOPS=$$(cat $(BUILD)/fma_peak) $(BUILD)/bin/bench_attention
+	@{ echo "make bench-attention: $$(date -u '+%Y-%m-%d %H:%M UTC'), commit $$(git rev-parse --short HEAD), load average at the start: $$(cut -d' ' -f1-3 /proc/loadavg) (CPU-time columns are the comparable ones)"; \
+	  $(BUILD)/bin/bench_fma | tee $(BUILD)/fma_out; \
+	  sed -n 's/^fp32 fma peak: \([0-9.]*\) .*/\1/p' $(BUILD)/fma_out > $(BUILD)/fma_peak; \
+	  OMP_WAIT_POLICY=passive FMA_PEAK_GFLOPS=$$(cat $(BUILD)/fma_peak) $(BUILD)/bin/bench_attention; } | tee dev/results/bench_attention.txt
 # the three GEMMs of an XL MLP layer at B 1 x T 64, weights from memory
 bench-gemm-xl: $(BUILD)/bin/bench_gemm_xl
 	$(BUILD)/bin/bench_gemm_xl
@@ -379,10 +384,11 @@ bench-xl-layer: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_sinkgd pyt
 	bash dev/bench/bench_xl_layer.sh $(BUILD)/bin $(BENCH_LAYER_THREADS)
 	python3 dev/bench/readme_table.py dev/results/bench_xl_layer.md README.md
 .PHONY: bench-optim bench-train
+# bench-train LLMC_DIR=DIR: llm.c's CPU trainer too, built from a checkout of karpathy/llm.c in DIR
 bench-optim: $(addprefix $(BUILD)/bin/bench_optim_,$(OPTIMS))
 	bash dev/bench/bench_optim.sh $(BUILD)/bin
 bench-train: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/bench_fma data python-deps
-	bash dev/bench/bench_train.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/bench_fma
+	LLMC_DIR='$(LLMC_DIR)' bash dev/bench/bench_train.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/bench_fma
 	python3 dev/bench/readme_table.py dev/results/bench_train.md README.md
 # the benchmarks and reference scripts need PyTorch (Debian's python3-torch)
 python-deps:

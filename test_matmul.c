@@ -476,11 +476,14 @@ static void test_sgemm_bf16_case(int tA, int tB, int M, int N, int K, float alph
 
 static void test_sgemm_bf16(void) {
     // odd K (a last k without a partner), K over several KC blocks, edges of
-    // MR, NR, MC, NC, and a matrix-vector product (no gemv shortcut here)
+    // MR, NR, MC, NC, the bf16 nest's chunks of rows and panels of columns,
+    // and a matrix-vector product (no gemv shortcut here)
     static const int shapes[][3] = {
         {1, 1, 1},   {2, 3, 5},     {6, 64, 16},    {7, 65, 17},   {5, 63, 31},    {17, 97, 33},
         {23, 53, 512}, {11, 101, 513}, {127, 67, 19}, {131, 770, 3}, {1, 1000, 1031}, {67, 71, 1025},
         {253, 129, 40}, {12, 767, 64}, {130, 800, 95},
+            // past one chunk of A blocks (4158 rows) and one panel of B (1536 columns), on each of 2 threads
+        {8500, 70, 37}, {40, 3300, 66},
     };
     static const float ab[][2] = {{1, 0}, {1, 1}, {0.5f, -2}, {-1.5f, 0}};
     int n = sizeof shapes / sizeof shapes[0], case_no = 0;

@@ -179,7 +179,7 @@ static void gpt2_allocate_parameters(GPT2 *model, const GPT2Config *config) {
     *model = (GPT2){.config = *config};
     gpt2_param_tensors(&model->mem.param_list, config);
     gpt2_checkpoint_header(config, GPT2_CHECKPOINT_VERSION, model->mem.header);
-    model_alloc_params(&model->mem, &model->params);
+    model_alloc_params(&model->mem, &model->params, "GPT-2");
 }
 
 // Open a checkpoint and read its configuration, checked against the file's
@@ -347,13 +347,13 @@ static void gpt2_activation_tensors(TensorList *acts, TensorList *scratch, const
 }
 
 // The gradient buffer, before training (see ModelMemory.fused).
-void gpt2_allocate_gradients(GPT2 *model, int fused) { model_alloc_grads(&model->mem, &model->grads, fused); }
+void gpt2_allocate_gradients(GPT2 *model, int fused) { model_alloc_grads(&model->mem, &model->grads, fused, "GPT-2"); }
 
 // Activation and scratch buffers for batches of (B, T): allocated once, before training.
 void gpt2_allocate_activations(GPT2 *model, int B, int T) {
     TensorList acts, scratch;
     gpt2_activation_tensors(&acts, &scratch, &model->config, B, T);
-    model_alloc_activations(&model->mem, model, &acts, &scratch);
+    model_alloc_activations(&model->mem, model, &acts, &scratch, "GPT-2", "GPT-2 layer buffers");
     model->inputs = malloc_or_fail((size_t)B * T * sizeof(int), "inputs");
     model->targets = malloc_or_fail((size_t)B * T * sizeof(int), "targets");
     model->batch_size = B;

@@ -227,7 +227,7 @@ static void vit_allocate_parameters(ViT *model, const ViTConfig *config) {
     vit_header_fields(&c, fields);
     checkpoint_header_write(model->mem.header, VIT_CHECKPOINT_MAGIC, VIT_CHECKPOINT_VERSION, fields,
                             VIT_HEADER_FIELDS);
-    model_alloc_params(&model->mem, &model->params);
+    model_alloc_params(&model->mem, &model->params, "ViT");
 }
 
 // Open a checkpoint and read its configuration, checked against the file's
@@ -310,14 +310,14 @@ static void vit_activation_tensors(TensorList *acts, TensorList *scratch, const 
 void vit_allocate_activations(ViT *model, int B) {
     TensorList acts, scratch;
     vit_activation_tensors(&acts, &scratch, &model->config, B);
-    model_alloc_activations(&model->mem, model, &acts, &scratch);
+    model_alloc_activations(&model->mem, model, &acts, &scratch, "ViT", "ViT backward scratch");
     model->labels = malloc_or_fail((size_t)B * sizeof(int), "labels");
     model->targets = malloc_or_fail((size_t)B * model->config.num_classes * sizeof(float), "targets");
     model->batch_size = B;
 }
 
 // The gradient buffer, before training (see ModelMemory.fused).
-void vit_allocate_gradients(ViT *model, int fused) { model_alloc_grads(&model->mem, &model->grads, fused); }
+void vit_allocate_gradients(ViT *model, int fused) { model_alloc_grads(&model->mem, &model->grads, fused, "ViT"); }
 
 void vit_free(ViT *model) {
     model_memory_free(&model->mem);

@@ -445,12 +445,31 @@ static void gemm_block(int transA, int transB, int m0, int m1, int n0, int n1, i
 //             [KC/2][ASTRIDE_T words] (op(A) = A^T: two rows of A interleaved)
 //   B sliver  [KC/2][NR words]       (both orientations)
 // The kernel is the fp32 one with pairs for k: a 6 x 64 tile of C in 24 zmm
-// registers, per pair 4 vectors of B and 6 broadcast words of A. The loop
-// nest, the thread split and the fixed order of each sum are gemm_block's, so
-// the result does not depend on the number of threads either.
+// registers, per pair 4 vectors of B and 6 broadcast words of A. The thread
+// split and the fixed order of each sum are gemm's and gemm_block's, so the
+// result does not depend on the number of threads either; the loop nest
+// (gemm_block_bf16) packs A once per K block.
 #ifdef __AVX512BF16__
+#ifndef KC_BF16
+#define KC_BF16 512  // k-depth of one block (256 pairs)
+#endif
+// matmul_k_block() reports KC for both precisions (the LM head's row chunks
+// rely on it to give the bits of one product)
+_Static_assert(KC_BF16 == KC, "matmul_k_block() must report the bf16 K block too");
 #define ASTRIDE_T 128   // words per pair in a transposed A block (>= MC, a multiple of 16)
-_Static_assert(ASTRIDE_T >= MC && ASTRIDE_T % 16 == 0 && KC % 32 == 0, "bf16 packing must tile");
+_Static_assert(ASTRIDE_T >= MC && ASTRIDE_T % 16 == 0 && KC_BF16 % 32 == 0, "bf16 packing must tile");
+
+// One packed A block (MC rows x KC_BF16), in either orientation's layout, in words.
+#define A_BLOCK_BF16_WORDS ((size_t)(MC * (KC_BF16 / 2) > (KC_BF16 / 2) * ASTRIDE_T ? MC * (KC_BF16 / 2) : (KC_BF16 / 2) * ASTRIDE_T))
+// A blocks packed at once: up to A_CHUNK_BLOCKS * MC = 4158 rows, all of a
+// GPT-2 product's BT = 4096 (4.1 MiB per thread, read from L3)
+#define A_CHUNK_BLOCKS 33
+#define PACK_A_BF16_WORDS (A_CHUNK_BLOCKS * A_BLOCK_BF16_WORDS)
+// One B sliver [KC_BF16/2][NR], and the slivers packed at once: a panel of
+// up to NC_BF16 columns (1.5 MiB)
+#define SLIVER_BF16_WORDS ((size_t)(KC_BF16 / 2) * NR)
+#define NC_BF16 1536
+#define PACK_B_BF16_WORDS ((NC_BF16 / NR) * SLIVER_BF16_WORDS)
 
 // 32 floats x[0..31] (lo = x[0..15], hi = x[16..31]) -> 16 words, word i = (bf16 x[2i], bf16 x[2i+1])
 static inline __m512i bf16_pairs(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
@@ -473,60 +492,79 @@ static inline void pack_row_pair_bf16(uint32_t *dst, const float *x, const float
     }
 }
 
-// The A block op(A)[i0 .. i0+mc-1, p0 .. p0+kc-1], rows padded with zeros to a
-// multiple of MR (and a last odd k paired with zero).
-static void pack_A_bf16(uint32_t *dst, const float *A, int lda, int transA, int i0, int mc, int p0, int kc) {
-    int kp = ceil_div(kc, 2), mpad = ceil_div(mc, MR) * MR;
-    if (!transA) {  // dst[r * KC/2 + p]: row r of A, 32 k at a time
-        for (int r = 0; r < mpad; r++) {
-            uint32_t *d = dst + (size_t)r * (KC / 2);
-            const float *row = A + (size_t)(i0 + r) * lda + p0;
-            for (int k0 = 0; k0 < kc; k0 += 32) {
-                __m512 lo = _mm512_setzero_ps(), hi = lo;
-                if (r < mc) {
-                    lo = _mm512_maskz_loadu_ps(tail_mask(kc - k0), row + k0);
-                    hi = _mm512_maskz_loadu_ps(tail_mask(kc - k0 - 16), row + k0 + 16);
+// The A blocks of a chunk: op(A)[i0 .. i0+m-1, p0 .. p0+kc-1] as blocks of MC
+// rows, A_BLOCK_BF16_WORDS apart, each block's rows padded with zeros to a
+// multiple of MR (and a last odd k paired with zero). A is read along its
+// rows: op(A) = A row by row, op(A) = A^T a pair of rows at a time across
+// all the chunk's blocks (one long contiguous run each rather than MC-wide
+// pieces of rows thousands of floats apart).
+static void pack_A_chunk_bf16(uint32_t *dst, const float *A, int lda, int transA, int i0, int m, int p0, int kc) {
+    int kp = ceil_div(kc, 2), nblocks = ceil_div(m, MC);
+    if (!transA) {  // block word r * KC_BF16/2 + p: row r of A, 32 k at a time
+        for (int blk = 0; blk < nblocks; blk++) {
+            int mc = min_int(MC, m - blk * MC), mpad = ceil_div(mc, MR) * MR;
+            for (int r = 0; r < mpad; r++) {
+                uint32_t *d = dst + blk * A_BLOCK_BF16_WORDS + (size_t)r * (KC_BF16 / 2);
+                const float *row = A + (size_t)(i0 + blk * MC + r) * lda + p0;
+                for (int k0 = 0; k0 < kc; k0 += 32) {
+                    __m512 lo = _mm512_setzero_ps(), hi = lo;
+                    if (r < mc) {
+                        lo = _mm512_maskz_loadu_ps(tail_mask(kc - k0), row + k0);
+                        hi = _mm512_maskz_loadu_ps(tail_mask(kc - k0 - 16), row + k0 + 16);
+                    }
+                    _mm512_store_si512(d + k0 / 2, bf16_pairs(lo, hi));
                 }
-                _mm512_store_si512(d + k0 / 2, bf16_pairs(lo, hi));
             }
         }
         return;
     }
-    // dst[p * ASTRIDE_T + r]: rows 2p and 2p+1 of A interleaved
+    // block word p * ASTRIDE_T + r: rows 2p and 2p+1 of A interleaved
     for (int p = 0; p < kp; p++) {
-        const float *x = A + (size_t)(p0 + 2 * p) * lda + i0;
-        pack_row_pair_bf16(dst + (size_t)p * ASTRIDE_T, x, 2 * p + 1 < kc ? x + lda : NULL, mc, mpad);
+        const float *x = A + (size_t)(p0 + 2 * p) * lda + i0, *y = 2 * p + 1 < kc ? x + lda : NULL;
+        for (int blk = 0; blk < nblocks; blk++) {
+            int mc = min_int(MC, m - blk * MC);
+            pack_row_pair_bf16(dst + blk * A_BLOCK_BF16_WORDS + (size_t)p * ASTRIDE_T, x + blk * MC,
+                               y ? y + blk * MC : NULL, mc, ceil_div(mc, MR) * MR);
+        }
     }
 }
 
-// One B sliver, [kc/2][NR] words: word (p, c) = (bf16 op(B)[p0+2p, j0+c], bf16 op(B)[p0+2p+1, j0+c]),
-// zero for c >= nv and for the missing partner of a last odd k.
-static void pack_B_bf16(uint32_t *dst, const float *B, int ldb, int transB, int j0, int nv, int p0, int kc) {
-    int kp = ceil_div(kc, 2);
-    if (!transB) {  // rows 2p and 2p+1 of B, interleaved
+// A panel of B slivers: columns j0 .. j0+n-1 of op(B) as slivers of NR
+// columns, SLIVER_BF16_WORDS apart, each [kc/2][NR] words: word (p, c) =
+// (bf16 op(B)[p0+2p, j0+c], bf16 op(B)[p0+2p+1, j0+c]), zero past the last
+// column and for the missing partner of a last odd k.
+static void pack_B_panel_bf16(uint32_t *dst, const float *B, int ldb, int transB, int j0, int n, int p0, int kc) {
+    int kp = ceil_div(kc, 2), nslivers = ceil_div(n, NR);
+    if (!transB) {  // rows 2p and 2p+1 of B interleaved, each read across the whole panel
         for (int p = 0; p < kp; p++) {
-            const float *x = B + (size_t)(p0 + 2 * p) * ldb + j0;
-            pack_row_pair_bf16(dst + (size_t)p * NR, x, 2 * p + 1 < kc ? x + ldb : NULL, nv, NR);
+            const float *x = B + (size_t)(p0 + 2 * p) * ldb + j0, *y = 2 * p + 1 < kc ? x + ldb : NULL;
+            for (int s = 0; s < nslivers; s++)
+                pack_row_pair_bf16(dst + s * SLIVER_BF16_WORDS + (size_t)p * NR, x + s * NR, y ? y + s * NR : NULL,
+                                   min_int(NR, n - s * NR), NR);
         }
         return;
     }
     // op(B) = B^T: column c of op(B) is row c of B, contiguous in k, so its
     // pairs are its 32 consecutive values converted; 16 columns x 16 pairs are
     // then transposed in registers as 32-bit words
-    for (int v = 0; v < NR; v += 16)
-        for (int k0 = 0; k0 < kc; k0 += 32) {
-            __m512 r[16];
-            __mmask16 mlo = tail_mask(kc - k0), mhi = tail_mask(kc - k0 - 16);
-            for (int c = 0; c < 16; c++) {
-                const float *row = B + (size_t)(j0 + v + c) * ldb + p0 + k0;
-                r[c] = v + c < nv ? _mm512_castsi512_ps(bf16_pairs(_mm512_maskz_loadu_ps(mlo, row),
-                                                                   _mm512_maskz_loadu_ps(mhi, row + 16)))
-                                  : _mm512_setzero_ps();
+    for (int s = 0; s < nslivers; s++) {
+        uint32_t *sliver = dst + s * SLIVER_BF16_WORDS;
+        int nv = min_int(NR, n - s * NR);
+        for (int v = 0; v < NR; v += 16)
+            for (int k0 = 0; k0 < kc; k0 += 32) {
+                __m512 r[16];
+                __mmask16 mlo = tail_mask(kc - k0), mhi = tail_mask(kc - k0 - 16);
+                for (int c = 0; c < 16; c++) {
+                    const float *row = B + (size_t)(j0 + s * NR + v + c) * ldb + p0 + k0;
+                    r[c] = v + c < nv ? _mm512_castsi512_ps(bf16_pairs(_mm512_maskz_loadu_ps(mlo, row),
+                                                                       _mm512_maskz_loadu_ps(mhi, row + 16)))
+                                      : _mm512_setzero_ps();
+                }
+                transpose16x16(r);
+                for (int pp = 0; pp < min_int(16, kp - k0 / 2); pp++)
+                    _mm512_store_ps((float *)(sliver + (size_t)(k0 / 2 + pp) * NR + v), r[pp]);
             }
-            transpose16x16(r);
-            for (int pp = 0; pp < min_int(16, kp - k0 / 2); pp++)
-                _mm512_store_ps((float *)(dst + (size_t)(k0 / 2 + pp) * NR + v), r[pp]);
-        }
+    }
 }
 
 static inline __attribute__((always_inline)) void
@@ -559,37 +597,57 @@ static void micro_kernel_bf16(int kp, const uint32_t *restrict a, size_t as, int
 }
 
 static __thread uint32_t *tls_pack_a_bf16, *tls_pack_b_bf16;
-#define PACK_A_BF16_WORDS ((size_t)(MC * (KC / 2) > (KC / 2) * ASTRIDE_T ? MC * (KC / 2) : (KC / 2) * ASTRIDE_T))
-#define PACK_B_BF16_WORDS ((size_t)(KC / 2) * NC)
 
-// gemm_block with both operands packed as bf16 pairs
+// gemm_block with both operands packed as bf16 pairs. Unlike gemm_block, the
+// loop nest packs every A block of a chunk of rows (all of a thread's rows,
+// up to 4158) once per K block, and then sweeps the chunk's rows for each B
+// sliver:
+//
+//   for pc over K in steps of KC_BF16
+//     for each chunk of up to A_CHUNK_BLOCKS blocks of MC rows: pack them (bf16 pairs)
+//       for jc over the columns in NC_BF16: pack a panel of B slivers [KC_BF16/2][NR]
+//         for jr over the panel in NR (the sliver, 64 KiB, stays in L2)
+//           for every MR rows of the chunk: micro-kernel
+//
+// A is converted once per K block instead of once per NC-wide panel of B
+// (the logits' forward has 33 panels per thread); B once per chunk, for 2 x
+// 4158 flops per value. Both are read along their rows (see the packers). An
+// A sliver is 6 KiB, read from L3 in the order it was written while the
+// kernel computes 393 kflops on it: the A block need not stay in L2 as in
+// the fp32 nest. The sums are gemm_block's (each element over the K blocks in
+// order, the pairs in order within one), so the bits depend neither on the
+// chunks nor on the panels.
 static void gemm_block_bf16(int transA, int transB, int m0, int m1, int n0, int n1, int K,
                             float alpha, const float *A, int lda, const float *B, int ldb,
                             float beta, float *C, int ldc, const float *bias) {
     if (!tls_pack_a_bf16) {
-        tls_pack_a_bf16 = alloc_big(PACK_A_BF16_WORDS * sizeof(uint32_t), "matmul bf16 packing buffer (A block)");
+        tls_pack_a_bf16 = alloc_big(PACK_A_BF16_WORDS * sizeof(uint32_t), "matmul bf16 packing buffer (A blocks)");
         tls_pack_b_bf16 = alloc_big(PACK_B_BF16_WORDS * sizeof(uint32_t), "matmul bf16 packing buffer (B panel)");
     }
-    uint32_t *a_block = tls_pack_a_bf16, *b_panel = tls_pack_b_bf16;
-    for (int jc = n0; jc < n1; jc += NC) {
-        int nc = min_int(NC, n1 - jc);
-        for (int pc = 0; pc < K; pc += KC) {
-            int kc = min_int(KC, K - pc), kp = ceil_div(kc, 2);
-            for (int jr = 0; jr < nc; jr += NR)
-                pack_B_bf16(b_panel + (size_t)(jr / NR) * (KC / 2) * NR, B, ldb, transB, jc + jr,
-                            min_int(NR, nc - jr), pc, kc);
-            Epilogue e = {alpha, pc == 0 ? beta : 1.0f, NULL};
-            for (int ic = m0; ic < m1; ic += MC) {
-                int mc = min_int(MC, m1 - ic);
-                pack_A_bf16(a_block, A, lda, transA, ic, mc, pc, kc);
+    uint32_t *a_chunk = tls_pack_a_bf16, *b_panel = tls_pack_b_bf16;
+    const int chunk_rows = A_CHUNK_BLOCKS * MC;
+    for (int pc = 0; pc < K; pc += KC_BF16) {
+        int kc = min_int(KC_BF16, K - pc), kp = ceil_div(kc, 2);
+        Epilogue e = {alpha, pc == 0 ? beta : 1.0f, NULL};
+        for (int cs = m0; cs < m1; cs += chunk_rows) {
+            int ce = min_int(m1, cs + chunk_rows);
+            pack_A_chunk_bf16(a_chunk, A, lda, transA, cs, ce - cs, pc, kc);
+            for (int jc = n0; jc < n1; jc += NC_BF16) {
+                int nc = min_int(NC_BF16, n1 - jc);
+                pack_B_panel_bf16(b_panel, B, ldb, transB, jc, nc, pc, kc);
                 for (int jr = 0; jr < nc; jr += NR) {
-                    const uint32_t *b = b_panel + (size_t)(jr / NR) * (KC / 2) * NR;
+                    const uint32_t *b = b_panel + (size_t)(jr / NR) * SLIVER_BF16_WORDS;
+                    int nv = min_int(NR, nc - jr);
                     e.bias = pc == 0 && bias ? bias + jc + jr : NULL;
-                    for (int ir = 0; ir < mc; ir += MR) {
-                        float *c = C + (size_t)(ic + ir) * ldc + jc + jr;
-                        int mv = min_int(MR, mc - ir), nv = min_int(NR, nc - jr);
-                        if (transA) micro_kernel_bf16(kp, a_block + ir, ASTRIDE_T, 1, b, c, ldc, mv, nv, &e);
-                        else micro_kernel_bf16(kp, a_block + (size_t)ir * (KC / 2), KC / 2, 0, b, c, ldc, mv, nv, &e);
+                    for (int ic = cs; ic < ce; ic += MC) {
+                        const uint32_t *a_block = a_chunk + (size_t)((ic - cs) / MC) * A_BLOCK_BF16_WORDS;
+                        int mc = min_int(MC, ce - ic);
+                        for (int ir = 0; ir < mc; ir += MR) {
+                            float *c = C + (size_t)(ic + ir) * ldc + jc + jr;
+                            int mv = min_int(MR, mc - ir);
+                            if (transA) micro_kernel_bf16(kp, a_block + ir, ASTRIDE_T, 1, b, c, ldc, mv, nv, &e);
+                            else micro_kernel_bf16(kp, a_block + (size_t)ir * (KC_BF16 / 2), KC_BF16 / 2, 0, b, c, ldc, mv, nv, &e);
+                        }
                     }
                 }
             }
@@ -681,6 +739,48 @@ static int threads_for(double flops) {
     return omp_get_max_threads();
 }
 
+// The split of C[M,N] between nthreads threads: a tm x tn grid of rectangles
+// on tile boundaries; thread t's is rows [m0, m1), columns [n0, n1).
+typedef struct { int tm, tn; } Split;
+
+// Minimise the tiles of the busiest thread, then the operand traffic
+// repeated across threads (the tn threads of a row band all read its rows of
+// A, the tm threads of a column band its columns of B).
+// bf16 also counts what the busiest thread converts: its rows of A once per
+// K block, its columns of B once per chunk of rows (gemm_block_bf16), about 2
+// cycles a value against 6 for a tile's step of k; so a product with a narrow
+// B (attproj's 768 columns) splits its rows, and each thread converts half of
+// A instead of all of it.
+static Split split_threads(int bf16, int M, int N, int nthreads) {
+    int mtiles = ceil_div(M, MR), ntiles = ceil_div(N, NR);
+    Split sp = {1, 1};
+    double best_tiles = 1e300, best_traffic = 1e300;
+    for (int a = 1; a <= nthreads && a <= mtiles; a++) {
+        int b = min_int(nthreads / a, ntiles);
+        double tiles = (double)ceil_div(mtiles, a) * ceil_div(ntiles, b);
+        double traffic = (double)b * M + (double)a * N;
+#ifdef __AVX512BF16__
+        if (bf16) {
+            int rows = ceil_div(mtiles, a) * MR, cols = ceil_div(ntiles, b) * NR;
+            tiles += (rows + (double)cols * ceil_div(rows, A_CHUNK_BLOCKS * MC)) / 3.0;
+        }
+#else
+        (void)bf16;
+#endif
+        if (tiles < best_tiles || (tiles == best_tiles && traffic < best_traffic))
+            best_tiles = tiles, best_traffic = traffic, sp.tm = a, sp.tn = b;
+    }
+    return sp;
+}
+
+static void split_rect(Split sp, int M, int N, int t, int *m0, int *m1, int *n0, int *n1) {
+    int mtiles = ceil_div(M, MR), ntiles = ceil_div(N, NR), ti = t / sp.tn, tj = t % sp.tn;
+    *m0 = min_int(M, (int)((long)mtiles * ti / sp.tm) * MR);
+    *m1 = min_int(M, (int)((long)mtiles * (ti + 1) / sp.tm) * MR);
+    *n0 = min_int(N, (int)((long)ntiles * tj / sp.tn) * NR);
+    *n1 = min_int(N, (int)((long)ntiles * (tj + 1) / sp.tn) * NR);
+}
+
 // C = alpha * op(A) @ op(B) + beta * C, plus bias[N] on every row if non-NULL
 // (bf16: the inputs rounded to bf16 first, see sgemm_bf16)
 static void gemm(int bf16, int transA, int transB, int M, int N, int K, float alpha,
@@ -701,27 +801,11 @@ static void gemm(int bf16, int transA, int transB, int M, int N, int K, float al
         return;
     }
 
-    // Split C into a tm x tn grid of rectangles, one per thread, on tile
-    // boundaries. Minimise the tiles of the busiest thread, then the operand
-    // traffic repeated across threads (the tn threads of a row band all read
-    // its rows of A, the tm threads of a column band its columns of B).
-    int mtiles = ceil_div(M, MR), ntiles = ceil_div(N, NR);
-    int tm = 1, tn = 1;
-    double best_tiles = 1e300, best_traffic = 1e300;
-    for (int a = 1; a <= nthreads && a <= mtiles; a++) {
-        int b = min_int(nthreads / a, ntiles);
-        double tiles = (double)ceil_div(mtiles, a) * ceil_div(ntiles, b);
-        double traffic = (double)b * M + (double)a * N;
-        if (tiles < best_tiles || (tiles == best_tiles && traffic < best_traffic))
-            best_tiles = tiles, best_traffic = traffic, tm = a, tn = b;
-    }
-    #pragma omp parallel num_threads(tm * tn)
+    Split sp = split_threads(bf16, M, N, nthreads);
+    #pragma omp parallel num_threads(sp.tm * sp.tn)
     {
-        int t = omp_get_thread_num(), ti = t / tn, tj = t % tn;
-        int m0 = min_int(M, (int)((long)mtiles * ti / tm) * MR);
-        int m1 = min_int(M, (int)((long)mtiles * (ti + 1) / tm) * MR);
-        int n0 = min_int(N, (int)((long)ntiles * tj / tn) * NR);
-        int n1 = min_int(N, (int)((long)ntiles * (tj + 1) / tn) * NR);
+        int m0, m1, n0, n1;
+        split_rect(sp, M, N, omp_get_thread_num(), &m0, &m1, &n0, &n1);
         if (m0 < m1 && n0 < n1) {
 #ifdef __AVX512BF16__
             if (bf16) gemm_block_bf16(transA, transB, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);

@@ -50,9 +50,9 @@ void tensor_offsets(const TensorList *l, size_t *offsets) {
     }
 }
 
-float *alloc_tensors(const TensorList *l, void *base, int one_layer, size_t *total) {
+float *alloc_tensors(const TensorList *l, void *base, int one_layer, const char *what, size_t *total) {
     *total = tensors_total(l, one_layer);
-    float *memory = alloc_big_floats(*total, l->what), *next = memory;
+    float *memory = alloc_big_floats(*total, what), *next = memory;
     for (int i = 0; i < l->n; i++) {
         size_t n = tensor_size(l, i, one_layer);
         *(float **)((char *)base + l->offset[i]) = n ? next : NULL;
@@ -216,18 +216,25 @@ void checkpoint_save(const char *path, const int header[CHECKPOINT_HEADER_INTS],
 // ----------------------------------------------------------------------------
 // a model's buffers
 
-void model_alloc_params(ModelMemory *m, void *params) {
-    m->params_memory = alloc_tensors(&m->param_list, params, 0, &m->num_parameters);
+void model_alloc_params(ModelMemory *m, void *params, const char *name) {
+    char what[64];
+    snprintf(what, sizeof(what), "%s parameters", name);
+    m->params_memory = alloc_tensors(&m->param_list, params, 0, what, &m->num_parameters);
 }
 
-void model_alloc_grads(ModelMemory *m, void *grads, int fused) {
+void model_alloc_grads(ModelMemory *m, void *grads, int fused, const char *name) {
+    char what[64];
+    snprintf(what, sizeof(what), "%s gradients", name);
     m->fused = fused;
-    m->grads_memory = alloc_tensors(&m->param_list, grads, fused, &m->num_grad_floats);
+    m->grads_memory = alloc_tensors(&m->param_list, grads, fused, what, &m->num_grad_floats);
 }
 
-void model_alloc_activations(ModelMemory *m, void *model, const TensorList *acts, const TensorList *scratch) {
-    m->acts_memory = alloc_tensors(acts, model, 0, &m->num_activations);
-    m->scratch_memory = alloc_tensors(scratch, model, 0, &m->num_scratch_floats);
+void model_alloc_activations(ModelMemory *m, void *model, const TensorList *acts, const TensorList *scratch,
+                             const char *name, const char *scratch_what) {
+    char what[64];
+    snprintf(what, sizeof(what), "%s activations", name);
+    m->acts_memory = alloc_tensors(acts, model, 0, what, &m->num_activations);
+    m->scratch_memory = alloc_tensors(scratch, model, 0, scratch_what, &m->num_scratch_floats);
 }
 
 void model_zero_grad(ModelMemory *m) {

@@ -47,10 +47,10 @@ void tensor_add(TensorList *l, size_t offset, size_t rows, size_t cols);
 size_t tensors_total(const TensorList *l, int one_layer);
 // Where each tensor starts in the buffer, in floats.
 void tensor_offsets(const TensorList *l, size_t *offsets);
-// One zeroed allocation (alloc_big_floats) for the tensors, each pointer in
-// the struct at base pointed at its tensor (NULL for a tensor of 0 floats);
-// returns the buffer, its floats in *total.
-float *alloc_tensors(const TensorList *l, void *base, int one_layer, size_t *total);
+// One zeroed allocation (alloc_big_floats, `what` in its error) for the
+// tensors, each pointer in the struct at base pointed at its tensor (NULL for
+// a tensor of 0 floats); returns the buffer, its floats in *total.
+float *alloc_tensors(const TensorList *l, void *base, int one_layer, const char *what, size_t *total);
 
 // ----------------------------------------------------------------------------
 // the transformer layers both models stack
@@ -200,12 +200,15 @@ typedef struct {
     size_t num_scratch_floats;
 } ModelMemory;
 
+// The allocations below name the model in their errors ("out of memory: <name> parameters ...").
 // The parameters of m->param_list (filled by the model), zeroed, pointed at from params.
-void model_alloc_params(ModelMemory *m, void *params);
+void model_alloc_params(ModelMemory *m, void *params, const char *name);
 // The gradient buffer (see ModelMemory.fused), zeroed, pointed at from grads.
-void model_alloc_grads(ModelMemory *m, void *grads, int fused);
-// The activations and the scratch of a batch shape, each list's offsets in the model's struct at model.
-void model_alloc_activations(ModelMemory *m, void *model, const TensorList *acts, const TensorList *scratch);
+void model_alloc_grads(ModelMemory *m, void *grads, int fused, const char *name);
+// The activations and the scratch of a batch shape, each list's offsets in
+// the model's struct at model; scratch_what names the scratch in its error.
+void model_alloc_activations(ModelMemory *m, void *model, const TensorList *acts, const TensorList *scratch,
+                             const char *name, const char *scratch_what);
 void model_zero_grad(ModelMemory *m);
 // The model file of a checkpoint: the header, then the parameters, written atomically.
 void model_save_checkpoint(const ModelMemory *m, const char *path);

@@ -4,8 +4,10 @@
 // (dW += dout^T @ inp), both precisions alternating in the same run, best of
 // REPS with all threads (OMP_NUM_THREADS), by wall clock and by CPU time (the
 // process's CPU time over the threads: on a shared machine it leaves out the
-// waits for a core). The last line is the whole step's GEMM work: one layer's
-// products x 12 layers plus the logits', bf16 over fp32.
+// waits for a core). The logits go as the trainer computes them, in chunks of
+// matmul_k_block() = 512 rows (train_gpt2.c's LM head). The last line is the
+// whole step's GEMM work: one layer's products x 12 layers plus the logits'
+// chunks, bf16 over fp32.
 //   make bench-gemm-bf16        (dev/bench/bench_bf16.sh runs it beside the trainers)
 #include <omp.h>
 #include <stdio.h>
@@ -66,9 +68,11 @@ int main(int argc, char **argv) {
     if (reps < 1) fail("bench_gemm_bf16: REPS must be >= 1 (got '%s')", argv[1]);
     if (!sgemm_bf16_available()) fail("bench_gemm_bf16: %s", BF16_UNAVAILABLE);
     const int BT = 4096, C = 768, Vp = 50304;
-    // layer, and how many of it a step has
-    const struct { const char *name; int in, out, count; } layers[] = {
-        {"qkv", C, 3 * C, 12}, {"attproj", C, C, 12}, {"fc", C, 4 * C, 12}, {"fcproj", 4 * C, C, 12}, {"logits", C, Vp, 1},
+    // layer, its rows, and how many of it a step has
+    const int head_rows = matmul_k_block();
+    const struct { const char *name; int in, out, rows, count; } layers[] = {
+        {"qkv", C, 3 * C, BT, 12}, {"attproj", C, C, BT, 12}, {"fc", C, 4 * C, BT, 12}, {"fcproj", 4 * C, C, BT, 12},
+        {"logits", C, Vp, head_rows, BT / head_rows},
     };
     size_t most = (size_t)BT * Vp;
     float *x = alloc_big_floats(most, "x"), *y = alloc_big_floats(most, "y"), *z = alloc_big_floats(most, "z");
@@ -87,8 +91,8 @@ int main(int argc, char **argv) {
     printf("%-8s %-7s %6s %6s %6s %15s %15s %11s\n", "layer", "product", "M", "N", "K", "fp32", "bf16", "bf16/fp32");
     double step_fp32 = 0, step_bf16 = 0, cpu_fp32 = 0, cpu_bf16 = 0;
     for (size_t l = 0; l < sizeof layers / sizeof layers[0]; l++) {
-        int in = layers[l].in, out = layers[l].out;
-        Shape shapes[3] = {{"forward", 0, 1, BT, out, in}, {"dinp", 0, 0, BT, in, out}, {"dweight", 1, 0, out, in, BT}};
+        int in = layers[l].in, out = layers[l].out, rows = layers[l].rows;
+        Shape shapes[3] = {{"forward", 0, 1, rows, out, in}, {"dinp", 0, 0, rows, in, out}, {"dweight", 1, 0, out, in, rows}};
         for (int s = 0; s < 3; s++) {
             Shape sh = shapes[s];
             int lda = sh.tA ? sh.M : sh.K, ldb = sh.tB ? sh.K : sh.N;

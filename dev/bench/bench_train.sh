@@ -12,13 +12,33 @@
 # (this machine sets OPENBLAS_CORETYPE=Haswell); the script checks that an
 # optimised BLAS is installed (make python-deps installs libopenblas0-pthread)
 # and prints the one PyTorch loaded.
+# With LLMC_DIR naming a checkout of karpathy/llm.c (its train_gpt2.c and
+# llmc/*.h; none of llm.c's code is in this repository), llm.c's CPU trainer is
+# a third program: built here, trained on the same random 124M checkpoint and
+# the same token shard (see run_llmc below). Without LLMC_DIR the table says
+# it was not measured.
 # Writes the table to dev/results/bench_train.txt and its markdown form to
 # dev/results/bench_train.md (dev/bench/readme_table.py puts it in the README).
-#   dev/bench/bench_train.sh BIN BENCH_FMA [steps]        (make bench-train)
+#   [LLMC_DIR=DIR] [SHAPES="4x64 1x1024 4x1024"] [LLMC_SHAPES=...] dev/bench/bench_train.sh BIN BENCH_FMA [steps]
+# (make bench-train passes them on). SHAPES picks some of the three shapes (for
+# a quick check; the README's table has all three); LLMC_SHAPES (default
+# SHAPES) those of them llm.c runs at: it needs 2.5, 6.3 and 19.1 GiB at the
+# three shapes, and runs wherever MemAvailable allows unless told otherwise.
 set -euo pipefail
 BIN=${1:?usage: bench_train.sh path/to/train_gpt2_adamw path/to/bench_fma [steps]}
 FMA=${2:?usage: bench_train.sh path/to/train_gpt2_adamw path/to/bench_fma [steps]}
 STEPS=${3:-8}
+[[ "$STEPS" =~ ^[0-9]+$ && "$STEPS" -ge 3 ]] || { echo "bench_train.sh: steps must be a whole number >= 3 (the median is over steps 3..), not '$STEPS'" >&2; exit 1; }
+SHAPES=${SHAPES:-4x64 1x1024 4x1024}
+LLMC_SHAPES=${LLMC_SHAPES:-$SHAPES}
+for shape in $SHAPES $LLMC_SHAPES; do
+    case "$shape" in 4x64|1x1024|4x1024) ;; *) echo "bench_train.sh: SHAPES, LLMC_SHAPES: '$shape' is not one of 4x64 1x1024 4x1024" >&2; exit 1 ;; esac
+done
+LLMC_DIR=${LLMC_DIR:-}
+if [ -n "$LLMC_DIR" ] && { [ ! -f "$LLMC_DIR/train_gpt2.c" ] || [ ! -f "$LLMC_DIR/llmc/dataloader.h" ]; }; then
+    echo "bench_train.sh: LLMC_DIR=$LLMC_DIR has no train_gpt2.c and llmc/dataloader.h (it should be a checkout of karpathy/llm.c)" >&2
+    exit 1
+fi
 THREADS=${OMP_NUM_THREADS:-2}
 export OMP_NUM_THREADS=$THREADS
 MACHINE=$("$FMA" "$THREADS")
@@ -40,7 +60,7 @@ OUT_MD=dev/results/bench_train.md
 avail_gib() { awk '/^MemAvailable:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo; }
 fits() { awk -v need="$1" -v have="$(avail_gib)" 'BEGIN { exit !(need * 1.1 < have) }'; }
 
-ours() { # depth B T -> "median_ms median_cpu_ms_per_thread peak_rss"
+ours() { # depth B T -> "median_ms median_cpu_ms_per_thread peak_rss first_loss"
     "$BIN" -e "d$1" -b "$2" -t "$3" -x "$STEPS" -s -1 -v 0 -o "$WORK/run" --seed 1 >/dev/null
     python3 - "$WORK/run/log.jsonl" "$THREADS" <<'PY'
 import json, statistics, sys
@@ -49,23 +69,122 @@ steps = [r for r in recs if "ms" in r and r["step"] > 2]
 rss = max([r["peak_rss_bytes"] for r in recs if "peak_rss_bytes" in r] or [0])
 ms = statistics.median(r["ms"] for r in steps)
 cpu = statistics.median(r["cpu_ms"] for r in steps) / int(sys.argv[2])
-print(f"{ms:.1f} {cpu:.1f} {rss}")
+first = next(r["loss"] for r in recs if r.get("step") == 1 and "loss" in r)
+print(f"{ms:.1f} {cpu:.1f} {rss} {first:.6f}")
 PY
     rm -rf "$WORK/run"
 }
+
+# llm.c's CPU trainer. Its main() has no flags: it reads gpt2_124M.bin and
+# dev/data/tinyshakespeare/tiny_shakespeare_{train,val}.bin from the current
+# folder and fixes B = 4, T = 64 and 41 steps in the source. So the run folder
+# gets those names as links to our files, and the source is compiled from a
+# temporary edited copy in $WORK, made here at bench time and never kept: four
+# lines change (B, T, the number of steps, and 5 -> 1 validation batches before
+# the first step, which is not timed); nothing else. llm.c prints
+# "step N: train loss L (took X ms)" per step (0-based), timed around its
+# batch load, forward, backward and AdamW update.
+LLMC_CFLAGS="-Ofast -Wno-unused-result -Wno-ignored-pragmas -Wno-unknown-attributes -march=native -fopenmp -DOMP"
+LLMC_LDLIBS="-lm -lgomp" # llm.c's Makefile for train_gpt2 on Linux with OpenMP (its CC is make's cc)
+llmc_setup() { # the checkpoint and data llm.c reads, once
+    # the model our runs start from (-e d12 --seed 1), saved by our trainer
+    # after one step at learning rate 0, which changes no parameter: llm.c's
+    # fp32 checkpoint layout (version 3)
+    "$BIN" -e d12 --seed 1 -x 1 -l 0 -b 1 -t 64 -s 0 -v 0 -o "$WORK/ckpt" >/dev/null
+    rm -f "$WORK"/ckpt/optim_*
+    mkdir -p "$WORK/llmc_run/dev/data/tinyshakespeare"
+    ln -s "$WORK/ckpt/model_00000001.bin" "$WORK/llmc_run/gpt2_124M.bin"
+    # our default data (data/bible, llm.c's shard format); llm.c reads one file
+    # per split, and shuffles it with its seed 42 as our loader does, so both
+    # programs' first batch is the same while the Bible is one shard
+    local train=(data/bible/bible_train_*.bin) val=(data/bible/bible_val_*.bin)
+    ln -s "$PWD/${train[0]}" "$WORK/llmc_run/dev/data/tinyshakespeare/tiny_shakespeare_train.bin"
+    ln -s "$PWD/${val[0]}" "$WORK/llmc_run/dev/data/tinyshakespeare/tiny_shakespeare_val.bin"
+}
+LLMC_STEPS=$(( STEPS < 20 ? STEPS : 20 )) # at most 20: its loop prints a sample at step 20
+llmc_build() { # B T -> the path of llm.c's train_gpt2 built for them
+    local src="$WORK/llmc_train_gpt2_B$1_T$2.c" exe="$WORK/llmc_train_gpt2_B$1_T$2"
+    local line
+    for line in '^    int B = 4; ' '^    int T = 64; ' 'for (int step = 0; step <= 40; step++)' '^    int val_num_batches = 5;'; do
+        if [ "$(grep -c "$line" "$LLMC_DIR/train_gpt2.c")" != 1 ]; then
+            echo "bench_train.sh: $LLMC_DIR/train_gpt2.c does not have the line '$line' once, which this script edits: another version of llm.c?" >&2
+            exit 1
+        fi
+    done
+    sed -e "s/^    int B = 4; /    int B = $1; /" -e "s/^    int T = 64; /    int T = $2; /" \
+        -e "s/for (int step = 0; step <= 40; step++)/for (int step = 0; step < $LLMC_STEPS; step++)/" \
+        -e "s/^    int val_num_batches = 5;/    int val_num_batches = 1;/" "$LLMC_DIR/train_gpt2.c" > "$src"
+    # -I: its #include "llmc/..." lines read the checkout's headers
+    # shellcheck disable=SC2086
+    cc $LLMC_CFLAGS -I"$LLMC_DIR" "$src" $LLMC_LDLIBS -o "$exe"
+    echo "$exe"
+}
+run_llmc() { # B T -> "median_ms median_cpu_ms_per_thread peak_rss first_loss"
+    local exe
+    exe=$(llmc_build "$1" "$2")
+    # line-buffered (stdbuf) so that each step line arrives when printed: the
+    # process's CPU time is read from /proc at every step line, a step's CPU
+    # time is the difference to the previous line's; peak RSS from wait4
+    python3 - "$exe" "$WORK/llmc_run" "$THREADS" <<'PY'
+import os, re, statistics, subprocess, sys
+exe, rundir, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+tick = os.sysconf("SC_CLK_TCK")
+proc = subprocess.Popen(["stdbuf", "-oL", exe], cwd=rundir, stdout=subprocess.PIPE, text=True)
+def cpu_ms():  # utime + stime of all its threads, fields 14 and 15 of /proc/PID/stat
+    with open(f"/proc/{proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / tick
+steps, out = [], []
+for line in proc.stdout:
+    out.append(line)
+    m = re.match(r"step (\d+): train loss (\S+) \(took ([0-9.]+) ms\)", line)
+    if m:
+        steps.append((int(m.group(1)), float(m.group(2)), float(m.group(3)), cpu_ms()))
+_, status, usage = os.wait4(proc.pid, 0)
+proc.returncode = os.waitstatus_to_exitcode(status)
+if proc.returncode != 0 or len(steps) < 3:
+    sys.exit(f"bench_train.sh: {exe} exited with {proc.returncode} after {len(steps)} steps; its last lines:\n" + "".join(out[-5:]))
+later = [s for s in steps if s[0] >= 2]  # steps 3.. counted from 1, as ours
+ms = statistics.median(s[2] for s in later)
+# the CPU between two step lines is one step, except where the loop
+# evaluates before the step (every 10th): those are left out
+cpu = [b[3] - a[3] for a, b in zip(steps, steps[1:]) if b[0] >= 2 and b[0] % 10 != 0]
+print(f"{ms:.1f} {statistics.median(cpu) / threads:.1f} {usage.ru_maxrss * 1024} {steps[0][1]:.6f}")
+PY
+}
+# llm.c's memory in GiB at B T, from its allocations: parameters, gradients,
+# AdamW's m and v (4 N floats) and the activations twice (values and
+# gradients): per layer 18 BTC + 4 BT + 2 B NH T^2 (preatt and att), then
+# 2 BTC + 3 BT + 2 BT Vp (the LM head's logits and probabilities)
+llmc_need_gib() { # N L C B T
+    awk -v n="$1" -v l="$2" -v c="$3" -v b="$4" -v t="$5" 'BEGIN {
+        nh = c / 64; vp = 50304
+        acts = l * (18 * b * t * c + 4 * b * t + 2 * b * nh * t * t) + 2 * b * t * c + 3 * b * t + 2 * b * t * vp
+        printf "%.1f", (4 * n + 2 * acts) * 4 / 2^30 + 0.1 }'
+}
+
+if [ -n "$LLMC_DIR" ]; then
+    llmc_version=$(git -C "$LLMC_DIR" rev-parse --short HEAD 2>/dev/null || echo "no git")
+    LLMC_LINE="llm.c: $LLMC_DIR/train_gpt2.c (sha256 $(sha256sum "$LLMC_DIR/train_gpt2.c" | cut -c1-12), $llmc_version), built with $(cc --version | head -n 1) $LLMC_CFLAGS $LLMC_LDLIBS (its Makefile's CPU flags); $LLMC_STEPS steps per run (median of steps 3-$LLMC_STEPS)"
+    llmc_setup
+else
+    LLMC_LINE="llm.c: not measured (set LLMC_DIR to a checkout of karpathy/llm.c)"
+fi
+NOTES=() # lines under the markdown table
 
 {
 echo "make bench-train: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $THREADS threads, $STEPS steps per run (median of steps 3-$STEPS), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$MACHINE"
 echo "PyTorch's BLAS: $(env -u OPENBLAS_CORETYPE LD_PRELOAD=$TCMALLOC /usr/bin/python3 dev/bench/bench_gpt2_torch.py --which-blas)"
+echo "$LLMC_LINE"
 printf "%-16s %-28s %9s %9s %8s %8s %8s %10s %8s\n" config program "ms/step" "cpu ms" "GFLOP/s" "% peak" "by cpu" "peak RSS" "ours/it"
 } | tee "$WORK/txt"
 { echo "On this run's CPU ($(sed -n 's/^cpu: //p' <<<"$MACHINE")) the FP32 FMA peak measured by \`bench_fma\` in the same run is $PEAK GFLOP/s with $THREADS threads."; echo; } > "$WORK/md"
-echo "| 124M, shape | program | ms/step | CPU ms/step per thread | GFLOP/s | share of the ${PEAK} GFLOP/s peak | by CPU time | peak RSS | ours / PyTorch |" >> "$WORK/md"
+echo "| 124M, shape | program | ms/step | CPU ms/step per thread | GFLOP/s | share of the ${PEAK} GFLOP/s peak | by CPU time | peak RSS | ours / that program |" >> "$WORK/md"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|" >> "$WORK/md"
 D=12
-for cfg in "4 64" "1 1024" "4 1024"; do
-    read -r B T <<<"$cfg"
+for shape in $SHAPES; do
+    B=${shape%x*} T=${shape#*x}
     C=$((64 * D))
     # parameters with the padded vocabulary: wte 50304 C, wpe 1024 C, 12 C^2 + 13 C per layer, 2 C
     N=$((50304 * C + 1024 * C + D * (12 * C * C + 13 * C) + 2 * C))
@@ -75,7 +194,7 @@ for cfg in "4 64" "1 1024" "4 1024"; do
     if ! fits "$need_ours"; then
         echo "B$B T$T: skipped, train_gpt2 needs about $need_ours GiB and $(avail_gib) GiB is available" | tee -a "$WORK/txt"; continue
     fi
-    read -r om ocpu orss < <(ours "$D" "$B" "$T")
+    read -r om ocpu orss oloss < <(ours "$D" "$B" "$T")
     rows=("train_gpt2 (this project)|$om|$ocpu|$orss")
     if fits "$need_torch"; then
         read -r tm tcpu trss < <(env -u OPENBLAS_CORETYPE LD_PRELOAD=$TCMALLOC /usr/bin/python3 dev/bench/bench_gpt2_torch.py \
@@ -83,6 +202,19 @@ for cfg in "4 64" "1 1024" "4 1024"; do
         rows+=("PyTorch + tcmalloc + AVX-512|$tm|$tcpu|$trss")
     else
         echo "B$B T$T: PyTorch skipped, it needs about $need_torch GiB and $(avail_gib) GiB is available" | tee -a "$WORK/txt"
+    fi
+    if [ -n "$LLMC_DIR" ] && [[ " $LLMC_SHAPES " != *" $shape "* ]]; then
+        NOTES+=("B$B T$T: llm.c not run here (LLMC_SHAPES=$LLMC_SHAPES)")
+    elif [ -n "$LLMC_DIR" ]; then
+        need_llmc=$(llmc_need_gib "$N" "$D" "$C" "$B" "$T")
+        if fits "$need_llmc"; then
+            read -r lm lcpu lrss lloss < <(run_llmc "$B" "$T")
+            rows+=("llm.c train_gpt2.c (CPU)|$lm|$lcpu|$lrss")
+            # the same model and the same first batch: a check that llm.c was fed what we train on
+            NOTES+=("B$B T$T: first step's loss, same checkpoint and batch: train_gpt2 $oloss, llm.c $lloss")
+        else
+            NOTES+=("B$B T$T: llm.c skipped, it needs about $need_llmc GiB (its B x 12 x T x T attention buffers per layer, values and gradients) and $(avail_gib) GiB is available")
+        fi
     fi
     for row in "${rows[@]}"; do
         IFS='|' read -r prog m cpu rss <<<"$row"
@@ -92,8 +224,12 @@ for cfg in "4 64" "1 1024" "4 1024"; do
             line = sprintf("%-16s %-28s %9.0f %9.0f %8.1f %7.0f%% %7.0f%% %6.2f GiB %7.2fx", n, p, m, c, g, 100 * g / pk, 100 * gc / pk, r / 2^30, o / m)
             print line; print line >> txt
             printf "| %s | %s | %.0f | %.0f | %.0f | %.0f%% | %.0f%% | %.2f GiB | %s |\n", n, p, m, c, g, 100 * g / pk, 100 * gc / pk, r / 2^30, \
-                (p ~ /PyTorch/ ? sprintf("**%.2fx**", o / m) : "") >> md }'
+                (p ~ /PyTorch/ ? sprintf("**%.2fx**", o / m) : p ~ /llm.c/ ? sprintf("%.2fx", o / m) : "") >> md }'
     done
+done
+{ echo; echo "$LLMC_LINE."; } >> "$WORK/md"
+for note in "${NOTES[@]}"; do
+    echo "$note" | tee -a "$WORK/txt"; { echo; echo "$note."; } >> "$WORK/md"
 done
 echo "(ours/it = our median ms / that program's median ms, below 1 = we are faster; % peak by the wall clock, 'by cpu' by CPU time per thread)" | tee -a "$WORK/txt"
 mkdir -p dev/results
