@@ -385,8 +385,10 @@ bench-xl-layer: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/train_gpt2_sinkgd pyt
 	python3 dev/bench/readme_table.py dev/results/bench_xl_layer.md README.md
 .PHONY: bench-optim bench-train
 # bench-train LLMC_DIR=DIR: llm.c's CPU trainer too, built from a checkout of karpathy/llm.c in DIR
-bench-optim: $(addprefix $(BUILD)/bin/bench_optim_,$(OPTIMS))
-	bash dev/bench/bench_optim.sh $(BUILD)/bin
+bench-optim: $(addprefix $(BUILD)/bin/bench_optim_,$(OPTIMS)) $(BUILD)/bin/bench_fma
+	{ $(BUILD)/bin/bench_fma | head -1; bash dev/bench/bench_optim.sh $(BUILD)/bin; } | tee dev/results/bench_optim.txt
+	python3 dev/bench/bench_md.py optim dev/results/bench_optim.txt > dev/results/bench_optim.md
+	python3 dev/bench/readme_table.py dev/results/bench_optim.md README.md
 bench-train: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/bench_fma data python-deps
 	LLMC_DIR='$(LLMC_DIR)' bash dev/bench/bench_train.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/bench_fma
 	python3 dev/bench/readme_table.py dev/results/bench_train.md README.md

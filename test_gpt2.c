@@ -41,9 +41,9 @@ static void test_presets(void) {
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         GPT2Config c;
-        size_t sizes[NUM_PARAMETER_TENSORS];
+        TensorList tensors;
         int ok = gpt2_config_from_depth(&c, want[i].spec);
-        size_t padded = ok ? gpt2_param_sizes(sizes, &c) : 0;
+        size_t padded = ok ? gpt2_param_tensors(&tensors, &c) : 0;
         size_t params = padded - (size_t)(c.padded_vocab_size - c.vocab_size) * (size_t)c.channels;
         ok = ok && c.num_layers == want[i].L && c.channels == want[i].C && c.num_heads == want[i].NH &&
              params == want[i].params && padded == want[i].padded;
@@ -116,40 +116,40 @@ static void test_chunked_head(void) {
     failures += !ok;
 
     // the whole model: training forward, plain forward, 1 thread, a second backward
-    size_t np = model.num_parameters;
+    size_t np = model.mem.num_parameters;
     float *g_train = malloc_or_fail(np * sizeof(float), "grads"), *g_rows = calloc_or_fail(np, sizeof(float), "grads");
-    gpt2_zero_grad(&model);
+    model_zero_grad(&model.mem);
     gpt2_forward_train(&model, x, y);
     float loss_train = model.mean_loss;
     gpt2_backward(&model, 1.0f, NULL);
-    memcpy(g_train, model.grads_memory, np * sizeof(float));
-    gpt2_zero_grad(&model);
+    memcpy(g_train, model.mem.grads_memory, np * sizeof(float));
+    model_zero_grad(&model.mem);
     gpt2_forward(&model, x, y, B, T);
     gpt2_backward(&model, 1.0f, NULL);
-    ok = model.mean_loss == loss_train && same_bits(model.grads_memory, g_train, np);
+    ok = model.mean_loss == loss_train && same_bits(model.mem.grads_memory, g_train, np);
     printf("%-4s chunked head: gradients in the training forward = recomputed in backward, bit for bit\n", ok ? "ok" : "FAIL");
     failures += !ok;
     int threads = omp_get_max_threads();
     omp_set_num_threads(1);
-    gpt2_zero_grad(&model);
+    model_zero_grad(&model.mem);
     gpt2_forward_train(&model, x, y);
     gpt2_backward(&model, 1.0f, NULL);
     omp_set_num_threads(threads);
-    ok = model.mean_loss == loss_train && same_bits(model.grads_memory, g_train, np);
-    gpt2_zero_grad(&model);
+    ok = model.mean_loss == loss_train && same_bits(model.mem.grads_memory, g_train, np);
+    model_zero_grad(&model.mem);
     gpt2_backward(&model, 1.0f, NULL); // again after the same forward
-    ok = ok && same_bits(model.grads_memory, g_train, np);
+    ok = ok && same_bits(model.mem.grads_memory, g_train, np);
     printf("%-4s chunked head: 1 thread and %d give the same bits; so does a second backward\n", ok ? "ok" : "FAIL", threads);
     failures += !ok;
 
     // against three one-row batches, each in one chunk
     double loss_rows = 0.0;
     for (int b = 0; b < B; b++) {
-        gpt2_zero_grad(&row_model);
+        model_zero_grad(&row_model.mem);
         gpt2_forward_train(&row_model, x + (size_t)b * T, y + (size_t)b * T);
         gpt2_backward(&row_model, 1.0f / B, NULL);
         loss_rows += row_model.mean_loss / (double)B;
-        for (size_t i = 0; i < np; i++) g_rows[i] += row_model.grads_memory[i];
+        for (size_t i = 0; i < np; i++) g_rows[i] += row_model.mem.grads_memory[i];
     }
     printf("%-4s chunked head: loss %.7f, the rows' mean %.7f\n", fabs(loss_train - loss_rows) < 1e-6 * loss_rows ? "ok" : "FAIL",
            loss_train, loss_rows);
@@ -208,7 +208,7 @@ int main(int argc, char **argv) {
     gpt2_build_from_checkpoint(&model, model_path);
     const GPT2Config *c = &model.config;
     printf("model: L %d, NH %d, C %d, V %d, Vp %d, maxT %d, %zu parameters\n", c->num_layers, c->num_heads,
-           c->channels, c->vocab_size, c->padded_vocab_size, c->max_seq_len, model.num_parameters);
+           c->channels, c->vocab_size, c->padded_vocab_size, c->max_seq_len, model.mem.num_parameters);
 
     FILE *f = fopen_or_fail(debug_path, "rb");
     int header[256];
@@ -222,12 +222,12 @@ int main(int argc, char **argv) {
     int *y = malloc_or_fail(BT * sizeof(int), "y");
     float *ref_logits = malloc_or_fail(BT * V * sizeof(float), "logits");
     float ref_loss;
-    float *ref_grads = malloc_or_fail(model.num_parameters * sizeof(float), "grads");
+    float *ref_grads = malloc_or_fail(model.mem.num_parameters * sizeof(float), "grads");
     fread_or_fail(x, sizeof(int), BT, f, debug_path);
     fread_or_fail(y, sizeof(int), BT, f, debug_path);
     fread_or_fail(ref_logits, sizeof(float), BT * V, f, debug_path);
     fread_or_fail(&ref_loss, sizeof(float), 1, f, debug_path);
-    fread_or_fail(ref_grads, sizeof(float), model.num_parameters, f, debug_path);
+    fread_or_fail(ref_grads, sizeof(float), model.mem.num_parameters, f, debug_path);
     fclose(f);
 
     gpt2_allocate_gradients(&model, 0);
@@ -249,14 +249,14 @@ int main(int argc, char **argv) {
     // loss and gradients
     gpt2_forward(&model, x, y, B, T);
     check("loss", &model.mean_loss, &ref_loss, 1, 1e-6);
-    gpt2_zero_grad(&model);
+    model_zero_grad(&model.mem);
     gpt2_backward(&model, 1.0f, NULL);
     const char *names[NUM_PARAMETER_TENSORS] = {"wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
                                                 "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
     size_t offset = 0;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        check(names[i], model.grads_memory + offset, ref_grads + offset, model.param_sizes[i], 2e-5);
-        offset += model.param_sizes[i];
+        check(names[i], model.mem.grads_memory + offset, ref_grads + offset, model.mem.param_list.size[i], 2e-5);
+        offset += model.mem.param_list.size[i];
     }
     int pad_grad_zero = 1;
     for (size_t i = (size_t)V * c->channels; i < (size_t)Vp * c->channels; i++) pad_grad_zero &= model.grads.wte[i] == 0.0f;
@@ -264,26 +264,26 @@ int main(int argc, char **argv) {
     failures += !pad_grad_zero;
 
     // accumulation: a second backward of the same batch with scale 1 doubles every gradient
-    float *g1 = malloc_or_fail(model.num_parameters * sizeof(float), "g1");
-    memcpy(g1, model.grads_memory, model.num_parameters * sizeof(float));
+    float *g1 = malloc_or_fail(model.mem.num_parameters * sizeof(float), "g1");
+    memcpy(g1, model.mem.grads_memory, model.mem.num_parameters * sizeof(float));
     gpt2_forward(&model, x, y, B, T);
     gpt2_backward(&model, 1.0f, NULL);
-    for (size_t i = 0; i < model.num_parameters; i++) g1[i] *= 2.0f;
-    check("accumulate", model.grads_memory, g1, model.num_parameters, 1e-6);
+    for (size_t i = 0; i < model.mem.num_parameters; i++) g1[i] *= 2.0f;
+    check("accumulate", model.mem.grads_memory, g1, model.mem.num_parameters, 1e-6);
 
     // the same numbers with 1 thread and with all threads, bit for bit
     int nthreads = omp_get_max_threads();
-    gpt2_zero_grad(&model);
+    model_zero_grad(&model.mem);
     gpt2_forward(&model, x, y, B, T);
     gpt2_backward(&model, 1.0f, NULL);
-    memcpy(g1, model.grads_memory, model.num_parameters * sizeof(float));
+    memcpy(g1, model.mem.grads_memory, model.mem.num_parameters * sizeof(float));
     float loss_all = model.mean_loss;
     omp_set_num_threads(1);
-    gpt2_zero_grad(&model);
+    model_zero_grad(&model.mem);
     gpt2_forward(&model, x, y, B, T);
     gpt2_backward(&model, 1.0f, NULL);
     omp_set_num_threads(nthreads);
-    int same = model.mean_loss == loss_all && memcmp(g1, model.grads_memory, model.num_parameters * sizeof(float)) == 0;
+    int same = model.mean_loss == loss_all && memcmp(g1, model.mem.grads_memory, model.mem.num_parameters * sizeof(float)) == 0;
     printf("%-4s 1 thread and %d threads give identical loss and gradients\n", same ? "ok" : "FAIL", nthreads);
     failures += !same;
 
@@ -292,16 +292,16 @@ int main(int argc, char **argv) {
     int nb = gpt2_param_blocks(&model.config, NULL);
     ParamBlock *blocks = malloc_or_fail(nb * sizeof(ParamBlock), "blocks");
     gpt2_param_blocks(&model.config, blocks);
-    unsigned char *covered = calloc_or_fail(model.num_parameters, 1, "coverage");
+    unsigned char *covered = calloc_or_fail(model.mem.num_parameters, 1, "coverage");
     int tiles = 1, decay_ok = 1;
     for (int b = 0; b < nb; b++) {
         for (size_t i = 0; i < block_numel(&blocks[b]); i++) {
             size_t j = blocks[b].offset + i;
-            if (j >= model.num_parameters || covered[j]++) tiles = 0;
+            if (j >= model.mem.num_parameters || covered[j]++) tiles = 0;
         }
         decay_ok &= blocks[b].decay == (blocks[b].ndim == 2);
     }
-    for (size_t j = 0; j < model.num_parameters; j++) {
+    for (size_t j = 0; j < model.mem.num_parameters; j++) {
         int is_padding = j >= (size_t)V * c->channels && j < (size_t)Vp * c->channels;
         if (covered[j] != !is_padding) tiles = 0;
     }

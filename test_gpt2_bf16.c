@@ -48,7 +48,7 @@ int main(void) {
     fread_or_fail(header, sizeof(int), 256, f, "dev/testdata/gpt2_tiny_debug.bin");
     fclose(f);
     int B = header[2], T = header[3], V = c->vocab_size, Vp = c->padded_vocab_size;
-    size_t BT = (size_t)B * T, np = model.num_parameters;
+    size_t BT = (size_t)B * T, np = model.mem.num_parameters;
     int *x = malloc_or_fail(BT * sizeof(int), "x"), *y = malloc_or_fail(BT * sizeof(int), "y");
     int *x2 = malloc_or_fail(BT * sizeof(int), "x"), *y2 = malloc_or_fail(BT * sizeof(int), "y");
     float *logits_bf16 = malloc_or_fail(BT * V * sizeof(float), "logits"), *logits_fp32 = malloc_or_fail(BT * V * sizeof(float), "logits");
@@ -72,11 +72,11 @@ int main(void) {
     gpt2_forward(&model, x, y, B, T);
     check_bf16_loss(model.mean_loss, loss_bf16, loss_fp32);
 
-    gpt2_zero_grad(&model);
+    model_zero_grad(&model.mem);
     gpt2_backward(&model, 1.0f, NULL);
     const char *const names[NUM_PARAMETER_TENSORS] = {"wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
                                                 "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
-    check_bf16_grads(names, model.param_sizes, NUM_PARAMETER_TENSORS, model.grads_memory, grads_bf16, grads_fp32, TOTAL_RATIO);
+    check_bf16_grads(names, model.mem.param_list.size, NUM_PARAMETER_TENSORS, model.mem.grads_memory, grads_bf16, grads_fp32, TOTAL_RATIO);
     free(x), free(y), free(x2), free(y2), free(logits), free(logits_bf16), free(logits_fp32);
     free(grads_bf16), free(grads_fp32);
     gpt2_free(&model);

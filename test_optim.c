@@ -146,7 +146,7 @@ static void run_reference(const char *variant) {
     GPT2 model;
     snprintf(path, sizeof(path), "%s/optim_tiny_gpt2.bin", dir);
     gpt2_build_from_checkpoint(&model, path);
-    size_t P = model.num_parameters;
+    size_t P = model.mem.num_parameters;
     int nb = gpt2_param_blocks(&model.config, NULL);
     ParamBlock *blocks = malloc_or_fail(nb * sizeof(ParamBlock), "blocks");
     gpt2_param_blocks(&model.config, blocks);
@@ -188,10 +188,10 @@ static void run_reference(const char *variant) {
           "optim_state_bytes_for gives %zu bytes before optim_create, which allocated %zu",
           optim_state_bytes_for(blocks, nb, &oc), optim_state_bytes(opt));
     float *p0 = malloc_or_fail(P * sizeof(float), "p0");
-    memcpy(p0, model.params_memory, P * sizeof(float));
+    memcpy(p0, model.mem.params_memory, P * sizeof(float));
     for (int k = 0; k < S; k++) {
         int saved = stdout_mute();
-        optim_step(opt, model.params_memory, grads[k], base_lr * lr_mult[k]);
+        optim_step(opt, model.mem.params_memory, grads[k], base_lr * lr_mult[k]);
         stdout_restore(saved);
         float *ref = read_floats(rf, P, path);
         double worst = 0.0;
@@ -203,7 +203,7 @@ static void run_reference(const char *variant) {
             for (size_t i = 0; i < n; i++) {
                 size_t j = blk->offset + i;
                 upd = fmax(upd, fabs((double)ref[j] - p0[j]));
-                double e = fabs((double)model.params_memory[j] - ref[j]);
+                double e = fabs((double)model.mem.params_memory[j] - ref[j]);
                 if (!(e <= err)) err = e;
             }
             // a block the reference did not move must not move at all

@@ -82,7 +82,7 @@ int main(int argc, char **argv) {
     const ViTConfig *c = &model.config;
     printf("model: %dx%dx%d images, patch %d, C %d, L %d, NH %d, %d classes, %zu parameters\n", c->image_height,
            c->image_width, c->image_channels, c->patch_size, c->channels, c->num_layers, c->num_heads,
-           c->num_classes, model.num_parameters);
+           c->num_classes, model.mem.num_parameters);
 
     FILE *f = fopen_or_fail(debug_path, "rb");
     int header[256];
@@ -93,7 +93,7 @@ int main(int argc, char **argv) {
         header[6] != K || steps < 1 || steps > 100)
         fail("%s does not match %s", debug_path, model_path);
     size_t image_floats = (size_t)B * c->image_channels * c->image_height * c->image_width;
-    size_t np = model.num_parameters;
+    size_t np = model.mem.num_parameters;
     float *images = malloc_or_fail(image_floats * sizeof(float), "images");
     int *labels = malloc_or_fail(B * sizeof(int), "labels");
     float *ref_logits = malloc_or_fail((size_t)B * K * sizeof(float), "logits");
@@ -131,37 +131,37 @@ int main(int argc, char **argv) {
     // loss and gradients
     vit_forward(&model, images, labels, B);
     check("loss", &model.mean_loss, &ref_loss, 1, 1e-6);
-    vit_zero_grad(&model);
+    model_zero_grad(&model.mem);
     vit_backward(&model, 1.0f, NULL);
     size_t offset = 0;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
         char what[64];
         snprintf(what, sizeof(what), "grad %s", tensor_names[i]);
-        check(what, model.grads_memory + offset, ref_grads + offset, model.param_sizes[i], 2e-5);
-        offset += model.param_sizes[i];
+        check(what, model.mem.grads_memory + offset, ref_grads + offset, model.mem.param_list.size[i], 2e-5);
+        offset += model.mem.param_list.size[i];
     }
 
     // accumulation: a second backward of the same batch with scale 1 doubles every gradient
     float *g1 = malloc_or_fail(np * sizeof(float), "g1");
-    memcpy(g1, model.grads_memory, np * sizeof(float));
+    memcpy(g1, model.mem.grads_memory, np * sizeof(float));
     vit_forward(&model, images, labels, B);
     vit_backward(&model, 1.0f, NULL);
     for (size_t i = 0; i < np; i++) g1[i] *= 2.0f;
-    check("accumulate", model.grads_memory, g1, np, 1e-6);
+    check("accumulate", model.mem.grads_memory, g1, np, 1e-6);
 
     // the same numbers with 1 thread and with all threads, bit for bit
     int nthreads = omp_get_max_threads();
-    vit_zero_grad(&model);
+    model_zero_grad(&model.mem);
     vit_forward(&model, images, labels, B);
     vit_backward(&model, 1.0f, NULL);
-    memcpy(g1, model.grads_memory, np * sizeof(float));
+    memcpy(g1, model.mem.grads_memory, np * sizeof(float));
     float loss_all = model.mean_loss;
     omp_set_num_threads(1);
-    vit_zero_grad(&model);
+    model_zero_grad(&model.mem);
     vit_forward(&model, images, labels, B);
     vit_backward(&model, 1.0f, NULL);
     omp_set_num_threads(nthreads);
-    int same = model.mean_loss == loss_all && memcmp(g1, model.grads_memory, np * sizeof(float)) == 0;
+    int same = model.mean_loss == loss_all && memcmp(g1, model.mem.grads_memory, np * sizeof(float)) == 0;
     char what[128];
     snprintf(what, sizeof(what), "1 thread and %d threads give identical loss and gradients", nthreads);
     expect(same, what);
@@ -174,17 +174,17 @@ int main(int argc, char **argv) {
         float *probs = malloc_or_fail((size_t)B * K * sizeof(float), "probabilities");
         // one-hot targets: the hard-label loss bit for bit, its gradient
         for (int b = 0; b < B; b++) t[(size_t)b * K + labels[b]] = 1.0f;
-        vit_zero_grad(&model);
+        model_zero_grad(&model.mem);
         vit_forward(&model, images, labels, B);
         float hard_loss = model.mean_loss;
         memcpy(probs, model.acts.logits, (size_t)B * K * sizeof(float));
         vit_backward(&model, 1.0f, NULL);
-        memcpy(g1, model.grads_memory, np * sizeof(float));
-        vit_zero_grad(&model);
+        memcpy(g1, model.mem.grads_memory, np * sizeof(float));
+        model_zero_grad(&model.mem);
         vit_forward_soft(&model, images, t, B);
         expect(model.mean_loss == hard_loss, "soft targets: one-hot targets give the hard-label loss bit for bit");
         vit_backward(&model, 1.0f, NULL);
-        check("grads, one-hot targets", model.grads_memory, g1, np, 1e-6);
+        check("grads, one-hot targets", model.mem.grads_memory, g1, np, 1e-6);
         // label smoothing eps: (1 - eps) CE + eps mean_k(-log p_k), from the hard forward's probabilities
         const double eps = 0.1;
         double want = 0.0;
@@ -213,16 +213,16 @@ int main(int argc, char **argv) {
             for (int k = 0; k < K; k++) {
                 memset(t, 0, (size_t)B * K * sizeof(float));
                 t[(size_t)b * K + k] = 1.0f;
-                vit_zero_grad(&model);
+                model_zero_grad(&model.mem);
                 vit_forward_soft(&model, images, t, B);
                 vit_backward(&model, 1.0f, NULL);
-                for (size_t i = 0; i < np; i++) acc[i] += (double)tr[(size_t)b * K + k] * model.grads_memory[i];
+                for (size_t i = 0; i < np; i++) acc[i] += (double)tr[(size_t)b * K + k] * model.mem.grads_memory[i];
             }
-        vit_zero_grad(&model);
+        model_zero_grad(&model.mem);
         vit_forward_soft(&model, images, tr, B);
         vit_backward(&model, 1.0f, NULL);
         for (size_t i = 0; i < np; i++) g1[i] = (float)acc[i];
-        check("grads, random target rows", model.grads_memory, g1, np, 2e-6);
+        check("grads, random target rows", model.mem.grads_memory, g1, np, 2e-6);
         free(acc); free(tr); free(t); free(probs);
     }
 
@@ -291,31 +291,31 @@ int main(int argc, char **argv) {
     int fd = mkstemp(tmp_path);
     if (fd < 0) fail("cannot create a temporary file in /tmp");
     close(fd);
-    vit_save_checkpoint(&model, tmp_path);
+    model_save_checkpoint(&model.mem, tmp_path);
     ViT copy;
     vit_build_from_checkpoint(&copy, tmp_path);
     remove(tmp_path);
-    expect(memcmp(&copy.config, &model.config, sizeof(ViTConfig)) == 0 && copy.num_parameters == np &&
-           memcmp(copy.params_memory, model.params_memory, np * sizeof(float)) == 0,
+    expect(memcmp(&copy.config, &model.config, sizeof(ViTConfig)) == 0 && copy.mem.num_parameters == np &&
+           memcmp(copy.mem.params_memory, model.mem.params_memory, np * sizeof(float)) == 0,
            "a saved checkpoint loads back identical");
     vit_free(&copy);
 
     // AdamW steps as the trainer takes them: zero grads, forward, backward,
     // clip the global norm, step with this step's lr
     float *p0 = malloc_or_fail(np * sizeof(float), "p0");
-    memcpy(p0, model.params_memory, np * sizeof(float));
+    memcpy(p0, model.mem.params_memory, np * sizeof(float));
     OptimConfig oc;
     optim_default_config(&oc);
     oc.weight_decay = weight_decay;
     Optimizer *opt = optim_create(blocks, nb, &oc);
     float *step_loss = malloc_or_fail(steps * sizeof(float), "step losses");
     for (int s = 0; s < steps; s++) {
-        vit_zero_grad(&model);
+        model_zero_grad(&model.mem);
         vit_forward(&model, images, labels, B);
         step_loss[s] = model.mean_loss;
         vit_backward(&model, 1.0f, NULL);
-        clip_grad_norm(model.grads_memory, blocks, nb, clip);
-        optim_step(opt, model.params_memory, model.grads_memory, lrs[s]);
+        clip_grad_norm(model.mem.grads_memory, blocks, nb, clip);
+        optim_step(opt, model.mem.params_memory, model.mem.grads_memory, lrs[s]);
     }
     check("losses during the steps", step_loss, ref_step_loss, steps, 1e-5);
     // Each tensor after the steps, relative to the largest change PyTorch made
@@ -327,11 +327,11 @@ int main(int argc, char **argv) {
     offset = 0;
     int C = c->channels;
     for (int i = 0; i < NUM_PARAMETER_TENSORS; i++) {
-        size_t n = model.param_sizes[i];
+        size_t n = model.mem.param_list.size[i];
         float *ours = malloc_or_fail(n * sizeof(float), "step check"), *ref = malloc_or_fail(n * sizeof(float), "step check");
-        memcpy(ours, model.params_memory + offset, n * sizeof(float));
+        memcpy(ours, model.mem.params_memory + offset, n * sizeof(float));
         memcpy(ref, ref_after + offset, n * sizeof(float));
-        if (model.params.layers.qkvb == model.params_memory + offset)
+        if (model.params.layers.qkvb == model.mem.params_memory + offset)
             for (int l = 0; l < c->num_layers; l++)
                 for (int j = 0; j < C; j++) {
                     size_t at = (size_t)l * 3 * C + C + j;
@@ -340,7 +340,7 @@ int main(int argc, char **argv) {
         double change = 0.0;
         for (size_t j = 0; j < n; j++) change = fmax(change, fabs((double)ref[j] - (double)p0[offset + j]));
         snprintf(what, sizeof(what), "%d AdamW steps %s%s", steps, tensor_names[i],
-                 model.params.layers.qkvb == model.params_memory + offset ? " (q, v)" : "");
+                 model.params.layers.qkvb == model.mem.params_memory + offset ? " (q, v)" : "");
         check_scaled(what, ours, ref, n, change, 1e-3);
         free(ours); free(ref);
         offset += n;

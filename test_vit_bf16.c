@@ -50,7 +50,7 @@ int main(void) {
     fread_or_fail(header, sizeof(int), 256, f, "dev/testdata/vit_tiny_debug.bin");
     fclose(f);
     int B = header[2], K = c->num_classes;
-    size_t image_floats = (size_t)B * c->image_channels * c->image_height * c->image_width, np = model.num_parameters;
+    size_t image_floats = (size_t)B * c->image_channels * c->image_height * c->image_width, np = model.mem.num_parameters;
     float *images = malloc_or_fail(image_floats * sizeof(float), "images"), *images2 = malloc_or_fail(image_floats * sizeof(float), "images");
     int *labels = malloc_or_fail(B * sizeof(int), "labels"), *labels2 = malloc_or_fail(B * sizeof(int), "labels");
     float *logits_bf16 = malloc_or_fail((size_t)B * K * sizeof(float), "logits"), *logits_fp32 = malloc_or_fail((size_t)B * K * sizeof(float), "logits");
@@ -69,9 +69,9 @@ int main(void) {
     vit_forward(&model, images, labels, B);
     check_bf16_loss_vs_effect(model.mean_loss, loss_bf16, loss_fp32, VIT_BF16_RATIO);
 
-    vit_zero_grad(&model);
+    model_zero_grad(&model.mem);
     vit_backward(&model, 1.0f, NULL);
-    check_bf16_grads(tensor_names, model.param_sizes, NUM_PARAMETER_TENSORS, model.grads_memory, grads_bf16, grads_fp32,
+    check_bf16_grads(tensor_names, model.mem.param_list.size, NUM_PARAMETER_TENSORS, model.mem.grads_memory, grads_bf16, grads_fp32,
                      VIT_BF16_RATIO);
     free(images), free(images2), free(labels), free(labels2), free(logits_bf16), free(logits_fp32);
     free(grads_bf16), free(grads_fp32);

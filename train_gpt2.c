@@ -48,26 +48,18 @@ typedef struct {
     float *lnfb;         // (C)
 } ParameterTensors;
 
-// Fills sizes (in floats) and returns their total; the products are checked,
-// so a configuration too big for memory fails rather than wraps around.
-static size_t gpt2_param_sizes(size_t sizes[NUM_PARAMETER_TENSORS], const GPT2Config *cfg) {
-    const char *what = "the GPT-2 parameters";
-    size_t Vp = cfg->padded_vocab_size, C = cfg->channels, maxT = cfg->max_seq_len, L = cfg->num_layers;
-    sizes[0] = mul_size_or_fail(Vp, C, what);
-    sizes[1] = mul_size_or_fail(maxT, C, what);
-    layer_tensor_sizes(sizes + 2, L, C, what);
-    sizes[2 + LAYER_TENSORS] = C;
-    sizes[3 + LAYER_TENSORS] = C;
-    return tensors_total(sizes, NUM_PARAMETER_TENSORS, what);
-}
-
-// where each tensor's pointer lives, in checkpoint order
-static void parameter_pointers(ParameterTensors *p, float **ptrs[NUM_PARAMETER_TENSORS]) {
-    ptrs[0] = &p->wte;
-    ptrs[1] = &p->wpe;
-    layer_tensor_pointers(&p->layers, ptrs + 2);
-    ptrs[2 + LAYER_TENSORS] = &p->lnfw;
-    ptrs[3 + LAYER_TENSORS] = &p->lnfb;
+// The parameters in checkpoint order, each tensor's size for this
+// configuration and where its pointer lives in ParameterTensors (run/model.h);
+// returns their floats.
+static size_t gpt2_param_tensors(TensorList *l, const GPT2Config *cfg) {
+    size_t Vp = cfg->padded_vocab_size, C = cfg->channels, maxT = cfg->max_seq_len;
+    tensors_begin(l, "the GPT-2 parameters");
+    tensor_add(l, offsetof(ParameterTensors, wte), Vp, C);
+    tensor_add(l, offsetof(ParameterTensors, wpe), maxT, C);
+    layer_tensors_add(l, offsetof(ParameterTensors, layers), cfg->num_layers, C);
+    tensor_add(l, offsetof(ParameterTensors, lnfw), C, 1);
+    tensor_add(l, offsetof(ParameterTensors, lnfb), C, 1);
+    return tensors_total(l, 0);
 }
 
 // The activations of a forward pass that backward needs, for a batch (B,T).
@@ -76,77 +68,43 @@ static void parameter_pointers(ParameterTensors *p, float **ptrs[NUM_PARAMETER_T
 // or MLP-projection outputs (they only feed a residual sum), no LayerNorm
 // outputs (backward recomputes them from x, mean and rstd), no GELU outputs
 // (backward recomputes them from fch), and no logits of the whole batch (see
-// GradScratch.logits). At 124M B4 T1024 that is 3.2 GiB less than llm.c's.
-#define NUM_ACTIVATION_TENSORS 14
+// HeadScratch). At 124M B4 T1024 that is 3.2 GiB less than llm.c's.
 typedef struct {
-    float *encoded;   // (B, T, C) token + position embedding
-    float *ln1_mean;  // (L, B, T)
-    float *ln1_rstd;  // (L, B, T)
-    float *qkv;       // (L, B, T, 3C)
-    float *atty;      // (L, B, T, C) attention output, before the projection
-    float *lse;       // (L, B, NH, T) logsumexp of each query's attention scores (attention_backward recomputes the weights)
-    float *residual2; // (L, B, T, C) after the attention block
-    float *ln2_mean;  // (L, B, T)
-    float *ln2_rstd;  // (L, B, T)
-    float *fch;       // (L, B, T, 4C) MLP hidden, before GELU
-    float *residual3; // (L, B, T, C) after the MLP block = the layer's output
-    float *lnf_mean;  // (B, T) the final LayerNorm's statistics (its output is recomputed too)
-    float *lnf_rstd;  // (B, T)
-    float *losses;    // (B, T) each token's loss, of the last forward with targets
+    float *encoded;          // (B, T, C) token + position embedding
+    LayerActivations layers; // the L layers' (run/model.h), without their LayerNorm and GELU outputs
+    float *lnf_mean;         // (B, T) the final LayerNorm's statistics (its output is recomputed too)
+    float *lnf_rstd;         // (B, T)
+    float *losses;           // (B, T) each token's loss, of the last forward with targets
 } ActivationTensors;
 
-// One layer's buffers, for the forward and the backward. Layers are processed
-// one at a time, so one layer's worth is enough (llm.c keeps all L). The
-// residual stream's gradient `dresidual` is shared by a block and its skip
-// connection: the residual's backward is the identity, so each block simply
-// adds its input gradient into it.
-//
 // The LM head works on R = min(B*T, matmul_k_block()) rows at a time, so that
 // R x Vp logits exist instead of B*T x Vp (0.77 GiB at 124M B4 T1024). With
 // one chunk (B*T <= R) the logits buffer keeps the batch's probabilities for
 // backward, as llm.c does. With several, a training forward does the head's
 // backward chunk by chunk right after each chunk's loss (gpt2_forward_train),
-// leaving its gradients for gpt2_backward in head_dwte and in `scratch`,
-// which backward does not otherwise use.
+// leaving its gradients for gpt2_backward in head.dwte and in
+// scratch.scratch, which backward does not otherwise use. The layers'
+// buffers (LayerScratch, run/model.h) come before these in one allocation;
+// scratch.ln holds the final LayerNorm's output after a forward.
 typedef struct {
-    float *dresidual; // (B, T, C)
-    float *dln;       // (B, T, C) gradient of a LayerNorm output
-    float *datty;     // (B, T, C)
-    float *dqkv;      // (B, T, 3C)
-    float *fch_gelu;  // (B, T, 4C) a layer's GELU output (the forward's; backward recomputes it), then d(fch)
-    float *dfch_gelu; // (B, T, 4C)
-    float *scratch;   // (B, T, C) a projection's output before it is added to the residual;
-                      // after a forward with several head chunks, the head's input gradient (dlnf) for a mean loss
-    float *ln;        // (B, T, C) a LayerNorm's output (the forward's; backward recomputes it); the final one's
-                      // after a forward
-    float *logits;    // (R, Vp) a chunk's logits, then probabilities, then their gradient
-    float *head_dwte; // (Vp, C) with several head chunks: the head's wte gradient for a mean loss (else 0 floats)
-} GradScratch;
+    float *logits; // (R, Vp) a chunk's logits, then probabilities, then their gradient
+    float *dwte;   // (Vp, C) with several head chunks: the head's wte gradient for a mean loss (else none)
+} HeadScratch;
 
 typedef struct {
     GPT2Config config;
-    ParameterTensors params;
-    size_t param_sizes[NUM_PARAMETER_TENSORS];
-    float *params_memory;
-    size_t num_parameters; // including wte's padding rows (storage)
-    // The gradients: the whole model's, laid out as the parameters; or, with
-    // fused updates, the gradients of a one-layer model (wte, wpe, lnf and
-    // one layer, reused by every layer), each block stepped when complete.
-    int fused;
-    ParameterTensors grads;
-    float *grads_memory;
-    size_t num_grad_floats;
+    ParameterTensors params, grads; // grads: see ModelMemory.fused
     ActivationTensors acts;
-    float *acts_memory;
-    size_t num_activations;
-    GradScratch scratch;
-    float *scratch_memory;
+    LayerScratch scratch;
+    HeadScratch head;
+    ModelMemory mem;         // the buffers all of the above point into (run/model.h); its
+                             // num_parameters counts wte's padding rows (storage)
     int batch_size, seq_len; // (B, T) the buffers were allocated for
     int fwd_B, fwd_T;        // the shape of the last forward (a smaller one is allowed, for evaluation)
     int *inputs, *targets;   // (fwd_B, fwd_T) of the last forward
     float mean_loss;         // of the last forward with targets
     int have_dlogits;        // one head chunk: backward has turned the last forward's probabilities into dlogits
-    int have_head_grads;     // several head chunks: scratch.scratch and head_dwte hold the last forward's head gradients
+    int have_head_grads;     // several head chunks: scratch.scratch and head.dwte hold the last forward's head gradients
 } GPT2;
 
 // ----------------------------------------------------------------------------
@@ -162,9 +120,10 @@ static inline int gpt2_lnf_block(const GPT2Config *c) { return gpt2_layer_block(
 // anything is allocated.
 static int gpt2_param_blocks(const GPT2Config *cfg, ParamBlock *out) {
     int C = cfg->channels, L = cfg->num_layers;
-    size_t sizes[NUM_PARAMETER_TENSORS], off[NUM_PARAMETER_TENSORS];
-    gpt2_param_sizes(sizes, cfg);
-    tensor_offsets(sizes, NUM_PARAMETER_TENSORS, off);
+    TensorList tensors;
+    size_t off[NUM_PARAMETER_TENSORS];
+    gpt2_param_tensors(&tensors, cfg);
+    tensor_offsets(&tensors, off);
     int n = 0;
     // wte's padding rows V..Vp-1 are storage, not parameters: the block is its first V rows
     n = add_param_block(out, n, "wte", ROLE_TOKEN_EMBEDDING, 2, cfg->vocab_size, C, off[0]);
@@ -183,8 +142,6 @@ static int gpt2_param_blocks(const GPT2Config *cfg, ParamBlock *out) {
 // from them fits.
 #define GPT2_MAX_SEQ_LEN (1 << 20)
 #define GPT2_MAX_VOCAB (1 << 24)
-#define GPT2_MAX_LAYERS 1024
-#define GPT2_MAX_CHANNELS (1 << 16)
 
 // Every field in range, named in the error (with "header field" when the
 // config comes from a checkpoint's header).
@@ -192,42 +149,9 @@ static void gpt2_check_config(const GPT2Config *c, const char *source, int from_
 #define FIELD(name, value, lo, hi) check_config_field(source, from_header, name, value, lo, hi)
     FIELD("maxT", c->max_seq_len, 1, GPT2_MAX_SEQ_LEN);
     FIELD("V", c->vocab_size, 1, GPT2_MAX_VOCAB);
-    FIELD("L", c->num_layers, 1, GPT2_MAX_LAYERS);
-    FIELD("C", c->channels, 1, GPT2_MAX_CHANNELS);
-    FIELD("NH", c->num_heads, 1, c->channels);
+    check_layer_config(source, from_header, c->num_layers, c->channels, c->num_heads);
     FIELD("Vp", c->padded_vocab_size, c->vocab_size, GPT2_MAX_VOCAB);
 #undef FIELD
-    if (c->channels % c->num_heads != 0)
-        fail("%s: channels %d are not divisible by heads %d", source, c->channels, c->num_heads);
-}
-
-// A model of this configuration, its parameters allocated (zeroed), nothing else.
-static void gpt2_allocate_parameters(GPT2 *model, const GPT2Config *config) {
-    memset(model, 0, sizeof(*model));
-    model->config = *config;
-    float **ptrs[NUM_PARAMETER_TENSORS];
-    parameter_pointers(&model->params, ptrs);
-    gpt2_param_sizes(model->param_sizes, &model->config);
-    model->params_memory = alloc_tensors(ptrs, model->param_sizes, NUM_PARAMETER_TENSORS, "GPT-2 parameters",
-                                         &model->num_parameters);
-}
-
-// Floats of the gradient buffer (the memory plan): the parameters' layout, or
-// with fused updates that of the same model with one layer.
-static size_t gpt2_grad_sizes(size_t sizes[NUM_PARAMETER_TENSORS], const GPT2Config *cfg, int fused) {
-    GPT2Config one = *cfg;
-    if (fused) one.num_layers = 1;
-    return gpt2_param_sizes(sizes, &one);
-}
-
-// The gradient buffer, before training (see GPT2.grads).
-void gpt2_allocate_gradients(GPT2 *model, int fused) {
-    size_t sizes[NUM_PARAMETER_TENSORS];
-    float **ptrs[NUM_PARAMETER_TENSORS];
-    parameter_pointers(&model->grads, ptrs);
-    model->fused = fused;
-    gpt2_grad_sizes(sizes, &model->config, fused);
-    model->grads_memory = alloc_tensors(ptrs, sizes, NUM_PARAMETER_TENSORS, "GPT-2 gradients", &model->num_grad_floats);
 }
 
 #define GPT2_CHECKPOINT_MAGIC 20240326
@@ -240,6 +164,22 @@ static void gpt2_header_fields(GPT2Config *c, int *fields[GPT2_HEADER_FIELDS]) {
     int *f[GPT2_HEADER_FIELDS] = {&c->max_seq_len, &c->vocab_size, &c->num_layers, &c->num_heads, &c->channels,
                                   &c->padded_vocab_size};
     memcpy(fields, f, sizeof(f));
+}
+
+// The 256-int header of llm.c's checkpoint format, for either version.
+static void gpt2_checkpoint_header(const GPT2Config *config, int version, int header[CHECKPOINT_HEADER_INTS]) {
+    GPT2Config c = *config;
+    int *fields[GPT2_HEADER_FIELDS];
+    gpt2_header_fields(&c, fields);
+    checkpoint_header_write(header, GPT2_CHECKPOINT_MAGIC, version, fields, GPT2_HEADER_FIELDS);
+}
+
+// A model of this configuration, its parameters allocated (zeroed), nothing else.
+static void gpt2_allocate_parameters(GPT2 *model, const GPT2Config *config) {
+    *model = (GPT2){.config = *config};
+    gpt2_param_tensors(&model->mem.param_list, config);
+    gpt2_checkpoint_header(config, GPT2_CHECKPOINT_VERSION, model->mem.header);
+    model_alloc_params(&model->mem, &model->params, "GPT-2");
 }
 
 // Open a checkpoint and read its configuration, checked against the file's
@@ -256,9 +196,9 @@ static int gpt2_open_checkpoint_version(const char *path, GPT2Config *c, FILE **
     checkpoint_header_read(header, fields, GPT2_HEADER_FIELDS);
     gpt2_check_config(c, path, 1);
     // the size the header describes must be the file's, before any allocation
-    size_t sizes[NUM_PARAMETER_TENSORS];
+    TensorList params;
     size_t value_bytes = version == GPT2_CHECKPOINT_VERSION_BF16 ? sizeof(uint16_t) : sizeof(float);
-    checkpoint_check_size(f, path, gpt2_param_sizes(sizes, c), value_bytes);
+    checkpoint_check_size(f, path, gpt2_param_tensors(&params, c), value_bytes);
     *out = f;
     return version;
 }
@@ -283,13 +223,13 @@ void gpt2_build_from_checkpoint(GPT2 *model, const char *path) {
     int version = gpt2_open_checkpoint_version(path, &config, &f);
     gpt2_allocate_parameters(model, &config);
     if (version == GPT2_CHECKPOINT_VERSION) {
-        fread_or_fail(model->params_memory, sizeof(float), model->num_parameters, f, path);
+        fread_or_fail(model->mem.params_memory, sizeof(float), model->mem.num_parameters, f, path);
     } else {  // bf16 -> fp32 master weights: exact (the low 16 bits are 0)
         uint16_t *buf = malloc_or_fail(BF16_CHUNK * sizeof(uint16_t), "bf16 read buffer");
-        for (size_t i = 0; i < model->num_parameters; i += BF16_CHUNK) {
-            size_t n = model->num_parameters - i < BF16_CHUNK ? model->num_parameters - i : BF16_CHUNK;
+        for (size_t i = 0; i < model->mem.num_parameters; i += BF16_CHUNK) {
+            size_t n = model->mem.num_parameters - i < BF16_CHUNK ? model->mem.num_parameters - i : BF16_CHUNK;
             fread_or_fail(buf, sizeof(uint16_t), n, f, path);
-            for (size_t j = 0; j < n; j++) model->params_memory[i + j] = float_from_bf16(buf[j]);
+            for (size_t j = 0; j < n; j++) model->mem.params_memory[i + j] = float_from_bf16(buf[j]);
         }
         free(buf);
         printf("model: %s holds bf16 parameters (version %d), widened to fp32\n", path, version);
@@ -304,12 +244,12 @@ void gpt2_build_from_checkpoint(GPT2 *model, const char *path) {
 void gpt2_build_random(GPT2 *model, const GPT2Config *config, uint64_t seed) {
     gpt2_check_config(config, "model", 0);
     gpt2_allocate_parameters(model, config);
-    Rng rng;
-    rng_seed(&rng, seed);
     const GPT2Config *c = &model->config;
     size_t C = c->channels, L = c->num_layers;
     float residual_std = 0.02f / sqrtf(2.0f * (float)L);
     ParameterTensors *p = &model->params;
+    Rng rng;
+    rng_seed(&rng, seed);
     for (size_t i = 0; i < (size_t)c->vocab_size * C; i++) p->wte[i] = 0.02f * rng_normal(&rng);
     for (size_t i = 0; i < (size_t)c->max_seq_len * C; i++) p->wpe[i] = 0.02f * rng_normal(&rng);
     layer_tensors_init(&p->layers, L, C, residual_std, &rng);
@@ -361,98 +301,67 @@ int gpt2_config_from_depth(GPT2Config *c, const char *spec) {
     return 1;
 }
 
-// The 256-int header of llm.c's checkpoint format, for either version.
-static void gpt2_checkpoint_header(const GPT2 *model, int version, int header[CHECKPOINT_HEADER_INTS]) {
-    GPT2Config c = model->config;
-    int *fields[GPT2_HEADER_FIELDS];
-    gpt2_header_fields(&c, fields);
-    checkpoint_header_write(header, GPT2_CHECKPOINT_MAGIC, version, fields, GPT2_HEADER_FIELDS);
-}
-
-void gpt2_save_checkpoint(const GPT2 *model, const char *path) {
-    int header[CHECKPOINT_HEADER_INTS];
-    gpt2_checkpoint_header(model, GPT2_CHECKPOINT_VERSION, header);
-    checkpoint_save(path, header, model->params_memory, model->num_parameters);
-}
-
 // llm.c's version 5: the header and tensor order of version 3, each parameter
 // rounded to bf16 (nearest, ties to even) and stored as 2 bytes; written
 // atomically. For llm.c and other readers: this trainer resumes from fp32.
 void gpt2_save_checkpoint_bf16(const GPT2 *model, const char *path) {
     int header[CHECKPOINT_HEADER_INTS];
-    gpt2_checkpoint_header(model, GPT2_CHECKPOINT_VERSION_BF16, header);
+    gpt2_checkpoint_header(&model->config, GPT2_CHECKPOINT_VERSION_BF16, header);
     AtomicFile af;
     atomic_open(&af, path);
     fwrite_or_fail(header, sizeof(int), CHECKPOINT_HEADER_INTS, af.f, af.tmp_path);
     uint16_t *buf = malloc_or_fail(BF16_CHUNK * sizeof(uint16_t), "bf16 write buffer");
-    for (size_t i = 0; i < model->num_parameters; i += BF16_CHUNK) {
-        size_t n = model->num_parameters - i < BF16_CHUNK ? model->num_parameters - i : BF16_CHUNK;
-        for (size_t j = 0; j < n; j++) buf[j] = bf16_from_float(model->params_memory[i + j]);
+    for (size_t i = 0; i < model->mem.num_parameters; i += BF16_CHUNK) {
+        size_t n = model->mem.num_parameters - i < BF16_CHUNK ? model->mem.num_parameters - i : BF16_CHUNK;
+        for (size_t j = 0; j < n; j++) buf[j] = bf16_from_float(model->mem.params_memory[i + j]);
         fwrite_or_fail(buf, sizeof(uint16_t), n, af.f, af.tmp_path);
     }
     free(buf);
     atomic_commit(&af);
 }
 
-// The sizes in floats of the activation tensors and the backward scratch for
-// batches of (B, T), in ActivationTensors and GradScratch order; returns the
-// activations' total and sets *scratch_total. The allocation and the memory
-// plan both use it.
-#define NUM_SCRATCH_TENSORS 10
-// the rows of one LM head chunk (see GradScratch) for a batch of BT tokens
+// the rows of one LM head chunk (see HeadScratch) for a batch of BT tokens
 static size_t gpt2_head_rows(size_t BT) {
     size_t k = (size_t)matmul_k_block();
     return BT < k ? BT : k;
 }
-static size_t gpt2_activation_sizes(const GPT2Config *c, int B, int T, size_t sizes[NUM_ACTIVATION_TENSORS],
-                                    size_t scratch_sizes[NUM_SCRATCH_TENSORS], size_t *scratch_total) {
+
+// The activation tensors and the scratch for batches of (B, T), each
+// tensor's size and where its pointer lives in GPT2 (for the allocation and
+// the memory plan).
+static void gpt2_activation_tensors(TensorList *acts, TensorList *scratch, const GPT2Config *c, int B, int T) {
     if (T > c->max_seq_len) fail("sequence length %d exceeds the model's maximum %d", T, c->max_seq_len);
     size_t L = c->num_layers, NH = c->num_heads, C = c->channels, Vp = c->padded_vocab_size;
-    char what[96];
-    snprintf(what, sizeof(what), "the GPT-2 activations for B %d x T %d", B, T);
-    size_t BT = mul_size_or_fail((size_t)B, (size_t)T, what);
-    size_t LBT = mul_size_or_fail(L, BT, what), LBTC = mul_size_or_fail(LBT, C, what);
-    size_t s[NUM_ACTIVATION_TENSORS] = {
-        mul_size_or_fail(BT, C, what), LBT, LBT, mul_size_or_fail(3, LBTC, what), LBTC,
-        mul4_size_or_fail(L, (size_t)B, NH, (size_t)T, what),
-        LBTC, LBT, LBT, mul_size_or_fail(4, LBTC, what), LBTC, BT, BT, BT};
-    memcpy(sizes, s, sizeof(s));
-    // each at most 4 x B T C, which the activations' sizes above have checked
+    tensors_begin(acts, "the GPT-2 activations for B %d x T %d", B, T);
+    size_t BT = mul_size_or_fail((size_t)B, (size_t)T, acts->what);
+    tensor_add(acts, offsetof(GPT2, acts.encoded), BT, C);
+    layer_activations_add(acts, offsetof(GPT2, acts.layers), L, (size_t)B, (size_t)T, C, NH, 0);
+    tensor_add(acts, offsetof(GPT2, acts.lnf_mean), BT, 1);
+    tensor_add(acts, offsetof(GPT2, acts.lnf_rstd), BT, 1);
+    tensor_add(acts, offsetof(GPT2, acts.losses), BT, 1);
     size_t R = gpt2_head_rows(BT), chunked = R < BT;
-    size_t ss[NUM_SCRATCH_TENSORS] = {BT * C, BT * C, BT * C, BT * 3 * C, BT * 4 * C, BT * 4 * C, BT * C, BT * C,
-                                      mul_size_or_fail(R, Vp, what), chunked ? mul_size_or_fail(Vp, C, what) : 0};
-    memcpy(scratch_sizes, ss, sizeof(ss));
-    *scratch_total = tensors_total(scratch_sizes, NUM_SCRATCH_TENSORS, what);
-    return tensors_total(sizes, NUM_ACTIVATION_TENSORS, what);
+    tensors_begin(scratch, "the GPT-2 layer buffers for B %d x T %d", B, T);
+    layer_scratch_add(scratch, offsetof(GPT2, scratch), BT, C, 0);
+    tensor_add(scratch, offsetof(GPT2, head.logits), R, Vp);
+    tensor_add(scratch, offsetof(GPT2, head.dwte), chunked ? Vp : 0, C);
 }
+
+// The gradient buffer, before training (see ModelMemory.fused).
+void gpt2_allocate_gradients(GPT2 *model, int fused) { model_alloc_grads(&model->mem, &model->grads, fused, "GPT-2"); }
 
 // Activation and scratch buffers for batches of (B, T): allocated once, before training.
 void gpt2_allocate_activations(GPT2 *model, int B, int T) {
-    size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch_total;
-    gpt2_activation_sizes(&model->config, B, T, sizes, scratch_sizes, &scratch_total);
-    size_t BT = (size_t)B * T;
-    ActivationTensors *a = &model->acts;
-    float **ptrs[NUM_ACTIVATION_TENSORS] = {&a->encoded, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty, &a->lse,
-                                            &a->residual2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->residual3,
-                                            &a->lnf_mean, &a->lnf_rstd, &a->losses};
-    model->acts_memory = alloc_tensors(ptrs, sizes, NUM_ACTIVATION_TENSORS, "GPT-2 activations", &model->num_activations);
-    GradScratch *s = &model->scratch;
-    float **sptrs[NUM_SCRATCH_TENSORS] = {&s->dresidual, &s->dln, &s->datty, &s->dqkv, &s->fch_gelu, &s->dfch_gelu,
-                                          &s->scratch, &s->ln, &s->logits, &s->head_dwte};
-    model->scratch_memory = alloc_tensors(sptrs, scratch_sizes, NUM_SCRATCH_TENSORS, "GPT-2 layer buffers",
-                                          &scratch_total);
-
-    model->inputs = (int *)malloc_or_fail(BT * sizeof(int), "inputs");
-    model->targets = (int *)malloc_or_fail(BT * sizeof(int), "targets");
+    TensorList acts, scratch;
+    gpt2_activation_tensors(&acts, &scratch, &model->config, B, T);
+    model_alloc_activations(&model->mem, model, &acts, &scratch, "GPT-2", "GPT-2 layer buffers");
+    model->inputs = malloc_or_fail((size_t)B * T * sizeof(int), "inputs");
+    model->targets = malloc_or_fail((size_t)B * T * sizeof(int), "targets");
     model->batch_size = B;
     model->seq_len = T;
 }
 
 void gpt2_free(GPT2 *model) {
-    free_big(model->params_memory);
-    free_big(model->grads_memory);
-    free_big(model->acts_memory);
-    free_big(model->scratch_memory);
+    model_memory_free(&model->mem);
     free(model->inputs);
     free(model->targets);
 }
@@ -542,7 +451,7 @@ void gpt2_head_forward_backward(float *logits_chunk, float *losses, float *dlnf,
 static float *gpt2_recompute_lnf(GPT2 *model) {
     const GPT2Config *c = &model->config;
     size_t BT = (size_t)model->fwd_B * model->fwd_T, C = c->channels;
-    const float *last = model->acts.residual3 + (c->num_layers - 1) * BT * C;
+    const float *last = model->acts.layers.residual3 + (c->num_layers - 1) * BT * C;
     layernorm_recompute(model->scratch.ln, last, model->acts.lnf_mean, model->acts.lnf_rstd, model->params.lnfw,
                         model->params.lnfb, (int)BT, (int)C);
     return model->scratch.ln;
@@ -560,15 +469,14 @@ void gpt2_logits(GPT2 *model, float *logits) {
 // The head on lnf (B*T, C) of the last forward, with its gradients when grads
 // is set: losses into acts.losses; in one chunk the logits buffer keeps the
 // probabilities (gpt2_backward turns them into dlogits); in several, with
-// grads, the head's dlnf goes to scratch.scratch and its dwte to head_dwte.
+// grads, the head's dlnf goes to scratch.scratch and its dwte to head.dwte.
 static void gpt2_head(GPT2 *model, const float *lnf, int grads) {
     const GPT2Config *cfg = &model->config;
     int BT = model->fwd_B * model->fwd_T, R = (int)gpt2_head_rows((size_t)BT);
-    GradScratch s = model->scratch;
     int chunked = R < BT;
-    gpt2_head_forward_backward(s.logits, model->acts.losses, chunked && grads ? s.scratch : NULL, s.head_dwte, lnf,
-                               model->params.wte, model->targets, BT, R, cfg->channels, cfg->vocab_size,
-                               cfg->padded_vocab_size);
+    gpt2_head_forward_backward(model->head.logits, model->acts.losses, chunked && grads ? model->scratch.scratch : NULL,
+                               model->head.dwte, lnf, model->params.wte, model->targets, BT, R, cfg->channels,
+                               cfg->vocab_size, cfg->padded_vocab_size);
     model->have_head_grads = chunked && grads;
 }
 
@@ -580,7 +488,7 @@ static void gpt2_head(GPT2 *model, const float *lnf, int grads) {
 // tensor then lies packed at the start of its buffer. A training step calls
 // gpt2_forward_train instead (gpt2_backward works after either).
 static void gpt2_forward_pass(GPT2 *model, const int *inputs, const int *targets, int B, int T, int train) {
-    if (!model->acts_memory) fail("gpt2_forward: activations not allocated");
+    if (!model->mem.acts_memory) fail("gpt2_forward: activations not allocated");
     if (B < 1 || T < 1 || T > model->seq_len || (size_t)B * T > (size_t)model->batch_size * model->seq_len)
         fail("gpt2_forward: batch (%d,%d) does not fit the allocated (%d,%d)", B, T, model->batch_size, model->seq_len);
     model->fwd_B = B;
@@ -602,19 +510,19 @@ static void gpt2_forward_pass(GPT2 *model, const int *inputs, const int *targets
     ActivationTensors a = model->acts;
     encoder_forward(a.encoded, inputs, p.wte, p.wpe, B, T, C);
     for (int l = 0; l < L; l++) {
-        const float *residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BT * C;
+        const float *residual = l == 0 ? a.encoded : a.layers.residual3 + (size_t)(l - 1) * BT * C;
         // this layer's weights and activations
-        float *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
-        float *qkv = a.qkv + l * BT * 3 * C, *atty = a.atty + l * BT * C;
-        float *lse = a.lse + (size_t)l * B * NH * T;
-        float *residual2 = a.residual2 + l * BT * C;
-        float *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
-        float *fch = a.fch + l * BT * 4 * C;
-        float *residual3 = a.residual3 + l * BT * C;
+        float *ln1_mean = a.layers.ln1_mean + l * BT, *ln1_rstd = a.layers.ln1_rstd + l * BT;
+        float *qkv = a.layers.qkv + l * BT * 3 * C, *atty = a.layers.atty + l * BT * C;
+        float *lse = a.layers.lse + (size_t)l * B * NH * T;
+        float *residual2 = a.layers.residual2 + l * BT * C;
+        float *ln2_mean = a.layers.ln2_mean + l * BT, *ln2_rstd = a.layers.ln2_rstd + l * BT;
+        float *fch = a.layers.fch + l * BT * 4 * C;
+        float *residual3 = a.layers.residual3 + l * BT * C;
         LayerTensors w = layer_tensors(&p.layers, l, C);
         float *proj = model->scratch.scratch; // a projection's output, added to the residual right away
         // LayerNorm and GELU outputs live only while the layer runs (backward recomputes them)
-        float *ln1 = model->scratch.ln, *ln2 = model->scratch.ln, *fch_gelu = model->scratch.fch_gelu;
+        float *ln1 = model->scratch.ln, *ln2 = model->scratch.ln, *fch_gelu = model->scratch.dfch;
         // attention block: x + proj(attention(ln1(x)))
         layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, w.ln1w, w.ln1b, BT, C, 1e-5f);
         matmul_forward(qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
@@ -628,7 +536,7 @@ static void gpt2_forward_pass(GPT2 *model, const int *inputs, const int *targets
         matmul_forward(proj, fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
         residual_forward(residual3, residual2, proj, BT * C);
     }
-    const float *last = a.residual3 + (size_t)(L - 1) * BT * C;
+    const float *last = a.layers.residual3 + (size_t)(L - 1) * BT * C;
     float *lnf = model->scratch.ln;
     layernorm_forward(lnf, a.lnf_mean, a.lnf_rstd, last, p.lnfw, p.lnfb, BT, C, 1e-5f);
     if (targets) {
@@ -654,10 +562,6 @@ void gpt2_forward_train(GPT2 *model, const int *inputs, const int *targets) {
     gpt2_forward_pass(model, inputs, targets, model->batch_size, model->seq_len, 1);
 }
 
-void gpt2_zero_grad(GPT2 *model) {
-    memset(model->grads_memory, 0, model->num_grad_floats * sizeof(float));
-}
-
 // Backward of the last forward (which had targets).
 // fused NULL: gradients ACCUMULATE into model->grads, so that micro-batches
 // add up; loss_scale is the weight of this micro-batch's mean loss in the
@@ -678,30 +582,30 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
     size_t BT = (size_t)B * T;
     ParameterTensors p = model->params, g = model->grads;
     ActivationTensors a = model->acts;
-    GradScratch s = model->scratch;
-    if (fused && !model->fused) fail("gpt2_backward: fused updates need gpt2_allocate_gradients(model, 1)");
+    LayerScratch s = model->scratch;
+    if (fused && !model->mem.fused) fail("gpt2_backward: fused updates need gpt2_allocate_gradients(model, 1)");
     // With fused updates each pass is a whole step's gradient, and each matrix's
     // gradient is produced once per pass: written (matmul_backward_write, the
     // bits of adding into zeros), not cleared and added into. Only the tensors
     // that collect sums are cleared: wpe's and lnf's here, a layer's gains and
     // biases before its backward. (wte's is written by the LM head, then the
     // token embedding adds into it.)
-    if (model->fused) {
+    if (model->mem.fused) {
         memset(g.wpe, 0, (size_t)cfg->max_seq_len * C * sizeof(float));
         memset(g.lnfw, 0, C * sizeof(float));
         memset(g.lnfb, 0, C * sizeof(float));
     }
     void (*linear_backward)(float *, float *, float *, const float *, const float *, const float *, int, int, int) =
-        model->fused ? matmul_backward_write : matmul_backward;
+        model->mem.fused ? matmul_backward_write : matmul_backward;
 
     // the mean over B*T tokens: each token's loss has weight loss_scale / (B*T)
     memset(s.dln, 0, BT * C * sizeof(float));
     if (gpt2_head_rows(BT) == BT) {
         // one head chunk: the logits buffer holds the probabilities of every row
         if (!model->have_dlogits)
-            softmax_crossentropy_backward(s.logits, model->targets, loss_scale / (float)BT, BT, V, Vp);
+            softmax_crossentropy_backward(model->head.logits, model->targets, loss_scale / (float)BT, BT, V, Vp);
         model->have_dlogits = 1;
-        float *dlogits = s.logits;
+        float *dlogits = model->head.logits;
         linear_backward(s.dln, g.wte, NULL, dlogits, gpt2_recompute_lnf(model), p.wte, BT, C, Vp);
     } else {
         // several: the head's gradients of the mean loss (gpt2_forward_train's, or computed now), scaled
@@ -709,42 +613,42 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
         float *dwte = g.wte, *head_dlnf = s.scratch;
         #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < BT * C; i++) s.dln[i] = loss_scale * head_dlnf[i];
-        if (model->fused) { // written, as above
+        if (model->mem.fused) { // written, as above
             #pragma omp parallel for simd schedule(static)
-            for (size_t i = 0; i < (size_t)Vp * C; i++) dwte[i] = loss_scale * s.head_dwte[i];
+            for (size_t i = 0; i < (size_t)Vp * C; i++) dwte[i] = loss_scale * model->head.dwte[i];
         } else {
             #pragma omp parallel for simd schedule(static)
-            for (size_t i = 0; i < (size_t)Vp * C; i++) dwte[i] += loss_scale * s.head_dwte[i];
+            for (size_t i = 0; i < (size_t)Vp * C; i++) dwte[i] += loss_scale * model->head.dwte[i];
         }
     }
     memset(s.dresidual, 0, BT * C * sizeof(float));
-    const float *last = a.residual3 + (size_t)(L - 1) * BT * C;
+    const float *last = a.layers.residual3 + (size_t)(L - 1) * BT * C;
     layernorm_backward(s.dresidual, g.lnfw, g.lnfb, s.dln, last, p.lnfw, a.lnf_mean, a.lnf_rstd, BT, C);
     step_block(fused, gpt2_lnf_block(cfg), g.lnfw);
     step_block(fused, gpt2_lnf_block(cfg) + 1, g.lnfb);
 
     for (int l = L - 1; l >= 0; l--) {
-        const float *residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BT * C;
-        float *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
-        float *qkv = a.qkv + l * BT * 3 * C, *atty = a.atty + l * BT * C;
-        float *lse = a.lse + (size_t)l * B * NH * T;
-        float *residual2 = a.residual2 + l * BT * C;
-        float *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
-        float *fch = a.fch + l * BT * 4 * C;
+        const float *residual = l == 0 ? a.encoded : a.layers.residual3 + (size_t)(l - 1) * BT * C;
+        float *ln1_mean = a.layers.ln1_mean + l * BT, *ln1_rstd = a.layers.ln1_rstd + l * BT;
+        float *qkv = a.layers.qkv + l * BT * 3 * C, *atty = a.layers.atty + l * BT * C;
+        float *lse = a.layers.lse + (size_t)l * B * NH * T;
+        float *residual2 = a.layers.residual2 + l * BT * C;
+        float *ln2_mean = a.layers.ln2_mean + l * BT, *ln2_rstd = a.layers.ln2_rstd + l * BT;
+        float *fch = a.layers.fch + l * BT * 4 * C;
         // this layer's parameters and gradients (with fused updates, the one layer of the buffer)
-        LayerTensors lp = layer_tensors(&p.layers, l, C), lg = layer_tensors(&g.layers, model->fused ? 0 : l, C);
-        if (model->fused) { // the one layer's sums start from zero (its matrices are written)
+        LayerTensors lp = layer_tensors(&p.layers, l, C), lg = layer_tensors(&g.layers, model->mem.fused ? 0 : l, C);
+        if (model->mem.fused) { // the one layer's sums start from zero (its matrices are written)
             float *sums[] = {lg.ln1w, lg.ln1b, lg.qkvb, lg.attprojb, lg.ln2w, lg.ln2b, lg.fcb, lg.fcprojb};
             int len[] = {C, C, 3 * C, C, C, C, 4 * C, C};
             for (int k = 0; k < 8; k++) memset(sums[k], 0, (size_t)len[k] * sizeof(float));
         }
         // s.dresidual holds d(layer output); the MLP branch starts from it,
         // with the GELU output the forward had (recomputed: the same bits) ...
-        float *fch_gelu = s.fch_gelu;
+        float *fch_gelu = s.dfch;
         gelu_forward(fch_gelu, fch, BT * 4 * C, GELU_TANH);
         memset(s.dfch_gelu, 0, BT * 4 * C * sizeof(float));
         linear_backward(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, fch_gelu, lp.fcprojw, BT, 4 * C, C);
-        float *dfch = s.fch_gelu; // the GELU output is no longer needed
+        float *dfch = s.dfch; // the GELU output is no longer needed
         memset(dfch, 0, BT * 4 * C * sizeof(float));
         gelu_backward(dfch, fch, s.dfch_gelu, BT * 4 * C, GELU_TANH);
         float *ln2 = s.ln;
@@ -764,12 +668,8 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
         linear_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C);
         layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, ln1_mean, ln1_rstd, BT, C);
         // dresidual is now d(layer input) = d(previous layer's output)
-        if (fused) {
-            // the layer's gradients are complete: step its blocks (the next layer writes over them)
-            float *grad_of[LAYER_TENSORS] = {lg.ln1w, lg.ln1b, lg.qkvw, lg.qkvb, lg.attprojw, lg.attprojb,
-                                             lg.ln2w, lg.ln2b, lg.fcw, lg.fcb, lg.fcprojw, lg.fcprojb};
-            for (int k = 0; k < LAYER_TENSORS; k++) step_block(fused, gpt2_layer_block(l, k), grad_of[k]);
-        }
+        // the layer's gradients are complete: step its blocks (the next layer writes over them)
+        if (fused) step_layer_blocks(fused, gpt2_layer_block(l, 0), &lg);
     }
     encoder_backward(g.wte, g.wpe, s.dresidual, model->inputs, B, T, C);
     step_block(fused, 0, g.wte); // both of its gradients are in now
@@ -1003,11 +903,71 @@ static void gpt2_resume_data(const cJSON *state, const char *path, const Run *ru
 #include "run/train.h"
 #include "train_gpt2_flags.h"
 
+// llm.c's flags and nanoGPT's settings beside this trainer's (the README's
+// table; the llm.c flags of its first column are checked to be taken or
+// refused by name here)
+static const char *const llmc_cells[] = {
+    "llm.c", "llm.c's meaning (default)", "here (default)", "nanoGPT",
+    "`-i`", "training shards, a glob (Tiny Shakespeare)", "the same (the Bible)", "`dataset`",
+    "`-j`", "validation shards", "the same; with `-x 0` any shards to evaluate", "`dataset`",
+    "`-e`", "model file, or `d12`-style depth for a new model (`gpt2_124M_bf16.bin`)",
+    "the same for fp32 files (version 3; llm.c's bf16 files, version 5, are refused) and `d<L>`, `gpt2:d<L>` "
+    "(d4)", "`init_from`, `n_layer`, `n_head`, `n_embd`",
+    "`-o`", "output folder: `main.log`, `model_`/`state_`/`DONE_` checkpoints (none)",
+    "the same role; here `log.jsonl` and `model_`/`optim_`/`state_….json` checkpoints (none)", "`out_dir`",
+    "`-n`", "checkpoint every N steps and at the end, 0 = never (0)", "the same (without `-n`: at the end only)",
+    "`always_save_checkpoint`",
+    "`-nk`", "keep the newest N checkpoints, 0 = all (0)", "the same", "",
+    "`-nm`", "checkpoints at multiples of N are never deleted (0)", "the same", "",
+    "`-y`", "resume from the newest checkpoint in `-o` (0)",
+    "the same, for this program's folders ([llm.c's are refused](#llmcs-checkpoint-folders))", "`init_from='resume'`",
+    "`-b`", "micro-batch (4)", "the same (4; ViT 128)", "`batch_size`",
+    "`-t`", "sequence length (1024)", "the same (64)", "`block_size`",
+    "`-d`", "tokens per step, by accumulation; -1 = one micro-batch (-1)",
+    "the same (one micro-batch; 0 also means it)", "`gradient_accumulation_steps` x `batch_size` x `block_size`",
+    "(none: llm.c always shuffles training data, seed 42)", "shards and batches shuffled every epoch",
+    "`--shuffle 1`, `--shuffle-seed 42` (the same order as llm.c's); `--shuffle 0` reads in order",
+    "(random offsets every batch)",
+    "", "", "`--data-format nanogpt`", "`dataset` with `train.bin`/`val.bin`",
+    "", "", "`--vocab-size V` (new models)", "`meta_vocab_size` (`meta.pkl`)",
+    "`-x`", "steps; -1 = one epoch (-1)",
+    "the same (100); one epoch is the batches of one pass over the shards (each reads B x T + 1 tokens) over "
+    "the accumulation steps, where llm.c divides the token count by the tokens per step (one step more at most)",
+    "`max_iters`",
+    "`-k`", "schedule: cosine, linear, constant, wsd (cosine)", "the same", "`decay_lr`",
+    "`-l`", "peak lr (3e-4)", "the same (per optimizer)", "`learning_rate`",
+    "`-u`", "warmup steps (0)", "the same", "`warmup_iters`",
+    "`-q`", "final lr as a fraction of the peak (1.0)", "the same (0.1)", "`min_lr` / `learning_rate`",
+    "`-c`", "weight decay (0)", "the same (per optimizer)", "`weight_decay`",
+    "`-sl`, `-sg`", "skip an update whose loss / gradient norm is an outlier (z-score)", "refused by name", "",
+    "`-v`", "validation every N steps, at step 0 and at the end (20)",
+    "every N steps and at the end, not at step 0; 0 = at the end only (llm.c would divide by 0)", "`eval_interval`",
+    "`-m`", "validation batches; -1 = the whole split (20)",
+    "the same: one pass over the shards (llm.c: their tokens over B x T, which can wrap around to the first "
+    "shard)", "`eval_iters`",
+    "`-s`", "sample every N steps and at the end; <= 0 never (20)", "the same (at the end only)", "",
+    "`-g`", "tokens per sample (64)", "the same", "`max_new_tokens`",
+    "`-h`", "HellaSwag with each validation (0)", "the same; `--hellaswag FILE`; `-h` alone is help", "",
+    "`-a`", "overfit one batch", "refused by name", "",
+    "`-f`, `-w`, `-ge`, `-r`", "TF32; fp32 master weights; GELU fusion; recomputation",
+    "accepted with a note, change nothing: all fp32, on the CPU (`train_gpt2` always recomputes the GELU and "
+    "LayerNorm outputs in backward, as llm.c's `-r 2`)", "`dtype`",
+    "`-z`", "ZeRO stage", "refused by name", "",
+    "`-pn`, `-pr`, `-pg`, `-pi`, `-pf`, `-ps`", "multi-process, multi-node", "refused by name", "`backend` (DDP)",
+    "", "", "`--seed`, `--clip`, `--temperature`, `--top-k`, `--prompt`, `-p`, and the rest above",
+    "`seed`, `grad_clip`, `temperature`, `top_k`, `start`, `log_interval`",
+    "", "", "`-x 0` with `-j` or `-v`", "`eval_only`",
+};
+static const MarkdownTable llmc_table = MARKDOWN_TABLE("llmc", 4, llmc_cells);
+
+static int gpt2_flag_known(const char *flag) { return flags_find(&gpt2_flags, flag) || run_flag_known(flag); }
+
 // --help, or with markdown the README's tables of the flags (--help-markdown)
 static void print_usage(int markdown) {
     if (markdown) {
         flags_print_markdown(&gpt2_flags, "train_gpt2");
         run_print_flags_markdown();
+        flags_print_markdown_table(&llmc_table, gpt2_flag_known);
         return;
     }
     printf("usage: ./train_gpt2 [flags]   (built with OPTIM=%s)\n", OPTIM_NAME);
@@ -1018,10 +978,7 @@ static void print_usage(int markdown) {
 // What the memory plan needs to know about this run besides B, T and the optimizer.
 typedef struct {
     const GPT2Config *config;
-    const ParamBlock *blocks;
-    int num_blocks;
-    const OptimConfig *oc;
-    int training;        // -x != 0: gradients, optimizer state, activations
+    MemPlanModel model;  // the blocks and optimizer of this rank's part, training or not
     int evaluating;      // -x 0 with an evaluation: activations, without gradients
     int sample_len;      // positions of the KV cache, 0 when the run does not sample
     size_t resident_now; // the process's resident set when the plan is made
@@ -1033,13 +990,14 @@ typedef struct {
 static void gpt2_memory_plan(MemPlan *p, const void *ctx, int B, int T, const char *optim, int fused) {
     const GPT2PlanContext *x = ctx;
     memplan_begin(p, B, T, optim, fused, x->resident_now, "binary, libraries, tokenizer");
-    size_t param_sizes[NUM_PARAMETER_TENSORS];
-    size_t params = gpt2_param_sizes(param_sizes, x->config), grads = gpt2_grad_sizes(param_sizes, x->config, fused);
-    memplan_add_model(p, params, grads, fused ? "fused updates: wte, wpe, lnf and one layer" : "the same",
-                      x->blocks, x->num_blocks, x->oc, x->training);
-    if (x->training || x->evaluating) {
-        size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch;
-        size_t acts = gpt2_activation_sizes(x->config, B, T, sizes, scratch_sizes, &scratch);
+    TensorList params;
+    gpt2_param_tensors(&params, x->config);
+    memplan_add_model(p, tensors_total(&params, 0), tensors_total(&params, fused),
+                      fused ? "fused updates: wte, wpe, lnf and one layer" : "the same", &x->model);
+    if (x->model.training || x->evaluating) {
+        TensorList act_list, scratch_list;
+        gpt2_activation_tensors(&act_list, &scratch_list, x->config, B, T);
+        size_t acts = tensors_total(&act_list, 0), scratch = tensors_total(&scratch_list, 0);
         memplan_add(p, "activations", alloc_big_footprint(acts * sizeof(float)), "B %d x T %d: %zu floats", B, T, acts);
         memplan_add(p, "backward scratch", alloc_big_footprint(scratch * sizeof(float)),
                     "one layer's buffers and the LM head's: %zu floats", scratch);
@@ -1221,11 +1179,11 @@ typedef struct {
     Rng sample_rng;
     int *gen, *inputs, *targets;
     double *val_losses;        // one per validation batch (gpt2_validate)
+    size_t state_bytes, adamw_bytes; // the optimizer state's size (the whole run's, every rank's) and AdamW's
 } GPT2Run;
 
 // The record opening the log: the run's flags, the model, the data.
-static cJSON *gpt2_config_record(const GPT2Run *x, int argc, char **argv, size_t state_bytes, size_t adamw_bytes,
-                                 const MemPlan *plan) {
+static cJSON *gpt2_config_record(const GPT2Run *x, int argc, char **argv, const MemPlan *plan) {
     const GPT2Flags *fl = &x->fl;
     const GPT2Config *mc = &x->config;
     int training = x->training, have_val = x->have_val;
@@ -1233,22 +1191,17 @@ static cJSON *gpt2_config_record(const GPT2Run *x, int argc, char **argv, size_t
     cJSON *r = cJSON_GetObjectItemCaseSensitive(c, "run");
     cJSON_AddNumberToObject(r, "seq_len", fl->T);
     cJSON_AddNumberToObject(r, "val_batches", fl->val_batches);
-    cJSON_AddStringToObject(c, "precision", matmul_precision());
-    cJSON *m = cJSON_AddObjectToObject(c, "gpt2");
-    cJSON_AddNumberToObject(m, "layers", mc->num_layers);
-    cJSON_AddNumberToObject(m, "heads", mc->num_heads);
-    cJSON_AddNumberToObject(m, "channels", mc->channels);
-    cJSON_AddNumberToObject(m, "vocab", mc->vocab_size);
-    cJSON_AddNumberToObject(m, "max_seq_len", mc->max_seq_len);
-    cJSON_AddStringToObject(c, "init", fl->model_spec);
+    const char *keys[] = {"layers", "heads", "channels", "vocab", "max_seq_len"};
+    double values[] = {mc->num_layers, mc->num_heads, mc->channels, mc->vocab_size, mc->max_seq_len};
+    run_config_add_model(c, matmul_precision(), "gpt2", keys, values, 5, fl->model_spec);
     cJSON_AddStringToObject(c, "train_data", training ? fl->train_pattern : "");
     cJSON_AddStringToObject(c, "val_data", have_val ? fl->val_pattern : "");
     cJSON_AddStringToObject(c, "data_format", fl->data_format == SHARD_FORMAT_NANOGPT ? "nanogpt" : "llmc");
     cJSON_AddBoolToObject(c, "shuffle", training && fl->shuffle);
     if (training && fl->shuffle) cJSON_AddNumberToObject(c, "shuffle_seed", fl->shuffle_seed);
     if (fl->hellaswag) cJSON_AddStringToObject(c, "hellaswag", fl->hellaswag_path);
-    cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)state_bytes);
-    cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
+    cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)x->state_bytes);
+    cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)x->adamw_bytes);
     cJSON_AddItemToObject(c, "memory_plan", memplan_json(plan));
     return c;
 }
@@ -1261,15 +1214,10 @@ static int gpt2_parse_flags(GPT2Run *x, int argc, char **argv) {
     run_config_defaults(rc);
     optim_default_config(&x->oc);
     gpt2_flags_defaults(fl);
-    void *bases[] = {fl};
-    for (int i = 1; i < argc; i++) {
-        int r = flags_parse_one(&gpt2_flags, bases, argc, argv, &i);
-        if (r == FLAG_HELP || r == FLAG_HELP_MARKDOWN) {
-            print_usage(r == FLAG_HELP_MARKDOWN);
-            return 0;
-        }
-        if (!r && !run_parse_flag(rc, &x->oc, argc, argv, &i))
-            fail("unknown flag %s (./train_gpt2 --help lists the flags)", argv[i]);
+    int help = run_parse_args(&gpt2_flags, fl, rc, &x->oc, argc, argv, "train_gpt2", "./train_gpt2 --help", NULL, NULL);
+    if (help) {
+        print_usage(help == FLAG_HELP_MARKDOWN);
+        return 0;
     }
     fl->train_pattern_given = fl->train_pattern != NULL;
     fl->val_pattern_given = fl->val_pattern != NULL;
@@ -1318,8 +1266,8 @@ static void gpt2_choose_model(GPT2Run *x) {
                  fl->model_spec, c->vocab_size);
         printf("model: %s\n", fl->model_spec);
     }
-    size_t param_sizes[NUM_PARAMETER_TENSORS];
-    size_t n = gpt2_param_sizes(param_sizes, c);
+    TensorList params;
+    size_t n = gpt2_param_tensors(&params, c);
     printf("  L %d, NH %d, C %d, vocab %d (padded %d), max seq len %d, %zu parameters (%zu with padding)\n",
            c->num_layers, c->num_heads, c->channels, c->vocab_size, c->padded_vocab_size, c->max_seq_len,
            n - (size_t)(c->padded_vocab_size - c->vocab_size) * c->channels, n);
@@ -1470,6 +1418,7 @@ static void gpt2_allocate_buffers(GPT2Run *x) {
 }
 
 static void gpt2_free_run(GPT2Run *x) {
+    gpt2_free(&x->model); // zeroed when it was not built
     if (x->training) token_loader_free(&x->train_loader);
     if (x->have_val) token_loader_free(&x->val_loader);
     if (x->fl.hellaswag) hellaswag_free(&x->hs);
@@ -1526,27 +1475,17 @@ static void gpt2_evaluate_only(GPT2Run *x, Run *run) {
 }
 
 // the Trainer hooks (run/train.h)
-static float gpt2_forward_next(void *self, int mine) {
+static float gpt2_forward_next(void *self, int mine, int first) {
     GPT2Run *x = self;
+    if (first) x->pos_before = token_loader_get_pos(&x->train_loader);
     token_loader_next(&x->train_loader, x->inputs, x->targets);
     if (!mine) return 0.0f;
     gpt2_forward_train(&x->model, x->inputs, x->targets); // at the allocated (B, T)
     return x->model.mean_loss;
 }
 
-static void gpt2_zero_grad_hook(void *self) { gpt2_zero_grad(&((GPT2Run *)self)->model); }
-
 static void gpt2_backward_hook(void *self, float loss_scale, FusedStep *fused) {
     gpt2_backward(&((GPT2Run *)self)->model, loss_scale, fused);
-}
-
-static void gpt2_mark_data(void *self) {
-    GPT2Run *x = self;
-    x->pos_before = token_loader_get_pos(&x->train_loader);
-}
-
-static void gpt2_save_model(const void *self, const char *path) {
-    gpt2_save_checkpoint(&((const GPT2Run *)self)->model, path);
 }
 
 static cJSON *gpt2_state_record_hook(const void *self, int rewound) {
@@ -1573,11 +1512,13 @@ static void gpt2_after_step(void *self, Run *run, long step) {
     if (x->samples && dist_rank() == 0 && run_due(run, step, fl->sample_every)) gpt2_sample(x, run, step);
 }
 
+static const Trainer gpt2_trainer = {gpt2_forward_next, gpt2_backward_hook, gpt2_state_record_hook, gpt2_after_step};
+
 int main(int argc, char **argv) {
     dist_init(&argc, &argv);
     static GPT2Run x; // zeroed
-    if (!gpt2_parse_flags(&x, argc, argv)) return 0; // it printed the help
     RunConfig *rc = &x.rc;
+    if (!gpt2_parse_flags(&x, argc, argv)) return 0; // it printed the help
 
     // resuming: the newest complete checkpoint in -o replaces -e
     // rank 0 makes, locks and checks the folder before the others read it
@@ -1601,7 +1542,8 @@ int main(int argc, char **argv) {
 
     // the memory plan, before any large allocation: fails here if the run does not fit
     if (rc->ranks > 1 && x.training) dist_print_partition(&dist, &part_oc);
-    GPT2PlanContext plan_ctx = {&x.config, dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, x.training,
+    GPT2PlanContext plan_ctx = {&x.config,
+                                {dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, x.training},
                                 x.evaluating, x.samples ? (int)x.sample_len : 0, current_rss_bytes(),
                                 x.training ? &x.train_loader : NULL, x.have_val ? &x.val_loader : NULL};
     MemPlan plan;
@@ -1612,13 +1554,11 @@ int main(int argc, char **argv) {
         // the model, the optimizer
         if (x.new_model) gpt2_build_random(&x.model, &x.config, rc->seed);
         else gpt2_build_from_checkpoint(&x.model, x.fl.model_spec);
-        size_t state_bytes, adamw_bytes;
         Optimizer *opt = training_create_optimizer(&dist, blocks, num_blocks, &x.oc, &part_oc, rc->ranks,
-                                                   &state_bytes, &adamw_bytes);
+                                                   &x.state_bytes, &x.adamw_bytes);
         gpt2_allocate_buffers(&x);
         if (!x.training) {
-            run_open(&run, gpt2_config_record(&x, argc, argv, state_bytes, adamw_bytes, &plan), "tok", "val",
-                     state_bytes, 0.0);
+            run_open(&run, gpt2_config_record(&x, argc, argv, &plan), "tok", "val", x.state_bytes, 0.0);
             gpt2_evaluate_only(&x, &run);
             memplan_print_peak(&plan);
         } else {
@@ -1628,15 +1568,10 @@ int main(int argc, char **argv) {
                    rc->ranks > 1 ? " per rank" : "", matmul_precision());
             if (rc->ranks > 1) printf("data parallel: %d ranks (mpirun -np %d)\n", rc->ranks, rc->ranks);
             gpt2_allocate_gradients(&x.model, rc->fused_update);
-            Trainer trainer = {&x, x.model.params_memory, x.model.grads_memory, x.model.num_parameters,
-                               x.model.num_grad_floats, gpt2_forward_next, gpt2_zero_grad_hook,
-                               gpt2_backward_hook, gpt2_mark_data, gpt2_save_model, gpt2_state_record_hook,
-                               gpt2_after_step};
             Training tr;
-            training_init(&tr, &run, &dist, opt, blocks, num_blocks, &trainer);
+            training_init(&tr, &run, &dist, opt, blocks, num_blocks, &gpt2_trainer, &x, &x.model.mem);
             double elapsed_before = resume_state ? training_resume(&tr, resume_state, resume_optim, gpt2_resume_data_hook) : 0.0;
-            run_open(&run, gpt2_config_record(&x, argc, argv, state_bytes, adamw_bytes, &plan), "tok", "val",
-                     state_bytes, elapsed_before);
+            run_open(&run, gpt2_config_record(&x, argc, argv, &plan), "tok", "val", x.state_bytes, elapsed_before);
 
             long step = training_loop(&tr, x.oc.lr);
 
@@ -1646,9 +1581,8 @@ int main(int argc, char **argv) {
             training_free(&tr);
         }
         optim_free(opt);
-        gpt2_free(&x.model);
     }
-    if (resume_state) cJSON_Delete(resume_state);
+    cJSON_Delete(resume_state);
     gpt2_free_run(&x);
     free(blocks);
     dist_free(&dist);

@@ -95,102 +95,54 @@ typedef struct {
     float *headb;        // (classes)
 } ParameterTensors;
 
-// Fills sizes (in floats) and returns their total; the products are checked.
-static size_t vit_param_sizes(size_t sizes[NUM_PARAMETER_TENSORS], const ViTConfig *cfg) {
-    const char *what = "the ViT parameters";
-    size_t C = cfg->channels, L = cfg->num_layers, K = cfg->num_classes;
-    size_t T = (size_t)vit_num_patches(cfg) + 1;
-    const int end = 4 + LAYER_TENSORS; // the tensors after the layers
-    sizes[0] = mul_size_or_fail(C, (size_t)vit_patch_dim(cfg), what);
-    sizes[1] = C;
-    sizes[2] = C;
-    sizes[3] = mul_size_or_fail(T, C, what);
-    layer_tensor_sizes(sizes + 4, L, C, what);
-    sizes[end] = C;
-    sizes[end + 1] = C;
-    sizes[end + 2] = mul_size_or_fail(K, C, what);
-    sizes[end + 3] = K;
-    return tensors_total(sizes, NUM_PARAMETER_TENSORS, what);
-}
-
-// where each tensor's pointer lives, in checkpoint order
-static void parameter_pointers(ParameterTensors *p, float **ptrs[NUM_PARAMETER_TENSORS]) {
-    float **before[4] = {&p->patchw, &p->patchb, &p->cls, &p->pos};
-    float **after[4] = {&p->lnfw, &p->lnfb, &p->headw, &p->headb};
-    for (int i = 0; i < 4; i++) ptrs[i] = before[i];
-    layer_tensor_pointers(&p->layers, ptrs + 4);
-    for (int i = 0; i < 4; i++) ptrs[4 + LAYER_TENSORS + i] = after[i];
+// The parameters in checkpoint order, each tensor's size for this
+// configuration and where its pointer lives in ParameterTensors (run/model.h);
+// returns their floats.
+static size_t vit_param_tensors(TensorList *l, const ViTConfig *cfg) {
+    size_t C = cfg->channels, K = cfg->num_classes, T = (size_t)vit_num_patches(cfg) + 1;
+    tensors_begin(l, "the ViT parameters");
+    tensor_add(l, offsetof(ParameterTensors, patchw), C, (size_t)vit_patch_dim(cfg));
+    tensor_add(l, offsetof(ParameterTensors, patchb), C, 1);
+    tensor_add(l, offsetof(ParameterTensors, cls), C, 1);
+    tensor_add(l, offsetof(ParameterTensors, pos), T, C);
+    layer_tensors_add(l, offsetof(ParameterTensors, layers), cfg->num_layers, C);
+    tensor_add(l, offsetof(ParameterTensors, lnfw), C, 1);
+    tensor_add(l, offsetof(ParameterTensors, lnfb), C, 1);
+    tensor_add(l, offsetof(ParameterTensors, headw), K, C);
+    tensor_add(l, offsetof(ParameterTensors, headb), K, 1);
+    return tensors_total(l, 0);
 }
 
 // The activations of a forward pass that backward needs, for a batch of B
 // images; T = NP+1 tokens per image. As in train_gpt2.c no pre-softmax scores
-// or projection outputs are kept, and the softmax overwrites the logits. The
-// final LayerNorm and the head only run on the cls rows: LayerNorm is per row,
-// so normalising the other rows (as timm does) changes neither the logits nor
-// any gradient.
-#define NUM_ACTIVATION_TENSORS 21
+// or projection outputs are kept, and the softmax overwrites the logits; unlike
+// it, the layers keep their LayerNorm and GELU outputs. The final LayerNorm
+// and the head only run on the cls rows: LayerNorm is per row, so normalising
+// the other rows (as timm does) changes neither the logits nor any gradient.
 typedef struct {
-    float *patches;   // (B, NP, channels*P*P) the images cut into flattened patches
-    float *encoded;   // (B, T, C) [cls; patch embeddings] + position embedding
-    float *ln1;       // (L, B, T, C)
-    float *ln1_mean;  // (L, B, T)
-    float *ln1_rstd;  // (L, B, T)
-    float *qkv;       // (L, B, T, 3C)
-    float *atty;      // (L, B, T, C) attention output, before the projection
-    float *lse;       // (L, B, NH, T) logsumexp of each query's attention scores (attention_backward recomputes the weights)
-    float *residual2; // (L, B, T, C) after the attention block
-    float *ln2;       // (L, B, T, C)
-    float *ln2_mean;  // (L, B, T)
-    float *ln2_rstd;  // (L, B, T)
-    float *fch;       // (L, B, T, 4C) MLP hidden, before GELU
-    float *fch_gelu;  // (L, B, T, 4C)
-    float *residual3; // (L, B, T, C) after the MLP block = the layer's output
-    float *clsx;      // (B, C) the last layer's cls rows
-    float *lnf;       // (B, C) their final LayerNorm
-    float *lnf_mean;  // (B)
-    float *lnf_rstd;  // (B)
-    float *logits;    // (B, classes) logits, then probabilities, then their gradient
-    float *losses;    // (B) per-image loss
+    float *patches;          // (B, NP, channels*P*P) the images cut into flattened patches
+    float *encoded;          // (B, T, C) [cls; patch embeddings] + position embedding
+    LayerActivations layers; // the L layers' (run/model.h)
+    float *clsx;             // (B, C) the last layer's cls rows
+    float *lnf;              // (B, C) their final LayerNorm
+    float *lnf_mean;         // (B)
+    float *lnf_rstd;         // (B)
+    float *logits;           // (B, classes) logits, then probabilities, then their gradient
+    float *losses;           // (B) per-image loss
 } ActivationTensors;
-
-// Gradient scratch for backward, one layer's worth (see train_gpt2.c): the
-// residual stream's gradient dresidual is shared by a block and its skip
-// connection, each block adding its input gradient into it.
-typedef struct {
-    float *dresidual; // (B, T, C)
-    float *dln;       // (B, T, C) gradient of a LayerNorm output
-    float *datty;     // (B, T, C)
-    float *dqkv;      // (B, T, 3C)
-    float *dfch;      // (B, T, 4C)
-    float *dfch_gelu; // (B, T, 4C)
-    float *scratch;   // (B, T, C) a projection's output; the patch embeddings and their gradient
-} GradScratch;
 
 typedef struct {
     ViTConfig config;
-    ParameterTensors params;
-    size_t param_sizes[NUM_PARAMETER_TENSORS];
-    float *params_memory;
-    size_t num_parameters;
-    // The gradients: the whole model's, laid out as the parameters; or, with
-    // fused updates, those of a one-layer model (patch embedding, cls, pos,
-    // lnf, head and one layer, reused by every layer), each block stepped
-    // when complete.
-    int fused;
-    ParameterTensors grads;
-    float *grads_memory;
-    size_t num_grad_floats;
+    ParameterTensors params, grads; // grads: see ModelMemory.fused
     ActivationTensors acts;
-    float *acts_memory;
-    size_t num_activations;
-    GradScratch scratch;
-    float *scratch_memory;
-    int batch_size; // B the buffers were allocated for
-    int *labels;    // (B) of the last forward with labels
-    float *targets; // (B, classes) of the last forward with target distributions
-    int soft;       // the last forward's loss was against targets (label smoothing, Mixup)
-    float mean_loss; // of the last forward with labels or targets
-    int have_dlogits; // backward has turned the last forward's probabilities into dlogits
+    LayerScratch scratch;   // one layer's buffers (run/model.h); scratch.scratch also the patch embeddings and their gradient
+    ModelMemory mem;        // the buffers all of the above point into (run/model.h)
+    int batch_size;         // B the buffers were allocated for
+    int *labels;            // (B) of the last forward with labels
+    float *targets;         // (B, classes) of the last forward with target distributions
+    int soft;               // the last forward's loss was against targets (label smoothing, Mixup)
+    float mean_loss;        // of the last forward with labels or targets
+    int have_dlogits;       // backward has turned the last forward's probabilities into dlogits
 } ViT;
 
 // ----------------------------------------------------------------------------
@@ -207,9 +159,10 @@ static inline int vit_lnf_block(const ViTConfig *c) { return vit_layer_block(c->
 // anything is allocated).
 static int vit_param_blocks(const ViTConfig *cfg, ParamBlock *out) {
     int C = cfg->channels, L = cfg->num_layers, K = cfg->num_classes;
-    size_t sizes[NUM_PARAMETER_TENSORS], off[NUM_PARAMETER_TENSORS];
-    vit_param_sizes(sizes, cfg);
-    tensor_offsets(sizes, NUM_PARAMETER_TENSORS, off);
+    TensorList tensors;
+    size_t off[NUM_PARAMETER_TENSORS];
+    vit_param_tensors(&tensors, cfg);
+    tensor_offsets(&tensors, off);
     const size_t *end = off + 4 + LAYER_TENSORS; // the tensors after the layers
     int n = 0;
     n = add_param_block(out, n, "patch.w", ROLE_PATCH_EMBEDDING, 2, C, vit_patch_dim(cfg), off[0]);
@@ -235,7 +188,6 @@ static int vit_param_blocks(const ViTConfig *cfg, ParamBlock *out) {
 #define VIT_MAX_SIDE 4096
 #define VIT_MAX_CHANNELS 64
 #define VIT_MAX_PATCH 1024
-#define VIT_MAX_LAYERS 1024
 #define VIT_MAX_CLASSES 1000000
 
 // Every field in range, named in the error ("header field" when the config
@@ -246,45 +198,12 @@ static void vit_check_config(const ViTConfig *c, const char *source, int from_he
     FIELD("W", c->image_width, 1, VIT_MAX_SIDE);
     FIELD("channels", c->image_channels, 1, VIT_MAX_CHANNELS);
     FIELD("P", c->patch_size, 1, VIT_MAX_PATCH);
-    FIELD("C", c->channels, 1, VIT_MAX_DIM);
-    FIELD("L", c->num_layers, 1, VIT_MAX_LAYERS);
-    FIELD("NH", c->num_heads, 1, c->channels);
+    check_layer_config(source, from_header, c->num_layers, c->channels, c->num_heads);
     FIELD("classes", c->num_classes, 1, VIT_MAX_CLASSES);
 #undef FIELD
     if (c->image_height % c->patch_size != 0 || c->image_width % c->patch_size != 0)
         fail("%s: image size %dx%d is not divisible by the patch size %d", source, c->image_height,
              c->image_width, c->patch_size);
-    if (c->channels % c->num_heads != 0)
-        fail("%s: channels %d are not divisible by heads %d", source, c->channels, c->num_heads);
-}
-
-// A model of this configuration, its parameters allocated (zeroed), nothing else.
-static void vit_allocate_parameters(ViT *model, const ViTConfig *config) {
-    memset(model, 0, sizeof(*model));
-    model->config = *config;
-    float **ptrs[NUM_PARAMETER_TENSORS];
-    parameter_pointers(&model->params, ptrs);
-    vit_param_sizes(model->param_sizes, &model->config);
-    model->params_memory = alloc_tensors(ptrs, model->param_sizes, NUM_PARAMETER_TENSORS, "ViT parameters",
-                                         &model->num_parameters);
-}
-
-// Floats of the gradient buffer (the memory plan): the parameters' layout, or
-// with fused updates that of the same model with one layer.
-static size_t vit_grad_sizes(size_t sizes[NUM_PARAMETER_TENSORS], const ViTConfig *cfg, int fused) {
-    ViTConfig one = *cfg;
-    if (fused) one.num_layers = 1;
-    return vit_param_sizes(sizes, &one);
-}
-
-// The gradient buffer, before training (see ViT.grads).
-void vit_allocate_gradients(ViT *model, int fused) {
-    size_t sizes[NUM_PARAMETER_TENSORS];
-    float **ptrs[NUM_PARAMETER_TENSORS];
-    parameter_pointers(&model->grads, ptrs);
-    model->fused = fused;
-    vit_grad_sizes(sizes, &model->config, fused);
-    model->grads_memory = alloc_tensors(ptrs, sizes, NUM_PARAMETER_TENSORS, "ViT gradients", &model->num_grad_floats);
 }
 
 #define VIT_CHECKPOINT_MAGIC 20241017
@@ -296,6 +215,19 @@ static void vit_header_fields(ViTConfig *c, int *fields[VIT_HEADER_FIELDS]) {
     int *f[VIT_HEADER_FIELDS] = {&c->image_height, &c->image_width, &c->image_channels, &c->patch_size,
                                  &c->channels, &c->num_layers, &c->num_heads, &c->num_classes};
     memcpy(fields, f, sizeof(f));
+}
+
+// A model of this configuration, its parameters allocated (zeroed), nothing
+// else; its checkpoint header made.
+static void vit_allocate_parameters(ViT *model, const ViTConfig *config) {
+    *model = (ViT){.config = *config};
+    vit_param_tensors(&model->mem.param_list, config);
+    ViTConfig c = *config;
+    int *fields[VIT_HEADER_FIELDS];
+    vit_header_fields(&c, fields);
+    checkpoint_header_write(model->mem.header, VIT_CHECKPOINT_MAGIC, VIT_CHECKPOINT_VERSION, fields,
+                            VIT_HEADER_FIELDS);
+    model_alloc_params(&model->mem, &model->params, "ViT");
 }
 
 // Open a checkpoint and read its configuration, checked against the file's
@@ -310,8 +242,8 @@ static FILE *vit_open_checkpoint(const char *path, ViTConfig *c) {
     checkpoint_header_read(header, fields, VIT_HEADER_FIELDS);
     vit_check_config(c, path, 1);
     // the size the header describes must be the file's, before any allocation
-    size_t sizes[NUM_PARAMETER_TENSORS];
-    checkpoint_check_size(f, path, vit_param_sizes(sizes, c), sizeof(float));
+    TensorList params;
+    checkpoint_check_size(f, path, vit_param_tensors(&params, c), sizeof(float));
     return f;
 }
 
@@ -324,7 +256,7 @@ void vit_build_from_checkpoint(ViT *model, const char *path) {
     ViTConfig config;
     FILE *f = vit_open_checkpoint(path, &config);
     vit_allocate_parameters(model, &config);
-    fread_or_fail(model->params_memory, sizeof(float), model->num_parameters, f, path);
+    fread_or_fail(model->mem.params_memory, sizeof(float), model->mem.num_parameters, f, path);
     fclose(f);
 }
 
@@ -336,13 +268,13 @@ void vit_build_from_checkpoint(ViT *model, const char *path) {
 void vit_build_random(ViT *model, const ViTConfig *config, uint64_t seed) {
     vit_check_config(config, "model", 0);
     vit_allocate_parameters(model, config);
-    Rng rng;
-    rng_seed(&rng, seed);
     const ViTConfig *c = &model->config;
     ParameterTensors *p = &model->params;
     size_t C = c->channels, L = c->num_layers, K = c->num_classes, D = vit_patch_dim(c);
     size_t T = (size_t)vit_num_patches(c) + 1;
     float bound = 1.0f / sqrtf((float)D);
+    Rng rng;
+    rng_seed(&rng, seed);
     for (size_t i = 0; i < C * D; i++) p->patchw[i] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
     for (size_t i = 0; i < C; i++) p->patchb[i] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
     for (size_t i = 0; i < C; i++) p->cls[i] = 1e-6f * rng_normal(&rng);
@@ -353,68 +285,42 @@ void vit_build_random(ViT *model, const ViTConfig *config, uint64_t seed) {
     // the other biases and LayerNorm biases are already 0 (alloc_big zeroes)
 }
 
-void vit_save_checkpoint(const ViT *model, const char *path) {
-    int header[CHECKPOINT_HEADER_INTS];
-    ViTConfig c = model->config;
-    int *fields[VIT_HEADER_FIELDS];
-    vit_header_fields(&c, fields);
-    checkpoint_header_write(header, VIT_CHECKPOINT_MAGIC, VIT_CHECKPOINT_VERSION, fields, VIT_HEADER_FIELDS);
-    checkpoint_save(path, header, model->params_memory, model->num_parameters);
-}
-
-// The sizes in floats of the activation tensors and the backward scratch for
-// batches of B images, in ActivationTensors and GradScratch order; returns
-// the activations' total and sets *scratch_total. The allocation and the
-// memory plan both use it.
-#define NUM_SCRATCH_TENSORS 7
-static size_t vit_activation_sizes(const ViTConfig *c, int B, size_t sizes[NUM_ACTIVATION_TENSORS],
-                                   size_t scratch_sizes[NUM_SCRATCH_TENSORS], size_t *scratch_total) {
+// The activation tensors and the scratch for batches of B images, each
+// tensor's size and where its pointer lives in ViT (for the allocation and
+// the memory plan).
+static void vit_activation_tensors(TensorList *acts, TensorList *scratch, const ViTConfig *c, int B) {
     size_t L = c->num_layers, NH = c->num_heads, C = c->channels, K = c->num_classes;
     size_t NP = vit_num_patches(c), T = NP + 1, D = vit_patch_dim(c);
-    char what[64];
-    snprintf(what, sizeof(what), "the ViT activations for B %d", B);
-    size_t BT = mul_size_or_fail((size_t)B, T, what);
-    size_t LBT = mul_size_or_fail(L, BT, what), LBTC = mul_size_or_fail(LBT, C, what);
-    size_t s[NUM_ACTIVATION_TENSORS] = {
-        mul4_size_or_fail((size_t)B, NP, D, 1, what), mul_size_or_fail(BT, C, what), LBTC, LBT, LBT,
-        mul_size_or_fail(3, LBTC, what), LBTC, mul4_size_or_fail(L, (size_t)B, NH, T, what),
-        LBTC, LBTC, LBT, LBT, mul_size_or_fail(4, LBTC, what), mul_size_or_fail(4, LBTC, what),
-        LBTC, mul_size_or_fail((size_t)B, C, what), mul_size_or_fail((size_t)B, C, what), B, B,
-        mul_size_or_fail((size_t)B, K, what), B};
-    memcpy(sizes, s, sizeof(s));
-    // each at most 4 x B T C, which the activations' sizes above have checked
-    size_t ss[NUM_SCRATCH_TENSORS] = {BT * C, BT * C, BT * C, BT * 3 * C, BT * 4 * C, BT * 4 * C, BT * C};
-    memcpy(scratch_sizes, ss, sizeof(ss));
-    *scratch_total = tensors_total(scratch_sizes, NUM_SCRATCH_TENSORS, what);
-    return tensors_total(sizes, NUM_ACTIVATION_TENSORS, what);
+    tensors_begin(acts, "the ViT activations for B %d", B);
+    size_t BT = mul_size_or_fail((size_t)B, T, acts->what);
+    tensor_add(acts, offsetof(ViT, acts.patches), mul_size_or_fail((size_t)B, NP, acts->what), D);
+    tensor_add(acts, offsetof(ViT, acts.encoded), BT, C);
+    layer_activations_add(acts, offsetof(ViT, acts.layers), L, (size_t)B, T, C, NH, 1);
+    tensor_add(acts, offsetof(ViT, acts.clsx), (size_t)B, C);
+    tensor_add(acts, offsetof(ViT, acts.lnf), (size_t)B, C);
+    tensor_add(acts, offsetof(ViT, acts.lnf_mean), (size_t)B, 1);
+    tensor_add(acts, offsetof(ViT, acts.lnf_rstd), (size_t)B, 1);
+    tensor_add(acts, offsetof(ViT, acts.logits), (size_t)B, K);
+    tensor_add(acts, offsetof(ViT, acts.losses), (size_t)B, 1);
+    tensors_begin(scratch, "the ViT backward scratch for B %d", B);
+    layer_scratch_add(scratch, offsetof(ViT, scratch), BT, C, 1);
 }
 
 // Activation and scratch buffers for batches of B images: allocated once, before training.
 void vit_allocate_activations(ViT *model, int B) {
-    size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch_total;
-    vit_activation_sizes(&model->config, B, sizes, scratch_sizes, &scratch_total);
-    ActivationTensors *a = &model->acts;
-    float **ptrs[NUM_ACTIVATION_TENSORS] = {&a->patches, &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv,
-                                            &a->atty, &a->lse, &a->residual2, &a->ln2, &a->ln2_mean, &a->ln2_rstd,
-                                            &a->fch, &a->fch_gelu, &a->residual3, &a->clsx, &a->lnf, &a->lnf_mean,
-                                            &a->lnf_rstd, &a->logits, &a->losses};
-    model->acts_memory = alloc_tensors(ptrs, sizes, NUM_ACTIVATION_TENSORS, "ViT activations", &model->num_activations);
-    GradScratch *s = &model->scratch;
-    float **sptrs[NUM_SCRATCH_TENSORS] = {&s->dresidual, &s->dln, &s->datty, &s->dqkv, &s->dfch, &s->dfch_gelu,
-                                          &s->scratch};
-    model->scratch_memory = alloc_tensors(sptrs, scratch_sizes, NUM_SCRATCH_TENSORS, "ViT backward scratch",
-                                          &scratch_total);
-
-    model->labels = (int *)malloc_or_fail((size_t)B * sizeof(int), "labels");
+    TensorList acts, scratch;
+    vit_activation_tensors(&acts, &scratch, &model->config, B);
+    model_alloc_activations(&model->mem, model, &acts, &scratch, "ViT", "ViT backward scratch");
+    model->labels = malloc_or_fail((size_t)B * sizeof(int), "labels");
     model->targets = malloc_or_fail((size_t)B * model->config.num_classes * sizeof(float), "targets");
     model->batch_size = B;
 }
 
+// The gradient buffer, before training (see ModelMemory.fused).
+void vit_allocate_gradients(ViT *model, int fused) { model_alloc_grads(&model->mem, &model->grads, fused, "ViT"); }
+
 void vit_free(ViT *model) {
-    free_big(model->params_memory);
-    free_big(model->grads_memory);
-    free_big(model->acts_memory);
-    free_big(model->scratch_memory);
+    model_memory_free(&model->mem);
     free(model->labels);
     free(model->targets);
 }
@@ -517,7 +423,7 @@ static void cls_pool_backward(float *dx, const float *dout, int B, int T, int C)
 // Forward over images (B, channels, H, W) (float, normalised) to the logits
 // (model->acts.logits, B x classes).
 static void vit_forward_logits(ViT *model, const float *images, int B) {
-    if (!model->acts_memory) fail("vit_forward: activations not allocated");
+    if (!model->mem.acts_memory) fail("vit_forward: activations not allocated");
     if (B != model->batch_size) fail("vit_forward: batch %d differs from the allocated %d", B, model->batch_size);
     const ViTConfig *cfg = &model->config;
     int L = cfg->num_layers, NH = cfg->num_heads, C = cfg->channels, K = cfg->num_classes;
@@ -532,15 +438,15 @@ static void vit_forward_logits(ViT *model, const float *images, int B) {
                         cfg->image_height, cfg->image_width, cfg->patch_size, C);
     embed_forward(a.encoded, patch_emb, p.cls, p.pos, B, NP, C);
     for (int l = 0; l < L; l++) {
-        const float *residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BT * C;
+        const float *residual = l == 0 ? a.encoded : a.layers.residual3 + (size_t)(l - 1) * BT * C;
         // this layer's weights and activations
-        float *ln1 = a.ln1 + l * BT * C, *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
-        float *qkv = a.qkv + l * BT * 3 * C, *atty = a.atty + l * BT * C;
-        float *lse = a.lse + (size_t)l * B * NH * T;
-        float *residual2 = a.residual2 + l * BT * C;
-        float *ln2 = a.ln2 + l * BT * C, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
-        float *fch = a.fch + l * BT * 4 * C, *fch_gelu = a.fch_gelu + l * BT * 4 * C;
-        float *residual3 = a.residual3 + l * BT * C;
+        float *ln1 = a.layers.ln1 + l * BT * C, *ln1_mean = a.layers.ln1_mean + l * BT, *ln1_rstd = a.layers.ln1_rstd + l * BT;
+        float *qkv = a.layers.qkv + l * BT * 3 * C, *atty = a.layers.atty + l * BT * C;
+        float *lse = a.layers.lse + (size_t)l * B * NH * T;
+        float *residual2 = a.layers.residual2 + l * BT * C;
+        float *ln2 = a.layers.ln2 + l * BT * C, *ln2_mean = a.layers.ln2_mean + l * BT, *ln2_rstd = a.layers.ln2_rstd + l * BT;
+        float *fch = a.layers.fch + l * BT * 4 * C, *fch_gelu = a.layers.fch_gelu + l * BT * 4 * C;
+        float *residual3 = a.layers.residual3 + l * BT * C;
         LayerTensors w = layer_tensors(&p.layers, l, C);
         float *proj = model->scratch.scratch; // a projection's output, added to the residual right away
         // attention block: x + proj(attention(ln1(x))), every token sees every token
@@ -556,7 +462,7 @@ static void vit_forward_logits(ViT *model, const float *images, int B) {
         matmul_forward(proj, fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
         residual_forward(residual3, residual2, proj, BT * C);
     }
-    const float *last = a.residual3 + (size_t)(L - 1) * BT * C;
+    const float *last = a.layers.residual3 + (size_t)(L - 1) * BT * C;
     cls_pool_forward(a.clsx, last, B, T, C);
     layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.clsx, p.lnfw, p.lnfb, B, C, VIT_LN_EPS);
     matmul_forward(a.logits, a.lnf, p.headw, p.headb, B, C, K);
@@ -596,10 +502,6 @@ void vit_forward_soft(ViT *model, const float *images, const float *targets, int
     model->mean_loss = (float)(sum / B);
 }
 
-void vit_zero_grad(ViT *model) {
-    memset(model->grads_memory, 0, model->num_grad_floats * sizeof(float));
-}
-
 // Backward of the last forward (which had labels or targets).
 // fused NULL: gradients ACCUMULATE into model->grads, so that micro-batches
 // add up; loss_scale is the weight of this micro-batch's mean loss in the
@@ -618,10 +520,10 @@ void vit_backward(ViT *model, float loss_scale, FusedStep *fused) {
     size_t BT = (size_t)B * T;
     ParameterTensors p = model->params, g = model->grads;
     ActivationTensors a = model->acts;
-    GradScratch s = model->scratch;
+    LayerScratch s = model->scratch;
 
-    if (fused && !model->fused) fail("vit_backward: fused updates need vit_allocate_gradients(model, 1)");
-    if (model->fused) vit_zero_grad(model); // each pass is a whole step's gradient
+    if (fused && !model->mem.fused) fail("vit_backward: fused updates need vit_allocate_gradients(model, 1)");
+    if (model->mem.fused) model_zero_grad(&model->mem); // each pass is a whole step's gradient
 
     // the mean over B images: each image's loss has weight loss_scale / B
     if (!model->have_dlogits) {
@@ -643,15 +545,15 @@ void vit_backward(ViT *model, float loss_scale, FusedStep *fused) {
     cls_pool_backward(s.dresidual, dclsx, B, T, C);
 
     for (int l = L - 1; l >= 0; l--) {
-        const float *residual = l == 0 ? a.encoded : a.residual3 + (size_t)(l - 1) * BT * C;
-        float *ln1 = a.ln1 + l * BT * C, *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
-        float *qkv = a.qkv + l * BT * 3 * C, *atty = a.atty + l * BT * C;
-        float *lse = a.lse + (size_t)l * B * NH * T;
-        float *residual2 = a.residual2 + l * BT * C;
-        float *ln2 = a.ln2 + l * BT * C, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
-        float *fch = a.fch + l * BT * 4 * C, *fch_gelu = a.fch_gelu + l * BT * 4 * C;
+        const float *residual = l == 0 ? a.encoded : a.layers.residual3 + (size_t)(l - 1) * BT * C;
+        float *ln1 = a.layers.ln1 + l * BT * C, *ln1_mean = a.layers.ln1_mean + l * BT, *ln1_rstd = a.layers.ln1_rstd + l * BT;
+        float *qkv = a.layers.qkv + l * BT * 3 * C, *atty = a.layers.atty + l * BT * C;
+        float *lse = a.layers.lse + (size_t)l * B * NH * T;
+        float *residual2 = a.layers.residual2 + l * BT * C;
+        float *ln2 = a.layers.ln2 + l * BT * C, *ln2_mean = a.layers.ln2_mean + l * BT, *ln2_rstd = a.layers.ln2_rstd + l * BT;
+        float *fch = a.layers.fch + l * BT * 4 * C, *fch_gelu = a.layers.fch_gelu + l * BT * 4 * C;
         // this layer's parameters and gradients (with fused updates, the one layer of the buffer)
-        LayerTensors lp = layer_tensors(&p.layers, l, C), lg = layer_tensors(&g.layers, model->fused ? 0 : l, C);
+        LayerTensors lp = layer_tensors(&p.layers, l, C), lg = layer_tensors(&g.layers, model->mem.fused ? 0 : l, C);
         // s.dresidual holds d(layer output); the MLP branch starts from it ...
         memset(s.dfch_gelu, 0, BT * 4 * C * sizeof(float));
         matmul_backward(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, fch_gelu, lp.fcprojw, BT, 4 * C, C);
@@ -672,9 +574,7 @@ void vit_backward(ViT *model, float loss_scale, FusedStep *fused) {
         // dresidual is now d(layer input) = d(previous layer's output)
         if (fused) {
             // the layer's gradients are complete: step its blocks, then clear them for the next layer
-            float *grad_of[LAYER_TENSORS] = {lg.ln1w, lg.ln1b, lg.qkvw, lg.qkvb, lg.attprojw, lg.attprojb,
-                                                 lg.ln2w, lg.ln2b, lg.fcw, lg.fcb, lg.fcprojw, lg.fcprojb};
-            for (int k = 0; k < LAYER_TENSORS; k++) step_block(fused, vit_layer_block(l, k), grad_of[k]);
+            step_layer_blocks(fused, vit_layer_block(l, 0), &lg);
             // the one layer's tensors are contiguous: ln1w .. fcprojb
             memset(lg.ln1w, 0, (size_t)(lg.fcprojb + C - lg.ln1w) * sizeof(float));
         }
@@ -932,10 +832,35 @@ static const FlagSpec vit_flag_specs[] = {
 #undef FL
 static const FlagTable vit_flags = FLAG_TABLE(vit_flag_specs);
 
+// The augmentation flags beside timm's train.py's (the README's table; the
+// flags of its first column are checked to be the table's above)
+static const char *const vit_timm_cells[] = {
+    "flag", "timm's `train.py`", "meaning",
+    "`--rrc 1`", "(always on)",
+    "torchvision's `RandomResizedCrop`: 10 attempts at an area fraction from `--rrc-scale` and a log-uniform "
+    "aspect ratio from `--rrc-ratio`, else the centre crop of the ratio-clamped image; the box resampled to the "
+    "model's input (area averaging when shrinking, bilinear when growing, rounded to uint8)",
+    "`--rrc-scale LO,HI`", "`--scale 0.08 1.0`", "area range, default 0.08,1",
+    "`--rrc-ratio LO,HI`", "`--ratio 0.75 1.3333`", "aspect ratio range, default 3/4,4/3",
+    "`--flip 1`", "`--hflip 0.5`", "horizontal mirror with probability 1/2",
+    "`--smoothing F`", "`--smoothing 0.1`",
+    "label smoothing: the loss is (1 - F) CE + F mean over classes of -log p (default 0 here)",
+    "`--mixup A`, `--cutmix A`", "`--mixup`, `--cutmix`",
+    "timm's `Mixup` (mode `batch`): lam ~ Beta(A, A), image b mixed with image B-1-b of the micro-batch; "
+    "CutMix's box from `rand_bbox` and lam corrected to its area; soft targets with the smoothing. Needs an "
+    "even `-b`",
+    "`--mixup-prob P`, `--mixup-switch-prob P`", "`--mixup-prob`, `--mixup-switch-prob`",
+    "probability of mixing a batch (1); of CutMix rather than Mixup when both are on (0.5)",
+};
+static const MarkdownTable vit_timm_table = MARKDOWN_TABLE("train_vit_timm", 3, vit_timm_cells);
+
+static int vit_flag_known(const char *flag) { return flags_find(&vit_flags, flag) != NULL; }
+
 // --help, or with markdown the README's tables of the flags (--help-markdown)
 static void print_usage(int markdown) {
     if (markdown) {
         flags_print_markdown(&vit_flags, "train_vit");
+        flags_print_markdown_table(&vit_timm_table, vit_flag_known);
         return;
     }
     printf("usage: ./train_vit [flags]   (built with OPTIM=%s)\npresets for -e:", OPTIM_NAME);
@@ -947,31 +872,11 @@ static void print_usage(int markdown) {
     run_print_flags_help();
 }
 
-// The flags: the ViT's own, the run's and the optimizer's; a GPT-2 flag
-// (train_gpt2_flags.h) is named as such. Returns 0 when they asked for the help.
-static int vit_parse_flags(ViTFlags *fl, RunConfig *rc, OptimConfig *oc, int argc, char **argv) {
-    void *bases[] = {fl};
-    for (int i = 1; i < argc; i++) {
-        int r = flags_parse_one(&vit_flags, bases, argc, argv, &i);
-        if (r == FLAG_HELP || r == FLAG_HELP_MARKDOWN) {
-            print_usage(r == FLAG_HELP_MARKDOWN);
-            return 0;
-        }
-        if (r || run_parse_flag(rc, oc, argc, argv, &i)) continue;
-        if (flags_find(&gpt2_flags, argv[i]))
-            fail("flag %s is for train_gpt2; train_vit does not take it (./train_vit -h lists the flags)", argv[i]);
-        fail("unknown flag %s (./train_vit -h lists the flags)", argv[i]);
-    }
-    return 1;
-}
 
 // What the memory plan needs to know about this run besides B and the optimizer.
 typedef struct {
     const ViTConfig *config;
-    const ParamBlock *blocks;
-    int num_blocks;
-    const OptimConfig *oc;
-    int training;                 // -x > 0: gradients, optimizer state, backward scratch
+    MemPlanModel model;  // the blocks and optimizer of this rank's part, training or not
     const ImageSet *train, *test; // their sizes (from the headers); test NULL without one
     int streamed;                 // the shards are streamed: no pixels held
     const ImageLoaderConfig *train_loader, *test_loader; // the loaders' (the plan sets B)
@@ -993,19 +898,19 @@ static void vit_memory_plan(MemPlan *p, const void *ctx, int B, int T, const cha
     else
         memplan_add(p, "data", data, "%d + %d images of %dx%dx%d, as bytes", x->train->count,
                     x->test ? x->test->count : 0, x->train->channels, x->train->height, x->train->width);
-    size_t param_sizes[NUM_PARAMETER_TENSORS];
-    size_t params = vit_param_sizes(param_sizes, x->config), grads = vit_grad_sizes(param_sizes, x->config, fused);
-    memplan_add_model(p, params, grads, fused ? "fused updates: embeddings, lnf, head and one layer" : "the same",
-                      x->blocks, x->num_blocks, x->oc, x->training);
-    size_t sizes[NUM_ACTIVATION_TENSORS], scratch_sizes[NUM_SCRATCH_TENSORS], scratch;
-    size_t acts = vit_activation_sizes(x->config, B, sizes, scratch_sizes, &scratch);
+    TensorList params, act_list, scratch_list;
+    vit_param_tensors(&params, x->config);
+    memplan_add_model(p, tensors_total(&params, 0), tensors_total(&params, fused),
+                      fused ? "fused updates: embeddings, lnf, head and one layer" : "the same", &x->model);
+    vit_activation_tensors(&act_list, &scratch_list, x->config, B);
+    size_t acts = tensors_total(&act_list, 0), scratch = tensors_total(&scratch_list, 0);
     memplan_add(p, "activations", alloc_big_footprint(acts * sizeof(float)), "B %d: %zu floats", B, acts);
-    if (x->training)
+    if (x->model.training)
         memplan_add(p, "backward scratch", alloc_big_footprint(scratch * sizeof(float)),
                     "one layer's gradients: %zu floats", scratch);
-    else // the forward pass writes only the last buffer, the projections' output
-        memplan_add(p, "backward scratch", scratch_sizes[NUM_SCRATCH_TENSORS - 1] * sizeof(float),
-                    "only its forward part without training steps");
+    else // the forward pass writes only the projections' output (scratch.scratch)
+        memplan_add(p, "backward scratch", (size_t)B * (vit_num_patches(x->config) + 1) * x->config->channels *
+                    sizeof(float), "only its forward part without training steps");
     // the float images, labels, targets (the loader's and the model's copy), predictions and
     // confusion matrix of a batch; the loaders' orders and work space
     int K = x->config->num_classes, threads = omp_get_max_threads();
@@ -1126,6 +1031,7 @@ typedef struct {
     int *labels, *pred;
     int64_t *confusion;         // [classes x classes] of the last evaluation
     double epochs_per_step;
+    size_t state_bytes, adamw_bytes; // the optimizer state's size (the whole run's, every rank's) and AdamW's
 } ViTRun;
 
 // The checks of the flags together (after vit_parse_flags)
@@ -1139,6 +1045,21 @@ static void vit_check_flags(ViTRun *x) {
     if (fl->rrc && fl->crop_pad) fail("flags --rrc and --crop-pad are two random crops; give one");
     x->streamed = fl->train_shard && !fl->shard_in_memory;
     x->model_flags = vit_model_flags_given(fl);
+}
+
+// The flags: the ViT's own, the run's and the optimizer's (a GPT-2 flag,
+// train_gpt2_flags.h, is named as such), checked together. Returns 0 when
+// they asked for the help.
+static int vit_parse_flags(ViTRun *x, int argc, char **argv) {
+    vit_flags_defaults(&x->fl);
+    run_config_defaults(&x->rc);
+    x->rc.B = 128;
+    optim_default_config(&x->oc);
+    int help = run_parse_args(&vit_flags, &x->fl, &x->rc, &x->oc, argc, argv, "train_vit", "./train_vit -h",
+                              &gpt2_flags, "train_gpt2");
+    if (help) print_usage(help == FLAG_HELP_MARKDOWN);
+    else vit_check_flags(x);
+    return !help;
 }
 
 // The data's headers: sizes and classes, nothing loaded before the memory plan
@@ -1248,10 +1169,10 @@ static void vit_choose_model(ViTRun *x, int resuming) {
     if ((fl->mixup > 0.0 || fl->cutmix > 0.0) && x->rc.B % 2 != 0)
         fail("flag -b %d: Mixup and CutMix mix image b with image B-1-b of a micro-batch, which must be even", x->rc.B);
     int NP = vit_num_patches(c);
-    size_t param_sizes[NUM_PARAMETER_TENSORS];
+    TensorList params;
     printf("  %dx%dx%d images, patch %d (%d patches + cls = %d tokens), L %d, NH %d, C %d, %d classes, %zu parameters\n",
            c->image_height, c->image_width, c->image_channels, c->patch_size, NP, NP + 1, c->num_layers,
-           c->num_heads, c->channels, c->num_classes, vit_param_sizes(param_sizes, c));
+           c->num_heads, c->channels, c->num_classes, vit_param_tensors(&params, c));
 }
 
 // The data: shards streamed (labels in memory, each image read when a batch
@@ -1323,8 +1244,10 @@ static void vit_open_loaders(ViTRun *x) {
     x->confusion = calloc_or_fail((size_t)K * K, sizeof(int64_t), "confusion matrix");
 }
 
-static void vit_free_run(ViTRun *x, int loaders) {
-    if (loaders) {
+// built: the model and the loaders exist
+static void vit_free_run(ViTRun *x, int built) {
+    if (built) {
+        vit_free(&x->model);
         image_loader_free(&x->train_loader);
         if (x->have_test) image_loader_free(&x->test_loader);
     }
@@ -1334,24 +1257,16 @@ static void vit_free_run(ViTRun *x, int loaders) {
 }
 
 // The record opening the log: the run's flags, the model, the data.
-static cJSON *vit_config_record(const ViTRun *x, int argc, char **argv, size_t state_bytes, size_t adamw_bytes,
-                                const MemPlan *plan) {
+static cJSON *vit_config_record(const ViTRun *x, int argc, char **argv, const MemPlan *plan) {
     const ViTFlags *fl = &x->fl;
     const ViTConfig *mc = &x->config;
     int ch = x->train_set.channels;
     cJSON *c = run_config_json(&x->rc, &x->oc, "vit", argc, argv);
-    cJSON_AddStringToObject(c, "precision", matmul_precision());
-    cJSON *m = cJSON_AddObjectToObject(c, "vit");
-    cJSON_AddNumberToObject(m, "image_height", mc->image_height);
-    cJSON_AddNumberToObject(m, "image_width", mc->image_width);
-    cJSON_AddNumberToObject(m, "image_channels", mc->image_channels);
-    cJSON_AddNumberToObject(m, "patch", mc->patch_size);
-    cJSON_AddNumberToObject(m, "channels", mc->channels);
-    cJSON_AddNumberToObject(m, "layers", mc->num_layers);
-    cJSON_AddNumberToObject(m, "heads", mc->num_heads);
-    cJSON_AddNumberToObject(m, "classes", mc->num_classes);
-    cJSON_AddNumberToObject(m, "parameters", (double)x->model.num_parameters);
-    cJSON_AddStringToObject(c, "init", fl->model_spec);
+    const char *keys[] = {"image_height", "image_width", "image_channels", "patch", "channels", "layers", "heads",
+                          "classes", "parameters"};
+    double values[] = {mc->image_height, mc->image_width, mc->image_channels, mc->patch_size, mc->channels,
+                       mc->num_layers, mc->num_heads, mc->num_classes, (double)x->model.mem.num_parameters};
+    run_config_add_model(c, matmul_precision(), "vit", keys, values, 9, fl->model_spec);
     cJSON_AddStringToObject(c, "train_data", x->train_name);
     cJSON_AddStringToObject(c, "test_data", x->test_name);
     cJSON_AddNumberToObject(c, "train_images", x->train_set.count);
@@ -1371,32 +1286,22 @@ static cJSON *vit_config_record(const ViTRun *x, int argc, char **argv, size_t s
     cJSON_AddNumberToObject(aug, "mixup_prob", fl->mixup_prob);
     cJSON_AddNumberToObject(aug, "mixup_switch_prob", fl->switch_prob);
     cJSON_AddNumberToObject(c, "epochs", x->rc.max_steps * x->epochs_per_step);
-    cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)state_bytes);
-    cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)adamw_bytes);
+    cJSON_AddNumberToObject(c, "optimizer_state_bytes", (double)x->state_bytes);
+    cJSON_AddNumberToObject(c, "adamw_state_bytes", (double)x->adamw_bytes);
     cJSON_AddItemToObject(c, "memory_plan", memplan_json(plan));
     return c;
 }
 
 // the Trainer hooks (run/train.h)
-static float vit_forward_next(void *self, int mine) {
+static float vit_forward_next(void *self, int mine, int first) {
     ViTRun *x = self;
+    if (first) x->before = image_loader_get_state(&x->train_loader);
     vit_next_batch_forward(&x->model, &x->train_loader, x->images, x->labels, x->targets, x->rc.B, mine);
     return mine ? x->model.mean_loss : 0.0f;
 }
 
-static void vit_zero_grad_hook(void *self) { vit_zero_grad(&((ViTRun *)self)->model); }
-
 static void vit_backward_hook(void *self, float loss_scale, FusedStep *fused) {
     vit_backward(&((ViTRun *)self)->model, loss_scale, fused);
-}
-
-static void vit_mark_data(void *self) {
-    ViTRun *x = self;
-    x->before = image_loader_get_state(&x->train_loader);
-}
-
-static void vit_save_model(const void *self, const char *path) {
-    vit_save_checkpoint(&((const ViTRun *)self)->model, path);
 }
 
 static cJSON *vit_state_record_hook(const void *self, int rewound) {
@@ -1438,16 +1343,13 @@ static void vit_after_step(void *self, Run *run, long step) {
     if (final) print_confusion(x->confusion, &x->test_set);
 }
 
+static const Trainer vit_trainer = {vit_forward_next, vit_backward_hook, vit_state_record_hook, vit_after_step};
+
 int main(int argc, char **argv) {
     dist_init(&argc, &argv);
     static ViTRun x; // zeroed
+    if (!vit_parse_flags(&x, argc, argv)) return 0; // it printed the help
     RunConfig *rc = &x.rc;
-    run_config_defaults(rc);
-    rc->B = 128;
-    optim_default_config(&x.oc);
-    vit_flags_defaults(&x.fl);
-    if (!vit_parse_flags(&x.fl, rc, &x.oc, argc, argv)) return 0; // it printed the help
-    vit_check_flags(&x);
     vit_read_data_headers(&x);
     vit_finalize_run(&x);
 
@@ -1469,7 +1371,8 @@ int main(int argc, char **argv) {
     Dist dist;
     OptimConfig part_oc = training_plan_ranks(&dist, blocks, num_blocks, &x.oc, rc->ranks, 1);
     if (rc->ranks > 1) dist_print_partition(&dist, &part_oc);
-    ViTPlanContext plan_ctx = {&x.config, dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, training,
+    ViTPlanContext plan_ctx = {&x.config,
+                               {dist_own_blocks(&dist), dist_num_own_blocks(&dist), &part_oc, training},
                                &x.train_set, x.have_test ? &x.test_set : NULL, x.streamed, &x.train_lc, &x.test_lc,
                                current_rss_bytes()};
     MemPlan plan;
@@ -1481,17 +1384,13 @@ int main(int argc, char **argv) {
         vit_load_data(&x);
         if (x.preset) vit_build_random(&x.model, &x.config, rc->seed);
         else vit_build_from_checkpoint(&x.model, x.fl.model_spec);
-        size_t state_bytes, adamw_bytes;
         Optimizer *opt = training_create_optimizer(&dist, blocks, num_blocks, &x.oc, &part_oc, rc->ranks,
-                                                   &state_bytes, &adamw_bytes);
+                                                   &x.state_bytes, &x.adamw_bytes);
         vit_open_loaders(&x);
         if (training) vit_allocate_gradients(&x.model, rc->fused_update);
         vit_allocate_activations(&x.model, rc->B);
-        Trainer trainer = {&x, x.model.params_memory, x.model.grads_memory, x.model.num_parameters,
-                           x.model.num_grad_floats, vit_forward_next, vit_zero_grad_hook, vit_backward_hook,
-                           vit_mark_data, vit_save_model, vit_state_record_hook, vit_after_step};
         Training tr;
-        training_init(&tr, &run, &dist, opt, blocks, num_blocks, &trainer);
+        training_init(&tr, &run, &dist, opt, blocks, num_blocks, &vit_trainer, &x, &x.model.mem);
 
         if (!training) { // -x 0: just evaluate the model
             if (!x.have_test) fail("flag -x 0 evaluates the model, but there is no evaluation data (--test-shard)");
@@ -1511,8 +1410,7 @@ int main(int argc, char **argv) {
                        rc->ranks, rc->ranks, rc->grad_accum, rc->grad_accum == 1 ? "" : "s", rc->B,
                        omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s");
             double elapsed_before = resume_state ? training_resume(&tr, resume_state, resume_optim, vit_resume_data_hook) : 0.0;
-            run_open(&run, vit_config_record(&x, argc, argv, state_bytes, adamw_bytes, &plan), "img", "acc",
-                     state_bytes, elapsed_before);
+            run_open(&run, vit_config_record(&x, argc, argv, &plan), "img", "acc", x.state_bytes, elapsed_before);
 
             long step = training_loop(&tr, x.oc.lr);
 
@@ -1521,9 +1419,8 @@ int main(int argc, char **argv) {
         }
         training_free(&tr);
         optim_free(opt);
-        vit_free(&x.model);
     }
-    if (resume_state) cJSON_Delete(resume_state);
+    cJSON_Delete(resume_state);
     vit_free_run(&x, !rc->memory_plan_only);
     free(blocks);
     dist_free(&dist);

@@ -32,10 +32,12 @@ run-test-tokenizer: test_tokenizer setup
 run-test-shards: test_shards prepare_text setup
 	./test_shards
 
-bench-tokenizer: test_tokenizer setup
+bench-tokenizer: test_tokenizer setup $(BUILD)/bin/bench_fma
 	@bash dev/prepare_bible.sh --text-only
-	./test_tokenizer --bench | grep '^bible'
-	node dev/tokenizer_ref.js corpus --reps 3 data/bible/text/*.txt >/dev/null
+	{ $(BUILD)/bin/bench_fma 1 | head -1; ./test_tokenizer --bench | grep '^bible'; \
+	  node dev/tokenizer_ref.js corpus --reps 3 data/bible/text/*.txt 2>&1 >/dev/null; } | tee dev/results/bench_tokenizer.txt
+	python3 dev/bench/bench_md.py tokenizer dev/results/bench_tokenizer.txt > dev/results/bench_tokenizer.md
+	python3 dev/bench/readme_table.py dev/results/bench_tokenizer.md README.md
 
 # token data at scale (issue 14): MT19937 and llm.c's shuffled order against
 # references written in Python, resumes, nanoGPT's .bin, GiB-sized sparse files

@@ -33,8 +33,10 @@ bench_matmul: $(BUILD)/dev/bench/bench_matmul.o $(MATMUL_OBJ) $(COMMON_OBJS)
 	@test -f /usr/include/x86_64-linux-gnu/cblas.h -o -f /usr/include/cblas.h || \
 	  { echo "error: bench_matmul needs OpenBLAS: apt-get install libopenblas-dev" >&2; exit 1; }
 	$(CC) $(LDFLAGS) $^ -o $@ -lopenblas $(LDLIBS)
-bench-matmul: bench_matmul
-	./bench_matmul
+bench-matmul: bench_matmul $(BUILD)/bin/bench_fma
+	{ $(BUILD)/bin/bench_fma | head -1; ./bench_matmul; } | tee dev/results/bench_matmul.txt
+	python3 dev/bench/bench_md.py matmul dev/results/bench_matmul.txt > dev/results/bench_matmul.md
+	python3 dev/bench/readme_table.py dev/results/bench_matmul.md README.md
 BINS += bench_matmul
 
 # Playground for the kernel (dev/kernels/): each tool includes nn/matmul.c to

@@ -35,10 +35,12 @@ void memplan_add(MemPlan *p, const char *name, size_t bytes, const char *note_fm
 }
 
 void memplan_add_model(MemPlan *p, size_t param_floats, size_t grad_floats, const char *grad_note,
-                       const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg, int training) {
+                       const MemPlanModel *m) {
+    const ParamBlock *blocks = m->blocks;
+    int num_blocks = m->num_blocks;
     size_t param_bytes = mul_size_or_fail(param_floats, sizeof(float), "the parameters");
     memplan_add(p, "parameters", alloc_big_footprint(param_bytes), "%zu floats", param_floats);
-    if (!training) {
+    if (!m->training) {
         memplan_add(p, "gradients", 0, "never touched without training steps");
         memplan_add(p, "optimizer state", 0, "never touched without training steps");
         return;
@@ -46,7 +48,7 @@ void memplan_add_model(MemPlan *p, size_t param_floats, size_t grad_floats, cons
     size_t grad_bytes = mul_size_or_fail(grad_floats, sizeof(float), "the gradients");
     if (grad_floats == param_floats) memplan_add(p, "gradients", alloc_big_footprint(grad_bytes), "%s", grad_note);
     else memplan_add(p, "gradients", alloc_big_footprint(grad_bytes), "%s: %zu floats", grad_note, grad_floats);
-    size_t state = strcmp(p->optim, OPTIM_NAME) == 0 ? optim_state_bytes_for(blocks, num_blocks, cfg)
+    size_t state = strcmp(p->optim, OPTIM_NAME) == 0 ? optim_state_bytes_for(blocks, num_blocks, m->cfg)
                                                      : optim_state_bytes_named(p->optim, blocks, num_blocks);
     // optim_create maps no buffer for a state of 0 floats
     memplan_add(p, "optimizer state", state ? alloc_big_footprint(state) : 0, "%s, %zu bytes", p->optim, state);

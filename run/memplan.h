@@ -53,8 +53,14 @@ void memplan_add(MemPlan *p, const char *name, size_t bytes, const char *note_fm
 // optimizer is optim_state_bytes_for with cfg; another one's is
 // optim_state_bytes_named (its defaults). training 0 (-x 0): gradients and
 // state are never touched, so they are listed as 0.
+typedef struct {
+    const ParamBlock *blocks; // this rank's
+    int num_blocks;
+    const OptimConfig *cfg;   // the optimizer configuration of this rank's part
+    int training;             // -x != 0: gradients and optimizer state
+} MemPlanModel;
 void memplan_add_model(MemPlan *p, size_t param_floats, size_t grad_floats, const char *grad_note,
-                       const ParamBlock *blocks, int num_blocks, const OptimConfig *cfg, int training);
+                       const MemPlanModel *m);
 // The matmul packing buffers of every OpenMP thread.
 void memplan_add_threads(MemPlan *p);
 

@@ -1,6 +1,8 @@
 // Model bookkeeping shared by the trainers (see model.h).
 #include "run/model.h"
 
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,49 +11,73 @@
 // ----------------------------------------------------------------------------
 // a list of tensors in one buffer
 
-size_t tensors_total(const size_t *sizes, int n, const char *what) {
+void tensors_begin(TensorList *l, const char *what, ...) {
+    l->n = 0;
+    va_list ap;
+    va_start(ap, what);
+    vsnprintf(l->what, sizeof(l->what), what, ap);
+    va_end(ap);
+}
+
+static void tensor_add_layers(TensorList *l, size_t offset, size_t rows, size_t cols, size_t layers) {
+    if (l->n == MAX_TENSORS) fail("%s: more than %d tensors", l->what, MAX_TENSORS);
+    l->offset[l->n] = offset;
+    l->size[l->n] = mul_size_or_fail(rows, cols, l->what);
+    l->layers[l->n] = layers;
+    l->n++;
+}
+
+void tensor_add(TensorList *l, size_t offset, size_t rows, size_t cols) {
+    tensor_add_layers(l, offset, rows, cols, 1);
+}
+
+// a tensor's floats in the model, or in the same model with one layer
+static size_t tensor_size(const TensorList *l, int i, int one_layer) {
+    return one_layer ? l->size[i] / l->layers[i] : l->size[i];
+}
+
+size_t tensors_total(const TensorList *l, int one_layer) {
     size_t total = 0;
-    for (int i = 0; i < n; i++) total = add_size_or_fail(total, sizes[i], what);
+    for (int i = 0; i < l->n; i++) total = add_size_or_fail(total, tensor_size(l, i, one_layer), l->what);
     return total;
 }
 
-void point_tensors(float **const *ptrs, const size_t *sizes, int n, float *memory) {
-    for (int i = 0; i < n; i++) {
-        *ptrs[i] = memory;
-        memory += sizes[i];
-    }
-}
-
-float *alloc_tensors(float **const *ptrs, const size_t *sizes, int n, const char *what, size_t *total) {
-    *total = tensors_total(sizes, n, what);
-    float *memory = alloc_big_floats(*total, what);
-    point_tensors(ptrs, sizes, n, memory);
-    return memory;
-}
-
-void tensor_offsets(const size_t *sizes, int n, size_t *offsets) {
+void tensor_offsets(const TensorList *l, size_t *offsets) {
     size_t o = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < l->n; i++) {
         offsets[i] = o;
-        o += sizes[i];
+        o += l->size[i];
     }
+}
+
+float *alloc_tensors(const TensorList *l, void *base, int one_layer, const char *what, size_t *total) {
+    *total = tensors_total(l, one_layer);
+    float *memory = alloc_big_floats(*total, what), *next = memory;
+    for (int i = 0; i < l->n; i++) {
+        size_t n = tensor_size(l, i, one_layer);
+        *(float **)((char *)base + l->offset[i]) = n ? next : NULL;
+        next += n;
+    }
+    return memory;
 }
 
 // ----------------------------------------------------------------------------
 // the transformer layers both models stack
 
-void layer_tensor_sizes(size_t sizes[LAYER_TENSORS], size_t L, size_t C, const char *what) {
-    size_t LC = mul_size_or_fail(L, C, what), LCC = mul_size_or_fail(LC, C, what);
-    size_t s[LAYER_TENSORS] = {LC, LC, mul_size_or_fail(3, LCC, what), mul_size_or_fail(3, LC, what), LCC, LC,
-                               LC, LC, mul_size_or_fail(4, LCC, what), mul_size_or_fail(4, LC, what),
-                               mul_size_or_fail(4, LCC, what), LC};
-    for (int i = 0; i < LAYER_TENSORS; i++) sizes[i] = s[i];
-}
-
-void layer_tensor_pointers(LayerTensors *t, float **ptrs[LAYER_TENSORS]) {
-    float **p[LAYER_TENSORS] = {&t->ln1w, &t->ln1b, &t->qkvw,   &t->qkvb,  &t->attprojw, &t->attprojb,
-                                &t->ln2w, &t->ln2b, &t->fcw,    &t->fcb,   &t->fcprojw,  &t->fcprojb};
-    for (int i = 0; i < LAYER_TENSORS; i++) ptrs[i] = p[i];
+void layer_tensors_add(TensorList *l, size_t offset, size_t L, size_t C) {
+    // rows and cols of one layer's tensor, in multiples of C (0: 1)
+    static const struct { size_t field; int rows, cols; } t[LAYER_TENSORS] = {
+        {offsetof(LayerTensors, ln1w), 1, 0},     {offsetof(LayerTensors, ln1b), 1, 0},
+        {offsetof(LayerTensors, qkvw), 3, 1},     {offsetof(LayerTensors, qkvb), 3, 0},
+        {offsetof(LayerTensors, attprojw), 1, 1}, {offsetof(LayerTensors, attprojb), 1, 0},
+        {offsetof(LayerTensors, ln2w), 1, 0},     {offsetof(LayerTensors, ln2b), 1, 0},
+        {offsetof(LayerTensors, fcw), 4, 1},      {offsetof(LayerTensors, fcb), 4, 0},
+        {offsetof(LayerTensors, fcprojw), 1, 4},  {offsetof(LayerTensors, fcprojb), 1, 0},
+    };
+    size_t LC = mul_size_or_fail(L, C, l->what);
+    for (int k = 0; k < LAYER_TENSORS; k++)
+        tensor_add_layers(l, offset + t[k].field, mul_size_or_fail(t[k].rows, LC, l->what),
+                          t[k].cols ? t[k].cols * C : 1, L);
 }
 
 LayerTensors layer_tensors(const LayerTensors *t, int l, int C) {
@@ -68,6 +94,42 @@ void layer_tensors_init(LayerTensors *t, size_t L, size_t C, float proj_std, Rng
     for (size_t i = 0; i < L * C * C; i++) t->attprojw[i] = proj_std * rng_normal(rng);
     for (size_t i = 0; i < L * 4 * C * C; i++) t->fcw[i] = 0.02f * rng_normal(rng);
     for (size_t i = 0; i < L * 4 * C * C; i++) t->fcprojw[i] = proj_std * rng_normal(rng);
+}
+
+void layer_activations_add(TensorList *l, size_t offset, size_t L, size_t B, size_t T, size_t C, size_t NH,
+                           int keep_outputs) {
+    size_t LBT = mul_size_or_fail(L, mul_size_or_fail(B, T, l->what), l->what), kept = keep_outputs ? C : 0;
+#define ADD(field, cols) tensor_add_layers(l, offset + offsetof(LayerActivations, field), LBT, cols, L)
+    ADD(ln1, kept);
+    ADD(ln1_mean, 1);
+    ADD(ln1_rstd, 1);
+    ADD(qkv, 3 * C);
+    ADD(atty, C);
+    tensor_add_layers(l, offset + offsetof(LayerActivations, lse), mul_size_or_fail(L, B, l->what),
+                      mul_size_or_fail(NH, T, l->what), L);
+    ADD(residual2, C);
+    ADD(ln2, kept);
+    ADD(ln2_mean, 1);
+    ADD(ln2_rstd, 1);
+    ADD(fch, 4 * C);
+    ADD(fch_gelu, 4 * kept);
+    ADD(residual3, C);
+#undef ADD
+}
+
+void layer_scratch_add(TensorList *l, size_t offset, size_t BT, size_t C, int keep_outputs) {
+    size_t cols[] = {C, C, C, 3 * C, 4 * C, 4 * C, C, keep_outputs ? 0 : C};
+    size_t fields[] = {offsetof(LayerScratch, dresidual), offsetof(LayerScratch, dln), offsetof(LayerScratch, datty),
+                       offsetof(LayerScratch, dqkv), offsetof(LayerScratch, dfch), offsetof(LayerScratch, dfch_gelu),
+                       offsetof(LayerScratch, scratch), offsetof(LayerScratch, ln)};
+    for (int k = 0; k < 8; k++) tensor_add(l, offset + fields[k], BT, cols[k]);
+}
+
+void check_layer_config(const char *source, int from_header, int L, int C, int NH) {
+    check_config_field(source, from_header, "L", L, 1, MODEL_MAX_LAYERS);
+    check_config_field(source, from_header, "C", C, 1, MODEL_MAX_CHANNELS);
+    check_config_field(source, from_header, "NH", NH, 1, C);
+    if (C % NH != 0) fail("%s: channels %d are not divisible by heads %d", source, C, NH);
 }
 
 // ----------------------------------------------------------------------------
@@ -98,6 +160,12 @@ int add_layer_param_blocks(ParamBlock *out, int n, int l, int C, const size_t of
                             off[k] + (size_t)l * (size_t)rows * (size_t)cols);
     }
     return n;
+}
+
+void step_layer_blocks(FusedStep *fused, int first, const LayerTensors *g) {
+    float *grad_of[LAYER_TENSORS] = {g->ln1w, g->ln1b, g->qkvw, g->qkvb, g->attprojw, g->attprojb,
+                                     g->ln2w, g->ln2b, g->fcw,  g->fcb,  g->fcprojw,  g->fcprojb};
+    for (int k = 0; k < LAYER_TENSORS; k++) step_block(fused, first + k, grad_of[k]);
 }
 
 // ----------------------------------------------------------------------------
@@ -143,4 +211,43 @@ void checkpoint_save(const char *path, const int header[CHECKPOINT_HEADER_INTS],
     fwrite_or_fail(header, sizeof(int), CHECKPOINT_HEADER_INTS, af.f, af.tmp_path);
     fwrite_or_fail(values, sizeof(float), n, af.f, af.tmp_path);
     atomic_commit(&af);
+}
+
+// ----------------------------------------------------------------------------
+// a model's buffers
+
+void model_alloc_params(ModelMemory *m, void *params, const char *name) {
+    char what[64];
+    snprintf(what, sizeof(what), "%s parameters", name);
+    m->params_memory = alloc_tensors(&m->param_list, params, 0, what, &m->num_parameters);
+}
+
+void model_alloc_grads(ModelMemory *m, void *grads, int fused, const char *name) {
+    char what[64];
+    snprintf(what, sizeof(what), "%s gradients", name);
+    m->fused = fused;
+    m->grads_memory = alloc_tensors(&m->param_list, grads, fused, what, &m->num_grad_floats);
+}
+
+void model_alloc_activations(ModelMemory *m, void *model, const TensorList *acts, const TensorList *scratch,
+                             const char *name, const char *scratch_what) {
+    char what[64];
+    snprintf(what, sizeof(what), "%s activations", name);
+    m->acts_memory = alloc_tensors(acts, model, 0, what, &m->num_activations);
+    m->scratch_memory = alloc_tensors(scratch, model, 0, scratch_what, &m->num_scratch_floats);
+}
+
+void model_zero_grad(ModelMemory *m) {
+    memset(m->grads_memory, 0, m->num_grad_floats * sizeof(float));
+}
+
+void model_save_checkpoint(const ModelMemory *m, const char *path) {
+    checkpoint_save(path, m->header, m->params_memory, m->num_parameters);
+}
+
+void model_memory_free(ModelMemory *m) {
+    free_big(m->params_memory);
+    free_big(m->grads_memory);
+    free_big(m->acts_memory);
+    free_big(m->scratch_memory);
 }

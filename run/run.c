@@ -255,19 +255,35 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
     return 1;
 }
 
+int run_parse_args(const FlagTable *own, void *base, RunConfig *rc, OptimConfig *oc, int argc, char **argv,
+                   const char *name, const char *help, const FlagTable *other, const char *other_name) {
+    void *bases[] = {base};
+    for (int i = 1; i < argc; i++) {
+        int r = flags_parse_one(own, bases, argc, argv, &i);
+        if (r == FLAG_HELP || r == FLAG_HELP_MARKDOWN) return r;
+        if (r || run_parse_flag(rc, oc, argc, argv, &i)) continue;
+        if (other && flags_find(other, argv[i]))
+            fail("flag %s is for %s; %s does not take it (%s lists the flags)", argv[i], other_name, name, help);
+        fail("unknown flag %s (%s lists the flags)", argv[i], help);
+    }
+    return 0;
+}
+
 void run_print_flags_help(void) {
     flags_print_help(&run_flags);
     optim_print_flags_help();
 }
 
+int run_flag_known(const char *flag) { return flags_find(&run_flags, flag) != NULL; }
+
 void run_print_flags_markdown(void) {
     flags_print_markdown(&run_flags, "run");
     printf("<!-- begin flags optim -->\n| flag | meaning |\n|---|---|\n");
-    const char *help;
-    for (int i = 0; optim_flag_name(i, &help); i++) {
-        printf("| `%s` | ", optim_flag_name(i, &help));
-        print_markdown_text(help);
-        printf(" |\n");
+    const char *arg, *help;
+    char names[64];
+    for (int i = 0; optim_flag_name(i, &arg, &help); i++) {
+        snprintf(names, sizeof(names), "%s %s", optim_flag_name(i, &arg, &help), arg);
+        flags_print_markdown_row(names, help);
     }
     printf("\n<!-- end flags optim -->\n");
 }
@@ -490,6 +506,14 @@ cJSON *run_config_json(const RunConfig *rc, const OptimConfig *oc, const char *m
     cJSON_AddStringToObject(run, "nan", rc->nan_skip ? "skip" : "stop");
     cJSON_AddNumberToObject(run, "val_every", (double)rc->val_every);
     return o;
+}
+
+void run_config_add_model(cJSON *config, const char *precision, const char *name, const char *const *keys,
+                          const double *values, int n, const char *init) {
+    cJSON_AddStringToObject(config, "precision", precision);
+    cJSON *m = cJSON_AddObjectToObject(config, name);
+    for (int i = 0; i < n; i++) cJSON_AddNumberToObject(m, keys[i], values[i]);
+    cJSON_AddStringToObject(config, "init", init);
 }
 
 // ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "optim/optim.h"
+#include "run/flags.h"
 #include "optim/snr.h"
 
 // The ranges of the integer flags (a value outside fails naming the flag and
@@ -79,7 +80,17 @@ void run_config_defaults(RunConfig *rc);
 // one (advancing *i past its value), 0 otherwise. The flags are a table
 // (run/flags.h) in run/run.c, which also prints their help.
 int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i);
+// The whole command line: each flag from the trainer's table (its fields in
+// the struct at base), else the run's and the optimizer's. An unknown flag
+// fails with "unknown flag F (<help> lists the flags)", or, when the other
+// trainer's table has it, "flag F is for <other_name>; <name> does not take
+// it (...)" (other NULL: no such check). Returns FLAG_HELP or
+// FLAG_HELP_MARKDOWN when a flag asks for the help (the caller prints it), else 0.
+int run_parse_args(const FlagTable *own, void *base, RunConfig *rc, OptimConfig *oc, int argc, char **argv,
+                   const char *name, const char *help, const FlagTable *other, const char *other_name);
 void run_print_flags_help(void);
+// Is flag in the run's table (its own, or one of llm.c's it accepts or refuses by name)?
+int run_flag_known(const char *flag);
 // The same as the README's markdown (flags_print_markdown): the run's table
 // and every optimizer's flags.
 void run_print_flags_markdown(void);
@@ -130,6 +141,11 @@ void run_log_write(RunLog *log, cJSON *obj);
 void run_log_close(RunLog *log);
 // the record opening a run: config, model and optimizer details
 cJSON *run_config_json(const RunConfig *rc, const OptimConfig *oc, const char *model_name, int argc, char **argv);
+// The model's part of that record: the matmul precision, an object `name` of
+// the model's n configuration values under their keys, and what the model
+// was started from (init: a checkpoint or a new model's name).
+void run_config_add_model(cJSON *config, const char *precision, const char *name, const char *const *keys,
+                          const double *values, int n, const char *init);
 
 // ----------------------------------------------------------------------------
 // the progress line

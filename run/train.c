@@ -49,7 +49,7 @@ Optimizer *training_create_optimizer(const Dist *dist, const ParamBlock *blocks,
 }
 
 void training_init(Training *tr, Run *run, Dist *dist, Optimizer *opt, const ParamBlock *blocks, int num_blocks,
-                   const Trainer *trainer) {
+                   const Trainer *trainer, void *self, ModelMemory *mem) {
     tr->run = run;
     tr->rc = run->rc;
     tr->dist = dist;
@@ -57,15 +57,17 @@ void training_init(Training *tr, Run *run, Dist *dist, Optimizer *opt, const Par
     tr->blocks = blocks;
     tr->num_blocks = num_blocks;
     tr->trainer = trainer;
+    tr->self = self;
+    tr->mem = mem;
     tr->last_loss = NAN;
     tr->checkpoints = tr->rc->out_dir[0] && run_every_active(tr->rc->ckpt_every); // -n 0: none
     tr->rank_losses = calloc_or_fail(tr->rc->ranks, sizeof(double), "the ranks' losses");
-    fused_init(&tr->fused, opt, trainer->params);
+    fused_init(&tr->fused, opt, mem->params_memory);
     profile_enable(tr->rc->profile);
     if (tr->rc->fused_update)
         printf("fused updates: each block steps during the backward pass%s; gradient buffer %zu floats (the model has %zu)\n",
                run_fused_measures(tr->rc) ? ", which runs twice per step (first for the norm: --clip or --nan skip)" : "",
-               trainer->num_grad_floats, trainer->num_parameters);
+               mem->num_grad_floats, mem->num_parameters);
 }
 
 void training_free(Training *tr) {
@@ -79,7 +81,7 @@ double training_resume(Training *tr, cJSON *state, const char *optim_path,
     dist_load_optimizer(tr->dist, tr->opt, optim_path);
     run_check_optimizer_step(run, tr->opt, optim_path);
     const char *path = run->state_path;
-    resume_data(tr->trainer->self, run, state, path);
+    resume_data(tr->self, run, state, path);
     double elapsed = json_get_number(state, "elapsed_s", path);
     printf("resume: continuing from step %ld of %s\n", run->start_step, tr->rc->out_dir);
     return elapsed;
@@ -91,12 +93,12 @@ void training_save_checkpoint(Training *tr, long step, int rewound) {
     char model_path[700], optim_path[700];
     if (tr->dist->rank == 0) {
         run_checkpoint_begin(tr->run, step, model_path, optim_path, sizeof(model_path));
-        tr->trainer->save_model(tr->trainer->self, model_path);
+        model_save_checkpoint(tr->mem, model_path);
     } else {
         run_checkpoint_paths(tr->run, step, model_path, optim_path, sizeof(model_path));
     }
     dist_save_optimizer(tr->dist, tr->opt, optim_path);
-    run_checkpoint_commit(tr->run, step, tr->trainer->state_record(tr->trainer->self, rewound));
+    run_checkpoint_commit(tr->run, step, tr->trainer->state_record(tr->self, rewound));
 }
 
 // The gradient of a step's micro-batches, summed over the ranks into each
@@ -107,7 +109,7 @@ static float accumulate_gradient(Training *tr, float *loss) {
     const Trainer *t = tr->trainer;
     int rank = tr->dist->rank;
     profile_begin(PROFILE_GRAD_CLEAR, 0);
-    t->zero_grad(t->self);
+    model_zero_grad(tr->mem);
     profile_end();
     // every rank reads the whole global batch and trains on its share:
     // micro-batch r of every `ranks` consecutive ones (so the loader's
@@ -116,9 +118,9 @@ static float accumulate_gradient(Training *tr, float *loss) {
     double loss_sum = 0.0;
     for (int micro = 0; micro < micro_total; micro++) {
         int mine = micro % rc->ranks == rank;
-        float micro_loss = t->forward_next(t->self, mine);
+        float micro_loss = t->forward_next(tr->self, mine, micro == 0);
         if (!mine) continue;
-        t->backward(t->self, 1.0f / micro_total, NULL);
+        t->backward(tr->self, 1.0f / micro_total, NULL);
         loss_sum += micro_loss;
     }
     float norm;
@@ -129,13 +131,13 @@ static float accumulate_gradient(Training *tr, float *loss) {
         dist_share_doubles(tr->rank_losses, rc->ranks);
         loss_sum = 0.0;
         for (int r = 0; r < rc->ranks; r++) loss_sum += tr->rank_losses[r];
-        dist_reduce_grads(tr->dist, t->grads);
+        dist_reduce_grads(tr->dist, tr->mem->grads_memory);
         profile_begin(PROFILE_GRAD_NORM, 0);
-        norm = dist_clip_grad_norm(tr->dist, t->grads, rc->clip);
+        norm = dist_clip_grad_norm(tr->dist, tr->mem->grads_memory, rc->clip);
         profile_end();
     } else {
         profile_begin(PROFILE_GRAD_NORM, 0);
-        norm = clip_grad_norm(t->grads, tr->blocks, tr->num_blocks, rc->clip);
+        norm = clip_grad_norm(tr->mem->grads_memory, tr->blocks, tr->num_blocks, rc->clip);
         profile_end();
     }
     *loss = (float)(loss_sum / micro_total);
@@ -150,7 +152,6 @@ long training_loop(Training *tr, float peak_lr) {
     long step = run->start_step;
     while (step < rc->max_steps) {
         step++; // 1-based: the optimizer's t after this step
-        t->mark_data(t->self);
         run_step_begin(run);
         profile_step_begin(step > run->start_step + 1); // the first step faults every buffer in
         float lr = lr_at_step(rc, peak_lr, step - 1);
@@ -160,12 +161,12 @@ long training_loop(Training *tr, float peak_lr) {
         } else {
             // one micro-batch; its updates happen in the backward below, after
             // a measuring backward when the norm is needed first
-            loss = t->forward_next(t->self, 1);
+            loss = t->forward_next(tr->self, 1, 1);
             if (!isfinite(loss)) norm = NAN; // not measured: the step stops or is skipped below
             int measure = run_fused_measures(rc) && isfinite(loss);
             fused_begin(&tr->fused, step, lr, measure);
             if (measure) {
-                t->backward(t->self, 1.0f, &tr->fused);
+                t->backward(tr->self, 1.0f, &tr->fused);
                 norm = fused_measured(&tr->fused, rc->clip);
             }
         }
@@ -178,12 +179,12 @@ long training_loop(Training *tr, float peak_lr) {
         }
         int skipped = run_check_finite(run, step, loss, norm, note);
         if (!skipped && !rc->fused_update) {
-            optim_step(tr->opt, t->params, t->grads, lr); // this rank's blocks
-            dist_gather_params(tr->dist, t->params);
+            optim_step(tr->opt, tr->mem->params_memory, tr->mem->grads_memory, lr); // this rank's blocks
+            dist_gather_params(tr->dist, tr->mem->params_memory);
         }
         if (!skipped && rc->fused_update) {
             fused_update_begin(&tr->fused);
-            t->backward(t->self, 1.0f, &tr->fused);
+            t->backward(tr->self, 1.0f, &tr->fused);
             norm = fused_end(&tr->fused);
         }
         if (!skipped) tr->last_loss = loss;
@@ -192,9 +193,9 @@ long training_loop(Training *tr, float peak_lr) {
         run_step_end(run, step, loss, lr, norm, skipped, (double)rc->total_batch);
         // every rank stops at the same step after a Ctrl-C or SIGTERM on any
         if (rc->ranks > 1) run_agree_interrupted(dist_any(run_signal_received()));
-        run_analyses_step(&tr->analyses, step, tr->opt, rc->fused_update ? NULL : t->grads); // reads only
+        run_analyses_step(&tr->analyses, step, tr->opt, rc->fused_update ? NULL : tr->mem->grads_memory); // reads only
 
-        t->after_step(t->self, run, step);
+        t->after_step(tr->self, run, step);
         if (tr->checkpoints && run_due(run, step, rc->ckpt_every)) training_save_checkpoint(tr, step, 0);
         if (run_interrupted()) {
             printf("interrupted at step %ld%s%s\n", step, tr->checkpoints ? "; checkpoint written to " : "",

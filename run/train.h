@@ -11,25 +11,20 @@
 
 #include "optim/optim.h"
 #include "run/dist.h"
+#include "run/model.h"
 #include "run/run.h"
 
 typedef struct {
-    void *self;             // the trainer's own state, handed to every call below
-    float *params, *grads;  // the model's parameter and gradient buffers (grads NULL until training)
-    size_t num_parameters, num_grad_floats; // their sizes in floats
     // the next training micro-batch: read it and, when mine (this rank's
     // share of the global batch), run it through the forward pass; returns its
-    // mean loss (0 when not mine: the loader still advances the same on every rank)
-    float (*forward_next)(void *self, int mine);
-    void (*zero_grad)(void *self);
+    // mean loss (0 when not mine: the loader still advances the same on every
+    // rank). first: the step's first, before which the trainer remembers its
+    // data position (a NaN save rewinds to it)
+    float (*forward_next)(void *self, int mine, int first);
     // backward of the last forward; fused: the per-block updates (NULL: none)
     void (*backward)(void *self, float loss_scale, FusedStep *fused);
-    // remember the data position before a step (a NaN save rewinds to it)
-    void (*mark_data)(void *self);
-    // write the model file of a checkpoint
-    void (*save_model)(const void *self, const char *path);
     // the trainer's keys of the state record: the data position now, or
-    // (rewound) the one marked before this step
+    // (rewound) the one before this step
     cJSON *(*state_record)(const void *self, int rewound);
     // after step `step`: the evaluations and samples that are due (run_due)
     void (*after_step)(void *self, Run *run, long step);
@@ -44,6 +39,8 @@ typedef struct {
     const ParamBlock *blocks; // all of the model's (each rank steps its own, dist)
     int num_blocks;
     const Trainer *trainer;
+    void *self;               // the trainer's own state, handed to every hook
+    ModelMemory *mem;         // the model's buffers and checkpoint header (run/model.h)
     RunAnalyses analyses;     // --snr-every, --gsnr-every: measurements written as JSON lines
     double *rank_losses;      // [ranks] the micro-batch losses each rank summed
     float last_loss;          // of the last step not skipped
@@ -66,10 +63,10 @@ OptimConfig training_plan_ranks(Dist *dist, const ParamBlock *blocks, int num_bl
 Optimizer *training_create_optimizer(const Dist *dist, const ParamBlock *blocks, int num_blocks,
                                      const OptimConfig *oc, const OptimConfig *part_oc, int ranks,
                                      size_t *state_bytes, size_t *adamw_bytes);
-// Set up a training over the trainer's model: after its gradients are
-// allocated. With --fused-update 1 says how the updates go.
+// Set up a training over the trainer's model (mem, its gradients allocated),
+// the hooks called with self. With --fused-update 1 says how the updates go.
 void training_init(Training *tr, Run *run, Dist *dist, Optimizer *opt, const ParamBlock *blocks, int num_blocks,
-                   const Trainer *trainer);
+                   const Trainer *trainer, void *self, ModelMemory *mem);
 void training_free(Training *tr);
 // -y 1: the optimizer's state from optim_path (each rank its part) checked
 // against the checkpoint's step; the trainer's resume_data reads its own keys;

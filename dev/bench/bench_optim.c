@@ -32,19 +32,19 @@ int main(int argc, char **argv) {
     // gradients of a realistic size: N(0, 1e-3), touched once so no page fault is timed
     Rng rng;
     rng_seed(&rng, 2);
-    for (size_t i = 0; i < model.num_parameters; i++) model.grads_memory[i] = 1e-3f * rng_normal(&rng);
+    for (size_t i = 0; i < model.mem.num_parameters; i++) model.mem.grads_memory[i] = 1e-3f * rng_normal(&rng);
     OptimConfig oc;
     optim_default_config(&oc);
     Optimizer *opt = optim_create(blocks, nb, &oc);
     // the first step pays page faults on the fresh state (and SGD-SaI's one-off
     // g-SNR): reported separately, not in the median
     double t0 = now_seconds();
-    optim_step(opt, model.params_memory, model.grads_memory, 1e-4f);
+    optim_step(opt, model.mem.params_memory, model.mem.grads_memory, 1e-4f);
     double first_ms = 1000.0 * (now_seconds() - t0);
     double *ms = malloc_or_fail(steps * sizeof(double), "times");
     for (int s = 0; s < steps; s++) {
         t0 = now_seconds();
-        optim_step(opt, model.params_memory, model.grads_memory, 1e-4f);
+        optim_step(opt, model.mem.params_memory, model.mem.grads_memory, 1e-4f);
         ms[s] = 1000.0 * (now_seconds() - t0);
     }
     qsort(ms, steps, sizeof(double), cmp_double);
