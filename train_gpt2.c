@@ -97,7 +97,8 @@ typedef struct {
     ActivationTensors acts;
     LayerScratch scratch;
     HeadScratch head;
-    ModelMemory mem;         // the buffers all of the above point into (run/model.h)
+    ModelMemory mem;         // the buffers all of the above point into (run/model.h); its
+                             // num_parameters counts wte's padding rows (storage)
     int batch_size, seq_len; // (B, T) the buffers were allocated for
     int fwd_B, fwd_T;        // the shape of the last forward (a smaller one is allowed, for evaluation)
     int *inputs, *targets;   // (fwd_B, fwd_T) of the last forward
@@ -902,11 +903,71 @@ static void gpt2_resume_data(const cJSON *state, const char *path, const Run *ru
 #include "run/train.h"
 #include "train_gpt2_flags.h"
 
+// llm.c's flags and nanoGPT's settings beside this trainer's (the README's
+// table; the llm.c flags of its first column are checked to be taken or
+// refused by name here)
+static const char *const llmc_cells[] = {
+    "llm.c", "llm.c's meaning (default)", "here (default)", "nanoGPT",
+    "`-i`", "training shards, a glob (Tiny Shakespeare)", "the same (the Bible)", "`dataset`",
+    "`-j`", "validation shards", "the same; with `-x 0` any shards to evaluate", "`dataset`",
+    "`-e`", "model file, or `d12`-style depth for a new model (`gpt2_124M_bf16.bin`)",
+    "the same for fp32 files (version 3; llm.c's bf16 files, version 5, are refused) and `d<L>`, `gpt2:d<L>` "
+    "(d4)", "`init_from`, `n_layer`, `n_head`, `n_embd`",
+    "`-o`", "output folder: `main.log`, `model_`/`state_`/`DONE_` checkpoints (none)",
+    "the same role; here `log.jsonl` and `model_`/`optim_`/`state_….json` checkpoints (none)", "`out_dir`",
+    "`-n`", "checkpoint every N steps and at the end, 0 = never (0)", "the same (without `-n`: at the end only)",
+    "`always_save_checkpoint`",
+    "`-nk`", "keep the newest N checkpoints, 0 = all (0)", "the same", "",
+    "`-nm`", "checkpoints at multiples of N are never deleted (0)", "the same", "",
+    "`-y`", "resume from the newest checkpoint in `-o` (0)",
+    "the same, for this program's folders ([llm.c's are refused](#llmcs-checkpoint-folders))", "`init_from='resume'`",
+    "`-b`", "micro-batch (4)", "the same (4; ViT 128)", "`batch_size`",
+    "`-t`", "sequence length (1024)", "the same (64)", "`block_size`",
+    "`-d`", "tokens per step, by accumulation; -1 = one micro-batch (-1)",
+    "the same (one micro-batch; 0 also means it)", "`gradient_accumulation_steps` x `batch_size` x `block_size`",
+    "(none: llm.c always shuffles training data, seed 42)", "shards and batches shuffled every epoch",
+    "`--shuffle 1`, `--shuffle-seed 42` (the same order as llm.c's); `--shuffle 0` reads in order",
+    "(random offsets every batch)",
+    "", "", "`--data-format nanogpt`", "`dataset` with `train.bin`/`val.bin`",
+    "", "", "`--vocab-size V` (new models)", "`meta_vocab_size` (`meta.pkl`)",
+    "`-x`", "steps; -1 = one epoch (-1)",
+    "the same (100); one epoch is the batches of one pass over the shards (each reads B x T + 1 tokens) over "
+    "the accumulation steps, where llm.c divides the token count by the tokens per step (one step more at most)",
+    "`max_iters`",
+    "`-k`", "schedule: cosine, linear, constant, wsd (cosine)", "the same", "`decay_lr`",
+    "`-l`", "peak lr (3e-4)", "the same (per optimizer)", "`learning_rate`",
+    "`-u`", "warmup steps (0)", "the same", "`warmup_iters`",
+    "`-q`", "final lr as a fraction of the peak (1.0)", "the same (0.1)", "`min_lr` / `learning_rate`",
+    "`-c`", "weight decay (0)", "the same (per optimizer)", "`weight_decay`",
+    "`-sl`, `-sg`", "skip an update whose loss / gradient norm is an outlier (z-score)", "refused by name", "",
+    "`-v`", "validation every N steps, at step 0 and at the end (20)",
+    "every N steps and at the end, not at step 0; 0 = at the end only (llm.c would divide by 0)", "`eval_interval`",
+    "`-m`", "validation batches; -1 = the whole split (20)",
+    "the same: one pass over the shards (llm.c: their tokens over B x T, which can wrap around to the first "
+    "shard)", "`eval_iters`",
+    "`-s`", "sample every N steps and at the end; <= 0 never (20)", "the same (at the end only)", "",
+    "`-g`", "tokens per sample (64)", "the same", "`max_new_tokens`",
+    "`-h`", "HellaSwag with each validation (0)", "the same; `--hellaswag FILE`; `-h` alone is help", "",
+    "`-a`", "overfit one batch", "refused by name", "",
+    "`-f`, `-w`, `-ge`, `-r`", "TF32; fp32 master weights; GELU fusion; recomputation",
+    "accepted with a note, change nothing: all fp32, on the CPU (`train_gpt2` always recomputes the GELU and "
+    "LayerNorm outputs in backward, as llm.c's `-r 2`)", "`dtype`",
+    "`-z`", "ZeRO stage", "refused by name", "",
+    "`-pn`, `-pr`, `-pg`, `-pi`, `-pf`, `-ps`", "multi-process, multi-node", "refused by name", "`backend` (DDP)",
+    "", "", "`--seed`, `--clip`, `--temperature`, `--top-k`, `--prompt`, `-p`, and the rest above",
+    "`seed`, `grad_clip`, `temperature`, `top_k`, `start`, `log_interval`",
+    "", "", "`-x 0` with `-j` or `-v`", "`eval_only`",
+};
+static const MarkdownTable llmc_table = MARKDOWN_TABLE("llmc", 4, llmc_cells);
+
+static int gpt2_flag_known(const char *flag) { return flags_find(&gpt2_flags, flag) || run_flag_known(flag); }
+
 // --help, or with markdown the README's tables of the flags (--help-markdown)
 static void print_usage(int markdown) {
     if (markdown) {
         flags_print_markdown(&gpt2_flags, "train_gpt2");
         run_print_flags_markdown();
+        flags_print_markdown_table(&llmc_table, gpt2_flag_known);
         return;
     }
     printf("usage: ./train_gpt2 [flags]   (built with OPTIM=%s)\n", OPTIM_NAME);

@@ -832,10 +832,35 @@ static const FlagSpec vit_flag_specs[] = {
 #undef FL
 static const FlagTable vit_flags = FLAG_TABLE(vit_flag_specs);
 
+// The augmentation flags beside timm's train.py's (the README's table; the
+// flags of its first column are checked to be the table's above)
+static const char *const vit_timm_cells[] = {
+    "flag", "timm's `train.py`", "meaning",
+    "`--rrc 1`", "(always on)",
+    "torchvision's `RandomResizedCrop`: 10 attempts at an area fraction from `--rrc-scale` and a log-uniform "
+    "aspect ratio from `--rrc-ratio`, else the centre crop of the ratio-clamped image; the box resampled to the "
+    "model's input (area averaging when shrinking, bilinear when growing, rounded to uint8)",
+    "`--rrc-scale LO,HI`", "`--scale 0.08 1.0`", "area range, default 0.08,1",
+    "`--rrc-ratio LO,HI`", "`--ratio 0.75 1.3333`", "aspect ratio range, default 3/4,4/3",
+    "`--flip 1`", "`--hflip 0.5`", "horizontal mirror with probability 1/2",
+    "`--smoothing F`", "`--smoothing 0.1`",
+    "label smoothing: the loss is (1 - F) CE + F mean over classes of -log p (default 0 here)",
+    "`--mixup A`, `--cutmix A`", "`--mixup`, `--cutmix`",
+    "timm's `Mixup` (mode `batch`): lam ~ Beta(A, A), image b mixed with image B-1-b of the micro-batch; "
+    "CutMix's box from `rand_bbox` and lam corrected to its area; soft targets with the smoothing. Needs an "
+    "even `-b`",
+    "`--mixup-prob P`, `--mixup-switch-prob P`", "`--mixup-prob`, `--mixup-switch-prob`",
+    "probability of mixing a batch (1); of CutMix rather than Mixup when both are on (0.5)",
+};
+static const MarkdownTable vit_timm_table = MARKDOWN_TABLE("train_vit_timm", 3, vit_timm_cells);
+
+static int vit_flag_known(const char *flag) { return flags_find(&vit_flags, flag) != NULL; }
+
 // --help, or with markdown the README's tables of the flags (--help-markdown)
 static void print_usage(int markdown) {
     if (markdown) {
         flags_print_markdown(&vit_flags, "train_vit");
+        flags_print_markdown_table(&vit_timm_table, vit_flag_known);
         return;
     }
     printf("usage: ./train_vit [flags]   (built with OPTIM=%s)\npresets for -e:", OPTIM_NAME);

@@ -7,8 +7,9 @@ flags_print_markdown), one block per table between the markers
     ...
     <!-- end flags NAME -->
 
-(train_gpt2: its own table, then the run's and the optimizers'; train_vit: its
-own). This puts each block into README.md between the same markers, so the
+(train_gpt2: its own table, then the run's and the optimizers', then llm.c's
+and nanoGPT's names beside ours; train_vit: its own, then timm's augmentation
+names beside ours). This puts each block into README.md between the same markers, so the
 README says what --help says:
 
     python3 dev/readme_flags.py README.md TRAIN_GPT2 TRAIN_VIT          (make readme-flags)

@@ -598,11 +598,40 @@ static void micro_kernel_bf16(int kp, const uint32_t *restrict a, size_t as, int
 
 static __thread uint32_t *tls_pack_a_bf16, *tls_pack_b_bf16;
 
+// One operand converted once per product, shared by the team: when the
+// threads split only the rows of C, each would convert all of op(B); when
+// they split only the columns, all of op(A). Instead they convert a part each
+// (whole B slivers or A blocks, every K block of them) into this buffer
+// before the product, wait for each other once, and all read it. One wait
+// per product, not one per K block: on a loaded machine a thread that waits
+// for a descheduled partner at every K block lost more than the sharing
+// saved (bench_gemm_bf16, 2 threads under a load average of 3).
+enum { SHARE_NONE, SHARE_A, SHARE_B };
+#define SHARED_BF16_WORDS ((size_t)2 << 20)  // 8 MiB: e.g. all of a 4096 x 768 op(B)
+static uint32_t *shared_pack_bf16;
+
+// The words one K block of the shared operand takes: all of op(A)'s row
+// blocks, or all of op(B)'s slivers
+static size_t shared_block_words(int share, int M, int N) {
+    return share == SHARE_A ? (size_t)ceil_div(M, MC) * A_BLOCK_BF16_WORDS : (size_t)ceil_div(N, NR) * SLIVER_BF16_WORDS;
+}
+
+// Which operand a tm x tn split of C[M,N] (K deep) shares: the one every
+// thread would otherwise convert in full, if all its K blocks fit the buffer
+// (and, for A, are one chunk of rows)
+static int bf16_share(int tm, int tn, int M, int N, int K) {
+    int share = tm == 1 && tn > 1 && M <= A_CHUNK_BLOCKS * MC ? SHARE_A : tn == 1 && tm > 1 ? SHARE_B : SHARE_NONE;
+    if (share != SHARE_NONE && (size_t)ceil_div(K, KC_BF16) * shared_block_words(share, M, N) > SHARED_BF16_WORDS)
+        share = SHARE_NONE;
+    return share;
+}
+
 // gemm_block with both operands packed as bf16 pairs. Unlike gemm_block, the
 // loop nest packs every A block of a chunk of rows (all of a thread's rows,
 // up to 4158) once per K block, and then sweeps the chunk's rows for each B
 // sliver:
 //
+//   (shared operand: each thread of the team packs its part of all K blocks; barrier)
 //   for pc over K in steps of KC_BF16
 //     for each chunk of up to A_CHUNK_BLOCKS blocks of MC rows: pack them (bf16 pairs)
 //       for jc over the columns in NC_BF16: pack a panel of B slivers [KC_BF16/2][NR]
@@ -614,27 +643,52 @@ static __thread uint32_t *tls_pack_a_bf16, *tls_pack_b_bf16;
 // 4158 flops per value. Both are read along their rows (see the packers). An
 // A sliver is 6 KiB, read from L3 in the order it was written while the
 // kernel computes 393 kflops on it: the A block need not stay in L2 as in
-// the fp32 nest. The sums are gemm_block's (each element over the K blocks in
-// order, the pairs in order within one), so the bits depend neither on the
-// chunks nor on the panels.
-static void gemm_block_bf16(int transA, int transB, int m0, int m1, int n0, int n1, int K,
-                            float alpha, const float *A, int lda, const float *B, int ldb,
+// the fp32 nest. With share = SHARE_A (this thread is `t` of a team of `nt`
+// that splits only columns, so its rows are all of M, one chunk) the chunk is
+// the team's shared buffer instead; with SHARE_B (the team splits only rows,
+// so its columns are all of N) the panels are views of it. Blocks and slivers
+// start at multiples of MC and NR from 0 either way, so a shared one holds
+// the same words the thread would have packed. The sums are gemm_block's
+// (each element over the K blocks in order, the pairs in order within one),
+// so the bits depend neither on the chunks, the panels, nor the sharing.
+static void gemm_block_bf16(int share, int t, int nt, int transA, int transB, int m0, int m1, int n0, int n1,
+                            int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                             float beta, float *C, int ldc, const float *bias) {
     if (!tls_pack_a_bf16) {
         tls_pack_a_bf16 = alloc_big(PACK_A_BF16_WORDS * sizeof(uint32_t), "matmul bf16 packing buffer (A blocks)");
         tls_pack_b_bf16 = alloc_big(PACK_B_BF16_WORDS * sizeof(uint32_t), "matmul bf16 packing buffer (B panel)");
     }
-    uint32_t *a_chunk = tls_pack_a_bf16, *b_panel = tls_pack_b_bf16;
+    size_t shared_words = share == SHARE_NONE ? 0 : shared_block_words(share, M, N);
+    if (share != SHARE_NONE) {
+        int units = share == SHARE_A ? ceil_div(M, MC) : ceil_div(N, NR);
+        int u0 = (int)((long)units * t / nt), u1 = (int)((long)units * (t + 1) / nt);
+        for (int pc = 0; u0 < u1 && pc < K; pc += KC_BF16) {
+            uint32_t *dst = shared_pack_bf16 + (size_t)(pc / KC_BF16) * shared_words;
+            int kc = min_int(KC_BF16, K - pc);
+            if (share == SHARE_A)
+                pack_A_chunk_bf16(dst + (size_t)u0 * A_BLOCK_BF16_WORDS, A, lda, transA, u0 * MC,
+                                  min_int(M, u1 * MC) - u0 * MC, pc, kc);
+            else
+                pack_B_panel_bf16(dst + (size_t)u0 * SLIVER_BF16_WORDS, B, ldb, transB, u0 * NR,
+                                  min_int(N, u1 * NR) - u0 * NR, pc, kc);
+        }
+        #pragma omp barrier  // every part is packed
+    }
     const int chunk_rows = A_CHUNK_BLOCKS * MC;
     for (int pc = 0; pc < K; pc += KC_BF16) {
         int kc = min_int(KC_BF16, K - pc), kp = ceil_div(kc, 2);
         Epilogue e = {alpha, pc == 0 ? beta : 1.0f, NULL};
+        const uint32_t *shared = share == SHARE_NONE ? NULL : shared_pack_bf16 + (size_t)(pc / KC_BF16) * shared_words;
         for (int cs = m0; cs < m1; cs += chunk_rows) {
             int ce = min_int(m1, cs + chunk_rows);
-            pack_A_chunk_bf16(a_chunk, A, lda, transA, cs, ce - cs, pc, kc);
+            const uint32_t *a_chunk = tls_pack_a_bf16;
+            if (share == SHARE_A) a_chunk = shared;
+            else pack_A_chunk_bf16(tls_pack_a_bf16, A, lda, transA, cs, ce - cs, pc, kc);
             for (int jc = n0; jc < n1; jc += NC_BF16) {
                 int nc = min_int(NC_BF16, n1 - jc);
-                pack_B_panel_bf16(b_panel, B, ldb, transB, jc, nc, pc, kc);
+                const uint32_t *b_panel = tls_pack_b_bf16;
+                if (share == SHARE_B) b_panel = shared + (size_t)(jc / NR) * SLIVER_BF16_WORDS;
+                else pack_B_panel_bf16(tls_pack_b_bf16, B, ldb, transB, jc, nc, pc, kc);
                 for (int jr = 0; jr < nc; jr += NR) {
                     const uint32_t *b = b_panel + (size_t)(jr / NR) * SLIVER_BF16_WORDS;
                     int nv = min_int(NR, nc - jr);
@@ -748,10 +802,9 @@ typedef struct { int tm, tn; } Split;
 // A, the tm threads of a column band its columns of B).
 // bf16 also counts what the busiest thread converts: its rows of A once per
 // K block, its columns of B once per chunk of rows (gemm_block_bf16), about 2
-// cycles a value against 6 for a tile's step of k; so a product with a narrow
-// B (attproj's 768 columns) splits its rows, and each thread converts half of
-// A instead of all of it.
-static Split split_threads(int bf16, int M, int N, int nthreads) {
+// cycles a value against 6 for a tile's step of k, and of an operand the team
+// shares (bf16_share) its part only.
+static Split split_threads(int bf16, int M, int N, int K, int nthreads) {
     int mtiles = ceil_div(M, MR), ntiles = ceil_div(N, NR);
     Split sp = {1, 1};
     double best_tiles = 1e300, best_traffic = 1e300;
@@ -761,11 +814,13 @@ static Split split_threads(int bf16, int M, int N, int nthreads) {
         double traffic = (double)b * M + (double)a * N;
 #ifdef __AVX512BF16__
         if (bf16) {
-            int rows = ceil_div(mtiles, a) * MR, cols = ceil_div(ntiles, b) * NR;
-            tiles += (rows + (double)cols * ceil_div(rows, A_CHUNK_BLOCKS * MC)) / 3.0;
+            int rows = ceil_div(mtiles, a) * MR, cols = ceil_div(ntiles, b) * NR, share = bf16_share(a, b, M, N, K);
+            double rows_converted = share == SHARE_A ? (double)rows / b : rows;
+            double cols_converted = share == SHARE_B ? (double)cols / a : (double)cols * ceil_div(rows, A_CHUNK_BLOCKS * MC);
+            tiles += (rows_converted + cols_converted) / 3.0;
         }
 #else
-        (void)bf16;
+        (void)bf16, (void)K;
 #endif
         if (tiles < best_tiles || (tiles == best_tiles && traffic < best_traffic))
             best_tiles = tiles, best_traffic = traffic, sp.tm = a, sp.tn = b;
@@ -801,18 +856,27 @@ static void gemm(int bf16, int transA, int transB, int M, int N, int K, float al
         return;
     }
 
-    Split sp = split_threads(bf16, M, N, nthreads);
+    Split sp = split_threads(bf16, M, N, K, nthreads);
+#ifdef __AVX512BF16__
+    int share = bf16 ? bf16_share(sp.tm, sp.tn, M, N, K) : SHARE_NONE;
+    if (share != SHARE_NONE && !shared_pack_bf16)
+        shared_pack_bf16 = alloc_big(SHARED_BF16_WORDS * sizeof(uint32_t), "matmul bf16 packing buffer (shared operand)");
+#endif
     #pragma omp parallel num_threads(sp.tm * sp.tn)
     {
-        int m0, m1, n0, n1;
-        split_rect(sp, M, N, omp_get_thread_num(), &m0, &m1, &n0, &n1);
-        if (m0 < m1 && n0 < n1) {
+        int m0, m1, n0, n1, t = omp_get_thread_num();
+        split_rect(sp, M, N, t, &m0, &m1, &n0, &n1);
 #ifdef __AVX512BF16__
-            if (bf16) gemm_block_bf16(transA, transB, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
-            else
+        // with a shared operand every thread of the team takes part in its
+        // packing (and barriers), even one with no tiles
+        if (bf16 && (share != SHARE_NONE || (m0 < m1 && n0 < n1)))
+            gemm_block_bf16(share, t, omp_get_num_threads(), transA, transB, m0, m1, n0, n1, M, N, K,
+                            alpha, A, lda, B, ldb, beta, C, ldc, bias);
+        else if (!bf16 && m0 < m1 && n0 < n1)
+#else
+        if (m0 < m1 && n0 < n1)
 #endif
             gemm_block(transA, transB, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
-        }
     }
 }
 
@@ -870,6 +934,14 @@ size_t matmul_thread_buffer_bytes(void) {
     bytes += alloc_big_footprint(PACK_A_BF16_WORDS * sizeof(uint32_t)) + alloc_big_footprint(PACK_B_BF16_WORDS * sizeof(uint32_t));
 #endif
     return bytes;
+}
+
+size_t matmul_shared_buffer_bytes(void) {
+#if defined(PRECISION_BF16) && defined(__AVX512BF16__)
+    return alloc_big_footprint(SHARED_BF16_WORDS * sizeof(uint32_t));
+#else
+    return 0;
+#endif
 }
 
 // ---------------------------------------------------------------------------

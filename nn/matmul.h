@@ -87,5 +87,8 @@ int matmul_k_block(void);
 // What the packing buffers of one thread add to the resident set once it has
 // run a product, in bytes (for the memory plan).
 size_t matmul_thread_buffer_bytes(void);
+// And the one buffer the threads of a bf16 product share (mapped once the
+// first product splits over 2 or more threads; 0 in an fp32 build).
+size_t matmul_shared_buffer_bytes(void);
 
 #endif

@@ -372,21 +372,22 @@ void optim_load_part(Optimizer *opt, const char *path, const ParamBlock *model_b
 
 typedef struct {
     const char *flag;
-    unsigned needs; // HP_* bit
+    const char *arg; // what its value is, as --help names it
+    unsigned needs;  // HP_* bit
     const char *help;
 } OptimFlag;
 
 static const OptimFlag optim_flags[] = {
-    {"--beta1", HP_BETAS, "first-moment decay (AdamW, SlimAdam, SinkGD's AdamW blocks)"},
-    {"--beta2", HP_BETAS, "second-moment decay (AdamW, SlimAdam, SinkGD's AdamW blocks)"},
-    {"--eps", HP_EPS, "AdamW/SlimAdam/SinkGD: added to sqrt(v); SGD-SaI: added to the gradient std"},
-    {"--momentum", HP_MOMENTUM, "momentum (SGDM) / EMA coefficient of the gradient (SGD-SaI)"},
-    {"--nesterov", HP_NESTEROV, "0|1 Nesterov momentum (SGDM)"},
-    {"--gsnr", HP_GSNR, "ratio|sqrtn  SGD-SaI's scale: norm/std of the first gradient, or sqrt(N)"},
-    {"--gsnr-max-norm", HP_GSNR, "0|1 divide every g-SNR by the largest (the paper's Algorithm 1)"},
-    {"--sinkgd-iters", HP_SINKGD, "Sinkhorn iterations L (SinkGD)"},
-    {"--sinkgd-scale", HP_SINKGD, "a: the hidden matrices step with a*lr (SinkGD)"},
-    {"--slimadam-rules", HP_SLIMADAM_RULES, "JSON file of block name -> dimensions to average v over"},
+    {"--beta1", "F", HP_BETAS, "first-moment decay (AdamW, SlimAdam, SinkGD's AdamW blocks)"},
+    {"--beta2", "F", HP_BETAS, "second-moment decay (AdamW, SlimAdam, SinkGD's AdamW blocks)"},
+    {"--eps", "F", HP_EPS, "AdamW/SlimAdam/SinkGD: added to sqrt(v); SGD-SaI: added to the gradient std"},
+    {"--momentum", "F", HP_MOMENTUM, "momentum (SGDM) / EMA coefficient of the gradient (SGD-SaI)"},
+    {"--nesterov", "0|1", HP_NESTEROV, "Nesterov momentum (SGDM)"},
+    {"--gsnr", "ratio|sqrtn", HP_GSNR, "SGD-SaI's scale: norm/std of the first gradient, or sqrt(N)"},
+    {"--gsnr-max-norm", "0|1", HP_GSNR, "divide every g-SNR by the largest (the paper's Algorithm 1)"},
+    {"--sinkgd-iters", "L", HP_SINKGD, "Sinkhorn iterations (SinkGD)"},
+    {"--sinkgd-scale", "A", HP_SINKGD, "the hidden matrices step with A*lr (SinkGD)"},
+    {"--slimadam-rules", "FILE", HP_SLIMADAM_RULES, "JSON file of block name -> dimensions to average v over"},
 };
 #define NUM_OPTIM_FLAGS ((int)(sizeof(optim_flags) / sizeof(optim_flags[0])))
 
@@ -442,12 +443,17 @@ int optim_parse_flag(OptimConfig *cfg, const char *flag, const char *value) {
 
 void optim_print_flags_help(void) {
     printf("optimizer flags (this build: OPTIM=%s):\n", OPTIM_NAME);
-    for (int i = 0; i < NUM_OPTIM_FLAGS; i++)
-        if (OPTIM_HPARAMS & optim_flags[i].needs) printf("  %-18s %s\n", optim_flags[i].flag, optim_flags[i].help);
+    char name[64];
+    for (int i = 0; i < NUM_OPTIM_FLAGS; i++) {
+        if (!(OPTIM_HPARAMS & optim_flags[i].needs)) continue;
+        snprintf(name, sizeof(name), "%s %s", optim_flags[i].flag, optim_flags[i].arg);
+        printf("  %-22s %s\n", name, optim_flags[i].help);
+    }
 }
 
-const char *optim_flag_name(int i, const char **help) {
+const char *optim_flag_name(int i, const char **arg, const char **help) {
     if (i < 0 || i >= NUM_OPTIM_FLAGS) return NULL;
+    *arg = optim_flags[i].arg;
     *help = optim_flags[i].help;
     return optim_flags[i].flag;
 }

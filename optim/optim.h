@@ -238,9 +238,9 @@ void optim_load_part(Optimizer *opt, const char *path, const ParamBlock *model_b
 // optimizer fails with a one-line error naming it.
 int optim_parse_flag(OptimConfig *cfg, const char *flag, const char *value);
 void optim_print_flags_help(void);
-// The i-th of every optimizer's flags (whatever this build's OPTIM), for the
-// README's table; NULL past the last.
-const char *optim_flag_name(int i, const char **help);
+// The i-th of every optimizer's flags (whatever this build's OPTIM), with
+// what its value is and its help, for the README's table; NULL past the last.
+const char *optim_flag_name(int i, const char **arg, const char **help);
 void optim_print_config(const OptimConfig *cfg);
 
 // The gradient signal-to-noise ratio of one block of n entries (spec section

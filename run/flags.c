@@ -62,6 +62,17 @@ void print_markdown_text(const char *text) {
     }
 }
 
+void flags_print_markdown_row(const char *names, const char *help) {
+    printf("| `");
+    for (const char *s = names; *s; s++) {
+        if (*s == '|') putchar('\\'); // a | inside a table's code span too
+        putchar(*s);
+    }
+    printf("` | ");
+    print_markdown_text(help);
+    printf(" |\n");
+}
+
 void flags_print_markdown(const FlagTable *t, const char *name) {
     printf("<!-- begin flags %s -->\n", name);
     int in_table = 0;
@@ -81,16 +92,40 @@ void flags_print_markdown(const FlagTable *t, const char *name) {
         snprintf(names, sizeof(names), "%s%s%s%s%s", f->short_name ? f->short_name : "",
                  f->short_name && f->long_name ? ", " : "", f->long_name ? f->long_name : "", f->arg ? " " : "",
                  f->arg ? f->arg : "");
-        printf("| `");
-        for (const char *s = names; *s; s++) {
-            if (*s == '|') putchar('\\'); // a | inside a table's code span too
-            putchar(*s);
-        }
-        printf("` | ");
-        print_markdown_text(f->help);
-        printf(" |\n");
+        flags_print_markdown_row(names, f->help);
     }
     printf("%s<!-- end flags %s -->\n", in_table ? "\n" : "", name);
+}
+
+// each `code span` of a cell whose first word starts with '-' names a flag the program must know
+static void check_flags_named(const MarkdownTable *t, const char *cell, int (*known)(const char *flag)) {
+    for (const char *open = strchr(cell, '`'); open; open = strchr(open, '`')) {
+        const char *close = strchr(open + 1, '`');
+        if (!close) fail("README table %s: an unclosed ` in %s", t->name, cell);
+        size_t n = strcspn(open + 1, " `");
+        char flag[64];
+        if (open[1] == '-' && n < sizeof(flag)) {
+            memcpy(flag, open + 1, n);
+            flag[n] = '\0';
+            if (!known(flag)) fail("README table %s names flag %s, which this program does not have", t->name, flag);
+        }
+        open = close + 1;
+    }
+}
+
+void flags_print_markdown_table(const MarkdownTable *t, int (*known)(const char *flag)) {
+    if (t->num_cells % t->cols != 0) fail("README table %s: %d cells are not rows of %d", t->name, t->num_cells, t->cols);
+    printf("<!-- begin flags %s -->\n", t->name);
+    for (int i = 0; i < t->num_cells; i++) {
+        int col = i % t->cols;
+        if (i >= t->cols && col == 0) check_flags_named(t, t->cells[i], known);
+        printf("| %s%s", t->cells[i], col == t->cols - 1 ? " |\n" : " ");
+        if (i == t->cols - 1) { // the header's end
+            for (int c = 0; c < t->cols; c++) printf("|---");
+            printf("|\n");
+        }
+    }
+    printf("\n<!-- end flags %s -->\n", t->name);
 }
 
 const char *flag_value_or_fail(const char *flag, const char *value) {

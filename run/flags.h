@@ -54,6 +54,24 @@ void flags_print_help(const FlagTable *t);
 void flags_print_markdown(const FlagTable *t, const char *name);
 // Markdown text: whitespace runs folded to one space, and | * < > escaped.
 void print_markdown_text(const char *text);
+// A row of a markdown flag table: | `names` | help | (a | in names escaped)
+void flags_print_markdown_row(const char *names, const char *help);
+
+// A README table about flags that is not one of their tables (llm.c's names
+// for ours, timm's): a header of cols cells, then rows of cols cells each,
+// as markdown, printed between the markers <!-- begin flags NAME --> and
+// <!-- end flags NAME --> by --help-markdown. Every flag its first column
+// names (the first word of each `code span` that starts with '-') must be one
+// the program knows, else flags_print_markdown_table fails naming it: the
+// table cannot outlive a renamed flag.
+typedef struct {
+    const char *name;
+    int cols;
+    const char *const *cells; // the header's, then each row's
+    int num_cells;
+} MarkdownTable;
+#define MARKDOWN_TABLE(name, cols, cells) {name, cols, cells, (int)(sizeof(cells) / sizeof(cells[0]))}
+void flags_print_markdown_table(const MarkdownTable *t, int (*known)(const char *flag));
 
 // The parsers of the common kinds of values. Integers are checked against
 // [lo, hi]; numbers with a `range` text fail as "flag F must be <range>, got

@@ -56,9 +56,10 @@ void memplan_add_model(MemPlan *p, size_t param_floats, size_t grad_floats, cons
 
 void memplan_add_threads(MemPlan *p) {
     int threads = omp_get_max_threads();
-    size_t each = matmul_thread_buffer_bytes();
-    memplan_add(p, "matmul buffers", mul_size_or_fail((size_t)threads, each, "the matmul buffers"),
-                "%d thread%s x %zu bytes of packing buffers", threads, threads == 1 ? "" : "s", each);
+    size_t each = matmul_thread_buffer_bytes(), shared = threads > 1 ? matmul_shared_buffer_bytes() : 0;
+    memplan_add(p, "matmul buffers", mul_size_or_fail((size_t)threads, each, "the matmul buffers") + shared,
+                "%d thread%s x %zu bytes of packing buffers%s", threads, threads == 1 ? "" : "s", each,
+                shared ? " + one shared" : "");
 }
 
 // ----------------------------------------------------------------------------

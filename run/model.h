@@ -1,11 +1,13 @@
-// Model bookkeeping shared by train_gpt2.c and train_vit.c. A model is a list
-// of tensors, each a size in floats, laid out one after another in one
-// contiguous buffer: the parameters (in checkpoint order), the gradients, the
-// activations, the backward's scratch. The model file says which tensors it
-// has and how large each is (from its configuration); summing, allocating and
-// pointing into the buffer happen here, once. Both models stack the same
-// transformer layer, whose twelve tensors (LayerTensors) and the optimizer's
-// per-layer parameter blocks are listed here too. Checkpoints use llm.c's
+// Model bookkeeping shared by train_gpt2.c and train_vit.c. A model is lists
+// of tensors (TensorList), each tensor a size in floats, laid out one after
+// another in one contiguous buffer per list: the parameters (in checkpoint
+// order), the gradients, the activations, the scratch (ModelMemory). The
+// model file says which tensors it has, how large each is (from its
+// configuration) and where its pointer lives; summing, allocating, pointing
+// into, zeroing, saving and freeing the buffers happen here, once. Both models
+// stack the same transformer layer, whose twelve tensors (LayerTensors), its
+// activations (LayerActivations), one layer's scratch (LayerScratch) and the
+// optimizer's per-layer parameter blocks are listed here too. Checkpoints use llm.c's
 // layout: a header of 256 int32 (magic, version, the model's fields), then
 // the parameters. What a header field or a tensor means, the initialisation,
 // forward and backward stay in the model file.

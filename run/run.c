@@ -274,14 +274,16 @@ void run_print_flags_help(void) {
     optim_print_flags_help();
 }
 
+int run_flag_known(const char *flag) { return flags_find(&run_flags, flag) != NULL; }
+
 void run_print_flags_markdown(void) {
     flags_print_markdown(&run_flags, "run");
     printf("<!-- begin flags optim -->\n| flag | meaning |\n|---|---|\n");
-    const char *help;
-    for (int i = 0; optim_flag_name(i, &help); i++) {
-        printf("| `%s` | ", optim_flag_name(i, &help));
-        print_markdown_text(help);
-        printf(" |\n");
+    const char *arg, *help;
+    char names[64];
+    for (int i = 0; optim_flag_name(i, &arg, &help); i++) {
+        snprintf(names, sizeof(names), "%s %s", optim_flag_name(i, &arg, &help), arg);
+        flags_print_markdown_row(names, help);
     }
     printf("\n<!-- end flags optim -->\n");
 }

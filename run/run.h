@@ -89,6 +89,8 @@ int run_parse_flag(RunConfig *rc, OptimConfig *oc, int argc, char **argv, int *i
 int run_parse_args(const FlagTable *own, void *base, RunConfig *rc, OptimConfig *oc, int argc, char **argv,
                    const char *name, const char *help, const FlagTable *other, const char *other_name);
 void run_print_flags_help(void);
+// Is flag in the run's table (its own, or one of llm.c's it accepts or refuses by name)?
+int run_flag_known(const char *flag);
 // The same as the README's markdown (flags_print_markdown): the run's table
 // and every optimizer's flags.
 void run_print_flags_markdown(void);
