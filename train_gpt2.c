@@ -512,29 +512,23 @@ static void gpt2_forward_pass(GPT2 *model, const int *inputs, const int *targets
     for (int l = 0; l < L; l++) {
         const float *residual = l == 0 ? a.encoded : a.layers.residual3 + (size_t)(l - 1) * BT * C;
         // this layer's weights and activations
-        float *ln1_mean = a.layers.ln1_mean + l * BT, *ln1_rstd = a.layers.ln1_rstd + l * BT;
-        float *qkv = a.layers.qkv + l * BT * 3 * C, *atty = a.layers.atty + l * BT * C;
-        float *lse = a.layers.lse + (size_t)l * B * NH * T;
-        float *residual2 = a.layers.residual2 + l * BT * C;
-        float *ln2_mean = a.layers.ln2_mean + l * BT, *ln2_rstd = a.layers.ln2_rstd + l * BT;
-        float *fch = a.layers.fch + l * BT * 4 * C;
-        float *residual3 = a.layers.residual3 + l * BT * C;
+        LayerActivations act = layer_activations(&a.layers, l, B, T, C, NH);
         LayerTensors w = layer_tensors(&p.layers, l, C);
         float *proj = model->scratch.scratch; // a projection's output, added to the residual right away
         // LayerNorm and GELU outputs live only while the layer runs (backward recomputes them)
         float *ln1 = model->scratch.ln, *ln2 = model->scratch.ln, *fch_gelu = model->scratch.dfch;
         // attention block: x + proj(attention(ln1(x)))
-        layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, w.ln1w, w.ln1b, BT, C, 1e-5f);
-        matmul_forward(qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
-        attention_forward(atty, lse, qkv, B, T, C, NH, 1);
-        matmul_forward(proj, atty, w.attprojw, w.attprojb, BT, C, C);
-        residual_forward(residual2, residual, proj, BT * C);
+        layernorm_forward(ln1, act.ln1_mean, act.ln1_rstd, residual, w.ln1w, w.ln1b, BT, C, 1e-5f);
+        matmul_forward(act.qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
+        attention_forward(act.atty, act.lse, act.qkv, B, T, C, NH, 1);
+        matmul_forward(proj, act.atty, w.attprojw, w.attprojb, BT, C, C);
+        residual_forward(act.residual2, residual, proj, BT * C);
         // MLP block: x + proj(gelu(fc(ln2(x))))
-        layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, w.ln2w, w.ln2b, BT, C, 1e-5f);
-        matmul_forward(fch, ln2, w.fcw, w.fcb, BT, C, 4 * C);
-        gelu_forward(fch_gelu, fch, BT * 4 * C, GELU_TANH);
+        layernorm_forward(ln2, act.ln2_mean, act.ln2_rstd, act.residual2, w.ln2w, w.ln2b, BT, C, 1e-5f);
+        matmul_forward(act.fch, ln2, w.fcw, w.fcb, BT, C, 4 * C);
+        gelu_forward(fch_gelu, act.fch, BT * 4 * C, GELU_TANH);
         matmul_forward(proj, fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
-        residual_forward(residual3, residual2, proj, BT * C);
+        residual_forward(act.residual3, act.residual2, proj, BT * C);
     }
     const float *last = a.layers.residual3 + (size_t)(L - 1) * BT * C;
     float *lnf = model->scratch.ln;
@@ -629,12 +623,7 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
 
     for (int l = L - 1; l >= 0; l--) {
         const float *residual = l == 0 ? a.encoded : a.layers.residual3 + (size_t)(l - 1) * BT * C;
-        float *ln1_mean = a.layers.ln1_mean + l * BT, *ln1_rstd = a.layers.ln1_rstd + l * BT;
-        float *qkv = a.layers.qkv + l * BT * 3 * C, *atty = a.layers.atty + l * BT * C;
-        float *lse = a.layers.lse + (size_t)l * B * NH * T;
-        float *residual2 = a.layers.residual2 + l * BT * C;
-        float *ln2_mean = a.layers.ln2_mean + l * BT, *ln2_rstd = a.layers.ln2_rstd + l * BT;
-        float *fch = a.layers.fch + l * BT * 4 * C;
+        LayerActivations act = layer_activations(&a.layers, l, B, T, C, NH);
         // this layer's parameters and gradients (with fused updates, the one layer of the buffer)
         LayerTensors lp = layer_tensors(&p.layers, l, C), lg = layer_tensors(&g.layers, model->mem.fused ? 0 : l, C);
         if (model->mem.fused) { // the one layer's sums start from zero (its matrices are written)
@@ -645,28 +634,28 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
         // s.dresidual holds d(layer output); the MLP branch starts from it,
         // with the GELU output the forward had (recomputed: the same bits) ...
         float *fch_gelu = s.dfch;
-        gelu_forward(fch_gelu, fch, BT * 4 * C, GELU_TANH);
+        gelu_forward(fch_gelu, act.fch, BT * 4 * C, GELU_TANH);
         memset(s.dfch_gelu, 0, BT * 4 * C * sizeof(float));
         linear_backward(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, fch_gelu, lp.fcprojw, BT, 4 * C, C);
         float *dfch = s.dfch; // the GELU output is no longer needed
         memset(dfch, 0, BT * 4 * C * sizeof(float));
-        gelu_backward(dfch, fch, s.dfch_gelu, BT * 4 * C, GELU_TANH);
+        gelu_backward(dfch, act.fch, s.dfch_gelu, BT * 4 * C, GELU_TANH);
         float *ln2 = s.ln;
-        layernorm_recompute(ln2, residual2, ln2_mean, ln2_rstd, lp.ln2w, lp.ln2b, BT, C);
+        layernorm_recompute(ln2, act.residual2, act.ln2_mean, act.ln2_rstd, lp.ln2w, lp.ln2b, BT, C);
         memset(s.dln, 0, BT * C * sizeof(float));
         linear_backward(s.dln, lg.fcw, lg.fcb, dfch, ln2, lp.fcw, BT, C, 4 * C);
         // ... and adds its input gradient back: dresidual is now d(residual2)
-        layernorm_backward(s.dresidual, lg.ln2w, lg.ln2b, s.dln, residual2, lp.ln2w, ln2_mean, ln2_rstd, BT, C);
+        layernorm_backward(s.dresidual, lg.ln2w, lg.ln2b, s.dln, act.residual2, lp.ln2w, act.ln2_mean, act.ln2_rstd, BT, C);
         // the attention branch likewise
         memset(s.datty, 0, BT * C * sizeof(float));
-        linear_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, atty, lp.attprojw, BT, C, C);
+        linear_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, act.atty, lp.attprojw, BT, C, C);
         memset(s.dqkv, 0, BT * 3 * C * sizeof(float));
-        attention_backward(s.dqkv, s.datty, qkv, atty, lse, B, T, C, NH, 1);
+        attention_backward(s.dqkv, s.datty, act.qkv, act.atty, act.lse, B, T, C, NH, 1);
         float *ln1 = s.ln;
-        layernorm_recompute(ln1, residual, ln1_mean, ln1_rstd, lp.ln1w, lp.ln1b, BT, C);
+        layernorm_recompute(ln1, residual, act.ln1_mean, act.ln1_rstd, lp.ln1w, lp.ln1b, BT, C);
         memset(s.dln, 0, BT * C * sizeof(float));
         linear_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C);
-        layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, ln1_mean, ln1_rstd, BT, C);
+        layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, act.ln1_mean, act.ln1_rstd, BT, C);
         // dresidual is now d(layer input) = d(previous layer's output)
         // the layer's gradients are complete: step its blocks (the next layer writes over them)
         if (fused) step_layer_blocks(fused, gpt2_layer_block(l, 0), &lg);

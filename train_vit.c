@@ -440,27 +440,21 @@ static void vit_forward_logits(ViT *model, const float *images, int B) {
     for (int l = 0; l < L; l++) {
         const float *residual = l == 0 ? a.encoded : a.layers.residual3 + (size_t)(l - 1) * BT * C;
         // this layer's weights and activations
-        float *ln1 = a.layers.ln1 + l * BT * C, *ln1_mean = a.layers.ln1_mean + l * BT, *ln1_rstd = a.layers.ln1_rstd + l * BT;
-        float *qkv = a.layers.qkv + l * BT * 3 * C, *atty = a.layers.atty + l * BT * C;
-        float *lse = a.layers.lse + (size_t)l * B * NH * T;
-        float *residual2 = a.layers.residual2 + l * BT * C;
-        float *ln2 = a.layers.ln2 + l * BT * C, *ln2_mean = a.layers.ln2_mean + l * BT, *ln2_rstd = a.layers.ln2_rstd + l * BT;
-        float *fch = a.layers.fch + l * BT * 4 * C, *fch_gelu = a.layers.fch_gelu + l * BT * 4 * C;
-        float *residual3 = a.layers.residual3 + l * BT * C;
+        LayerActivations act = layer_activations(&a.layers, l, B, T, C, NH);
         LayerTensors w = layer_tensors(&p.layers, l, C);
         float *proj = model->scratch.scratch; // a projection's output, added to the residual right away
         // attention block: x + proj(attention(ln1(x))), every token sees every token
-        layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, w.ln1w, w.ln1b, BT, C, VIT_LN_EPS);
-        matmul_forward(qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
-        attention_forward(atty, lse, qkv, B, T, C, NH, 0);
-        matmul_forward(proj, atty, w.attprojw, w.attprojb, BT, C, C);
-        residual_forward(residual2, residual, proj, BT * C);
+        layernorm_forward(act.ln1, act.ln1_mean, act.ln1_rstd, residual, w.ln1w, w.ln1b, BT, C, VIT_LN_EPS);
+        matmul_forward(act.qkv, act.ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
+        attention_forward(act.atty, act.lse, act.qkv, B, T, C, NH, 0);
+        matmul_forward(proj, act.atty, w.attprojw, w.attprojb, BT, C, C);
+        residual_forward(act.residual2, residual, proj, BT * C);
         // MLP block: x + proj(gelu(fc(ln2(x))))
-        layernorm_forward(ln2, ln2_mean, ln2_rstd, residual2, w.ln2w, w.ln2b, BT, C, VIT_LN_EPS);
-        matmul_forward(fch, ln2, w.fcw, w.fcb, BT, C, 4 * C);
-        gelu_forward(fch_gelu, fch, BT * 4 * C, VIT_GELU);
-        matmul_forward(proj, fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
-        residual_forward(residual3, residual2, proj, BT * C);
+        layernorm_forward(act.ln2, act.ln2_mean, act.ln2_rstd, act.residual2, w.ln2w, w.ln2b, BT, C, VIT_LN_EPS);
+        matmul_forward(act.fch, act.ln2, w.fcw, w.fcb, BT, C, 4 * C);
+        gelu_forward(act.fch_gelu, act.fch, BT * 4 * C, VIT_GELU);
+        matmul_forward(proj, act.fch_gelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
+        residual_forward(act.residual3, act.residual2, proj, BT * C);
     }
     const float *last = a.layers.residual3 + (size_t)(L - 1) * BT * C;
     cls_pool_forward(a.clsx, last, B, T, C);
@@ -546,31 +540,26 @@ void vit_backward(ViT *model, float loss_scale, FusedStep *fused) {
 
     for (int l = L - 1; l >= 0; l--) {
         const float *residual = l == 0 ? a.encoded : a.layers.residual3 + (size_t)(l - 1) * BT * C;
-        float *ln1 = a.layers.ln1 + l * BT * C, *ln1_mean = a.layers.ln1_mean + l * BT, *ln1_rstd = a.layers.ln1_rstd + l * BT;
-        float *qkv = a.layers.qkv + l * BT * 3 * C, *atty = a.layers.atty + l * BT * C;
-        float *lse = a.layers.lse + (size_t)l * B * NH * T;
-        float *residual2 = a.layers.residual2 + l * BT * C;
-        float *ln2 = a.layers.ln2 + l * BT * C, *ln2_mean = a.layers.ln2_mean + l * BT, *ln2_rstd = a.layers.ln2_rstd + l * BT;
-        float *fch = a.layers.fch + l * BT * 4 * C, *fch_gelu = a.layers.fch_gelu + l * BT * 4 * C;
+        LayerActivations act = layer_activations(&a.layers, l, B, T, C, NH);
         // this layer's parameters and gradients (with fused updates, the one layer of the buffer)
         LayerTensors lp = layer_tensors(&p.layers, l, C), lg = layer_tensors(&g.layers, model->mem.fused ? 0 : l, C);
         // s.dresidual holds d(layer output); the MLP branch starts from it ...
         memset(s.dfch_gelu, 0, BT * 4 * C * sizeof(float));
-        matmul_backward(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, fch_gelu, lp.fcprojw, BT, 4 * C, C);
+        matmul_backward(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, act.fch_gelu, lp.fcprojw, BT, 4 * C, C);
         memset(s.dfch, 0, BT * 4 * C * sizeof(float));
-        gelu_backward(s.dfch, fch, s.dfch_gelu, BT * 4 * C, VIT_GELU);
+        gelu_backward(s.dfch, act.fch, s.dfch_gelu, BT * 4 * C, VIT_GELU);
         memset(s.dln, 0, BT * C * sizeof(float));
-        matmul_backward(s.dln, lg.fcw, lg.fcb, s.dfch, ln2, lp.fcw, BT, C, 4 * C);
+        matmul_backward(s.dln, lg.fcw, lg.fcb, s.dfch, act.ln2, lp.fcw, BT, C, 4 * C);
         // ... and adds its input gradient back: dresidual is now d(residual2)
-        layernorm_backward(s.dresidual, lg.ln2w, lg.ln2b, s.dln, residual2, lp.ln2w, ln2_mean, ln2_rstd, BT, C);
+        layernorm_backward(s.dresidual, lg.ln2w, lg.ln2b, s.dln, act.residual2, lp.ln2w, act.ln2_mean, act.ln2_rstd, BT, C);
         // the attention branch likewise
         memset(s.datty, 0, BT * C * sizeof(float));
-        matmul_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, atty, lp.attprojw, BT, C, C);
+        matmul_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, act.atty, lp.attprojw, BT, C, C);
         memset(s.dqkv, 0, BT * 3 * C * sizeof(float));
-        attention_backward(s.dqkv, s.datty, qkv, atty, lse, B, T, C, NH, 0);
+        attention_backward(s.dqkv, s.datty, act.qkv, act.atty, act.lse, B, T, C, NH, 0);
         memset(s.dln, 0, BT * C * sizeof(float));
-        matmul_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C);
-        layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, ln1_mean, ln1_rstd, BT, C);
+        matmul_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, act.ln1, lp.qkvw, BT, C, 3 * C);
+        layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, act.ln1_mean, act.ln1_rstd, BT, C);
         // dresidual is now d(layer input) = d(previous layer's output)
         if (fused) {
             // the layer's gradients are complete: step its blocks, then clear them for the next layer

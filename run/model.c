@@ -96,6 +96,20 @@ void layer_tensors_init(LayerTensors *t, size_t L, size_t C, float proj_std, Rng
     for (size_t i = 0; i < L * 4 * C * C; i++) t->fcprojw[i] = proj_std * rng_normal(rng);
 }
 
+static float *layer_slice(float *stack, int l, size_t n) { return stack ? stack + (size_t)l * n : NULL; }
+
+LayerActivations layer_activations(const LayerActivations *a, int l, size_t B, size_t T, size_t C, size_t NH) {
+    size_t BT = B * T;
+    LayerActivations x = {layer_slice(a->ln1, l, BT * C),       layer_slice(a->ln1_mean, l, BT),
+                          layer_slice(a->ln1_rstd, l, BT),      layer_slice(a->qkv, l, BT * 3 * C),
+                          layer_slice(a->atty, l, BT * C),      layer_slice(a->lse, l, B * NH * T),
+                          layer_slice(a->residual2, l, BT * C), layer_slice(a->ln2, l, BT * C),
+                          layer_slice(a->ln2_mean, l, BT),      layer_slice(a->ln2_rstd, l, BT),
+                          layer_slice(a->fch, l, BT * 4 * C),   layer_slice(a->fch_gelu, l, BT * 4 * C),
+                          layer_slice(a->residual3, l, BT * C)};
+    return x;
+}
+
 void layer_activations_add(TensorList *l, size_t offset, size_t L, size_t B, size_t T, size_t C, size_t NH,
                            int keep_outputs) {
     size_t LBT = mul_size_or_fail(L, mul_size_or_fail(B, T, l->what), l->what), kept = keep_outputs ? C : 0;

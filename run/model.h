@@ -105,6 +105,9 @@ typedef struct {
     float *residual3; // (L, B, T, C) after the MLP block = the layer's output
 } LayerActivations;
 
+// Layer l's slice of the stacked activations (a tensor a model does not keep stays NULL).
+LayerActivations layer_activations(const LayerActivations *a, int l, size_t B, size_t T, size_t C, size_t NH);
+
 // Adds them in LayerActivations order (keep_outputs 0: ln1, ln2 and
 // fch_gelu of 0 floats); offset is the LayerActivations' own.
 void layer_activations_add(TensorList *l, size_t offset, size_t L, size_t B, size_t T, size_t C, size_t NH,
