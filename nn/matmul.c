@@ -1028,6 +1028,26 @@ const char *matmul_precision(void) { return "fp32"; }
 // same sum in the same order as gemm's (the bias first, beta 1 on the bias
 // standing in for gemm's epilogue, then the KC blocks), so the two paths give
 // the same bits (test_matmul checks).
+// out[i * ldo + o] = t[o * BT + i] for o < no, i < BT: a chunk of the
+// transposed output put back, 16 x 16 blocks transposed in registers (a
+// plain loop reads t a float at a time, 256 bytes apart)
+static void transpose_chunk(float *out, int ldo, const float *t, int no, int BT) {
+#ifdef __AVX512F__
+    for (int o0 = 0; o0 < no; o0 += 16)
+        for (int i0 = 0; i0 < BT; i0 += 16) {
+            __m512 r[16];
+            __mmask16 im = tail_mask(BT - i0), om = tail_mask(no - o0);
+            for (int j = 0; j < 16; j++)
+                r[j] = o0 + j < no ? _mm512_maskz_loadu_ps(im, t + (size_t)(o0 + j) * BT + i0) : _mm512_setzero_ps();
+            transpose16x16(r);
+            for (int j = 0; j < min_int(16, BT - i0); j++) _mm512_mask_storeu_ps(out + (size_t)(i0 + j) * ldo + o0, om, r[j]);
+        }
+#else
+    for (int i = 0; i < BT; i++)
+        for (int o = 0; o < no; o++) out[(size_t)i * ldo + o] = t[(size_t)o * BT + i];
+#endif
+}
+
 static void forward_few_rows(float *out, const float *inp, const float *weight, const float *bias,
                              int BT, int C, int OC) {
     // equal chunks, a whole number per thread, at most FWD_CHUNK wide, a
@@ -1047,10 +1067,7 @@ static void forward_few_rows(float *out, const float *inp, const float *weight, 
             for (int o = 0; o < no; o++)
                 for (int i = 0; i < BT; i++) t[(size_t)o * BT + i] = bias[o0 + o];
         gemm_block(0, 1, 0, no, 0, BT, C, 1.0f, weight + (size_t)o0 * C, C, inp, C, bias ? 1.0f : 0.0f, t, BT, NULL, 0);
-        for (int i = 0; i < BT; i++) {
-            float *o_row = out + (size_t)i * OC + o0;
-            for (int o = 0; o < no; o++) o_row[o] = t[(size_t)o * BT + i];
-        }
+        transpose_chunk(out + o0, OC, t, no, BT);
     }
 }
 
