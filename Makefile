@@ -102,8 +102,11 @@ include $(sort $(wildcard */*.mk))
 # ---------------------------------------------------------------------------
 # the models
 NN_OBJS := $(BUILD)/nn/layers.o $(BUILD)/nn/attention.o $(BUILD)/nn/matmul.o
-# a list of objects with the linear layers and the attention of PRECISION=bf16
-bf16_objs = $(subst nn/attention.o,nn/attention_bf16.o,$(subst nn/matmul.o,nn/matmul_bf16.o,$(1)))
+# a list of objects with the linear layers of PRECISION=bf16. The attention's
+# bf16 products (nn/attention_bf16.o, tested by test_attention_bf16) are left
+# out: make train's run ended 0.022 and 0.056 above fp32 with them (seeds 1337
+# and 2) against 0.001 and -0.012 without (the target is 0.02)
+bf16_objs = $(subst nn/matmul.o,nn/matmul_bf16.o,$(1))
 OPTIM_COMMON_OBJS := $(BUILD)/optim/optim.o $(BUILD)/optim/snr.o
 # the model bookkeeping both trainers share (run/model.c): every binary that includes a trainer links it
 MODEL_OBJS := $(BUILD)/run/model.o

@@ -1,9 +1,10 @@
 """Write the bf16 reference for test_gpt2_bf16.c: the batch of
 dev/testdata/gpt2_tiny_debug.bin through the model dev/testdata/gpt2_tiny.bin
-with the linear layers and the attention as the C trainer's PRECISION=bf16
-build computes them (gpt2_torch.Bf16Matmul and Bf16Attention: every matmul
-input rounded to bf16, float32 sums; Bf16Attention's backward is first
-checked against autograd's with the rounding left out).
+with the linear layers as the C trainer's PRECISION=bf16 build computes them
+(gpt2_torch.Bf16Matmul: every matmul input rounded to bf16, float32 sums; the
+attention fp32, as the trainers link it). gpt2_torch.Bf16Attention, the
+emulation of nn/attention_bf16.o (model.bf16_attention), has its backward
+checked against autograd's with the rounding left out first.
 
     /usr/bin/python3 dev/gpt2_ref_bf16.py      (make gpt2-bf16-ref)
     /usr/bin/python3 dev/gpt2_ref_bf16.py --sensitivity

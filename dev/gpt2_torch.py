@@ -102,7 +102,8 @@ class GPT2(torch.nn.Module):
     def __init__(self, maxT, V, L, NH, C, Vp):
         super().__init__()
         self.maxT, self.V, self.L, self.NH, self.C, self.Vp = maxT, V, L, NH, C, Vp
-        self.bf16 = False  # True: the linear layers and the attention compute as the C trainer's PRECISION=bf16
+        self.bf16 = False  # True: the linear layers compute as the C trainer's PRECISION=bf16
+        self.bf16_attention = False  # True: the attention as nn/attention_bf16.o (not linked into the trainers)
         for name, shape in param_shapes(maxT, V, L, NH, C, Vp).items():
             self.register_parameter(name, torch.nn.Parameter(torch.zeros(shape)))
 
@@ -123,7 +124,7 @@ class GPT2(torch.nn.Module):
             q = q.view(B, T, NH, hs).transpose(1, 2)
             k = k.view(B, T, NH, hs).transpose(1, 2)
             v = v.view(B, T, NH, hs).transpose(1, 2)
-            if self.bf16:
+            if self.bf16_attention:
                 y = Bf16Attention.apply(q, k, v, True)
             else:
                 att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)

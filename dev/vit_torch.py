@@ -45,7 +45,8 @@ class ViT(torch.nn.Module):
         super().__init__()
         assert H % P == 0 and W % P == 0 and C % NH == 0
         self.H, self.W, self.ch, self.P, self.C, self.L, self.NH, self.K = H, W, ch, P, C, L, NH, K
-        self.bf16 = False  # True: the linear layers and the attention compute as the C trainer's PRECISION=bf16
+        self.bf16 = False  # True: the linear layers compute as the C trainer's PRECISION=bf16
+        self.bf16_attention = False  # True: the attention as nn/attention_bf16.o (not linked into the trainers)
         for name, shape in param_shapes(H, W, ch, P, C, L, NH, K).items():
             self.register_parameter(name, torch.nn.Parameter(torch.zeros(shape)))
 
@@ -79,7 +80,7 @@ class ViT(torch.nn.Module):
             q = q.view(B, T, NH, hs).transpose(1, 2)
             k = k.view(B, T, NH, hs).transpose(1, 2)
             v = v.view(B, T, NH, hs).transpose(1, 2)
-            if self.bf16:
+            if self.bf16_attention:
                 y = Bf16Attention.apply(q, k, v, False)  # no mask
             else:
                 att = ((q @ k.transpose(-2, -1)) / math.sqrt(hs)).softmax(dim=-1)  # no mask
