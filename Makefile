@@ -107,6 +107,14 @@ NN_OBJS := $(BUILD)/nn/layers.o $(BUILD)/nn/attention.o $(BUILD)/nn/matmul.o
 # out: make train's run ended 0.022 and 0.056 above fp32 with them (seeds 1337
 # and 2) against 0.001 and -0.012 without (the target is 0.02)
 bf16_objs = $(subst nn/matmul.o,nn/matmul_bf16.o,$(1))
+# A stamp of that list: matmul_bf16.o, which every bf16 binary links, is
+# rebuilt when the list changes, so that the binaries are relinked with it
+# (make alone relinks only for a newer object, not for another list)
+BF16_OBJS_STAMP := $(call bf16_objs,nn/attention.o nn/matmul.o)
+$(BUILD)/bf16-objs: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(BF16_OBJS_STAMP)' | cmp -s - $@ || echo '$(BF16_OBJS_STAMP)' > $@
+$(BUILD)/nn/matmul_bf16.o: $(BUILD)/bf16-objs
 OPTIM_COMMON_OBJS := $(BUILD)/optim/optim.o $(BUILD)/optim/snr.o
 # the model bookkeeping both trainers share (run/model.c): every binary that includes a trainer links it
 MODEL_OBJS := $(BUILD)/run/model.o
