@@ -101,7 +101,7 @@ include $(sort $(wildcard */*.mk))
 # ---------------------------------------------------------------------------
 # the models
 NN_OBJS := $(BUILD)/nn/layers.o $(BUILD)/nn/attention.o $(BUILD)/nn/matmul.o
-OPTIM_COMMON_OBJS := $(BUILD)/optim/optim.o $(BUILD)/optim/snr.o
+OPTIM_COMMON_OBJS := $(BUILD)/optim/optim.o $(BUILD)/optim/snr.o $(BUILD)/optim/sinkhorn.o
 # the model bookkeeping both trainers share (run/model.c): every binary that includes a trainer links it
 MODEL_OBJS := $(BUILD)/run/model.o
 

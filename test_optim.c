@@ -13,6 +13,7 @@
 #define TESTING
 #include "train_gpt2.c"
 
+#include "optim/sinkhorn.h"
 #include "optim/snr.h"
 
 #include <fcntl.h>
@@ -489,6 +490,40 @@ static void sinkgd_edge_cases(void) {
         CHECK(same, "and 1, 2 and 3 threads give the same bits");
         for (int t = 0; t < 3; t++) free(got[t]);
         free(Gb); free(want);
+    }
+    // the fast kernel (optim/sinkhorn.c: rows four at a time, masked vectors,
+    // slabs visited in alternating order) against the plain reference, bit for
+    // bit: shapes with every remainder (rows mod 4 and mod 32, columns mod 16
+    // and mod 64), a zero row, a zero column and -0 entries, 1 to 3 threads
+    {
+        static const int shapes[][2] = {{1, 1}, {3, 5}, {4, 16}, {33, 17}, {37, 130}, {64, 64}, {100, 70}, {131, 203}};
+        int maxt = omp_get_max_threads(), worst_shape = -1;
+        for (int sh = 0; sh < (int)(sizeof(shapes) / sizeof(shapes[0])); sh++) {
+            int ms = shapes[sh][0], ns = shapes[sh][1];
+            size_t N = (size_t)ms * ns;
+            float *Gs = malloc_or_fail(N * sizeof(float), "G"), *P0 = malloc_or_fail(N * sizeof(float), "P0");
+            float *Pr = malloc_or_fail(N * sizeof(float), "P ref"), *Pf = malloc_or_fail(N * sizeof(float), "P fast");
+            float *scratch = malloc_or_fail((ms + ns + sinkhorn_part_floats(ms, ns)) * sizeof(float), "scratch");
+            for (size_t i = 0; i < N; i++) {
+                int row = (int)(i / ns), col = (int)(i % ns);
+                Gs[i] = (ms > 2 && row == ms / 2) || (ns > 2 && col == ns / 3) ? (i % 2 ? -0.0f : 0.0f)
+                                                                               : rng_normal(&rng) * (1.0f + (float)(row % 3));
+                P0[i] = 0.02f * rng_normal(&rng);
+            }
+            memcpy(Pr, P0, N * sizeof(float));
+            sinkhorn_update_reference(Pr, Gs, ms, ns, 5, 1e-3f, 0.999f, scratch, scratch + ms, scratch + ms + ns);
+            for (int t = 1; t <= 3; t++) {
+                omp_set_num_threads(t);
+                memcpy(Pf, P0, N * sizeof(float));
+                sinkhorn_update(Pf, Gs, ms, ns, 5, 1e-3f, 0.999f, scratch, scratch + ms, scratch + ms + ns);
+                if (memcmp(Pf, Pr, N * sizeof(float)) != 0 && worst_shape < 0) worst_shape = sh;
+            }
+            omp_set_num_threads(maxt);
+            free(Gs); free(P0); free(Pr); free(Pf); free(scratch);
+        }
+        CHECK(worst_shape < 0, "the fast Sinkhorn kernel = the plain reference, bit for bit, 8 shapes x 1-3 threads%s",
+              worst_shape < 0 ? "" : " (first difference at shape index below)");
+        if (worst_shape >= 0) printf("     first differing shape: %d x %d\n", shapes[worst_shape][0], shapes[worst_shape][1]);
     }
     // state: only the AdamW blocks have any
     ParamBlock bl[3] = {blk("wte", ROLE_TOKEN_EMBEDDING, 2, 10, 4, 0), blk("h0.mlp.fcw", ROLE_MLP_UP, 2, 16, 4, 40),
