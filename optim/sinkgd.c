@@ -35,6 +35,8 @@ struct Optimizer {
     size_t adam_params;
     int *first;        // model block b is split blocks first[b] .. first[b+1]-1
     float *scales;     // scratch: r (max rows), c (max cols), the slabs' column sums (max_part)
+    unsigned char *sums_squares; // per model block: its update can sum its gradient's squares (OptimBase)
+    double *slab_sumsq;          // scratch: those sums by slab of rows, a model block's slabs in order
     int max_rows, max_cols;
     size_t max_part;
 };
@@ -77,6 +79,22 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
     opt->max_rows = max_rows;
     opt->max_cols = max_cols;
     opt->first = optim_split_first(blocks, num_blocks);
+    // fused updates: a model block whose split blocks are all hidden matrices
+    // and start on a slab boundary of its rows (C a multiple of 32 for qkv)
+    // gets its sum of squares from the Sinkhorn passes' first read, slab by
+    // slab as block_sum_of_squares adds it
+    opt->sums_squares = calloc_or_fail(num_blocks, 1, "SinkGD norm blocks");
+    int max_slabs = 0;
+    for (int b = 0; b < num_blocks; b++) {
+        int ok = blocks[b].ndim == 2 && sum_of_squares_slab_rows(blocks[b].rows) == SINKHORN_SLAB_ROWS;
+        for (int i = opt->first[b]; i < opt->first[b + 1]; i++)
+            ok &= opt->is_hidden[i] && (opt->split[i].offset - blocks[b].offset) % ((size_t)SINKHORN_SLAB_ROWS * blocks[b].cols) == 0;
+        opt->sums_squares[b] = (unsigned char)ok;
+        int slabs = (blocks[b].rows + SINKHORN_SLAB_ROWS - 1) / SINKHORN_SLAB_ROWS;
+        if (ok && slabs > max_slabs) max_slabs = slabs;
+    }
+    opt->base.sums_squares = opt->sums_squares;
+    opt->slab_sumsq = malloc_or_fail(((size_t)max_slabs + 1) * sizeof(double), "SinkGD slab sums");
     // scratch, not state: r, c and the column sums, allocated once
     opt->scales = malloc_or_fail(((size_t)max_rows + (size_t)max_cols + opt->max_part + 1) * sizeof(float),
                                  "SinkGD scaling vectors");
@@ -93,8 +111,8 @@ void optim_step_begin(Optimizer *opt, const float *grads) {
     opt->base.step++;
 }
 
-// split block i, its gradient G
-static void sinkgd_update(Optimizer *opt, int i, float *params, const float *G, float lr) {
+// split block i, its gradient G; slab_sumsq: NULL, or where its slabs' sums of squares go
+static void sinkgd_update(Optimizer *opt, int i, float *params, const float *G, float lr, double *slab_sumsq) {
     OptimBase *b = &opt->base;
     const OptimConfig *c = &b->cfg;
     const ParamBlock *blk = &opt->split[i];
@@ -109,14 +127,24 @@ static void sinkgd_update(Optimizer *opt, int i, float *params, const float *G, 
     int rows = blk->rows, cols = blk->cols;
     float *r = opt->scales, *cs = r + opt->max_rows, *part = cs + opt->max_cols;
     float step = c->sinkgd_scale * lr;
-    sinkhorn_update(params + blk->offset, G, rows, cols, c->sinkgd_iters, step, 1.0f - step * wd, r, cs, part);
+    sinkhorn_update(params + blk->offset, G, rows, cols, c->sinkgd_iters, step, 1.0f - step * wd, r, cs, part,
+                    slab_sumsq);
 }
 
 // a fused qkv is three split blocks, each normalised on its own
+// (and with base.block_sumsq set, the block's sum of squares: its slabs' in order)
 void optim_step_block(Optimizer *opt, int b, float *params, const float *grad, float lr) {
-    size_t base = opt->base.blocks[b].offset;
-    for (int i = opt->first[b]; i < opt->first[b + 1]; i++)
-        sinkgd_update(opt, i, params, grad + (opt->split[i].offset - base), lr);
+    const ParamBlock *mb = &opt->base.blocks[b];
+    int sums = opt->base.block_sumsq && opt->sums_squares[b];
+    for (int i = opt->first[b]; i < opt->first[b + 1]; i++) {
+        size_t at = opt->split[i].offset - mb->offset; // a multiple of 32 rows when sums
+        sinkgd_update(opt, i, params, grad + at, lr, sums ? opt->slab_sumsq + at / ((size_t)SINKHORN_SLAB_ROWS * mb->cols) : NULL);
+    }
+    if (sums) {
+        double total = 0.0;
+        for (int s = 0; s < (mb->rows + SINKHORN_SLAB_ROWS - 1) / SINKHORN_SLAB_ROWS; s++) total += opt->slab_sumsq[s];
+        *opt->base.block_sumsq = total;
+    }
 }
 
 void optim_step_end(Optimizer *opt) { (void)opt; }
@@ -150,5 +178,7 @@ void optim_free(Optimizer *opt) {
     free(opt->offset);
     free(opt->first);
     free(opt->scales);
+    free(opt->sums_squares);
+    free(opt->slab_sumsq);
     free(opt);
 }

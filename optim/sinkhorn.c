@@ -1,6 +1,8 @@
 // SinkGD's update of one hidden matrix: see sinkhorn.h.
 #include "optim/sinkhorn.h"
 
+#include "optim/optim.h"
+
 #include <math.h>
 #include <omp.h>
 #if defined(__AVX512F__)
@@ -60,7 +62,7 @@ static float row_sum_of_squares(const float *g, const float *c, int n) {
 }
 
 void sinkhorn_update_reference(float *P, const float *G, int m, int n, int iters, float step, float decay,
-                               float *r, float *c, float *part) {
+                               float *r, float *c, float *part, double *slab_sumsq) {
     const float row_target = sqrtf((float)n), col_target = sqrtf((float)m);
     const int nslabs = (m + SINKHORN_SLAB_ROWS - 1) / SINKHORN_SLAB_ROWS;
     #pragma omp parallel
@@ -75,14 +77,17 @@ void sinkhorn_update_reference(float *P, const float *G, int m, int n, int iters
                 float *ps = part + (size_t)s * n;
                 for (int j = 0; j < n; j++) ps[j] = 0.0f;
                 int i1 = (s + 1) * SINKHORN_SLAB_ROWS < m ? (s + 1) * SINKHORN_SLAB_ROWS : m;
+                double sumsq = 0.0;
                 for (int i = s * SINKHORN_SLAB_ROWS; i < i1; i++) {
                     const float *g = G + (size_t)i * n;
+                    if (it == 0 && slab_sumsq) sumsq += row_sum_of_squares_d(g, n);
                     scale_row(&r[i], row_sum_of_squares(g, c, n), row_target);
                     // the column pass's share of this row, with its new scale
                     float ri = r[i];
                     #pragma omp simd
                     for (int j = 0; j < n; j++) { float x = ri * g[j]; ps[j] += x * x; }
                 }
+                if (it == 0 && slab_sumsq) slab_sumsq[s] = sumsq;
             }
             #pragma omp for schedule(static)
             for (int j0 = 0; j0 < n; j0 += 64) scale_columns(part, nslabs, n, j0, j0 + 64 < n ? j0 + 64 : n, c, col_target);
@@ -111,6 +116,24 @@ static inline float tree_sum(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
     return _mm_cvtss_f32(q);
 }
 
+// row_sum_of_squares_d's lanes: l < 8 in d[0], 8..15 in d[1]; the squares of
+// floats are exact in double, so an fma adds what the plain sum adds
+static inline void add_squares_d(__m512d d[2], __m512 gv) {
+    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(gv));
+    __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(gv), 1)));
+    d[0] = _mm512_fmadd_pd(lo, lo, d[0]);
+    d[1] = _mm512_fmadd_pd(hi, hi, d[1]);
+}
+
+// ... and its tree: l += l + 8, 4, 2, 1
+static inline double tree_sum_d(__m512d d0, __m512d d1) {
+    d0 = _mm512_add_pd(d0, d1);
+    __m256d h = _mm256_add_pd(_mm512_castpd512_pd256(d0), _mm512_extractf64x4_pd(d0, 1));
+    __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+    q = _mm_add_sd(q, _mm_unpackhi_pd(q, q));
+    return _mm_cvtsd_f64(q);
+}
+
 // the 16 lanes from column j on that are inside the row
 static inline __mmask16 lanes_from(int j, int n) {
     int left = n - j;
@@ -123,29 +146,41 @@ static inline __mmask16 lanes_from(int j, int n) {
 // ps starts from zero). Loads past the row's end are masked to zero, which
 // adds +0 to sums of squares. While the rows are in L1, the next R_next rows
 // this thread will read (next, stride n) are prefetched into L2.
+// With sumsq (a constant), each row's row_sum_of_squares_d too, into rowsq[k]:
+// its 16 lanes are the two halves of each 16-column vector, in double.
 static inline __attribute__((always_inline)) void group_pass(const float *g, int n, const int R, float *r,
                                                              const float *c, float *ps, int first, float row_target,
-                                                             const float *next, int R_next) {
+                                                             const float *next, int R_next, const int sumsq,
+                                                             double *rowsq) {
     __m512 acc[GROUP_ROWS][4];
-    for (int k = 0; k < R; k++)
+    __m512d dacc[GROUP_ROWS][2];
+    for (int k = 0; k < R; k++) {
         for (int q = 0; q < 4; q++) acc[k][q] = _mm512_setzero_ps();
+        if (sumsq) dacc[k][0] = dacc[k][1] = _mm512_setzero_pd();
+    }
     int j = 0;
     for (; j + 64 <= n; j += 64)
         for (int q = 0; q < 4; q++) {
             __m512 cv = _mm512_loadu_ps(c + j + 16 * q);
             for (int k = 0; k < R; k++) {
-                __m512 x = _mm512_mul_ps(_mm512_loadu_ps(g + (size_t)k * n + j + 16 * q), cv);
+                __m512 gv = _mm512_loadu_ps(g + (size_t)k * n + j + 16 * q);
+                __m512 x = _mm512_mul_ps(gv, cv);
                 acc[k][q] = _mm512_fmadd_ps(x, x, acc[k][q]);
+                if (sumsq) add_squares_d(dacc[k], gv);
             }
         }
     for (int q = 0; j + 16 * q < n; q++) {
         __mmask16 in = lanes_from(j + 16 * q, n);
         __m512 cv = _mm512_maskz_loadu_ps(in, c + j + 16 * q);
         for (int k = 0; k < R; k++) {
-            __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(in, g + (size_t)k * n + j + 16 * q), cv);
+            __m512 gv = _mm512_maskz_loadu_ps(in, g + (size_t)k * n + j + 16 * q);
+            __m512 x = _mm512_mul_ps(gv, cv);
             acc[k][q] = _mm512_fmadd_ps(x, x, acc[k][q]);
+            if (sumsq) add_squares_d(dacc[k], gv);
         }
     }
+    if (sumsq)
+        for (int k = 0; k < R; k++) rowsq[k] = tree_sum_d(dacc[k][0], dacc[k][1]);
     __m512 rk[GROUP_ROWS];
     for (int k = 0; k < R; k++) {
         scale_row(&r[k], tree_sum(acc[k][0], acc[k][1], acc[k][2], acc[k][3]), row_target);
@@ -165,26 +200,35 @@ static inline __attribute__((always_inline)) void group_pass(const float *g, int
 
 // one slab's rows in groups of GROUP_ROWS; after its last group, the first
 // rows of slab `following` (-1: none) are prefetched
+// With slab_sumsq, also the slab's sum of squares (its rows' in order).
 static void slab_pass(const float *G, int m, int n, int s, int following, float *r, const float *c, float *ps,
-                      float row_target) {
+                      float row_target, double *slab_sumsq) {
     int i0 = s * SINKHORN_SLAB_ROWS, i1 = i0 + SINKHORN_SLAB_ROWS < m ? i0 + SINKHORN_SLAB_ROWS : m;
+    double sumsq = 0.0, rowsq[GROUP_ROWS];
     for (int i = i0; i < i1;) {
         int R = i1 - i >= GROUP_ROWS ? GROUP_ROWS : 1;
         // the rows read next: this slab's, or the following slab's first ones
         int next_row = i + R < i1 ? i + R : following >= 0 ? following * SINKHORN_SLAB_ROWS : m;
         int R_next = m - next_row < GROUP_ROWS ? m - next_row : GROUP_ROWS;
         const float *g = G + (size_t)i * n, *next = G + (size_t)next_row * n;
-        if (R == GROUP_ROWS) group_pass(g, n, GROUP_ROWS, r + i, c, ps, i == i0, row_target, next, R_next);
-        else group_pass(g, n, 1, r + i, c, ps, i == i0, row_target, next, R_next);
+        if (slab_sumsq) { // (four calls: each with its constants, the plain passes keep their registers)
+            if (R == GROUP_ROWS) group_pass(g, n, GROUP_ROWS, r + i, c, ps, i == i0, row_target, next, R_next, 1, rowsq);
+            else group_pass(g, n, 1, r + i, c, ps, i == i0, row_target, next, R_next, 1, rowsq);
+            for (int k = 0; k < R; k++) sumsq += rowsq[k];
+        } else {
+            if (R == GROUP_ROWS) group_pass(g, n, GROUP_ROWS, r + i, c, ps, i == i0, row_target, next, R_next, 0, NULL);
+            else group_pass(g, n, 1, r + i, c, ps, i == i0, row_target, next, R_next, 0, NULL);
+        }
         i += R;
     }
+    if (slab_sumsq) slab_sumsq[s] = sumsq;
 }
 #endif
 
 void sinkhorn_update(float *P, const float *G, int m, int n, int iters, float step, float decay,
-                     float *r, float *c, float *part) {
+                     float *r, float *c, float *part, double *slab_sumsq) {
 #if !defined(__AVX512F__)
-    sinkhorn_update_reference(P, G, m, n, iters, step, decay, r, c, part);
+    sinkhorn_update_reference(P, G, m, n, iters, step, decay, r, c, part, slab_sumsq);
 #else
     const float row_target = sqrtf((float)n), col_target = sqrtf((float)m);
     const int nslabs = (m + SINKHORN_SLAB_ROWS - 1) / SINKHORN_SLAB_ROWS;
@@ -202,7 +246,7 @@ void sinkhorn_update(float *P, const float *G, int m, int n, int iters, float st
             for (int k = 0; k < hi - lo; k++) {
                 int s = down ? hi - 1 - k : lo + k;
                 int following = k + 1 == hi - lo ? -1 : down ? s - 1 : s + 1;
-                slab_pass(G, m, n, s, following, r, c, part + (size_t)s * n, row_target);
+                slab_pass(G, m, n, s, following, r, c, part + (size_t)s * n, row_target, it == 0 ? slab_sumsq : NULL);
             }
             #pragma omp barrier
             #pragma omp for schedule(static)

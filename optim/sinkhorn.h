@@ -30,17 +30,20 @@ size_t sinkhorn_part_floats(int m, int n);
 // P[m,n] = P*decay - step * X, X = diag(r) G diag(c) after `iters`
 // row-then-column passes over G[m,n]; r [m], c [n] and part
 // [sinkhorn_part_floats] are scratch (r and c hold the final scales after).
+// With slab_sumsq (else NULL), the first pass also sums the squares of G:
+// slab_sumsq[s] = the rows of slab s in order, each by row_sum_of_squares_d
+// (optim.h), the parts of block_sum_of_squares when its slabs are these.
 // One parallel region. Each thread keeps the same slabs in every pass and
 // visits them in the opposite order of its previous pass, first downwards
 // (the gradient norm's pass before it reads upwards): what it read last is
 // still in the caches when the next pass starts, which matters for matrices
 // a little larger than the L3 (GPT-2 XL's MLP: 41 MB).
 void sinkhorn_update(float *P, const float *G, int m, int n, int iters, float step, float decay,
-                     float *r, float *c, float *part);
+                     float *r, float *c, float *part, double *slab_sumsq);
 
 // The same in plain C, one row at a time and the slabs in order: the
 // reference for the test, and the kernel on CPUs without AVX-512.
 void sinkhorn_update_reference(float *P, const float *G, int m, int n, int iters, float step, float decay,
-                               float *r, float *c, float *part);
+                               float *r, float *c, float *part, double *slab_sumsq);
 
 #endif
