@@ -35,7 +35,8 @@ size_t sinkhorn_part_floats(int m, int n);
 // (optim.h), the parts of block_sum_of_squares when its slabs are these.
 // One parallel region. Each thread keeps the same slabs in every pass and
 // visits them in the opposite order of its previous pass, first downwards
-// (the gradient norm's pass before it reads upwards): what it read last is
+// (whatever went over G just before, the GEMM that wrote it or a separate
+// norm pass, most likely went upwards): what it read last is
 // still in the caches when the next pass starts, which matters for matrices
 // a little larger than the L3 (GPT-2 XL's MLP: 41 MB).
 void sinkhorn_update(float *P, const float *G, int m, int n, int iters, float step, float decay,
