@@ -396,10 +396,12 @@ bench-train: $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin/bench_fma data python-de
 python-deps:
 	@bash dev/setup.sh --python
 # PRECISION=bf16 against fp32 in the same run: the GEMMs of a 124M step, and its
-# step time at B 4 x T 1024 (about 5 minutes; needs 8 GiB free)
+# step time at B 4 x T 1024: 3 runs of each trainer, alternating, medians of
+# their steps 2-4 (the step times on this VM swing by up to 10% from minute to
+# minute; about 6 minutes; needs 8 GiB free)
 .PHONY: bench-bf16 bench-bf16-train
 bench-bf16: bench_gemm_bf16 $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw $(BUILD)/bin/bench_fma data
-	BENCH_FMA=$(BUILD)/bin/bench_fma bash dev/bench/bench_bf16.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw ./bench_gemm_bf16 | tee dev/results/bench_bf16.txt
+	BENCH_FMA=$(BUILD)/bin/bench_fma bash dev/bench/bench_bf16.sh $(BUILD)/bin/train_gpt2_adamw $(BUILD)/bin-bf16/train_gpt2_adamw ./bench_gemm_bf16 4 3 | tee dev/results/bench_bf16.txt
 	{ echo '```'; cat dev/results/bench_bf16.txt; echo '```'; } > dev/results/bench_bf16_block.md
 	python3 dev/bench/readme_table.py dev/results/bench_bf16_block.md README.md
 # make train's run with each precision, side by side on one thread each: the

@@ -864,19 +864,27 @@ static void gemm(int bf16, int transA, int transB, int M, int N, int K, float al
 #endif
     #pragma omp parallel num_threads(sp.tm * sp.tn)
     {
-        int m0, m1, n0, n1, t = omp_get_thread_num();
-        split_rect(sp, M, N, t, &m0, &m1, &n0, &n1);
+        // The team can be smaller than asked for (OMP_THREAD_LIMIT, OMP_DYNAMIC,
+        // a busy runtime): then each thread takes every nt-th rectangle in
+        // turn, none shared. A rectangle's sums do not depend on which thread
+        // computes it, so the bits are the same.
+        int nt = omp_get_num_threads(), rects = sp.tm * sp.tn;
+        for (int t = omp_get_thread_num(); t < rects; t += nt) {
+            int m0, m1, n0, n1;
+            split_rect(sp, M, N, t, &m0, &m1, &n0, &n1);
 #ifdef __AVX512BF16__
-        // with a shared operand every thread of the team takes part in its
-        // packing (and barriers), even one with no tiles
-        if (bf16 && (share != SHARE_NONE || (m0 < m1 && n0 < n1)))
-            gemm_block_bf16(share, t, omp_get_num_threads(), transA, transB, m0, m1, n0, n1, M, N, K,
-                            alpha, A, lda, B, ldb, beta, C, ldc, bias);
-        else if (!bf16 && m0 < m1 && n0 < n1)
+            // with a shared operand every thread of the team takes part in its
+            // packing (and barriers), even one with no tiles
+            int sh = nt == rects ? share : SHARE_NONE;
+            if (bf16 && (sh != SHARE_NONE || (m0 < m1 && n0 < n1)))
+                gemm_block_bf16(sh, t, nt, transA, transB, m0, m1, n0, n1, M, N, K,
+                                alpha, A, lda, B, ldb, beta, C, ldc, bias);
+            else if (!bf16 && m0 < m1 && n0 < n1)
 #else
-        if (m0 < m1 && n0 < n1)
+            if (m0 < m1 && n0 < n1)
 #endif
-            gemm_block(transA, transB, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
+                gemm_block(transA, transB, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 # nn/matmul: the packed SGEMM behind every linear layer.
 #
-#   make run-test-matmul     correctness + thread determinism (AVX-512 build)
+#   make run-test-matmul     correctness + thread determinism (AVX-512 build; also with
+#                            fewer threads than a product asks for)
 #   make run-test-matmul-portable   the same tests on the plain-C fallback
 #   make bench-matmul        GFLOP/s on the GPT-2 shapes next to OpenBLAS
 
@@ -21,6 +22,7 @@ test_matmul_portable: $(BUILD)/test_matmul.o $(BUILD)/nn/matmul_portable.o $(COM
 .PHONY: run-test-matmul run-test-matmul-portable bench-matmul
 run-test-matmul: test_matmul
 	./test_matmul
+	OMP_THREAD_LIMIT=2 ./test_matmul determinism
 run-test-matmul-portable: test_matmul_portable
 	./test_matmul_portable
 
@@ -62,7 +64,7 @@ test_matmul_bf16: $(BUILD)/test_matmul.o $(BUILD)/nn/matmul_bf16.o $(COMMON_OBJS
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 .PHONY: run-test-matmul-bf16
 run-test-matmul-bf16: test_matmul_bf16
-	@if grep -qw avx512_bf16 /proc/cpuinfo; then ./test_matmul_bf16; \
+	@if grep -qw avx512_bf16 /proc/cpuinfo; then ./test_matmul_bf16 && OMP_THREAD_LIMIT=2 ./test_matmul_bf16 determinism; \
 	 else echo "run-test-matmul-bf16: SKIPPED: this CPU has no AVX-512 BF16 (the bf16 build refuses to run here)"; fi
 TESTS += run-test-matmul-bf16
 BINS += test_matmul_bf16
