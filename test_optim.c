@@ -275,11 +275,20 @@ static void run_reference(const char *variant) {
     float *one_block = malloc_or_fail((P + 1) * sizeof(float), "one block");
     memcpy(params_blocks, p0, P * sizeof(float));
     Optimizer *by_block = optim_create(blocks, nb, &oc);
+    // the blocks that offer it also hand back their sums of squares (OptimBase.sums_squares)
+    OptimBase *bb = optim_base(by_block);
+    int offered = 0, sums_same = 1;
     for (int k = 0; k < 4; k++) {
         optim_step_begin(by_block, why ? grads[k] : NULL);
         for (int b = nb - 1; b >= 0; b--) {
             memcpy(one_block + 1, grads[k] + blocks[b].offset, block_numel(&blocks[b]) * sizeof(float));
+            double sum = -1.0;
+            int asks = bb->sums_squares && bb->sums_squares[b];
+            if (asks) bb->block_sumsq = &sum;
             optim_step_block(by_block, b, params_blocks, one_block + 1, base_lr * lr_mult[k]);
+            bb->block_sumsq = NULL;
+            offered += asks;
+            if (asks) sums_same &= sum == block_sum_of_squares(grads[k] + blocks[b].offset, &blocks[b]);
         }
         optim_step_end(by_block);
     }
@@ -287,8 +296,10 @@ static void run_reference(const char *variant) {
     same = memcmp(params_blocks, params_straight, P * sizeof(float)) == 0 &&
            memcmp(optim_base(straight)->state, optim_base(by_block)->state, F * sizeof(float)) == 0 &&
            optim_base(by_block)->step == 4;
-    CHECK(same, "4 steps block by block (reverse order, gradients elsewhere%s) == 4 optim_steps bit for bit",
-          why ? ", the whole gradient at begin" : ", none at begin");
+    CHECK(same, "4 steps block by block (reverse order, gradients elsewhere%s%s) == 4 optim_steps bit for bit",
+          why ? ", the whole gradient at begin" : ", none at begin", offered ? ", sums of squares asked for" : "");
+    if (offered)
+        CHECK(sums_same, "and the %d sums of squares the blocks handed back = block_sum_of_squares bit for bit", offered);
     optim_free(by_block);
     free(params_blocks);
     free(one_block);
@@ -548,10 +559,11 @@ static void sinkgd_edge_cases(void) {
               fabs(got2 - plain) / plain, fabs(got1 - plain) / plain);
         free(g);
     }
-    // fused updates: the hidden matrices' optim_step_block hands back the
-    // block's sum of squares with the same bits as block_sum_of_squares, a
-    // fused qkv of C = 64 (q, k, v start on slab boundaries) included; C = 48
-    // does not divide into slabs of 32 rows, so its qkv does not offer it
+    // fused updates: optim_step_block hands back the block's sum of squares
+    // with the same bits as block_sum_of_squares, for the hidden matrices (a
+    // fused qkv of C = 64, whose q, k, v start on slab boundaries, included;
+    // C = 48 does not divide into slabs of 32 rows, so its qkv does not offer
+    // it) and the AdamW blocks
     {
         for (int C = 64; C >= 48; C -= 16) {
             ParamBlock mb[3] = {blk("h0.attn.qkvw", ROLE_ATTN_QKV, 2, 3 * C, C, 0),
@@ -575,10 +587,11 @@ static void sinkgd_edge_cases(void) {
             }
             optim_step_end(o);
             if (C == 64)
-                CHECK(ob->sums_squares[0] && ob->sums_squares[1] && !ob->sums_squares[2] && same,
-                      "C 64: qkv and fc offer their sums of squares (LayerNorm does not), equal to block_sum_of_squares bit for bit");
+                CHECK(ob->sums_squares[0] && ob->sums_squares[1] && ob->sums_squares[2] && same,
+                      "C 64: qkv, fc and the LayerNorm (an AdamW block) offer their sums of squares, equal to block_sum_of_squares bit for bit");
             else
-                CHECK(!ob->sums_squares[0] && ob->sums_squares[1] && same, "C 48: qkv does not offer it, fc does (same bits)");
+                CHECK(!ob->sums_squares[0] && ob->sums_squares[1] && ob->sums_squares[2] && same,
+                      "C 48: qkv does not offer it, fc and the LayerNorm do (same bits)");
             optim_free(o);
             free(g); free(p);
         }

@@ -631,15 +631,10 @@ float fused_end(FusedStep *f) {
 // ----------------------------------------------------------------------------
 // the AdamW kernel (spec section 1, PyTorch's torch.optim.AdamW)
 
-void adamw_update(float *p, const float *g, float *m, float *v, size_t n,
-                  float lr, float beta1, float beta2, float eps, float wd, int64_t t) {
-    // bias corrections in double, then used as fp32 scalars, as PyTorch does
-    double bc1 = 1.0 - pow((double)beta1, (double)t);
-    double bc2 = 1.0 - pow((double)beta2, (double)t);
-    float step_size = (float)((double)lr / bc1);
-    float bc2_sqrt = (float)sqrt(bc2);
-    float decay = 1.0f - lr * wd;
-    #pragma omp parallel for simd schedule(static)
+// the AdamW update of n entries, its step's constants worked out (adamw_update)
+static inline void adamw_span(float *p, const float *g, float *m, float *v, size_t n, float beta1, float beta2,
+                              float eps, float step_size, float bc2_sqrt, float decay) {
+    #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
         float mi = beta1 * m[i] + (1.0f - beta1) * gi;
@@ -649,4 +644,50 @@ void adamw_update(float *p, const float *g, float *m, float *v, size_t n,
         float denom = sqrtf(vi) / bc2_sqrt + eps;
         p[i] = p[i] * decay - step_size * (mi / denom);
     }
+}
+
+// bias corrections in double, then used as fp32 scalars, as PyTorch does
+static void adamw_constants(float lr, float beta1, float beta2, float wd, int64_t t, float *step_size,
+                            float *bc2_sqrt, float *decay) {
+    double bc1 = 1.0 - pow((double)beta1, (double)t);
+    double bc2 = 1.0 - pow((double)beta2, (double)t);
+    *step_size = (float)((double)lr / bc1);
+    *bc2_sqrt = (float)sqrt(bc2);
+    *decay = 1.0f - lr * wd;
+}
+
+void adamw_update(float *p, const float *g, float *m, float *v, size_t n,
+                  float lr, float beta1, float beta2, float eps, float wd, int64_t t) {
+    float step_size, bc2_sqrt, decay;
+    adamw_constants(lr, beta1, beta2, wd, t, &step_size, &bc2_sqrt, &decay);
+    // in pieces of 4096 entries (elementwise: the same bits however split)
+    size_t pieces = (n + 4095) / 4096;
+    #pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < pieces; k++) {
+        size_t lo = k * 4096, len = n - lo < 4096 ? n - lo : 4096;
+        adamw_span(p + lo, g + lo, m + lo, v + lo, len, beta1, beta2, eps, step_size, bc2_sqrt, decay);
+    }
+}
+
+double adamw_update_summing(float *p, const float *g, float *m, float *v, const ParamBlock *blk,
+                            float lr, float beta1, float beta2, float eps, float wd, int64_t t) {
+    float step_size, bc2_sqrt, decay;
+    adamw_constants(lr, beta1, beta2, wd, t, &step_size, &bc2_sqrt, &decay);
+    int rows = blk->ndim == 2 ? blk->rows : 1, cols = blk->ndim == 2 ? blk->cols : blk->rows;
+    int slab = sum_of_squares_slab_rows(rows), nslabs = (rows + slab - 1) / slab;
+    double partial[SUMSQ_MAX_SLABS];
+    #pragma omp parallel for schedule(static) if (nslabs > 1)
+    for (int s = 0; s < nslabs; s++) {
+        int i1 = (s + 1) * slab < rows ? (s + 1) * slab : rows;
+        double sum = 0.0;
+        for (int i = s * slab; i < i1; i++) {
+            size_t at = (size_t)i * cols;
+            sum += row_sum_of_squares_d(g + at, cols); // the row is in L1 for its update
+            adamw_span(p + at, g + at, m + at, v + at, cols, beta1, beta2, eps, step_size, bc2_sqrt, decay);
+        }
+        partial[s] = sum;
+    }
+    double total = 0.0;
+    for (int s = 0; s < nslabs; s++) total += partial[s];
+    return total;
 }

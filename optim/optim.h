@@ -321,5 +321,12 @@ float fused_end(FusedStep *f);
 // by SinkGD's non-matrix blocks. t is the step number starting at 1.
 void adamw_update(float *p, const float *g, float *m, float *v, size_t n,
                   float lr, float beta1, float beta2, float eps, float wd, int64_t t);
+// The same update of block blk (its block_numel entries at p, g, m, v), row
+// by row in block_sum_of_squares's slabs, returning the block's sum of
+// squares of g with block_sum_of_squares's bits: each row is summed and then
+// updated while it is in L1 (fused updates: no read of the gradient for the
+// norm alone).
+double adamw_update_summing(float *p, const float *g, float *m, float *v, const ParamBlock *blk,
+                            float lr, float beta1, float beta2, float eps, float wd, int64_t t);
 
 #endif

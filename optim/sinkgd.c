@@ -79,17 +79,19 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
     opt->max_rows = max_rows;
     opt->max_cols = max_cols;
     opt->first = optim_split_first(blocks, num_blocks);
-    // fused updates: a model block whose split blocks are all hidden matrices
-    // and start on a slab boundary of its rows (C a multiple of 32 for qkv)
-    // gets its sum of squares from the Sinkhorn passes' first read, slab by
-    // slab as block_sum_of_squares adds it
+    // fused updates: an AdamW block sums its gradient's squares in its update
+    // (adamw_update_summing); a model block whose split blocks are all hidden
+    // matrices and start on a slab boundary of its rows (C a multiple of 32
+    // for qkv) gets it from the Sinkhorn passes' first read, slab by slab as
+    // block_sum_of_squares adds it
     opt->sums_squares = calloc_or_fail(num_blocks, 1, "SinkGD norm blocks");
     int max_slabs = 0;
     for (int b = 0; b < num_blocks; b++) {
+        int hidden = opt->is_hidden[opt->first[b]]; // (a split block's parts are all hidden)
         int ok = blocks[b].ndim == 2 && sum_of_squares_slab_rows(blocks[b].rows) == SINKHORN_SLAB_ROWS;
         for (int i = opt->first[b]; i < opt->first[b + 1]; i++)
             ok &= opt->is_hidden[i] && (opt->split[i].offset - blocks[b].offset) % ((size_t)SINKHORN_SLAB_ROWS * blocks[b].cols) == 0;
-        opt->sums_squares[b] = (unsigned char)ok;
+        opt->sums_squares[b] = (unsigned char)(ok || !hidden);
         int slabs = (blocks[b].rows + SINKHORN_SLAB_ROWS - 1) / SINKHORN_SLAB_ROWS;
         if (ok && slabs > max_slabs) max_slabs = slabs;
     }
@@ -117,10 +119,12 @@ static void sinkgd_update(Optimizer *opt, int i, float *params, const float *G, 
     const OptimConfig *c = &b->cfg;
     const ParamBlock *blk = &opt->split[i];
     float wd = blk->decay ? c->weight_decay : 0.0f;
-    if (!opt->is_hidden[i]) { // AdamW
-        float *m = b->state, *v = b->state + opt->adam_params;
-        adamw_update(params + blk->offset, G, m + opt->offset[i], v + opt->offset[i], block_numel(blk), lr,
-                     c->beta1, c->beta2, c->eps, wd, b->step);
+    if (!opt->is_hidden[i]) { // AdamW (and with base.block_sumsq, the block's sum of squares)
+        float *m = b->state + opt->offset[i], *v = b->state + opt->adam_params + opt->offset[i];
+        if (b->block_sumsq)
+            *b->block_sumsq = adamw_update_summing(params + blk->offset, G, m, v, blk, lr, c->beta1, c->beta2, c->eps, wd, b->step);
+        else
+            adamw_update(params + blk->offset, G, m, v, block_numel(blk), lr, c->beta1, c->beta2, c->eps, wd, b->step);
         return;
     }
     // a hidden matrix: X = diag(r) G diag(c), p = p*(1 - a*lr*wd) - (a*lr) X
@@ -135,7 +139,7 @@ static void sinkgd_update(Optimizer *opt, int i, float *params, const float *G, 
 // (and with base.block_sumsq set, the block's sum of squares: its slabs' in order)
 void optim_step_block(Optimizer *opt, int b, float *params, const float *grad, float lr) {
     const ParamBlock *mb = &opt->base.blocks[b];
-    int sums = opt->base.block_sumsq && opt->sums_squares[b];
+    int sums = opt->base.block_sumsq && opt->sums_squares[b] && opt->is_hidden[opt->first[b]];
     for (int i = opt->first[b]; i < opt->first[b + 1]; i++) {
         size_t at = opt->split[i].offset - mb->offset; // a multiple of 32 rows when sums
         sinkgd_update(opt, i, params, grad + at, lr, sums ? opt->slab_sumsq + at / ((size_t)SINKHORN_SLAB_ROWS * mb->cols) : NULL);
