@@ -14,8 +14,9 @@ ifeq ($(filter $(OPTIM),$(OPTIMS)),)
 $(error unknown OPTIM '$(OPTIM)'; valid names: $(OPTIMS))
 endif
 
-# PRECISION chooses the arithmetic of the linear layers: fp32 (the default),
-# or bf16 (inputs rounded to bf16, fp32 sums, on AVX-512 BF16; nn/matmul.h).
+# PRECISION chooses the arithmetic of the linear layers and the attention: fp32
+# (the default), or bf16 (products' inputs rounded to bf16, fp32 sums, on
+# AVX-512 BF16; nn/matmul.h, nn/attention.h).
 PRECISIONS := fp32 bf16
 PRECISION ?= fp32
 ifeq ($(filter $(PRECISION),$(PRECISIONS)),)
@@ -101,6 +102,8 @@ include $(sort $(wildcard */*.mk))
 # ---------------------------------------------------------------------------
 # the models
 NN_OBJS := $(BUILD)/nn/layers.o $(BUILD)/nn/attention.o $(BUILD)/nn/matmul.o
+# a list of objects with the linear layers and the attention of PRECISION=bf16
+bf16_objs = $(subst nn/attention.o,nn/attention_bf16.o,$(subst nn/matmul.o,nn/matmul_bf16.o,$(1)))
 OPTIM_COMMON_OBJS := $(BUILD)/optim/optim.o $(BUILD)/optim/snr.o $(BUILD)/optim/sinkhorn.o
 # the model bookkeeping both trainers share (run/model.c): every binary that includes a trainer links it
 MODEL_OBJS := $(BUILD)/run/model.o
@@ -138,6 +141,19 @@ test_attention_portable: $(BUILD)/test_attention.o $(BUILD)/nn/attention_portabl
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 run-test-attention-portable: test_attention_portable
 	./test_attention_portable
+# the bf16 attention (make PRECISION=bf16) compiled from the same source, with
+# matmul_bf16.o's flags (nn/matmul.mk)
+TESTS += run-test-attention-bf16
+BINS += test_attention_bf16
+$(BUILD)/nn/attention_bf16.o: nn/attention.c | deps/.setup-done
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(BF16_CFLAGS) -c $< -o $@
+test_attention_bf16: $(BUILD)/test_attention.o $(BUILD)/nn/attention_bf16.o $(BUILD)/common/profile.o $(BUILD)/common/utils.o
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+.PHONY: run-test-attention-bf16
+run-test-attention-bf16: test_attention_bf16
+	@if grep -qw avx512_bf16 /proc/cpuinfo; then ./test_attention_bf16; \
+	 else echo "run-test-attention-bf16: SKIPPED: this CPU has no AVX-512 BF16 (the bf16 build refuses to run here)"; fi
 # rewrite the PyTorch reference of the attention (test_attention)
 .PHONY: attention-ref
 attention-ref:
@@ -153,7 +169,7 @@ run-test-gpt2: test_gpt2
 # the bf16 build's GPT-2 against PyTorch with bf16 matmul inputs (dev/gpt2_ref_bf16.py)
 TESTS += run-test-gpt2-bf16
 BINS += test_gpt2_bf16
-test_gpt2_bf16: $(BUILD)/test_gpt2_bf16.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(NN_OBJS)) $(MODEL_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(COMMON_OBJS)
+test_gpt2_bf16: $(BUILD)/test_gpt2_bf16.o $(call bf16_objs,$(NN_OBJS)) $(MODEL_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 run-test-gpt2-bf16: test_gpt2_bf16
 	@if grep -qw avx512_bf16 /proc/cpuinfo; then ./test_gpt2_bf16; \
@@ -191,8 +207,8 @@ GPT2_OBJS := $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(MODEL_OBJS) $(RUN_OBJS) $(MEMPLAN
 $(BUILD)/bin/train_gpt2_%: $(BUILD)/train_gpt2.o $(BUILD)/optim/%.o $(GPT2_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
-# bf16 trainers: the same objects, with the linear layers of matmul_bf16.o
-$(BUILD)/bin-bf16/train_gpt2_%: $(BUILD)/train_gpt2.o $(BUILD)/optim/%.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(GPT2_OBJS))
+# bf16 trainers: the same objects, with the linear layers of matmul_bf16.o and the attention of attention_bf16.o
+$(BUILD)/bin-bf16/train_gpt2_%: $(BUILD)/train_gpt2.o $(BUILD)/optim/%.o $(call bf16_objs,$(GPT2_OBJS))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 # changes exactly when PRECISION does (as optim-choice for OPTIM)

@@ -7,7 +7,10 @@
 //   backward is checked against central finite differences of its forward;
 // - PyTorch (dev/attention_ref.py wrote dev/testdata/attention_ref.bin,
 //   float64 softmax(q k^T / sqrt(hs) + mask) v and autograd);
-// and checks that 1 and 2 threads give the same bits.
+// and checks that 1 and 2 threads give the same bits. Linked with the bf16
+// attention (test_attention_bf16: make PRECISION=bf16's nn/attention_bf16.o),
+// the same comparisons within bf16 tolerances, and against the bf16
+// definition in double (attention_*_bf16_ref) relative to bf16's effect.
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -36,6 +39,38 @@ static double rel_diff_ff(const float *a, const float *b, size_t n) {
     free(bd);
     return r;
 }
+
+// largest |a - b| (the logsumexp's error is what shifts every weight: absolute)
+static double abs_diff(const float *a, const double *b, size_t n) {
+    double d = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        if (!(e <= d)) d = e;
+    }
+    return d;
+}
+
+// L2 distances: float against float, and double against float
+static double dist_fd(const float *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    return sqrt(s);
+}
+static double dist_dd_f(const double *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (a[i] - b[i]) * (a[i] - b[i]);
+    return sqrt(s);
+}
+
+// the attention linked in: fp32, or bf16 (test_attention_bf16, nn/attention_bf16.o)
+static int bf16;
+// bf16 against fp32 arithmetic, relative to the largest value (the logsumexp:
+// absolute): inputs rounded to 8 significant bits (2^-9 relative error each)
+// move an output by a few 1e-3 of the largest
+#define BF16_TOL 2e-2
+// the tiled bf16 attention's distance from its definition, as a fraction of
+// the definition's distance from fp32 (both in L2)
+#define BF16_RATIO 0.05
 
 // uniform in [-1, 1) from a 64-bit LCG (any fixed sequence will do)
 static uint64_t rng_state = 12345;
@@ -175,11 +210,44 @@ static void test_shape(int B, int T, int C, int NH, int causal) {
     double e_out = rel_diff(out, out_d, no), e_d = rel_diff(dqkv, dqkv_d, nq), e_lse = rel_diff(lse, lse_d, nl);
     double e_outr = rel_diff(out_ref, out_d, no), e_dr = rel_diff(dqkv_ref, dqkv_d, nq);
     const char *kind = causal ? "causal" : "bidir.";
-    CHECK(e_tr < 2e-6 && e_dtr < 2e-6, "B%d T%-4d C%-3d NH%d hs%-3d %s: tiled vs direct: out rel %.1e, dqkv rel %.1e",
-          B, T, C, NH, hs, kind, e_tr, e_dtr);
-    CHECK(e_out < 2e-6 && e_d < 2e-6 && e_lse < 4e-6,
-          "B%d T%-4d C%-3d NH%d hs%-3d %s: tiled vs double: out %.1e, dqkv %.1e, lse %.1e (direct vs double: %.1e, %.1e)",
-          B, T, C, NH, hs, kind, e_out, e_d, e_lse, e_outr, e_dr);
+    if (!bf16) {
+        CHECK(e_tr < 2e-6 && e_dtr < 2e-6, "B%d T%-4d C%-3d NH%d hs%-3d %s: tiled vs direct: out rel %.1e, dqkv rel %.1e",
+              B, T, C, NH, hs, kind, e_tr, e_dtr);
+        CHECK(e_out < 2e-6 && e_d < 2e-6 && e_lse < 4e-6,
+              "B%d T%-4d C%-3d NH%d hs%-3d %s: tiled vs double: out %.1e, dqkv %.1e, lse %.1e (direct vs double: %.1e, %.1e)",
+              B, T, C, NH, hs, kind, e_out, e_d, e_lse, e_outr, e_dr);
+    }
+
+    // the bf16 definition in double (attention_*_bf16_ref), from the same
+    // inputs and, in the backward, the same out as the tiled version read
+    float *out_b = malloc(no * sizeof(float)), *lse_b = malloc(nl * sizeof(float)), *dqkv_b = malloc(nq * sizeof(float));
+    memcpy(dqkv_b, start, nq * sizeof(float));
+    attention_forward_bf16_ref(out_b, lse_b, qkv, B, T, C, NH, causal);
+    attention_backward_bf16_ref(dqkv_b, dout, qkv, out, B, T, C, NH, causal);
+    // itself: as far from the fp32 double attention as bf16 inputs make it (2^-9 relative each)
+    double e_bo = rel_diff(out_b, out_d, no), e_bd = rel_diff(dqkv_b, dqkv_d, nq), e_bl = abs_diff(lse_b, lse_d, nl);
+    CHECK(e_bo < BF16_TOL && e_bd < BF16_TOL && e_bl < BF16_TOL,
+          "B%d T%-4d C%-3d NH%d hs%-3d %s: bf16 definition vs double: out %.1e, dqkv %.1e, lse abs %.1e (bf16 tolerance %.0e)",
+          B, T, C, NH, hs, kind, e_bo, e_bd, e_bl, BF16_TOL);
+    if (bf16) {
+        // The tiled bf16 attention against its definition: they round the same
+        // values to bf16, computed in fp32 here and in double there, so a value
+        // near the middle of two bf16 numbers now and then rounds to the other
+        // one; the rest is fp32 rounding. Both against the effect of bf16 (the
+        // distance of the definition from the fp32 double attention), in L2:
+        // a missing or a wrong rounding is at 1 or more.
+        double r_out = dist_fd(out, out_b, no) / dist_dd_f(out_d, out_b, no);
+        double r_d = dist_fd(dqkv, dqkv_b, nq) / dist_dd_f(dqkv_d, dqkv_b, nq);
+        double e_l = rel_diff_ff(lse, lse_b, nl);
+        CHECK(r_out < BF16_RATIO && r_d < BF16_RATIO && e_l < 4e-6,
+              "B%d T%-4d C%-3d NH%d hs%-3d %s: tiled vs bf16 definition: |diff| / |bf16 effect| out %.3f, dqkv %.3f "
+              "(limit %.2f); lse rel %.1e", B, T, C, NH, hs, kind, r_out, r_d, BF16_RATIO, e_l);
+        double e_la = abs_diff(lse, lse_d, nl);
+        CHECK(e_out < BF16_TOL && e_d < BF16_TOL && e_la < BF16_TOL && e_tr < BF16_TOL && e_dtr < BF16_TOL,
+              "B%d T%-4d C%-3d NH%d hs%-3d %s: tiled vs double: out %.1e, dqkv %.1e, lse abs %.1e; vs direct (fp32): %.1e, %.1e",
+              B, T, C, NH, hs, kind, e_out, e_d, e_la, e_tr, e_dtr);
+    }
+    free(out_b); free(lse_b); free(dqkv_b);
 
     // the same bits on 1 thread as on several
     float *out1 = malloc(no * sizeof(float)), *lse1 = malloc(nl * sizeof(float)), *dqkv1 = malloc(nq * sizeof(float));
@@ -220,8 +288,9 @@ static void test_against_pytorch(const char *path) {
             attention_forward(out, lse, qkv, B, T, C, NH, causal);
             attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH, causal);
             double e1 = rel_diff_ff(out, want_out, no), e2 = rel_diff_ff(dqkv, want_dqkv, nq);
-            CHECK(e1 < 2e-6 && e2 < 2e-6, "B%d T%-4d C%-3d NH%d %s: tiled vs PyTorch: out rel %.1e, dqkv rel %.1e",
-                  B, T, C, NH, causal ? "causal" : "bidir.", e1, e2);
+            double tol = bf16 ? BF16_TOL : 2e-6;
+            CHECK(e1 < tol && e2 < tol, "B%d T%-4d C%-3d NH%d %s: tiled vs PyTorch: out rel %.1e, dqkv rel %.1e (tolerance %.0e)",
+                  B, T, C, NH, causal ? "causal" : "bidir.", e1, e2, tol);
         }
         free(qkv); free(dout); free(want_out); free(want_dqkv); free(out); free(lse); free(dqkv);
     }
@@ -230,6 +299,8 @@ static void test_against_pytorch(const char *path) {
 
 int main(int argc, char **argv) {
     if (omp_get_max_threads() < 2) omp_set_num_threads(2); // the thread check needs 2
+    bf16 = strcmp(attention_precision(), "bf16") == 0;
+    printf("test_attention: the tiled attention in %s\n", attention_precision());
     test_against_pytorch(argc > 1 ? argv[1] : "dev/testdata/attention_ref.bin");
     test_double_reference_by_finite_differences();
     // B, T, C, NH, causal: one partial tile; one full tile; several with a

@@ -14,7 +14,7 @@ VIT_OBJS = $(OPTIM_COMMON_OBJS) $(NN_OBJS) $(MODEL_OBJS) $(RUN_OBJS) $(MEMPLAN_O
 $(BUILD)/vit/train_vit_%: $(BUILD)/train_vit.o $(BUILD)/optim/%.o $(VIT_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
-$(BUILD)/vit-bf16/train_vit_%: $(BUILD)/train_vit.o $(BUILD)/optim/%.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(VIT_OBJS))
+$(BUILD)/vit-bf16/train_vit_%: $(BUILD)/train_vit.o $(BUILD)/optim/%.o $(call bf16_objs,$(VIT_OBJS))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 BINS += train_vit
@@ -30,7 +30,7 @@ test_vit: $(BUILD)/test_vit.o $(NN_OBJS) $(MODEL_OBJS) $(OPTIM_COMMON_OBJS) $(BU
 # the bf16 build's ViT against PyTorch with bf16 matmul inputs (dev/vit_ref_bf16.py)
 TESTS += run-test-vit-bf16
 BINS += test_vit_bf16
-test_vit_bf16: $(BUILD)/test_vit_bf16.o $(subst nn/matmul.o,nn/matmul_bf16.o,$(NN_OBJS)) $(MODEL_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(RUN_OBJS) $(COMMON_OBJS)
+test_vit_bf16: $(BUILD)/test_vit_bf16.o $(call bf16_objs,$(NN_OBJS)) $(MODEL_OBJS) $(OPTIM_COMMON_OBJS) $(BUILD)/optim/adamw.o $(RUN_OBJS) $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 .PHONY: run-test-vit-bf16 vit-bf16-ref
 run-test-vit-bf16: test_vit_bf16

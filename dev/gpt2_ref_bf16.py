@@ -1,15 +1,18 @@
 """Write the bf16 reference for test_gpt2_bf16.c: the batch of
 dev/testdata/gpt2_tiny_debug.bin through the model dev/testdata/gpt2_tiny.bin
-with the linear layers as the C trainer's PRECISION=bf16 build computes them
-(gpt2_torch.Bf16Matmul: every matmul input rounded to bf16, float32 sums).
+with the linear layers and the attention as the C trainer's PRECISION=bf16
+build computes them (gpt2_torch.Bf16Matmul and Bf16Attention: every matmul
+input rounded to bf16, float32 sums; Bf16Attention's backward is first
+checked against autograd's with the rounding left out).
 
     /usr/bin/python3 dev/gpt2_ref_bf16.py      (make gpt2-bf16-ref)
     /usr/bin/python3 dev/gpt2_ref_bf16.py --sensitivity
 
---sensitivity writes nothing; it prints how far PyTorch's own bf16 gradients
-move, per tensor, when the weights are multiplied by 1 + 1.2e-7 * N(0, 1)
-(about one fp32 ulp), as a fraction of the bf16 effect |g_bf16 - g_fp32|: the
-noise that rounding flips put into test_gpt2_bf16's comparison.
+--sensitivity writes nothing; it prints how far PyTorch's own bf16 logits
+(largest difference), loss and gradients (per tensor, in L2) move when the
+weights are multiplied by 1 + 1.2e-7 * N(0, 1) (about one fp32 ulp), as a
+fraction of the bf16 effect (bf16 against fp32): the noise that rounding
+flips put into test_gpt2_bf16's comparison.
 
 Writes dev/testdata/gpt2_tiny_debug_bf16.bin in gpt2_tiny_debug.bin's format
 (dev/gpt2_ref.py): header, x, y, logits, loss, every gradient; and
@@ -21,6 +24,7 @@ import sys
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpt2_torch import PARAM_NAMES, read_checkpoint, write_checkpoint, write_debug  # noqa: E402
@@ -54,16 +58,42 @@ def run(bf16, x, y, perturb_seed=None):
 
 def sensitivity():
     _, x, y = read_batch()
-    ref = run(True, x, y)[0]
-    fp32 = run(False, x, y)[0]
+    ref, ref_logits, ref_loss = run(True, x, y)
+    fp32, fp32_logits, fp32_loss = run(False, x, y)
+    effect = (fp32_logits - ref_logits).abs().max()
     for seed in (1, 3, 4):
-        moved = run(True, x, y, seed)[0]
-        print(f"perturbation {seed}: " + " ".join(
+        moved, logits, loss = run(True, x, y, seed)
+        print(f"perturbation {seed}: logits {(logits - ref_logits).abs().max() / effect:.2f} "
+              f"loss {(loss - ref_loss).abs() / (fp32_loss - ref_loss).abs():.2f} " + " ".join(
             f"{n} {(getattr(moved, n).grad - getattr(ref, n).grad).norm() / (getattr(fp32, n).grad - getattr(ref, n).grad).norm():.2f}"
             for n in PARAM_NAMES))
 
 
+def check_attention_backward():
+    """Bf16Attention's hand-written backward, with the rounding left out,
+    against autograd through PyTorch's own attention (float64)."""
+    import gpt2_torch
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 37, 16, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(3))
+    rounding = gpt2_torch.round_bf16
+    gpt2_torch.round_bf16 = lambda t: t
+    try:
+        for causal in (True, False):
+            y = gpt2_torch.Bf16Attention.apply(q, k, v, causal)
+            dy = torch.randn(y.shape, dtype=torch.float64, generator=g)
+            att = (q @ k.transpose(-2, -1)) / 4.0  # hs 16
+            if causal:
+                att = att.masked_fill(~torch.tril(torch.ones(37, 37, dtype=torch.bool)), float("-inf"))
+            y_ref = F.softmax(att, dim=-1) @ v
+            for a, b in zip((y,) + torch.autograd.grad(y, (q, k, v), dy),
+                            (y_ref,) + torch.autograd.grad(y_ref, (q, k, v), dy)):
+                assert (a - b).abs().max() < 1e-12, "Bf16Attention's backward differs from autograd's"
+    finally:
+        gpt2_torch.round_bf16 = rounding
+
+
 def main():
+    check_attention_backward()
     header, x, y = read_batch()
     model, logits, loss = run(True, x, y)
     data = DATA

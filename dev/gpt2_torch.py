@@ -52,6 +52,49 @@ class Bf16Matmul(torch.autograd.Function):
         return dx, dw
 
 
+class Bf16Attention(torch.autograd.Function):
+    """softmax(q k^T / sqrt(hs) + mask) v, q k v (B, NH, T, hs), with the C
+    trainer's PRECISION=bf16 arithmetic (nn/attention.c): every input of every
+    product rounded to bf16, the sums in float32; the softmax in float32, its
+    weights for the product with v rounded to bf16 before they are normalised,
+    as 2^(scale log2(e) q.k - M) with M a whole number at least their max
+    (any such M rounds the same: a power of two). The backward recomputes the
+    weights from the logsumexp: p = exp(scale q.k - lse), dp = dy v^T,
+    ds = p (dp - rowsum(dy * y)) scale, and rounds p, ds, dy, q, k, v."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, causal):
+        T, hs = q.shape[-2], q.shape[-1]
+        c = (1.0 / math.sqrt(hs)) * math.log2(math.e)
+        s = (round_bf16(q) @ round_bf16(k).transpose(-2, -1)) * c  # scores in base 2
+        if causal:
+            s = s.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool)), float("-inf"))
+        M = torch.ceil(s.amax(dim=-1, keepdim=True))
+        e = torch.exp2(s - M)
+        total = e.sum(dim=-1, keepdim=True)
+        y = (round_bf16(e) @ round_bf16(v)) / total
+        lse2 = M + torch.log2(total)  # the logsumexp in base 2
+        ctx.causal = causal
+        ctx.save_for_backward(q, k, v, y, lse2)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        q, k, v, y, lse2 = ctx.saved_tensors
+        T, hs = q.shape[-2], q.shape[-1]
+        scale = 1.0 / math.sqrt(hs)
+        s = (round_bf16(q) @ round_bf16(k).transpose(-2, -1)) * (scale * math.log2(math.e))
+        if ctx.causal:
+            s = s.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool)), float("-inf"))
+        p = torch.exp2(s - lse2)
+        dp = round_bf16(dy) @ round_bf16(v).transpose(-2, -1)
+        ds = p * (dp - (dy * y).sum(dim=-1, keepdim=True)) * scale
+        dq = round_bf16(ds) @ round_bf16(k)
+        dk = round_bf16(ds).transpose(-2, -1) @ round_bf16(q)
+        dv = round_bf16(p).transpose(-2, -1) @ round_bf16(dy)
+        return dq, dk, dv, None
+
+
 class GPT2(torch.nn.Module):
     """Stacked-layer GPT-2. wte keeps its padding rows (Vp); only the first V
     rows are used for logits and lookups, so padding rows get no gradient."""
@@ -59,7 +102,7 @@ class GPT2(torch.nn.Module):
     def __init__(self, maxT, V, L, NH, C, Vp):
         super().__init__()
         self.maxT, self.V, self.L, self.NH, self.C, self.Vp = maxT, V, L, NH, C, Vp
-        self.bf16 = False  # True: the linear layers compute as the C trainer's PRECISION=bf16
+        self.bf16 = False  # True: the linear layers and the attention compute as the C trainer's PRECISION=bf16
         for name, shape in param_shapes(maxT, V, L, NH, C, Vp).items():
             self.register_parameter(name, torch.nn.Parameter(torch.zeros(shape)))
 
@@ -80,9 +123,13 @@ class GPT2(torch.nn.Module):
             q = q.view(B, T, NH, hs).transpose(1, 2)
             k = k.view(B, T, NH, hs).transpose(1, 2)
             v = v.view(B, T, NH, hs).transpose(1, 2)
-            att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
-            att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-            y = (att @ v).transpose(1, 2).reshape(B, T, C)
+            if self.bf16:
+                y = Bf16Attention.apply(q, k, v, True)
+            else:
+                att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
+                att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+                y = att @ v
+            y = y.transpose(1, 2).reshape(B, T, C)
             x = x + self.linear(y, self.attprojw[l]) + self.attprojb[l]
             h = F.layer_norm(x, (C,), self.ln2w[l], self.ln2b[l], eps=1e-5)
             h = F.gelu(self.linear(h, self.fcw[l]) + self.fcb[l], approximate="tanh")

@@ -1,8 +1,9 @@
 """Write the bf16 reference for test_vit_bf16.c: the batch of
 dev/testdata/vit_tiny_debug.bin through the model dev/testdata/vit_tiny.bin
 with the linear layers (the patch embedding, as a matmul of the patches, and
-the head included) as the C trainer's PRECISION=bf16 build computes them
-(gpt2_torch.Bf16Matmul: every matmul input rounded to bf16, float32 sums).
+the head included) and the attention as the C trainer's PRECISION=bf16 build
+computes them (gpt2_torch.Bf16Matmul and Bf16Attention: every matmul input
+rounded to bf16, float32 sums).
 
     /usr/bin/python3 dev/vit_ref_bf16.py      (make vit-bf16-ref)
     /usr/bin/python3 dev/vit_ref_bf16.py --sensitivity

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gpt2_torch import Bf16Matmul
+from gpt2_torch import Bf16Attention, Bf16Matmul
 
 MAGIC, VERSION = 20241017, 1
 PARAM_NAMES = ["patchw", "patchb", "cls", "pos", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
@@ -45,7 +45,7 @@ class ViT(torch.nn.Module):
         super().__init__()
         assert H % P == 0 and W % P == 0 and C % NH == 0
         self.H, self.W, self.ch, self.P, self.C, self.L, self.NH, self.K = H, W, ch, P, C, L, NH, K
-        self.bf16 = False  # True: the linear layers compute as the C trainer's PRECISION=bf16
+        self.bf16 = False  # True: the linear layers and the attention compute as the C trainer's PRECISION=bf16
         for name, shape in param_shapes(H, W, ch, P, C, L, NH, K).items():
             self.register_parameter(name, torch.nn.Parameter(torch.zeros(shape)))
 
@@ -79,8 +79,12 @@ class ViT(torch.nn.Module):
             q = q.view(B, T, NH, hs).transpose(1, 2)
             k = k.view(B, T, NH, hs).transpose(1, 2)
             v = v.view(B, T, NH, hs).transpose(1, 2)
-            att = ((q @ k.transpose(-2, -1)) / math.sqrt(hs)).softmax(dim=-1)  # no mask
-            y = (att @ v).transpose(1, 2).reshape(B, T, C)
+            if self.bf16:
+                y = Bf16Attention.apply(q, k, v, False)  # no mask
+            else:
+                att = ((q @ k.transpose(-2, -1)) / math.sqrt(hs)).softmax(dim=-1)  # no mask
+                y = att @ v
+            y = y.transpose(1, 2).reshape(B, T, C)
             x = x + self.linear(y, self.attprojw[l]) + self.attprojb[l]
             h = F.layer_norm(x, (C,), self.ln2w[l], self.ln2b[l], eps=LN_EPS)
             h = F.gelu(self.linear(h, self.fcw[l]) + self.fcb[l])  # exact erf

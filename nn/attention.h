@@ -35,4 +35,22 @@ void attention_backward_ref(float *dqkv, const float *dout, const float *qkv, co
 // (one sequence), out [C] receives position t's output, att [NH, t+1] scratch.
 void attention_forward_last(float *out, float *att, const float *qkv, int t, int C, int NH);
 
+// "fp32" or "bf16": the arithmetic of attention_forward/attention_backward,
+// chosen at compile time as matmul_precision() is (make PRECISION=bf16 builds
+// this file with -DPRECISION_BF16 as nn/attention_bf16.o): in bf16 the inputs
+// of every product (q, k, v, dout, the softmax weights, their gradients) are
+// rounded to bf16 and the products summed in fp32 (vdpbf16ps), while the
+// softmax statistics, the logsumexp and the normalisation stay fp32. The
+// direct functions above and attention_forward_last stay fp32 in both.
+const char *attention_precision(void);
+
+// What the bf16 attention computes, written plainly in double: every product's
+// inputs rounded to bf16, everything else exact; the weights of the forward's
+// p . v rounded unnormalised, as e^(scale q.k) times any power of two, which
+// rounds the same (nn/attention.c says why). The backward computes lse itself
+// and reads out (the forward's output) for D = dout . out. Slow; for tests.
+void attention_forward_bf16_ref(float *out, float *lse, const float *qkv, int B, int T, int C, int NH, int causal);
+void attention_backward_bf16_ref(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                 int B, int T, int C, int NH, int causal);
+
 #endif
