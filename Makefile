@@ -381,9 +381,18 @@ bench-attention: $(BUILD)/bin/bench_attention $(BUILD)/bin/bench_fma
 	  $(BUILD)/bin/bench_fma | tee $(BUILD)/fma_out; \
 	  sed -n 's/^fp32 fma peak: \([0-9.]*\) .*/\1/p' $(BUILD)/fma_out > $(BUILD)/fma_peak; \
 	  OMP_WAIT_POLICY=passive FMA_PEAK_GFLOPS=$$(cat $(BUILD)/fma_peak) $(BUILD)/bin/bench_attention; } | tee dev/results/bench_attention.txt
-# the three GEMMs of an XL MLP layer at B 1 x T 64, weights from memory
+# the same with the tiled attention of PRECISION=bf16 (nn/attention_bf16.o; shares of the FP32 peak)
+$(BUILD)/bin/bench_attention_bf16: $(BUILD)/dev/bench/bench_attention.o $(BUILD)/nn/attention_bf16.o $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+.PHONY: bench-attention-bf16
+bench-attention-bf16: $(BUILD)/bin/bench_attention_bf16 $(BUILD)/bin/bench_fma
+	@{ echo "make bench-attention-bf16: $$(date -u '+%Y-%m-%d %H:%M UTC'), commit $$(git rev-parse --short HEAD), load average at the start: $$(cut -d' ' -f1-3 /proc/loadavg) (CPU-time columns are the comparable ones)"; \
+	  $(BUILD)/bin/bench_fma | tee $(BUILD)/fma_out; \
+	  sed -n 's/^fp32 fma peak: \([0-9.]*\) .*/\1/p' $(BUILD)/fma_out > $(BUILD)/fma_peak; \
+	  OMP_WAIT_POLICY=passive FMA_PEAK_GFLOPS=$$(cat $(BUILD)/fma_peak) $(BUILD)/bin/bench_attention_bf16; } | tee dev/results/bench_attention_bf16.txt
+# every GEMM of an XL step at B 1 x T 64 as the fused updates run them, weights from memory
 bench-gemm-xl: $(BUILD)/bin/bench_gemm_xl
-	$(BUILD)/bin/bench_gemm_xl
+	$(BUILD)/bin/bench_gemm_xl $(BENCH_THREADS)
 bench-stream: $(BUILD)/bin/bench_stream
 	$(BUILD)/bin/bench_stream 1
 # GPT-2 XL at B 1 x T 64: step time against that bound (needs 19 GiB free; BENCH_THREADS=2)

@@ -308,11 +308,12 @@ int main(int argc, char **argv) {
     // loops); bidirectional with a partial tile, and at the ViT's lengths:
     // ViT-Ti/16's 197 tokens (hs 64), and 17 tokens of hs 16; causal with
     // the last tile ending inside a 16-row band of the diagonal at head sizes
-    // of 48 (three vectors) and 128 (two passes of four)
+    // of 48 (three vectors) and 128 (two passes of four); odd head sizes, 5
+    // and 7 (the bf16 path pairs the last channel with a zero)
     int shapes[][5] = {{1, 1, 64, 1, 1}, {2, 5, 8, 2, 1}, {1, 64, 128, 2, 1}, {2, 67, 128, 2, 1},
                        {1, 200, 64, 1, 1}, {2, 130, 96, 3, 1}, {1, 100, 48, 2, 1}, {1, 70, 8, 2, 0},
                        {2, 130, 128, 2, 0}, {1, 257, 192, 3, 1}, {2, 197, 192, 3, 0}, {3, 17, 64, 4, 0},
-                       {2, 93, 96, 2, 1}, {1, 150, 256, 2, 1}};
+                       {2, 93, 96, 2, 1}, {1, 150, 256, 2, 1}, {1, 37, 10, 2, 1}, {2, 20, 21, 3, 0}};
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
         test_shape(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4]);
     if (failures) { printf("test_attention: %d FAILED\n", failures); return 1; }

@@ -124,6 +124,8 @@ static void test_sgemm(void) {
         // panels of all N (one A block, or one K block: the few-rows
         // backward) with a partial last sliver, and NC-wide panels again
         {64, 1700, 700}, {200, 833, 64}, {130, 800, 600},
+        // one K block and a B too wide to stay in L2: panels of B (6 x 384 and 196 wide)
+        {100, 2500, 300},
     };
     static const float ab[][2] = {{1, 0}, {1, 1}, {0.5f, -2}, {-1.5f, 0}, {0, 0.25f}, {0, 0}};
     int n = sizeof shapes / sizeof shapes[0];
@@ -300,8 +302,8 @@ static void test_backward_write(int BT, int C, int OC) {
     float *dinp0 = random_floats((size_t)BT * C), *db0 = random_floats(OC);
     float *dinp_w = copy_floats(dinp0, (size_t)BT * C), *db_w = copy_floats(db0, OC);
     float *dinp_a = copy_floats(dinp0, (size_t)BT * C), *db_a = copy_floats(db0, OC);
-    float *dw_w = malloc_or_fail((size_t)OC * C * sizeof(float), "dw_w");
-    float *dw_a = malloc_or_fail((size_t)OC * C * sizeof(float), "dw_a");
+    // 64-byte aligned, as the trainers' gradients: the condition for non-temporal stores
+    float *dw_w = alloc_big_floats((size_t)OC * C, "dw_w"), *dw_a = alloc_big_floats((size_t)OC * C, "dw_a");
     float *zeros = calloc_or_fail((size_t)OC * C, sizeof(float), "zeros");
     for (size_t i = 0; i < (size_t)OC * C; i++) dw_w[i] = NAN, dw_a[i] = 0.0f;
     matmul_backward_write(dinp_w, dw_w, db_w, dout, inp, w, BT, C, OC);
@@ -319,12 +321,16 @@ static void test_backward_write(int BT, int C, int OC) {
         failures++;
     }
     free(inp), free(w), free(dout), free(dinp0), free(db0), free(dinp_w), free(db_w), free(dinp_a), free(db_a);
-    free(dw_w), free(dw_a), free(zeros), free(want), free(scale);
+    free_big(dw_w), free_big(dw_a), free(zeros), free(want), free(scale);
 }
 
 static void test_layer_write(void) {
-    // odd sizes, a tile's edges, and GPT-2 XL's few-rows shape (B*T 64, C 1600, 3C)
-    static const int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 32, 96}, {100, 129, 257}, {64, 1600, 4800}};
+    // odd sizes, a tile's edges, and GPT-2 XL's few-rows shapes (B*T 64, C 1600, 3C; and 4C, whose
+    // weight gradient, bigger than the L3, is written with non-temporal stores; 1616 x 5300 so too,
+    // with a partial last column tile and row tile); and XL's MLP projection, whose 64 x 6400
+    // input is read in panels (1 thread: 4 of 1600 columns)
+    static const int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 32, 96}, {100, 129, 257}, {64, 1600, 4800},
+                                    {64, 1600, 6400}, {61, 1616, 5300}, {64, 6400, 1600}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         test_backward_write(shapes[s][0], shapes[s][1], shapes[s][2]);
     printf("matmul_backward_write: %zu shapes done\n", sizeof shapes / sizeof shapes[0]);
@@ -348,7 +354,7 @@ static void test_determinism(void) {
     // shapes that split over M, over N, a matrix-vector product, and K over
     // several KC blocks
     static const int shapes[][3] = {{256, 768, 2304}, {130, 600, 1000}, {1, 768, 3000}, {2000, 64, 200}, {64, 1100, 2000},
-                                    {64, 1600, 1600}};
+                                    {64, 1600, 1600}, {64, 6400, 1600}};
     static const int threads[] = {1, 2, 3};
     int maxt = omp_get_max_threads(), failures_before = failures;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {

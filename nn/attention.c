@@ -17,6 +17,10 @@
 // (batch, head, query tile), each writing its own rows; the backward over
 // (batch, head), one thread owning all the dq, dk, dv rows of a head, which
 // collect their tiles' contributions in increasing tile order.
+//
+// PRECISION=bf16 compiles this file a second time (nn/attention_bf16.o) with
+// the products of both passes on bf16 inputs: the bf16 section below, with
+// its definition in double at the end of the file.
 #include "nn/attention.h"
 #include "common/bf16.h"
 #include "common/profile.h"

@@ -121,6 +121,11 @@ void matmul_backward_ref(float *dinp, float *dweight, float *dbias,
 #define NC 768   // columns of B per panel (multiple of NR)
 #endif
 _Static_assert(MC % MR == 0 && NC % NR == 0 && NR % 16 == 0, "blocking must tile");
+// A written-only C bigger than this goes to memory with non-temporal stores
+// (gemm): Zen 5's L3, 32 MiB per 8-core complex
+#ifndef STREAM_C_BYTES
+#define STREAM_C_BYTES ((size_t)32 << 20)
+#endif
 
 static inline int min_int(int a, int b) { return a < b ? a : b; }
 static inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
@@ -292,8 +297,29 @@ store_tile(__m512 acc[MR][NV], float *c, size_t ldc, int mv, int nv, const Epilo
     }
 }
 
+// store_tile for a C that is written, never read, and too big to stay in
+// the caches (stream_c in gemm_block): full 16-float runs go straight to
+// memory (non-temporal stores: no read for ownership of lines that are
+// overwritten whole, no eviction of what the caches hold); c and ldc are
+// 64-byte aligned. The values are store_tile's.
+static inline __attribute__((always_inline)) void
+stream_tile(__m512 acc[MR][NV], float *c, size_t ldc, int mv, int nv, float alpha) {
+    __m512 alpha_v = _mm512_set1_ps(alpha);
+    for (int r = 0; r < mv; r++) {
+        float *cr = c + (size_t)r * ldc;
+        for (int v = 0; v < NV; v++) {
+            __m512 out = _mm512_mul_ps(alpha_v, acc[r][v]);
+            if (nv >= 16 * (v + 1)) _mm512_stream_ps(cr + 16 * v, out);
+            else _mm512_mask_storeu_ps(cr + 16 * v, tail_mask(nv - 16 * v), out);
+        }
+    }
+}
+
+// stream: C is written only (beta 0, no bias), with stream_tile; nothing of
+// it is fetched
 static void micro_kernel(int kc, const float *restrict a, size_t as, int a_kmajor, const float *restrict b,
-                         size_t bs, float *c, size_t ldc, int mv, int nv, const Epilogue *e, const Prefetch *pf) {
+                         size_t bs, float *c, size_t ldc, int mv, int nv, const Epilogue *e, const Prefetch *pf,
+                         int stream) {
     // the next tile's C, when C streams from memory (dweight)
     if (pf->c)
         for (int r = 0; r < MR; r++) {
@@ -303,7 +329,7 @@ static void micro_kernel(int kc, const float *restrict a, size_t as, int a_kmajo
     // C is needed only at the end: ask for its lines now (prefetchw: they will
     // be written) so that the misses, C being usually far bigger than the
     // caches, overlap the k loop
-    for (int r = 0; r < mv; r++) {
+    for (int r = 0; r < (stream ? 0 : mv); r++) {
         const char *cr = (const char *)(c + (size_t)r * ldc);
         for (int off = 0; off < 4 * NR; off += 64) _mm_prefetch(cr + off, _MM_HINT_ET0);
         _mm_prefetch(cr + 4 * NR - 4, _MM_HINT_ET0);  // one more line when c is not 64-byte aligned
@@ -316,14 +342,16 @@ static void micro_kernel(int kc, const float *restrict a, size_t as, int a_kmajo
     else if (pf->a || pf->b) kernel_loop(kc, a, as, 0, b, bs, acc, pf->a, pf->b);
     else kernel_loop(kc, a, as, 0, b, bs, acc, NULL, NULL);
 
-    store_tile(acc, c, ldc, mv, nv, e);
+    if (stream) stream_tile(acc, c, ldc, mv, nv, e->alpha);
+    else store_tile(acc, c, ldc, mv, nv, e);
 }
 #else
 // portable version: the same arithmetic in plain C (the compiler vectorises
 // the inner loop over columns where it can)
 static void micro_kernel(int kc, const float *restrict a, size_t as, int a_kmajor, const float *restrict b,
-                         size_t bs, float *c, size_t ldc, int mv, int nv, const Epilogue *e, const Prefetch *pf) {
-    (void)pf;
+                         size_t bs, float *c, size_t ldc, int mv, int nv, const Epilogue *e, const Prefetch *pf,
+                         int stream) {
+    (void)pf, (void)stream;
     float acc[MR][NR] = {{0}};
     for (int k = 0; k < kc; k++)
         for (int r = 0; r < MR; r++) {
@@ -358,10 +386,11 @@ static __thread float *tls_fwd_chunk;
 // except when all of K fits one block (the weight gradient at few rows,
 // K = B*T): then C is the big operand, read and written once, and the tiles
 // go row by row (ir outer) so that each row of C streams through contiguous
-// memory. The order of the tiles changes no sum.
+// memory. The order of the tiles changes no sum. stream_c (see gemm): C is
+// only written, with non-temporal stores.
 static void gemm_block(int transA, int transB, int m0, int m1, int n0, int n1, int K,
                        float alpha, const float *A, int lda, const float *B, int ldb,
-                       float beta, float *C, int ldc, const float *bias) {
+                       float beta, float *C, int ldc, const float *bias, int stream_c) {
     if (!tls_pack_a) {
         tls_pack_a = alloc_big_floats((size_t)KC * (MC + MR), "matmul packing buffer (A block and edge)");
         tls_pack_b = alloc_big_floats((size_t)KC * NC, "matmul packing buffer (B panel)");
@@ -371,11 +400,21 @@ static void gemm_block(int transA, int transB, int m0, int m1, int n0, int n1, i
     const int pack_a = transA && (stride_aliases(lda) || K > KC), pack_b = transB || stride_aliases(ldb);
     // B panels are NC wide so that a packed panel stays in L2 while every A
     // block uses it. Read in place, B needs no buffer (only its last, partial
-    // sliver is copied, to slot 0), and when there is one A block or one K
-    // block nothing is reused across panels: then one panel spans all of N,
-    // the longest contiguous runs through the weight (dinp) or C (dweight).
-    const int wide = !pack_b && (rows_first || m1 - m0 <= MC);
-    const int panel = wide ? n1 - n0 : NC;
+    // sliver is copied, to slot 0), and when there is one A block nothing is
+    // reused across panels: then one panel spans all of N, the longest
+    // contiguous runs through the weight (dinp). With one K block (dweight)
+    // every row of tiles reads the panel's all K rows of B again: a panel is
+    // then as wide as keeps them in half the L2 (all of N for GPT-2 XL's
+    // 64 x 1600 input; its 64 x 6400 one, read from L3 for every row of tiles,
+    // ran the product at 3/4 of the others' speed), in equal parts.
+    int panel = NC;
+    if (!pack_b && rows_first) {
+        int fit = (int)((512u << 10) / ((size_t)K * sizeof(float)) / NR * NR), ncols = n1 - n0;
+        int npanels = fit >= NR ? ceil_div(ncols, fit) : ceil_div(ncols, NR);
+        panel = ceil_div(ceil_div(ncols, npanels), NR) * NR;
+    } else if (!pack_b && m1 - m0 <= MC) {
+        panel = n1 - n0;
+    }
     for (int jc = n0; jc < n1; jc += panel) {
         int nc = min_int(panel, n1 - jc);
         for (int pc = 0; pc < K; pc += KC) {
@@ -409,22 +448,27 @@ static void gemm_block(int transA, int transB, int m0, int m1, int n0, int n1, i
                     if (t + 1 < ntiles_m * ntiles_n) {
                         int ni = rows_first ? (t + 1) / ntiles_n : (t + 1) % ntiles_m;
                         int nj = rows_first ? (t + 1) % ntiles_n : (t + 1) / ntiles_m;
-                        pf.c = C + (size_t)(ic + ni * MR) * ldc + jc + nj * NR;
+                        if (!stream_c) pf.c = C + (size_t)(ic + ni * MR) * ldc + jc + nj * NR;
                         if (!transA && ni * MR < mfull) pf.a = A + (size_t)(ic + ni * MR) * lda + pc;
                         if (!rows_first && ic == m0 && ti == 0 && in_place_b && jr + 2 * NR <= nc) pf.b = b + NR;
                     }
                     if (ir < mfull && pack_a) {  // a full sliver of A, packed
-                        micro_kernel(kc, a_block + (size_t)ti * KC * MR, MR, 1, b, bs, c, ldc, MR, nv, &e, &pf);
+                        micro_kernel(kc, a_block + (size_t)ti * KC * MR, MR, 1, b, bs, c, ldc, MR, nv, &e, &pf, stream_c);
                     } else if (ir < mfull) {  // a full sliver of A, in place
                         const float *a = transA ? A + (size_t)pc * lda + ic + ir : A + (size_t)(ic + ir) * lda + pc;
-                        micro_kernel(kc, a, lda, transA, b, bs, c, ldc, MR, nv, &e, &pf);
+                        micro_kernel(kc, a, lda, transA, b, bs, c, ldc, MR, nv, &e, &pf, stream_c);
                     } else {
-                        micro_kernel(kc, a_edge, MR, 1, b, bs, c, ldc, mc - mfull, nv, &e, &pf);
+                        micro_kernel(kc, a_edge, MR, 1, b, bs, c, ldc, mc - mfull, nv, &e, &pf, stream_c);
                     }
                 }
             }
         }
     }
+#ifdef __AVX512F__
+    // non-temporal stores are weakly ordered: make them visible before the
+    // threads' barrier (or the return)
+    if (stream_c) _mm_sfence();
+#endif
 }
 
 // ---------------------------------------------------------------------------
@@ -857,6 +901,14 @@ static void gemm(int bf16, int transA, int transB, int M, int N, int K, float al
     }
 
     Split sp = split_threads(bf16, M, N, K, nthreads);
+    // A C that is only written (beta 0, no bias), in one K block (each tile
+    // stored once) and bigger than the last-level cache cannot stay there
+    // for whoever reads it next: its tiles go to memory with non-temporal
+    // stores (the weight gradient at few rows, written by the fused updates:
+    // otherwise every line of it is first read from memory, then written
+    // back). Same values, only the route to memory changes.
+    int stream_c = !bf16 && beta == 0.0f && !bias && K <= KC && (size_t)M * N * sizeof(float) > STREAM_C_BYTES &&
+                   (uintptr_t)C % 64 == 0 && ldc % 16 == 0;
 #ifdef __AVX512BF16__
     int share = bf16 ? bf16_share(sp.tm, sp.tn, M, N, K) : SHARE_NONE;
     if (share != SHARE_NONE && !shared_pack_bf16)
@@ -883,7 +935,7 @@ static void gemm(int bf16, int transA, int transB, int M, int N, int K, float al
 #else
             if (m0 < m1 && n0 < n1)
 #endif
-                gemm_block(transA, transB, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc, bias);
+                gemm_block(transA, transB, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, stream_c);
         }
     }
 }
@@ -984,6 +1036,26 @@ const char *matmul_precision(void) { return "fp32"; }
 // same sum in the same order as gemm's (the bias first, beta 1 on the bias
 // standing in for gemm's epilogue, then the KC blocks), so the two paths give
 // the same bits (test_matmul checks).
+// out[i * ldo + o] = t[o * BT + i] for o < no, i < BT: a chunk of the
+// transposed output put back, 16 x 16 blocks transposed in registers (a
+// plain loop reads t a float at a time, 256 bytes apart)
+static void transpose_chunk(float *out, int ldo, const float *t, int no, int BT) {
+#ifdef __AVX512F__
+    for (int o0 = 0; o0 < no; o0 += 16)
+        for (int i0 = 0; i0 < BT; i0 += 16) {
+            __m512 r[16];
+            __mmask16 im = tail_mask(BT - i0), om = tail_mask(no - o0);
+            for (int j = 0; j < 16; j++)
+                r[j] = o0 + j < no ? _mm512_maskz_loadu_ps(im, t + (size_t)(o0 + j) * BT + i0) : _mm512_setzero_ps();
+            transpose16x16(r);
+            for (int j = 0; j < min_int(16, BT - i0); j++) _mm512_mask_storeu_ps(out + (size_t)(i0 + j) * ldo + o0, om, r[j]);
+        }
+#else
+    for (int i = 0; i < BT; i++)
+        for (int o = 0; o < no; o++) out[(size_t)i * ldo + o] = t[(size_t)o * BT + i];
+#endif
+}
+
 static void forward_few_rows(float *out, const float *inp, const float *weight, const float *bias,
                              int BT, int C, int OC) {
     // equal chunks, a whole number per thread, at most FWD_CHUNK wide, a
@@ -1002,11 +1074,8 @@ static void forward_few_rows(float *out, const float *inp, const float *weight, 
         if (bias)
             for (int o = 0; o < no; o++)
                 for (int i = 0; i < BT; i++) t[(size_t)o * BT + i] = bias[o0 + o];
-        gemm_block(0, 1, 0, no, 0, BT, C, 1.0f, weight + (size_t)o0 * C, C, inp, C, bias ? 1.0f : 0.0f, t, BT, NULL);
-        for (int i = 0; i < BT; i++) {
-            float *o_row = out + (size_t)i * OC + o0;
-            for (int o = 0; o < no; o++) o_row[o] = t[(size_t)o * BT + i];
-        }
+        gemm_block(0, 1, 0, no, 0, BT, C, 1.0f, weight + (size_t)o0 * C, C, inp, C, bias ? 1.0f : 0.0f, t, BT, NULL, 0);
+        transpose_chunk(out + o0, OC, t, no, BT);
     }
 }
 

@@ -11,6 +11,8 @@
 // FMA peak in FMA_PEAK_GFLOPS, which make bench-attention measures first with
 // bench_fma for the same threads (unset: no share is printed).
 //   make bench-attention          (OMP_NUM_THREADS, default 2)
+//   make bench-attention-bf16     the same with the tiled attention of PRECISION=bf16 (its
+//                                 shares are still of the FP32 peak)
 //   [FMA_PEAK_GFLOPS=G] build/release/bin/bench_attention [B T [reps]]
 #include <omp.h>
 #include <stdio.h>
@@ -88,8 +90,8 @@ int main(int argc, char **argv) {
     int threads = omp_get_max_threads();
     const char *peak_env = getenv("FMA_PEAK_GFLOPS"); // bench_fma's figure for these threads
     double peak = peak_env ? atof(peak_env) : 0.0;
-    printf("bench_attention: GPT-2 124M attention (C 768, 12 heads, hs 64, causal), %d threads, median of the repetitions\n",
-           threads);
+    printf("bench_attention: GPT-2 124M attention (C 768, 12 heads, hs 64, causal), %d threads, median of the repetitions; "
+           "the tiled attention in %s, the direct one in fp32\n", threads, attention_precision());
     if (argc >= 3) {
         run_shape(atoi(argv[1]), atoi(argv[2]), argc > 3 ? atoi(argv[3]) : 5, peak);
         return 0;

@@ -1,51 +1,135 @@
-// The three GEMMs of a GPT-2 XL MLP layer at B 1 x T 64 (64 rows, C 1600, 4C
-// 6400), with the weights streaming from memory as in a step: 8 weight
-// matrices (328 MB, beyond the L3: 32 MiB per CCD on Zen 5, 260 MiB on the Xeon) used in turn. One thread, rates by
-// the thread's CPU time (the machine may be shared: a wait for a core is not
-// counted, a stall on memory is). The forward (matmul_forward's few-rows
-// path) is also run through the usual packed product (sgemm with op(B) = B^T)
-// for comparison, and the two outputs must be equal bit for bit.
-//   make bench-gemm-xl
+// The GEMMs of a GPT-2 XL step at B 1 x T 64 (64 rows, C 1600), as the
+// trainer runs them with fused updates: per layer the forward of qkv (3C),
+// attproj (C), fc (4C) and fcproj (4C -> C), then in reverse each backward's
+// input gradient (dinp += dout @ W) and weight gradient, written (beta 0, as
+// matmul_backward_write); and the LM head (Vp 50304) once. The weights stream
+// from memory as in a step: LAYERS sets of them (369 MB, beyond the 32 MiB
+// L3) used in turn, and wte's 322 MB. Each product is timed on its own;
+// printed per product, GFLOP/s per thread (all the threads' work over the
+// threads): by the process's CPU time over all calls (what --profile 1
+// reports; a wait for a core is not counted, a thread spinning at a barrier
+// is), and the best call by wall clock (the least disturbed one, on a shared
+// machine). The few-rows forward is also checked against the usual packed
+// product (sgemm with op(B) = B^T): the two must be equal bit for bit.
+//   make bench-gemm-xl [BENCH_THREADS=N]   (bench_gemm_xl [THREADS] [REPS])
 #include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/utils.h"
 #include "nn/matmul.h"
 
-static double thread_cpu(void) {
+static double clock_s(clockid_t id) {
     struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    clock_gettime(id, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-int main(void) {
-    const int BT = 64, C = 1600, OC = 6400, NW = 8;
-    const size_t W = (size_t)OC * C;
-    float *inp = alloc_big_floats((size_t)BT * C, "inp"), *w = alloc_big_floats(W * NW, "weights");
-    float *dw = alloc_big_floats(W * NW, "weight gradients"), *out = alloc_big_floats((size_t)BT * OC, "out");
-    float *out2 = alloc_big_floats((size_t)BT * OC, "out2"), *dinp = alloc_big_floats((size_t)BT * C, "dinp");
-    for (size_t i = 0; i < W * NW; i++) w[i] = (float)(i % 7) * 0.01f;
-    for (int i = 0; i < BT * C; i++) inp[i] = (float)(i % 5) * 0.1f;
-    omp_set_num_threads(1);
-    const double flops = 2.0 * BT * C * OC * NW;
-    int failures = 0;
-    printf("bench_gemm_xl: %d x %d x %d, %d weight matrices in turn, 1 thread, GFLOP/s by CPU time\n", BT, C, OC, NW);
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = thread_cpu();
-        for (int k = 0; k < NW; k++) matmul_forward(out, inp, w + k * W, NULL, BT, C, OC);
-        double t1 = thread_cpu();
-        for (int k = 0; k < NW; k++) sgemm(0, 1, BT, OC, C, 1.0f, inp, C, w + k * W, C, 0.0f, out2, OC);
-        double t2 = thread_cpu();
-        for (int k = 0; k < NW; k++) sgemm(0, 0, BT, C, OC, 1.0f, out, OC, w + k * W, C, 1.0f, dinp, C);
-        double t3 = thread_cpu();
-        for (int k = 0; k < NW; k++) sgemm(1, 0, OC, C, BT, 1.0f, out, OC, inp, C, 1.0f, dw + k * W, C);
-        double t4 = thread_cpu();
-        failures += memcmp(out, out2, (size_t)BT * OC * sizeof(float)) != 0;
-        printf("forward %.0f (packed W^T: %.0f), backward input gradient %.0f, weight gradient %.0f\n",
-               flops / (t1 - t0) / 1e9, flops / (t2 - t1) / 1e9, flops / (t3 - t2) / 1e9, flops / (t4 - t3) / 1e9);
+enum { FWD, DINP, DWEIGHT, KINDS };
+enum { LAYERS = 3, NPROD = 5 };
+static const char *const KIND_NAME[KINDS] = {"forward", "dinp", "dweight"};
+
+typedef struct {
+    const char *name;
+    int in, out;       // features: the weight is [out, in]
+    int per_layer;     // 1: LAYERS copies of the weight in turn; 0: one (the LM head)
+    float *w[LAYERS];  // weights
+    double cpu[KINDS], best[KINDS];
+    int calls[KINDS];
+} Product;
+
+static void fill(float *x, size_t n, unsigned seed) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)((i * 7 + seed) % 13) * 0.01f - 0.06f;
+}
+
+// time one product: CPU seconds added to p->cpu[kind], wall seconds kept if the best
+#define TIMED(p, kind, call)                                                                  \
+    do {                                                                                      \
+        double c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID), w0 = clock_s(CLOCK_MONOTONIC);         \
+        call;                                                                                 \
+        double w1 = clock_s(CLOCK_MONOTONIC);                                                 \
+        (p)->cpu[kind] += clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;                             \
+        if (w1 - w0 < (p)->best[kind]) (p)->best[kind] = w1 - w0;                             \
+        (p)->calls[kind]++;                                                                   \
+    } while (0)
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : omp_get_max_threads(), reps = argc > 2 ? atoi(argv[2]) : 4;
+    if (threads < 1 || reps < 1) fail("usage: bench_gemm_xl [THREADS >= 1] [REPS >= 1]");
+    omp_set_num_threads(threads);
+    const int BT = 64, C = 1600, Vp = 50304;
+    Product prod[NPROD] = {
+        {.name = "qkv", .in = C, .out = 3 * C, .per_layer = 1},
+        {.name = "attproj", .in = C, .out = C, .per_layer = 1},
+        {.name = "fc", .in = C, .out = 4 * C, .per_layer = 1},
+        {.name = "fcproj", .in = 4 * C, .out = C, .per_layer = 1},
+        {.name = "lm head", .in = C, .out = Vp, .per_layer = 0},
+    };
+    size_t max_w = 0;
+    for (int p = 0; p < NPROD; p++) {
+        size_t n = (size_t)prod[p].in * prod[p].out;
+        for (int l = 0; l < (prod[p].per_layer ? LAYERS : 1); l++) {
+            prod[p].w[l] = alloc_big_floats(n, "weights");
+            fill(prod[p].w[l], n, (unsigned)(p * LAYERS + l));
+        }
+        if (n > max_w) max_w = n;
+        for (int k = 0; k < KINDS; k++) prod[p].best[k] = 1e30;
     }
-    if (failures) printf("FAIL: the few-rows forward differs from the packed product\n");
+    // activations: an input and an output gradient as wide as the widest
+    float *inp = alloc_big_floats((size_t)BT * Vp, "inp"), *dout = alloc_big_floats((size_t)BT * Vp, "dout");
+    float *out = alloc_big_floats((size_t)BT * Vp, "out"), *out2 = alloc_big_floats((size_t)BT * Vp, "out2");
+    float *dinp = alloc_big_floats((size_t)BT * 4 * C, "dinp"), *dw = alloc_big_floats(max_w, "weight gradient");
+    fill(inp, (size_t)BT * Vp, 1), fill(dout, (size_t)BT * Vp, 2);
+
+    int failures = 0;
+    for (int rep = 0; rep < reps; rep++)
+        for (int l = 0; l < LAYERS; l++) {
+            for (int p = 0; p < NPROD; p++) {
+                Product *q = &prod[p];
+                if (!q->per_layer && l > 0) continue;
+                TIMED(q, FWD, matmul_forward(out, inp, q->w[l], NULL, BT, q->in, q->out));
+            }
+            for (int p = NPROD - 1; p >= 0; p--) {
+                Product *q = &prod[p];
+                if (!q->per_layer && l > 0) continue;
+                TIMED(q, DINP, sgemm(0, 0, BT, q->in, q->out, 1.0f, dout, q->out, q->w[l], q->in, 1.0f, dinp, q->in));
+                TIMED(q, DWEIGHT, sgemm(1, 0, q->out, q->in, BT, 1.0f, dout, q->out, inp, q->in, 0.0f, dw, q->in));
+            }
+        }
+    // the few-rows forward against the packed product, once per shape
+    for (int p = 0; p < NPROD; p++) {
+        Product *q = &prod[p];
+        matmul_forward(out, inp, q->w[0], NULL, BT, q->in, q->out);
+        sgemm(0, 1, BT, q->out, q->in, 1.0f, inp, q->in, q->w[0], q->in, 0.0f, out2, q->out);
+        if (memcmp(out, out2, (size_t)BT * q->out * sizeof(float)) != 0) {
+            printf("FAIL %s: the few-rows forward differs from the packed product\n", q->name);
+            failures++;
+        }
+    }
+
+    printf("bench_gemm_xl: GPT-2 XL's GEMMs at B 1 x T 64, %d thread%s, %d reps x %d layers (LM head: %d),\n",
+           threads, threads == 1 ? "" : "s", reps, LAYERS, reps);
+    printf("GFLOP/s per thread: by CPU time over all calls [best call by wall clock]\n");
+    printf("%-8s", "");
+    for (int k = 0; k < KINDS; k++) printf(" %17s", KIND_NAME[k]);
+    printf("\n");
+    double flops_all[KINDS] = {0}, cpu_all[KINDS] = {0};
+    for (int p = 0; p < NPROD; p++) {
+        Product *q = &prod[p];
+        double flops = 2.0 * BT * q->in * q->out;
+        printf("%-8s", q->name);
+        for (int k = 0; k < KINDS; k++) {
+            printf("      %5.0f [%5.0f]", flops * q->calls[k] / q->cpu[k] / 1e9, flops / q->best[k] / 1e9 / threads);
+            flops_all[k] += flops * q->calls[k] * (q->per_layer ? 48.0 / LAYERS : 1.0);
+            cpu_all[k] += q->cpu[k] * (q->per_layer ? 48.0 / LAYERS : 1.0);
+        }
+        printf("\n");
+    }
+    // a step's mix: 48 layers and one LM head
+    printf("an XL step's mix (48 layers, one LM head), by CPU time: forward %.0f, backward (dinp + dweight) %.0f GFLOP/s per thread\n",
+           flops_all[FWD] / cpu_all[FWD] / 1e9, (flops_all[DINP] + flops_all[DWEIGHT]) / (cpu_all[DINP] + cpu_all[DWEIGHT]) / 1e9);
+    if (failures) printf("FAIL: %d shape(s)\n", failures);
     return failures ? 1 : 0;
 }
