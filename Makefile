@@ -115,7 +115,7 @@ $(BUILD)/bf16-objs: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(BF16_OBJS_STAMP)' | cmp -s - $@ || echo '$(BF16_OBJS_STAMP)' > $@
 $(BUILD)/nn/matmul_bf16.o: $(BUILD)/bf16-objs
-OPTIM_COMMON_OBJS := $(BUILD)/optim/optim.o $(BUILD)/optim/snr.o
+OPTIM_COMMON_OBJS := $(BUILD)/optim/optim.o $(BUILD)/optim/snr.o $(BUILD)/optim/sinkhorn.o
 # the model bookkeeping both trainers share (run/model.c): every binary that includes a trainer links it
 MODEL_OBJS := $(BUILD)/run/model.o
 

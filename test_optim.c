@@ -13,6 +13,7 @@
 #define TESTING
 #include "train_gpt2.c"
 
+#include "optim/sinkhorn.h"
 #include "optim/snr.h"
 
 #include <fcntl.h>
@@ -274,11 +275,20 @@ static void run_reference(const char *variant) {
     float *one_block = malloc_or_fail((P + 1) * sizeof(float), "one block");
     memcpy(params_blocks, p0, P * sizeof(float));
     Optimizer *by_block = optim_create(blocks, nb, &oc);
+    // the blocks that offer it also hand back their sums of squares (OptimBase.sums_squares)
+    OptimBase *bb = optim_base(by_block);
+    int offered = 0, sums_same = 1;
     for (int k = 0; k < 4; k++) {
         optim_step_begin(by_block, why ? grads[k] : NULL);
         for (int b = nb - 1; b >= 0; b--) {
             memcpy(one_block + 1, grads[k] + blocks[b].offset, block_numel(&blocks[b]) * sizeof(float));
+            double sum = -1.0;
+            int asks = bb->sums_squares && bb->sums_squares[b];
+            if (asks) bb->block_sumsq = &sum;
             optim_step_block(by_block, b, params_blocks, one_block + 1, base_lr * lr_mult[k]);
+            bb->block_sumsq = NULL;
+            offered += asks;
+            if (asks) sums_same &= sum == block_sum_of_squares(grads[k] + blocks[b].offset, &blocks[b]);
         }
         optim_step_end(by_block);
     }
@@ -286,8 +296,10 @@ static void run_reference(const char *variant) {
     same = memcmp(params_blocks, params_straight, P * sizeof(float)) == 0 &&
            memcmp(optim_base(straight)->state, optim_base(by_block)->state, F * sizeof(float)) == 0 &&
            optim_base(by_block)->step == 4;
-    CHECK(same, "4 steps block by block (reverse order, gradients elsewhere%s) == 4 optim_steps bit for bit",
-          why ? ", the whole gradient at begin" : ", none at begin");
+    CHECK(same, "4 steps block by block (reverse order, gradients elsewhere%s%s) == 4 optim_steps bit for bit",
+          why ? ", the whole gradient at begin" : ", none at begin", offered ? ", sums of squares asked for" : "");
+    if (offered)
+        CHECK(sums_same, "and the %d sums of squares the blocks handed back = block_sum_of_squares bit for bit", offered);
     optim_free(by_block);
     free(params_blocks);
     free(one_block);
@@ -489,6 +501,100 @@ static void sinkgd_edge_cases(void) {
         CHECK(same, "and 1, 2 and 3 threads give the same bits");
         for (int t = 0; t < 3; t++) free(got[t]);
         free(Gb); free(want);
+    }
+    // the fast kernel (optim/sinkhorn.c: rows four at a time, masked vectors,
+    // slabs visited in alternating order) against the plain reference, bit for
+    // bit: shapes with every remainder (rows mod 4 and mod 32, columns mod 16
+    // and mod 64), a zero row, a zero column and -0 entries, 1 to 3 threads
+    {
+        static const int shapes[][2] = {{1, 1}, {3, 5}, {4, 16}, {33, 17}, {37, 130}, {64, 64}, {100, 70}, {131, 203}};
+        int maxt = omp_get_max_threads(), worst_shape = -1, sumsq_shape = -1;
+        for (int sh = 0; sh < (int)(sizeof(shapes) / sizeof(shapes[0])); sh++) {
+            int ms = shapes[sh][0], ns = shapes[sh][1];
+            size_t N = (size_t)ms * ns;
+            float *Gs = malloc_or_fail(N * sizeof(float), "G"), *P0 = malloc_or_fail(N * sizeof(float), "P0");
+            float *Pr = malloc_or_fail(N * sizeof(float), "P ref"), *Pf = malloc_or_fail(N * sizeof(float), "P fast");
+            float *scratch = malloc_or_fail((ms + ns + sinkhorn_part_floats(ms, ns)) * sizeof(float), "scratch");
+            for (size_t i = 0; i < N; i++) {
+                int row = (int)(i / ns), col = (int)(i % ns);
+                Gs[i] = (ms > 2 && row == ms / 2) || (ns > 2 && col == ns / 3) ? (i % 2 ? -0.0f : 0.0f)
+                                                                               : rng_normal(&rng) * (1.0f + (float)(row % 3));
+                P0[i] = 0.02f * rng_normal(&rng);
+            }
+            memcpy(Pr, P0, N * sizeof(float));
+            int nsl = (ms + SINKHORN_SLAB_ROWS - 1) / SINKHORN_SLAB_ROWS;
+            double sq_ref[8], sq_fast[8], sq_sum = 0.0; // (at most 5 slabs here)
+            sinkhorn_update_reference(Pr, Gs, ms, ns, 5, 1e-3f, 0.999f, scratch, scratch + ms, scratch + ms + ns, sq_ref);
+            for (int k = 0; k < nsl; k++) sq_sum += sq_ref[k];
+            if (sq_sum != sum_of_squares_rows(Gs, ms, ns) && sumsq_shape < 0) sumsq_shape = sh;
+            for (int t = 1; t <= 3; t++) {
+                omp_set_num_threads(t);
+                memcpy(Pf, P0, N * sizeof(float));
+                sinkhorn_update(Pf, Gs, ms, ns, 5, 1e-3f, 0.999f, scratch, scratch + ms, scratch + ms + ns, t == 2 ? NULL : sq_fast);
+                if (memcmp(Pf, Pr, N * sizeof(float)) != 0 && worst_shape < 0) worst_shape = sh;
+                if (t != 2 && memcmp(sq_fast, sq_ref, nsl * sizeof(double)) != 0 && sumsq_shape < 0) sumsq_shape = sh;
+            }
+            omp_set_num_threads(maxt);
+            free(Gs); free(P0); free(Pr); free(Pf); free(scratch);
+        }
+        CHECK(worst_shape < 0, "the fast Sinkhorn kernel = the plain reference, bit for bit, 8 shapes x 1-3 threads%s",
+              worst_shape < 0 ? "" : " (first difference at shape index below)");
+        if (worst_shape >= 0) printf("     first differing shape: %d x %d\n", shapes[worst_shape][0], shapes[worst_shape][1]);
+        CHECK(sumsq_shape < 0, "and with the sums of squares of the first pass: the same parts in both, adding up to sum_of_squares_rows's bits%s",
+              sumsq_shape < 0 ? "" : " (differs at a shape)");
+    }
+    // block_sum_of_squares: by hand, and against a plain double sum
+    {
+        float h[4] = {3, 4, 0, 2};
+        ParamBlock hb = blk("h0.attn.projw", ROLE_ATTN_PROJ, 2, 2, 2, 0);
+        CHECK(block_sum_of_squares(h, &hb) == 29.0, "block_sum_of_squares of [[3,4],[0,2]] = 29");
+        int rows = 75, cols = 37; // 3 slabs, rows with every lane remainder
+        float *g = malloc_or_fail((size_t)rows * cols * sizeof(float), "g");
+        double plain = 0.0;
+        for (int i = 0; i < rows * cols; i++) { g[i] = rng_normal(&rng); plain += (double)g[i] * g[i]; }
+        ParamBlock gb = blk("h0.mlp.fcw", ROLE_MLP_UP, 2, rows, cols, 0), vb = blk("h0.mlp.fcb", ROLE_BIAS, 1, rows * cols, 1, 0);
+        double got2 = block_sum_of_squares(g, &gb), got1 = block_sum_of_squares(g, &vb);
+        CHECK(fabs(got2 - plain) < 1e-12 * plain && fabs(got1 - plain) < 1e-12 * plain,
+              "block_sum_of_squares of a 75 x 37 block, 2-D and 1-D = the plain double sum (rel err %.1e, %.1e)",
+              fabs(got2 - plain) / plain, fabs(got1 - plain) / plain);
+        free(g);
+    }
+    // fused updates: optim_step_block hands back the block's sum of squares
+    // with the same bits as block_sum_of_squares, for the hidden matrices (a
+    // fused qkv of C = 64, whose q, k, v start on slab boundaries, included;
+    // C = 48 does not divide into slabs of 32 rows, so its qkv does not offer
+    // it) and the AdamW blocks
+    {
+        for (int C = 64; C >= 48; C -= 16) {
+            ParamBlock mb[3] = {blk("h0.attn.qkvw", ROLE_ATTN_QKV, 2, 3 * C, C, 0),
+                                blk("h0.mlp.fcw", ROLE_MLP_UP, 2, 4 * C, C, (size_t)3 * C * C),
+                                blk("h0.ln1w", ROLE_NORM, 1, C, 1, (size_t)7 * C * C)};
+            size_t N = (size_t)7 * C * C + C;
+            float *g = malloc_or_fail(N * sizeof(float), "g"), *p = calloc_or_fail(N, sizeof(float), "p");
+            for (size_t i = 0; i < N; i++) g[i] = rng_normal(&rng);
+            OptimConfig oc;
+            optim_default_config(&oc);
+            Optimizer *o = optim_create(mb, 3, &oc);
+            OptimBase *ob = optim_base(o);
+            optim_step_begin(o, NULL);
+            int same = 1;
+            for (int b = 0; b < 3; b++) {
+                double sum = -1.0;
+                if (ob->sums_squares[b]) ob->block_sumsq = &sum;
+                optim_step_block(o, b, p, g + mb[b].offset, 1e-3f);
+                ob->block_sumsq = NULL;
+                if (ob->sums_squares[b]) same &= sum == block_sum_of_squares(g + mb[b].offset, &mb[b]);
+            }
+            optim_step_end(o);
+            if (C == 64)
+                CHECK(ob->sums_squares[0] && ob->sums_squares[1] && ob->sums_squares[2] && same,
+                      "C 64: qkv, fc and the LayerNorm (an AdamW block) offer their sums of squares, equal to block_sum_of_squares bit for bit");
+            else
+                CHECK(!ob->sums_squares[0] && ob->sums_squares[1] && ob->sums_squares[2] && same,
+                      "C 48: qkv does not offer it, fc and the LayerNorm do (same bits)");
+            optim_free(o);
+            free(g); free(p);
+        }
     }
     // state: only the AdamW blocks have any
     ParamBlock bl[3] = {blk("wte", ROLE_TOKEN_EMBEDDING, 2, 10, 4, 0), blk("h0.mlp.fcw", ROLE_MLP_UP, 2, 16, 4, 40),

@@ -52,7 +52,7 @@ build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(wildcard */*.c */*.h *.c) | deps/
 build/fuzz/fuzz_optim_state_%: fuzz/fuzz_optim_state.c fuzz/fuzz.h fuzz/fuzz_model.h $(wildcard */*.c */*.h *.c) \
                                | deps/.setup-done
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $< optim/optim.c optim/$*.c common/utils.c common/mt19937.c common/profile.c -o $@ -lcjson -lz -lm -lstb -ljpeg
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< optim/optim.c optim/sinkhorn.c optim/$*.c common/utils.c common/mt19937.c common/profile.c -o $@ -lcjson -lz -lm -lstb -ljpeg
 	@$(FUZZ_COMMIT) > $@.commit
 
 fuzz: $(addprefix build/fuzz/fuzz_,$(FUZZ))
@@ -86,7 +86,7 @@ $(REPLAY_BUILD)/%.o: %.c | deps/.setup-done
 	@mkdir -p $(dir $@)
 	$(CC) $(REPLAY_CFLAGS) -c $< -o $@
 replay_objs = $(patsubst %.c,$(REPLAY_BUILD)/%.o,$(1))
-$(REPLAY_BUILD)/replay_optim_state_%: $(call replay_objs,fuzz/replay.c fuzz/fuzz_optim_state.c optim/optim.c common/utils.c common/mt19937.c common/profile.c) \
+$(REPLAY_BUILD)/replay_optim_state_%: $(call replay_objs,fuzz/replay.c fuzz/fuzz_optim_state.c optim/optim.c optim/sinkhorn.c common/utils.c common/mt19937.c common/profile.c) \
                                       $(REPLAY_BUILD)/optim/%.o
 	$(CC) $(REPLAY_CFLAGS) $^ -o $@ -lcjson -lz -lm -lstb -ljpeg
 .SECONDEXPANSION:

@@ -8,6 +8,7 @@
 // State: m and v for every parameter, 8 bytes per parameter.
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/utils.h"
 #include "optim/optim.h"
@@ -18,6 +19,7 @@ const unsigned OPTIM_HPARAMS = HP_BETAS | HP_EPS;
 struct Optimizer {
     OptimBase base;   // state = [m of every block | v of every block], block i's at base.block_start[i]
     size_t num_params;
+    unsigned char *sums_squares; // every block: its update can sum its gradient's squares (OptimBase)
 };
 
 void optim_default_config(OptimConfig *cfg) {
@@ -34,6 +36,9 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
     opt->num_params = optim_num_params(blocks, num_blocks);
     optim_base_init(&opt->base, blocks, num_blocks, cfg, adamw_state_floats(blocks, num_blocks));
     opt->base.second_moment = opt->base.state + opt->num_params;
+    opt->sums_squares = malloc_or_fail(num_blocks, "AdamW norm blocks");
+    memset(opt->sums_squares, 1, num_blocks);
+    opt->base.sums_squares = opt->sums_squares;
     return opt;
 }
 
@@ -51,9 +56,12 @@ void optim_step_block(Optimizer *opt, int i, float *params, const float *grad, f
     OptimBase *b = &opt->base;
     const OptimConfig *c = &b->cfg;
     const ParamBlock *blk = &b->blocks[i];
-    float *m = b->state, *v = b->state + opt->num_params;
-    adamw_update(params + blk->offset, grad, m + b->block_start[i], v + b->block_start[i], block_numel(blk), lr,
-                 c->beta1, c->beta2, c->eps, blk->decay ? c->weight_decay : 0.0f, b->step);
+    float *m = b->state + b->block_start[i], *v = b->state + opt->num_params + b->block_start[i];
+    float wd = blk->decay ? c->weight_decay : 0.0f;
+    if (b->block_sumsq) // (fused updates: the norm's sum too)
+        *b->block_sumsq = adamw_update_summing(params + blk->offset, grad, m, v, blk, lr, c->beta1, c->beta2, c->eps, wd, b->step);
+    else
+        adamw_update(params + blk->offset, grad, m, v, block_numel(blk), lr, c->beta1, c->beta2, c->eps, wd, b->step);
 }
 
 void optim_step_end(Optimizer *opt) { (void)opt; }
@@ -76,5 +84,6 @@ void optim_print(const Optimizer *opt) {
 void optim_free(Optimizer *opt) {
     if (!opt) return;
     optim_base_free(&opt->base);
+    free(opt->sums_squares);
     free(opt);
 }

@@ -500,27 +500,39 @@ double gsnr_of_gradient(const float *g, size_t n, double eps) {
 // ----------------------------------------------------------------------------
 // gradient sums and clipping
 
-// Chunks of at least 64 Ki floats, at most 4096 of them, so the partial sums
-// fit on the stack; the chunking depends on n alone.
-#define SUMSQ_MIN_CHUNK 65536
-#define SUMSQ_MAX_CHUNKS 4096
+double row_sum_of_squares_d(const float *g, int n) {
+    double acc[16] = {0};
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 16; l++) acc[l] += (double)g[j + l] * (double)g[j + l];
+    for (int l = 0; j + l < n; l++) acc[l] += (double)g[j + l] * (double)g[j + l];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
 
-double sum_of_squares(const float *g, size_t n) {
-    size_t chunk = SUMSQ_MIN_CHUNK;
-    if ((n + chunk - 1) / chunk > SUMSQ_MAX_CHUNKS) chunk = (n + SUMSQ_MAX_CHUNKS - 1) / SUMSQ_MAX_CHUNKS;
-    size_t nchunks = (n + chunk - 1) / chunk;
-    double partial[SUMSQ_MAX_CHUNKS];
-    #pragma omp parallel for schedule(static) if (nchunks > 1)
-    for (size_t c = 0; c < nchunks; c++) {
-        size_t lo = c * chunk, hi = lo + chunk < n ? lo + chunk : n;
-        double s = 0.0;
-        #pragma omp simd reduction(+:s)
-        for (size_t i = lo; i < hi; i++) s += (double)g[i] * (double)g[i];
-        partial[c] = s;
+#define SUMSQ_MAX_SLABS 4096
+int sum_of_squares_slab_rows(int rows) {
+    return rows <= 32 * SUMSQ_MAX_SLABS ? 32 : (rows + SUMSQ_MAX_SLABS - 1) / SUMSQ_MAX_SLABS;
+}
+
+double sum_of_squares_rows(const float *g, int rows, int cols) {
+    int slab = sum_of_squares_slab_rows(rows), nslabs = (rows + slab - 1) / slab;
+    double partial[SUMSQ_MAX_SLABS];
+    #pragma omp parallel for schedule(static) if (nslabs > 1)
+    for (int s = 0; s < nslabs; s++) {
+        int i1 = (s + 1) * slab < rows ? (s + 1) * slab : rows;
+        double sum = 0.0;
+        for (int i = s * slab; i < i1; i++) sum += row_sum_of_squares_d(g + (size_t)i * cols, cols);
+        partial[s] = sum;
     }
     double total = 0.0;
-    for (size_t c = 0; c < nchunks; c++) total += partial[c];
+    for (int s = 0; s < nslabs; s++) total += partial[s];
     return total;
+}
+
+double block_sum_of_squares(const float *g, const ParamBlock *blk) {
+    return blk->ndim == 2 ? sum_of_squares_rows(g, blk->rows, blk->cols) : sum_of_squares_rows(g, 1, blk->rows);
 }
 
 void scale_floats(float *g, size_t n, float coef) {
@@ -562,23 +574,35 @@ static float fused_total_norm(const FusedStep *f) {
     return (float)sqrt(total);
 }
 
+static void fused_check_finite(const FusedStep *f, int b) {
+    if (!isfinite(f->sumsq[b]))
+        fail("step %ld: the gradient of %s is not finite; with --fused-update 1 the blocks before it are already "
+             "updated, so this state cannot be kept (the newest checkpoint in -o is intact; --clip > 0 or --nan "
+             "skip check the whole gradient before any update)", f->step, optim_base(f->opt)->blocks[b].name);
+}
+
 void fused_block(FusedStep *f, int b, float *grad) {
     const ParamBlock *blk = &optim_base(f->opt)->blocks[b];
     size_t n = block_numel(blk);
-    if (f->measuring || !f->measured) {
+    OptimBase *base = optim_base(f->opt);
+    // the update sums the squares itself (one read of the gradient fewer): the
+    // same sum, checked right after; a non-finite one fails as below, and this
+    // block's moved parameters go with the process like the earlier blocks'
+    int update_sums = !f->measuring && !f->measured && base->sums_squares && base->sums_squares[b];
+    if ((f->measuring || !f->measured) && !update_sums) {
         profile_begin(PROFILE_GRAD_NORM, 0);
-        f->sumsq[b] = sum_of_squares(grad, n);
+        f->sumsq[b] = block_sum_of_squares(grad, blk);
         profile_end();
         if (f->measuring) return;
-        if (!isfinite(f->sumsq[b]))
-            fail("step %ld: the gradient of %s is not finite; with --fused-update 1 the blocks before it are already "
-                 "updated, so this state cannot be kept (the newest checkpoint in -o is intact; --clip > 0 or --nan "
-                 "skip check the whole gradient before any update)", f->step, blk->name);
+        fused_check_finite(f, b);
     }
     profile_begin(PROFILE_OPTIMIZER, 0);
     if (f->coef < 1.0f) scale_floats(grad, n, f->coef);
+    if (update_sums) base->block_sumsq = &f->sumsq[b];
     optim_step_block(f->opt, b, f->params, grad, f->lr);
+    base->block_sumsq = NULL;
     profile_end();
+    if (update_sums) fused_check_finite(f, b);
 }
 
 float fused_measured(FusedStep *f, float clip) {
@@ -607,15 +631,10 @@ float fused_end(FusedStep *f) {
 // ----------------------------------------------------------------------------
 // the AdamW kernel (spec section 1, PyTorch's torch.optim.AdamW)
 
-void adamw_update(float *p, const float *g, float *m, float *v, size_t n,
-                  float lr, float beta1, float beta2, float eps, float wd, int64_t t) {
-    // bias corrections in double, then used as fp32 scalars, as PyTorch does
-    double bc1 = 1.0 - pow((double)beta1, (double)t);
-    double bc2 = 1.0 - pow((double)beta2, (double)t);
-    float step_size = (float)((double)lr / bc1);
-    float bc2_sqrt = (float)sqrt(bc2);
-    float decay = 1.0f - lr * wd;
-    #pragma omp parallel for simd schedule(static)
+// the AdamW update of n entries, its step's constants worked out (adamw_update)
+static inline void adamw_span(float *p, const float *g, float *m, float *v, size_t n, float beta1, float beta2,
+                              float eps, float step_size, float bc2_sqrt, float decay) {
+    #pragma omp simd
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
         float mi = beta1 * m[i] + (1.0f - beta1) * gi;
@@ -625,4 +644,50 @@ void adamw_update(float *p, const float *g, float *m, float *v, size_t n,
         float denom = sqrtf(vi) / bc2_sqrt + eps;
         p[i] = p[i] * decay - step_size * (mi / denom);
     }
+}
+
+// bias corrections in double, then used as fp32 scalars, as PyTorch does
+static void adamw_constants(float lr, float beta1, float beta2, float wd, int64_t t, float *step_size,
+                            float *bc2_sqrt, float *decay) {
+    double bc1 = 1.0 - pow((double)beta1, (double)t);
+    double bc2 = 1.0 - pow((double)beta2, (double)t);
+    *step_size = (float)((double)lr / bc1);
+    *bc2_sqrt = (float)sqrt(bc2);
+    *decay = 1.0f - lr * wd;
+}
+
+void adamw_update(float *p, const float *g, float *m, float *v, size_t n,
+                  float lr, float beta1, float beta2, float eps, float wd, int64_t t) {
+    float step_size, bc2_sqrt, decay;
+    adamw_constants(lr, beta1, beta2, wd, t, &step_size, &bc2_sqrt, &decay);
+    // in pieces of 4096 entries (elementwise: the same bits however split)
+    size_t pieces = (n + 4095) / 4096;
+    #pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < pieces; k++) {
+        size_t lo = k * 4096, len = n - lo < 4096 ? n - lo : 4096;
+        adamw_span(p + lo, g + lo, m + lo, v + lo, len, beta1, beta2, eps, step_size, bc2_sqrt, decay);
+    }
+}
+
+double adamw_update_summing(float *p, const float *g, float *m, float *v, const ParamBlock *blk,
+                            float lr, float beta1, float beta2, float eps, float wd, int64_t t) {
+    float step_size, bc2_sqrt, decay;
+    adamw_constants(lr, beta1, beta2, wd, t, &step_size, &bc2_sqrt, &decay);
+    int rows = blk->ndim == 2 ? blk->rows : 1, cols = blk->ndim == 2 ? blk->cols : blk->rows;
+    int slab = sum_of_squares_slab_rows(rows), nslabs = (rows + slab - 1) / slab;
+    double partial[SUMSQ_MAX_SLABS];
+    #pragma omp parallel for schedule(static) if (nslabs > 1)
+    for (int s = 0; s < nslabs; s++) {
+        int i1 = (s + 1) * slab < rows ? (s + 1) * slab : rows;
+        double sum = 0.0;
+        for (int i = s * slab; i < i1; i++) {
+            size_t at = (size_t)i * cols;
+            sum += row_sum_of_squares_d(g + at, cols); // the row is in L1 for its update
+            adamw_span(p + at, g + at, m + at, v + at, cols, beta1, beta2, eps, step_size, bc2_sqrt, decay);
+        }
+        partial[s] = sum;
+    }
+    double total = 0.0;
+    for (int s = 0; s < nslabs; s++) total += partial[s];
+    return total;
 }

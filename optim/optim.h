@@ -152,6 +152,14 @@ typedef struct {
     // at the first step and printed after it by optim_step and fused_end).
     const float *second_moment;
     const float *gsnr;
+    // Fused updates (fused_block): sums_squares[b] is 1 for the blocks whose
+    // optim_step_block can also sum the squares of their gradient, in
+    // block_sum_of_squares's order, while it reads it anyway (SinkGD's hidden
+    // matrices: in the first Sinkhorn pass), so the norm needs no pass of its
+    // own; NULL when there are none. The caller asks by pointing block_sumsq at
+    // a double before that optim_step_block (and back to NULL after).
+    const unsigned char *sums_squares;
+    double *block_sumsq;
 } OptimBase;
 
 static inline OptimBase *optim_base(Optimizer *opt) { return (OptimBase *)opt; }
@@ -253,9 +261,19 @@ double gsnr_of_gradient(const float *g, size_t n, double eps);
 // Gradient sums and clipping, shared by run/'s clip_grad_norm and the fused
 // step below, so that both produce the same bits.
 
-// The sum of squares of g[0..n) in double, in an order that depends on n
-// alone: fixed chunks summed in parallel, then the chunk sums in order.
-double sum_of_squares(const float *g, size_t n);
+// The sum of squares of a block's gradient in double, in an order that
+// depends on the block's shape alone: each row's sum (row_sum_of_squares_d),
+// the rows of each slab of sum_of_squares_slab_rows rows added in order, then
+// the slabs in order; threads take whole slabs. A 1-D block is one row.
+// SinkGD computes the same sums in its first pass (ParamBlock's sums_squares).
+double block_sum_of_squares(const float *g, const ParamBlock *blk);
+// the same for a row-major [rows, cols] array
+double sum_of_squares_rows(const float *g, int rows, int cols);
+// rows per slab: 32, or more for over 131072 rows (at most 4096 slabs)
+int sum_of_squares_slab_rows(int rows);
+// One row: 16 lanes in double, lane l adding g[j]^2 for j = l mod 16 in
+// order of j, then the lanes in a fixed tree (l += l + w for w = 8, 4, 2, 1).
+double row_sum_of_squares_d(const float *g, int n);
 // g[0..n) *= coef (clipping: torch.nn.utils.clip_grad_norm_'s multiply)
 void scale_floats(float *g, size_t n, float coef);
 // The factor clip_grad_norm_ scales by: clip / (norm + 1e-6) when clip > 0,
@@ -303,5 +321,12 @@ float fused_end(FusedStep *f);
 // by SinkGD's non-matrix blocks. t is the step number starting at 1.
 void adamw_update(float *p, const float *g, float *m, float *v, size_t n,
                   float lr, float beta1, float beta2, float eps, float wd, int64_t t);
+// The same update of block blk (its block_numel entries at p, g, m, v), row
+// by row in block_sum_of_squares's slabs, returning the block's sum of
+// squares of g with block_sum_of_squares's bits: each row is summed and then
+// updated while it is in L1 (fused updates: no read of the gradient for the
+// norm alone).
+double adamw_update_summing(float *p, const float *g, float *m, float *v, const ParamBlock *blk,
+                            float lr, float beta1, float beta2, float eps, float wd, int64_t t);
 
 #endif

@@ -11,14 +11,8 @@
 // Every other block (embeddings, LayerNorm, biases, a ViT's patch embedding,
 // cls token and head) is updated by AdamW at the global lr.
 //
-// How we compute X: every pass only rescales rows or columns, so after any
-// number of passes X = diag(r) G diag(c). We iterate on the vectors r (m) and
-// c (n) instead of on an m x n copy of G:
-//   row pass:    ||X[i,:]|| = r_i * sqrt(sum_j G_ij^2 c_j^2)
-//   column pass: ||X[:,j]|| = c_j * sqrt(sum_i r_i^2 G_ij^2)
-// and read G once per pass. The result is the spec's X up to rounding. (An
-// all-zero row or column keeps its scale: X has zeros there in both forms,
-// and its scale would otherwise grow by sqrt(n)/1e-8 per pass into inf.)
+// How we compute X: optim/sinkhorn.h (the scales r and c instead of a copy
+// of G, one read of G per pass; the result is the spec's X up to rounding).
 //
 // State: m and v of the AdamW blocks only; 0 bytes for the hidden matrices.
 #include <math.h>
@@ -27,6 +21,7 @@
 
 #include "common/utils.h"
 #include "optim/optim.h"
+#include "optim/sinkhorn.h"
 
 const char OPTIM_NAME[] = "sinkgd";
 const unsigned OPTIM_HPARAMS = HP_BETAS | HP_EPS | HP_SINKGD;
@@ -40,14 +35,11 @@ struct Optimizer {
     size_t adam_params;
     int *first;        // model block b is split blocks first[b] .. first[b+1]-1
     float *scales;     // scratch: r (max rows), c (max cols), the slabs' column sums (max_part)
+    unsigned char *sums_squares; // per model block: its update can sum its gradient's squares (OptimBase)
+    double *slab_sumsq;          // scratch: those sums by slab of rows, a model block's slabs in order
     int max_rows, max_cols;
     size_t max_part;
 };
-
-// the column sums of a Sinkhorn pass are split by slabs of this many rows
-// (sinkhorn_scales below): part[slab][n] for each slab
-#define SLAB_ROWS 32
-static size_t sinkhorn_part_floats(int m, int n) { return (size_t)((m + SLAB_ROWS - 1) / SLAB_ROWS) * (size_t)n; }
 
 void optim_default_config(OptimConfig *cfg) {
     *cfg = (OptimConfig){0};
@@ -87,6 +79,24 @@ Optimizer *optim_create(const ParamBlock *blocks, int num_blocks, const OptimCon
     opt->max_rows = max_rows;
     opt->max_cols = max_cols;
     opt->first = optim_split_first(blocks, num_blocks);
+    // fused updates: an AdamW block sums its gradient's squares in its update
+    // (adamw_update_summing); a model block whose split blocks are all hidden
+    // matrices and start on a slab boundary of its rows (C a multiple of 32
+    // for qkv) gets it from the Sinkhorn passes' first read, slab by slab as
+    // block_sum_of_squares adds it
+    opt->sums_squares = calloc_or_fail(num_blocks, 1, "SinkGD norm blocks");
+    int max_slabs = 0;
+    for (int b = 0; b < num_blocks; b++) {
+        int hidden = opt->is_hidden[opt->first[b]]; // (a split block's parts are all hidden)
+        int ok = blocks[b].ndim == 2 && sum_of_squares_slab_rows(blocks[b].rows) == SINKHORN_SLAB_ROWS;
+        for (int i = opt->first[b]; i < opt->first[b + 1]; i++)
+            ok &= opt->is_hidden[i] && (opt->split[i].offset - blocks[b].offset) % ((size_t)SINKHORN_SLAB_ROWS * blocks[b].cols) == 0;
+        opt->sums_squares[b] = (unsigned char)(ok || !hidden);
+        int slabs = (blocks[b].rows + SINKHORN_SLAB_ROWS - 1) / SINKHORN_SLAB_ROWS;
+        if (ok && slabs > max_slabs) max_slabs = slabs;
+    }
+    opt->base.sums_squares = opt->sums_squares;
+    opt->slab_sumsq = malloc_or_fail(((size_t)max_slabs + 1) * sizeof(double), "SinkGD slab sums");
     // scratch, not state: r, c and the column sums, allocated once
     opt->scales = malloc_or_fail(((size_t)max_rows + (size_t)max_cols + opt->max_part + 1) * sizeof(float),
                                  "SinkGD scaling vectors");
@@ -98,117 +108,47 @@ size_t optim_state_bytes_for(const ParamBlock *blocks, int num_blocks, const Opt
     return sinkgd_state_floats(blocks, num_blocks) * sizeof(float);
 }
 
-// X = diag(r) G diag(c) after `iters` row-then-column passes; G is [m,n],
-// r [m], c [n], part [ceil(m / SLAB_ROWS) * n] workspace.
-//
-// One read of G per iteration, not two: a row's new scale r_i needs only its
-// own row and the c of the previous iteration, so each row is scaled and at
-// once, while it is in L1, added into the column sums of this iteration.
-// Those sums are split by slabs of SLAB_ROWS rows: threads take whole slabs,
-// each slab sums its rows in order into its own part[slab][n], and the parts
-// are added in slab order, so the result does not depend on the number of
-// threads. One parallel region for all iterations.
-
-// sum_j (g_j c_j)^2 in 64 interleaved partial sums (one chain of adds
-// would wait on the adder's latency at every vector), then a fixed tree
-static float row_sum_of_squares(const float *g, const float *c, int n) {
-    float acc[64] = {0};
-    int j = 0;
-    for (; j + 64 <= n; j += 64)
-        for (int l = 0; l < 64; l++) { float x = g[j + l] * c[j + l]; acc[l] += x * x; }
-    for (int l = 0; j + l < n; l++) { float x = g[j + l] * c[j + l]; acc[l] += x * x; }
-    for (int w = 32; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
-    return acc[0];
-}
-
-static void sinkhorn_scales(const float *G, int m, int n, int iters, float *r, float *c, float *part) {
-    const float row_target = sqrtf((float)n), col_target = sqrtf((float)m);
-    const int nslabs = (m + SLAB_ROWS - 1) / SLAB_ROWS;
-    #pragma omp parallel
-    {
-        #pragma omp for schedule(static)
-        for (int i = 0; i < m; i++) r[i] = 1.0f;
-        #pragma omp for schedule(static)
-        for (int j = 0; j < n; j++) c[j] = 1.0f;
-        for (int it = 0; it < iters; it++) {
-            #pragma omp for schedule(static)
-            for (int s = 0; s < nslabs; s++) {
-                float *ps = part + (size_t)s * n;
-                for (int j = 0; j < n; j++) ps[j] = 0.0f;
-                int i1 = (s + 1) * SLAB_ROWS < m ? (s + 1) * SLAB_ROWS : m;
-                for (int i = s * SLAB_ROWS; i < i1; i++) {
-                    const float *g = G + (size_t)i * n;
-                    // row: r_i *= sqrt(n) / max(r_i * sqrt(sum_j G_ij^2 c_j^2), 1e-8)
-                    float sum = row_sum_of_squares(g, c, n);
-                    // an all-zero row stays zero whatever its scale; leaving r_i alone
-                    // keeps it from overflowing (the spec's X has a 0 row either way)
-                    if (sum != 0.0f) r[i] *= row_target / fmaxf(r[i] * sqrtf(sum), 1e-8f);
-                    // the column pass's share of this row, with its new scale
-                    float ri = r[i];
-                    #pragma omp simd
-                    for (int j = 0; j < n; j++) { float x = ri * g[j]; ps[j] += x * x; }
-                }
-            }
-            // columns: c_j *= sqrt(m) / max(c_j * sqrt(sum_i r_i^2 G_ij^2), 1e-8),
-            // the sum over i being the slabs' parts in order; 64 columns at a time
-            #pragma omp for schedule(static)
-            for (int j0 = 0; j0 < n; j0 += 64) {
-                int j1 = j0 + 64 < n ? j0 + 64 : n;
-                float acc[64] = {0};
-                for (int s = 0; s < nslabs; s++) {
-                    const float *ps = part + (size_t)s * n;
-                    #pragma omp simd
-                    for (int j = j0; j < j1; j++) acc[j - j0] += ps[j];
-                }
-                for (int j = j0; j < j1; j++) {
-                    if (acc[j - j0] == 0.0f) continue; // an all-zero column, as above
-                    c[j] *= col_target / fmaxf(c[j] * sqrtf(acc[j - j0]), 1e-8f);
-                }
-            }
-        }
-    }
-}
-
 void optim_step_begin(Optimizer *opt, const float *grads) {
     (void)grads; // every block's update needs only its own gradient
     opt->base.step++;
 }
 
-// split block i, its gradient G
-static void sinkgd_update(Optimizer *opt, int i, float *params, const float *G, float lr) {
+// split block i, its gradient G; slab_sumsq: NULL, or where its slabs' sums of squares go
+static void sinkgd_update(Optimizer *opt, int i, float *params, const float *G, float lr, double *slab_sumsq) {
     OptimBase *b = &opt->base;
     const OptimConfig *c = &b->cfg;
     const ParamBlock *blk = &opt->split[i];
     float wd = blk->decay ? c->weight_decay : 0.0f;
-    if (!opt->is_hidden[i]) { // AdamW
-        float *m = b->state, *v = b->state + opt->adam_params;
-        adamw_update(params + blk->offset, G, m + opt->offset[i], v + opt->offset[i], block_numel(blk), lr,
-                     c->beta1, c->beta2, c->eps, wd, b->step);
+    if (!opt->is_hidden[i]) { // AdamW (and with base.block_sumsq, the block's sum of squares)
+        float *m = b->state + opt->offset[i], *v = b->state + opt->adam_params + opt->offset[i];
+        if (b->block_sumsq)
+            *b->block_sumsq = adamw_update_summing(params + blk->offset, G, m, v, blk, lr, c->beta1, c->beta2, c->eps, wd, b->step);
+        else
+            adamw_update(params + blk->offset, G, m, v, block_numel(blk), lr, c->beta1, c->beta2, c->eps, wd, b->step);
         return;
     }
     // a hidden matrix: X = diag(r) G diag(c), p = p*(1 - a*lr*wd) - (a*lr) X
     int rows = blk->rows, cols = blk->cols;
     float *r = opt->scales, *cs = r + opt->max_rows, *part = cs + opt->max_cols;
-    float *P = params + blk->offset;
-    sinkhorn_scales(G, rows, cols, c->sinkgd_iters, r, cs, part);
     float step = c->sinkgd_scale * lr;
-    float decay = 1.0f - step * wd;
-    #pragma omp parallel for schedule(static)
-    for (int row = 0; row < rows; row++) {
-        const float *g = G + (size_t)row * cols;
-        float *p = P + (size_t)row * cols;
-        float sr = step * r[row];
-        #pragma omp simd
-        for (int j = 0; j < cols; j++) p[j] = p[j] * decay - sr * (g[j] * cs[j]);
-    }
+    sinkhorn_update(params + blk->offset, G, rows, cols, c->sinkgd_iters, step, 1.0f - step * wd, r, cs, part,
+                    slab_sumsq);
 }
 
 // a fused qkv is three split blocks, each normalised on its own
+// (and with base.block_sumsq set, the block's sum of squares: its slabs' in order)
 void optim_step_block(Optimizer *opt, int b, float *params, const float *grad, float lr) {
-    size_t base = opt->base.blocks[b].offset;
-    for (int i = opt->first[b]; i < opt->first[b + 1]; i++)
-        sinkgd_update(opt, i, params, grad + (opt->split[i].offset - base), lr);
+    const ParamBlock *mb = &opt->base.blocks[b];
+    int sums = opt->base.block_sumsq && opt->sums_squares[b] && opt->is_hidden[opt->first[b]];
+    for (int i = opt->first[b]; i < opt->first[b + 1]; i++) {
+        size_t at = opt->split[i].offset - mb->offset; // a multiple of 32 rows when sums
+        sinkgd_update(opt, i, params, grad + at, lr, sums ? opt->slab_sumsq + at / ((size_t)SINKHORN_SLAB_ROWS * mb->cols) : NULL);
+    }
+    if (sums) {
+        double total = 0.0;
+        for (int s = 0; s < (mb->rows + SINKHORN_SLAB_ROWS - 1) / SINKHORN_SLAB_ROWS; s++) total += opt->slab_sumsq[s];
+        *opt->base.block_sumsq = total;
+    }
 }
 
 void optim_step_end(Optimizer *opt) { (void)opt; }
@@ -242,5 +182,7 @@ void optim_free(Optimizer *opt) {
     free(opt->offset);
     free(opt->first);
     free(opt->scales);
+    free(opt->sums_squares);
+    free(opt->slab_sumsq);
     free(opt);
 }

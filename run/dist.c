@@ -204,11 +204,11 @@ void dist_reduce_grads(Dist *d, float *grads) {
 }
 
 float dist_clip_grad_norm(Dist *d, float *grads, float clip) {
-    // the owners' per-block sums (sum_of_squares, as clip_grad_norm), then
+    // the owners' per-block sums (block_sum_of_squares, as clip_grad_norm), then
     // every block's added in block order, as one process adds them
     for (int b = 0; b < d->num_blocks; b++) d->block_sumsq[b] = 0.0;
     for (int b = d->own_first; b < d->own_end; b++)
-        d->block_sumsq[b] = sum_of_squares(grads + d->blocks[b].offset, block_numel(&d->blocks[b]));
+        d->block_sumsq[b] = block_sum_of_squares(grads + d->blocks[b].offset, &d->blocks[b]);
     double t0 = now_seconds();
     dist_share_doubles(d->block_sumsq, d->num_blocks);
     d->comm_seconds += now_seconds() - t0;

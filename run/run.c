@@ -395,9 +395,9 @@ const char *schedule_name(ScheduleKind k) {
 // gradient clipping
 
 float clip_grad_norm(float *grads, const ParamBlock *blocks, int num_blocks, float clip) {
-    // each block's sum in a fixed order (sum_of_squares), then the blocks in order
+    // each block's sum in a fixed order (block_sum_of_squares), then the blocks in order
     double total = 0.0;
-    for (int b = 0; b < num_blocks; b++) total += sum_of_squares(grads + blocks[b].offset, block_numel(&blocks[b]));
+    for (int b = 0; b < num_blocks; b++) total += block_sum_of_squares(grads + blocks[b].offset, &blocks[b]);
     float norm = (float)sqrt(total);
     float coef = clip_coef(norm, clip);
     if (coef < 1.0f)
