@@ -1,6 +1,6 @@
 // What test_gpt2_bf16 and test_vit_bf16 share: a bf16 model's logits, loss
 // and gradients against two PyTorch references of the same batch, one with
-// every matmul input (the attention's too) rounded to bf16 and one in fp32. Ours must be close to
+// every input of the linear layers' matmuls rounded to bf16 and one in fp32. Ours must be close to
 // the first and measurably away from the second (why these limits: the
 // comment at the top of test_gpt2_bf16.c).
 #ifndef TEST_BF16_H
