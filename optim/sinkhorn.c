@@ -49,13 +49,16 @@ static inline void update_row(float *p, const float *g, const float *c, int n, f
 // the reference: one row at a time
 
 // sum_j (g_j c_j)^2 in 64 interleaved partial sums (one chain of adds
-// would wait on the adder's latency at every vector), then a fixed tree
+// would wait on the adder's latency at every vector), then a fixed tree.
+// Each square is added by fmaf, as the fast kernel's fmadd adds it: written
+// as acc += x * x the bits would depend on whether the compiler contracts it
+// (gcc does at -O2 and above, not at the sanitizers' -O1).
 static float row_sum_of_squares(const float *g, const float *c, int n) {
     float acc[64] = {0};
     int j = 0;
     for (; j + 64 <= n; j += 64)
-        for (int l = 0; l < 64; l++) { float x = g[j + l] * c[j + l]; acc[l] += x * x; }
-    for (int l = 0; j + l < n; l++) { float x = g[j + l] * c[j + l]; acc[l] += x * x; }
+        for (int l = 0; l < 64; l++) { float x = g[j + l] * c[j + l]; acc[l] = fmaf(x, x, acc[l]); }
+    for (int l = 0; j + l < n; l++) { float x = g[j + l] * c[j + l]; acc[l] = fmaf(x, x, acc[l]); }
     for (int w = 32; w >= 1; w /= 2)
         for (int l = 0; l < w; l++) acc[l] += acc[l + w];
     return acc[0];
@@ -85,7 +88,7 @@ void sinkhorn_update_reference(float *P, const float *G, int m, int n, int iters
                     // the column pass's share of this row, with its new scale
                     float ri = r[i];
                     #pragma omp simd
-                    for (int j = 0; j < n; j++) { float x = ri * g[j]; ps[j] += x * x; }
+                    for (int j = 0; j < n; j++) { float x = ri * g[j]; ps[j] = fmaf(x, x, ps[j]); }
                 }
                 if (it == 0 && slab_sumsq) slab_sumsq[s] = sumsq;
             }
