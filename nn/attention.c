@@ -350,6 +350,19 @@ void attention_forward(float *out, float *lse, const float *qkv,
 //   = dout . out,  dq += ds . k * scale,  dk += ds^T q * scale.
 // p is recomputed from the saved logsumexp: p = exp(s - lse).
 
+// D[t] = dout[b,t,h,:] . out[b,t,h,:] for each query t of head h: the
+// softmax backward's sum_j p_tj dp_tj, computed once per head from its output
+static void output_dots(float *D, const float *dout, const float *out, int b, int h, int T, int C, int hs) {
+    for (int t = 0; t < T; t++) {
+        const float *dy = dout + ((size_t)b * T + t) * C + h * hs;
+        const float *y = out + ((size_t)b * T + t) * C + h * hs;
+        float s = 0.0f;
+        #pragma omp simd reduction(+:s)
+        for (int d = 0; d < hs; d++) s += dy[d] * y[d];
+        D[t] = s;
+    }
+}
+
 // One tile's softmax backward, in place. In: p [nq][BK] the raw scores q.k,
 // ds [nq][BK] dp = dout . v; lse and D of the nq queries. Out: p =
 // exp(scale s - lse), ds = p (dp - D) scale (the gradient of the raw score),
@@ -418,14 +431,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
             const float *seq = qkv + (size_t)b * T * C3;
             float *dseq = dqkv + (size_t)b * T * C3;
             const float *lse_bh = lse + ((size_t)b * NH + h) * T;
-            for (int t = 0; t < T; t++) {
-                const float *dy = dout + ((size_t)b * T + t) * C + h * hs;
-                const float *y = out + ((size_t)b * T + t) * C + h * hs;
-                float s = 0.0f;
-                #pragma omp simd reduction(+:s)
-                for (int d = 0; d < hs; d++) s += dy[d] * y[d];
-                D[t] = s;
-            }
+            output_dots(D, dout, out, b, h, T, C, hs);
             for (int j0 = 0; j0 < T; j0 += ATT_BWD_BK) {
                 int nk = T - j0 < ATT_BWD_BK ? T - j0 : ATT_BWD_BK;
                 const float *k = seq + (size_t)j0 * C3 + C + h * hs;
@@ -749,14 +755,7 @@ static void attention_backward_bf16(float *dqkv, const float *dout, const float 
             const float *seq = qkv + (size_t)b * T * C3;
             float *dseq = dqkv + (size_t)b * T * C3;
             const float *lse_bh = lse + ((size_t)b * NH + h) * T;
-            for (int t = 0; t < T; t++) {
-                const float *dy = dout + ((size_t)b * T + t) * C + h * hs;
-                const float *y = out + ((size_t)b * T + t) * C + h * hs;
-                float s = 0.0f;
-                #pragma omp simd reduction(+:s)
-                for (int d = 0; d < hs; d++) s += dy[d] * y[d];
-                D[t] = s;
-            }
+            output_dots(D, dout, out, b, h, T, C, hs);
             for (int j0 = 0; j0 < T; j0 += BK) {
                 int nk = T - j0 < BK ? T - j0 : BK;
                 const float *k = seq + (size_t)j0 * C3 + C + h * hs;

@@ -516,20 +516,35 @@ int sum_of_squares_slab_rows(int rows) {
     return rows <= 32 * SUMSQ_MAX_SLABS ? 32 : (rows + SUMSQ_MAX_SLABS - 1) / SUMSQ_MAX_SLABS;
 }
 
-double sum_of_squares_rows(const float *g, int rows, int cols) {
+// An AdamW update to apply to each row while the sum reads it (slab_sums).
+typedef struct {
+    float *p, *m, *v;
+    float beta1, beta2, eps, step_size, bc2_sqrt, decay;
+} RowUpdate;
+static void row_update(const RowUpdate *u, const float *g, size_t at, int cols);
+
+// The sum of squares of a [rows, cols] gradient in its fixed order: each
+// slab's rows in order, then the slabs in order. With u, each row also gets
+// its AdamW update while it is in L1 (the fused updates' norm for free).
+static double slab_sums(const float *g, int rows, int cols, const RowUpdate *u) {
     int slab = sum_of_squares_slab_rows(rows), nslabs = (rows + slab - 1) / slab;
     double partial[SUMSQ_MAX_SLABS];
     #pragma omp parallel for schedule(static) if (nslabs > 1)
     for (int s = 0; s < nslabs; s++) {
         int i1 = (s + 1) * slab < rows ? (s + 1) * slab : rows;
         double sum = 0.0;
-        for (int i = s * slab; i < i1; i++) sum += row_sum_of_squares_d(g + (size_t)i * cols, cols);
+        for (int i = s * slab; i < i1; i++) {
+            sum += row_sum_of_squares_d(g + (size_t)i * cols, cols);
+            if (u) row_update(u, g, (size_t)i * cols, cols);
+        }
         partial[s] = sum;
     }
     double total = 0.0;
     for (int s = 0; s < nslabs; s++) total += partial[s];
     return total;
 }
+
+double sum_of_squares_rows(const float *g, int rows, int cols) { return slab_sums(g, rows, cols, NULL); }
 
 double block_sum_of_squares(const float *g, const ParamBlock *blk) {
     return blk->ndim == 2 ? sum_of_squares_rows(g, blk->rows, blk->cols) : sum_of_squares_rows(g, 1, blk->rows);
@@ -674,20 +689,11 @@ double adamw_update_summing(float *p, const float *g, float *m, float *v, const 
     float step_size, bc2_sqrt, decay;
     adamw_constants(lr, beta1, beta2, wd, t, &step_size, &bc2_sqrt, &decay);
     int rows = blk->ndim == 2 ? blk->rows : 1, cols = blk->ndim == 2 ? blk->cols : blk->rows;
-    int slab = sum_of_squares_slab_rows(rows), nslabs = (rows + slab - 1) / slab;
-    double partial[SUMSQ_MAX_SLABS];
-    #pragma omp parallel for schedule(static) if (nslabs > 1)
-    for (int s = 0; s < nslabs; s++) {
-        int i1 = (s + 1) * slab < rows ? (s + 1) * slab : rows;
-        double sum = 0.0;
-        for (int i = s * slab; i < i1; i++) {
-            size_t at = (size_t)i * cols;
-            sum += row_sum_of_squares_d(g + at, cols); // the row is in L1 for its update
-            adamw_span(p + at, g + at, m + at, v + at, cols, beta1, beta2, eps, step_size, bc2_sqrt, decay);
-        }
-        partial[s] = sum;
-    }
-    double total = 0.0;
-    for (int s = 0; s < nslabs; s++) total += partial[s];
-    return total;
+    RowUpdate u = {p, m, v, beta1, beta2, eps, step_size, bc2_sqrt, decay};
+    return slab_sums(g, rows, cols, &u);
+}
+
+static void row_update(const RowUpdate *u, const float *g, size_t at, int cols) {
+    adamw_span(u->p + at, g + at, u->m + at, u->v + at, cols, u->beta1, u->beta2, u->eps, u->step_size, u->bc2_sqrt,
+               u->decay);
 }
