@@ -160,11 +160,23 @@ static inline __mmask16 tail_mask(int n) {  // the lowest n of 16 lanes
 // dst[(r / MR) * KC * MR + k * MR + r % MR] = op(A)[i0+r, p0+k] = A[p0+k, i0+r],
 // each row of A read once, along its contiguous run.
 static void pack_A_block_T(float *dst, const float *A, int lda, int i0, int mc, int p0, int kc) {
-    for (int k = 0; k < kc; k++) {
-        const float *row = A + (size_t)(p0 + k) * lda + i0;
+    // 16 rows at a time, sliver by sliver: each sliver gets 16 x MR floats,
+    // whole cache lines, before the next. (Row by row, each row's MR values
+    // went to mc / MR slivers KC * MR floats apart, all in the same L1 sets,
+    // and the partly written lines kept evicting each other: the copy took
+    // 12% of a 124M weight gradient's time.)
+    for (int k0 = 0; k0 < kc; k0 += 16)
         for (int s = 0; s < mc / MR; s++)
-            for (int r = 0; r < MR; r++) dst[(size_t)s * KC * MR + k * MR + r] = row[s * MR + r];
-    }
+            for (int k = k0; k < min_int(kc, k0 + 16); k++) {
+                const float *src = A + (size_t)(p0 + k) * lda + i0 + s * MR;
+                float *out = dst + (size_t)s * KC * MR + k * MR;
+#ifdef __AVX512F__
+                const __mmask16 m = (__mmask16)((1u << MR) - 1u);  // one masked load and store
+                _mm512_mask_storeu_ps(out, m, _mm512_maskz_loadu_ps(m, src));
+#else
+                for (int r = 0; r < MR; r++) out[r] = src[r];
+#endif
+            }
 }
 
 // The last mv < MR rows of an A block, k-major: dst[k * MR + r] = op(A)[i0+r, p0+k].
