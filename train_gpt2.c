@@ -514,7 +514,7 @@ static void gpt2_forward_pass(GPT2 *model, const int *inputs, const int *targets
         LayerTensors w = layer_tensors(&p.layers, l, C);
         float *proj = model->scratch.scratch; // a projection's output, added to the residual right away
         // LayerNorm and GELU outputs live only while the layer runs (backward recomputes them)
-        float *ln1 = model->scratch.ln, *ln2 = model->scratch.ln, *fch_gelu = model->scratch.dfch;
+        float *ln1 = model->scratch.ln, *ln2 = model->scratch.ln, *fch_gelu = model->scratch.fch_gelu;
         // attention block: x + proj(attention(ln1(x)))
         layernorm_forward(ln1, act.ln1_mean, act.ln1_rstd, residual, w.ln1w, w.ln1b, BT, C, 1e-5f);
         matmul_forward(act.qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
@@ -630,13 +630,12 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
         }
         // s.dresidual holds d(layer output); the MLP branch starts from it,
         // with the GELU output the forward had (recomputed: the same bits) ...
-        float *fch_gelu = s.dfch;
+        float *fch_gelu = s.fch_gelu;
         gelu_forward(fch_gelu, act.fch, BT * 4 * C, GELU_TANH);
         matmul_backward_into(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, fch_gelu, lp.fcprojw, BT, 4 * C, C,
                              1, write_dweight);
-        float *dfch = s.dfch; // the GELU output is no longer needed
-        memset(dfch, 0, BT * 4 * C * sizeof(float));
-        gelu_backward(dfch, act.fch, s.dfch_gelu, BT * 4 * C, GELU_TANH);
+        float *dfch = s.dfch_gelu; // d(GELU output) becomes d(GELU input), in place
+        gelu_backward_inplace(dfch, act.fch, BT * 4 * C, GELU_TANH);
         float *ln2 = s.ln;
         layernorm_recompute(ln2, act.residual2, act.ln2_mean, act.ln2_rstd, lp.ln2w, lp.ln2b, BT, C);
         matmul_backward_into(s.dln, lg.fcw, lg.fcb, dfch, ln2, lp.fcw, BT, C, 4 * C, 1, write_dweight);

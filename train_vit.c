@@ -545,9 +545,8 @@ void vit_backward(ViT *model, float loss_scale, FusedStep *fused) {
         // s.dresidual holds d(layer output); the MLP branch starts from it ...
         // (a linear layer's input gradient is a fresh buffer: written, not cleared and added into)
         matmul_backward_into(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, act.fch_gelu, lp.fcprojw, BT, 4 * C, C, 1, 0);
-        memset(s.dfch, 0, BT * 4 * C * sizeof(float));
-        gelu_backward(s.dfch, act.fch, s.dfch_gelu, BT * 4 * C, VIT_GELU);
-        matmul_backward_into(s.dln, lg.fcw, lg.fcb, s.dfch, act.ln2, lp.fcw, BT, C, 4 * C, 1, 0);
+        gelu_backward_inplace(s.dfch_gelu, act.fch, BT * 4 * C, VIT_GELU);  // now d(GELU input)
+        matmul_backward_into(s.dln, lg.fcw, lg.fcb, s.dfch_gelu, act.ln2, lp.fcw, BT, C, 4 * C, 1, 0);
         // ... and adds its input gradient back: dresidual is now d(residual2)
         layernorm_backward(s.dresidual, lg.ln2w, lg.ln2b, s.dln, act.residual2, lp.ln2w, act.ln2_mean, act.ln2_rstd, BT, C);
         // the attention branch likewise
