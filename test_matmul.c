@@ -292,11 +292,13 @@ static void test_layer(void) {
     printf("matmul_forward / matmul_backward and their _ref definitions: %zu shapes done\n", sizeof shapes / sizeof shapes[0]);
 }
 
-// matmul_backward_write: dweight = dout^T @ inp whatever the buffer held (NaN
-// here), against the double-precision sum; and bit for bit matmul_backward
-// adding into a cleared buffer, which the fused updates rely on (their results
-// must equal the normal mode's); dinp and dbias still add.
-static void test_backward_write(int BT, int C, int OC) {
+// matmul_backward_into: a written gradient (dinp = dout @ weight, dweight =
+// dout^T @ inp) whatever the buffer held (NaN here), against the
+// double-precision sums; and bit for bit matmul_backward adding into a cleared
+// buffer, which the trainers rely on (a fused update's results must equal the
+// normal mode's, a written input gradient the cleared one's); one not written
+// and dbias still add.
+static void test_backward_into(int BT, int C, int OC, int write_dinp, int write_dweight) {
     float *inp = random_floats((size_t)BT * C), *w = random_floats((size_t)OC * C);
     float *dout = random_floats((size_t)BT * OC);
     float *dinp0 = random_floats((size_t)BT * C), *db0 = random_floats(OC);
@@ -304,27 +306,37 @@ static void test_backward_write(int BT, int C, int OC) {
     float *dinp_a = copy_floats(dinp0, (size_t)BT * C), *db_a = copy_floats(db0, OC);
     // 64-byte aligned, as the trainers' gradients: the condition for non-temporal stores
     float *dw_w = alloc_big_floats((size_t)OC * C, "dw_w"), *dw_a = alloc_big_floats((size_t)OC * C, "dw_a");
-    float *zeros = calloc_or_fail((size_t)OC * C, sizeof(float), "zeros");
-    for (size_t i = 0; i < (size_t)OC * C; i++) dw_w[i] = NAN, dw_a[i] = 0.0f;
-    matmul_backward_write(dinp_w, dw_w, db_w, dout, inp, w, BT, C, OC);
+    float *zeros = calloc_or_fail((size_t)OC * C > (size_t)BT * C ? (size_t)OC * C : (size_t)BT * C, sizeof(float), "zeros");
+    for (size_t i = 0; i < (size_t)OC * C; i++) dw_w[i] = write_dweight ? NAN : 0.0f, dw_a[i] = 0.0f;
+    if (write_dinp)
+        for (size_t i = 0; i < (size_t)BT * C; i++) dinp_w[i] = NAN, dinp_a[i] = 0.0f;
+    matmul_backward_into(dinp_w, dw_w, db_w, dout, inp, w, BT, C, OC, write_dinp, write_dweight);
     matmul_backward(dinp_a, dw_a, db_a, dout, inp, w, BT, C, OC);
-    double *want = malloc_or_fail((size_t)OC * C * sizeof(double), "want");
-    double *scale = malloc_or_fail((size_t)OC * C * sizeof(double), "scale");
-    ref_accumulate(want, scale, zeros, OC, C, BT, dout, OC, 1, inp, C, 0);  // dout^T @ inp
+    size_t most = (size_t)OC * C > (size_t)BT * C ? (size_t)OC * C : (size_t)BT * C;
+    double *want = malloc_or_fail(most * sizeof(double), "want");
+    double *scale = malloc_or_fail(most * sizeof(double), "scale");
     char label[120];
-    snprintf(label, sizeof label, "matmul_backward_write dweight BT=%d C=%d OC=%d", BT, C, OC);
-    compare(label, dw_w, want, scale, (size_t)OC * C);
+    if (write_dweight) {
+        ref_accumulate(want, scale, zeros, OC, C, BT, dout, OC, 1, inp, C, 0);  // dout^T @ inp
+        snprintf(label, sizeof label, "matmul_backward_into dweight written BT=%d C=%d OC=%d", BT, C, OC);
+        compare(label, dw_w, want, scale, (size_t)OC * C);
+    }
+    if (write_dinp) {
+        ref_accumulate(want, scale, zeros, BT, C, OC, dout, OC, 0, w, C, 0);  // dout @ weight
+        snprintf(label, sizeof label, "matmul_backward_into dinp written BT=%d C=%d OC=%d", BT, C, OC);
+        compare(label, dinp_w, want, scale, (size_t)BT * C);
+    }
     if (memcmp(dw_w, dw_a, (size_t)OC * C * sizeof(float)) != 0 ||
         memcmp(dinp_w, dinp_a, (size_t)BT * C * sizeof(float)) != 0 || memcmp(db_w, db_a, OC * sizeof(float)) != 0) {
-        printf("FAIL matmul_backward_write BT=%d C=%d OC=%d: not the bits of matmul_backward into a cleared buffer\n",
-               BT, C, OC);
+        printf("FAIL matmul_backward_into BT=%d C=%d OC=%d write_dinp %d write_dweight %d: not the bits of "
+               "matmul_backward into a cleared buffer\n", BT, C, OC, write_dinp, write_dweight);
         failures++;
     }
     free(inp), free(w), free(dout), free(dinp0), free(db0), free(dinp_w), free(db_w), free(dinp_a), free(db_a);
     free_big(dw_w), free_big(dw_a), free(zeros), free(want), free(scale);
 }
 
-static void test_layer_write(void) {
+static void test_layer_into(void) {
     // odd sizes, a tile's edges, and GPT-2 XL's few-rows shapes (B*T 64, C 1600, 3C; and 4C, whose
     // weight gradient, bigger than the L3, is written with non-temporal stores; 1616 x 5300 so too,
     // with a partial last column tile and row tile); and XL's MLP projection, whose 64 x 6400
@@ -332,8 +344,9 @@ static void test_layer_write(void) {
     static const int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 32, 96}, {100, 129, 257}, {64, 1600, 4800},
                                     {64, 1600, 6400}, {61, 1616, 5300}, {64, 6400, 1600}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        test_backward_write(shapes[s][0], shapes[s][1], shapes[s][2]);
-    printf("matmul_backward_write: %zu shapes done\n", sizeof shapes / sizeof shapes[0]);
+        for (int mode = 1; mode < 4; mode++)  // dinp written, dweight written, both
+            test_backward_into(shapes[s][0], shapes[s][1], shapes[s][2], mode & 1, mode >> 1);
+    printf("matmul_backward_into: %zu shapes x 3 modes done\n", sizeof shapes / sizeof shapes[0]);
 }
 
 // ---------------------------------------------------------------------------
@@ -591,7 +604,7 @@ int main(int argc, char **argv) {
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) test_layer_bf16(shapes[s][0], shapes[s][1], shapes[s][2]);
     } else {
         test_layer();
-        test_layer_write();
+        test_layer_into();
         test_few_rows();
     }
     test_determinism();

@@ -1,7 +1,8 @@
 // test_nn: the vectorisable math of nn/vecmath.h against double precision,
 // and the soft-target softmax + cross-entropy (label smoothing, mixup) against
 // PyTorch (dev/softce_ref.py wrote dev/testdata/softce_ref.bin) and against its
-// double-precision reference, and layernorm_recompute against the forward. (The
+// double-precision reference, layernorm_recompute against the forward and
+// gelu_backward against double precision. (The
 // other layers are tested against PyTorch by
 // test_gpt2 and test_vit.)
 #include <math.h>
@@ -162,6 +163,37 @@ static void test_layernorm_recompute(void) {
     free(x); free(w); free(bias); free(out); free(again); free(mean); free(rstd);
 }
 
+// gelu_backward (both kinds) against the derivative of GELU in double, and
+// gelu_backward_inplace bit for bit gelu_backward into zeros (the trainers
+// write the MLP's input gradient in place of the GELU output's gradient).
+static void test_gelu_backward(void) {
+    int N = 1001; // vector bodies and a remainder
+    float *x = malloc(N * sizeof(float)), *dout = malloc(N * sizeof(float));
+    float *added = malloc(N * sizeof(float)), *inplace = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++) x[i] = -8.0f + 16.0f * i / (N - 1), dout[i] = 0.5f + 0.001f * i;
+    for (int kind = 0; kind < 2; kind++) {
+        GeluKind k = kind ? GELU_ERF : GELU_TANH;
+        for (int i = 0; i < N; i++) added[i] = 0.0f, inplace[i] = dout[i];
+        gelu_backward(added, x, dout, N, k);
+        gelu_backward_inplace(inplace, x, N, k);
+        double worst = 0.0;
+        for (int i = 0; i < N; i++) {
+            double v = x[i], grad;
+            if (k == GELU_TANH) {
+                double a = sqrt(2.0 / M_PI), u = a * (v + 0.044715 * v * v * v), th = tanh(u);
+                grad = 0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * a * (1.0 + 3.0 * 0.044715 * v * v);
+            } else {
+                grad = 0.5 * (1.0 + erf(v / sqrt(2.0))) + v * exp(-0.5 * v * v) / sqrt(2.0 * M_PI);
+            }
+            worst = fmax(worst, fabs(added[i] - grad * dout[i]));
+        }
+        CHECK(worst < 2e-6, "gelu_backward (%s) against double precision: max |diff| %.1e", kind ? "erf" : "tanh", worst);
+        CHECK(memcmp(added, inplace, N * sizeof(float)) == 0,
+              "gelu_backward_inplace (%s) = gelu_backward into zeros, bit for bit", kind ? "erf" : "tanh");
+    }
+    free(x); free(dout); free(added); free(inplace);
+}
+
 // vexp2f and its AVX-512 form against exp2 in double: every 16th float in
 // [-126, 128) (2^x normal: ~40 million values); denormal results within 1
 // of the last place of a denormal; the limits, -inf and NaN.
@@ -223,6 +255,7 @@ static void test_vexp2f(void) {
 int main(int argc, char **argv) {
     test_soft_crossentropy(argc > 1 ? argv[1] : "dev/testdata/softce_ref.bin");
     test_layernorm_recompute();
+    test_gelu_backward();
     // every 64th float in [-87.33, 88.37]: ~60 million values, all binades
     double worst = 0.0;
     float worst_x = 0.0f;

@@ -430,10 +430,6 @@ void gpt2_head_ref(float *logits, float *losses, float *dlnf, float *dwte, const
 // product adds in order: the same bits as gpt2_head_ref.
 void gpt2_head_forward_backward(float *logits_chunk, float *losses, float *dlnf, float *dwte, const float *lnf,
                                 const float *wte, const int *targets, int BT, int R, int C, int V, int Vp) {
-    if (dlnf) {
-        memset(dlnf, 0, (size_t)BT * C * sizeof(float));
-        memset(dwte, 0, (size_t)Vp * C * sizeof(float));
-    }
     for (int r0 = 0; r0 < BT; r0 += R) {
         int n = BT - r0 < R ? BT - r0 : R;
         const float *x = lnf + (size_t)r0 * C;
@@ -442,7 +438,9 @@ void gpt2_head_forward_backward(float *logits_chunk, float *losses, float *dlnf,
         if (!dlnf) continue;
         // the gradient of mean(losses) over all BT rows
         softmax_crossentropy_backward(logits_chunk, targets + r0, 1.0f / (float)BT, n, V, Vp);
-        matmul_backward(dlnf + (size_t)r0 * C, dwte, NULL, logits_chunk, x, wte, n, C, Vp);
+        // each chunk's dlnf rows written, dwte written by the first chunk and
+        // added into by the others (the bits of adding into cleared buffers)
+        matmul_backward_into(dlnf + (size_t)r0 * C, dwte, NULL, logits_chunk, x, wte, n, C, Vp, 1, r0 == 0);
     }
 }
 
@@ -516,7 +514,7 @@ static void gpt2_forward_pass(GPT2 *model, const int *inputs, const int *targets
         LayerTensors w = layer_tensors(&p.layers, l, C);
         float *proj = model->scratch.scratch; // a projection's output, added to the residual right away
         // LayerNorm and GELU outputs live only while the layer runs (backward recomputes them)
-        float *ln1 = model->scratch.ln, *ln2 = model->scratch.ln, *fch_gelu = model->scratch.dfch;
+        float *ln1 = model->scratch.ln, *ln2 = model->scratch.ln, *fch_gelu = model->scratch.fch_gelu;
         // attention block: x + proj(attention(ln1(x)))
         layernorm_forward(ln1, act.ln1_mean, act.ln1_rstd, residual, w.ln1w, w.ln1b, BT, C, 1e-5f);
         matmul_forward(act.qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
@@ -579,28 +577,27 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
     LayerScratch s = model->scratch;
     if (fused && !model->mem.fused) fail("gpt2_backward: fused updates need gpt2_allocate_gradients(model, 1)");
     // With fused updates each pass is a whole step's gradient, and each matrix's
-    // gradient is produced once per pass: written (matmul_backward_write, the
-    // bits of adding into zeros), not cleared and added into. Only the tensors
-    // that collect sums are cleared: wpe's and lnf's here, a layer's gains and
-    // biases before its backward. (wte's is written by the LM head, then the
-    // token embedding adds into it.)
+    // gradient is produced once per pass: written (matmul_backward_into's
+    // write_dweight, the bits of adding into zeros), not cleared and added
+    // into. Only the tensors that collect sums are cleared: wpe's and lnf's
+    // here, a layer's gains and biases before its backward. (wte's is written
+    // by the LM head, then the token embedding adds into it.) A linear layer's
+    // input gradient is always a fresh buffer: written likewise.
     if (model->mem.fused) {
         memset(g.wpe, 0, (size_t)cfg->max_seq_len * C * sizeof(float));
         memset(g.lnfw, 0, C * sizeof(float));
         memset(g.lnfb, 0, C * sizeof(float));
     }
-    void (*linear_backward)(float *, float *, float *, const float *, const float *, const float *, int, int, int) =
-        model->mem.fused ? matmul_backward_write : matmul_backward;
+    const int write_dweight = model->mem.fused;
 
     // the mean over B*T tokens: each token's loss has weight loss_scale / (B*T)
-    memset(s.dln, 0, BT * C * sizeof(float));
     if (gpt2_head_rows(BT) == BT) {
         // one head chunk: the logits buffer holds the probabilities of every row
         if (!model->have_dlogits)
             softmax_crossentropy_backward(model->head.logits, model->targets, loss_scale / (float)BT, BT, V, Vp);
         model->have_dlogits = 1;
         float *dlogits = model->head.logits;
-        linear_backward(s.dln, g.wte, NULL, dlogits, gpt2_recompute_lnf(model), p.wte, BT, C, Vp);
+        matmul_backward_into(s.dln, g.wte, NULL, dlogits, gpt2_recompute_lnf(model), p.wte, BT, C, Vp, 1, write_dweight);
     } else {
         // several: the head's gradients of the mean loss (gpt2_forward_train's, or computed now), scaled
         if (!model->have_head_grads) gpt2_head(model, gpt2_recompute_lnf(model), 1);
@@ -633,28 +630,25 @@ void gpt2_backward(GPT2 *model, float loss_scale, FusedStep *fused) {
         }
         // s.dresidual holds d(layer output); the MLP branch starts from it,
         // with the GELU output the forward had (recomputed: the same bits) ...
-        float *fch_gelu = s.dfch;
+        float *fch_gelu = s.fch_gelu;
         gelu_forward(fch_gelu, act.fch, BT * 4 * C, GELU_TANH);
-        memset(s.dfch_gelu, 0, BT * 4 * C * sizeof(float));
-        linear_backward(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, fch_gelu, lp.fcprojw, BT, 4 * C, C);
-        float *dfch = s.dfch; // the GELU output is no longer needed
-        memset(dfch, 0, BT * 4 * C * sizeof(float));
-        gelu_backward(dfch, act.fch, s.dfch_gelu, BT * 4 * C, GELU_TANH);
+        matmul_backward_into(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, fch_gelu, lp.fcprojw, BT, 4 * C, C,
+                             1, write_dweight);
+        float *dfch = s.dfch_gelu; // d(GELU output) becomes d(GELU input), in place
+        gelu_backward_inplace(dfch, act.fch, BT * 4 * C, GELU_TANH);
         float *ln2 = s.ln;
         layernorm_recompute(ln2, act.residual2, act.ln2_mean, act.ln2_rstd, lp.ln2w, lp.ln2b, BT, C);
-        memset(s.dln, 0, BT * C * sizeof(float));
-        linear_backward(s.dln, lg.fcw, lg.fcb, dfch, ln2, lp.fcw, BT, C, 4 * C);
+        matmul_backward_into(s.dln, lg.fcw, lg.fcb, dfch, ln2, lp.fcw, BT, C, 4 * C, 1, write_dweight);
         // ... and adds its input gradient back: dresidual is now d(residual2)
         layernorm_backward(s.dresidual, lg.ln2w, lg.ln2b, s.dln, act.residual2, lp.ln2w, act.ln2_mean, act.ln2_rstd, BT, C);
         // the attention branch likewise
-        memset(s.datty, 0, BT * C * sizeof(float));
-        linear_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, act.atty, lp.attprojw, BT, C, C);
+        matmul_backward_into(s.datty, lg.attprojw, lg.attprojb, s.dresidual, act.atty, lp.attprojw, BT, C, C,
+                             1, write_dweight);
         memset(s.dqkv, 0, BT * 3 * C * sizeof(float));
         attention_backward(s.dqkv, s.datty, act.qkv, act.atty, act.lse, B, T, C, NH, 1);
         float *ln1 = s.ln;
         layernorm_recompute(ln1, residual, act.ln1_mean, act.ln1_rstd, lp.ln1w, lp.ln1b, BT, C);
-        memset(s.dln, 0, BT * C * sizeof(float));
-        linear_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C);
+        matmul_backward_into(s.dln, lg.qkvw, lg.qkvb, s.dqkv, ln1, lp.qkvw, BT, C, 3 * C, 1, write_dweight);
         layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, act.ln1_mean, act.ln1_rstd, BT, C);
         // dresidual is now d(layer input) = d(previous layer's output)
         // the layer's gradients are complete: step its blocks (the next layer writes over them)

@@ -527,8 +527,7 @@ void vit_backward(ViT *model, float loss_scale, FusedStep *fused) {
     model->have_dlogits = 1;
     float *dlogits = a.logits;
     float *dlnf = s.dln, *dclsx = s.datty; // (B, C) each
-    memset(dlnf, 0, (size_t)B * C * sizeof(float));
-    matmul_backward(dlnf, g.headw, g.headb, dlogits, a.lnf, p.headw, B, C, K);
+    matmul_backward_into(dlnf, g.headw, g.headb, dlogits, a.lnf, p.headw, B, C, K, 1, 0);  // dlnf written
     step_block(fused, vit_lnf_block(cfg) + 2, g.headw);
     step_block(fused, vit_lnf_block(cfg) + 3, g.headb);
     memset(dclsx, 0, (size_t)B * C * sizeof(float));
@@ -544,21 +543,17 @@ void vit_backward(ViT *model, float loss_scale, FusedStep *fused) {
         // this layer's parameters and gradients (with fused updates, the one layer of the buffer)
         LayerTensors lp = layer_tensors(&p.layers, l, C), lg = layer_tensors(&g.layers, model->mem.fused ? 0 : l, C);
         // s.dresidual holds d(layer output); the MLP branch starts from it ...
-        memset(s.dfch_gelu, 0, BT * 4 * C * sizeof(float));
-        matmul_backward(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, act.fch_gelu, lp.fcprojw, BT, 4 * C, C);
-        memset(s.dfch, 0, BT * 4 * C * sizeof(float));
-        gelu_backward(s.dfch, act.fch, s.dfch_gelu, BT * 4 * C, VIT_GELU);
-        memset(s.dln, 0, BT * C * sizeof(float));
-        matmul_backward(s.dln, lg.fcw, lg.fcb, s.dfch, act.ln2, lp.fcw, BT, C, 4 * C);
+        // (a linear layer's input gradient is a fresh buffer: written, not cleared and added into)
+        matmul_backward_into(s.dfch_gelu, lg.fcprojw, lg.fcprojb, s.dresidual, act.fch_gelu, lp.fcprojw, BT, 4 * C, C, 1, 0);
+        gelu_backward_inplace(s.dfch_gelu, act.fch, BT * 4 * C, VIT_GELU);  // now d(GELU input)
+        matmul_backward_into(s.dln, lg.fcw, lg.fcb, s.dfch_gelu, act.ln2, lp.fcw, BT, C, 4 * C, 1, 0);
         // ... and adds its input gradient back: dresidual is now d(residual2)
         layernorm_backward(s.dresidual, lg.ln2w, lg.ln2b, s.dln, act.residual2, lp.ln2w, act.ln2_mean, act.ln2_rstd, BT, C);
         // the attention branch likewise
-        memset(s.datty, 0, BT * C * sizeof(float));
-        matmul_backward(s.datty, lg.attprojw, lg.attprojb, s.dresidual, act.atty, lp.attprojw, BT, C, C);
+        matmul_backward_into(s.datty, lg.attprojw, lg.attprojb, s.dresidual, act.atty, lp.attprojw, BT, C, C, 1, 0);
         memset(s.dqkv, 0, BT * 3 * C * sizeof(float));
         attention_backward(s.dqkv, s.datty, act.qkv, act.atty, act.lse, B, T, C, NH, 0);
-        memset(s.dln, 0, BT * C * sizeof(float));
-        matmul_backward(s.dln, lg.qkvw, lg.qkvb, s.dqkv, act.ln1, lp.qkvw, BT, C, 3 * C);
+        matmul_backward_into(s.dln, lg.qkvw, lg.qkvb, s.dqkv, act.ln1, lp.qkvw, BT, C, 3 * C, 1, 0);
         layernorm_backward(s.dresidual, lg.ln1w, lg.ln1b, s.dln, residual, lp.ln1w, act.ln1_mean, act.ln1_rstd, BT, C);
         // dresidual is now d(layer input) = d(previous layer's output)
         if (fused) {

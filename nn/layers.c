@@ -142,29 +142,46 @@ void gelu_forward(float *out, const float *inp, int N, GeluKind kind) {
     profile_end();
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, int N, GeluKind kind) {
-    profile_begin(PROFILE_POINTWISE, 0);
+// d gelu(x) / dx
+static inline float gelu_grad(float x, GeluKind kind) {
     if (kind == GELU_TANH) {
+        float u = SQRT_2_OVER_PI * (x + 0.044715f * x * x * x);
+        float th = vtanhf(u);
+        float sech2 = 1.0f - th * th;
+        float du_dx = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x);
+        return 0.5f * (1.0f + th) + 0.5f * x * sech2 * du_dx;
+    }
+    float cdf = 0.5f * (1.0f + verff(x * INV_SQRT_2));
+    float pdf = INV_SQRT_2PI * vexpf(-0.5f * x * x);
+    return cdf + x * pdf;
+}
+
+// write 0: dinp += grad * dout; 1: dinp = grad * dout (dinp may be dout)
+static void gelu_backward_to(float *dinp, const float *inp, const float *dout, int N, GeluKind kind, int write) {
+    profile_begin(PROFILE_POINTWISE, 0);
+    // one loop per kind and mode, so that each vectorises with its own function inlined
+    if (kind == GELU_TANH && write) {
         #pragma omp parallel for simd schedule(static)
-        for (int i = 0; i < N; i++) {
-            float x = inp[i];
-            float u = SQRT_2_OVER_PI * (x + 0.044715f * x * x * x);
-            float th = vtanhf(u);
-            float sech2 = 1.0f - th * th;
-            float du_dx = SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x);
-            float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * du_dx;
-            dinp[i] += grad * dout[i];
-        }
+        for (int i = 0; i < N; i++) dinp[i] = gelu_grad(inp[i], GELU_TANH) * dout[i];
+    } else if (kind == GELU_TANH) {
+        #pragma omp parallel for simd schedule(static)
+        for (int i = 0; i < N; i++) dinp[i] += gelu_grad(inp[i], GELU_TANH) * dout[i];
+    } else if (write) {
+        #pragma omp parallel for simd schedule(static)
+        for (int i = 0; i < N; i++) dinp[i] = gelu_grad(inp[i], GELU_ERF) * dout[i];
     } else {
         #pragma omp parallel for simd schedule(static)
-        for (int i = 0; i < N; i++) {
-            float x = inp[i];
-            float cdf = 0.5f * (1.0f + verff(x * INV_SQRT_2));
-            float pdf = INV_SQRT_2PI * vexpf(-0.5f * x * x);
-            dinp[i] += (cdf + x * pdf) * dout[i];
-        }
+        for (int i = 0; i < N; i++) dinp[i] += gelu_grad(inp[i], GELU_ERF) * dout[i];
     }
     profile_end();
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, int N, GeluKind kind) {
+    gelu_backward_to(dinp, inp, dout, N, kind, 0);
+}
+
+void gelu_backward_inplace(float *dout_to_dinp, const float *inp, int N, GeluKind kind) {
+    gelu_backward_to(dout_to_dinp, inp, dout_to_dinp, N, kind, 1);
 }
 
 // ----------------------------------------------------------------------------

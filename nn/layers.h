@@ -38,6 +38,9 @@ typedef enum { GELU_TANH, GELU_ERF } GeluKind;
 void gelu_forward(float *out, const float *inp, int N, GeluKind kind);
 // dout [N] -> dinp [N] +=
 void gelu_backward(float *dinp, const float *inp, const float *dout, int N, GeluKind kind);
+// The same written in place, dout [N] -> dinp [N] (the bits of gelu_backward
+// into zeros), for a caller whose dout is not needed afterwards: no buffer to clear.
+void gelu_backward_inplace(float *dout_to_dinp, const float *inp, int N, GeluKind kind);
 
 // Residual connection: out [N] = a + b.
 void residual_forward(float *out, const float *a, const float *b, int N);

@@ -1188,14 +1188,15 @@ static void bias_backward(float *dbias, const float *dout, int BT, int OC) {
     }
 }
 
-// dweight_beta 1: dweight += dout^T @ inp; 0: dweight = dout^T @ inp (never read)
-static void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                            const float *weight, int BT, int C, int OC, float dweight_beta) {
+// write_*: the gradient is written (gemm's beta 0: never read), else added into (beta 1)
+void matmul_backward_into(float *dinp, float *dweight, float *dbias,
+                          const float *dout, const float *inp, const float *weight,
+                          int BT, int C, int OC, int write_dinp, int write_dweight) {
     profile_begin(PROFILE_GEMM_BWD, 2.0 * BT * C * OC * (dinp ? 2 : 1));
-    // dinp[BT,C] += dout[BT,OC] @ weight[OC,C]
-    if (dinp) gemm(LINEAR_BF16, 0, 0, BT, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C, NULL);
+    // dinp[BT,C] (+)= dout[BT,OC] @ weight[OC,C]
+    if (dinp) gemm(LINEAR_BF16, 0, 0, BT, C, OC, 1.0f, dout, OC, weight, C, write_dinp ? 0.0f : 1.0f, dinp, C, NULL);
     // dweight[OC,C] (+)= dout^T @ inp[BT,C]: op(A) = dout^T, read in place k-major
-    gemm(LINEAR_BF16, 1, 0, OC, C, BT, 1.0f, dout, OC, inp, C, dweight_beta, dweight, C, NULL);
+    gemm(LINEAR_BF16, 1, 0, OC, C, BT, 1.0f, dout, OC, inp, C, write_dweight ? 0.0f : 1.0f, dweight, C, NULL);
     if (dbias) bias_backward(dbias, dout, BT, OC);
     profile_end();
 }
@@ -1203,11 +1204,5 @@ static void linear_backward(float *dinp, float *dweight, float *dbias, const flo
 void matmul_backward(float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight,
                      int BT, int C, int OC) {
-    linear_backward(dinp, dweight, dbias, dout, inp, weight, BT, C, OC, 1.0f);
-}
-
-void matmul_backward_write(float *dinp, float *dweight, float *dbias,
-                           const float *dout, const float *inp, const float *weight,
-                           int BT, int C, int OC) {
-    linear_backward(dinp, dweight, dbias, dout, inp, weight, BT, C, OC, 0.0f);
+    matmul_backward_into(dinp, dweight, dbias, dout, inp, weight, BT, C, OC, 0, 0);
 }

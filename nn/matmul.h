@@ -30,14 +30,15 @@ void matmul_backward(float *dinp, float *dweight, float *dbias,
                      const float *dout, const float *inp, const float *weight,
                      int BT, int C, int OC);
 
-// The same, but the weight gradient is written, not added (its old contents
-// are never read): dweight[OC,C] = dout^T @ inp; dinp and dbias still add.
-// The bits of matmul_backward into a cleared dweight (except that an exact -0
-// stays -0), for a caller that produces each weight gradient once per
-// backward (the fused updates), which then need not clear it first.
-void matmul_backward_write(float *dinp, float *dweight, float *dbias,
-                           const float *dout, const float *inp, const float *weight,
-                           int BT, int C, int OC);
+// The same with a choice for dinp and for dweight: written (1: dinp = dout @
+// weight, dweight = dout^T @ inp, their old contents never read) or added into
+// (0, as matmul_backward; dbias always adds). Written gives the bits of
+// matmul_backward into a cleared buffer (except that an exact -0 stays -0),
+// for a caller that would otherwise clear it first: a fresh activation
+// gradient, or a weight gradient produced once per backward (fused updates).
+void matmul_backward_into(float *dinp, float *dweight, float *dbias,
+                          const float *dout, const float *inp, const float *weight,
+                          int BT, int C, int OC, int write_dinp, int write_dweight);
 
 // The same two, written as plain loops (the definition; slow, for tests).
 // In a PRECISION=bf16 build the fast pair rounds its inputs to bf16 first

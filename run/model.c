@@ -132,9 +132,9 @@ void layer_activations_add(TensorList *l, size_t offset, size_t L, size_t B, siz
 }
 
 void layer_scratch_add(TensorList *l, size_t offset, size_t BT, size_t C, int keep_outputs) {
-    size_t cols[] = {C, C, C, 3 * C, 4 * C, 4 * C, C, keep_outputs ? 0 : C};
+    size_t cols[] = {C, C, C, 3 * C, keep_outputs ? 0 : 4 * C, 4 * C, C, keep_outputs ? 0 : C};
     size_t fields[] = {offsetof(LayerScratch, dresidual), offsetof(LayerScratch, dln), offsetof(LayerScratch, datty),
-                       offsetof(LayerScratch, dqkv), offsetof(LayerScratch, dfch), offsetof(LayerScratch, dfch_gelu),
+                       offsetof(LayerScratch, dqkv), offsetof(LayerScratch, fch_gelu), offsetof(LayerScratch, dfch_gelu),
                        offsetof(LayerScratch, scratch), offsetof(LayerScratch, ln)};
     for (int k = 0; k < 8; k++) tensor_add(l, offset + fields[k], BT, cols[k]);
 }

@@ -123,8 +123,8 @@ typedef struct {
     float *dln;       // (B, T, C) gradient of a LayerNorm output
     float *datty;     // (B, T, C)
     float *dqkv;      // (B, T, 3C)
-    float *dfch;      // (B, T, 4C) (a recomputed GELU output first, when the activations do not keep it)
-    float *dfch_gelu; // (B, T, 4C)
+    float *fch_gelu;  // (B, T, 4C) a recomputed GELU output, when the activations do not keep it (else none)
+    float *dfch_gelu; // (B, T, 4C) gradient of the GELU output, then (in place) of its input
     float *scratch;   // (B, T, C) a projection's output before it is added to the residual (and the model's own uses)
     float *ln;        // (B, T, C) a recomputed LayerNorm output, when the activations do not keep them (else none)
 } LayerScratch;

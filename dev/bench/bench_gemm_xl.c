@@ -2,7 +2,7 @@
 // trainer runs them with fused updates: per layer the forward of qkv (3C),
 // attproj (C), fc (4C) and fcproj (4C -> C), then in reverse each backward's
 // input gradient (dinp += dout @ W) and weight gradient, written (beta 0, as
-// matmul_backward_write); and the LM head (Vp 50304) once. The weights stream
+// matmul_backward_into with write_dweight); and the LM head (Vp 50304) once. The weights stream
 // from memory as in a step: LAYERS sets of them (369 MB, beyond the 32 MiB
 // L3) used in turn, and wte's 322 MB. Each product is timed on its own;
 // printed per product, GFLOP/s per thread (all the threads' work over the

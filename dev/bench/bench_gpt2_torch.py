@@ -5,7 +5,9 @@ parameter groups, fp32, on the CPU.
     /usr/bin/python3 dev/bench/bench_gpt2_torch.py --depth 12 -b 4 -t 64 --steps 12 [--threads 2]
 
 Prints one line: "result: <median ms of the steps after the first 2> <median CPU ms per thread> <peak RSS bytes>"
-(CPU time is the process's, divided by --threads). --which-blas prints the BLAS library PyTorch loaded and stops.
+(CPU time is the process's, divided by --threads). --steps-out FILE also appends "<ms> <CPU ms per thread>"
+for each of those steps to FILE (bench_train.sh pools the steps of several runs). --which-blas prints the
+BLAS library PyTorch loaded and stops.
 """
 import argparse
 import os
@@ -28,6 +30,7 @@ def main():
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("-i", default="data/bible/bible_train_000000.bin")
+    ap.add_argument("--steps-out", default=None)
     ap.add_argument("--which-blas", action="store_true")
     args = ap.parse_args()
     if args.which_blas:
@@ -64,6 +67,9 @@ def main():
         cpu_times.append(1000.0 * (time.process_time() - c0) / args.threads)
     timed = times[2:] if len(times) > 2 else times
     cpu_timed = cpu_times[2:] if len(cpu_times) > 2 else cpu_times
+    if args.steps_out:
+        with open(args.steps_out, "a") as f:
+            f.writelines(f"{m:.1f} {c:.1f}\n" for m, c in zip(timed, cpu_timed))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"result: {np.median(timed):.1f} {np.median(cpu_timed):.1f} {rss}")
 

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Training-step time of train_gpt2 (AdamW) next to PyTorch on the same GPT-2
 # 124M, same data, same thread count, measured in the same run, at B4 T64,
-# B1 T1024 and B4 T1024: median ms/step over the steps after the first two,
+# B1 T1024 and B4 T1024: median ms/step over the steps after the first two of
+# ROUNDS runs of each program, the two taking turns (default 3: on a shared
+# virtual machine a disturbance from outside can slow a few steps by half,
+# and alternating runs spreads it over both programs instead of one),
 # by wall clock and by CPU time per thread (the process's CPU time divided by
 # the thread count; on a shared machine the wall clock also counts the wait for
 # a core), GFLOP/s = (6N + 6LCT) B T / time (N counts the padded vocabulary, as
 # the reference table in shared/README.md) and its share of the FP32 FMA peak
-# that bench_fma measures for the same threads in the same run (the CPU's name
-# heads the output: the machines of this project have differed), and peak RSS.
+# that bench_fma measures for the same threads in the same run, at the start
+# and at the end, the higher of the two (a disturbance can only lower it; the
+# CPU's name heads the output: the machines of this project have differed),
+# and peak RSS.
 # The PyTorch peer is tuned: tcmalloc preloaded and OpenBLAS free to use AVX-512
 # (this machine sets OPENBLAS_CORETYPE=Haswell); the script checks that an
 # optimised BLAS is installed (make python-deps installs libopenblas0-pthread)
@@ -19,7 +24,7 @@
 # it was not measured.
 # Writes the table to dev/results/bench_train.txt and its markdown form to
 # dev/results/bench_train.md (dev/bench/readme_table.py puts it in the README).
-#   [LLMC_DIR=DIR] [SHAPES="4x64 1x1024 4x1024"] [LLMC_SHAPES=...] dev/bench/bench_train.sh BIN BENCH_FMA [steps]
+#   [LLMC_DIR=DIR] [SHAPES="4x64 1x1024 4x1024"] [LLMC_SHAPES=...] [ROUNDS=3] dev/bench/bench_train.sh BIN BENCH_FMA [steps]
 # (make bench-train passes them on). SHAPES picks some of the three shapes (for
 # a quick check; the README's table has all three); LLMC_SHAPES (default
 # SHAPES) those of them llm.c runs at: it needs 2.5, 6.3 and 19.1 GiB at the
@@ -29,6 +34,8 @@ BIN=${1:?usage: bench_train.sh path/to/train_gpt2_adamw path/to/bench_fma [steps
 FMA=${2:?usage: bench_train.sh path/to/train_gpt2_adamw path/to/bench_fma [steps]}
 STEPS=${3:-8}
 [[ "$STEPS" =~ ^[0-9]+$ && "$STEPS" -ge 3 ]] || { echo "bench_train.sh: steps must be a whole number >= 3 (the median is over steps 3..), not '$STEPS'" >&2; exit 1; }
+ROUNDS=${ROUNDS:-3}
+[[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 ]] || { echo "bench_train.sh: ROUNDS must be a whole number >= 1, not '$ROUNDS'" >&2; exit 1; }
 SHAPES=${SHAPES:-4x64 1x1024 4x1024}
 LLMC_SHAPES=${LLMC_SHAPES:-$SHAPES}
 for shape in $SHAPES $LLMC_SHAPES; do
@@ -42,7 +49,8 @@ fi
 THREADS=${OMP_NUM_THREADS:-2}
 export OMP_NUM_THREADS=$THREADS
 MACHINE=$("$FMA" "$THREADS")
-PEAK=$(sed -n 's/^fp32 fma peak: \([0-9.]*\) GFLOP.*/\1/p' <<<"$MACHINE")
+fma_peak() { sed -n 's/^fp32 fma peak: \([0-9.]*\) GFLOP.*/\1/p' <<<"$1"; }
+PEAK=$(fma_peak "$MACHINE")
 [ -n "$PEAK" ] || { echo "bench_train.sh: no peak from $FMA" >&2; exit 1; }
 TCMALLOC=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 [ -e "$TCMALLOC" ] || { echo "bench_train.sh: $TCMALLOC missing (make python-deps installs libtcmalloc-minimal4)" >&2; exit 1; }
@@ -60,19 +68,26 @@ OUT_MD=dev/results/bench_train.md
 avail_gib() { awk '/^MemAvailable:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo; }
 fits() { awk -v need="$1" -v have="$(avail_gib)" 'BEGIN { exit !(need * 1.1 < have) }'; }
 
-ours() { # depth B T -> "median_ms median_cpu_ms_per_thread peak_rss first_loss"
+ours() { # depth B T steps_file -> "peak_rss first_loss"; appends "ms cpu_ms_per_thread" of steps 3.. to steps_file
     "$BIN" -e "d$1" -b "$2" -t "$3" -x "$STEPS" -s -1 -v 0 -o "$WORK/run" --seed 1 >/dev/null
-    python3 - "$WORK/run/log.jsonl" "$THREADS" <<'PY'
-import json, statistics, sys
+    python3 - "$WORK/run/log.jsonl" "$THREADS" "$4" <<'PY'
+import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
 steps = [r for r in recs if "ms" in r and r["step"] > 2]
 rss = max([r["peak_rss_bytes"] for r in recs if "peak_rss_bytes" in r] or [0])
-ms = statistics.median(r["ms"] for r in steps)
-cpu = statistics.median(r["cpu_ms"] for r in steps) / int(sys.argv[2])
+with open(sys.argv[3], "a") as f:
+    f.writelines(f"{r['ms']:.1f} {r['cpu_ms'] / int(sys.argv[2]):.1f}\n" for r in steps)
 first = next(r["loss"] for r in recs if r.get("step") == 1 and "loss" in r)
-print(f"{ms:.1f} {cpu:.1f} {rss} {first:.6f}")
+print(f"{rss} {first:.6f}")
 PY
     rm -rf "$WORK/run"
+}
+medians() { # steps_file -> "median_ms median_cpu_ms steps", over all the runs' steps
+    python3 - "$1" <<'PY'
+import statistics, sys
+rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+print(f"{statistics.median(r[0] for r in rows):.1f} {statistics.median(r[1] for r in rows):.1f} {len(rows)}")
+PY
 }
 
 # llm.c's CPU trainer. Its main() has no flags: it reads gpt2_124M.bin and
@@ -165,7 +180,7 @@ llmc_need_gib() { # N L C B T
 
 if [ -n "$LLMC_DIR" ]; then
     llmc_version=$(git -C "$LLMC_DIR" rev-parse --short HEAD 2>/dev/null || echo "no git")
-    LLMC_LINE="llm.c: $LLMC_DIR/train_gpt2.c (sha256 $(sha256sum "$LLMC_DIR/train_gpt2.c" | cut -c1-12), $llmc_version), built with $(cc --version | head -n 1) $LLMC_CFLAGS $LLMC_LDLIBS (its Makefile's CPU flags); $LLMC_STEPS steps per run (median of steps 3-$LLMC_STEPS)"
+    LLMC_LINE="llm.c: $LLMC_DIR/train_gpt2.c (sha256 $(sha256sum "$LLMC_DIR/train_gpt2.c" | cut -c1-12), $llmc_version), built with $(cc --version | head -n 1) $LLMC_CFLAGS $LLMC_LDLIBS (its Makefile's CPU flags); one run of $LLMC_STEPS steps (median of steps 3-$LLMC_STEPS)"
     llmc_setup
 else
     LLMC_LINE="llm.c: not measured (set LLMC_DIR to a checkout of karpathy/llm.c)"
@@ -173,15 +188,12 @@ fi
 NOTES=() # lines under the markdown table
 
 {
-echo "make bench-train: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $THREADS threads, $STEPS steps per run (median of steps 3-$STEPS), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "make bench-train: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $THREADS threads, $ROUNDS runs of each program taking turns, $STEPS steps per run (median of steps 3-$STEPS of all runs), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$MACHINE"
 echo "PyTorch's BLAS: $(env -u OPENBLAS_CORETYPE LD_PRELOAD=$TCMALLOC /usr/bin/python3 dev/bench/bench_gpt2_torch.py --which-blas)"
 echo "$LLMC_LINE"
-printf "%-16s %-28s %9s %9s %8s %8s %8s %10s %8s\n" config program "ms/step" "cpu ms" "GFLOP/s" "% peak" "by cpu" "peak RSS" "ours/it"
 } | tee "$WORK/txt"
-{ echo "On this run's CPU ($(sed -n 's/^cpu: //p' <<<"$MACHINE")) the FP32 FMA peak measured by \`bench_fma\` in the same run is $PEAK GFLOP/s with $THREADS threads."; echo; } > "$WORK/md"
-echo "| 124M, shape | program | ms/step | CPU ms/step per thread | GFLOP/s | share of the ${PEAK} GFLOP/s peak | by CPU time | peak RSS | ours / that program |" >> "$WORK/md"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|" >> "$WORK/md"
+RESULTS=() # "config|program|ms|cpu ms|flops|rss|our ms", printed once the peak is known
 D=12
 for shape in $SHAPES; do
     B=${shape%x*} T=${shape#*x}
@@ -194,14 +206,26 @@ for shape in $SHAPES; do
     if ! fits "$need_ours"; then
         echo "B$B T$T: skipped, train_gpt2 needs about $need_ours GiB and $(avail_gib) GiB is available" | tee -a "$WORK/txt"; continue
     fi
-    read -r om ocpu orss oloss < <(ours "$D" "$B" "$T")
+    # ROUNDS runs of each program, taking turns; the medians pool all their steps
+    torch_fits=1
+    fits "$need_torch" || torch_fits=0
+    [ "$torch_fits" = 1 ] || echo "B$B T$T: PyTorch skipped, it needs about $need_torch GiB and $(avail_gib) GiB is available" | tee -a "$WORK/txt"
+    : > "$WORK/ours_steps"; : > "$WORK/torch_steps"
+    orss=0 trss=0
+    for ((round = 1; round <= ROUNDS; round++)); do
+        read -r rss oloss < <(ours "$D" "$B" "$T" "$WORK/ours_steps")
+        orss=$(( rss > orss ? rss : orss ))
+        if [ "$torch_fits" = 1 ]; then
+            read -r _ _ rss < <(env -u OPENBLAS_CORETYPE LD_PRELOAD=$TCMALLOC /usr/bin/python3 dev/bench/bench_gpt2_torch.py \
+                --depth "$D" -b "$B" -t "$T" --steps "$STEPS" --threads "$THREADS" --steps-out "$WORK/torch_steps" | sed -n 's/^result: //p')
+            trss=$(( rss > trss ? rss : trss ))
+        fi
+    done
+    read -r om ocpu _ < <(medians "$WORK/ours_steps")
     rows=("train_gpt2 (this project)|$om|$ocpu|$orss")
-    if fits "$need_torch"; then
-        read -r tm tcpu trss < <(env -u OPENBLAS_CORETYPE LD_PRELOAD=$TCMALLOC /usr/bin/python3 dev/bench/bench_gpt2_torch.py \
-            --depth "$D" -b "$B" -t "$T" --steps "$STEPS" --threads "$THREADS" | sed -n 's/^result: //p')
+    if [ "$torch_fits" = 1 ]; then
+        read -r tm tcpu _ < <(medians "$WORK/torch_steps")
         rows+=("PyTorch + tcmalloc + AVX-512|$tm|$tcpu|$trss")
-    else
-        echo "B$B T$T: PyTorch skipped, it needs about $need_torch GiB and $(avail_gib) GiB is available" | tee -a "$WORK/txt"
     fi
     if [ -n "$LLMC_DIR" ] && [[ " $LLMC_SHAPES " != *" $shape "* ]]; then
         NOTES+=("B$B T$T: llm.c not run here (LLMC_SHAPES=$LLMC_SHAPES)")
@@ -218,14 +242,31 @@ for shape in $SHAPES; do
     fi
     for row in "${rows[@]}"; do
         IFS='|' read -r prog m cpu rss <<<"$row"
-        awk -v n="B$B T$T" -v p="$prog" -v m="$m" -v c="$cpu" -v f="$FLOPS" -v r="$rss" -v o="$om" -v pk="$PEAK" \
-            -v txt="$WORK/txt" -v md="$WORK/md" 'BEGIN {
-            g = f / (m / 1000) / 1e9; gc = f / (c / 1000) / 1e9
-            line = sprintf("%-16s %-28s %9.0f %9.0f %8.1f %7.0f%% %7.0f%% %6.2f GiB %7.2fx", n, p, m, c, g, 100 * g / pk, 100 * gc / pk, r / 2^30, o / m)
-            print line; print line >> txt
-            printf "| %s | %s | %.0f | %.0f | %.0f | %.0f%% | %.0f%% | %.2f GiB | %s |\n", n, p, m, c, g, 100 * g / pk, 100 * gc / pk, r / 2^30, \
-                (p ~ /PyTorch/ ? sprintf("**%.2fx**", o / m) : p ~ /llm.c/ ? sprintf("%.2fx", o / m) : "") >> md }'
+        RESULTS+=("B$B T$T|$prog|$m|$cpu|$FLOPS|$rss|$om")
+        echo "B$B T$T $prog: $m ms/step, $cpu CPU ms/step per thread" >&2
     done
+done
+# the peak again, after the runs: the higher of the two measurements counts
+MACHINE_END=$("$FMA" "$THREADS")
+PEAK_START=$PEAK PEAK_END=$(fma_peak "$MACHINE_END")
+[ -n "$PEAK_END" ] || { echo "bench_train.sh: no peak from $FMA" >&2; exit 1; }
+PEAK=$(awk -v a="$PEAK_START" -v b="$PEAK_END" 'BEGIN { print (b > a ? b : a) }')
+{
+echo "fp32 fma peak at the start $PEAK_START, at the end $PEAK_END GFLOP/s: shares of $PEAK"
+printf "%-16s %-28s %9s %9s %8s %8s %8s %10s %8s\n" config program "ms/step" "cpu ms" "GFLOP/s" "% peak" "by cpu" "peak RSS" "ours/it"
+} | tee -a "$WORK/txt"
+{ echo "On this run's CPU ($(sed -n 's/^cpu: //p' <<<"$MACHINE")) the FP32 FMA peak measured by \`bench_fma\` in the same run is $PEAK GFLOP/s with $THREADS threads (the higher of its measurements before and after the runs: $PEAK_START and $PEAK_END). Each program ran $ROUNDS times, taking turns, $STEPS steps a run; the times are the medians of steps 3-$STEPS of all its runs."; echo; } > "$WORK/md"
+echo "| 124M, shape | program | ms/step | CPU ms/step per thread | GFLOP/s | share of the ${PEAK} GFLOP/s peak | by CPU time | peak RSS | ours / that program |" >> "$WORK/md"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|" >> "$WORK/md"
+for result in "${RESULTS[@]}"; do
+    IFS='|' read -r n prog m cpu flops rss om <<<"$result"
+    awk -v n="$n" -v p="$prog" -v m="$m" -v c="$cpu" -v f="$flops" -v r="$rss" -v o="$om" -v pk="$PEAK" \
+        -v txt="$WORK/txt" -v md="$WORK/md" 'BEGIN {
+        g = f / (m / 1000) / 1e9; gc = f / (c / 1000) / 1e9
+        line = sprintf("%-16s %-28s %9.0f %9.0f %8.1f %7.0f%% %7.0f%% %6.2f GiB %7.2fx", n, p, m, c, g, 100 * g / pk, 100 * gc / pk, r / 2^30, o / m)
+        print line; print line >> txt
+        printf "| %s | %s | %.0f | %.0f | %.0f | %.0f%% | %.0f%% | %.2f GiB | %s |\n", n, p, m, c, g, 100 * g / pk, 100 * gc / pk, r / 2^30, \
+            (p ~ /PyTorch/ ? sprintf("**%.2fx**", o / m) : p ~ /llm.c/ ? sprintf("%.2fx", o / m) : "") >> md }'
 done
 { echo; echo "$LLMC_LINE."; } >> "$WORK/md"
 for note in "${NOTES[@]}"; do
