@@ -506,8 +506,9 @@ static void test_sgemm_bf16(void) {
         {8500, 70, 37}, {40, 3300, 66},
             // on 2 threads, an operand both convert a part of (gemm_block_bf16's shared one): A's 3 row
             // blocks split 1 + 2, B's 3 slivers split 1 + 2, A's one block packed by one thread alone;
-            // odd K over 2 and 3 K blocks
-        {300, 1000, 601}, {700, 150, 1301}, {70, 4200, 600},
+            // odd K over 2 and 3 K blocks; B shared, each thread's 650 rows in a 504-row chunk (the
+            // shared-B chunk) and a partial one, over 3 K blocks
+        {300, 1000, 601}, {700, 150, 1301}, {70, 4200, 600}, {1300, 130, 1100},
     };
     static const float ab[][2] = {{1, 0}, {1, 1}, {0.5f, -2}, {-1.5f, 0}};
     int n = sizeof shapes / sizeof shapes[0], case_no = 0;

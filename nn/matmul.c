@@ -520,6 +520,10 @@ _Static_assert(ASTRIDE_T >= MC && ASTRIDE_T % 16 == 0 && KC_BF16 % 32 == 0, "bf1
 // A blocks packed at once: up to A_CHUNK_BLOCKS * MC = 4158 rows, all of a
 // GPT-2 product's BT = 4096 (4.1 MiB per thread, read from L3)
 #define A_CHUNK_BLOCKS 33
+// ... except with a shared B (SHARE_B below), which no chunk repacks: then
+// chunks of 4 blocks (504 rows, 512 KiB), which stay in L2 beside the B
+// sliver (see gemm_block_bf16)
+#define A_CHUNK_BLOCKS_SHARED_B 4
 #define PACK_A_BF16_WORDS (A_CHUNK_BLOCKS * A_BLOCK_BF16_WORDS)
 // One B sliver [KC_BF16/2][NR], and the slivers packed at once: a panel of
 // up to NC_BF16 columns (1.5 MiB)
@@ -537,10 +541,28 @@ static inline __m512i bf16_interleave(__m512 x, __m512 y) {
     return bf16_pairs(_mm512_permutex2var_ps(x, lo_idx, y), _mm512_permutex2var_ps(x, hi_idx, y));
 }
 
+// The packers fetch their fp32 source this far ahead of the conversion
+// (software prefetch): rows of op(A) = A, pairs of rows of A^T and B, groups
+// of 16 rows of B^T. Left to the hardware prefetcher, they waited on memory:
+// their runs are short (a K block: 2 KiB of a row) and often 4 KiB-aliased
+// (GPT-2's 3072-wide operands), and the operands of a 124M step come from
+// DRAM (one thread, the step's products: 3.9% less time; dinp of fc 26 -> 19
+// M cycles of packing, the logits' W^T 62 -> 38 M).
+#define PACK_AHEAD_ROWS 4
+#define PACK_AHEAD_PAIRS 2
+#define PACK_AHEAD_COLS 16
+
 // Two rows x (an even k) and y (the next k; NULL past the last one) of n
 // values, zero-padded to width (a multiple of 16): word c = (bf16 x[c], bf16 y[c])
-static inline void pack_row_pair_bf16(uint32_t *dst, const float *x, const float *y, int n, int width) {
+// (ahead, if not NULL: the same columns of a later pair of rows, the same
+// distance apart, fetched meanwhile)
+static inline void pack_row_pair_bf16(uint32_t *dst, const float *x, const float *y, int n, int width,
+                                      const float *ahead) {
     for (int c0 = 0; c0 < width; c0 += 16) {
+        if (ahead) {
+            _mm_prefetch((const char *)(ahead + c0), _MM_HINT_T0);
+            _mm_prefetch((const char *)(ahead + (y - x) + c0), _MM_HINT_T0);
+        }
         __mmask16 m = tail_mask(n - c0);
         __m512 xv = _mm512_maskz_loadu_ps(m, x + c0);
         __m512 yv = y ? _mm512_maskz_loadu_ps(m, y + c0) : _mm512_setzero_ps();
@@ -563,6 +585,11 @@ static void pack_A_chunk_bf16(uint32_t *dst, const float *A, int lda, int transA
                 uint32_t *d = dst + blk * A_BLOCK_BF16_WORDS + (size_t)r * (KC_BF16 / 2);
                 const float *row = A + (size_t)(i0 + blk * MC + r) * lda + p0;
                 for (int k0 = 0; k0 < kc; k0 += 32) {
+                    if (blk * MC + r + PACK_AHEAD_ROWS < m) {
+                        const char *ahead = (const char *)(row + (size_t)PACK_AHEAD_ROWS * lda + k0);
+                        _mm_prefetch(ahead, _MM_HINT_T0);
+                        _mm_prefetch(ahead + 64, _MM_HINT_T0);
+                    }
                     __m512 lo = _mm512_setzero_ps(), hi = lo;
                     if (r < mc) {
                         lo = _mm512_maskz_loadu_ps(tail_mask(kc - k0), row + k0);
@@ -580,7 +607,8 @@ static void pack_A_chunk_bf16(uint32_t *dst, const float *A, int lda, int transA
         for (int blk = 0; blk < nblocks; blk++) {
             int mc = min_int(MC, m - blk * MC);
             pack_row_pair_bf16(dst + blk * A_BLOCK_BF16_WORDS + (size_t)p * ASTRIDE_T, x + blk * MC,
-                               y ? y + blk * MC : NULL, mc, ceil_div(mc, MR) * MR);
+                               y ? y + blk * MC : NULL, mc, ceil_div(mc, MR) * MR,
+                               2 * (p + PACK_AHEAD_PAIRS) + 1 < kc ? x + blk * MC + (size_t)2 * PACK_AHEAD_PAIRS * lda : NULL);
         }
     }
 }
@@ -596,7 +624,9 @@ static void pack_B_panel_bf16(uint32_t *dst, const float *B, int ldb, int transB
             const float *x = B + (size_t)(p0 + 2 * p) * ldb + j0, *y = 2 * p + 1 < kc ? x + ldb : NULL;
             for (int s = 0; s < nslivers; s++)
                 pack_row_pair_bf16(dst + s * SLIVER_BF16_WORDS + (size_t)p * NR, x + s * NR, y ? y + s * NR : NULL,
-                                   min_int(NR, n - s * NR), NR);
+                                   min_int(NR, n - s * NR), NR,
+                                   2 * (p + PACK_AHEAD_PAIRS) + 1 < kc ? x + s * NR + (size_t)2 * PACK_AHEAD_PAIRS * ldb
+                                                                       : NULL);
         }
         return;
     }
@@ -610,6 +640,12 @@ static void pack_B_panel_bf16(uint32_t *dst, const float *B, int ldb, int transB
             for (int k0 = 0; k0 < kc; k0 += 32) {
                 __m512 r[16];
                 __mmask16 mlo = tail_mask(kc - k0), mhi = tail_mask(kc - k0 - 16);
+                if (s * NR + v + PACK_AHEAD_COLS + 16 <= n)
+                    for (int c = 0; c < 16; c++) {
+                        const char *ahead = (const char *)(B + (size_t)(j0 + s * NR + v + PACK_AHEAD_COLS + c) * ldb + p0 + k0);
+                        _mm_prefetch(ahead, _MM_HINT_T0);
+                        _mm_prefetch(ahead + 64, _MM_HINT_T0);
+                    }
                 for (int c = 0; c < 16; c++) {
                     const float *row = B + (size_t)(j0 + s * NR + v + c) * ldb + p0 + k0;
                     r[c] = v + c < nv ? _mm512_castsi512_ps(bf16_pairs(_mm512_maskz_loadu_ps(mlo, row),
@@ -707,6 +743,12 @@ static int bf16_share(int tm, int tn, int M, int N, int K) {
 // the same words the thread would have packed. The sums are gemm_block's
 // (each element over the K blocks in order, the pairs in order within one),
 // so the bits depend neither on the chunks, the panels, nor the sharing.
+//
+// With SHARE_B no chunk repacks B, so the chunks are small instead
+// (A_CHUNK_BLOCKS_SHARED_B): the chunk then stays in L2 while the kernel
+// sweeps it for every sliver. Read from L3, it did not survive a C that
+// streams through the caches: the logits' weight gradient (C 50304 x 768,
+// 154 MB per product) ran 14-24% faster on 2 threads in 504-row chunks.
 static void gemm_block_bf16(int share, int t, int nt, int transA, int transB, int m0, int m1, int n0, int n1,
                             int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                             float beta, float *C, int ldc, const float *bias) {
@@ -730,7 +772,7 @@ static void gemm_block_bf16(int share, int t, int nt, int transA, int transB, in
         }
         #pragma omp barrier  // every part is packed
     }
-    const int chunk_rows = A_CHUNK_BLOCKS * MC;
+    const int chunk_rows = (share == SHARE_B ? A_CHUNK_BLOCKS_SHARED_B : A_CHUNK_BLOCKS) * MC;
     for (int pc = 0; pc < K; pc += KC_BF16) {
         int kc = min_int(KC_BF16, K - pc), kp = ceil_div(kc, 2);
         Epilogue e = {alpha, pc == 0 ? beta : 1.0f, NULL};
