@@ -434,10 +434,12 @@ void gpt2_head_forward_backward(float *logits_chunk, float *losses, float *dlnf,
         int n = BT - r0 < R ? BT - r0 : R;
         const float *x = lnf + (size_t)r0 * C;
         matmul_forward(logits_chunk, x, wte, NULL, n, C, Vp);
-        softmax_crossentropy_forward(losses + r0, logits_chunk, targets + r0, n, V, Vp);
-        if (!dlnf) continue;
-        // the gradient of mean(losses) over all BT rows
-        softmax_crossentropy_backward(logits_chunk, targets + r0, 1.0f / (float)BT, n, V, Vp);
+        if (!dlnf) {
+            softmax_crossentropy_forward(losses + r0, logits_chunk, targets + r0, n, V, Vp);
+            continue;
+        }
+        // the losses and the gradient of mean(losses) over all BT rows
+        softmax_crossentropy_forward_backward(losses + r0, logits_chunk, targets + r0, 1.0f / (float)BT, n, V, Vp);
         // each chunk's dlnf rows written, dwte written by the first chunk and
         // added into by the others (the bits of adding into cleared buffers)
         matmul_backward_into(dlnf + (size_t)r0 * C, dwte, NULL, logits_chunk, x, wte, n, C, Vp, 1, r0 == 0);

@@ -235,19 +235,28 @@ static inline double softmax_row(float *row, float maxval, int V, int Vp) {
     return sum;
 }
 
+// One row of each pass: logits -> probabilities, returning the loss; probabilities -> dlogits.
+static inline float crossentropy_row_forward(float *row, int target, int V, int Vp) {
+    float maxval = row_max(row, V);
+    float target_logit = row[target];
+    double sum = softmax_row(row, maxval, V, Vp);
+    // -log softmax[target] = log(sum) - (logit[target] - max): no log of a
+    // probability that may have underflowed to 0
+    return (float)(log(sum) - (double)(target_logit - maxval));
+}
+
+static inline void crossentropy_row_backward(float *row, int target, float dloss, int V, int Vp) {
+    #pragma omp simd
+    for (int v = 0; v < V; v++) row[v] *= dloss;
+    row[target] -= dloss;
+    for (int v = V; v < Vp; v++) row[v] = 0.0f;
+}
+
 void softmax_crossentropy_forward(float *losses, float *logits_to_probs, const int *targets,
                                   int N, int V, int Vp) {
     profile_begin(PROFILE_LOSS, 0);
     #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        float *row = logits_to_probs + (size_t)n * Vp;
-        float maxval = row_max(row, V);
-        float target_logit = row[targets[n]];
-        double sum = softmax_row(row, maxval, V, Vp);
-        // -log softmax[target] = log(sum) - (logit[target] - max): no log of a
-        // probability that may have underflowed to 0
-        losses[n] = (float)(log(sum) - (double)(target_logit - maxval));
-    }
+    for (int n = 0; n < N; n++) losses[n] = crossentropy_row_forward(logits_to_probs + (size_t)n * Vp, targets[n], V, Vp);
     profile_end();
 }
 
@@ -255,12 +264,18 @@ void softmax_crossentropy_backward(float *probs_to_dlogits, const int *targets,
                                    float dloss, int N, int V, int Vp) {
     profile_begin(PROFILE_LOSS, 0);
     #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) crossentropy_row_backward(probs_to_dlogits + (size_t)n * Vp, targets[n], dloss, V, Vp);
+    profile_end();
+}
+
+void softmax_crossentropy_forward_backward(float *losses, float *logits_to_dlogits, const int *targets,
+                                           float dloss, int N, int V, int Vp) {
+    profile_begin(PROFILE_LOSS, 0);
+    #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
-        float *row = probs_to_dlogits + (size_t)n * Vp;
-        #pragma omp simd
-        for (int v = 0; v < V; v++) row[v] *= dloss;
-        row[targets[n]] -= dloss;
-        for (int v = V; v < Vp; v++) row[v] = 0.0f;
+        float *row = logits_to_dlogits + (size_t)n * Vp;
+        losses[n] = crossentropy_row_forward(row, targets[n], V, Vp);
+        crossentropy_row_backward(row, targets[n], dloss, V, Vp);  // the row is still in L2
     }
     profile_end();
 }
