@@ -340,9 +340,11 @@ static void test_layer_into(void) {
     // odd sizes, a tile's edges, and GPT-2 XL's few-rows shapes (B*T 64, C 1600, 3C; and 4C, whose
     // weight gradient, bigger than the L3, is written with non-temporal stores; 1616 x 5300 so too,
     // with a partial last column tile and row tile); and XL's MLP projection, whose 64 x 6400
-    // input is read in panels (1 thread: 4 of 1600 columns)
+    // input is read in panels (1 thread: 4 of 1600 columns); and 512 x 300 -> 700, whose weight
+    // gradient has the LM head's order (one K block, panels of 192 and 108 columns, more rows
+    // than columns: each A block through every panel)
     static const int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 32, 96}, {100, 129, 257}, {64, 1600, 4800},
-                                    {64, 1600, 6400}, {61, 1616, 5300}, {64, 6400, 1600}};
+                                    {64, 1600, 6400}, {61, 1616, 5300}, {64, 6400, 1600}, {512, 300, 700}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int mode = 1; mode < 4; mode++)  // dinp written, dweight written, both
             test_backward_into(shapes[s][0], shapes[s][1], shapes[s][2], mode & 1, mode >> 1);
