@@ -79,14 +79,16 @@ static inline float vexp2f(float x) {
     memcpy(&nbits, &nm, sizeof(nbits));
     float n = nm - round_magic;                   // the nearest integer n
     float r = xc - n;                             // exact
+    // fmaf, as vexp2f_avx512's fmadd: written p * r + c, the bits depended on
+    // gcc contracting it (at -O2 and above, not at the sanitizers' -O1)
     float p = VEXP2_C7;
-    p = p * r + VEXP2_C6;
-    p = p * r + VEXP2_C5;
-    p = p * r + VEXP2_C4;
-    p = p * r + VEXP2_C3;
-    p = p * r + VEXP2_C2;
-    p = p * r + VEXP2_C1;
-    p = p * r + 1.0f;
+    p = fmaf(p, r, VEXP2_C6);
+    p = fmaf(p, r, VEXP2_C5);
+    p = fmaf(p, r, VEXP2_C4);
+    p = fmaf(p, r, VEXP2_C3);
+    p = fmaf(p, r, VEXP2_C2);
+    p = fmaf(p, r, VEXP2_C1);
+    p = fmaf(p, r, 1.0f);
     // 2^n as two normal powers of two (n in [-150, 128]): the first product is
     // exact, the second rounds once, into a denormal or to inf where it must
     int32_t ni = (int32_t)(nbits & 0x7FFFFFu) - 0x400000, n1 = ni / 2, n2 = ni - n1;
