@@ -156,22 +156,17 @@ static inline float gelu_grad(float x, GeluKind kind) {
     return cdf + x * pdf;
 }
 
-// write 0: dinp += grad * dout; 1: dinp = grad * dout (dinp may be dout)
+// write 0: dinp += grad * dout; 1: dinp = grad * dout (dinp may be dout): the
+// sum starts from 0 instead of dinp, the bits of adding into zeros
 static void gelu_backward_to(float *dinp, const float *inp, const float *dout, int N, GeluKind kind, int write) {
     profile_begin(PROFILE_POINTWISE, 0);
-    // one loop per kind and mode, so that each vectorises with its own function inlined
-    if (kind == GELU_TANH && write) {
+    // one loop per kind, so that each vectorises with its own function inlined
+    if (kind == GELU_TANH) {
         #pragma omp parallel for simd schedule(static)
-        for (int i = 0; i < N; i++) dinp[i] = gelu_grad(inp[i], GELU_TANH) * dout[i];
-    } else if (kind == GELU_TANH) {
-        #pragma omp parallel for simd schedule(static)
-        for (int i = 0; i < N; i++) dinp[i] += gelu_grad(inp[i], GELU_TANH) * dout[i];
-    } else if (write) {
-        #pragma omp parallel for simd schedule(static)
-        for (int i = 0; i < N; i++) dinp[i] = gelu_grad(inp[i], GELU_ERF) * dout[i];
+        for (int i = 0; i < N; i++) dinp[i] = (write ? 0.0f : dinp[i]) + gelu_grad(inp[i], GELU_TANH) * dout[i];
     } else {
         #pragma omp parallel for simd schedule(static)
-        for (int i = 0; i < N; i++) dinp[i] += gelu_grad(inp[i], GELU_ERF) * dout[i];
+        for (int i = 0; i < N; i++) dinp[i] = (write ? 0.0f : dinp[i]) + gelu_grad(inp[i], GELU_ERF) * dout[i];
     }
     profile_end();
 }

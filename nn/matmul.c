@@ -1089,15 +1089,6 @@ const char *matmul_precision(void) { return "fp32"; }
 // ---------------------------------------------------------------------------
 // The linear layer.
 
-// Few rows (BT <= NR: one sequence of 64 tokens, say) use every weight only
-// BT times, so packing weight^T (what gemm does with op(B) = B^T) would cost
-// about as much as the product. Instead each thread takes chunks of
-// FWD_CHUNK output features and computes out^T = weight @ inp^T there: the
-// weight rows are read in place (as A, broadcast), only inp is packed, and
-// the chunk, which stays in L2, is transposed into out. Every output is the
-// same sum in the same order as gemm's (the bias first, beta 1 on the bias
-// standing in for gemm's epilogue, then the KC blocks), so the two paths give
-// the same bits (test_matmul checks).
 // out[i * ldo + o] = t[o * BT + i] for o < no, i < BT: a chunk of the
 // transposed output put back, 16 x 16 blocks transposed in registers (a
 // plain loop reads t a float at a time, 256 bytes apart)
@@ -1118,6 +1109,15 @@ static void transpose_chunk(float *out, int ldo, const float *t, int no, int BT)
 #endif
 }
 
+// Few rows (BT <= NR: one sequence of 64 tokens, say) use every weight only
+// BT times, so packing weight^T (what gemm does with op(B) = B^T) would cost
+// about as much as the product. Instead each thread takes chunks of
+// FWD_CHUNK output features and computes out^T = weight @ inp^T there: the
+// weight rows are read in place (as A, broadcast), only inp is packed, and
+// the chunk, which stays in L2, is transposed into out. Every output is the
+// same sum in the same order as gemm's (the bias first, beta 1 on the bias
+// standing in for gemm's epilogue, then the KC blocks), so the two paths give
+// the same bits (test_matmul checks).
 static void forward_few_rows(float *out, const float *inp, const float *weight, const float *bias,
                              int BT, int C, int OC) {
     // equal chunks, a whole number per thread, at most FWD_CHUNK wide, a
